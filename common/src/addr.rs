@@ -1,0 +1,60 @@
+//! Envelope addresses: splitting, case folding for lookups, extensions.
+//!
+//! Owns the rules for comparing addresses (domain case-insensitive; local part
+//! folded to lower case for table lookups, as Postfix does) and for removing a
+//! recipient_delimiter extension. Parsing the SMTP path syntax is proto's job.
+//!
+//! Standards: RFC 5321 2.4 (local parts may be case-sensitive, but lookups
+//! here fold them as every common MTA does), 4.5.1 (postmaster).
+
+/// `local@domain` split at the last `@`. An address without `@` has no domain.
+pub fn split(addr: &str) -> (&str, &str) {
+    match addr.rfind('@') {
+        Some(pos) => (&addr[..pos], &addr[pos + 1..]),
+        None => (addr, ""),
+    }
+}
+
+/// The lookup key of an address: lower case, extension removed.
+pub fn lookup_key(addr: &str, delimiters: &str) -> String {
+    let (local, domain) = split(addr);
+    let local = strip_extension(local, delimiters);
+    if domain.is_empty() {
+        local.to_ascii_lowercase()
+    } else {
+        format!("{}@{}", local.to_ascii_lowercase(), domain.to_ascii_lowercase())
+    }
+}
+
+/// `user+ext` -> `user` when `+` is one of `delimiters`.
+pub fn strip_extension<'a>(local: &'a str, delimiters: &str) -> &'a str {
+    if delimiters.is_empty() {
+        return local;
+    }
+    match local.find(|c| delimiters.contains(c)) {
+        Some(pos) if pos > 0 => &local[..pos],
+        _ => local,
+    }
+}
+
+/// Is `domain` one of `list` (case-insensitive, trailing dot ignored)?
+pub fn domain_in(domain: &str, list: &[String]) -> bool {
+    let d = domain.trim_end_matches('.');
+    list.iter().any(|x| x.trim_end_matches('.').eq_ignore_ascii_case(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert_eq!(split("a@b@c"), ("a@b", "c"));
+        assert_eq!(lookup_key("Joe+Lists@Example.TEST", "+"), "joe@example.test");
+        assert_eq!(lookup_key("Joe+Lists@Example.TEST", ""), "joe+lists@example.test");
+        assert_eq!(lookup_key("+x@d", "+"), "+x@d");
+        assert_eq!(lookup_key("Postmaster", ""), "postmaster");
+        assert!(domain_in("EXAMPLE.test.", &["example.test".into()]));
+        assert!(!domain_in("example.org", &["example.test".into()]));
+    }
+}

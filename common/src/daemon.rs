@@ -1,0 +1,182 @@
+//! The worker skeleton every daemon's main.rs hands itself to.
+//!
+//! Owns what all workers do the same way (Postfix's single_server and
+//! multi_server, Dovecot's master_service): the command line master gives
+//! them, reading main.cf with the service's `-o` overrides, logging set-up,
+//! the listening socket handed down, dropping root to mail_owner, and noticing
+//! SIGTERM or master going away. The daemon keeps its own event loop.
+//!
+//! Command line (written by master): `posthorn-NAME -c CONFIG_DIR -n SERVICE
+//! -t inet|unix [-u] [-o name=value]...` with `-u` meaning "unprivileged: drop
+//! to mail_owner". Environment: `POSTHORN_LISTEN_FD` (the listener),
+//! `POSTHORN_MASTER_FD` (a pipe whose end of file means master is gone),
+//! `POSTHORN_LOG` (stderr, syslog, or file:PATH).
+//!
+//! Diagnostics: configuration errors are fatal with file and line; the
+//! worker's exit status tells master whether it failed.
+
+use std::io::Read;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::log::Target;
+use crate::privilege;
+
+/// The socket a worker serves.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(UnixListener),
+}
+
+/// A started worker: configuration, listener, stop flag.
+#[derive(Debug)]
+pub struct Worker {
+    pub config: Config,
+    pub service: String,
+    pub listener: Listener,
+    /// Set by SIGTERM/SIGINT, or when master goes away.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Parsed worker command line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WorkerArgs {
+    pub config_dir: PathBuf,
+    pub service: String,
+    pub unprivileged: bool,
+    pub overrides: Vec<(String, String)>,
+}
+
+/// Parse `-c DIR -n NAME -t TYPE -u -o k=v`.
+pub fn parse_args(args: &[String]) -> Result<WorkerArgs, String> {
+    let mut w = WorkerArgs { config_dir: PathBuf::from("/etc/posthorn"), ..Default::default() };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match a.as_str() {
+            "-c" => w.config_dir = PathBuf::from(value("-c")?),
+            "-n" => w.service = value("-n")?,
+            "-t" => {
+                value("-t")?;
+            }
+            "-u" => w.unprivileged = true,
+            "-o" => {
+                let kv = value("-o")?;
+                let (k, v) = kv.split_once('=').ok_or_else(|| format!("-o {kv:?}: expected name=value"))?;
+                w.overrides.push((k.to_string(), v.to_string()));
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(w)
+}
+
+/// Start a worker named `program` (smtpd, qmgr, local): parse the command
+/// line, load the configuration, set up logging, take the listener, drop
+/// privileges when master said so. Exits with a log line on any failure.
+pub fn start(program: &str) -> Worker {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let target = Target::from_env_value(&std::env::var("POSTHORN_LOG").unwrap_or_else(|_| "stderr".into()));
+    let wa = match parse_args(&args) {
+        Ok(w) => w,
+        Err(e) => {
+            crate::log::init("posthorn", program, target, "mail");
+            crate::fatal!("usage: posthorn-{program} -c CONFIG_DIR -n SERVICE [-u] [-o name=value]: {e}");
+        }
+    };
+    let config = match Config::load_with(&wa.config_dir, &wa.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::init("posthorn", program, target, "mail");
+            crate::fatal!("{e}");
+        }
+    };
+    crate::log::init(&config.get("syslog_name"), program, target, &config.get("syslog_facility"));
+    for e in config.validate() {
+        crate::fatal!("{e}");
+    }
+    let listener = match inherited_listener() {
+        Ok(l) => l,
+        Err(e) => crate::fatal!("{e}"),
+    };
+    if wa.unprivileged && privilege::is_root() {
+        let owner = config.get("mail_owner");
+        let Some(acct) = privilege::lookup_user(&owner) else {
+            crate::fatal!("mail_owner {owner:?} is not a user on this system");
+        };
+        if acct.uid == 0 {
+            crate::fatal!("mail_owner {owner:?} must not be root");
+        }
+        if let Err(e) = privilege::drop_to(&acct) {
+            crate::fatal!("cannot drop privileges to {owner}: {e}");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            crate::fatal!("cannot install signal handler: {e}");
+        }
+    }
+    watch_master(Arc::clone(&stop));
+    Worker { config, service: wa.service, listener, stop }
+}
+
+fn inherited_listener() -> Result<Listener, String> {
+    let fd: i32 = std::env::var("POSTHORN_LISTEN_FD")
+        .map_err(|_| "no listening socket: workers are started by posthorn-master".to_string())?
+        .parse()
+        .map_err(|_| "bad POSTHORN_LISTEN_FD".to_string())?;
+    match std::env::var("POSTHORN_LISTEN_KIND").as_deref() {
+        Ok("unix") => privilege::inherited_unix_listener(fd).map(Listener::Unix),
+        _ => privilege::inherited_tcp_listener(fd).map(Listener::Tcp),
+    }
+    .map_err(|e| format!("listening socket from master: {e}"))
+}
+
+/// When master's pipe reaches end of file, master is gone: set the stop flag,
+/// and exit if the daemon has not finished within a grace period.
+fn watch_master(stop: Arc<AtomicBool>) {
+    let Some(fd) = std::env::var("POSTHORN_MASTER_FD").ok().and_then(|v| v.parse::<i32>().ok()) else {
+        return;
+    };
+    let Ok(mut pipe) = privilege::inherited_pipe(fd) else { return };
+    let spawned = std::thread::Builder::new().name("master-watch".into()).spawn(move || {
+        let mut b = [0u8; 16];
+        while matches!(pipe.read(&mut b), Ok(n) if n > 0) {}
+        crate::warning!("master went away; stopping");
+        stop.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(10));
+        std::process::exit(0);
+    });
+    if let Err(e) = spawned {
+        crate::warning!("cannot watch master: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args() {
+        let a: Vec<String> = "-c /x -n smtp -t inet -u -o a=b=c".split(' ').map(String::from).collect();
+        let w = parse_args(&a).unwrap();
+        assert_eq!(w.config_dir, PathBuf::from("/x"));
+        assert_eq!(w.service, "smtp");
+        assert!(w.unprivileged);
+        assert_eq!(w.overrides, vec![("a".into(), "b=c".into())]);
+        assert!(parse_args(&["-c".into()]).is_err());
+        assert!(parse_args(&["--bogus".into()]).is_err());
+    }
+}

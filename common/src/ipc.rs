@@ -1,0 +1,122 @@
+//! Messages between posthorn processes on Unix sockets, and their framing.
+//!
+//! A frame is a u32 little-endian length and that many bytes of bincode 2
+//! (serde) encoding. Owns the message types and their bounds; the daemons own
+//! what they do with them.
+//!
+//! Security: a peer is another posthorn process, but not trusted: frames over
+//! MAX_FRAME are refused, decoding errors are errors, and receivers check every
+//! field (queue ids are parsed, paths are never taken from a message).
+
+use std::io::{self, Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The largest frame either side accepts.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// Write one message as a frame (one write call for small frames).
+pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
+    let body = bincode::serde::encode_to_vec(msg, bincode::config::standard())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "IPC message too large"));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Read one frame. `Ok(None)` on a clean end of stream before a frame.
+pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("IPC frame of {len} bytes is too large")));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    let (msg, used) = bincode::serde::decode_from_slice(&body, bincode::config::standard())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad IPC message: {e}")))?;
+    if used != len {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "trailing bytes in IPC frame"));
+    }
+    Ok(Some(msg))
+}
+
+/// qmgr -> local delivery: deliver these recipients of the message in active/.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverRequest {
+    /// The queue id; the receiver builds the path itself (active/ID).
+    pub queue_id: String,
+    pub sender: String,
+    /// Arrival time, unix seconds (for delay= in the log line).
+    pub arrival: u64,
+    pub recipients: Vec<DeliverRecipient>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverRecipient {
+    /// Index of the recipient in the queue file.
+    pub index: u32,
+    pub address: String,
+}
+
+/// What became of one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Delivered: done.
+    Sent,
+    /// Try again later.
+    Deferred,
+    /// Will never work: return to sender.
+    Bounced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientResult {
+    pub index: u32,
+    pub status: Status,
+    /// RFC 3463 enhanced status code, e.g. "5.1.1".
+    pub dsn: String,
+    /// Human-readable reason, as logged in status=... (...).
+    pub text: String,
+}
+
+/// local delivery -> qmgr: one result per requested recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverReply {
+    pub results: Vec<RecipientResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_bounds() {
+        let req = DeliverRequest {
+            queue_id: "0123456789BCDF".into(),
+            sender: "a@b".into(),
+            arrival: 1,
+            recipients: vec![DeliverRecipient { index: 3, address: "x@y".into() }],
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &req).unwrap();
+        let mut r = &buf[..];
+        assert_eq!(read_frame::<_, DeliverRequest>(&mut r).unwrap(), Some(req));
+        assert_eq!(read_frame::<_, DeliverRequest>(&mut r).unwrap(), None);
+        let huge = (MAX_FRAME as u32 + 1).to_le_bytes();
+        assert!(read_frame::<_, DeliverRequest>(&mut &huge[..]).is_err());
+        let junk = [3u8, 0, 0, 0, 0xff, 0xff, 0xff];
+        assert!(read_frame::<_, DeliverRequest>(&mut &junk[..]).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! posthorn's shared plumbing: configuration, spool, IPC, logging,
+//! privileges and the worker skeleton.
+//!
+//! Each module's header says what it owns. The RFCs the suite implements and
+//! the crate owning each are listed in doc/rfc-index.md.
+
+pub mod addr;
+pub mod config;
+pub mod daemon;
+pub mod ipc;
+pub mod log;
+pub mod mastercf;
+pub mod net;
+pub mod params;
+pub mod privilege;
+pub mod spool;
+pub mod users;

@@ -1,0 +1,248 @@
+//! Logging in Postfix's shape: `posthorn/smtpd[1234]: 4Fh2xK: client=...`.
+//!
+//! One line per event. In the foreground lines go to standard error with a
+//! timestamp and host name (the maillog_file shape); in the background to
+//! syslog on /dev/log (RFC 3164, facility mail) or to maillog_file when set.
+//! Log analysers and fail2ban filters written for Postfix match the part
+//! after the timestamp.
+//!
+//! Security: client-supplied text reaches log lines (HELO names, addresses);
+//! control characters are replaced by '?' so no one can forge a log line, and a
+//! line is cut at MAX_LINE bytes.
+//!
+//! I/O: each line is one write(2) (atomic on a pipe below PIPE_BUF), so lines
+//! of several processes sharing master's stderr never interleave.
+
+use std::fmt::{self, Write as _};
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const MAX_LINE: usize = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+    Fatal,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Stderr,
+    Syslog,
+    File(PathBuf),
+}
+
+impl Target {
+    /// The name used in the POSTHORN_LOG environment variable master hands down.
+    pub fn env_value(&self) -> String {
+        match self {
+            Target::Stderr => "stderr".into(),
+            Target::Syslog => "syslog".into(),
+            Target::File(p) => format!("file:{}", p.display()),
+        }
+    }
+
+    pub fn from_env_value(v: &str) -> Target {
+        match v {
+            "stderr" => Target::Stderr,
+            v => match v.strip_prefix("file:") {
+                Some(p) => Target::File(PathBuf::from(p)),
+                None => Target::Syslog,
+            },
+        }
+    }
+}
+
+struct Logger {
+    tag: String,
+    host: String,
+    target: Target,
+    facility: u8,
+    syslog: Mutex<Option<UnixDatagram>>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Set up logging for this process. `program` is e.g. "smtpd"; lines are
+/// tagged `syslog_name/program[pid]`. Later calls are ignored.
+pub fn init(syslog_name: &str, program: &str, target: Target, facility: &str) {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let facility = match facility {
+        "daemon" => 3,
+        "user" => 1,
+        "local0" => 16,
+        "local1" => 17,
+        "local2" => 18,
+        "local3" => 19,
+        "local4" => 20,
+        "local5" => 21,
+        "local6" => 22,
+        "local7" => 23,
+        _ => 2, // mail
+    };
+    let _ = LOGGER.set(Logger {
+        tag: format!("{syslog_name}/{program}[{}]", std::process::id()),
+        host: host.split('.').next().unwrap_or("").to_string(),
+        target,
+        facility,
+        syslog: Mutex::new(None),
+    });
+}
+
+/// Log one event. Before `init`, lines go to stderr tagged `posthorn`.
+pub fn log(level: Level, args: fmt::Arguments) {
+    let mut msg = String::with_capacity(128);
+    match level {
+        Level::Info => {}
+        Level::Warning => msg.push_str("warning: "),
+        Level::Error => msg.push_str("error: "),
+        Level::Fatal => msg.push_str("fatal: "),
+    }
+    let _ = msg.write_fmt(args);
+    let msg: String = msg
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(MAX_LINE)
+        .collect();
+    let Some(l) = LOGGER.get() else {
+        let _ = std::io::stderr().write_all(format!("posthorn: {msg}\n").as_bytes());
+        return;
+    };
+    match &l.target {
+        Target::Stderr => {
+            let line = format!("{} {} {}: {msg}\n", timestamp(), l.host, l.tag);
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+        Target::File(p) => {
+            let line = format!("{} {} {}: {msg}\n", timestamp(), l.host, l.tag);
+            let ok = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+            if ok.is_err() {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+        }
+        Target::Syslog => {
+            let severity = match level {
+                Level::Info => 6,
+                Level::Warning => 4,
+                Level::Error => 3,
+                Level::Fatal => 2,
+            };
+            // RFC 3164 without a timestamp: syslogd stamps it on arrival.
+            let line = format!("<{}>{}: {msg}", l.facility * 8 + severity, l.tag);
+            let mut sock = l.syslog.lock().unwrap_or_else(|e| e.into_inner());
+            for _ in 0..2 {
+                if sock.is_none() {
+                    *sock = UnixDatagram::unbound().ok().filter(|s| s.connect("/dev/log").is_ok());
+                }
+                match sock.as_ref().map(|s| s.send(line.as_bytes())) {
+                    Some(Ok(_)) => return,
+                    Some(Err(_)) => *sock = None,
+                    None => break,
+                }
+            }
+            // No syslog daemon: say it on stderr rather than lose it.
+            let _ = std::io::stderr().write_all(format!("{}: {msg}\n", l.tag).as_bytes());
+        }
+    }
+}
+
+/// RFC 3339 UTC time with microseconds.
+pub fn timestamp() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86400) as i64);
+    let rem = secs % 86400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        now.subsec_micros()
+    )
+}
+
+/// RFC 5322 3.3 date-time in UTC, for Received: and Date: headers.
+pub fn rfc5322_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = (unix / 86400) as i64;
+    let (y, m, d) = civil_from_days(days);
+    let rem = unix % 86400;
+    format!(
+        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `info!("{id}: client={name}[{addr}]")`
+#[macro_export]
+macro_rules! info {
+    ($($t:tt)*) => { $crate::log::log($crate::log::Level::Info, format_args!($($t)*)) };
+}
+
+#[macro_export]
+macro_rules! warning {
+    ($($t:tt)*) => { $crate::log::log($crate::log::Level::Warning, format_args!($($t)*)) };
+}
+
+#[macro_export]
+macro_rules! error {
+    ($($t:tt)*) => { $crate::log::log($crate::log::Level::Error, format_args!($($t)*)) };
+}
+
+/// Log and exit with status 1.
+#[macro_export]
+macro_rules! fatal {
+    ($($t:tt)*) => {{
+        $crate::log::log($crate::log::Level::Fatal, format_args!($($t)*));
+        std::process::exit(1)
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322_date(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 +0000");
+    }
+
+    #[test]
+    fn targets_round_trip() {
+        for t in [Target::Stderr, Target::Syslog, Target::File("/x/y".into())] {
+            assert_eq!(Target::from_env_value(&t.env_value()), t);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The main.cf parameter table: every parameter posthorn knows, defined once.
+//!
+//! Each entry has its name, its default (which may use `$name` expansion, as
+//! Postfix's defaults do), and a one-paragraph description. `posthorn config`
+//! prints from this table, `posthorn config -d` prints the defaults, and a test
+//! in cli/ fails when man/man5/main.cf.5 and this table disagree (Postfix's
+//! check-postconf-undocumented).
+//!
+//! Names and meanings follow Postfix wherever Postfix has the feature, so an
+//! administrator's knowledge carries over. Defaults marked `@hostname@` are
+//! computed at run time (see `config::builtin_default`).
+
+/// One main.cf parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+macro_rules! params {
+    ($( $name:literal = $default:literal ; $doc:literal ;)*) => {
+        /// All parameters, in the order main.cf(5) documents them.
+        pub const PARAMS: &[Param] = &[ $( Param { name: $name, default: $default, doc: $doc } ),* ];
+    };
+}
+
+params! {
+    "config_directory" = "/etc/posthorn";
+        "The directory with main.cf, master.cf and the users file. Set by the -c option of every program; the value in main.cf is informational.";
+    "queue_directory" = "/var/spool/posthorn";
+        "The spool: maildrop, incoming, active, deferred, hold, corrupt, private, public and pid live below it.";
+    "daemon_directory" = "/usr/lib/posthorn";
+        "Where master finds the worker programs (posthorn-smtpd, posthorn-qmgr, posthorn-local). When a program is missing there, master runs its own executable under the worker's name.";
+    "data_directory" = "/var/lib/posthorn";
+        "Writable state that is not mail: caches and the like.";
+    "pid_directory" = "/run/posthorn";
+        "Where master keeps master.pid, its lock against a second master on the same configuration.";
+    "mail_owner" = "posthorn";
+        "The unprivileged user that every worker except master and local delivery runs as, and that owns the queue. Ignored when posthorn is started by an ordinary user: everything then runs as that user.";
+    "setgid_group" = "postdrop";
+        "The group that owns maildrop/ and public/, through which local submission reaches the queue.";
+    "mail_name" = "posthorn";
+        "The mail system name used in the SMTP greeting and in delivery status notifications.";
+    "syslog_name" = "posthorn";
+        "The prefix of every log line: posthorn/smtpd[pid]: ...";
+    "syslog_facility" = "mail";
+        "The syslog facility for log lines when posthorn runs in the background.";
+    "maillog_file" = "";
+        "When set, log lines are appended to this file instead of syslog (Postfix 3.4's maillog_file). In the foreground they always go to standard error.";
+    "myhostname" = "@hostname@";
+        "This host's fully qualified domain name: the SMTP greeting, the Received: header, Message-IDs of bounces. The default is the system's host name.";
+    "mydomain" = "@domain@";
+        "This host's domain: $myhostname less its first label, or localdomain.";
+    "myorigin" = "$myhostname";
+        "The domain that locally posted mail appears to come from.";
+    "mydestination" = "$myhostname, localhost.$mydomain, localhost";
+        "Domains delivered to system users (getpwnam) into their home_mailbox. Separated by commas or white space.";
+    "inet_interfaces" = "all";
+        "The addresses that inet services in master.cf listen on when their service name is only a port: all, loopback-only, or a list of addresses.";
+    "inet_protocols" = "all";
+        "ipv4, ipv6 or all: which address families inet services use with inet_interfaces = all.";
+    "mynetworks" = "127.0.0.0/8 [::1]/128";
+        "Clients in these networks (address/prefix, separated by commas or white space) may relay mail to any domain. Everyone else may only send to our domains.";
+    "virtual_mailbox_domains" = "";
+        "Domains whose users are virtual mailbox users listed in virtual_mailbox_maps, delivered into Maildir below virtual_mailbox_base.";
+    "virtual_mailbox_maps" = "passwd-file:$config_directory/users";
+        "The virtual users, in Dovecot's passwd-file format (user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra). The auth service reads the password hashes; smtpd and local delivery read only the names and the uid, gid and home fields.";
+    "virtual_mailbox_base" = "/var/mail/vhosts";
+        "Virtual users whose users-file entry has no home get the home $virtual_mailbox_base/DOMAIN/LOCALPART; their mail goes to Maildir/ below the home.";
+    "virtual_uid_maps" = "";
+        "static:UID, the owner of virtual mailboxes whose users-file entry has no uid. Empty: the mail_owner user.";
+    "virtual_gid_maps" = "";
+        "static:GID, the group of virtual mailboxes whose users-file entry has no gid. Empty: the mail_owner's group.";
+    "home_mailbox" = "Maildir/";
+        "For system users of mydestination: the mailbox below the home directory. A trailing slash means Maildir, otherwise an mbox file.";
+    "recipient_delimiter" = "";
+        "Characters that separate a user name from an address extension (user+ext@domain). Empty: no extensions.";
+    "message_size_limit" = "10240000";
+        "The largest message, in bytes, that smtpd accepts; advertised in the SIZE extension and enforced while the message streams in.";
+    "smtpd_banner" = "$myhostname ESMTP $mail_name";
+        "The text after 220 in the SMTP greeting.";
+    "smtpd_recipient_limit" = "1000";
+        "The most recipients smtpd accepts in one message.";
+    "smtpd_timeout" = "300s";
+        "How long smtpd waits for the client to send a command or a piece of the message before it says 421 and closes.";
+    "smtpd_hard_error_limit" = "20";
+        "After this many errors in one session smtpd says 421 and disconnects.";
+    "smtpd_client_connection_count_limit" = "50";
+        "The most simultaneous connections one client address may hold to one smtpd process. 0 means no limit.";
+    "smtpd_max_connections" = "1000";
+        "The most simultaneous connections one smtpd process serves; more wait in the listen queue.";
+    "smtpd_vrfy_reply" = "252";
+        "VRFY answers 252 2.0.0 (cannot verify, but will accept) with 252, or reports 502 5.5.1 (disabled) with 502.";
+    "queue_run_delay" = "300s";
+        "How often qmgr scans deferred/ for messages whose next attempt is due (and incoming/ for messages whose notification was lost).";
+    "minimal_backoff_time" = "300s";
+        "The shortest time a deferred message waits before its next attempt.";
+    "maximal_backoff_time" = "4000s";
+        "The longest time a deferred message waits before its next attempt. Between the two, the wait doubles with the message's age.";
+    "maximal_queue_lifetime" = "5d";
+        "A message still undeliverable after this long is returned to its sender.";
+    "bounce_queue_lifetime" = "5d";
+        "The same as maximal_queue_lifetime for bounces (messages from the null sender).";
+    "qmgr_message_active_limit" = "20000";
+        "The most messages qmgr keeps in active/ at once; the rest wait in incoming/ and deferred/.";
+    "hopcount_limit" = "50";
+        "Local delivery returns a message with more Received: headers than this, as a mail loop.";
+    "double_bounce_sender" = "double-bounce";
+        "The local part of the sender of posthorn's own notices; mail to it is discarded.";
+}
+
+/// Look up a parameter by name.
+pub fn find(name: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| p.name == name)
+}

@@ -1,0 +1,563 @@
+//! The queue: directory layout, queue ids, and the queue file format.
+//!
+//! Owns how a message is kept on disk between smtpd and final delivery. Does
+//! not own scheduling (qmgr) or what a recipient means (local delivery).
+//!
+//! Layout below queue_directory: `maildrop/ incoming/ active/ deferred/ hold/
+//! corrupt/ private/ public/ pid/`. A message lives in exactly one of incoming,
+//! active, deferred, hold or corrupt; it moves between them by rename(2), which
+//! is atomic, so a crash leaves it in one place or the other.
+//!
+//! Queue file (version 1), little-endian:
+//!
+//! ```text
+//! "PHQ" 0x01                      magic and version
+//! record*                         type u8, length u32, data
+//!   'T'  arrival, u64 unix seconds
+//!   'S'  sender address ("" for the null sender)
+//!   'A'  attribute "name=value" (client_addr, helo, protocol, ...)
+//!   'R'  recipient, pending       (the type byte becomes 'D' when done:
+//!   'D'  recipient, done           one byte rewritten in place, Postfix's way)
+//!   'M'  message length, u64      then exactly that many message bytes, then EOF
+//! ```
+//!
+//! Durability: a file is written under a temporary name, fsync'ed, renamed to
+//! its queue id and the directory fsync'ed before `commit` returns; only then
+//! may smtpd say 250. A recipient's completion is one byte rewritten and
+//! fdatasync'ed before the next step.
+//!
+//! Security: the reader treats a queue file as untrusted input: every length is
+//! bounded and checked against the file size; a bad file is `Corrupt`, and the
+//! caller moves it to corrupt/ with a log line instead of crashing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const MAGIC: &[u8; 3] = b"PHQ";
+const VERSION: u8 = 1;
+/// Largest non-message record.
+const MAX_RECORD: u32 = 64 * 1024;
+/// Largest envelope (all records before the message).
+const MAX_ENVELOPE: u64 = 64 << 20;
+
+/// The queues a message can be in, and the other spool directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    Maildrop,
+    Incoming,
+    Active,
+    Deferred,
+    Hold,
+    Corrupt,
+}
+
+impl Queue {
+    pub fn name(self) -> &'static str {
+        match self {
+            Queue::Maildrop => "maildrop",
+            Queue::Incoming => "incoming",
+            Queue::Active => "active",
+            Queue::Deferred => "deferred",
+            Queue::Hold => "hold",
+            Queue::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// Every directory below queue_directory, with its mode (Postfix's modes;
+/// maildrop is group postdrop and sticky, the group bit set by the installer).
+pub const SPOOL_DIRS: &[(&str, u32)] = &[
+    ("maildrop", 0o1730),
+    ("incoming", 0o700),
+    ("active", 0o700),
+    ("deferred", 0o700),
+    ("hold", 0o700),
+    ("corrupt", 0o700),
+    ("private", 0o700),
+    ("public", 0o710),
+    ("pid", 0o755),
+];
+
+/// A queue id: 11 characters of arrival time in microseconds and 3 of
+/// randomness, all from a base-32 alphabet, so ids sort by arrival.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(String);
+
+const ALPHABET: &[u8; 32] = b"0123456789BCDFGHJKLMNPQRSTVWXYZb";
+const ID_LEN: usize = 14;
+
+impl QueueId {
+    /// A fresh id. Uniqueness is finally enforced by O_EXCL on creation.
+    pub fn generate() -> QueueId {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+        let mut rnd = [0u8; 2];
+        // Randomness only spreads ids; a failure still leaves the counter and O_EXCL.
+        let _ = getrandom::getrandom(&mut rnd);
+        let tail = (u32::from(u16::from_le_bytes(rnd)) ^ COUNTER.fetch_add(7919, Ordering::Relaxed)
+            ^ std::process::id().rotate_left(5))
+            & 0x7fff;
+        let mut s = String::with_capacity(ID_LEN);
+        for i in (0..11).rev() {
+            s.push(ALPHABET[((micros >> (i * 5)) & 31) as usize] as char);
+        }
+        for i in (0..3).rev() {
+            s.push(ALPHABET[((tail >> (i * 5)) & 31) as usize] as char);
+        }
+        QueueId(s)
+    }
+
+    /// Parse a file name; anything else (temporary files, junk) is None.
+    pub fn parse(s: &str) -> Option<QueueId> {
+        (s.len() == ID_LEN && s.bytes().all(|b| ALPHABET.contains(&b))).then(|| QueueId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a queue file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("corrupt queue file: {0}")]
+    Corrupt(String),
+}
+
+/// What smtpd (or pickup) knows before the message body.
+#[derive(Debug, Clone, Default)]
+pub struct Envelope {
+    pub sender: String,
+    pub recipients: Vec<String>,
+    /// name=value pairs for logs and bounces: client_name, client_addr, helo, protocol.
+    pub attrs: Vec<(String, String)>,
+}
+
+/// The spool rooted at queue_directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    pub fn new(root: impl Into<PathBuf>) -> Spool {
+        Spool { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dir(&self, q: Queue) -> PathBuf {
+        self.root.join(q.name())
+    }
+
+    pub fn path(&self, q: Queue, id: &QueueId) -> PathBuf {
+        self.dir(q).join(id.as_str())
+    }
+
+    pub fn private(&self, name: &str) -> PathBuf {
+        self.root.join("private").join(name)
+    }
+
+    /// Create the spool tree (mode per SPOOL_DIRS). Existing directories are kept.
+    pub fn create_dirs(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.root)?;
+        for (name, mode) in SPOOL_DIRS {
+            let p = self.root.join(name);
+            match fs::create_dir(&p) {
+                Ok(()) => fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Start a new message in incoming/ under a temporary name.
+    pub fn create(&self, env: &Envelope) -> io::Result<QueueWriter> {
+        let dir = self.dir(Queue::Incoming);
+        let arrival = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        for _ in 0..100 {
+            let id = QueueId::generate();
+            let tmp = dir.join(format!("{id}.tmp"));
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp) {
+                Ok(file) => {
+                    let mut w = QueueWriter {
+                        file: Some(BufWriter::with_capacity(64 * 1024, file)),
+                        final_path: dir.join(id.as_str()),
+                        tmp_path: tmp,
+                        dir,
+                        id,
+                        len_offset: 0,
+                        msg_len: 0,
+                        committed: false,
+                    };
+                    w.write_envelope(arrival, env)?;
+                    return Ok(w);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("could not find a free queue id"))
+    }
+
+    /// Move a message from one queue to another (rename, atomic).
+    pub fn move_to(&self, id: &QueueId, from: Queue, to: Queue) -> io::Result<PathBuf> {
+        let dest = self.path(to, id);
+        fs::rename(self.path(from, id), &dest)?;
+        Ok(dest)
+    }
+
+    /// The ids in a queue, sorted (oldest first). Temporary files are skipped.
+    pub fn list(&self, q: Queue) -> io::Result<Vec<QueueId>> {
+        let mut ids: Vec<QueueId> = fs::read_dir(self.dir(q))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(QueueId::parse))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Remove temporary files older than `age` left by a writer that died.
+    pub fn remove_stale_temporaries(&self, age: Duration) -> io::Result<usize> {
+        let mut n = 0;
+        for e in fs::read_dir(self.dir(Queue::Incoming))?.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.ends_with(".tmp") {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() > age)
+                .unwrap_or(false);
+            if old && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A message being written. Dropping it without `commit` removes the file.
+#[derive(Debug)]
+pub struct QueueWriter {
+    file: Option<BufWriter<File>>,
+    id: QueueId,
+    tmp_path: PathBuf,
+    final_path: PathBuf,
+    dir: PathBuf,
+    len_offset: u64,
+    msg_len: u64,
+    committed: bool,
+}
+
+impl QueueWriter {
+    pub fn id(&self) -> &QueueId {
+        &self.id
+    }
+
+    /// Message bytes written so far.
+    pub fn message_len(&self) -> u64 {
+        self.msg_len
+    }
+
+    fn out(&mut self) -> io::Result<&mut BufWriter<File>> {
+        self.file.as_mut().ok_or_else(|| io::Error::other("queue file already closed"))
+    }
+
+    fn record(&mut self, kind: u8, data: &[u8]) -> io::Result<()> {
+        if data.len() > MAX_RECORD as usize {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "envelope record too long"));
+        }
+        let out = self.out()?;
+        out.write_all(&[kind])?;
+        out.write_all(&(data.len() as u32).to_le_bytes())?;
+        out.write_all(data)
+    }
+
+    fn write_envelope(&mut self, arrival: u64, env: &Envelope) -> io::Result<()> {
+        self.out()?.write_all(MAGIC)?;
+        self.out()?.write_all(&[VERSION])?;
+        self.record(b'T', &arrival.to_le_bytes())?;
+        self.record(b'S', env.sender.as_bytes())?;
+        for (k, v) in &env.attrs {
+            self.record(b'A', format!("{k}={v}").as_bytes())?;
+        }
+        for r in &env.recipients {
+            self.record(b'R', r.as_bytes())?;
+        }
+        // Header is 4 bytes of magic; each record is 5 + len. The length field
+        // of 'M' is patched in commit().
+        self.out()?.flush()?;
+        let pos = self.out()?.get_mut().stream_position()?;
+        self.len_offset = pos + 5;
+        self.record(b'M', &0u64.to_le_bytes())
+    }
+
+    /// Append message bytes.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.msg_len += data.len() as u64;
+        self.out()?.write_all(data)
+    }
+
+    /// Make the message durable and visible in incoming/: flush, fix the
+    /// length, fsync the file, rename it to its id, fsync the directory.
+    pub fn commit(mut self) -> io::Result<QueueId> {
+        let out = self.file.take().ok_or_else(|| io::Error::other("queue file already closed"))?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.write_all_at(&self.msg_len.to_le_bytes(), self.len_offset)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.tmp_path, &self.final_path)?;
+        self.committed = true;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(self.id.clone())
+    }
+}
+
+impl Drop for QueueWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.file.take();
+            let _ = fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+/// One recipient of a queued message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub address: String,
+    pub done: bool,
+    /// Offset of the record's type byte, for `mark_done`.
+    pub offset: u64,
+}
+
+/// A queue file's envelope, read back.
+#[derive(Debug, Clone)]
+pub struct QueueFile {
+    pub path: PathBuf,
+    pub arrival: u64,
+    pub sender: String,
+    pub attrs: Vec<(String, String)>,
+    pub recipients: Vec<Recipient>,
+    pub msg_offset: u64,
+    pub msg_len: u64,
+}
+
+impl QueueFile {
+    /// Read the envelope of a queue file. The message itself stays on disk.
+    pub fn read(path: &Path) -> Result<QueueFile, SpoolError> {
+        let file = File::open(path)?;
+        let size = file.metadata()?.len();
+        let mut r = io::BufReader::with_capacity(16 * 1024, file);
+        let corrupt = |m: &str| SpoolError::Corrupt(m.to_string());
+        let mut head = [0u8; 4];
+        r.read_exact(&mut head).map_err(|_| corrupt("shorter than its header"))?;
+        if &head[..3] != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        if head[3] != VERSION {
+            return Err(SpoolError::Corrupt(format!("unsupported version {}", head[3])));
+        }
+        let mut qf = QueueFile {
+            path: path.to_path_buf(),
+            arrival: 0,
+            sender: String::new(),
+            attrs: Vec::new(),
+            recipients: Vec::new(),
+            msg_offset: 0,
+            msg_len: 0,
+        };
+        let mut pos: u64 = 4;
+        let (mut seen_t, mut seen_s) = (false, false);
+        loop {
+            if pos > MAX_ENVELOPE {
+                return Err(corrupt("envelope too large"));
+            }
+            let mut rh = [0u8; 5];
+            r.read_exact(&mut rh).map_err(|_| corrupt("truncated before the message"))?;
+            let kind = rh[0];
+            let len = u32::from_le_bytes([rh[1], rh[2], rh[3], rh[4]]);
+            if len > MAX_RECORD || pos + 5 + u64::from(len) > size {
+                return Err(SpoolError::Corrupt(format!("record '{}' of bad length {len}", kind as char)));
+            }
+            let mut data = vec![0u8; len as usize];
+            r.read_exact(&mut data).map_err(|_| corrupt("truncated record"))?;
+            let text = || String::from_utf8(data.clone()).map_err(|_| corrupt("record is not UTF-8"));
+            match kind {
+                b'T' => {
+                    let b: [u8; 8] = data.as_slice().try_into().map_err(|_| corrupt("bad arrival record"))?;
+                    qf.arrival = u64::from_le_bytes(b);
+                    seen_t = true;
+                }
+                b'S' => {
+                    qf.sender = text()?;
+                    seen_s = true;
+                }
+                b'A' => {
+                    let t = text()?;
+                    let (k, v) = t.split_once('=').ok_or_else(|| corrupt("attribute without '='"))?;
+                    qf.attrs.push((k.to_string(), v.to_string()));
+                }
+                b'R' | b'D' => {
+                    qf.recipients.push(Recipient { address: text()?, done: kind == b'D', offset: pos });
+                }
+                b'M' => {
+                    let b: [u8; 8] = data.as_slice().try_into().map_err(|_| corrupt("bad message record"))?;
+                    qf.msg_len = u64::from_le_bytes(b);
+                    qf.msg_offset = pos + 5 + 8;
+                    if qf.msg_offset + qf.msg_len != size {
+                        return Err(SpoolError::Corrupt(format!(
+                            "message length {} does not match file size {size}",
+                            qf.msg_len
+                        )));
+                    }
+                    break;
+                }
+                k => return Err(SpoolError::Corrupt(format!("unknown record type 0x{k:02x}"))),
+            }
+            pos += 5 + u64::from(len);
+        }
+        if !seen_t || !seen_s {
+            return Err(corrupt("missing arrival or sender record"));
+        }
+        if qf.recipients.is_empty() {
+            return Err(corrupt("no recipients"));
+        }
+        Ok(qf)
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A reader over exactly the message bytes.
+    pub fn message(&self) -> io::Result<io::Take<File>> {
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(self.msg_offset))?;
+        Ok(f.take(self.msg_len))
+    }
+
+    /// Record that recipients are done (delivered, or bounced and the bounce
+    /// queued): rewrite their type bytes and fdatasync before returning.
+    pub fn mark_done(&mut self, indexes: &[usize]) -> io::Result<()> {
+        if indexes.is_empty() {
+            return Ok(());
+        }
+        let f = OpenOptions::new().write(true).open(&self.path)?;
+        for &i in indexes {
+            if let Some(r) = self.recipients.get_mut(i) {
+                f.write_all_at(b"D", r.offset)?;
+                r.done = true;
+            }
+        }
+        f.sync_data()
+    }
+
+    /// Pending recipients' indexes.
+    pub fn pending(&self) -> Vec<usize> {
+        (0..self.recipients.len()).filter(|&i| !self.recipients[i].done).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_spool(name: &str) -> Spool {
+        let dir = std::env::temp_dir().join(format!("posthorn-spool-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let s = Spool::new(&dir);
+        s.create_dirs().unwrap();
+        s
+    }
+
+    fn env() -> Envelope {
+        Envelope {
+            sender: "a@example.org".into(),
+            recipients: vec!["b@example.test".into(), "c@example.test".into()],
+            attrs: vec![("client_addr".into(), "127.0.0.1".into())],
+        }
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_parse() {
+        let a = QueueId::generate();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = QueueId::generate();
+        assert!(a < b, "{a} < {b}");
+        assert_eq!(QueueId::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(QueueId::parse(&format!("{a}.tmp")), None);
+        assert_eq!(QueueId::parse("short"), None);
+    }
+
+    #[test]
+    fn write_commit_read_mark() {
+        let s = temp_spool("rw");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        let id = w.commit().unwrap();
+        assert_eq!(s.list(Queue::Incoming).unwrap(), vec![id.clone()]);
+        let path = s.move_to(&id, Queue::Incoming, Queue::Active).unwrap();
+        let mut qf = QueueFile::read(&path).unwrap();
+        assert_eq!(qf.sender, "a@example.org");
+        assert_eq!(qf.attr("client_addr"), Some("127.0.0.1"));
+        assert_eq!(qf.pending(), vec![0, 1]);
+        let mut body = Vec::new();
+        qf.message().unwrap().read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"Subject: hi\r\n\r\nbody\r\n");
+        qf.mark_done(&[1]).unwrap();
+        let again = QueueFile::read(&path).unwrap();
+        assert_eq!(again.pending(), vec![0]);
+        assert!(again.recipients[1].done);
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let s = temp_spool("drop");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"x").unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(s.dir(Queue::Incoming)).unwrap().count(), 0);
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_are_corrupt() {
+        let s = temp_spool("corrupt");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"0123456789").unwrap();
+        let id = w.commit().unwrap();
+        let path = s.path(Queue::Incoming, &id);
+        let full = fs::read(&path).unwrap();
+        for cut in [0, 3, 10, full.len() - 1] {
+            fs::write(&path, &full[..cut]).unwrap();
+            assert!(matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(_))), "cut at {cut}");
+        }
+        let mut bad = full.clone();
+        bad[4] = b'Z';
+        fs::write(&path, &bad).unwrap();
+        assert!(matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(_))));
+        fs::write(&path, b"hello world, not a queue file").unwrap();
+        assert!(matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(_))));
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+}
