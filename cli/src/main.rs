@@ -1,1 +1,75 @@
-fn main() {}
+//! posthorn: the administration command, and the multi-call entry point.
+//!
+//! Run as `posthorn` it is the admin command (see posthorn(1)): `dev`,
+//! `start`, `stop`, `reload`, `status`, `check`, `config`, `user add`.
+//! Run under a worker's name (`posthorn-smtpd`, ...; master does this when
+//! daemon_directory is empty, as in development mode) it is that worker, so
+//! `cargo run --bin posthorn` is the whole suite in one executable.
+
+mod admin;
+mod dev;
+mod user;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "posthorn", version, about = "posthorn mail system administration")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole suite in the foreground as the current user, on a generated configuration.
+    Dev(dev::DevArgs),
+    /// Start the mail system in the background.
+    Start(admin::DirArg),
+    /// Stop the mail system (SIGTERM to master, wait until it has gone).
+    Stop(admin::DirArg),
+    /// Re-read main.cf and master.cf (SIGHUP to master).
+    Reload(admin::DirArg),
+    /// Say whether the mail system is running.
+    Status(admin::DirArg),
+    /// Check main.cf, master.cf, the users file and the spool.
+    Check(admin::DirArg),
+    /// Print parameters, as postconf does.
+    Config(admin::ConfigArgs),
+    /// Manage virtual mailbox users.
+    User {
+        #[command(subcommand)]
+        command: user::UserCmd,
+    },
+}
+
+fn main() {
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let name = std::path::Path::new(&argv0).file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    match name.as_str() {
+        "posthorn-master" => std::process::exit(posthorn_master::main_with_args(std::env::args().skip(1).collect())),
+        "posthorn-smtpd" => return posthorn_smtpd::main(),
+        "posthorn-qmgr" => return posthorn_qmgr::main(),
+        "posthorn-local" => return posthorn_local::main(),
+        _ => {}
+    }
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Dev(a) => dev::run(a),
+        Cmd::Start(a) => admin::start(&a.dir()),
+        Cmd::Stop(a) => admin::stop(&a.dir()),
+        Cmd::Reload(a) => admin::reload(&a.dir()),
+        Cmd::Status(a) => admin::status(&a.dir()),
+        Cmd::Check(a) => admin::check(&a.dir()),
+        Cmd::Config(a) => admin::config(&a),
+        Cmd::User { command } => user::run(command),
+    };
+    std::process::exit(code);
+}
+
+/// The configuration directory: -c, else $POSTHORN_CONFIG_DIR, else /etc/posthorn.
+pub fn config_dir(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| std::env::var_os("POSTHORN_CONFIG_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/etc/posthorn"))
+}

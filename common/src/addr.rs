@@ -7,6 +7,49 @@
 //! Standards: RFC 5321 2.4 (local parts may be case-sensitive, but lookups
 //! here fold them as every common MTA does), 4.5.1 (postmaster).
 
+use crate::config::Config;
+
+/// How a recipient's domain is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// virtual_mailbox_domains: a user of the users file.
+    Virtual,
+    /// mydestination (or no domain): a system user.
+    System,
+    /// Anyone else's domain: outbound SMTP, only for clients allowed to relay.
+    Remote,
+}
+
+/// The domain lists that decide a recipient's route, expanded once.
+#[derive(Debug, Clone, Default)]
+pub struct Domains {
+    pub virtual_domains: Vec<String>,
+    pub mydestination: Vec<String>,
+    pub delimiter: String,
+}
+
+impl Domains {
+    pub fn from_config(cfg: &Config) -> Domains {
+        Domains {
+            virtual_domains: cfg.list("virtual_mailbox_domains"),
+            mydestination: cfg.list("mydestination"),
+            delimiter: cfg.get("recipient_delimiter"),
+        }
+    }
+
+    /// The route of an address (by its domain).
+    pub fn route(&self, address: &str) -> Route {
+        let (_, domain) = split(address);
+        if domain_in(domain, &self.virtual_domains) {
+            Route::Virtual
+        } else if domain.is_empty() || domain_in(domain, &self.mydestination) {
+            Route::System
+        } else {
+            Route::Remote
+        }
+    }
+}
+
 /// `local@domain` split at the last `@`. An address without `@` has no domain.
 pub fn split(addr: &str) -> (&str, &str) {
     match addr.rfind('@') {
@@ -56,5 +99,10 @@ mod tests {
         assert_eq!(lookup_key("Postmaster", ""), "postmaster");
         assert!(domain_in("EXAMPLE.test.", &["example.test".into()]));
         assert!(!domain_in("example.org", &["example.test".into()]));
+        let d = Domains { virtual_domains: vec!["v.test".into()], mydestination: vec!["localhost".into()], delimiter: String::new() };
+        assert_eq!(d.route("a@V.test"), Route::Virtual);
+        assert_eq!(d.route("root@localhost"), Route::System);
+        assert_eq!(d.route("postmaster"), Route::System);
+        assert_eq!(d.route("a@example.org"), Route::Remote);
     }
 }

@@ -29,7 +29,8 @@ use crate::privilege;
 /// The socket a worker serves.
 #[derive(Debug)]
 pub enum Listener {
-    Tcp(std::net::TcpListener),
+    /// One or more TCP listeners (an inet service may bind several addresses).
+    Tcp(Vec<std::net::TcpListener>),
     Unix(UnixListener),
 }
 
@@ -115,11 +116,11 @@ pub fn start(program: &str) -> Worker {
         let Some(acct) = privilege::lookup_user(&owner) else {
             crate::fatal!("mail_owner {owner:?} is not a user on this system");
         };
-        if acct.uid == 0 {
-            crate::fatal!("mail_owner {owner:?} must not be root");
-        }
-        if let Err(e) = privilege::drop_to(&acct) {
-            crate::fatal!("cannot drop privileges to {owner}: {e}");
+        // A root mail_owner (development mode as root) means: no drop; master warned.
+        if acct.uid != 0 {
+            if let Err(e) = privilege::drop_to(&acct) {
+                crate::fatal!("cannot drop privileges to {owner}: {e}");
+            }
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,15 +134,24 @@ pub fn start(program: &str) -> Worker {
 }
 
 fn inherited_listener() -> Result<Listener, String> {
-    let fd: i32 = std::env::var("POSTHORN_LISTEN_FD")
+    let fds: Vec<i32> = std::env::var("POSTHORN_LISTEN_FD")
         .map_err(|_| "no listening socket: workers are started by posthorn-master".to_string())?
-        .parse()
-        .map_err(|_| "bad POSTHORN_LISTEN_FD".to_string())?;
+        .split(',')
+        .map(|f| f.parse().map_err(|_| "bad POSTHORN_LISTEN_FD".to_string()))
+        .collect::<Result<_, _>>()?;
+    let err = |e: std::io::Error| format!("listening socket from master: {e}");
     match std::env::var("POSTHORN_LISTEN_KIND").as_deref() {
-        Ok("unix") => privilege::inherited_unix_listener(fd).map(Listener::Unix),
-        _ => privilege::inherited_tcp_listener(fd).map(Listener::Tcp),
+        Ok("unix") => match fds.as_slice() {
+            [fd] => privilege::inherited_unix_listener(*fd).map(Listener::Unix).map_err(err),
+            _ => Err("a unix service has exactly one socket".into()),
+        },
+        _ => fds
+            .iter()
+            .map(|fd| privilege::inherited_tcp_listener(*fd))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Listener::Tcp)
+            .map_err(err),
     }
-    .map_err(|e| format!("listening socket from master: {e}"))
 }
 
 /// When master's pipe reaches end of file, master is gone: set the stop flag,

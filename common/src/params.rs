@@ -90,8 +90,12 @@ params! {
         "The most simultaneous connections one client address may hold to one smtpd process. 0 means no limit.";
     "smtpd_max_connections" = "1000";
         "The most simultaneous connections one smtpd process serves; more wait in the listen queue.";
+    "smtpd_forbid_bare_newline" = "yes";
+        "Reject a message (550 5.5.2) whose DATA contains a bare LF or CR not part of CRLF, from clients outside mynetworks: such line ends are how SMTP smuggling hides a second message from a downstream server. no: accept and pass them on unchanged.";
     "smtpd_vrfy_reply" = "252";
         "VRFY answers 252 2.0.0 (cannot verify, but will accept) with 252, or reports 502 5.5.1 (disabled) with 502.";
+    "default_process_limit" = "100";
+        "The maxproc of master.cf entries whose maxproc column is '-'.";
     "queue_run_delay" = "300s";
         "How often qmgr scans deferred/ for messages whose next attempt is due (and incoming/ for messages whose notification was lost).";
     "minimal_backoff_time" = "300s";

@@ -471,6 +471,19 @@ impl QueueFile {
         f.sync_data()
     }
 
+    /// Note recipients as done without writing (the caller is about to remove
+    /// or rewrite the file anyway).
+    pub fn mark_done_in_memory(&mut self, indexes: &[usize]) -> usize {
+        let mut n = 0;
+        for &i in indexes {
+            if let Some(r) = self.recipients.get_mut(i) {
+                r.done = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Pending recipients' indexes.
     pub fn pending(&self) -> Vec<usize> {
         (0..self.recipients.len()).filter(|&i| !self.recipients[i].done).collect()

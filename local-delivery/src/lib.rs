@@ -1,1 +1,108 @@
-//! placeholder
+//! posthorn-local: the local delivery agent.
+//!
+//! Serves `private/local`: qmgr connects, sends `DeliverRequest`s (queue id
+//! and recipients of a message in active/), and gets one `DeliverReply` per
+//! request with a result per recipient. One connection at a time per process;
+//! master runs maxproc processes and qmgr opens as many connections.
+//!
+//! Runs as root (master.cf unpriv `n`) so it can write each mailbox as its
+//! owner: the effective uid and gid are switched for each delivery (Postfix's
+//! set_eugid). Started by an ordinary user, it writes as that user.
+//!
+//! Each delivery prepends `Return-Path:` (RFC 5321 4.4) and `Delivered-To:`
+//! (Postfix's loop detection), converts CRLF to LF, and is durable before the
+//! result is sent (Maildir: fsync file, rename, fsync new/).
+//!
+//! Parameters: virtual_mailbox_domains, virtual_mailbox_maps,
+//! virtual_mailbox_base, virtual_uid_maps, virtual_gid_maps, mydestination,
+//! home_mailbox, recipient_delimiter, hopcount_limit, queue_directory.
+//!
+//! Diagnostics: one log line per recipient, Postfix's shape:
+//! `ID: to=<a@b>, relay=virtual, delay=0.12, dsn=2.0.0, status=sent (delivered to maildir)`.
+//! Security: requests are validated (queue id syntax, recipient index and
+//! address must match the queue file); a bad request closes the connection.
+
+mod deliver;
+pub mod resolve;
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::daemon::{self, Listener};
+use common::ipc::{self, DeliverReply, DeliverRequest};
+use common::users::UserTable;
+use common::{error, warning};
+
+/// The program's entry point (posthorn-local).
+pub fn main() {
+    let worker = daemon::start("local");
+    let Listener::Unix(listener) = &worker.listener else {
+        common::fatal!("local must be a unix service in master.cf");
+    };
+    let mut agent = deliver::Agent {
+        users: UserTable::new(worker.config.users_file()),
+        spool: common::spool::Spool::new(worker.config.queue_dir()),
+        config: worker.config.clone(),
+    };
+    if let Err(e) = listener.set_nonblocking(true) {
+        common::fatal!("listener: {e}");
+    }
+    while !worker.stopping() {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Err(e) = serve(&mut agent, stream, &worker) {
+                    if e.kind() != io::ErrorKind::UnexpectedEof {
+                        warning!("connection from qmgr: {e}");
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(listener, Duration::from_millis(500));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                error!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Serve one qmgr connection until it closes or we are told to stop.
+fn serve(agent: &mut deliver::Agent, mut stream: UnixStream, worker: &daemon::Worker) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    loop {
+        // Wait for a request while watching the stop flag.
+        if !wait_readable(&stream, Duration::from_millis(500)) {
+            if worker.stopping() {
+                return Ok(());
+            }
+            continue;
+        }
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let Some(req) = ipc::read_frame::<_, DeliverRequest>(&mut stream)? else {
+            return Ok(());
+        };
+        let results = agent.deliver(&req).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        ipc::write_frame(&mut stream, &DeliverReply { results })?;
+    }
+}
+
+/// Wait until `fd` is readable (or at end of file). False on time-out.
+fn wait_readable(fd: &impl std::os::fd::AsRawFd, timeout: Duration) -> bool {
+    use mio::{Events, Interest, Poll, Token};
+    let Ok(mut poll) = Poll::new() else {
+        std::thread::sleep(timeout);
+        return false;
+    };
+    let raw = fd.as_raw_fd();
+    let mut src = mio::unix::SourceFd(&raw);
+    if poll.registry().register(&mut src, Token(0), Interest::READABLE).is_err() {
+        std::thread::sleep(timeout);
+        return false;
+    }
+    let mut events = Events::with_capacity(1);
+    let _ = poll.poll(&mut events, Some(timeout));
+    !events.is_empty()
+}

@@ -1,1 +1,4 @@
-fn main() {}
+//! posthorn-qmgr: see lib.rs and posthorn-qmgr(8).
+fn main() {
+    posthorn_qmgr::main()
+}

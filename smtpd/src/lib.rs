@@ -1,1 +1,65 @@
-//! placeholder
+//! posthorn-smtpd: the SMTP server.
+//!
+//! Serves master.cf inet services (port 25 for MX; submission and SMTPS come
+//! with their own issue) with ESMTP: EHLO/HELO, MAIL, RCPT, DATA, BDAT, RSET,
+//! NOOP, QUIT, VRFY, HELP and the extensions PIPELINING, SIZE, 8BITMIME,
+//! ENHANCEDSTATUSCODES, SMTPUTF8 and CHUNKING. One process serves many
+//! connections (mio). Accepted mail is queued in incoming/ and qmgr is woken.
+//!
+//! Layout: session.rs (protocol state machine, no I/O), policy.rs (who may
+//! send to whom), server.rs (the event loop and durable commits).
+//!
+//! Parameters: myhostname, smtpd_banner, mail_name, message_size_limit,
+//! smtpd_recipient_limit, smtpd_timeout, smtpd_hard_error_limit,
+//! smtpd_client_connection_count_limit, smtpd_max_connections,
+//! smtpd_vrfy_reply, smtpd_forbid_bare_newline, mynetworks,
+//! virtual_mailbox_domains, virtual_mailbox_maps, mydestination,
+//! recipient_delimiter, queue_directory.
+//!
+//! Diagnostics: Postfix's lines: `connect from`, `ID: client=`, `NOQUEUE:
+//! reject: RCPT from ...`, `disconnect from ... commands=N`, `timeout after X`,
+//! `lost connection after X`.
+
+pub mod policy;
+mod server;
+pub mod session;
+
+use std::sync::Arc;
+
+use common::addr::Domains;
+use common::daemon::{self, Listener};
+use common::net::Networks;
+use common::spool::Spool;
+use common::users::UserTable;
+
+/// The program's entry point (posthorn-smtpd).
+pub fn main() {
+    let worker = daemon::start("smtpd");
+    let cfg = &worker.config;
+    let smtp = match session::SmtpConfig::from_config(cfg) {
+        Ok(s) => Arc::new(s),
+        Err(e) => common::fatal!("{e}"),
+    };
+    let mynetworks = match Networks::parse(&cfg.get("mynetworks")) {
+        Ok(n) => n,
+        Err(e) => common::fatal!("mynetworks: {e}"),
+    };
+    let limits = server::Limits {
+        timeout: cfg.time("smtpd_timeout").unwrap_or(std::time::Duration::from_secs(300)),
+        per_client: cfg.int("smtpd_client_connection_count_limit").unwrap_or(50) as u32,
+        max_connections: cfg.int("smtpd_max_connections").unwrap_or(1000).max(1) as usize,
+    };
+    let mut policy = policy::AccessPolicy {
+        domains: Domains::from_config(cfg),
+        mynetworks,
+        users: UserTable::new(cfg.users_file()),
+    };
+    let spool = Spool::new(cfg.queue_dir());
+    let daemon::Worker { listener, stop, .. } = worker;
+    let Listener::Tcp(listeners) = listener else {
+        common::fatal!("smtpd must be an inet service in master.cf");
+    };
+    if let Err(e) = server::run(listeners, smtp, &mut policy, spool, limits, &stop) {
+        common::fatal!("event loop: {e}");
+    }
+}

@@ -1,1 +1,4 @@
-fn main() {}
+//! posthorn-smtpd: see lib.rs and posthorn-smtpd(8).
+fn main() {
+    posthorn_smtpd::main()
+}

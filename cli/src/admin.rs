@@ -1,0 +1,218 @@
+//! `posthorn start|stop|reload|status|check|config`.
+//!
+//! Diagnostics: errors go to standard error as `posthorn: ...` with a
+//! non-zero exit; configuration errors name file and line.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use common::config::Config;
+use common::params::PARAMS;
+
+#[derive(Args)]
+pub struct DirArg {
+    /// Configuration directory (default: $POSTHORN_CONFIG_DIR or /etc/posthorn).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+}
+
+impl DirArg {
+    pub fn dir(&self) -> PathBuf {
+        crate::config_dir(self.config.clone())
+    }
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Only parameters set in main.cf.
+    #[arg(short = 'n')]
+    pub non_default: bool,
+    /// Default values instead of effective ones.
+    #[arg(short = 'd')]
+    pub defaults: bool,
+    /// Print the names' documentation too.
+    #[arg(short = 'v')]
+    pub verbose: bool,
+    /// Parameter names to print (all when none).
+    pub names: Vec<String>,
+}
+
+fn load(dir: &Path) -> Result<Config, i32> {
+    Config::load(dir).map_err(|e| {
+        eprintln!("posthorn: {e}");
+        1
+    })
+}
+
+/// The pid of a running master, if any.
+fn running(cfg: &Config) -> Option<i32> {
+    let text = std::fs::read_to_string(cfg.pid_file()).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    kill(Pid::from_raw(pid), None).ok().map(|()| pid)
+}
+
+pub fn start(dir: &Path) -> i32 {
+    let Ok(cfg) = load(dir) else { return 1 };
+    if let Some(pid) = running(&cfg) {
+        eprintln!("posthorn: the mail system is already running (pid {pid})");
+        return 1;
+    }
+    let opts = posthorn_master::Options { config_dir: dir.to_path_buf(), daemonize: true };
+    match posthorn_master::run(&opts, |_| {}) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("posthorn: fatal: {e}");
+            1
+        }
+    }
+}
+
+pub fn stop(dir: &Path) -> i32 {
+    let Ok(cfg) = load(dir) else { return 1 };
+    let Some(pid) = running(&cfg) else {
+        eprintln!("posthorn: the mail system is not running");
+        return 1;
+    };
+    if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
+        eprintln!("posthorn: cannot signal master (pid {pid}): {e}");
+        return 1;
+    }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        if kill(Pid::from_raw(pid), None).is_err() {
+            eprintln!("posthorn: stopped the mail system (pid {pid})");
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("posthorn: master (pid {pid}) has not stopped after 30 seconds");
+    1
+}
+
+pub fn reload(dir: &Path) -> i32 {
+    let Ok(cfg) = load(dir) else { return 1 };
+    let Some(pid) = running(&cfg) else {
+        eprintln!("posthorn: the mail system is not running");
+        return 1;
+    };
+    match kill(Pid::from_raw(pid), Signal::SIGHUP) {
+        Ok(()) => {
+            eprintln!("posthorn: refreshing the mail system (pid {pid})");
+            0
+        }
+        Err(e) => {
+            eprintln!("posthorn: cannot signal master (pid {pid}): {e}");
+            1
+        }
+    }
+}
+
+pub fn status(dir: &Path) -> i32 {
+    let Ok(cfg) = load(dir) else { return 1 };
+    match running(&cfg) {
+        Some(pid) => {
+            println!("posthorn: the mail system is running: PID: {pid}");
+            0
+        }
+        None => {
+            println!("posthorn: the mail system is not running");
+            3
+        }
+    }
+}
+
+/// Everything an administrator gets wrong, reported at once.
+pub fn check(dir: &Path) -> i32 {
+    let Ok(cfg) = load(dir) else { return 1 };
+    let mut errors = 0;
+    for e in cfg.validate() {
+        eprintln!("posthorn: error: {e}");
+        errors += 1;
+    }
+    for (name, loc) in cfg.unknown_names() {
+        eprintln!("posthorn: warning: {loc}: unknown parameter {name}");
+    }
+    let mcf = dir.join("master.cf");
+    match std::fs::read_to_string(&mcf) {
+        Ok(text) => {
+            let dpl = cfg.int("default_process_limit").unwrap_or(100) as u32;
+            if let Err(e) = common::mastercf::parse(&mcf.display().to_string(), &text, dpl) {
+                eprintln!("posthorn: error: {e}");
+                errors += 1;
+            }
+        }
+        Err(e) => {
+            eprintln!("posthorn: error: {}: {e}", mcf.display());
+            errors += 1;
+        }
+    }
+    let users = cfg.users_file();
+    if let Ok(text) = std::fs::read_to_string(&users) {
+        if let Err(e) = common::users::parse(&users.display().to_string(), &text) {
+            eprintln!("posthorn: error: {e}");
+            errors += 1;
+        }
+    }
+    let spool = cfg.queue_dir();
+    for (name, _) in common::spool::SPOOL_DIRS {
+        let p = spool.join(name);
+        if !p.is_dir() {
+            eprintln!("posthorn: warning: {} is missing (master creates it at start)", p.display());
+        }
+    }
+    if common::privilege::is_root() && common::privilege::lookup_user(&cfg.get("mail_owner")).is_none() {
+        eprintln!("posthorn: error: mail_owner {:?} is not a user on this system", cfg.get("mail_owner"));
+        errors += 1;
+    }
+    if errors > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+pub fn config(a: &ConfigArgs) -> i32 {
+    let dir = crate::config_dir(a.config.clone());
+    let cfg = if a.defaults {
+        Config::defaults(&dir)
+    } else {
+        match load(&dir) {
+            Ok(c) => c,
+            Err(code) => return code,
+        }
+    };
+    let names: Vec<String> = if !a.names.is_empty() {
+        a.names.clone()
+    } else if a.non_default {
+        cfg.explicit_names().to_vec()
+    } else {
+        PARAMS.iter().map(|p| p.name.to_string()).collect()
+    };
+    let mut code = 0;
+    for n in names {
+        let known = common::params::find(&n);
+        if known.is_none() && !cfg.explicit_names().contains(&n) {
+            eprintln!("posthorn: warning: {n}: unknown parameter");
+            code = 1;
+            continue;
+        }
+        let value = if a.defaults { known.map(|p| p.default.to_string()).unwrap_or_default() } else { cfg.get(&n) };
+        if a.verbose {
+            if let Some(p) = known {
+                println!("# {}", p.doc);
+            }
+        }
+        if value.is_empty() {
+            println!("{n} =");
+        } else {
+            println!("{n} = {value}");
+        }
+    }
+    code
+}

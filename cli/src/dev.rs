@@ -1,0 +1,169 @@
+//! `posthorn dev`: the whole suite in the foreground, as the current user.
+//!
+//! Writes main.cf and master.cf into the state directory (every run, from the
+//! flags), creates the spool, the users and their Maildirs, and runs master in
+//! the foreground with logs on standard error. Everything listens on
+//! 127.0.0.1 only. The code paths are production's: only privilege and ports
+//! differ.
+//!
+//! Ports (plus --port-offset): SMTP 2525 now; reserved for later services:
+//! submission 2587, smtps 2465, imap 2143, imaps 2993, pop3 2110, pop3s 2995.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use common::config::Config;
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// State directory: configuration, spool, mailboxes.
+    #[arg(long, default_value = "./posthorn-dev")]
+    state: PathBuf,
+    /// The virtual mailbox domain.
+    #[arg(long, default_value = "example.test")]
+    domain: String,
+    /// A user as ADDRESS:PASSWORD (repeatable). Default: demo@DOMAIN:demo.
+    #[arg(long = "user")]
+    users: Vec<String>,
+    /// Added to every port number (to run several instances side by side).
+    #[arg(long, default_value_t = 0)]
+    port_offset: u16,
+    /// Extra main.cf settings, name=value (repeatable).
+    #[arg(short = 'o')]
+    overrides: Vec<String>,
+}
+
+/// The ports of the suite's services in development mode.
+pub const DEV_PORTS: &[(&str, u16)] = &[
+    ("smtp", 2525),
+    ("submission", 2587),
+    ("smtps", 2465),
+    ("imap", 2143),
+    ("imaps", 2993),
+    ("pop3", 2110),
+    ("pop3s", 2995),
+];
+
+pub fn run(a: DevArgs) -> i32 {
+    match prepare(&a) {
+        Ok(state) => {
+            let opts = posthorn_master::Options { config_dir: state.clone(), daemonize: false };
+            let r = posthorn_master::run(&opts, |listening| {
+                for l in listening {
+                    println!("  listening:     {l}");
+                }
+                let reserved: Vec<String> =
+                    DEV_PORTS[1..].iter().map(|(n, p)| format!("{n} {}", p + a.port_offset)).collect();
+                println!("  reserved:      {}", reserved.join(", "));
+                println!("  Ctrl-C stops everything.");
+            });
+            match r {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("posthorn: fatal: {e}");
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("posthorn: {e}");
+            1
+        }
+    }
+}
+
+fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(&a.state).map_err(|e| format!("{}: {e}", a.state.display()))?;
+    let state = std::fs::canonicalize(&a.state).map_err(|e| format!("{}: {e}", a.state.display()))?;
+    if a.domain.is_empty() || a.domain.contains(['/', ' ', '@']) {
+        return Err(format!("--domain {:?} is not a domain name", a.domain));
+    }
+    let me = common::privilege::current_account();
+    let main_cf = main_cf(&state, &a.domain, &me.name, &a.overrides)?;
+    let smtp_port = 2525 + u32::from(a.port_offset);
+    if smtp_port > 65535 {
+        return Err("--port-offset too large".into());
+    }
+    let master_cf = master_cf(smtp_port as u16);
+    write(&state.join("main.cf"), &main_cf)?;
+    write(&state.join("master.cf"), &master_cf)?;
+    let cfg = Config::load(&state).map_err(|e| e.to_string())?;
+    if let Some(e) = cfg.validate().into_iter().next() {
+        return Err(e.to_string());
+    }
+    common::spool::Spool::new(cfg.queue_dir()).create_dirs().map_err(|e| format!("spool: {e}"))?;
+    let users: Vec<(String, String)> = if a.users.is_empty() {
+        vec![(format!("demo@{}", a.domain), "demo".to_string())]
+    } else {
+        a.users
+            .iter()
+            .map(|u| match u.split_once(':') {
+                Some((addr, pw)) if addr.contains('@') && !pw.is_empty() => Ok((addr.to_string(), pw.to_string())),
+                _ => Err(format!("--user {u:?}: expected ADDRESS:PASSWORD")),
+            })
+            .collect::<Result<_, _>>()?
+    };
+    println!("posthorn {} development mode (as user {})", posthorn_master::VERSION, me.name);
+    println!("  main.cf:       {}", state.join("main.cf").display());
+    println!("  master.cf:     {}", state.join("master.cf").display());
+    println!("  users file:    {}", cfg.users_file().display());
+    for (addr, pw) in &users {
+        crate::user::add(&cfg, addr, pw)?;
+        let (local, domain) = common::addr::split(addr);
+        let md = PathBuf::from(cfg.get("virtual_mailbox_base"))
+            .join(domain.to_ascii_lowercase())
+            .join(local.to_ascii_lowercase())
+            .join("Maildir");
+        mailstore::Maildir::create(&md).map_err(|e| format!("{}: {e}", md.display()))?;
+        println!("  user:          {addr}  password: {pw}");
+        println!("  mailbox:       {}", md.display());
+    }
+    Ok(state)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn main_cf(state: &Path, domain: &str, user: &str, overrides: &[String]) -> Result<String, String> {
+    let s = state.display();
+    let mut t = String::new();
+    let _ = writeln!(t, "# posthorn development configuration, written by `posthorn dev` on every start.");
+    let _ = writeln!(t, "# Use -o name=value to change it, or copy it and run `posthorn start -c DIR`.");
+    let _ = writeln!(t, "config_directory = {s}");
+    let _ = writeln!(t, "queue_directory = {s}/spool");
+    let _ = writeln!(t, "data_directory = {s}/data");
+    let _ = writeln!(t, "pid_directory = {s}/run");
+    let _ = writeln!(t, "# Empty: master runs this executable under each worker's name.");
+    let _ = writeln!(t, "daemon_directory =");
+    let _ = writeln!(t, "mail_owner = {user}");
+    let _ = writeln!(t, "myhostname = mail.{domain}");
+    let _ = writeln!(t, "mydomain = {domain}");
+    let _ = writeln!(t, "mydestination = localhost");
+    let _ = writeln!(t, "virtual_mailbox_domains = {domain}");
+    let _ = writeln!(t, "virtual_mailbox_base = {s}/mail");
+    let _ = writeln!(t, "virtual_mailbox_maps = passwd-file:{s}/users");
+    let _ = writeln!(t, "inet_interfaces = loopback-only");
+    let _ = writeln!(t, "inet_protocols = ipv4");
+    let _ = writeln!(t, "# Nobody relays in development mode: mail goes only to {domain} and localhost.");
+    let _ = writeln!(t, "mynetworks =");
+    for o in overrides {
+        let Some((k, v)) = o.split_once('=') else {
+            return Err(format!("-o {o:?}: expected name=value"));
+        };
+        let _ = writeln!(t, "{} = {}", k.trim(), v.trim());
+    }
+    Ok(t)
+}
+
+fn master_cf(smtp_port: u16) -> String {
+    format!(
+        "# posthorn development services, written by `posthorn dev`.\n\
+         # service          type  private unpriv  chroot  wakeup  maxproc command + args\n\
+         127.0.0.1:{smtp_port}     inet  n       -       n       -       1       smtpd\n\
+         qmgr               unix  -       -       n       300     1       qmgr\n\
+         local              unix  -       n       n       -       4       local\n"
+    )
+}

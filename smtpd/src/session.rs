@@ -1,0 +1,670 @@
+//! The SMTP session state machine: bytes in, replies and message bytes out.
+//!
+//! Owns which command is allowed when, the envelope being built, the
+//! message phase (DATA and BDAT), size and recipient limits, error counting
+//! and the Received: header. Does no I/O: policy decisions are asked of a
+//! `Policy`, message bytes go to a `Sink`, replies accumulate in `out` for the
+//! caller to send, and committing the queue file is the caller's job
+//! (`Step::Commit`, then `commit_done`). Transcript tests drive it directly.
+//!
+//! Standards: RFC 5321 (3.3 mail transactions, 4.1.1 commands, 4.1.4 order,
+//! 4.4 trace information, 4.5.3.1 limits), RFC 1870 (SIZE), RFC 2920
+//! (PIPELINING), RFC 3030 (CHUNKING), RFC 6531 (SMTPUTF8), RFC 2034 / 3463.
+//!
+//! Security: input is bounded (command lines by LineBuffer, messages by
+//! message_size_limit while streaming, recipients by smtpd_recipient_limit);
+//! only CRLF.CRLF ends DATA, and with smtpd_forbid_bare_newline a message
+//! with bare LF/CR from outside mynetworks is refused, so SMTP smuggling
+//! cannot split one message into two here or downstream.
+//!
+//! Diagnostics: NOQUEUE reject lines in Postfix's shape (fail2ban filters
+//! match them), `ID: client=...`, and the `disconnect from ... commands=N`
+//! summary, all through `log`.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use common::spool::Envelope;
+use common::{info, warning};
+use proto::smtp::{self, BdatReceiver, Body, Command, DataReceiver, LineBuffer, Reply};
+
+/// Settings a session needs, read once per process.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub myhostname: String,
+    pub banner: String,
+    pub mail_name: String,
+    pub size_limit: u64,
+    pub recipient_limit: usize,
+    pub hard_error_limit: u32,
+    pub vrfy_disabled: bool,
+    pub forbid_bare_newline: bool,
+}
+
+impl SmtpConfig {
+    pub fn from_config(cfg: &common::config::Config) -> Result<SmtpConfig, common::config::ConfigError> {
+        Ok(SmtpConfig {
+            myhostname: cfg.get("myhostname"),
+            banner: cfg.get("smtpd_banner"),
+            mail_name: cfg.get("mail_name"),
+            size_limit: cfg.int("message_size_limit")?,
+            recipient_limit: cfg.int("smtpd_recipient_limit")? as usize,
+            hard_error_limit: cfg.int("smtpd_hard_error_limit")? as u32,
+            vrfy_disabled: cfg.get("smtpd_vrfy_reply").trim() == "502",
+            forbid_bare_newline: cfg.bool("smtpd_forbid_bare_newline")?,
+        })
+    }
+}
+
+/// Access decisions, asked by the session (policy.rs has the real one).
+pub trait Policy {
+    /// May this client send to this recipient? Err is the reply to give.
+    fn check_recipient(&mut self, client: Option<IpAddr>, rcpt: &str) -> Result<(), Reply>;
+    /// Is the client in mynetworks? (Asked once per connection.)
+    fn trusted(&self, client: Option<IpAddr>) -> bool;
+}
+
+/// Where message bytes go (the queue file, or memory in tests).
+pub trait Sink {
+    /// Start a message; returns its queue id.
+    fn begin(&mut self, env: &Envelope) -> io::Result<String>;
+    fn write(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Throw the message away.
+    fn abort(&mut self);
+}
+
+/// What the caller must do after feeding input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send `out`, keep reading.
+    Continue,
+    /// The message is complete: make it durable, then call `commit_done`.
+    /// Read no more input until then.
+    Commit,
+    /// Send `out`, then close the connection.
+    Close,
+}
+
+/// The connecting client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: Option<IpAddr>,
+    pub name: String,
+    /// In mynetworks (Policy::trusted), asked once at connect.
+    pub trusted: bool,
+}
+
+impl Client {
+    /// `name[addr]`, as in Postfix's log lines.
+    pub fn label(&self) -> String {
+        match self.addr {
+            Some(a) => format!("{}[{a}]", self.name),
+            None => format!("{}[local]", self.name),
+        }
+    }
+}
+
+enum Mode {
+    Command,
+    Data(DataReceiver),
+    /// A chunk; `last` says whether it ends the message; `discard` whether it
+    /// was refused (its bytes are read and dropped, RFC 3030 2).
+    Bdat { rx: BdatReceiver, last: bool, discard: Option<Reply> },
+}
+
+#[derive(Default)]
+struct Transaction {
+    from: Option<String>,
+    smtputf8: bool,
+    rcpts: Vec<String>,
+    /// BDAT chunks of this message have begun.
+    bdat: bool,
+    /// The sink has begun the message (queue id known).
+    queue_id: Option<String>,
+    size: u64,
+    too_big: bool,
+    write_failed: bool,
+    bare_newline: bool,
+}
+
+/// Per-command counters for the disconnect line.
+#[derive(Default)]
+struct Counters {
+    list: Vec<(&'static str, u32, u32)>,
+}
+
+impl Counters {
+    fn count(&mut self, verb: &'static str, ok: bool) {
+        match self.list.iter_mut().find(|(v, _, _)| *v == verb) {
+            Some(e) => {
+                e.2 += 1;
+                if ok {
+                    e.1 += 1;
+                }
+            }
+            None => self.list.push((verb, u32::from(ok), 1)),
+        }
+    }
+
+    /// `ehlo=1 mail=1 rcpt=0/1 data=1 quit=1 commands=4/5`
+    fn summary(&self) -> String {
+        let mut s = String::new();
+        let (mut ok, mut all) = (0, 0);
+        for (v, o, a) in &self.list {
+            ok += o;
+            all += a;
+            if o == a {
+                s.push_str(&format!("{v}={o} "));
+            } else {
+                s.push_str(&format!("{v}={o}/{a} "));
+            }
+        }
+        if ok == all {
+            s.push_str(&format!("commands={all}"));
+        } else {
+            s.push_str(&format!("commands={ok}/{all}"));
+        }
+        s
+    }
+}
+
+/// One SMTP session.
+pub struct Session {
+    cfg: Arc<SmtpConfig>,
+    client: Client,
+    lines: LineBuffer,
+    mode: Mode,
+    helo: Option<String>,
+    esmtp: bool,
+    tx: Transaction,
+    errors: u32,
+    waiting_commit: bool,
+    closing: bool,
+    last_verb: &'static str,
+    counters: Counters,
+    /// Replies to send.
+    pub out: Vec<u8>,
+}
+
+impl Session {
+    pub fn new(cfg: Arc<SmtpConfig>, client: Client) -> Session {
+        Session {
+            cfg,
+            client,
+            lines: LineBuffer::new(smtp::MAX_COMMAND_LINE),
+            mode: Mode::Command,
+            helo: None,
+            esmtp: false,
+            tx: Transaction::default(),
+            errors: 0,
+            waiting_commit: false,
+            closing: false,
+            last_verb: "CONNECT",
+            counters: Counters::default(),
+            out: Vec::with_capacity(512),
+        }
+    }
+
+    /// The 220 greeting.
+    pub fn greet(&mut self) {
+        info!("connect from {}", self.client.label());
+        self.reply(Reply::new(220, None, self.cfg.banner.clone()));
+    }
+
+    /// Refuse the connection with `reply` (e.g. too many connections).
+    pub fn refuse(&mut self, reply: Reply) -> Step {
+        info!("connect from {}", self.client.label());
+        warning!("{}: {}", self.client.label(), reply);
+        self.reply(reply);
+        self.closing = true;
+        Step::Close
+    }
+
+    /// Is the session waiting for a commit (don't feed input)?
+    pub fn busy(&self) -> bool {
+        self.waiting_commit
+    }
+
+    /// The last command, for "lost connection after X" and time-outs.
+    pub fn last_verb(&self) -> &'static str {
+        self.last_verb
+    }
+
+    fn reply(&mut self, r: Reply) {
+        r.write_to(&mut self.out);
+    }
+
+    /// Log the end of the session.
+    pub fn disconnected(&mut self, how: &str) {
+        if self.tx.queue_id.is_some() && !self.waiting_commit {
+            // A message was being received: it is dropped, never queued.
+            self.tx.queue_id = None;
+        }
+        if !how.is_empty() {
+            info!("{how} after {} from {}", self.last_verb, self.client.label());
+        }
+        info!("disconnect from {} {}", self.client.label(), self.counters.summary());
+    }
+
+    /// The client said nothing for too long.
+    pub fn timed_out(&mut self, sink: &mut dyn Sink) -> Step {
+        if self.tx.queue_id.is_some() && !self.waiting_commit {
+            sink.abort();
+        }
+        info!("timeout after {} from {}", self.last_verb, self.client.label());
+        self.reply(Reply::new(421, Some("4.4.2"), format!("{} Error: timeout exceeded", self.cfg.myhostname)));
+        self.closing = true;
+        Step::Close
+    }
+
+    /// Feed bytes from the client.
+    pub fn input(&mut self, data: &[u8], policy: &mut dyn Policy, sink: &mut dyn Sink) -> Step {
+        if self.closing {
+            return Step::Close;
+        }
+        match self.mode {
+            Mode::Command => self.lines.push(data),
+            _ => {
+                let step = self.feed_message(data, sink);
+                if step != Step::Continue {
+                    return step;
+                }
+            }
+        }
+        self.process(policy, sink)
+    }
+
+    /// The caller made the message durable (Ok(queue id)) or failed.
+    pub fn commit_done(&mut self, result: Result<String, String>, policy: &mut dyn Policy, sink: &mut dyn Sink) -> Step {
+        self.waiting_commit = false;
+        match result {
+            Ok(id) => {
+                self.reply(Reply::new(250, Some("2.0.0"), format!("Ok: queued as {id}")));
+                self.counters.count(self.last_verb_lower(), true);
+            }
+            Err(e) => {
+                let id = self.tx.queue_id.clone().unwrap_or_else(|| "NOQUEUE".into());
+                warning!("{id}: queue file write error: {e}");
+                self.reply(Reply::new(452, Some("4.3.1"), "Insufficient system storage"));
+                self.counters.count(self.last_verb_lower(), false);
+                self.errors += 1;
+            }
+        }
+        self.tx = Transaction::default();
+        self.process(policy, sink)
+    }
+
+    fn last_verb_lower(&self) -> &'static str {
+        if self.last_verb == "BDAT" {
+            "bdat"
+        } else {
+            "data"
+        }
+    }
+
+    /// Run buffered command lines (and message bytes after DATA) until input
+    /// runs out, a commit is needed, or the session closes.
+    fn process(&mut self, policy: &mut dyn Policy, sink: &mut dyn Sink) -> Step {
+        loop {
+            if self.closing {
+                return Step::Close;
+            }
+            if self.waiting_commit {
+                return Step::Commit;
+            }
+            if !matches!(self.mode, Mode::Command) {
+                let pending = self.lines.take_buffered();
+                if pending.is_empty() {
+                    return Step::Continue;
+                }
+                let step = self.feed_message(&pending, sink);
+                if step != Step::Continue {
+                    return step;
+                }
+                continue;
+            }
+            let line = match self.lines.next_line() {
+                None => return Step::Continue,
+                Some(Err(too_long)) => {
+                    self.error_reply(too_long.reply());
+                    continue;
+                }
+                Some(Ok(line)) => line,
+            };
+            self.command(&line, policy, sink);
+        }
+    }
+
+    /// A 4xx/5xx reply that counts toward smtpd_hard_error_limit.
+    fn error_reply(&mut self, r: Reply) {
+        self.reply(r);
+        self.errors += 1;
+        if self.errors >= self.cfg.hard_error_limit {
+            info!("too many errors after {} from {}", self.last_verb, self.client.label());
+            self.reply(Reply::new(421, Some("4.7.0"), format!("{} Error: too many errors", self.cfg.myhostname)));
+            self.closing = true;
+        }
+    }
+
+    fn command(&mut self, line: &[u8], policy: &mut dyn Policy, sink: &mut dyn Sink) {
+        let cmd = match smtp::parse_command(line) {
+            Ok(c) => c,
+            Err(r) => {
+                self.last_verb = "UNKNOWN";
+                self.counters.count("unknown", false);
+                self.error_reply(r);
+                return;
+            }
+        };
+        let verb = cmd.verb();
+        self.last_verb = verb;
+        let lower: &'static str = match verb {
+            "EHLO" => "ehlo",
+            "HELO" => "helo",
+            "MAIL" => "mail",
+            "RCPT" => "rcpt",
+            "DATA" => "data",
+            "BDAT" => "bdat",
+            "RSET" => "rset",
+            "NOOP" => "noop",
+            "QUIT" => "quit",
+            "VRFY" => "vrfy",
+            "HELP" => "help",
+            "STARTTLS" => "starttls",
+            "AUTH" => "auth",
+            _ => "unknown",
+        };
+        let result = self.dispatch(cmd, policy, sink);
+        // DATA/BDAT are counted when the message ends (commit_done), unless refused now.
+        match result {
+            Ok(counted) => {
+                if !counted {
+                    self.counters.count(lower, true);
+                }
+            }
+            Err(r) => {
+                self.counters.count(lower, false);
+                self.error_reply(r);
+            }
+        }
+    }
+
+    /// Ok(true) when the command's success is counted later.
+    fn dispatch(&mut self, cmd: Command, policy: &mut dyn Policy, sink: &mut dyn Sink) -> Result<bool, Reply> {
+        let bad_seq = |t: &str| Reply::new(503, Some("5.5.1"), format!("Error: {t}"));
+        match cmd {
+            // RFC 5321 4.1.4: EHLO/HELO also reset any transaction in progress.
+            Command::Ehlo(name) => {
+                self.reset(sink);
+                self.helo = Some(name);
+                self.esmtp = true;
+                let mut lines = vec![self.cfg.myhostname.clone()];
+                lines.extend(smtp::ehlo_keywords(self.cfg.size_limit));
+                self.reply(Reply::multi(250, None, lines));
+                Ok(false)
+            }
+            Command::Helo(name) => {
+                self.reset(sink);
+                self.helo = Some(name);
+                self.esmtp = false;
+                self.reply(Reply::new(250, None, self.cfg.myhostname.clone()));
+                Ok(false)
+            }
+            Command::Mail { from, params } => {
+                if self.helo.is_none() {
+                    return Err(bad_seq("send HELO/EHLO first"));
+                }
+                if self.tx.from.is_some() {
+                    return Err(bad_seq("nested MAIL command"));
+                }
+                if matches!(params.body, Some(Body::BinaryMime)) {
+                    return Err(Reply::new(555, Some("5.5.4"), "Unsupported option: BODY=BINARYMIME"));
+                }
+                if let Some(size) = params.size {
+                    if self.cfg.size_limit > 0 && size > self.cfg.size_limit {
+                        return Err(Reply::new(552, Some("5.3.4"), "Message size exceeds fixed limit"));
+                    }
+                }
+                self.tx = Transaction { from: Some(from), smtputf8: params.smtputf8, ..Default::default() };
+                self.reply(Reply::new(250, Some("2.1.0"), "Ok"));
+                Ok(false)
+            }
+            Command::Rcpt { to, .. } => {
+                if self.tx.from.is_none() {
+                    return Err(bad_seq("need MAIL command"));
+                }
+                if self.tx.rcpts.len() >= self.cfg.recipient_limit {
+                    return Err(Reply::new(452, Some("4.5.3"), "Error: too many recipients"));
+                }
+                if !self.tx.smtputf8 && !smtp::is_ascii_address(&to) {
+                    return Err(Reply::new(553, Some("5.6.7"), "Must declare SMTPUTF8 to send unicode address"));
+                }
+                if let Err(r) = policy.check_recipient(self.client.addr, &to) {
+                    info!(
+                        "NOQUEUE: reject: RCPT from {}: {}; from=<{}> to=<{to}> proto={} helo=<{}>",
+                        self.client.label(),
+                        r,
+                        self.tx.from.as_deref().unwrap_or(""),
+                        if self.esmtp { "ESMTP" } else { "SMTP" },
+                        self.helo.as_deref().unwrap_or("")
+                    );
+                    return Err(r);
+                }
+                self.tx.rcpts.push(to);
+                self.reply(Reply::new(250, Some("2.1.5"), "Ok"));
+                Ok(false)
+            }
+            Command::Data => {
+                if self.tx.bdat {
+                    return Err(bad_seq("DATA after BDAT"));
+                }
+                self.check_can_send()?;
+                self.begin_message(sink)?;
+                self.reply(Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"));
+                self.mode = Mode::Data(DataReceiver::new());
+                Ok(true)
+            }
+            Command::Bdat { size, last } => {
+                let refused = match self.check_can_send() {
+                    Err(r) => Some(r),
+                    Ok(()) if !self.tx.bdat => match self.begin_message(sink) {
+                        Err(r) => Some(r),
+                        Ok(()) => {
+                            self.tx.bdat = true;
+                            None
+                        }
+                    },
+                    Ok(()) => None,
+                };
+                self.mode = Mode::Bdat { rx: BdatReceiver::new(size), last, discard: refused };
+                // The chunk's bytes follow at once; its reply comes after them.
+                Ok(true)
+            }
+            Command::Rset => {
+                self.reset(sink);
+                self.reply(Reply::new(250, Some("2.0.0"), "Ok"));
+                Ok(false)
+            }
+            Command::Noop => {
+                self.reply(Reply::new(250, Some("2.0.0"), "Ok"));
+                Ok(false)
+            }
+            Command::Quit => {
+                self.reply(Reply::new(221, Some("2.0.0"), "Bye"));
+                self.reset(sink);
+                self.closing = true;
+                Ok(false)
+            }
+            Command::Vrfy(_) => {
+                if self.cfg.vrfy_disabled {
+                    return Err(Reply::new(502, Some("5.5.1"), "VRFY command is disabled"));
+                }
+                self.reply(Reply::new(252, Some("2.0.0"), "Cannot VRFY user, but will accept message and attempt delivery"));
+                Ok(false)
+            }
+            Command::Help(_) => {
+                self.reply(Reply::new(214, Some("2.0.0"), "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"));
+                Ok(false)
+            }
+            Command::StartTls => Err(Reply::new(502, Some("5.5.1"), "Error: command not implemented")),
+            Command::Auth { .. } => Err(Reply::new(503, Some("5.5.1"), "Error: authentication not enabled")),
+        }
+    }
+
+    fn check_can_send(&self) -> Result<(), Reply> {
+        if self.tx.from.is_none() {
+            return Err(Reply::new(503, Some("5.5.1"), "Error: need MAIL command"));
+        }
+        if self.tx.rcpts.is_empty() {
+            return Err(Reply::new(554, Some("5.5.1"), "Error: no valid recipients"));
+        }
+        Ok(())
+    }
+
+    /// Open the queue file and write the Received: header.
+    fn begin_message(&mut self, sink: &mut dyn Sink) -> Result<(), Reply> {
+        let proto = match (self.esmtp, self.tx.smtputf8) {
+            (false, _) => "SMTP",
+            (true, false) => "ESMTP",
+            (true, true) => "UTF8ESMTP",
+        };
+        let helo = self.helo.clone().unwrap_or_default();
+        let env = Envelope {
+            sender: self.tx.from.clone().unwrap_or_default(),
+            recipients: self.tx.rcpts.clone(),
+            attrs: vec![
+                ("client_name".into(), self.client.name.clone()),
+                ("client_addr".into(), self.client.addr.map(|a| a.to_string()).unwrap_or_default()),
+                ("helo".into(), helo.clone()),
+                ("protocol".into(), proto.into()),
+            ],
+        };
+        let id = match sink.begin(&env) {
+            Ok(id) => id,
+            Err(e) => {
+                warning!("NOQUEUE: cannot create queue file for {}: {e}", self.client.label());
+                return Err(Reply::new(452, Some("4.3.1"), "Insufficient system storage"));
+            }
+        };
+        info!("{id}: client={}", self.client.label());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let addr = self.client.addr.map(|a| a.to_string()).unwrap_or_else(|| "local".into());
+        let mut h = format!(
+            "Received: from {} ({} [{}])\r\n\tby {} ({}) with {proto} id {id}",
+            header_safe(&helo),
+            self.client.name,
+            addr,
+            self.cfg.myhostname,
+            self.cfg.mail_name,
+        );
+        if let [one] = self.tx.rcpts.as_slice() {
+            h.push_str(&format!("\r\n\tfor <{}>", header_safe(one)));
+        }
+        h.push_str(&format!("; {}\r\n", common::log::rfc5322_date(now)));
+        self.tx.queue_id = Some(id);
+        self.tx.bare_newline = false;
+        if let Err(e) = sink.write(h.as_bytes()) {
+            self.tx.write_failed = true;
+            warning!("{}: queue file write error: {e}", self.tx.queue_id.as_deref().unwrap_or(""));
+        }
+        Ok(())
+    }
+
+    /// Feed bytes to the DATA or BDAT receiver.
+    fn feed_message(&mut self, data: &[u8], sink: &mut dyn Sink) -> Step {
+        let mut chunk = Vec::with_capacity(data.len());
+        let (consumed, done) = match &mut self.mode {
+            Mode::Data(rx) => {
+                let p = rx.feed(data, &mut chunk);
+                if rx.bare_lf_seen() || rx.bare_cr_seen() {
+                    self.tx.bare_newline = true;
+                }
+                (p.consumed, p.done)
+            }
+            Mode::Bdat { rx, .. } => {
+                let p = rx.feed(data, &mut chunk);
+                (p.consumed, p.done)
+            }
+            Mode::Command => (0, true),
+        };
+        let discarding = matches!(&self.mode, Mode::Bdat { discard: Some(_), .. });
+        if !discarding {
+            self.tx.size += chunk.len() as u64;
+            if self.cfg.size_limit > 0 && self.tx.size > self.cfg.size_limit {
+                self.tx.too_big = true;
+            }
+            if !self.tx.too_big && !self.tx.write_failed && !chunk.is_empty() {
+                if let Err(e) = sink.write(&chunk) {
+                    self.tx.write_failed = true;
+                    warning!("{}: queue file write error: {e}", self.tx.queue_id.as_deref().unwrap_or(""));
+                }
+            }
+        }
+        // Bytes after the end of the message are the next commands (pipelining).
+        if consumed < data.len() {
+            let mut rest = self.lines.take_buffered();
+            let mut combined = data[consumed..].to_vec();
+            combined.append(&mut rest);
+            self.lines.push(&combined);
+        }
+        if !done {
+            return Step::Continue;
+        }
+        let mode = std::mem::replace(&mut self.mode, Mode::Command);
+        let end_of_message = match mode {
+            Mode::Data(_) => true,
+            Mode::Bdat { last, discard: Some(r), .. } => {
+                let _ = last;
+                self.counters.count("bdat", false);
+                self.error_reply(r);
+                return if self.closing { Step::Close } else { Step::Continue };
+            }
+            Mode::Bdat { last, rx, .. } => {
+                if !last {
+                    self.reply(Reply::new(250, Some("2.0.0"), format!("Ok: {} bytes", rx.bytes_out())));
+                    return Step::Continue;
+                }
+                true
+            }
+            Mode::Command => false,
+        };
+        if !end_of_message {
+            return Step::Continue;
+        }
+        let verb = self.last_verb_lower();
+        let refuse = if self.tx.too_big {
+            Some(Reply::new(552, Some("5.3.4"), "Message size exceeds fixed limit"))
+        } else if self.tx.write_failed {
+            Some(Reply::new(452, Some("4.3.1"), "Insufficient system storage"))
+        } else if self.tx.bare_newline && self.cfg.forbid_bare_newline && !self.client.trusted {
+            Some(Reply::new(550, Some("5.5.2"), "Error: bare <LF> received"))
+        } else {
+            None
+        };
+        if let Some(r) = refuse {
+            sink.abort();
+            let id = self.tx.queue_id.clone().unwrap_or_else(|| "NOQUEUE".into());
+            info!("{id}: reject: {} from {}: {r}", self.last_verb, self.client.label());
+            self.tx = Transaction::default();
+            self.counters.count(verb, false);
+            self.error_reply(r);
+            return if self.closing { Step::Close } else { Step::Continue };
+        }
+        self.waiting_commit = true;
+        Step::Commit
+    }
+
+    /// RSET semantics: drop the transaction (and any message begun).
+    fn reset(&mut self, sink: &mut dyn Sink) {
+        if self.tx.queue_id.is_some() {
+            sink.abort();
+        }
+        self.tx = Transaction::default();
+    }
+}
+
+/// Text from the client placed in a header: no line breaks, bounded.
+fn header_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).take(255).collect()
+}
