@@ -39,7 +39,10 @@ pub struct ConfigArgs {
     /// Print the names' documentation too.
     #[arg(short = 'v')]
     pub verbose: bool,
-    /// Parameter names to print (all when none).
+    /// Edit main.cf: set each name=value given (like postconf -e).
+    #[arg(short = 'e')]
+    pub edit: bool,
+    /// Parameter names to print (all when none), or name=value with -e.
     pub names: Vec<String>,
 }
 
@@ -179,6 +182,15 @@ pub fn check(dir: &Path) -> i32 {
 
 pub fn config(a: &ConfigArgs) -> i32 {
     let dir = crate::config_dir(a.config.clone());
+    if a.edit {
+        return match edit_main_cf(&dir.join("main.cf"), &a.names) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("posthorn: {e}");
+                1
+            }
+        };
+    }
     let cfg = if a.defaults {
         Config::defaults(&dir)
     } else {
@@ -215,4 +227,41 @@ pub fn config(a: &ConfigArgs) -> i32 {
         }
     }
     code
+}
+
+/// Replace or append `name = value` lines in main.cf, atomically.
+fn edit_main_cf(path: &Path, settings: &[String]) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for kv in settings {
+        let Some((name, value)) = kv.split_once('=') else {
+            return Err(format!("-e {kv:?}: expected name=value"));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if common::params::find(name).is_none() {
+            eprintln!("posthorn: warning: {name}: unknown parameter");
+        }
+        let new = if value.is_empty() { format!("{name} =") } else { format!("{name} = {value}") };
+        let at = lines.iter().position(|l| {
+            !l.starts_with([' ', '\t', '#']) && l.split_once('=').is_some_and(|(n, _)| n.trim() == name)
+        });
+        match at {
+            Some(i) => {
+                lines[i] = new;
+                // Drop the old value's continuation lines.
+                while lines.get(i + 1).is_some_and(|l| l.starts_with([' ', '\t']) && !l.trim().is_empty()) {
+                    lines.remove(i + 1);
+                }
+            }
+            None => lines.push(new),
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    let tmp = path.with_extension("cf.tmp");
+    std::fs::write(&tmp, out).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
