@@ -22,7 +22,10 @@
 #   BENCH_SKIP_BUILD=0        1: use the binaries already built
 #   BENCH_BIN=...             load generator (default target/release/posthorn-bench)
 #   POSTHORN_BIN=...          posthorn binary (default target/release/posthorn)
+#   BENCH_POSTHORN_OPTS=""    extra flags for `posthorn dev`, e.g. "-o name=value"
 #   BENCH_KEEP=0              1: keep the temp directory (logs, Maildirs)
+#   BENCH_MEM=rss             rss: sum of VmRSS; pss: sum of Pss (shared pages
+#                             split among the processes sharing them)
 #
 # Traffic goes to 127.0.0.1 only. Everything started here is stopped on exit,
 # error or interrupt (trap EXIT).
@@ -37,6 +40,7 @@ LEVELS=${BENCH_LEVELS:-"1 20 100"}
 SIZE=${BENCH_SIZE:-5120}
 PER_CONN=${BENCH_PER_CONN:-100}
 ONLY=${BENCH_ONLY:-both}
+MEM=${BENCH_MEM:-rss}
 DELIVERY_TIMEOUT=${BENCH_TIMEOUT:-300}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BENCH_BIN=${BENCH_BIN:-$TARGET/release/posthorn-bench}
@@ -62,6 +66,8 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 case $ONLY in both | postfix | posthorn) ;; *) die "BENCH_ONLY must be both, postfix or posthorn" ;; esac
+case $MEM in rss | pss) ;; *) die "BENCH_MEM must be rss or pss" ;; esac
+MEM_LABEL=$(tr a-z A-Z <<<"$MEM")
 [ "$(id -u)" -eq 0 ] || die "run as root (installs postfix, runs a private Postfix instance)"
 
 # --- cleanup ------------------------------------------------------------------
@@ -103,11 +109,13 @@ port_listening() {
 # tree_rss_kb ROOT_PID [PGID]: summed RSS in kB of ROOT_PID, its descendants
 # (PPid chain) and, if given, every process in process group PGID. Uses the
 # rss field of /proc/PID/stat (field 24, pages), which is the same counter
-# the kernel prints as VmRSS in /proc/PID/status, read in one pass.
+# the kernel prints as VmRSS in /proc/PID/status, read in one pass. With
+# BENCH_MEM=pss it sums Pss from /proc/PID/smaps_rollup instead.
 tree_rss_kb() {
     local page_kb=$(($(getconf PAGESIZE) / 1024))
     # Processes come and go between the glob and cat's open: ignore those.
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" -v pg="${2:-}" -v pk="$page_kb" '
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+        awk -v root="$1" -v pg="${2:-}" -v pk="$page_kb" -v mode="$MEM" '
         {
             # comm (field 2) may hold spaces and parentheses: split after the last ")".
             s = $0; p = 0
@@ -126,9 +134,16 @@ tree_rss_kb() {
                     if (!(q in sel) && (ppid[q] in sel)) { sel[q] = 1; changed = 1 }
                 }
             } while (changed)
+            if (mode == "pss") { for (q in sel) print q; exit }
             for (q in sel) total += rss[q] * pk
             print total + 0
-        }'
+        }' | if [ "$MEM" = pss ]; then
+        # Proportional set size: shared pages divided among their users.
+        sed 's|.*|/proc/&/smaps_rollup|' | xargs -r grep -hs '^Pss:' |
+            awk '{ total += $2 } END { print total + 0 }'
+    else
+        cat
+    fi
 }
 
 # start_sampler ROOT_PID PGID OUTFILE: records the peak of tree_rss_kb in OUTFILE.
@@ -240,7 +255,7 @@ run_level() {
     done
     stop_sampler
     LEVEL_RSS=$(awk -v kb="$(cat "$rssfile")" 'BEGIN { printf "%.1f", kb / 1024 }')
-    log "$sys level $level: $out delivered/s=$LEVEL_DLV peak_rss_mb=$LEVEL_RSS"
+    log "$sys level $level: $out delivered/s=$LEVEL_DLV peak_${MEM}_mb=$LEVEL_RSS"
 }
 
 declare -A ACC DLV RSS
@@ -381,8 +396,11 @@ bench_postfix() {
 start_posthorn() {
     port_listening "$PH_PORT" && die "port $PH_PORT is already in use"
     # setsid: own process group, so its children can be found and stopped.
+    # The same limits as the Postfix instance; BENCH_POSTHORN_OPTS adds more -o.
+    # shellcheck disable=SC2086 # word splitting of BENCH_POSTHORN_OPTS wanted
     setsid "$POSTHORN_BIN" dev --state "$TMP/ph" --port-offset "$PH_OFFSET" \
-        >"$TMP/posthorn.log" 2>&1 &
+        -o smtpd_client_connection_count_limit=1000 -o default_process_limit=200 \
+        ${BENCH_POSTHORN_OPTS:-} >"$TMP/posthorn.log" 2>&1 &
     PH_PID=$!
     wait_port "$PH_PORT" 60 "$PH_PID" "posthorn dev"
     log "posthorn dev pid $PH_PID on 127.0.0.1:$PH_PORT"
@@ -450,7 +468,7 @@ PF_VERSION="(not run)"
     echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
         "$(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
     printf '%-8s %12s %12s %12s %12s %11s %11s\n' level "postfix" "posthorn" "postfix" "posthorn" "postfix" "posthorn"
-    printf '%-8s %12s %12s %12s %12s %11s %11s\n' sessions "accepted/s" "accepted/s" "delivered/s" "delivered/s" "peak RSS MB" "peak RSS MB"
+    printf '%-8s %12s %12s %12s %12s %11s %11s\n' sessions "accepted/s" "accepted/s" "delivered/s" "delivered/s" "peak $MEM_LABEL MB" "peak $MEM_LABEL MB"
     for level in $LEVELS; do
         printf '%-8s %12s %12s %12s %12s %11s %11s\n' "$level" \
             "${ACC[postfix,$level]:--}" "${ACC[posthorn,$level]:--}" \

@@ -84,9 +84,24 @@ fn serve(agent: &mut deliver::Agent, mut stream: UnixStream, worker: &daemon::Wo
         let Some(req) = ipc::read_frame::<_, DeliverRequest>(&mut stream)? else {
             return Ok(());
         };
+        // A request left in the socket by a qmgr that has since died (it was
+        // queued before we accepted): its messages are back in incoming/ and
+        // will be requested again, so delivering now would only duplicate.
+        if peer_gone(&stream) {
+            warning!("{}: requester has gone; not delivered", req.queue_id);
+            return Ok(());
+        }
         let results = agent.deliver(&req).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         ipc::write_frame(&mut stream, &DeliverReply { results })?;
     }
+}
+
+/// Has the other end closed the connection (end of file waiting to be read)?
+fn peer_gone(stream: &UnixStream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    matches!(recv(stream.as_raw_fd(), &mut b, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT), Ok(0))
 }
 
 /// Wait until `fd` is readable (or at end of file). False on time-out.

@@ -57,9 +57,12 @@ pub fn start(n: usize, socket: PathBuf, jobs: Arc<Mutex<Receiver<Job>>>, done: S
 }
 
 fn deliver(conn: &mut Option<UnixStream>, socket: &PathBuf, req: &DeliverRequest) -> Vec<RecipientResult> {
+    // A cached connection whose agent has gone shows end of file: drop it.
+    if conn.as_ref().is_some_and(|s| !alive(s)) {
+        *conn = None;
+    }
     let mut last_err = String::new();
-    // A cached connection may have died with its agent: one retry on a fresh one.
-    for _attempt in 0..2 {
+    for _attempt in 0..3 {
         if conn.is_none() {
             match UnixStream::connect(socket) {
                 Ok(s) => {
@@ -74,20 +77,41 @@ fn deliver(conn: &mut Option<UnixStream>, socket: &PathBuf, req: &DeliverRequest
             }
         }
         let Some(s) = conn.as_mut() else { continue };
-        let r = ipc::write_frame(s, req).and_then(|()| ipc::read_frame::<_, DeliverReply>(s));
-        match r {
+        if let Err(e) = ipc::write_frame(s, req) {
+            // The agent never got the request: safe to try another one.
+            last_err = format!("delivery agent: {e}");
+            *conn = None;
+            continue;
+        }
+        // From here the agent may have delivered: never send the same request
+        // twice; a failure defers, and the retry happens later (at most one
+        // extra copy, as for any delivery in flight during a crash).
+        match ipc::read_frame::<_, DeliverReply>(s) {
             Ok(Some(reply)) if valid(req, &reply) => return reply.results,
             Ok(Some(_)) => last_err = "delivery agent sent a reply that does not match the request".into(),
             Ok(None) => last_err = "delivery agent closed the connection".into(),
             Err(e) => last_err = format!("delivery agent: {e}"),
         }
         *conn = None;
+        break;
     }
     warning!("{}: {last_err}", req.queue_id);
     req.recipients
         .iter()
         .map(|r| RecipientResult { index: r.index, status: Status::Deferred, dsn: "4.3.0".into(), text: last_err.clone() })
         .collect()
+}
+
+/// Is the agent at the other end still there (no end of file pending)?
+fn alive(s: &UnixStream) -> bool {
+    use std::io::Read;
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let r = (&*s).read(&mut b);
+    let ok = s.set_nonblocking(false).is_ok();
+    ok && matches!(r, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// The reply must answer exactly the recipients asked about.

@@ -1,0 +1,294 @@
+//! The whole-suite harness: a posthorn in a temp directory, real sockets.
+//!
+//! `Suite::start` runs `posthorn dev` (the README's first command) as the
+//! current user with its own state directory and port offset, waits for SMTP
+//! to answer, and stops it (SIGTERM, then SIGKILL) when dropped. Its log
+//! (stderr) is kept in the state directory for assertions and post-mortems.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
+
+static NEXT_OFFSET: AtomicU16 = AtomicU16::new(0);
+
+pub struct Suite {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub offset: u16,
+    child: Option<Child>,
+}
+
+impl Suite {
+    /// Start with the default demo user plus `users` (ADDR:PASSWORD) and main.cf overrides.
+    pub fn start(name: &str, users: &[&str], overrides: &[&str]) -> Suite {
+        let base = std::env::temp_dir().join(format!("posthorn-suite-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Ports: a block per test process (pid) and per suite within it.
+        let offset = 20000 + (std::process::id() % 300) as u16 * 40 + NEXT_OFFSET.fetch_add(1, Ordering::SeqCst);
+        let mut s = Suite { dir: base, port: 2525 + offset, offset, child: None };
+        s.spawn(users, overrides);
+        s
+    }
+
+    pub fn spawn(&mut self, users: &[&str], overrides: &[&str]) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("dev").arg("--state").arg(&self.dir).arg("--port-offset").arg(self.offset.to_string());
+        let mut all_users = vec!["demo@example.test:demo"];
+        all_users.extend_from_slice(users);
+        for u in all_users {
+            cmd.arg("--user").arg(u);
+        }
+        for o in overrides {
+            cmd.arg("-o").arg(o);
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).unwrap();
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("stdout")).unwrap();
+        cmd.stdout(out).stderr(log).stdin(Stdio::null());
+        self.child = Some(cmd.spawn().expect("posthorn dev starts"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut b = [0u8; 3];
+                if s.read_exact(&mut b).is_ok() && &b == b"220" {
+                    let _ = s.write_all(b"QUIT\r\n");
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("posthorn did not answer on port {} within 30s; log:\n{}", self.port, self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    pub fn master_pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        let (local, domain) = user.split_once('@').unwrap();
+        self.dir.join("mail").join(domain).join(local).join("Maildir")
+    }
+
+    /// Files in a user's Maildir new/.
+    pub fn new_mail(&self, user: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.maildir(user).join("new"))
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Wait until `user` has `n` messages; return them.
+    pub fn wait_mail(&self, user: &str, n: usize) -> Vec<PathBuf> {
+        let t = Instant::now();
+        loop {
+            let m = self.new_mail(user);
+            if m.len() >= n {
+                return m;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                panic!("{user} has {} messages, expected {n}; log:\n{}", m.len(), self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        let t = Instant::now();
+        while !self.log().contains(needle) {
+            if t.elapsed() > Duration::from_secs(30) {
+                panic!("log never said {needle:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Worker pids by program name (children of master).
+    pub fn workers(&self, program: &str) -> Vec<i32> {
+        children(self.master_pid() as i32, program)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let t = Instant::now();
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(20) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        let pid = self.child.as_ref().map(|c| c.id() as i32);
+        let workers: Vec<i32> = pid.map(|p| children(p, "")).unwrap_or_default();
+        self.stop();
+        for w in workers {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(w), nix::sys::signal::Signal::SIGKILL);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Children of `parent` whose argv[0] is `program` (any when empty).
+pub fn children(parent: i32, program: &str) -> Vec<i32> {
+    let mut v = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return v };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Field 4 (after the parenthesised name) is the parent pid.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else { continue };
+        let ppid: i32 = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(-1);
+        if ppid != parent {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or(&[]);
+        if program.is_empty() || String::from_utf8_lossy(argv0).ends_with(program) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// A minimal SMTP client that checks every reply code.
+pub struct Smtp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Smtp {
+    pub fn connect(port: u16) -> Smtp {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut c = Smtp { r: BufReader::new(s.try_clone().unwrap()), w: s };
+        c.expect(220);
+        c
+    }
+
+    /// Read one (possibly multi-line) reply: (code, lines).
+    pub fn reply(&mut self) -> (u16, Vec<String>) {
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            let n = self.r.read_line(&mut l).expect("read reply");
+            assert!(n > 0, "server closed the connection; got so far: {lines:?}");
+            let l = l.trim_end().to_string();
+            let more = l.as_bytes().get(3) == Some(&b'-');
+            lines.push(l);
+            if !more {
+                break;
+            }
+        }
+        let code = lines[0][..3].parse().expect("numeric reply");
+        (code, lines)
+    }
+
+    pub fn expect(&mut self, code: u16) -> Vec<String> {
+        let (c, lines) = self.reply();
+        assert_eq!(c, code, "reply {lines:?}");
+        lines
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+    }
+
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    pub fn cmd(&mut self, line: &str, code: u16) -> Vec<String> {
+        self.send(line);
+        self.expect(code)
+    }
+
+    /// One whole transaction; returns the queue id.
+    pub fn mail(&mut self, from: &str, to: &[&str], message: &[u8]) -> String {
+        self.cmd(&format!("MAIL FROM:<{from}>"), 250);
+        for t in to {
+            self.cmd(&format!("RCPT TO:<{t}>"), 250);
+        }
+        self.cmd("DATA", 354);
+        self.raw(&dot_stuff(message));
+        self.raw(b".\r\n");
+        let l = self.expect(250);
+        l[0].rsplit(' ').next().unwrap().to_string()
+    }
+}
+
+/// Dot-stuff a CRLF message for DATA (it must end in CRLF).
+pub fn dot_stuff(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() + 16);
+    let mut bol = true;
+    for &b in m {
+        if bol && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        bol = b == b'\n';
+    }
+    out
+}
+
+/// Remove the headers delivery adds (Return-Path, Delivered-To, Received and
+/// its continuation lines) from the top of a delivered file.
+pub fn strip_trace(file: &[u8]) -> &[u8] {
+    let mut i = 0;
+    for name in [&b"Return-Path: "[..], b"Delivered-To: ", b"Received: "] {
+        assert!(file[i..].starts_with(name), "expected {:?} at byte {i}", String::from_utf8_lossy(name));
+        loop {
+            i += file[i..].iter().position(|&b| b == b'\n').expect("line end") + 1;
+            if !matches!(file.get(i), Some(b' ' | b'\t')) {
+                break;
+            }
+        }
+    }
+    &file[i..]
+}
+
+pub fn crlf_to_lf(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len());
+    let mut i = 0;
+    while i < m.len() {
+        if m[i] == b'\r' && m.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(m[i]);
+        i += 1;
+    }
+    out
+}
+
+pub fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
