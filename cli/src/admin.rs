@@ -66,7 +66,10 @@ pub fn start(dir: &Path) -> i32 {
         eprintln!("posthorn: the mail system is already running (pid {pid})");
         return 1;
     }
-    let opts = posthorn_master::Options { config_dir: dir.to_path_buf(), daemonize: true };
+    let opts = posthorn_master::Options {
+        config_dir: dir.to_path_buf(),
+        daemonize: true,
+    };
     match posthorn_master::run(&opts, |_| {}) {
         Ok(()) => 0,
         Err(e) => {
@@ -166,11 +169,19 @@ pub fn check(dir: &Path) -> i32 {
     for (name, _) in common::spool::SPOOL_DIRS {
         let p = spool.join(name);
         if !p.is_dir() {
-            eprintln!("posthorn: warning: {} is missing (master creates it at start)", p.display());
+            eprintln!(
+                "posthorn: warning: {} is missing (master creates it at start)",
+                p.display()
+            );
         }
     }
-    if common::privilege::is_root() && common::privilege::lookup_user(&cfg.get("mail_owner")).is_none() {
-        eprintln!("posthorn: error: mail_owner {:?} is not a user on this system", cfg.get("mail_owner"));
+    if common::privilege::is_root()
+        && common::privilege::lookup_user(&cfg.get("mail_owner")).is_none()
+    {
+        eprintln!(
+            "posthorn: error: mail_owner {:?} is not a user on this system",
+            cfg.get("mail_owner")
+        );
         errors += 1;
     }
     if errors > 0 {
@@ -214,7 +225,11 @@ pub fn config(a: &ConfigArgs) -> i32 {
             code = 1;
             continue;
         }
-        let value = if a.defaults { known.map(|p| p.default.to_string()).unwrap_or_default() } else { cfg.get(&n) };
+        let value = if a.defaults {
+            known.map(|p| p.default.to_string()).unwrap_or_default()
+        } else {
+            cfg.get(&n)
+        };
         if a.verbose {
             if let Some(p) = known {
                 println!("# {}", p.doc);
@@ -241,15 +256,23 @@ fn edit_main_cf(path: &Path, settings: &[String]) -> Result<(), String> {
         if common::params::find(name).is_none() {
             eprintln!("posthorn: warning: {name}: unknown parameter");
         }
-        let new = if value.is_empty() { format!("{name} =") } else { format!("{name} = {value}") };
+        let new = if value.is_empty() {
+            format!("{name} =")
+        } else {
+            format!("{name} = {value}")
+        };
         let at = lines.iter().position(|l| {
-            !l.starts_with([' ', '\t', '#']) && l.split_once('=').is_some_and(|(n, _)| n.trim() == name)
+            !l.starts_with([' ', '\t', '#'])
+                && l.split_once('=').is_some_and(|(n, _)| n.trim() == name)
         });
         match at {
             Some(i) => {
                 lines[i] = new;
                 // Drop the old value's continuation lines.
-                while lines.get(i + 1).is_some_and(|l| l.starts_with([' ', '\t']) && !l.trim().is_empty()) {
+                while lines
+                    .get(i + 1)
+                    .is_some_and(|l| l.starts_with([' ', '\t']) && !l.trim().is_empty())
+                {
                     lines.remove(i + 1);
                 }
             }
@@ -264,4 +287,19 @@ fn edit_main_cf(path: &Path, settings: &[String]) -> Result<(), String> {
         let _ = std::fs::set_permissions(&tmp, meta.permissions());
     }
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `posthorn dns [DOMAIN]`: the records a domain served by this host needs.
+pub fn dns(dir: &Path, domain: Option<String>) -> i32 {
+    let Ok(cfg) = load(dir) else { return 1 };
+    let host = cfg.get("myhostname");
+    let domain = domain
+        .or_else(|| cfg.list("virtual_mailbox_domains").into_iter().next())
+        .unwrap_or_else(|| cfg.get("mydomain"));
+    println!("; DNS records for mail to and from {domain}, served by {host}");
+    println!("; {host} itself needs an A (and AAAA) record, and its address a PTR back to {host}.");
+    println!("{domain}.\tIN MX 10 {host}.");
+    println!("{domain}.\tIN TXT \"v=spf1 mx -all\"");
+    println!("_dmarc.{domain}.\tIN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}\"");
+    0
 }

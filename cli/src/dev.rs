@@ -49,13 +49,18 @@ pub const DEV_PORTS: &[(&str, u16)] = &[
 pub fn run(a: DevArgs) -> i32 {
     match prepare(&a) {
         Ok(state) => {
-            let opts = posthorn_master::Options { config_dir: state.clone(), daemonize: false };
+            let opts = posthorn_master::Options {
+                config_dir: state.clone(),
+                daemonize: false,
+            };
             let r = posthorn_master::run(&opts, |listening| {
                 for l in listening {
                     println!("  listening:     {l}");
                 }
-                let reserved: Vec<String> =
-                    DEV_PORTS[1..].iter().map(|(n, p)| format!("{n} {}", p + a.port_offset)).collect();
+                let reserved: Vec<String> = DEV_PORTS[1..]
+                    .iter()
+                    .map(|(n, p)| format!("{n} {}", p + a.port_offset))
+                    .collect();
                 println!("  reserved:      {}", reserved.join(", "));
                 println!("  Ctrl-C stops everything.");
             });
@@ -76,7 +81,8 @@ pub fn run(a: DevArgs) -> i32 {
 
 fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&a.state).map_err(|e| format!("{}: {e}", a.state.display()))?;
-    let state = std::fs::canonicalize(&a.state).map_err(|e| format!("{}: {e}", a.state.display()))?;
+    let state =
+        std::fs::canonicalize(&a.state).map_err(|e| format!("{}: {e}", a.state.display()))?;
     if a.domain.is_empty() || a.domain.contains(['/', ' ', '@']) {
         return Err(format!("--domain {:?} is not a domain name", a.domain));
     }
@@ -93,19 +99,27 @@ fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
     if let Some(e) = cfg.validate().into_iter().next() {
         return Err(e.to_string());
     }
-    common::spool::Spool::new(cfg.queue_dir()).create_dirs().map_err(|e| format!("spool: {e}"))?;
+    common::spool::Spool::new(cfg.queue_dir())
+        .create_dirs()
+        .map_err(|e| format!("spool: {e}"))?;
     let users: Vec<(String, String)> = if a.users.is_empty() {
         vec![(format!("demo@{}", a.domain), "demo".to_string())]
     } else {
         a.users
             .iter()
             .map(|u| match u.split_once(':') {
-                Some((addr, pw)) if addr.contains('@') && !pw.is_empty() => Ok((addr.to_string(), pw.to_string())),
+                Some((addr, pw)) if addr.contains('@') && !pw.is_empty() => {
+                    Ok((addr.to_string(), pw.to_string()))
+                }
                 _ => Err(format!("--user {u:?}: expected ADDRESS:PASSWORD")),
             })
             .collect::<Result<_, _>>()?
     };
-    println!("posthorn {} development mode (as user {})", posthorn_master::VERSION, me.name);
+    println!(
+        "posthorn {} development mode (as user {})",
+        posthorn_master::VERSION,
+        me.name
+    );
     println!("  main.cf:       {}", state.join("main.cf").display());
     println!("  master.cf:     {}", state.join("master.cf").display());
     println!("  users file:    {}", cfg.users_file().display());
@@ -130,13 +144,22 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 fn main_cf(state: &Path, domain: &str, user: &str, overrides: &[String]) -> Result<String, String> {
     let s = state.display();
     let mut t = String::new();
-    let _ = writeln!(t, "# posthorn development configuration, written by `posthorn dev` on every start.");
-    let _ = writeln!(t, "# Use -o name=value to change it, or copy it and run `posthorn start -c DIR`.");
+    let _ = writeln!(
+        t,
+        "# posthorn development configuration, written by `posthorn dev` on every start."
+    );
+    let _ = writeln!(
+        t,
+        "# Use -o name=value to change it, or copy it and run `posthorn start -c DIR`."
+    );
     let _ = writeln!(t, "config_directory = {s}");
     let _ = writeln!(t, "queue_directory = {s}/spool");
     let _ = writeln!(t, "data_directory = {s}/data");
     let _ = writeln!(t, "pid_directory = {s}/run");
-    let _ = writeln!(t, "# Empty: master runs this executable under each worker's name.");
+    let _ = writeln!(
+        t,
+        "# Empty: master runs this executable under each worker's name."
+    );
     let _ = writeln!(t, "daemon_directory =");
     let _ = writeln!(t, "mail_owner = {user}");
     let _ = writeln!(t, "myhostname = mail.{domain}");
@@ -147,7 +170,10 @@ fn main_cf(state: &Path, domain: &str, user: &str, overrides: &[String]) -> Resu
     let _ = writeln!(t, "virtual_mailbox_maps = passwd-file:{s}/users");
     let _ = writeln!(t, "inet_interfaces = loopback-only");
     let _ = writeln!(t, "inet_protocols = ipv4");
-    let _ = writeln!(t, "# Nobody relays in development mode: mail goes only to {domain} and localhost.");
+    let _ = writeln!(
+        t,
+        "# Nobody relays in development mode: mail goes only to {domain} and localhost."
+    );
     let _ = writeln!(t, "mynetworks =");
     for o in overrides {
         let Some((k, v)) = o.split_once('=') else {

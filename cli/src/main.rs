@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "posthorn", version, about = "posthorn mail system administration")]
+#[command(
+    name = "posthorn",
+    version,
+    about = "posthorn mail system administration"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -37,6 +41,13 @@ enum Cmd {
     Check(admin::DirArg),
     /// Print parameters, as postconf does.
     Config(admin::ConfigArgs),
+    /// Print the DNS records to publish for a mail domain (MX, SPF, DMARC).
+    Dns {
+        /// The mail domain (default: the first of virtual_mailbox_domains, else $mydomain).
+        domain: Option<String>,
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
     /// Manage virtual mailbox users.
     User {
         #[command(subcommand)]
@@ -46,9 +57,15 @@ enum Cmd {
 
 fn main() {
     let argv0 = std::env::args().next().unwrap_or_default();
-    let name = std::path::Path::new(&argv0).file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let name = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
     match name.as_str() {
-        "posthorn-master" => std::process::exit(posthorn_master::main_with_args(std::env::args().skip(1).collect())),
+        "posthorn-master" => std::process::exit(posthorn_master::main_with_args(
+            std::env::args().skip(1).collect(),
+        )),
         "posthorn-smtpd" => return posthorn_smtpd::main(),
         "posthorn-qmgr" => return posthorn_qmgr::main(),
         "posthorn-local" => return posthorn_local::main(),
@@ -63,6 +80,7 @@ fn main() {
         Cmd::Status(a) => admin::status(&a.dir()),
         Cmd::Check(a) => admin::check(&a.dir()),
         Cmd::Config(a) => admin::config(&a),
+        Cmd::Dns { domain, config } => admin::dns(&config_dir(config), domain),
         Cmd::User { command } => user::run(command),
     };
     std::process::exit(code);

@@ -27,7 +27,11 @@ pub enum UserCmd {
 
 pub fn run(cmd: UserCmd) -> i32 {
     match cmd {
-        UserCmd::Add { address, password, config } => {
+        UserCmd::Add {
+            address,
+            password,
+            config,
+        } => {
             let dir = crate::config_dir(config);
             let cfg = match Config::load(&dir) {
                 Ok(c) => c,
@@ -50,7 +54,10 @@ pub fn run(cmd: UserCmd) -> i32 {
             match add(&cfg, &address, &password) {
                 Ok(replaced) => {
                     let verb = if replaced { "updated" } else { "added" };
-                    println!("posthorn: {verb} {address} in {}", cfg.users_file().display());
+                    println!(
+                        "posthorn: {verb} {address} in {}",
+                        cfg.users_file().display()
+                    );
                     0
                 }
                 Err(e) => {
@@ -66,7 +73,9 @@ pub fn run(cmd: UserCmd) -> i32 {
 pub fn add(cfg: &Config, address: &str, password: &str) -> Result<bool, String> {
     let (local, domain) = common::addr::split(address);
     if local.is_empty() || domain.is_empty() || address.contains(char::is_whitespace) {
-        return Err(format!("{address:?} is not an address of the form user@domain"));
+        return Err(format!(
+            "{address:?} is not an address of the form user@domain"
+        ));
     }
     if password.is_empty() {
         return Err("empty password".into());
@@ -75,17 +84,26 @@ pub fn add(cfg: &Config, address: &str, password: &str) -> Result<bool, String> 
         eprintln!("posthorn: warning: {domain} is not in virtual_mailbox_domains; mail to {address} is not accepted until it is");
     }
     let hash = hash_password(password)?;
-    common::users::upsert(&cfg.users_file(), address, &format!("{{SHA512-CRYPT}}{hash}"))
-        .map_err(|e| format!("{}: {e}", cfg.users_file().display()))
+    common::users::upsert(
+        &cfg.users_file(),
+        address,
+        &format!("{{SHA512-CRYPT}}{hash}"),
+    )
+    .map_err(|e| format!("{}: {e}", cfg.users_file().display()))
 }
 
 /// `$6$salt$hash` (SHA-crypt, 5000 rounds: what Dovecot's SHA512-CRYPT reads).
 pub fn hash_password(password: &str) -> Result<String, String> {
-    const SALT_CHARS: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const SALT_CHARS: &[u8; 64] =
+        b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut raw = [0u8; 16];
     getrandom::getrandom(&mut raw).map_err(|e| format!("no randomness for the salt: {e}"))?;
-    let salt: String = raw.iter().map(|b| SALT_CHARS[(*b & 63) as usize] as char).collect();
+    let salt: String = raw
+        .iter()
+        .map(|b| SALT_CHARS[(*b & 63) as usize] as char)
+        .collect();
     let params = sha_crypt::Sha512Params::new(5000).map_err(|e| format!("{e:?}"))?;
-    let hash = sha_crypt::sha512_crypt_b64(password.as_bytes(), salt.as_bytes(), &params).map_err(|e| format!("{e:?}"))?;
+    let hash = sha_crypt::sha512_crypt_b64(password.as_bytes(), salt.as_bytes(), &params)
+        .map_err(|e| format!("{e:?}"))?;
     Ok(format!("$6${salt}${hash}"))
 }

@@ -65,7 +65,11 @@ pub fn lookup_key(addr: &str, delimiters: &str) -> String {
     if domain.is_empty() {
         local.to_ascii_lowercase()
     } else {
-        format!("{}@{}", local.to_ascii_lowercase(), domain.to_ascii_lowercase())
+        format!(
+            "{}@{}",
+            local.to_ascii_lowercase(),
+            domain.to_ascii_lowercase()
+        )
     }
 }
 
@@ -83,7 +87,8 @@ pub fn strip_extension<'a>(local: &'a str, delimiters: &str) -> &'a str {
 /// Is `domain` one of `list` (case-insensitive, trailing dot ignored)?
 pub fn domain_in(domain: &str, list: &[String]) -> bool {
     let d = domain.trim_end_matches('.');
-    list.iter().any(|x| x.trim_end_matches('.').eq_ignore_ascii_case(d))
+    list.iter()
+        .any(|x| x.trim_end_matches('.').eq_ignore_ascii_case(d))
 }
 
 #[cfg(test)]
@@ -93,13 +98,23 @@ mod tests {
     #[test]
     fn keys() {
         assert_eq!(split("a@b@c"), ("a@b", "c"));
-        assert_eq!(lookup_key("Joe+Lists@Example.TEST", "+"), "joe@example.test");
-        assert_eq!(lookup_key("Joe+Lists@Example.TEST", ""), "joe+lists@example.test");
+        assert_eq!(
+            lookup_key("Joe+Lists@Example.TEST", "+"),
+            "joe@example.test"
+        );
+        assert_eq!(
+            lookup_key("Joe+Lists@Example.TEST", ""),
+            "joe+lists@example.test"
+        );
         assert_eq!(lookup_key("+x@d", "+"), "+x@d");
         assert_eq!(lookup_key("Postmaster", ""), "postmaster");
         assert!(domain_in("EXAMPLE.test.", &["example.test".into()]));
         assert!(!domain_in("example.org", &["example.test".into()]));
-        let d = Domains { virtual_domains: vec!["v.test".into()], mydestination: vec!["localhost".into()], delimiter: String::new() };
+        let d = Domains {
+            virtual_domains: vec!["v.test".into()],
+            mydestination: vec!["localhost".into()],
+            delimiter: String::new(),
+        };
         assert_eq!(d.route("a@V.test"), Route::Virtual);
         assert_eq!(d.route("root@localhost"), Route::System);
         assert_eq!(d.route("postmaster"), Route::System);

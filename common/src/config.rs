@@ -88,7 +88,11 @@ impl Config {
 
     /// Parse main.cf text. `file` names it in errors.
     pub fn parse(dir: &Path, file: &str, text: &str) -> Result<Config, ConfigError> {
-        let mut cfg = Config { dir: dir.to_path_buf(), values: HashMap::new(), order: Vec::new() };
+        let mut cfg = Config {
+            dir: dir.to_path_buf(),
+            values: HashMap::new(),
+            order: Vec::new(),
+        };
         // (name, value, first line number)
         let mut current: Option<(String, String, usize)> = None;
         for (idx, line) in text.lines().enumerate() {
@@ -128,7 +132,9 @@ impl Config {
             };
             let name = name.trim();
             if name.is_empty()
-                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
             {
                 return Err(ConfigError {
                     location: format!("{file} line {lineno}"),
@@ -145,7 +151,11 @@ impl Config {
 
     /// An empty configuration (all defaults) rooted at `dir`.
     pub fn defaults(dir: &Path) -> Config {
-        Config { dir: dir.to_path_buf(), values: HashMap::new(), order: Vec::new() }
+        Config {
+            dir: dir.to_path_buf(),
+            values: HashMap::new(),
+            order: Vec::new(),
+        }
     }
 
     /// Set a value, as main.cf or `-o` would.
@@ -155,7 +165,10 @@ impl Config {
         }
         self.values.insert(
             name.to_string(),
-            Value { text: value.to_string(), location: location.to_string() },
+            Value {
+                text: value.to_string(),
+                location: location.to_string(),
+            },
         );
     }
 
@@ -210,10 +223,11 @@ impl Config {
 
     /// Expand, reporting `$a -> $b -> $a` loops as errors.
     pub fn get_checked(&self, name: &str) -> Result<String, ConfigError> {
-        self.expand(&self.raw(name), 0).map_err(|message| ConfigError {
-            location: self.location(name),
-            message: format!("{name}: {message}"),
-        })
+        self.expand(&self.raw(name), 0)
+            .map_err(|message| ConfigError {
+                location: self.location(name),
+                message: format!("{name}: {message}"),
+            })
     }
 
     fn expand(&self, text: &str, depth: usize) -> Result<String, String> {
@@ -255,7 +269,11 @@ impl Config {
                         let (name, rest) = inner.split_at(pos);
                         let value = self.expand(&self.raw(name), depth + 1)?;
                         let alt = &rest[1..];
-                        let use_alt = if rest.starts_with('?') { !value.is_empty() } else { value.is_empty() };
+                        let use_alt = if rest.starts_with('?') {
+                            !value.is_empty()
+                        } else {
+                            value.is_empty()
+                        };
                         if use_alt {
                             out.push_str(&self.expand(alt, depth + 1)?);
                         }
@@ -265,7 +283,8 @@ impl Config {
                 }
                 _ => {
                     let start = i;
-                    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_')
+                    {
                         i += 1;
                     }
                     if start == i {
@@ -280,20 +299,28 @@ impl Config {
     }
 
     fn bad(&self, name: &str, message: String) -> ConfigError {
-        ConfigError { location: self.location(name), message: format!("{name}: {message}") }
+        ConfigError {
+            location: self.location(name),
+            message: format!("{name}: {message}"),
+        }
     }
 
     /// A non-negative whole number.
     pub fn int(&self, name: &str) -> Result<u64, ConfigError> {
         let v = self.get(name);
-        v.trim().parse::<u64>().map_err(|_| self.bad(name, format!("{v:?} is not a whole number")))
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| self.bad(name, format!("{v:?} is not a whole number")))
     }
 
     /// A time: a number with an optional unit s, m, h, d or w (default s).
     pub fn time(&self, name: &str) -> Result<Duration, ConfigError> {
         let v = self.get(name);
         parse_time(&v).ok_or_else(|| {
-            self.bad(name, format!("{v:?} is not a time (a number with unit s, m, h, d or w)"))
+            self.bad(
+                name,
+                format!("{v:?} is not a time (a number with unit s, m, h, d or w)"),
+            )
         })
     }
 
@@ -437,9 +464,15 @@ mod tests {
     fn expansion_forms() {
         let c = cfg("myhostname = mx.example.org\nmydomain = example.org\na = ${mydomain?set} ${nope:empty} $(mydomain) $$x\n");
         assert_eq!(c.get("myorigin"), "mx.example.org");
-        assert_eq!(c.get("mydestination"), "mx.example.org, localhost.example.org, localhost");
+        assert_eq!(
+            c.get("mydestination"),
+            "mx.example.org, localhost.example.org, localhost"
+        );
         assert_eq!(c.get("a"), "set empty example.org $x");
-        assert_eq!(c.get("virtual_mailbox_maps"), "passwd-file:/etc/posthorn/users");
+        assert_eq!(
+            c.get("virtual_mailbox_maps"),
+            "passwd-file:/etc/posthorn/users"
+        );
     }
 
     #[test]
@@ -451,7 +484,10 @@ mod tests {
     #[test]
     fn errors_name_file_and_line() {
         let e = Config::parse(Path::new("/x"), "main.cf", "a = 1\nthis is wrong\n").unwrap_err();
-        assert_eq!(e.to_string(), "main.cf line 2: missing '=' after parameter name: \"this is wrong\"");
+        assert_eq!(
+            e.to_string(),
+            "main.cf line 2: missing '=' after parameter name: \"this is wrong\""
+        );
         let e = Config::parse(Path::new("/x"), "main.cf", "  b\n").unwrap_err();
         assert_eq!(e.location, "main.cf line 1");
         let c = cfg("x = 1\nmessage_size_limit = ten\n");
@@ -465,7 +501,10 @@ mod tests {
     fn loops_are_reported() {
         let c = cfg("a = $b\nb = $a\n");
         assert!(c.get_checked("a").unwrap_err().message.contains("loop"));
-        assert!(cfg("myhostname = $myhostname\n").validate().iter().any(|e| e.message.contains("loop")));
+        assert!(cfg("myhostname = $myhostname\n")
+            .validate()
+            .iter()
+            .any(|e| e.message.contains("loop")));
     }
 
     #[test]
@@ -480,6 +519,9 @@ mod tests {
     #[test]
     fn unknown_names_are_listed() {
         let c = cfg("mydomain = x\nbogus_param = 1\n");
-        assert_eq!(c.unknown_names(), vec![("bogus_param".to_string(), "main.cf line 2".to_string())]);
+        assert_eq!(
+            c.unknown_names(),
+            vec![("bogus_param".to_string(), "main.cf line 2".to_string())]
+        );
     }
 }

@@ -61,10 +61,17 @@ pub struct WorkerArgs {
 
 /// Parse `-c DIR -n NAME -t TYPE -u -o k=v`.
 pub fn parse_args(args: &[String]) -> Result<WorkerArgs, String> {
-    let mut w = WorkerArgs { config_dir: PathBuf::from("/etc/posthorn"), ..Default::default() };
+    let mut w = WorkerArgs {
+        config_dir: PathBuf::from("/etc/posthorn"),
+        ..Default::default()
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match a.as_str() {
             "-c" => w.config_dir = PathBuf::from(value("-c")?),
             "-n" => w.service = value("-n")?,
@@ -74,7 +81,9 @@ pub fn parse_args(args: &[String]) -> Result<WorkerArgs, String> {
             "-u" => w.unprivileged = true,
             "-o" => {
                 let kv = value("-o")?;
-                let (k, v) = kv.split_once('=').ok_or_else(|| format!("-o {kv:?}: expected name=value"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("-o {kv:?}: expected name=value"))?;
                 w.overrides.push((k.to_string(), v.to_string()));
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -88,12 +97,15 @@ pub fn parse_args(args: &[String]) -> Result<WorkerArgs, String> {
 /// privileges when master said so. Exits with a log line on any failure.
 pub fn start(program: &str) -> Worker {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let target = Target::from_env_value(&std::env::var("POSTHORN_LOG").unwrap_or_else(|_| "stderr".into()));
+    let target =
+        Target::from_env_value(&std::env::var("POSTHORN_LOG").unwrap_or_else(|_| "stderr".into()));
     let wa = match parse_args(&args) {
         Ok(w) => w,
         Err(e) => {
             crate::log::init("posthorn", program, target, "mail");
-            crate::fatal!("usage: posthorn-{program} -c CONFIG_DIR -n SERVICE [-u] [-o name=value]: {e}");
+            crate::fatal!(
+                "usage: posthorn-{program} -c CONFIG_DIR -n SERVICE [-u] [-o name=value]: {e}"
+            );
         }
     };
     let config = match Config::load_with(&wa.config_dir, &wa.overrides) {
@@ -103,8 +115,13 @@ pub fn start(program: &str) -> Worker {
             crate::fatal!("{e}");
         }
     };
-    crate::log::init(&config.get("syslog_name"), program, target, &config.get("syslog_facility"));
-    for e in config.validate() {
+    crate::log::init(
+        &config.get("syslog_name"),
+        program,
+        target,
+        &config.get("syslog_facility"),
+    );
+    if let Some(e) = config.validate().into_iter().next() {
         crate::fatal!("{e}");
     }
     let listener = match inherited_listener() {
@@ -130,7 +147,12 @@ pub fn start(program: &str) -> Worker {
         }
     }
     watch_master(Arc::clone(&stop));
-    Worker { config, service: wa.service, listener, stop }
+    Worker {
+        config,
+        service: wa.service,
+        listener,
+        stop,
+    }
 }
 
 fn inherited_listener() -> Result<Listener, String> {
@@ -142,7 +164,9 @@ fn inherited_listener() -> Result<Listener, String> {
     let err = |e: std::io::Error| format!("listening socket from master: {e}");
     match std::env::var("POSTHORN_LISTEN_KIND").as_deref() {
         Ok("unix") => match fds.as_slice() {
-            [fd] => privilege::inherited_unix_listener(*fd).map(Listener::Unix).map_err(err),
+            [fd] => privilege::inherited_unix_listener(*fd)
+                .map(Listener::Unix)
+                .map_err(err),
             _ => Err("a unix service has exactly one socket".into()),
         },
         _ => fds
@@ -157,18 +181,25 @@ fn inherited_listener() -> Result<Listener, String> {
 /// When master's pipe reaches end of file, master is gone: set the stop flag,
 /// and exit if the daemon has not finished within a grace period.
 fn watch_master(stop: Arc<AtomicBool>) {
-    let Some(fd) = std::env::var("POSTHORN_MASTER_FD").ok().and_then(|v| v.parse::<i32>().ok()) else {
+    let Some(fd) = std::env::var("POSTHORN_MASTER_FD")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
         return;
     };
-    let Ok(mut pipe) = privilege::inherited_pipe(fd) else { return };
-    let spawned = std::thread::Builder::new().name("master-watch".into()).spawn(move || {
-        let mut b = [0u8; 16];
-        while matches!(pipe.read(&mut b), Ok(n) if n > 0) {}
-        crate::warning!("master went away; stopping");
-        stop.store(true, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_secs(10));
-        std::process::exit(0);
-    });
+    let Ok(mut pipe) = privilege::inherited_pipe(fd) else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("master-watch".into())
+        .spawn(move || {
+            let mut b = [0u8; 16];
+            while matches!(pipe.read(&mut b), Ok(n) if n > 0) {}
+            crate::warning!("master went away; stopping");
+            stop.store(true, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_secs(10));
+            std::process::exit(0);
+        });
     if let Err(e) = spawned {
         crate::warning!("cannot watch master: {e}");
     }
@@ -180,7 +211,10 @@ mod tests {
 
     #[test]
     fn args() {
-        let a: Vec<String> = "-c /x -n smtp -t inet -u -o a=b=c".split(' ').map(String::from).collect();
+        let a: Vec<String> = "-c /x -n smtp -t inet -u -o a=b=c"
+            .split(' ')
+            .map(String::from)
+            .collect();
         let w = parse_args(&a).unwrap();
         assert_eq!(w.config_dir, PathBuf::from("/x"));
         assert_eq!(w.service, "smtp");

@@ -21,7 +21,10 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()>
     let body = bincode::serde::encode_to_vec(msg, bincode::config::standard())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     if body.len() > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "IPC message too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "IPC message too large",
+        ));
     }
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -40,14 +43,20 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("IPC frame of {len} bytes is too large")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("IPC frame of {len} bytes is too large"),
+        ));
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
     let (msg, used) = bincode::serde::decode_from_slice(&body, bincode::config::standard())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad IPC message: {e}")))?;
     if used != len {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "trailing bytes in IPC frame"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "trailing bytes in IPC frame",
+        ));
     }
     Ok(Some(msg))
 }
@@ -107,7 +116,10 @@ mod tests {
             queue_id: "0123456789BCDF".into(),
             sender: "a@b".into(),
             arrival: 1,
-            recipients: vec![DeliverRecipient { index: 3, address: "x@y".into() }],
+            recipients: vec![DeliverRecipient {
+                index: 3,
+                address: "x@y".into(),
+            }],
         };
         let mut buf = Vec::new();
         write_frame(&mut buf, &req).unwrap();

@@ -72,7 +72,10 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// Set up logging for this process. `program` is e.g. "smtpd"; lines are
 /// tagged `syslog_name/program[pid]`. Later calls are ignored.
 pub fn init(syslog_name: &str, program: &str, target: Target, facility: &str) {
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
     let facility = match facility {
         "daemon" => 3,
         "user" => 1,
@@ -142,7 +145,9 @@ pub fn log(level: Level, args: fmt::Arguments) {
             let mut sock = l.syslog.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..2 {
                 if sock.is_none() {
-                    *sock = UnixDatagram::unbound().ok().filter(|s| s.connect("/dev/log").is_ok());
+                    *sock = UnixDatagram::unbound()
+                        .ok()
+                        .filter(|s| s.connect("/dev/log").is_ok());
                 }
                 match sock.as_ref().map(|s| s.send(line.as_bytes())) {
                     Some(Ok(_)) => return,
@@ -158,7 +163,9 @@ pub fn log(level: Level, args: fmt::Arguments) {
 
 /// RFC 3339 UTC time with microseconds.
 pub fn timestamp() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs();
     let (y, m, d) = civil_from_days((secs / 86400) as i64);
     let rem = secs % 86400;
@@ -174,7 +181,9 @@ pub fn timestamp() -> String {
 /// RFC 5322 3.3 date-time in UTC, for Received: and Date: headers.
 pub fn rfc5322_date(unix: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let days = (unix / 86400) as i64;
     let (y, m, d) = civil_from_days(days);
     let rem = unix % 86400;
@@ -236,7 +245,10 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 +0000");
+        assert_eq!(
+            rfc5322_date(1_700_000_000),
+            "Tue, 14 Nov 2023 22:13:20 +0000"
+        );
     }
 
     #[test]

@@ -51,7 +51,15 @@ pub struct Service {
 impl Service {
     /// The key that identifies a service across reloads.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.name, if self.kind == ServiceType::Inet { "inet" } else { "unix" })
+        format!(
+            "{}/{}",
+            self.name,
+            if self.kind == ServiceType::Inet {
+                "inet"
+            } else {
+                "unix"
+            }
+        )
     }
 }
 
@@ -117,19 +125,32 @@ pub fn inet_addresses(
                     for i in list {
                         let i = i.trim_start_matches('[').trim_end_matches(']');
                         let i = if i == "localhost" { "127.0.0.1" } else { i };
-                        v.push(i.parse().map_err(|_| format!("bad inet_interfaces address {i:?}"))?);
+                        v.push(
+                            i.parse()
+                                .map_err(|_| format!("bad inet_interfaces address {i:?}"))?,
+                        );
                     }
                 }
             }
             v
         }
     };
-    Ok(hosts.into_iter().map(|h| SocketAddr::new(h, port)).collect())
+    Ok(hosts
+        .into_iter()
+        .map(|h| SocketAddr::new(h, port))
+        .collect())
 }
 
 /// Parse master.cf text. `file` names it in errors.
-pub fn parse(file: &str, text: &str, default_process_limit: u32) -> Result<Vec<Service>, ConfigError> {
-    let err = |line: usize, message: String| ConfigError { location: format!("{file} line {line}"), message };
+pub fn parse(
+    file: &str,
+    text: &str,
+    default_process_limit: u32,
+) -> Result<Vec<Service>, ConfigError> {
+    let err = |line: usize, message: String| ConfigError {
+        location: format!("{file} line {line}"),
+        message,
+    };
     // Join continuation lines, remembering the first line of each entry.
     let mut entries: Vec<(usize, String)> = Vec::new();
     for (idx, line) in text.lines().enumerate() {
@@ -143,7 +164,12 @@ pub fn parse(file: &str, text: &str, default_process_limit: u32) -> Result<Vec<S
                     e.push(' ');
                     e.push_str(trimmed);
                 }
-                None => return Err(err(idx + 1, "continuation line without a service before it".into())),
+                None => {
+                    return Err(err(
+                        idx + 1,
+                        "continuation line without a service before it".into(),
+                    ))
+                }
             }
         } else {
             entries.push((idx + 1, trimmed.to_string()));
@@ -166,28 +192,49 @@ pub fn parse(file: &str, text: &str, default_process_limit: u32) -> Result<Vec<S
         let kind = match fields[1] {
             "inet" => ServiceType::Inet,
             "unix" => ServiceType::Unix,
-            t => return Err(err(line, format!("unknown service type {t:?} (inet or unix)"))),
+            t => {
+                return Err(err(
+                    line,
+                    format!("unknown service type {t:?} (inet or unix)"),
+                ))
+            }
         };
         let private = yn(2, "private", true)?;
         let unprivileged = yn(3, "unpriv", true)?;
         let chroot = yn(4, "chroot", false)?;
         if chroot {
-            return Err(err(line, "chroot y is not supported yet; use n or -".into()));
+            return Err(err(
+                line,
+                "chroot y is not supported yet; use n or -".into(),
+            ));
         }
         let wakeup = match fields[5].trim_end_matches('?') {
             "-" => 0,
-            w => w.parse().map_err(|_| err(line, format!("wakeup must be a number or -, not {w:?}")))?,
+            w => w
+                .parse()
+                .map_err(|_| err(line, format!("wakeup must be a number or -, not {w:?}")))?,
         };
         let maxproc = match fields[6] {
             "-" => default_process_limit,
-            m => m.parse().map_err(|_| err(line, format!("maxproc must be a number or -, not {m:?}")))?,
+            m => m
+                .parse()
+                .map_err(|_| err(line, format!("maxproc must be a number or -, not {m:?}")))?,
         };
         if maxproc == 0 {
-            return Err(err(line, "maxproc 0 (unlimited) is not supported; give a number".into()));
+            return Err(err(
+                line,
+                "maxproc 0 (unlimited) is not supported; give a number".into(),
+            ));
         }
         let command = fields[7].to_string();
         if !KNOWN_COMMANDS.contains(&command.as_str()) {
-            return Err(err(line, format!("unknown command {command:?} (known: {})", KNOWN_COMMANDS.join(", "))));
+            return Err(err(
+                line,
+                format!(
+                    "unknown command {command:?} (known: {})",
+                    KNOWN_COMMANDS.join(", ")
+                ),
+            ));
         }
         let mut args = Vec::new();
         let mut overrides = Vec::new();
@@ -213,9 +260,28 @@ pub fn parse(file: &str, text: &str, default_process_limit: u32) -> Result<Vec<S
         } else if name.contains('/') || name.starts_with('.') {
             return Err(err(line, format!("bad unix service name {name:?}")));
         }
-        let svc = Service { name, kind, private, unprivileged, chroot, wakeup, maxproc, command, args, overrides, line };
+        let svc = Service {
+            name,
+            kind,
+            private,
+            unprivileged,
+            chroot,
+            wakeup,
+            maxproc,
+            command,
+            args,
+            overrides,
+            line,
+        };
         if let Some(prev) = services.iter().find(|s| s.key() == svc.key()) {
-            return Err(err(line, format!("service {} is already defined at line {}", svc.key(), prev.line)));
+            return Err(err(
+                line,
+                format!(
+                    "service {} is already defined at line {}",
+                    svc.key(),
+                    prev.line
+                ),
+            ));
         }
         services.push(svc);
     }
@@ -233,17 +299,30 @@ mod tests {
         let s = parse("master.cf", SAMPLE, 100).unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].kind, ServiceType::Inet);
-        assert_eq!(s[0].overrides, vec![("smtpd_banner".to_string(), "hi".to_string())]);
+        assert_eq!(
+            s[0].overrides,
+            vec![("smtpd_banner".to_string(), "hi".to_string())]
+        );
         assert!(s[1].unprivileged && !s[2].unprivileged);
         assert_eq!((s[1].wakeup, s[2].maxproc, s[2].line), (300, 4, 5));
     }
 
     #[test]
     fn errors_have_lines() {
-        let e = parse("master.cf", "smtp inet n - n - 1 smtpd\nsmtp inet n - n - 1 smtpd\n", 100).unwrap_err();
-        assert_eq!(e.to_string(), "master.cf line 2: service smtp/inet is already defined at line 1");
+        let e = parse(
+            "master.cf",
+            "smtp inet n - n - 1 smtpd\nsmtp inet n - n - 1 smtpd\n",
+            100,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "master.cf line 2: service smtp/inet is already defined at line 1"
+        );
         let e = parse("master.cf", "x tcp n - n - 1 smtpd\n", 100).unwrap_err();
-        assert!(e.to_string().starts_with("master.cf line 1: unknown service type"));
+        assert!(e
+            .to_string()
+            .starts_with("master.cf line 1: unknown service type"));
         let e = parse("master.cf", "smtp inet n - n - 1 frobd\n", 100).unwrap_err();
         assert!(e.message.contains("unknown command"));
         let e = parse("master.cf", "\nsmtp inet n\n", 100).unwrap_err();
@@ -253,9 +332,21 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(inet_addresses("127.0.0.1:2525", &[], "all").unwrap(), vec!["127.0.0.1:2525".parse().unwrap()]);
-        assert_eq!(inet_addresses("[::1]:25", &[], "all").unwrap(), vec!["[::1]:25".parse().unwrap()]);
-        assert_eq!(inet_addresses("smtp", &["loopback-only".into()], "ipv4").unwrap(), vec!["127.0.0.1:25".parse().unwrap()]);
-        assert_eq!(inet_addresses("2525", &["all".into()], "ipv4").unwrap(), vec!["0.0.0.0:2525".parse().unwrap()]);
+        assert_eq!(
+            inet_addresses("127.0.0.1:2525", &[], "all").unwrap(),
+            vec!["127.0.0.1:2525".parse().unwrap()]
+        );
+        assert_eq!(
+            inet_addresses("[::1]:25", &[], "all").unwrap(),
+            vec!["[::1]:25".parse().unwrap()]
+        );
+        assert_eq!(
+            inet_addresses("smtp", &["loopback-only".into()], "ipv4").unwrap(),
+            vec!["127.0.0.1:25".parse().unwrap()]
+        );
+        assert_eq!(
+            inet_addresses("2525", &["all".into()], "ipv4").unwrap(),
+            vec!["0.0.0.0:2525".parse().unwrap()]
+        );
     }
 }

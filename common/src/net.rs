@@ -22,11 +22,19 @@ impl Network {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix))
+                };
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix)) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix))
+                };
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -43,7 +51,10 @@ impl Networks {
     pub fn parse(list: &str) -> Result<Networks, String> {
         let mut nets = Vec::new();
         for item in crate::config::split_list(list) {
-            nets.push(parse_one(&item).ok_or_else(|| format!("bad network {item:?} (expected address/prefix)"))?);
+            nets.push(
+                parse_one(&item)
+                    .ok_or_else(|| format!("bad network {item:?} (expected address/prefix)"))?,
+            );
         }
         Ok(Networks(nets))
     }
@@ -58,7 +69,10 @@ fn parse_one(item: &str) -> Option<Network> {
         Some((a, p)) => (a, Some(p.parse::<u8>().ok()?)),
         None => (item, None),
     };
-    let addr = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
     let addr: IpAddr = addr.parse().ok()?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = prefix.unwrap_or(max);
@@ -81,6 +95,8 @@ mod tests {
         assert!(Networks::parse("").unwrap() == Networks::default());
         assert!(Networks::parse("10.0.0.0/33").is_err());
         assert!(Networks::parse("nonsense").is_err());
-        assert!(Networks::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Networks::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 }

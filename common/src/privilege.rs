@@ -32,7 +32,12 @@ pub struct Account {
 
 impl From<User> for Account {
     fn from(u: User) -> Account {
-        Account { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir }
+        Account {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir,
+        }
     }
 }
 
@@ -61,7 +66,10 @@ pub fn lookup_user(name: &str) -> Option<Account> {
 
 /// Look up a group id by name.
 pub fn lookup_group(name: &str) -> Option<u32> {
-    nix::unistd::Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 /// Drop root permanently to `account`. A no-op when not root.
@@ -74,7 +82,9 @@ pub fn drop_to(account: &Account) -> io::Result<()> {
     nix::unistd::setgid(gid).map_err(io::Error::from)?;
     nix::unistd::setuid(Uid::from_raw(account.uid)).map_err(io::Error::from)?;
     if account.uid != 0 && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
-        return Err(io::Error::other("could regain root after dropping privileges"));
+        return Err(io::Error::other(
+            "could regain root after dropping privileges",
+        ));
     }
     Ok(())
 }
@@ -105,13 +115,22 @@ pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> io::Result<T>) -> io::
 
 /// Let (or stop) a descriptor survive exec, so master can hand it to a worker.
 pub fn set_inheritable(fd: RawFd, inherit: bool) -> io::Result<()> {
-    let flags = if inherit { FdFlag::empty() } else { FdFlag::FD_CLOEXEC };
-    fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop).map_err(io::Error::from)
+    let flags = if inherit {
+        FdFlag::empty()
+    } else {
+        FdFlag::FD_CLOEXEC
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags))
+        .map(drop)
+        .map_err(io::Error::from)
 }
 
 fn check_open(fd: RawFd) -> io::Result<()> {
     fcntl(fd, FcntlArg::F_GETFD).map(drop).map_err(|e| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {fd} handed down by master is not open: {e}"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {fd} handed down by master is not open: {e}"),
+        )
     })?;
     // From now on it is ours alone: close it on exec.
     set_inheritable(fd, false)

@@ -94,11 +94,15 @@ impl QueueId {
     /// A fresh id. Uniqueness is finally enforced by O_EXCL on creation.
     pub fn generate() -> QueueId {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let micros = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
         let mut rnd = [0u8; 2];
         // Randomness only spreads ids; a failure still leaves the counter and O_EXCL.
         let _ = getrandom::getrandom(&mut rnd);
-        let tail = (u32::from(u16::from_le_bytes(rnd)) ^ COUNTER.fetch_add(7919, Ordering::Relaxed)
+        let tail = (u32::from(u16::from_le_bytes(rnd))
+            ^ COUNTER.fetch_add(7919, Ordering::Relaxed)
             ^ std::process::id().rotate_left(5))
             & 0x7fff;
         let mut s = String::with_capacity(ID_LEN);
@@ -113,7 +117,8 @@ impl QueueId {
 
     /// Parse a file name; anything else (temporary files, junk) is None.
     pub fn parse(s: &str) -> Option<QueueId> {
-        (s.len() == ID_LEN && s.bytes().all(|b| ALPHABET.contains(&b))).then(|| QueueId(s.to_string()))
+        (s.len() == ID_LEN && s.bytes().all(|b| ALPHABET.contains(&b)))
+            .then(|| QueueId(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -189,11 +194,19 @@ impl Spool {
     /// Start a new message in incoming/ under a temporary name.
     pub fn create(&self, env: &Envelope) -> io::Result<QueueWriter> {
         let dir = self.dir(Queue::Incoming);
-        let arrival = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let arrival = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         for _ in 0..100 {
             let id = QueueId::generate();
             let tmp = dir.join(format!("{id}.tmp"));
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp) {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+            {
                 Ok(file) => {
                     let mut w = QueueWriter {
                         file: Some(BufWriter::with_capacity(64 * 1024, file)),
@@ -278,12 +291,17 @@ impl QueueWriter {
     }
 
     fn out(&mut self) -> io::Result<&mut BufWriter<File>> {
-        self.file.as_mut().ok_or_else(|| io::Error::other("queue file already closed"))
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("queue file already closed"))
     }
 
     fn record(&mut self, kind: u8, data: &[u8]) -> io::Result<()> {
         if data.len() > MAX_RECORD as usize {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "envelope record too long"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "envelope record too long",
+            ));
         }
         let out = self.out()?;
         out.write_all(&[kind])?;
@@ -319,7 +337,10 @@ impl QueueWriter {
     /// Make the message durable and visible in incoming/: flush, fix the
     /// length, fsync the file, rename it to its id, fsync the directory.
     pub fn commit(mut self) -> io::Result<QueueId> {
-        let out = self.file.take().ok_or_else(|| io::Error::other("queue file already closed"))?;
+        let out = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("queue file already closed"))?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.write_all_at(&self.msg_len.to_le_bytes(), self.len_offset)?;
         file.sync_all()?;
@@ -369,12 +390,16 @@ impl QueueFile {
         let mut r = io::BufReader::with_capacity(16 * 1024, file);
         let corrupt = |m: &str| SpoolError::Corrupt(m.to_string());
         let mut head = [0u8; 4];
-        r.read_exact(&mut head).map_err(|_| corrupt("shorter than its header"))?;
+        r.read_exact(&mut head)
+            .map_err(|_| corrupt("shorter than its header"))?;
         if &head[..3] != MAGIC {
             return Err(corrupt("bad magic"));
         }
         if head[3] != VERSION {
-            return Err(SpoolError::Corrupt(format!("unsupported version {}", head[3])));
+            return Err(SpoolError::Corrupt(format!(
+                "unsupported version {}",
+                head[3]
+            )));
         }
         let mut qf = QueueFile {
             path: path.to_path_buf(),
@@ -392,18 +417,27 @@ impl QueueFile {
                 return Err(corrupt("envelope too large"));
             }
             let mut rh = [0u8; 5];
-            r.read_exact(&mut rh).map_err(|_| corrupt("truncated before the message"))?;
+            r.read_exact(&mut rh)
+                .map_err(|_| corrupt("truncated before the message"))?;
             let kind = rh[0];
             let len = u32::from_le_bytes([rh[1], rh[2], rh[3], rh[4]]);
             if len > MAX_RECORD || pos + 5 + u64::from(len) > size {
-                return Err(SpoolError::Corrupt(format!("record '{}' of bad length {len}", kind as char)));
+                return Err(SpoolError::Corrupt(format!(
+                    "record '{}' of bad length {len}",
+                    kind as char
+                )));
             }
             let mut data = vec![0u8; len as usize];
-            r.read_exact(&mut data).map_err(|_| corrupt("truncated record"))?;
-            let text = || String::from_utf8(data.clone()).map_err(|_| corrupt("record is not UTF-8"));
+            r.read_exact(&mut data)
+                .map_err(|_| corrupt("truncated record"))?;
+            let text =
+                || String::from_utf8(data.clone()).map_err(|_| corrupt("record is not UTF-8"));
             match kind {
                 b'T' => {
-                    let b: [u8; 8] = data.as_slice().try_into().map_err(|_| corrupt("bad arrival record"))?;
+                    let b: [u8; 8] = data
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("bad arrival record"))?;
                     qf.arrival = u64::from_le_bytes(b);
                     seen_t = true;
                 }
@@ -413,14 +447,23 @@ impl QueueFile {
                 }
                 b'A' => {
                     let t = text()?;
-                    let (k, v) = t.split_once('=').ok_or_else(|| corrupt("attribute without '='"))?;
+                    let (k, v) = t
+                        .split_once('=')
+                        .ok_or_else(|| corrupt("attribute without '='"))?;
                     qf.attrs.push((k.to_string(), v.to_string()));
                 }
                 b'R' | b'D' => {
-                    qf.recipients.push(Recipient { address: text()?, done: kind == b'D', offset: pos });
+                    qf.recipients.push(Recipient {
+                        address: text()?,
+                        done: kind == b'D',
+                        offset: pos,
+                    });
                 }
                 b'M' => {
-                    let b: [u8; 8] = data.as_slice().try_into().map_err(|_| corrupt("bad message record"))?;
+                    let b: [u8; 8] = data
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("bad message record"))?;
                     qf.msg_len = u64::from_le_bytes(b);
                     qf.msg_offset = pos + 5 + 8;
                     if qf.msg_offset + qf.msg_len != size {
@@ -431,7 +474,11 @@ impl QueueFile {
                     }
                     break;
                 }
-                k => return Err(SpoolError::Corrupt(format!("unknown record type 0x{k:02x}"))),
+                k => {
+                    return Err(SpoolError::Corrupt(format!(
+                        "unknown record type 0x{k:02x}"
+                    )))
+                }
             }
             pos += 5 + u64::from(len);
         }
@@ -445,7 +492,10 @@ impl QueueFile {
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A reader over exactly the message bytes.
@@ -486,7 +536,9 @@ impl QueueFile {
 
     /// Pending recipients' indexes.
     pub fn pending(&self) -> Vec<usize> {
-        (0..self.recipients.len()).filter(|&i| !self.recipients[i].done).collect()
+        (0..self.recipients.len())
+            .filter(|&i| !self.recipients[i].done)
+            .collect()
     }
 }
 
@@ -495,7 +547,8 @@ mod tests {
     use super::*;
 
     fn temp_spool(name: &str) -> Spool {
-        let dir = std::env::temp_dir().join(format!("posthorn-spool-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-spool-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let s = Spool::new(&dir);
         s.create_dirs().unwrap();
@@ -563,14 +616,23 @@ mod tests {
         let full = fs::read(&path).unwrap();
         for cut in [0, 3, 10, full.len() - 1] {
             fs::write(&path, &full[..cut]).unwrap();
-            assert!(matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(_))), "cut at {cut}");
+            assert!(
+                matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(_))),
+                "cut at {cut}"
+            );
         }
         let mut bad = full.clone();
         bad[4] = b'Z';
         fs::write(&path, &bad).unwrap();
-        assert!(matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(_))));
+        assert!(matches!(
+            QueueFile::read(&path),
+            Err(SpoolError::Corrupt(_))
+        ));
         fs::write(&path, b"hello world, not a queue file").unwrap();
-        assert!(matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(_))));
+        assert!(matches!(
+            QueueFile::read(&path),
+            Err(SpoolError::Corrupt(_))
+        ));
         fs::remove_dir_all(s.root()).unwrap();
     }
 }

@@ -39,7 +39,10 @@ pub fn parse(file: &str, text: &str) -> Result<HashMap<String, User>, ConfigErro
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        let err = |message: String| ConfigError { location: format!("{file} line {}", idx + 1), message };
+        let err = |message: String| ConfigError {
+            location: format!("{file} line {}", idx + 1),
+            message,
+        };
         let fields: Vec<&str> = line.split(':').collect();
         let address = fields[0].trim().to_ascii_lowercase();
         if address.is_empty() || address.contains(char::is_whitespace) {
@@ -48,18 +51,36 @@ pub fn parse(file: &str, text: &str) -> Result<HashMap<String, User>, ConfigErro
         let num = |i: usize, what: &str| -> Result<Option<u32>, ConfigError> {
             match fields.get(i).map(|s| s.trim()) {
                 None | Some("") => Ok(None),
-                Some(v) => v.parse().map(Some).map_err(|_| err(format!("{what} {v:?} is not a number"))),
+                Some(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| err(format!("{what} {v:?} is not a number"))),
             }
         };
         let uid = num(2, "uid")?;
         let gid = num(3, "gid")?;
-        let home = fields.get(5).map(|s| s.trim()).filter(|s| !s.is_empty()).map(PathBuf::from);
+        let home = fields
+            .get(5)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from);
         if let Some(h) = &home {
             if !h.is_absolute() {
-                return Err(err(format!("home {:?} is not an absolute path", h.display())));
+                return Err(err(format!(
+                    "home {:?} is not an absolute path",
+                    h.display()
+                )));
             }
         }
-        users.insert(address.clone(), User { address, uid, gid, home });
+        users.insert(
+            address.clone(),
+            User {
+                address,
+                uid,
+                gid,
+                home,
+            },
+        );
     }
     Ok(users)
 }
@@ -75,12 +96,20 @@ pub struct UserTable {
 
 impl UserTable {
     pub fn new(path: impl Into<PathBuf>) -> UserTable {
-        UserTable { path: path.into(), users: HashMap::new(), stamp: None, checked: None }
+        UserTable {
+            path: path.into(),
+            users: HashMap::new(),
+            stamp: None,
+            checked: None,
+        }
     }
 
     /// Re-read the file if it changed. A missing file is an empty table.
     pub fn refresh(&mut self) -> Result<(), ConfigError> {
-        if self.checked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        if self
+            .checked
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
             return Ok(());
         }
         self.checked = Some(Instant::now());
@@ -92,17 +121,30 @@ impl UserTable {
                 self.stamp = None;
                 return Ok(());
             }
-            Err(e) => return Err(ConfigError { location: loc(), message: format!("cannot read: {e}") }),
+            Err(e) => {
+                return Err(ConfigError {
+                    location: loc(),
+                    message: format!("cannot read: {e}"),
+                })
+            }
         };
-        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let stamp = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
         if self.stamp == Some(stamp) {
             return Ok(());
         }
         if meta.len() > MAX_FILE {
-            return Err(ConfigError { location: loc(), message: "file too large".into() });
+            return Err(ConfigError {
+                location: loc(),
+                message: "file too large".into(),
+            });
         }
-        let text = fs::read_to_string(&self.path)
-            .map_err(|e| ConfigError { location: loc(), message: format!("cannot read: {e}") })?;
+        let text = fs::read_to_string(&self.path).map_err(|e| ConfigError {
+            location: loc(),
+            message: format!("cannot read: {e}"),
+        })?;
         self.users = parse(&loc(), &text)?;
         self.stamp = Some(stamp);
         Ok(())
@@ -132,18 +174,28 @@ impl UserTable {
 pub fn upsert(path: &Path, address: &str, password: &str) -> io::Result<bool> {
     let address = address.to_ascii_lowercase();
     if address.contains([':', '\n', '\r']) || password.contains([':', '\n', '\r']) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "':' and newlines are not allowed"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "':' and newlines are not allowed",
+        ));
     }
     let old = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),
     };
-    let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o640);
+    let mode = fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o640);
     let mut out = String::with_capacity(old.len() + 128);
     let mut replaced = false;
     for line in old.lines() {
-        let name = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if name == address && !line.trim_start().starts_with('#') {
             let rest: Vec<&str> = line.splitn(3, ':').collect();
             out.push_str(&format!("{address}:{password}"));
@@ -163,7 +215,12 @@ pub fn upsert(path: &Path, address: &str, password: &str) -> io::Result<bool> {
         out.push_str(&format!("{address}:{password}::::::\n"));
     }
     let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
     f.write_all(out.as_bytes())?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;
@@ -176,12 +233,22 @@ mod tests {
 
     #[test]
     fn parse_fields() {
-        let u = parse("users", "# c\nDemo@Example.TEST:{PLAIN}x:1000:1001::/home/demo::\nb@x:{PLAIN}y\n").unwrap();
+        let u = parse(
+            "users",
+            "# c\nDemo@Example.TEST:{PLAIN}x:1000:1001::/home/demo::\nb@x:{PLAIN}y\n",
+        )
+        .unwrap();
         let d = &u["demo@example.test"];
-        assert_eq!((d.uid, d.gid, d.home.as_deref()), (Some(1000), Some(1001), Some(Path::new("/home/demo"))));
+        assert_eq!(
+            (d.uid, d.gid, d.home.as_deref()),
+            (Some(1000), Some(1001), Some(Path::new("/home/demo")))
+        );
         assert_eq!(u["b@x"].uid, None);
         let e = parse("users", "a@b:x:notnum\n").unwrap_err();
-        assert_eq!(e.to_string(), "users line 1: uid \"notnum\" is not a number");
+        assert_eq!(
+            e.to_string(),
+            "users line 1: uid \"notnum\" is not a number"
+        );
         assert!(parse("users", "a@b:x:1:1::relative\n").is_err());
     }
 
@@ -194,7 +261,10 @@ mod tests {
         assert!(!upsert(&p, "A@x", "{PLAIN}1").unwrap());
         assert!(!upsert(&p, "b@x", "{PLAIN}2").unwrap());
         assert!(upsert(&p, "a@x", "{PLAIN}3").unwrap());
-        assert_eq!(fs::read_to_string(&p).unwrap(), "a@x:{PLAIN}3::::::\nb@x:{PLAIN}2::::::\n");
+        assert_eq!(
+            fs::read_to_string(&p).unwrap(),
+            "a@x:{PLAIN}3::::::\nb@x:{PLAIN}2::::::\n"
+        );
         let mut t = UserTable::new(&p);
         t.refresh().unwrap();
         assert_eq!(t.len(), 2);

@@ -31,7 +31,8 @@ impl Agent {
     /// Deliver a request. Err means the request itself is bad (close the
     /// connection); per-recipient trouble is in the results.
     pub fn deliver(&mut self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, String> {
-        let id = QueueId::parse(&req.queue_id).ok_or_else(|| format!("bad queue id {:?}", req.queue_id))?;
+        let id = QueueId::parse(&req.queue_id)
+            .ok_or_else(|| format!("bad queue id {:?}", req.queue_id))?;
         let path = self.spool.path(Queue::Active, &id);
         let qf = match QueueFile::read(&path) {
             Ok(q) => q,
@@ -46,7 +47,12 @@ impl Agent {
                 return Ok(req
                     .recipients
                     .iter()
-                    .map(|r| RecipientResult { index: r.index, status: Status::Deferred, dsn: "4.3.0".into(), text: why.clone() })
+                    .map(|r| RecipientResult {
+                        index: r.index,
+                        status: Status::Deferred,
+                        dsn: "4.3.0".into(),
+                        text: why.clone(),
+                    })
                     .collect());
             }
         };
@@ -57,10 +63,16 @@ impl Agent {
                 return Err(format!("{id}: recipient index {} out of range", r.index));
             };
             if rec.address != r.address {
-                return Err(format!("{id}: recipient {} is not {:?}", r.index, r.address));
+                return Err(format!(
+                    "{id}: recipient {} is not {:?}",
+                    r.index, r.address
+                ));
             }
             let (status, dsn, text, relay) = self.one(&qf, &rec.address, &headers);
-            let delay = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+            let delay = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
                 - qf.arrival as f64;
             let word = match status {
                 Status::Sent => "sent",
@@ -72,12 +84,22 @@ impl Agent {
                 rec.address,
                 delay.max(0.0)
             );
-            results.push(RecipientResult { index: r.index, status, dsn: dsn.into(), text });
+            results.push(RecipientResult {
+                index: r.index,
+                status,
+                dsn: dsn.into(),
+                text,
+            });
         }
         Ok(results)
     }
 
-    fn one(&mut self, qf: &QueueFile, rcpt: &str, headers: &Headers) -> (Status, &'static str, String, &'static str) {
+    fn one(
+        &mut self,
+        qf: &QueueFile,
+        rcpt: &str,
+        headers: &Headers,
+    ) -> (Status, &'static str, String, &'static str) {
         let mbox = match resolve::resolve(&self.config, &mut self.users, rcpt) {
             Ok(m) => m,
             Err(Unresolved::UnknownUser(t)) => return (Status::Bounced, "5.1.1", t, "local"),
@@ -86,23 +108,49 @@ impl Agent {
         };
         let limit = self.config.int("hopcount_limit").unwrap_or(50) as usize;
         if headers.received > limit {
-            return (Status::Bounced, "5.4.6", format!("mail forwarding loop ({} Received: headers)", headers.received), mbox.relay);
+            return (
+                Status::Bounced,
+                "5.4.6",
+                format!(
+                    "mail forwarding loop ({} Received: headers)",
+                    headers.received
+                ),
+                mbox.relay,
+            );
         }
-        if headers.delivered_to.iter().any(|d| d.eq_ignore_ascii_case(rcpt)) {
-            return (Status::Bounced, "5.4.6", format!("mail forwarding loop for {rcpt}"), mbox.relay);
+        if headers
+            .delivered_to
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(rcpt))
+        {
+            return (
+                Status::Bounced,
+                "5.4.6",
+                format!("mail forwarding loop for {rcpt}"),
+                mbox.relay,
+            );
         }
         match write_mailbox(&mbox, qf, rcpt) {
             Ok(()) => {
-                let what = if mbox.maildir { "delivered to maildir" } else { "delivered to mailbox" };
+                let what = if mbox.maildir {
+                    "delivered to maildir"
+                } else {
+                    "delivered to mailbox"
+                };
                 (Status::Sent, "2.0.0", what.into(), mbox.relay)
             }
             Err(e) => {
                 let dsn = match e.raw_os_error() {
-                    Some(libc_enospc) if libc_enospc == 28 => "4.3.1",
+                    Some(28) => "4.3.1",  // ENOSPC
                     Some(122) => "4.2.2", // EDQUOT
                     _ => "4.2.0",
                 };
-                (Status::Deferred, dsn, format!("cannot write {}: {e}", mbox.path.display()), mbox.relay)
+                (
+                    Status::Deferred,
+                    dsn,
+                    format!("cannot write {}: {e}", mbox.path.display()),
+                    mbox.relay,
+                )
             }
         }
     }
@@ -113,7 +161,10 @@ fn ensure_home(home: &Path, uid: u32, gid: u32) -> io::Result<()> {
     if home.is_dir() {
         return Ok(());
     }
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(home.parent().unwrap_or(home))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(home.parent().unwrap_or(home))?;
     match fs::DirBuilder::new().mode(0o700).create(home) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
@@ -163,7 +214,12 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
             let mut lf = prefix.into_bytes();
             conv.convert(&all, &mut lf);
             conv.finish(&mut lf);
-            let date = mbox_date(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
+            let date = mbox_date(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs(),
+            );
             mailstore::mbox::deliver(&mbox.path, &qf.sender, &date, &mut &lf[..])
         }
     })
@@ -174,7 +230,14 @@ fn mbox_date(unix: u64) -> String {
     // "Tue, 14 Nov 2023 22:13:20 +0000" -> "Tue Nov 14 22:13:20 2023"
     let d = common::log::rfc5322_date(unix);
     let p: Vec<&str> = d.split(' ').collect();
-    format!("{} {} {:>2} {} {}", p[0].trim_end_matches(','), p[2], p[1], p[4], p[3])
+    format!(
+        "{} {} {:>2} {} {}",
+        p[0].trim_end_matches(','),
+        p[2],
+        p[1],
+        p[4],
+        p[3]
+    )
 }
 
 #[derive(Debug, Default)]
@@ -186,7 +249,9 @@ struct Headers {
 /// Count Received: headers and collect Delivered-To: values.
 fn scan_headers(qf: &QueueFile) -> io::Result<Headers> {
     let mut buf = Vec::new();
-    qf.message()?.take(HEADER_SCAN as u64).read_to_end(&mut buf)?;
+    qf.message()?
+        .take(HEADER_SCAN as u64)
+        .read_to_end(&mut buf)?;
     let mut h = Headers::default();
     for line in buf.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -197,7 +262,8 @@ fn scan_headers(qf: &QueueFile) -> io::Result<Headers> {
         if lower.starts_with(b"received:") {
             h.received += 1;
         } else if lower.starts_with(b"delivered-to:") {
-            h.delivered_to.push(String::from_utf8_lossy(&line[13..]).trim().to_string());
+            h.delivered_to
+                .push(String::from_utf8_lossy(&line[13..]).trim().to_string());
         }
     }
     Ok(h)

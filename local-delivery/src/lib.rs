@@ -70,7 +70,11 @@ pub fn main() {
 }
 
 /// Serve one qmgr connection until it closes or we are told to stop.
-fn serve(agent: &mut deliver::Agent, mut stream: UnixStream, worker: &daemon::Worker) -> io::Result<()> {
+fn serve(
+    agent: &mut deliver::Agent,
+    mut stream: UnixStream,
+    worker: &daemon::Worker,
+) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     loop {
         // Wait for a request while watching the stop flag.
@@ -91,7 +95,9 @@ fn serve(agent: &mut deliver::Agent, mut stream: UnixStream, worker: &daemon::Wo
             warning!("{}: requester has gone; not delivered", req.queue_id);
             return Ok(());
         }
-        let results = agent.deliver(&req).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let results = agent
+            .deliver(&req)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         ipc::write_frame(&mut stream, &DeliverReply { results })?;
     }
 }
@@ -101,7 +107,14 @@ fn peer_gone(stream: &UnixStream) -> bool {
     use nix::sys::socket::{recv, MsgFlags};
     use std::os::fd::AsRawFd;
     let mut b = [0u8; 1];
-    matches!(recv(stream.as_raw_fd(), &mut b, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT), Ok(0))
+    matches!(
+        recv(
+            stream.as_raw_fd(),
+            &mut b,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Ok(0)
+    )
 }
 
 /// Wait until `fd` is readable (or at end of file). False on time-out.
@@ -113,7 +126,11 @@ fn wait_readable(fd: &impl std::os::fd::AsRawFd, timeout: Duration) -> bool {
     };
     let raw = fd.as_raw_fd();
     let mut src = mio::unix::SourceFd(&raw);
-    if poll.registry().register(&mut src, Token(0), Interest::READABLE).is_err() {
+    if poll
+        .registry()
+        .register(&mut src, Token(0), Interest::READABLE)
+        .is_err()
+    {
         std::thread::sleep(timeout);
         return false;
     }

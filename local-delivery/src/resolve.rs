@@ -43,13 +43,17 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
     let key = addr::lookup_key(address, &cfg.get("recipient_delimiter"));
     let (local, domain) = addr::split(&key);
     if addr::domain_in(domain, &cfg.list("virtual_mailbox_domains")) {
-        users.refresh().map_err(|e| Unresolved::Temporary(format!("users file: {e}")))?;
+        users
+            .refresh()
+            .map_err(|e| Unresolved::Temporary(format!("users file: {e}")))?;
         let Some(u) = users.get(&key) else {
             return Err(Unresolved::UnknownUser(format!("unknown user: \"{key}\"")));
         };
         let owner = mailbox_owner(cfg).map_err(Unresolved::Temporary)?;
         let home = u.home.clone().unwrap_or_else(|| {
-            PathBuf::from(cfg.get("virtual_mailbox_base")).join(sanitize(domain)).join(sanitize(local))
+            PathBuf::from(cfg.get("virtual_mailbox_base"))
+                .join(sanitize(domain))
+                .join(sanitize(local))
         });
         return Ok(Mailbox {
             path: home.join("Maildir"),
@@ -63,7 +67,9 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
     let mydest = cfg.list("mydestination");
     if domain.is_empty() || addr::domain_in(domain, &mydest) {
         let Some(acct) = privilege::lookup_user(local) else {
-            return Err(Unresolved::UnknownUser(format!("unknown user: \"{local}\"")));
+            return Err(Unresolved::UnknownUser(format!(
+                "unknown user: \"{local}\""
+            )));
         };
         let hm = cfg.get("home_mailbox");
         let maildir = hm.ends_with('/');
@@ -76,7 +82,9 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
             relay: "local",
         });
     }
-    Err(Unresolved::NotLocal(format!("domain {domain} is not delivered locally")))
+    Err(Unresolved::NotLocal(format!(
+        "domain {domain} is not delivered locally"
+    )))
 }
 
 /// Owner of virtual mailboxes without uid/gid in the users file.
@@ -107,7 +115,10 @@ fn mailbox_owner(cfg: &Config) -> Result<(u32, u32), String> {
 
 /// A path component from an address part: no '/', no leading '.'.
 fn sanitize(part: &str) -> String {
-    let s: String = part.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+    let s: String = part
+        .chars()
+        .map(|c| if c == '/' || c.is_control() { '_' } else { c })
+        .collect();
     if s.starts_with('.') || s.is_empty() {
         format!("_{s}")
     } else {
@@ -121,13 +132,16 @@ mod tests {
     use std::path::Path;
 
     fn setup(name: &str) -> (Config, UserTable, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("posthorn-resolve-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-resolve-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("users"), "demo@example.test:{PLAIN}x::::\nhomed@example.test:x:7:8::/srv/h::\n").unwrap();
-        let text = format!(
-            "virtual_mailbox_domains = example.test\nvirtual_mailbox_base = /vmail\nrecipient_delimiter = +\nmydestination = localhost\nvirtual_uid_maps = static:5000\nvirtual_gid_maps = static:5001\n"
-        );
-        let cfg = Config::parse(&dir, "main.cf", &text).unwrap();
+        std::fs::write(
+            dir.join("users"),
+            "demo@example.test:{PLAIN}x::::\nhomed@example.test:x:7:8::/srv/h::\n",
+        )
+        .unwrap();
+        let text = "virtual_mailbox_domains = example.test\nvirtual_mailbox_base = /vmail\nrecipient_delimiter = +\nmydestination = localhost\nvirtual_uid_maps = static:5000\nvirtual_gid_maps = static:5001\n";
+        let cfg = Config::parse(&dir, "main.cf", text).unwrap();
         let users = UserTable::new(dir.join("users"));
         (cfg, users, dir)
     }
@@ -137,14 +151,25 @@ mod tests {
         let (cfg, mut users, dir) = setup("v");
         let m = resolve(&cfg, &mut users, "Demo+tag@EXAMPLE.test").unwrap();
         assert_eq!(m.path, Path::new("/vmail/example.test/demo/Maildir"));
-        assert_eq!((m.uid, m.gid, m.maildir, m.relay), (5000, 5001, true, "virtual"));
+        assert_eq!(
+            (m.uid, m.gid, m.maildir, m.relay),
+            (5000, 5001, true, "virtual")
+        );
         let m = resolve(&cfg, &mut users, "homed@example.test").unwrap();
-        assert_eq!((m.path.as_path(), m.uid, m.gid), (Path::new("/srv/h/Maildir"), 7, 8));
+        assert_eq!(
+            (m.path.as_path(), m.uid, m.gid),
+            (Path::new("/srv/h/Maildir"), 7, 8)
+        );
         assert_eq!(
             resolve(&cfg, &mut users, "nobody@example.test"),
-            Err(Unresolved::UnknownUser("unknown user: \"nobody@example.test\"".into()))
+            Err(Unresolved::UnknownUser(
+                "unknown user: \"nobody@example.test\"".into()
+            ))
         );
-        assert!(matches!(resolve(&cfg, &mut users, "x@elsewhere.org"), Err(Unresolved::NotLocal(_))));
+        assert!(matches!(
+            resolve(&cfg, &mut users, "x@elsewhere.org"),
+            Err(Unresolved::NotLocal(_))
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

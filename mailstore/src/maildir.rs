@@ -51,7 +51,9 @@ impl Maildir {
             .replace('/', "\\057")
             .replace(':', "\\072");
         for _ in 0..10 {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             let base = format!(
                 "{}.M{}P{}Q{}.{host}",
                 now.as_secs(),
@@ -60,7 +62,12 @@ impl Maildir {
                 COUNTER.fetch_add(1, Ordering::Relaxed)
             );
             let tmp = self.root.join("tmp").join(&base);
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp) {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+            {
                 Ok(f) => {
                     return Ok(Delivery {
                         file: Some(io::BufWriter::with_capacity(64 * 1024, f)),
@@ -101,11 +108,17 @@ impl Delivery {
 
     /// fsync, rename into new/, fsync new/. Returns the final path.
     pub fn commit(mut self) -> io::Result<PathBuf> {
-        let f = self.file.take().ok_or_else(|| io::Error::other("delivery already finished"))?;
+        let f = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("delivery already finished"))?;
         let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         drop(f);
-        let dest = self.root.join("new").join(format!("{},S={}", self.base, self.size));
+        let dest = self
+            .root
+            .join("new")
+            .join(format!("{},S={}", self.base, self.size));
         fs::rename(&self.tmp, &dest)?;
         self.done = true;
         File::open(self.root.join("new"))?.sync_all()?;

@@ -17,13 +17,23 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// Append one message (LF line endings) read from `message` to the mbox at `path`.
 pub fn deliver(path: &Path, sender: &str, date: &str, message: &mut dyn Read) -> io::Result<()> {
-    let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path)?;
-    let mut file = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut file =
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
     let start = file.seek(SeekFrom::End(0))?;
     let result = (|| {
-        let sender = if sender.is_empty() { "MAILER-DAEMON" } else { sender };
+        let sender = if sender.is_empty() {
+            "MAILER-DAEMON"
+        } else {
+            sender
+        };
         let mut out = io::BufWriter::new(&mut *file);
-        write!(out, "From {sender} {date}\n")?;
+        writeln!(out, "From {sender} {date}")?;
         let mut at_line_start = true;
         let mut buf = [0u8; 64 * 1024];
         let mut pending: Vec<u8> = Vec::new();
@@ -46,7 +56,10 @@ pub fn deliver(path: &Path, sender: &str, date: &str, message: &mut dyn Read) ->
                         out.write_all(b">")?;
                     }
                 }
-                let end = pending[i..].iter().position(|&b| b == b'\n').map(|p| i + p + 1);
+                let end = pending[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map(|p| i + p + 1);
                 match end {
                     Some(e) => {
                         out.write_all(&pending[i..e])?;
@@ -88,8 +101,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("mbox");
         let _ = std::fs::remove_file(&p);
-        deliver(&p, "a@b", "Thu Jan  1 00:00:00 1970", &mut &b"Subject: x\n\nFrom me\n>From you\nok\n"[..]).unwrap();
-        deliver(&p, "", "Thu Jan  1 00:00:00 1970", &mut &b"Subject: y\n\nno newline"[..]).unwrap();
+        deliver(
+            &p,
+            "a@b",
+            "Thu Jan  1 00:00:00 1970",
+            &mut &b"Subject: x\n\nFrom me\n>From you\nok\n"[..],
+        )
+        .unwrap();
+        deliver(
+            &p,
+            "",
+            "Thu Jan  1 00:00:00 1970",
+            &mut &b"Subject: y\n\nno newline"[..],
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "From a@b Thu Jan  1 00:00:00 1970\nSubject: x\n\n>From me\n>>From you\nok\n\n\

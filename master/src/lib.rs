@@ -63,7 +63,10 @@ pub struct Options {
 
 /// `posthorn-master [-c DIR] [-d]`: -d stays in the foreground.
 pub fn main_with_args(args: Vec<String>) -> i32 {
-    let mut opts = Options { config_dir: PathBuf::from("/etc/posthorn"), daemonize: true };
+    let mut opts = Options {
+        config_dir: PathBuf::from("/etc/posthorn"),
+        daemonize: true,
+    };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -85,6 +88,10 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             common::log::log(common::log::Level::Fatal, format_args!("{e}"));
+            if opts.daemonize {
+                // Not detached yet (or stderr is /dev/null): tell whoever started us.
+                eprintln!("posthorn-master: fatal: {e}");
+            }
             1
         }
     }
@@ -102,9 +109,11 @@ fn load(dir: &Path) -> Result<Settings, String> {
         return Err(e.to_string());
     }
     let path = dir.join("master.cf");
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text =
+        fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let dpl = config.int("default_process_limit").unwrap_or(100) as u32;
-    let services = mastercf::parse(&path.display().to_string(), &text, dpl).map_err(|e| e.to_string())?;
+    let services =
+        mastercf::parse(&path.display().to_string(), &text, dpl).map_err(|e| e.to_string())?;
     Ok(Settings { config, services })
 }
 
@@ -142,7 +151,11 @@ struct Proc {
 /// Run master until SIGTERM/SIGINT. `ready` is called with the list of
 /// listening addresses once everything is bound (dev mode prints them).
 pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> {
-    let target = if opts.daemonize { Target::Syslog } else { Target::Stderr };
+    let target = if opts.daemonize {
+        Target::Syslog
+    } else {
+        Target::Stderr
+    };
     let settings = match load(&opts.config_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -153,9 +166,20 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
     let cfg = &settings.config;
     let target = match (opts.daemonize, cfg.get("maillog_file")) {
         (true, f) if !f.is_empty() => Target::File(PathBuf::from(f)),
-        (t, _) => if t { Target::Syslog } else { Target::Stderr },
+        (t, _) => {
+            if t {
+                Target::Syslog
+            } else {
+                Target::Stderr
+            }
+        }
     };
-    common::log::init(&cfg.get("syslog_name"), "master", target.clone(), &cfg.get("syslog_facility"));
+    common::log::init(
+        &cfg.get("syslog_name"),
+        "master",
+        target.clone(),
+        &cfg.get("syslog_facility"),
+    );
 
     let owner = mail_owner(cfg)?;
     let spool = Spool::new(cfg.queue_dir());
@@ -170,7 +194,17 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
         let (bound, key) = bind(def, cfg, &spool, &owner)?;
         listening.extend(describe(def, &bound));
         order.push(def.key());
-        svcs.insert(def.key(), Svc { def: def.clone(), bound, bind_key: key, generation: 1, fail_streak: 0, throttled_until: None });
+        svcs.insert(
+            def.key(),
+            Svc {
+                def: def.clone(),
+                bound,
+                bind_key: key,
+                generation: 1,
+                fail_streak: 0,
+                throttled_until: None,
+            },
+        );
     }
 
     if opts.daemonize {
@@ -183,7 +217,10 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
         .map_err(|e| format!("signals: {e}"));
     let mut signals = signals?;
 
-    info!("daemon started -- version {VERSION}, configuration {}", opts.config_dir.display());
+    info!(
+        "daemon started -- version {VERSION}, configuration {}",
+        opts.config_dir.display()
+    );
     for l in &listening {
         info!("listening on {l}");
     }
@@ -202,15 +239,24 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
                         let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
                     }
                 }
-                SIGHUP if stopping.is_none() => {
-                    match load(&opts.config_dir) {
-                        Ok(new) => {
-                            info!("reload -- version {VERSION}, configuration {}", opts.config_dir.display());
-                            reload(new, &mut config, &mut svcs, &mut order, &mut procs, &spool, &owner);
-                        }
-                        Err(e) => error!("reload refused, keeping the running configuration: {e}"),
+                SIGHUP if stopping.is_none() => match load(&opts.config_dir) {
+                    Ok(new) => {
+                        info!(
+                            "reload -- version {VERSION}, configuration {}",
+                            opts.config_dir.display()
+                        );
+                        reload(
+                            new,
+                            &mut config,
+                            &mut svcs,
+                            &mut order,
+                            &mut procs,
+                            &spool,
+                            &owner,
+                        );
                     }
-                }
+                    Err(e) => error!("reload refused, keeping the running configuration: {e}"),
+                },
                 _ => {}
             }
         }
@@ -228,7 +274,14 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
         } else {
             for key in &order {
                 if let Some(svc) = svcs.get_mut(key) {
-                    spawn_missing(svc, &mut procs, &config, &opts.config_dir, &target, pipe_r.as_raw_fd());
+                    spawn_missing(
+                        svc,
+                        &mut procs,
+                        &config,
+                        &opts.config_dir,
+                        &target,
+                        pipe_r.as_raw_fd(),
+                    );
                 }
             }
         }
@@ -250,8 +303,9 @@ fn mail_owner(cfg: &Config) -> Result<privilege::Account, String> {
         return Ok(privilege::current_account());
     }
     let name = cfg.get("mail_owner");
-    let acct = privilege::lookup_user(&name)
-        .ok_or_else(|| format!("mail_owner {name:?} is not a user on this system (create it, or set mail_owner)"))?;
+    let acct = privilege::lookup_user(&name).ok_or_else(|| {
+        format!("mail_owner {name:?} is not a user on this system (create it, or set mail_owner)")
+    })?;
     if acct.uid == 0 {
         // Development mode started by root writes this; production must not.
         warning!("mail_owner {name:?} is root: workers run without privilege separation");
@@ -261,7 +315,9 @@ fn mail_owner(cfg: &Config) -> Result<privilege::Account, String> {
 
 /// Create the spool tree and, as root, give it to mail_owner.
 fn prepare_spool(spool: &Spool, cfg: &Config, owner: &privilege::Account) -> Result<(), String> {
-    spool.create_dirs().map_err(|e| format!("{}: cannot create the spool: {e}", spool.root().display()))?;
+    spool
+        .create_dirs()
+        .map_err(|e| format!("{}: cannot create the spool: {e}", spool.root().display()))?;
     if privilege::is_root() {
         let postdrop = privilege::lookup_group(&cfg.get("setgid_group"));
         for (name, _) in common::spool::SPOOL_DIRS {
@@ -271,7 +327,8 @@ fn prepare_spool(spool: &Spool, cfg: &Config, owner: &privilege::Account) -> Res
                 _ => owner.gid,
             };
             let uid = if *name == "pid" { 0 } else { owner.uid };
-            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(|e| format!("{}: chown: {e}", p.display()))?;
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+                .map_err(|e| format!("{}: chown: {e}", p.display()))?;
         }
     }
     Ok(())
@@ -304,38 +361,59 @@ fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>, String> {
 
 fn write_pid(lock: &nix::fcntl::Flock<File>) -> Result<(), String> {
     let mut f: &File = lock;
-    f.set_len(0).and_then(|()| f.write_all(format!("{:>10}\n", std::process::id()).as_bytes()))
+    f.set_len(0)
+        .and_then(|()| f.write_all(format!("{:>10}\n", std::process::id()).as_bytes()))
         .map_err(|e| format!("cannot write pid file: {e}"))
 }
 
 fn bind_key(def: &Service, cfg: &Config) -> String {
-    format!("{}|{}|{}|{}", def.key(), def.private, cfg.get("inet_interfaces"), cfg.get("inet_protocols"))
+    format!(
+        "{}|{}|{}|{}",
+        def.key(),
+        def.private,
+        cfg.get("inet_interfaces"),
+        cfg.get("inet_protocols")
+    )
 }
 
-fn bind(def: &Service, cfg: &Config, spool: &Spool, owner: &privilege::Account) -> Result<(Bound, String), String> {
+fn bind(
+    def: &Service,
+    cfg: &Config,
+    spool: &Spool,
+    owner: &privilege::Account,
+) -> Result<(Bound, String), String> {
     let key = bind_key(def, cfg);
     match def.kind {
         ServiceType::Inet => {
-            let addrs = mastercf::inet_addresses(&def.name, &cfg.list("inet_interfaces"), &cfg.get("inet_protocols"))
-                .map_err(|e| format!("master.cf line {}: {e}", def.line))?;
+            let addrs = mastercf::inet_addresses(
+                &def.name,
+                &cfg.list("inet_interfaces"),
+                &cfg.get("inet_protocols"),
+            )
+            .map_err(|e| format!("master.cf line {}: {e}", def.line))?;
             let mut ls = Vec::new();
             for a in addrs {
-                let l = TcpListener::bind(a).map_err(|e| format!("bind {a} for service {}: {e}", def.name))?;
+                let l = TcpListener::bind(a)
+                    .map_err(|e| format!("bind {a} for service {}: {e}", def.name))?;
                 ls.push(l);
             }
             Ok((Bound::Tcp(ls), key))
         }
         ServiceType::Unix => {
-            let dir = spool.root().join(if def.private { "private" } else { "public" });
+            let dir = spool
+                .root()
+                .join(if def.private { "private" } else { "public" });
             let path = dir.join(&def.name);
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(format!("{}: {e}", path.display())),
             }
-            let l = UnixListener::bind(&path).map_err(|e| format!("bind {}: {e}", path.display()))?;
+            let l =
+                UnixListener::bind(&path).map_err(|e| format!("bind {}: {e}", path.display()))?;
             let mode = if def.private { 0o600 } else { 0o666 };
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             if privilege::is_root() {
                 std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))
                     .map_err(|e| format!("{}: chown: {e}", path.display()))?;
@@ -372,23 +450,46 @@ fn program(cfg: &Config, command: &str) -> (PathBuf, String) {
     (exe, name)
 }
 
-fn spawn_missing(svc: &mut Svc, procs: &mut HashMap<i32, Proc>, cfg: &Config, dir: &Path, target: &Target, pipe: i32) {
+fn spawn_missing(
+    svc: &mut Svc,
+    procs: &mut HashMap<i32, Proc>,
+    cfg: &Config,
+    dir: &Path,
+    target: &Target,
+    pipe: i32,
+) {
     if svc.throttled_until.is_some_and(|t| Instant::now() < t) {
         return;
     }
     let key = svc.def.key();
-    let live_current = procs.values().filter(|p| p.key == key && p.generation == svc.generation).count();
-    let live_old = procs.values().filter(|p| p.key == key && p.generation != svc.generation).count();
+    let live_current = procs
+        .values()
+        .filter(|p| p.key == key && p.generation == svc.generation)
+        .count();
+    let live_old = procs
+        .values()
+        .filter(|p| p.key == key && p.generation != svc.generation)
+        .count();
     if svc.def.kind == ServiceType::Unix && live_old > 0 {
         return; // wait for the old generation of a unix service to go
     }
     for _ in live_current..svc.def.maxproc as usize {
         match spawn(svc, cfg, dir, target, pipe) {
             Ok(pid) => {
-                procs.insert(pid, Proc { key: key.clone(), generation: svc.generation, started: Instant::now() });
+                procs.insert(
+                    pid,
+                    Proc {
+                        key: key.clone(),
+                        generation: svc.generation,
+                        started: Instant::now(),
+                    },
+                );
             }
             Err(e) => {
-                error!("cannot start {} for service {}: {e}", svc.def.command, svc.def.name);
+                error!(
+                    "cannot start {} for service {}: {e}",
+                    svc.def.command, svc.def.name
+                );
                 throttle(svc);
                 return;
             }
@@ -406,19 +507,36 @@ fn spawn(svc: &Svc, cfg: &Config, dir: &Path, target: &Target, pipe: i32) -> io:
         .arg("-n")
         .arg(&svc.def.name)
         .arg("-t")
-        .arg(if svc.def.kind == ServiceType::Inet { "inet" } else { "unix" });
+        .arg(if svc.def.kind == ServiceType::Inet {
+            "inet"
+        } else {
+            "unix"
+        });
     if svc.def.unprivileged {
         cmd.arg("-u");
     }
     for (k, v) in &svc.def.overrides {
         cmd.arg("-o").arg(format!("{k}={v}"));
     }
-    cmd.env("POSTHORN_LISTEN_FD", fds.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(","))
-        .env("POSTHORN_LISTEN_KIND", if svc.def.kind == ServiceType::Inet { "inet" } else { "unix" })
-        .env("POSTHORN_MASTER_FD", pipe.to_string())
-        .env("POSTHORN_LOG", target.env_value())
-        .stdin(std::process::Stdio::null())
-        .process_group(0);
+    cmd.env(
+        "POSTHORN_LISTEN_FD",
+        fds.iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+    .env(
+        "POSTHORN_LISTEN_KIND",
+        if svc.def.kind == ServiceType::Inet {
+            "inet"
+        } else {
+            "unix"
+        },
+    )
+    .env("POSTHORN_MASTER_FD", pipe.to_string())
+    .env("POSTHORN_LOG", target.env_value())
+    .stdin(std::process::Stdio::null())
+    .process_group(0);
     // The descriptors survive exec only for the duration of this spawn; the
     // process is single-threaded here, so no other spawn can race.
     let inherit: Vec<i32> = fds.iter().copied().chain([pipe]).collect();
@@ -435,7 +553,12 @@ fn spawn(svc: &Svc, cfg: &Config, dir: &Path, target: &Target, pipe: i32) -> io:
 fn throttle(svc: &mut Svc) {
     svc.fail_streak += 1;
     let wait = Duration::from_millis(250u64 << svc.fail_streak.min(8)).min(MAX_THROTTLE);
-    warning!("service {} ({}): throttling for {}s after failures", svc.def.name, svc.def.command, wait.as_secs_f32());
+    warning!(
+        "service {} ({}): throttling for {}s after failures",
+        svc.def.name,
+        svc.def.command,
+        wait.as_secs_f32()
+    );
     svc.throttled_until = Some(Instant::now() + wait);
 }
 
@@ -451,8 +574,12 @@ fn reap(procs: &mut HashMap<i32, Proc>, svcs: &mut HashMap<String, Svc>, stoppin
             WaitStatus::Signaled(pid, sig, _) => (pid, format!("killed by signal {}", sig as i32)),
             _ => continue,
         };
-        let Some(p) = procs.remove(&pid.as_raw()) else { continue };
-        let Some(svc) = svcs.get_mut(&p.key) else { continue };
+        let Some(p) = procs.remove(&pid.as_raw()) else {
+            continue;
+        };
+        let Some(svc) = svcs.get_mut(&p.key) else {
+            continue;
+        };
         if stopping || p.generation != svc.generation {
             continue;
         }
@@ -495,7 +622,14 @@ fn reload(
                         info!("listening on {l}");
                     }
                     // Generation above any old process of the same key.
-                    Svc { def: def.clone(), bound, bind_key, generation: next_generation(procs, &key), fail_streak: 0, throttled_until: None }
+                    Svc {
+                        def: def.clone(),
+                        bound,
+                        bind_key,
+                        generation: next_generation(procs, &key),
+                        fail_streak: 0,
+                        throttled_until: None,
+                    }
                 }
                 Err(e) => {
                     error!("reload: {e}; service {key} not started");
@@ -525,7 +659,13 @@ fn reload(
 }
 
 fn next_generation(procs: &HashMap<i32, Proc>, key: &str) -> u64 {
-    procs.values().filter(|p| p.key == key).map(|p| p.generation).max().unwrap_or(0) + 1
+    procs
+        .values()
+        .filter(|p| p.key == key)
+        .map(|p| p.generation)
+        .max()
+        .unwrap_or(0)
+        + 1
 }
 
 // OwnedFd is used by nix's pipe(); keep the import explicit for readers.

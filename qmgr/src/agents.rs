@@ -30,33 +30,56 @@ pub struct Done {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Start `n` slots for the agent at `socket`.
-pub fn start(n: usize, socket: PathBuf, jobs: Arc<Mutex<Receiver<Job>>>, done: Sender<Done>, waker: Arc<mio::Waker>) {
+pub fn start(
+    n: usize,
+    socket: PathBuf,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    done: Sender<Done>,
+    waker: Arc<mio::Waker>,
+) {
     for i in 0..n {
-        let (socket, jobs, done, waker) = (socket.clone(), Arc::clone(&jobs), done.clone(), Arc::clone(&waker));
-        let spawned = std::thread::Builder::new().name(format!("slot-{i}")).spawn(move || {
-            let mut conn: Option<UnixStream> = None;
-            loop {
-                let job = {
-                    let Ok(rx) = jobs.lock() else { return };
-                    match rx.recv() {
-                        Ok(j) => j,
-                        Err(_) => return, // main loop is gone
+        let (socket, jobs, done, waker) = (
+            socket.clone(),
+            Arc::clone(&jobs),
+            done.clone(),
+            Arc::clone(&waker),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("slot-{i}"))
+            .spawn(move || {
+                let mut conn: Option<UnixStream> = None;
+                loop {
+                    let job = {
+                        let Ok(rx) = jobs.lock() else { return };
+                        match rx.recv() {
+                            Ok(j) => j,
+                            Err(_) => return, // main loop is gone
+                        }
+                    };
+                    let results = deliver(&mut conn, &socket, &job.req);
+                    if done
+                        .send(Done {
+                            queue_id: job.req.queue_id.clone(),
+                            results,
+                        })
+                        .is_err()
+                    {
+                        return;
                     }
-                };
-                let results = deliver(&mut conn, &socket, &job.req);
-                if done.send(Done { queue_id: job.req.queue_id.clone(), results }).is_err() {
-                    return;
+                    let _ = waker.wake();
                 }
-                let _ = waker.wake();
-            }
-        });
+            });
         if let Err(e) = spawned {
             common::fatal!("cannot start delivery slot: {e}");
         }
     }
 }
 
-fn deliver(conn: &mut Option<UnixStream>, socket: &PathBuf, req: &DeliverRequest) -> Vec<RecipientResult> {
+fn deliver(
+    conn: &mut Option<UnixStream>,
+    socket: &PathBuf,
+    req: &DeliverRequest,
+) -> Vec<RecipientResult> {
     // A cached connection whose agent has gone shows end of file: drop it.
     if conn.as_ref().is_some_and(|s| !alive(s)) {
         *conn = None;
@@ -88,7 +111,9 @@ fn deliver(conn: &mut Option<UnixStream>, socket: &PathBuf, req: &DeliverRequest
         // extra copy, as for any delivery in flight during a crash).
         match ipc::read_frame::<_, DeliverReply>(s) {
             Ok(Some(reply)) if valid(req, &reply) => return reply.results,
-            Ok(Some(_)) => last_err = "delivery agent sent a reply that does not match the request".into(),
+            Ok(Some(_)) => {
+                last_err = "delivery agent sent a reply that does not match the request".into()
+            }
             Ok(None) => last_err = "delivery agent closed the connection".into(),
             Err(e) => last_err = format!("delivery agent: {e}"),
         }
@@ -98,7 +123,12 @@ fn deliver(conn: &mut Option<UnixStream>, socket: &PathBuf, req: &DeliverRequest
     warning!("{}: {last_err}", req.queue_id);
     req.recipients
         .iter()
-        .map(|r| RecipientResult { index: r.index, status: Status::Deferred, dsn: "4.3.0".into(), text: last_err.clone() })
+        .map(|r| RecipientResult {
+            index: r.index,
+            status: Status::Deferred,
+            dsn: "4.3.0".into(),
+            text: last_err.clone(),
+        })
         .collect()
 }
 
@@ -117,5 +147,9 @@ fn alive(s: &UnixStream) -> bool {
 /// The reply must answer exactly the recipients asked about.
 fn valid(req: &DeliverRequest, reply: &DeliverReply) -> bool {
     reply.results.len() == req.recipients.len()
-        && reply.results.iter().zip(&req.recipients).all(|(a, b)| a.index == b.index)
+        && reply
+            .results
+            .iter()
+            .zip(&req.recipients)
+            .all(|(a, b)| a.index == b.index)
 }

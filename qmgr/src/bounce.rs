@@ -26,21 +26,32 @@ pub struct Failed {
 
 /// Build the notification for `qf`'s failed recipients. Lines end in CRLF,
 /// as queued messages do.
-pub fn build(qf: &QueueFile, id: &str, myhostname: &str, mail_name: &str, now: u64, failed: &[Failed]) -> Vec<u8> {
+pub fn build(
+    qf: &QueueFile,
+    id: &str,
+    myhostname: &str,
+    mail_name: &str,
+    now: u64,
+    failed: &[Failed],
+) -> Vec<u8> {
     let boundary = format!("{id}.{now}/{myhostname}");
     let mut m = String::with_capacity(4096);
     let mut h = |s: String| {
         m.push_str(&s);
         m.push_str("\r\n");
     };
-    h(format!("From: MAILER-DAEMON@{myhostname} (Mail Delivery System)"));
+    h(format!(
+        "From: MAILER-DAEMON@{myhostname} (Mail Delivery System)"
+    ));
     h(format!("To: {}", qf.sender));
     h("Subject: Undelivered Mail Returned to Sender".into());
     h(format!("Date: {}", rfc5322_date(now)));
     h(format!("Message-ID: <{id}.{now}.bounce@{myhostname}>"));
     h("Auto-Submitted: auto-replied".into());
     h("MIME-Version: 1.0".into());
-    h(format!("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\""));
+    h(format!(
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\""
+    ));
     h("Content-Transfer-Encoding: 8bit".into());
     h(String::new());
     h("This is a MIME-encapsulated message.".into());

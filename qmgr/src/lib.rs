@@ -46,7 +46,12 @@ const MAX_WAKE_CONNECTIONS: usize = 256;
 
 /// The program's entry point (posthorn-qmgr).
 pub fn main() {
-    let daemon::Worker { config, listener, stop, .. } = daemon::start("qmgr");
+    let daemon::Worker {
+        config,
+        listener,
+        stop,
+        ..
+    } = daemon::start("qmgr");
     let Listener::Unix(listener) = listener else {
         common::fatal!("qmgr must be a unix service in master.cf");
     };
@@ -55,7 +60,9 @@ pub fn main() {
         Ok(s) => s,
         Err(e) => common::fatal!("{e}"),
     };
-    let run_delay = cfg.time("queue_run_delay").unwrap_or(Duration::from_secs(300));
+    let run_delay = cfg
+        .time("queue_run_delay")
+        .unwrap_or(Duration::from_secs(300));
     let slots = local_slots(cfg);
     let spool = Spool::new(cfg.queue_dir());
     let mut qm = queue::QueueManager::new(spool.clone(), settings, Domains::from_config(cfg));
@@ -72,7 +79,10 @@ fn local_slots(cfg: &common::config::Config) -> usize {
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let dpl = cfg.int("default_process_limit").unwrap_or(100) as u32;
     match common::mastercf::parse(&path.display().to_string(), &text, dpl) {
-        Ok(services) => match services.iter().find(|s| s.name == "local" && s.command == "local") {
+        Ok(services) => match services
+            .iter()
+            .find(|s| s.name == "local" && s.command == "local")
+        {
             Some(s) => s.maxproc as usize,
             None => {
                 warning!("master.cf has no local service; local deliveries will be deferred");
@@ -96,12 +106,19 @@ fn run(
     listener.set_nonblocking(true)?;
     let mut listener = UnixListener::from_std(listener);
     let mut poll = Poll::new()?;
-    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
 
     let (job_tx, job_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
-    agents::start(slots, qm.spool.private("local"), Arc::new(Mutex::new(job_rx)), done_tx, Arc::clone(&waker));
+    agents::start(
+        slots,
+        qm.spool.private("local"),
+        Arc::new(Mutex::new(job_rx)),
+        done_tx,
+        Arc::clone(&waker),
+    );
     info!("started: {slots} delivery slots for local");
 
     let mut conns: HashMap<Token, UnixStream> = HashMap::new();

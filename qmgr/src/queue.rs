@@ -73,12 +73,20 @@ pub struct QueueManager {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 impl QueueManager {
     pub fn new(spool: Spool, settings: Settings, domains: Domains) -> QueueManager {
-        QueueManager { spool, settings, domains, active: HashMap::new() }
+        QueueManager {
+            spool,
+            settings,
+            domains,
+            active: HashMap::new(),
+        }
     }
 
     pub fn active_count(&self) -> usize {
@@ -98,7 +106,10 @@ impl QueueManager {
             }
             Err(e) => error!("cannot read active queue: {e}"),
         }
-        if let Ok(n) = self.spool.remove_stale_temporaries(Duration::from_secs(6 * 3600)) {
+        if let Ok(n) = self
+            .spool
+            .remove_stale_temporaries(Duration::from_secs(6 * 3600))
+        {
             if n > 0 {
                 info!("removed {n} stale temporary files from incoming");
             }
@@ -181,14 +192,21 @@ impl QueueManager {
                 qf.recipients.len()
             );
         }
-        let mut a = Active { qf, outstanding: 0, bounced: Vec::new(), bounced_idx: Vec::new(), deferred: Vec::new() };
+        let mut a = Active {
+            qf,
+            outstanding: 0,
+            bounced: Vec::new(),
+            bounced_idx: Vec::new(),
+            deferred: Vec::new(),
+        };
         let mut local = Vec::new();
         for i in a.qf.pending() {
             let addr = &a.qf.recipients[i].address;
             match self.domains.route(addr) {
-                Route::Virtual | Route::System => {
-                    local.push(DeliverRecipient { index: i as u32, address: addr.clone() })
-                }
+                Route::Virtual | Route::System => local.push(DeliverRecipient {
+                    index: i as u32,
+                    address: addr.clone(),
+                }),
                 Route::Remote => {
                     let text = "delivery to remote domains (transport smtp) is not available in this version".to_string();
                     info!("{id}: to=<{addr}>, relay=none, delay=0, dsn=4.4.1, status=deferred ({text})");
@@ -231,7 +249,11 @@ impl QueueManager {
                 Status::Sent => sent.push(i),
                 Status::Deferred => a.deferred.push((i, r.text)),
                 Status::Bounced => {
-                    a.bounced.push(Failed { address: a.qf.recipients[i].address.clone(), dsn: r.dsn, text: r.text });
+                    a.bounced.push(Failed {
+                        address: a.qf.recipients[i].address.clone(),
+                        dsn: r.dsn,
+                        text: r.text,
+                    });
                     a.bounced_idx.push(i);
                 }
             }
@@ -250,11 +272,19 @@ impl QueueManager {
 
     /// Every job of a message is back: remove it, or defer what is left.
     fn finish(&mut self, queue_id: &str) {
-        let Some(mut a) = self.active.remove(queue_id) else { return };
-        let Some(id) = QueueId::parse(queue_id) else { return };
+        let Some(mut a) = self.active.remove(queue_id) else {
+            return;
+        };
+        let Some(id) = QueueId::parse(queue_id) else {
+            return;
+        };
         let now = now();
         let age = now.saturating_sub(a.qf.arrival);
-        let lifetime = if a.qf.sender.is_empty() { self.settings.bounce_lifetime } else { self.settings.lifetime };
+        let lifetime = if a.qf.sender.is_empty() {
+            self.settings.bounce_lifetime
+        } else {
+            self.settings.lifetime
+        };
         if !a.deferred.is_empty() && age >= lifetime.as_secs() {
             for (i, text) in a.deferred.drain(..) {
                 let address = a.qf.recipients[i].address.clone();
@@ -262,7 +292,10 @@ impl QueueManager {
                 a.bounced.push(Failed {
                     address,
                     dsn: "4.4.7".into(),
-                    text: format!("message expired after {} days in the queue: {text}", age / 86400),
+                    text: format!(
+                        "message expired after {} days in the queue: {text}",
+                        age / 86400
+                    ),
                 });
                 a.bounced_idx.push(i);
             }
@@ -281,15 +314,20 @@ impl QueueManager {
             }
             return;
         }
-        let mut done_idx: Vec<usize> =
-            (0..a.qf.recipients.len()).filter(|i| a.qf.recipients[*i].done).collect();
+        let mut done_idx: Vec<usize> = (0..a.qf.recipients.len())
+            .filter(|i| a.qf.recipients[*i].done)
+            .collect();
         done_idx.extend(&a.bounced_idx);
         if let Err(e) = a.qf.mark_done(&done_idx) {
             error!("{id}: cannot record finished recipients: {e}");
         }
-        let backoff = Duration::from_secs(age).clamp(self.settings.min_backoff, self.settings.max_backoff);
+        let backoff =
+            Duration::from_secs(age).clamp(self.settings.min_backoff, self.settings.max_backoff);
         let next = SystemTime::now() + backoff;
-        let r = fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(next));
+        let r = fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(next));
         if let Err(e) = r {
             warning!("{id}: cannot set next attempt time: {e}");
         }
@@ -305,15 +343,28 @@ impl QueueManager {
         let (local, _) = common::addr::split(sender);
         if sender.is_empty() || local.eq_ignore_ascii_case(&self.settings.double_bounce) {
             for f in &a.bounced {
-                info!("{id}: undeliverable notice for <{}> not returned: null sender", f.address);
+                info!(
+                    "{id}: undeliverable notice for <{}> not returned: null sender",
+                    f.address
+                );
             }
             return true;
         }
-        let body = bounce::build(&a.qf, id.as_str(), &self.settings.myhostname, &self.settings.mail_name, now(), &a.bounced);
+        let body = bounce::build(
+            &a.qf,
+            id.as_str(),
+            &self.settings.myhostname,
+            &self.settings.mail_name,
+            now(),
+            &a.bounced,
+        );
         let env = Envelope {
             sender: String::new(),
             recipients: vec![sender.clone()],
-            attrs: vec![("protocol".into(), "bounce".into()), ("origin_queue_id".into(), id.to_string())],
+            attrs: vec![
+                ("protocol".into(), "bounce".into()),
+                ("origin_queue_id".into(), id.to_string()),
+            ],
         };
         let r = self.spool.create(&env).and_then(|mut w| {
             w.write(&body)?;

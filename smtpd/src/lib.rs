@@ -45,7 +45,9 @@ pub fn main() {
         Err(e) => common::fatal!("mynetworks: {e}"),
     };
     let limits = server::Limits {
-        timeout: cfg.time("smtpd_timeout").unwrap_or(std::time::Duration::from_secs(300)),
+        timeout: cfg
+            .time("smtpd_timeout")
+            .unwrap_or(std::time::Duration::from_secs(300)),
         per_client: cfg.int("smtpd_client_connection_count_limit").unwrap_or(50) as u32,
         max_connections: cfg.int("smtpd_max_connections").unwrap_or(1000).max(1) as usize,
     };

@@ -34,7 +34,11 @@ impl Policy for AccessPolicy {
             Route::Virtual => {
                 if let Err(e) = self.users.refresh() {
                     warning!("{e}");
-                    return Err(Reply::new(451, Some("4.3.0"), format!("<{rcpt}>: Temporary lookup failure")));
+                    return Err(Reply::new(
+                        451,
+                        Some("4.3.0"),
+                        format!("<{rcpt}>: Temporary lookup failure"),
+                    ));
                 }
                 if self.users.get(&key).is_none() {
                     return Err(Reply::new(
@@ -60,7 +64,11 @@ impl Policy for AccessPolicy {
                 if self.trusted(client) {
                     Ok(())
                 } else {
-                    Err(Reply::new(554, Some("5.7.1"), format!("<{rcpt}>: Relay access denied")))
+                    Err(Reply::new(
+                        554,
+                        Some("5.7.1"),
+                        format!("<{rcpt}>: Relay access denied"),
+                    ))
                 }
             }
         }

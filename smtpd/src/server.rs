@@ -101,20 +101,32 @@ fn start_committers(jobs: Receiver<CommitJob>, done: Sender<CommitDone>, waker: 
     let jobs = Arc::new(Mutex::new(jobs));
     for i in 0..COMMIT_THREADS {
         let (jobs, done, waker) = (Arc::clone(&jobs), done.clone(), Arc::clone(&waker));
-        let spawned = std::thread::Builder::new().name(format!("commit-{i}")).spawn(move || loop {
-            let job = {
-                let Ok(rx) = jobs.lock() else { return };
-                match rx.recv() {
-                    Ok(j) => j,
-                    Err(_) => return,
+        let spawned = std::thread::Builder::new()
+            .name(format!("commit-{i}"))
+            .spawn(move || loop {
+                let job = {
+                    let Ok(rx) = jobs.lock() else { return };
+                    match rx.recv() {
+                        Ok(j) => j,
+                        Err(_) => return,
+                    }
+                };
+                let result = job
+                    .writer
+                    .commit()
+                    .map(|id| id.to_string())
+                    .map_err(|e| e.to_string());
+                if done
+                    .send(CommitDone {
+                        token: job.token,
+                        result,
+                    })
+                    .is_err()
+                {
+                    return;
                 }
-            };
-            let result = job.writer.commit().map(|id| id.to_string()).map_err(|e| e.to_string());
-            if done.send(CommitDone { token: job.token, result }).is_err() {
-                return;
-            }
-            let _ = waker.wake();
-        });
+                let _ = waker.wake();
+            });
         if let Err(e) = spawned {
             common::fatal!("cannot start commit thread: {e}");
         }
@@ -165,14 +177,18 @@ pub fn run(
     for (i, l) in listeners.into_iter().enumerate() {
         l.set_nonblocking(true)?;
         let mut l = TcpListener::from_std(l);
-        poll.registry().register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+        poll.registry()
+            .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
         ls.push(l);
     }
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (job_tx, job_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
     start_committers(job_rx, done_tx, Arc::clone(&waker));
-    let mut notifier = QmgrNotifier { path: spool.private("qmgr"), conn: None };
+    let mut notifier = QmgrNotifier {
+        path: spool.private("qmgr"),
+        conn: None,
+    };
 
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut per_ip: HashMap<IpAddr, u32> = HashMap::new();
@@ -188,10 +204,19 @@ pub fn run(
                 let _ = poll.registry().deregister(&mut l);
             }
             // Idle sessions are told now; those inside a message get a grace period.
-            let idle: Vec<Token> = conns.iter().filter(|(_, c)| !c.committing && c.sink.writer.is_none()).map(|(t, _)| *t).collect();
+            let idle: Vec<Token> = conns
+                .iter()
+                .filter(|(_, c)| !c.committing && c.sink.writer.is_none())
+                .map(|(t, _)| *t)
+                .collect();
             for t in idle {
                 if let Some(c) = conns.get_mut(&t) {
-                    Reply::new(421, Some("4.3.2"), format!("{} Service shutting down", cfg.myhostname)).write_to(&mut c.session.out);
+                    Reply::new(
+                        421,
+                        Some("4.3.2"),
+                        format!("{} Service shutting down", cfg.myhostname),
+                    )
+                    .write_to(&mut c.session.out);
                     c.closing = true;
                 }
                 flush_or_close(&mut conns, t, &mut per_ip, &poll);
@@ -217,7 +242,9 @@ pub fn run(
                 continue;
             }
             if token.0 >= LISTENER_BASE {
-                let Some(l) = ls.get(token.0 - LISTENER_BASE) else { continue };
+                let Some(l) = ls.get(token.0 - LISTENER_BASE) else {
+                    continue;
+                };
                 loop {
                     let (mut stream, peer) = match l.accept() {
                         Ok(x) => x,
@@ -230,19 +257,35 @@ pub fn run(
                     let ip = peer.ip().to_canonical();
                     let t = Token(next);
                     next = (next + 1) % LISTENER_BASE;
-                    let client = Client { addr: Some(ip), name: "unknown".into(), trusted: policy.trusted(Some(ip)) };
+                    let client = Client {
+                        addr: Some(ip),
+                        name: "unknown".into(),
+                        trusted: policy.trusted(Some(ip)),
+                    };
                     let mut session = Session::new(Arc::clone(&cfg), client);
                     let count = per_ip.entry(ip).or_insert(0);
                     *count += 1;
                     let mut closing = false;
                     if conns.len() >= limits.max_connections {
-                        closing = session.refuse(Reply::new(421, Some("4.3.2"), format!("{} Error: too many connections", cfg.myhostname))) == Step::Close;
+                        closing = session.refuse(Reply::new(
+                            421,
+                            Some("4.3.2"),
+                            format!("{} Error: too many connections", cfg.myhostname),
+                        )) == Step::Close;
                     } else if limits.per_client > 0 && *count > limits.per_client {
-                        closing = session.refuse(Reply::new(421, Some("4.7.0"), format!("{} Error: too many connections from {ip}", cfg.myhostname))) == Step::Close;
+                        closing = session.refuse(Reply::new(
+                            421,
+                            Some("4.7.0"),
+                            format!("{} Error: too many connections from {ip}", cfg.myhostname),
+                        )) == Step::Close;
                     } else {
                         session.greet();
                     }
-                    if let Err(e) = poll.registry().register(&mut stream, t, Interest::READABLE | Interest::WRITABLE) {
+                    if let Err(e) = poll.registry().register(
+                        &mut stream,
+                        t,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
                         warning!("register: {e}");
                         release(&mut per_ip, ip);
                         continue;
@@ -253,7 +296,10 @@ pub fn run(
                         Conn {
                             stream,
                             session,
-                            sink: SpoolSink { spool: spool.clone(), writer: None },
+                            sink: SpoolSink {
+                                spool: spool.clone(),
+                                writer: None,
+                            },
                             ip,
                             last_active: Instant::now(),
                             sent: 0,
@@ -292,7 +338,9 @@ pub fn run(
         let now = Instant::now();
         let expired: Vec<Token> = conns
             .iter()
-            .filter(|(_, c)| !c.committing && !c.closing && now.duration_since(c.last_active) > limits.timeout)
+            .filter(|(_, c)| {
+                !c.committing && !c.closing && now.duration_since(c.last_active) > limits.timeout
+            })
             .map(|(t, _)| *t)
             .collect();
         for t in expired {
@@ -331,10 +379,23 @@ fn handle_step(c: &mut Conn, token: Token, step: Step, jobs: &Sender<CommitJob>)
 }
 
 /// Read and process input while the session can take it.
-fn drive(conns: &mut HashMap<Token, Conn>, token: Token, policy: &mut dyn Policy, buf: &mut [u8], jobs: &Sender<CommitJob>) {
-    let Some(c) = conns.get_mut(&token) else { return };
+fn drive(
+    conns: &mut HashMap<Token, Conn>,
+    token: Token,
+    policy: &mut dyn Policy,
+    buf: &mut [u8],
+    jobs: &Sender<CommitJob>,
+) {
+    let Some(c) = conns.get_mut(&token) else {
+        return;
+    };
     loop {
-        if c.committing || c.closing || c.eof || c.session.busy() || c.session.out.len() - c.sent > OUT_HIGH {
+        if c.committing
+            || c.closing
+            || c.eof
+            || c.session.busy()
+            || c.session.out.len() - c.sent > OUT_HIGH
+        {
             return;
         }
         match c.stream.read(buf) {
@@ -358,8 +419,15 @@ fn drive(conns: &mut HashMap<Token, Conn>, token: Token, policy: &mut dyn Policy
 }
 
 /// Send pending output; close the connection when the session is over.
-fn flush_or_close(conns: &mut HashMap<Token, Conn>, token: Token, per_ip: &mut HashMap<IpAddr, u32>, poll: &Poll) {
-    let Some(c) = conns.get_mut(&token) else { return };
+fn flush_or_close(
+    conns: &mut HashMap<Token, Conn>,
+    token: Token,
+    per_ip: &mut HashMap<IpAddr, u32>,
+    poll: &Poll,
+) {
+    let Some(c) = conns.get_mut(&token) else {
+        return;
+    };
     let mut broken = false;
     while c.sent < c.session.out.len() {
         match c.stream.write(&c.session.out[c.sent..]) {
@@ -385,7 +453,9 @@ fn flush_or_close(conns: &mut HashMap<Token, Conn>, token: Token, per_ip: &mut H
     if !close {
         return;
     }
-    let Some(mut c) = conns.remove(&token) else { return };
+    let Some(mut c) = conns.remove(&token) else {
+        return;
+    };
     let how = if c.closing { "" } else { "lost connection" };
     c.sink.abort();
     c.session.disconnected(how);

@@ -43,7 +43,9 @@ pub struct SmtpConfig {
 }
 
 impl SmtpConfig {
-    pub fn from_config(cfg: &common::config::Config) -> Result<SmtpConfig, common::config::ConfigError> {
+    pub fn from_config(
+        cfg: &common::config::Config,
+    ) -> Result<SmtpConfig, common::config::ConfigError> {
         Ok(SmtpConfig {
             myhostname: cfg.get("myhostname"),
             banner: cfg.get("smtpd_banner"),
@@ -110,7 +112,11 @@ enum Mode {
     Data(DataReceiver),
     /// A chunk; `last` says whether it ends the message; `discard` whether it
     /// was refused (its bytes are read and dropped, RFC 3030 2).
-    Bdat { rx: BdatReceiver, last: bool, discard: Option<Reply> },
+    Bdat {
+        rx: BdatReceiver,
+        last: bool,
+        discard: Option<Reply>,
+    },
 }
 
 #[derive(Default)]
@@ -242,9 +248,17 @@ impl Session {
             self.tx.queue_id = None;
         }
         if !how.is_empty() {
-            info!("{how} after {} from {}", self.last_verb, self.client.label());
+            info!(
+                "{how} after {} from {}",
+                self.last_verb,
+                self.client.label()
+            );
         }
-        info!("disconnect from {} {}", self.client.label(), self.counters.summary());
+        info!(
+            "disconnect from {} {}",
+            self.client.label(),
+            self.counters.summary()
+        );
     }
 
     /// The client said nothing for too long.
@@ -252,8 +266,16 @@ impl Session {
         if self.tx.queue_id.is_some() && !self.waiting_commit {
             sink.abort();
         }
-        info!("timeout after {} from {}", self.last_verb, self.client.label());
-        self.reply(Reply::new(421, Some("4.4.2"), format!("{} Error: timeout exceeded", self.cfg.myhostname)));
+        info!(
+            "timeout after {} from {}",
+            self.last_verb,
+            self.client.label()
+        );
+        self.reply(Reply::new(
+            421,
+            Some("4.4.2"),
+            format!("{} Error: timeout exceeded", self.cfg.myhostname),
+        ));
         self.closing = true;
         Step::Close
     }
@@ -276,17 +298,30 @@ impl Session {
     }
 
     /// The caller made the message durable (Ok(queue id)) or failed.
-    pub fn commit_done(&mut self, result: Result<String, String>, policy: &mut dyn Policy, sink: &mut dyn Sink) -> Step {
+    pub fn commit_done(
+        &mut self,
+        result: Result<String, String>,
+        policy: &mut dyn Policy,
+        sink: &mut dyn Sink,
+    ) -> Step {
         self.waiting_commit = false;
         match result {
             Ok(id) => {
-                self.reply(Reply::new(250, Some("2.0.0"), format!("Ok: queued as {id}")));
+                self.reply(Reply::new(
+                    250,
+                    Some("2.0.0"),
+                    format!("Ok: queued as {id}"),
+                ));
                 self.counters.count(self.last_verb_lower(), true);
             }
             Err(e) => {
                 let id = self.tx.queue_id.clone().unwrap_or_else(|| "NOQUEUE".into());
                 warning!("{id}: queue file write error: {e}");
-                self.reply(Reply::new(452, Some("4.3.1"), "Insufficient system storage"));
+                self.reply(Reply::new(
+                    452,
+                    Some("4.3.1"),
+                    "Insufficient system storage",
+                ));
                 self.counters.count(self.last_verb_lower(), false);
                 self.errors += 1;
             }
@@ -341,8 +376,16 @@ impl Session {
         self.reply(r);
         self.errors += 1;
         if self.errors >= self.cfg.hard_error_limit {
-            info!("too many errors after {} from {}", self.last_verb, self.client.label());
-            self.reply(Reply::new(421, Some("4.7.0"), format!("{} Error: too many errors", self.cfg.myhostname)));
+            info!(
+                "too many errors after {} from {}",
+                self.last_verb,
+                self.client.label()
+            );
+            self.reply(Reply::new(
+                421,
+                Some("4.7.0"),
+                format!("{} Error: too many errors", self.cfg.myhostname),
+            ));
             self.closing = true;
         }
     }
@@ -391,7 +434,12 @@ impl Session {
     }
 
     /// Ok(true) when the command's success is counted later.
-    fn dispatch(&mut self, cmd: Command, policy: &mut dyn Policy, sink: &mut dyn Sink) -> Result<bool, Reply> {
+    fn dispatch(
+        &mut self,
+        cmd: Command,
+        policy: &mut dyn Policy,
+        sink: &mut dyn Sink,
+    ) -> Result<bool, Reply> {
         let bad_seq = |t: &str| Reply::new(503, Some("5.5.1"), format!("Error: {t}"));
         match cmd {
             // RFC 5321 4.1.4: EHLO/HELO also reset any transaction in progress.
@@ -419,14 +467,26 @@ impl Session {
                     return Err(bad_seq("nested MAIL command"));
                 }
                 if matches!(params.body, Some(Body::BinaryMime)) {
-                    return Err(Reply::new(555, Some("5.5.4"), "Unsupported option: BODY=BINARYMIME"));
+                    return Err(Reply::new(
+                        555,
+                        Some("5.5.4"),
+                        "Unsupported option: BODY=BINARYMIME",
+                    ));
                 }
                 if let Some(size) = params.size {
                     if self.cfg.size_limit > 0 && size > self.cfg.size_limit {
-                        return Err(Reply::new(552, Some("5.3.4"), "Message size exceeds fixed limit"));
+                        return Err(Reply::new(
+                            552,
+                            Some("5.3.4"),
+                            "Message size exceeds fixed limit",
+                        ));
                     }
                 }
-                self.tx = Transaction { from: Some(from), smtputf8: params.smtputf8, ..Default::default() };
+                self.tx = Transaction {
+                    from: Some(from),
+                    smtputf8: params.smtputf8,
+                    ..Default::default()
+                };
                 self.reply(Reply::new(250, Some("2.1.0"), "Ok"));
                 Ok(false)
             }
@@ -438,7 +498,11 @@ impl Session {
                     return Err(Reply::new(452, Some("4.5.3"), "Error: too many recipients"));
                 }
                 if !self.tx.smtputf8 && !smtp::is_ascii_address(&to) {
-                    return Err(Reply::new(553, Some("5.6.7"), "Must declare SMTPUTF8 to send unicode address"));
+                    return Err(Reply::new(
+                        553,
+                        Some("5.6.7"),
+                        "Must declare SMTPUTF8 to send unicode address",
+                    ));
                 }
                 if let Err(r) = policy.check_recipient(self.client.addr, &to) {
                     info!(
@@ -477,7 +541,11 @@ impl Session {
                     },
                     Ok(()) => None,
                 };
-                self.mode = Mode::Bdat { rx: BdatReceiver::new(size), last, discard: refused };
+                self.mode = Mode::Bdat {
+                    rx: BdatReceiver::new(size),
+                    last,
+                    discard: refused,
+                };
                 // The chunk's bytes follow at once; its reply comes after them.
                 Ok(true)
             }
@@ -500,15 +568,31 @@ impl Session {
                 if self.cfg.vrfy_disabled {
                     return Err(Reply::new(502, Some("5.5.1"), "VRFY command is disabled"));
                 }
-                self.reply(Reply::new(252, Some("2.0.0"), "Cannot VRFY user, but will accept message and attempt delivery"));
+                self.reply(Reply::new(
+                    252,
+                    Some("2.0.0"),
+                    "Cannot VRFY user, but will accept message and attempt delivery",
+                ));
                 Ok(false)
             }
             Command::Help(_) => {
-                self.reply(Reply::new(214, Some("2.0.0"), "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"));
+                self.reply(Reply::new(
+                    214,
+                    Some("2.0.0"),
+                    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
+                ));
                 Ok(false)
             }
-            Command::StartTls => Err(Reply::new(502, Some("5.5.1"), "Error: command not implemented")),
-            Command::Auth { .. } => Err(Reply::new(503, Some("5.5.1"), "Error: authentication not enabled")),
+            Command::StartTls => Err(Reply::new(
+                502,
+                Some("5.5.1"),
+                "Error: command not implemented",
+            )),
+            Command::Auth { .. } => Err(Reply::new(
+                503,
+                Some("5.5.1"),
+                "Error: authentication not enabled",
+            )),
         }
     }
 
@@ -535,7 +619,10 @@ impl Session {
             recipients: self.tx.rcpts.clone(),
             attrs: vec![
                 ("client_name".into(), self.client.name.clone()),
-                ("client_addr".into(), self.client.addr.map(|a| a.to_string()).unwrap_or_default()),
+                (
+                    "client_addr".into(),
+                    self.client.addr.map(|a| a.to_string()).unwrap_or_default(),
+                ),
                 ("helo".into(), helo.clone()),
                 ("protocol".into(), proto.into()),
             ],
@@ -543,13 +630,27 @@ impl Session {
         let id = match sink.begin(&env) {
             Ok(id) => id,
             Err(e) => {
-                warning!("NOQUEUE: cannot create queue file for {}: {e}", self.client.label());
-                return Err(Reply::new(452, Some("4.3.1"), "Insufficient system storage"));
+                warning!(
+                    "NOQUEUE: cannot create queue file for {}: {e}",
+                    self.client.label()
+                );
+                return Err(Reply::new(
+                    452,
+                    Some("4.3.1"),
+                    "Insufficient system storage",
+                ));
             }
         };
         info!("{id}: client={}", self.client.label());
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let addr = self.client.addr.map(|a| a.to_string()).unwrap_or_else(|| "local".into());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let addr = self
+            .client
+            .addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "local".into());
         let mut h = format!(
             "Received: from {} ({} [{}])\r\n\tby {} ({}) with {proto} id {id}",
             header_safe(&helo),
@@ -566,7 +667,10 @@ impl Session {
         self.tx.bare_newline = false;
         if let Err(e) = sink.write(h.as_bytes()) {
             self.tx.write_failed = true;
-            warning!("{}: queue file write error: {e}", self.tx.queue_id.as_deref().unwrap_or(""));
+            warning!(
+                "{}: queue file write error: {e}",
+                self.tx.queue_id.as_deref().unwrap_or("")
+            );
         }
         Ok(())
     }
@@ -588,7 +692,13 @@ impl Session {
             }
             Mode::Command => (0, true),
         };
-        let discarding = matches!(&self.mode, Mode::Bdat { discard: Some(_), .. });
+        let discarding = matches!(
+            &self.mode,
+            Mode::Bdat {
+                discard: Some(_),
+                ..
+            }
+        );
         if !discarding {
             self.tx.size += chunk.len() as u64;
             if self.cfg.size_limit > 0 && self.tx.size > self.cfg.size_limit {
@@ -597,7 +707,10 @@ impl Session {
             if !self.tx.too_big && !self.tx.write_failed && !chunk.is_empty() {
                 if let Err(e) = sink.write(&chunk) {
                     self.tx.write_failed = true;
-                    warning!("{}: queue file write error: {e}", self.tx.queue_id.as_deref().unwrap_or(""));
+                    warning!(
+                        "{}: queue file write error: {e}",
+                        self.tx.queue_id.as_deref().unwrap_or("")
+                    );
                 }
             }
         }
@@ -614,15 +727,27 @@ impl Session {
         let mode = std::mem::replace(&mut self.mode, Mode::Command);
         let end_of_message = match mode {
             Mode::Data(_) => true,
-            Mode::Bdat { last, discard: Some(r), .. } => {
+            Mode::Bdat {
+                last,
+                discard: Some(r),
+                ..
+            } => {
                 let _ = last;
                 self.counters.count("bdat", false);
                 self.error_reply(r);
-                return if self.closing { Step::Close } else { Step::Continue };
+                return if self.closing {
+                    Step::Close
+                } else {
+                    Step::Continue
+                };
             }
             Mode::Bdat { last, rx, .. } => {
                 if !last {
-                    self.reply(Reply::new(250, Some("2.0.0"), format!("Ok: {} bytes", rx.bytes_out())));
+                    self.reply(Reply::new(
+                        250,
+                        Some("2.0.0"),
+                        format!("Ok: {} bytes", rx.bytes_out()),
+                    ));
                     return Step::Continue;
                 }
                 true
@@ -634,9 +759,17 @@ impl Session {
         }
         let verb = self.last_verb_lower();
         let refuse = if self.tx.too_big {
-            Some(Reply::new(552, Some("5.3.4"), "Message size exceeds fixed limit"))
+            Some(Reply::new(
+                552,
+                Some("5.3.4"),
+                "Message size exceeds fixed limit",
+            ))
         } else if self.tx.write_failed {
-            Some(Reply::new(452, Some("4.3.1"), "Insufficient system storage"))
+            Some(Reply::new(
+                452,
+                Some("4.3.1"),
+                "Insufficient system storage",
+            ))
         } else if self.tx.bare_newline && self.cfg.forbid_bare_newline && !self.client.trusted {
             Some(Reply::new(550, Some("5.5.2"), "Error: bare <LF> received"))
         } else {
@@ -645,11 +778,19 @@ impl Session {
         if let Some(r) = refuse {
             sink.abort();
             let id = self.tx.queue_id.clone().unwrap_or_else(|| "NOQUEUE".into());
-            info!("{id}: reject: {} from {}: {r}", self.last_verb, self.client.label());
+            info!(
+                "{id}: reject: {} from {}: {r}",
+                self.last_verb,
+                self.client.label()
+            );
             self.tx = Transaction::default();
             self.counters.count(verb, false);
             self.error_reply(r);
-            return if self.closing { Step::Close } else { Step::Continue };
+            return if self.closing {
+                Step::Close
+            } else {
+                Step::Continue
+            };
         }
         self.waiting_commit = true;
         Step::Commit
@@ -666,5 +807,8 @@ impl Session {
 
 /// Text from the client placed in a header: no line breaks, bounded.
 fn header_safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).take(255).collect()
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(255)
+        .collect()
 }

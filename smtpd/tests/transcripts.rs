@@ -35,7 +35,11 @@ impl Policy for FakePolicy {
                 }
             }
             _ if self.trusted(client) => Ok(()),
-            _ => Err(Reply::new(554, Some("5.7.1"), format!("<{rcpt}>: Relay access denied"))),
+            _ => Err(Reply::new(
+                554,
+                Some("5.7.1"),
+                format!("<{rcpt}>: Relay access denied"),
+            )),
         }
     }
 
@@ -58,7 +62,10 @@ impl Sink for MemSink {
         Ok(format!("QID{}", self.n))
     }
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.current.as_mut().ok_or_else(|| io::Error::other("no message"))?.extend_from_slice(data);
+        self.current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no message"))?
+            .extend_from_slice(data);
         Ok(())
     }
     fn abort(&mut self) {
@@ -88,10 +95,17 @@ fn unescape(s: &str) -> Vec<u8> {
 }
 
 fn strip_received(msg: &[u8]) -> &[u8] {
-    assert!(msg.starts_with(b"Received: "), "message starts with Received:");
+    assert!(
+        msg.starts_with(b"Received: "),
+        "message starts with Received:"
+    );
     let mut i = 0;
     loop {
-        let end = msg[i..].windows(2).position(|w| w == b"\r\n").map(|p| i + p + 2).expect("header line ends");
+        let end = msg[i..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| i + p + 2)
+            .expect("header line ends");
         i = end;
         if !matches!(msg.get(i), Some(b' ' | b'\t')) {
             return &msg[i..];
@@ -111,7 +125,9 @@ impl Run {
     fn feed(&mut self, input: &[u8], bytewise: bool) {
         if bytewise {
             for b in input {
-                let step = self.session.input(std::slice::from_ref(b), &mut self.policy, &mut self.sink);
+                let step =
+                    self.session
+                        .input(std::slice::from_ref(b), &mut self.policy, &mut self.sink);
                 self.after(step);
             }
         } else {
@@ -130,7 +146,9 @@ impl Run {
                 self.sink.queued.push(msg);
                 Ok(format!("QID{}", self.sink.n))
             };
-            step = self.session.commit_done(result, &mut self.policy, &mut self.sink);
+            step = self
+                .session
+                .commit_done(result, &mut self.policy, &mut self.sink);
         }
         if step == Step::Close {
             self.closed = true;
@@ -166,7 +184,9 @@ fn run_transcript(path: &Path, bytewise: bool) -> Vec<String> {
     let mut client_addr: IpAddr = "192.0.2.1".parse().unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
-    while i < lines.len() && (lines[i].starts_with('@') || lines[i].starts_with('#') || lines[i].is_empty()) {
+    while i < lines.len()
+        && (lines[i].starts_with('@') || lines[i].starts_with('#') || lines[i].is_empty())
+    {
         let l = lines[i];
         if let Some(v) = l.strip_prefix("@size ") {
             cfg.size_limit = v.parse().unwrap();
@@ -180,18 +200,39 @@ fn run_transcript(path: &Path, bytewise: bool) -> Vec<String> {
         i += 1;
     }
     let policy = FakePolicy;
-    let client = Client { addr: Some(client_addr), name: "unknown".into(), trusted: policy.trusted(Some(client_addr)) };
-    let mut run = Run { session: Session::new(Arc::new(cfg), client), sink: MemSink::default(), policy, fail_next_commit: false, closed: false };
+    let client = Client {
+        addr: Some(client_addr),
+        name: "unknown".into(),
+        trusted: policy.trusted(Some(client_addr)),
+    };
+    let mut run = Run {
+        session: Session::new(Arc::new(cfg), client),
+        sink: MemSink::default(),
+        policy,
+        fail_next_commit: false,
+        closed: false,
+    };
     run.session.greet();
     let mut transcript = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
     let mut expected: Vec<(usize, &str)> = Vec::new();
-    let where_ = |n: usize| format!("{}:{}{}", path.display(), n + 1, if bytewise { " (byte by byte)" } else { "" });
+    let where_ = |n: usize| {
+        format!(
+            "{}:{}{}",
+            path.display(),
+            n + 1,
+            if bytewise { " (byte by byte)" } else { "" }
+        )
+    };
     let check = |run: &mut Run, expected: &mut Vec<(usize, &str)>, transcript: &mut Vec<String>| {
         let got = run.take_lines();
         for (k, g) in got.iter().enumerate() {
             let Some((n, e)) = expected.get(k) else {
-                panic!("{}: unexpected server line {g:?} (after {} expected)", where_(expected.last().map_or(0, |x| x.0)), expected.len());
+                panic!(
+                    "{}: unexpected server line {g:?} (after {} expected)",
+                    where_(expected.last().map_or(0, |x| x.0)),
+                    expected.len()
+                );
             };
             assert!(matches(e, g), "{}: expected {e:?}, got {g:?}", where_(*n));
         }
@@ -206,7 +247,10 @@ fn run_transcript(path: &Path, bytewise: bool) -> Vec<String> {
         if line.starts_with('#') {
             continue;
         }
-        if let Some(c) = line.strip_prefix("C: ").or_else(|| (*line == "C:").then_some("")) {
+        if let Some(c) = line
+            .strip_prefix("C: ")
+            .or_else(|| (*line == "C:").then_some(""))
+        {
             if !expected.is_empty() {
                 check(&mut run, &mut expected, &mut transcript);
             }
@@ -225,15 +269,27 @@ fn run_transcript(path: &Path, bytewise: bool) -> Vec<String> {
             expected.push((n, s));
         } else if *line == "@commit-fail" {
             run.fail_next_commit = true;
-        } else if let Some(m) = line.strip_prefix("M: ").or_else(|| (*line == "M:").then_some("")) {
+        } else if let Some(m) = line
+            .strip_prefix("M: ")
+            .or_else(|| (*line == "M:").then_some(""))
+        {
             if !pending.is_empty() {
                 let p = std::mem::take(&mut pending);
                 run.feed(&p, bytewise);
             }
             check(&mut run, &mut expected, &mut transcript);
-            let last = run.sink.queued.last().unwrap_or_else(|| panic!("{}: no message queued", where_(n)));
+            let last = run
+                .sink
+                .queued
+                .last()
+                .unwrap_or_else(|| panic!("{}: no message queued", where_(n)));
             let body = strip_received(last);
-            assert_eq!(String::from_utf8_lossy(body), String::from_utf8_lossy(&unescape(m)), "{}: queued message", where_(n));
+            assert_eq!(
+                String::from_utf8_lossy(body),
+                String::from_utf8_lossy(&unescape(m)),
+                "{}: queued message",
+                where_(n)
+            );
         } else if *line == "X:" {
             if !pending.is_empty() {
                 let p = std::mem::take(&mut pending);
@@ -256,12 +312,20 @@ fn run_transcript(path: &Path, bytewise: bool) -> Vec<String> {
 #[test]
 fn transcripts() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/transcripts");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 8, "transcript files found: {}", files.len());
     for f in files {
         let whole = run_transcript(&f, false);
         let bytewise = run_transcript(&f, true);
-        assert_eq!(whole, bytewise, "{}: byte-by-byte feeding changed the replies", f.display());
+        assert_eq!(
+            whole,
+            bytewise,
+            "{}: byte-by-byte feeding changed the replies",
+            f.display()
+        );
     }
 }

@@ -27,7 +27,10 @@ impl Client {
     fn connect(port: u16) -> Option<Client> {
         let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-        let mut c = Client { r: BufReader::new(s.try_clone().ok()?), w: s };
+        let mut c = Client {
+            r: BufReader::new(s.try_clone().ok()?),
+            w: s,
+        };
         (c.code()? == 220).then_some(())?;
         c.send("HELO crash.example.org")?;
         (c.code()? == 250).then_some(c)
@@ -62,7 +65,10 @@ impl Client {
         if self.code()? != 354 {
             return Some(false);
         }
-        let body = format!("Subject: {token}\r\nMessage-ID: <{token}@example.org>\r\n\r\n{}\r\n.\r\n", "load ".repeat(200));
+        let body = format!(
+            "Subject: {token}\r\nMessage-ID: <{token}@example.org>\r\n\r\n{}\r\n.\r\n",
+            "load ".repeat(200)
+        );
         self.w.write_all(body.as_bytes()).ok()?;
         Some(self.code()? == 250)
     }
@@ -73,7 +79,11 @@ fn sigkill_workers_under_load_loses_nothing() {
     let s = Suite::start(
         "crash",
         &[],
-        &["minimal_backoff_time=1s", "maximal_backoff_time=2s", "queue_run_delay=1s"],
+        &[
+            "minimal_backoff_time=1s",
+            "maximal_backoff_time=2s",
+            "queue_run_delay=1s",
+        ],
     );
     let accepted: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
     let done = Arc::new(AtomicBool::new(false));
@@ -87,7 +97,10 @@ fn sigkill_workers_under_load_loses_nothing() {
                 let token = format!("crash-{t}-{i}");
                 let started = Instant::now();
                 loop {
-                    assert!(started.elapsed() < Duration::from_secs(60), "{token}: could not be sent for 60s");
+                    assert!(
+                        started.elapsed() < Duration::from_secs(60),
+                        "{token}: could not be sent for 60s"
+                    );
                     if conn.is_none() {
                         conn = Client::connect(port);
                         if conn.is_none() {
@@ -147,10 +160,17 @@ fn sigkill_workers_under_load_loses_nothing() {
     done.store(true, Ordering::Relaxed);
     let kills = killer.join().unwrap();
     for p in ["posthorn-qmgr", "posthorn-local", "posthorn-smtpd"] {
-        assert!(kills.contains(&p), "{p} was killed during the load: {kills:?}");
+        assert!(
+            kills.contains(&p),
+            "{p} was killed during the load: {kills:?}"
+        );
     }
     let accepted = accepted.lock().unwrap().clone();
-    assert_eq!(accepted.len(), SENDERS * PER_SENDER, "every message eventually got 250");
+    assert_eq!(
+        accepted.len(),
+        SENDERS * PER_SENDER,
+        "every message eventually got 250"
+    );
 
     // Every accepted message arrives; count copies by Subject.
     let t = Instant::now();
@@ -169,7 +189,12 @@ fn sigkill_workers_under_load_loses_nothing() {
         assert!(
             t.elapsed() < Duration::from_secs(120),
             "{missing} accepted messages never delivered (kills: {kills:?}); log tail:\n{}",
-            s.log().lines().rev().take(60).collect::<Vec<_>>().join("\n")
+            s.log()
+                .lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -177,5 +202,9 @@ fn sigkill_workers_under_load_loses_nothing() {
     for (token, n) in &dupes {
         assert!(**n <= 2, "{token} delivered {n} times");
     }
-    eprintln!("crash test: {} accepted, {} delivered twice, kills {kills:?}", accepted.len(), dupes.len());
+    eprintln!(
+        "crash test: {} accepted, {} delivered twice, kills {kills:?}",
+        accepted.len(),
+        dupes.len()
+    );
 }

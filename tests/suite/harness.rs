@@ -27,20 +27,32 @@ pub struct Suite {
 impl Suite {
     /// Start with the default demo user plus `users` (ADDR:PASSWORD) and main.cf overrides.
     pub fn start(name: &str, users: &[&str], overrides: &[&str]) -> Suite {
-        let base = std::env::temp_dir().join(format!("posthorn-suite-{}-{name}", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("posthorn-suite-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
         // Ports: a block per test process (pid) and per suite within it.
-        let offset = 20000 + (std::process::id() % 300) as u16 * 40 + NEXT_OFFSET.fetch_add(1, Ordering::SeqCst);
-        let mut s = Suite { dir: base, port: 2525 + offset, offset, child: None };
+        let offset = 20000
+            + (std::process::id() % 300) as u16 * 40
+            + NEXT_OFFSET.fetch_add(1, Ordering::SeqCst);
+        let mut s = Suite {
+            dir: base,
+            port: 2525 + offset,
+            offset,
+            child: None,
+        };
         s.spawn(users, overrides);
         s
     }
 
     pub fn spawn(&mut self, users: &[&str], overrides: &[&str]) {
         let mut cmd = Command::new(BIN);
-        cmd.arg("dev").arg("--state").arg(&self.dir).arg("--port-offset").arg(self.offset.to_string());
+        cmd.arg("dev")
+            .arg("--state")
+            .arg(&self.dir)
+            .arg("--port-offset")
+            .arg(self.offset.to_string());
         let mut all_users = vec!["demo@example.test:demo"];
         all_users.extend_from_slice(users);
         for u in all_users {
@@ -49,8 +61,16 @@ impl Suite {
         for o in overrides {
             cmd.arg("-o").arg(o);
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).unwrap();
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("stdout")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stdout"))
+            .unwrap();
         cmd.stdout(out).stderr(log).stdin(Stdio::null());
         self.child = Some(cmd.spawn().expect("posthorn dev starts"));
         self.wait_ready();
@@ -68,7 +88,11 @@ impl Suite {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("posthorn did not answer on port {} within 30s; log:\n{}", self.port, self.log());
+        panic!(
+            "posthorn did not answer on port {} within 30s; log:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {
@@ -81,7 +105,11 @@ impl Suite {
 
     pub fn maildir(&self, user: &str) -> PathBuf {
         let (local, domain) = user.split_once('@').unwrap();
-        self.dir.join("mail").join(domain).join(local).join("Maildir")
+        self.dir
+            .join("mail")
+            .join(domain)
+            .join(local)
+            .join("Maildir")
     }
 
     /// Files in a user's Maildir new/.
@@ -102,7 +130,11 @@ impl Suite {
                 return m;
             }
             if t.elapsed() > Duration::from_secs(30) {
-                panic!("{user} has {} messages, expected {n}; log:\n{}", m.len(), self.log());
+                panic!(
+                    "{user} has {} messages, expected {n}; log:\n{}",
+                    m.len(),
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -126,7 +158,10 @@ impl Suite {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let t = Instant::now();
             loop {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -149,7 +184,10 @@ impl Drop for Suite {
         let workers: Vec<i32> = pid.map(|p| children(p, "")).unwrap_or_default();
         self.stop();
         for w in workers {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(w), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(w),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -160,13 +198,25 @@ impl Drop for Suite {
 /// Children of `parent` whose argv[0] is `program` (any when empty).
 pub fn children(parent: i32, program: &str) -> Vec<i32> {
     let mut v = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return v };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return v;
+    };
     for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // Field 4 (after the parenthesised name) is the parent pid.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else { continue };
-        let ppid: i32 = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(-1);
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else {
+            continue;
+        };
+        let ppid: i32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(-1);
         if ppid != parent {
             continue;
         }
@@ -189,7 +239,10 @@ impl Smtp {
     pub fn connect(port: u16) -> Smtp {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut c = Smtp { r: BufReader::new(s.try_clone().unwrap()), w: s };
+        let mut c = Smtp {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        };
         c.expect(220);
         c
     }
@@ -264,9 +317,17 @@ pub fn dot_stuff(m: &[u8]) -> Vec<u8> {
 pub fn strip_trace(file: &[u8]) -> &[u8] {
     let mut i = 0;
     for name in [&b"Return-Path: "[..], b"Delivered-To: ", b"Received: "] {
-        assert!(file[i..].starts_with(name), "expected {:?} at byte {i}", String::from_utf8_lossy(name));
+        assert!(
+            file[i..].starts_with(name),
+            "expected {:?} at byte {i}",
+            String::from_utf8_lossy(name)
+        );
         loop {
-            i += file[i..].iter().position(|&b| b == b'\n').expect("line end") + 1;
+            i += file[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .expect("line end")
+                + 1;
             if !matches!(file.get(i), Some(b' ' | b'\t')) {
                 break;
             }

@@ -28,7 +28,10 @@ fn delivers_byte_exact_into_maildir() {
     let s = Suite::start("exact", &[], &[]);
     let mut c = Smtp::connect(s.port);
     let greeting = c.cmd("EHLO client.example.org", 250);
-    assert!(greeting.iter().any(|l| l.ends_with("PIPELINING")), "{greeting:?}");
+    assert!(
+        greeting.iter().any(|l| l.ends_with("PIPELINING")),
+        "{greeting:?}"
+    );
     let id = c.mail("alice@example.org", &["demo@example.test"], MESSAGE);
     c.cmd("QUIT", 221);
     let files = s.wait_mail("demo@example.test", 1);
@@ -39,34 +42,65 @@ fn delivers_byte_exact_into_maildir() {
     assert!(text.contains(&format!("with ESMTP id {id}")), "{text}");
     s.wait_log(&format!("{id}: removed"));
     let log = s.log();
-    assert!(log.contains(&format!("posthorn/smtpd[")), "{log}");
-    assert!(log.contains(&format!("{id}: client=unknown[127.0.0.1]")), "{log}");
-    assert!(log.contains(&format!("{id}: from=<alice@example.org>, size=")), "{log}");
-    assert!(log.contains(&format!("{id}: to=<demo@example.test>, relay=virtual, delay=")), "{log}");
+    assert!(log.contains("posthorn/smtpd["), "{log}");
+    assert!(
+        log.contains(&format!("{id}: client=unknown[127.0.0.1]")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("{id}: from=<alice@example.org>, size=")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "{id}: to=<demo@example.test>, relay=virtual, delay="
+        )),
+        "{log}"
+    );
     assert!(log.contains("status=sent (delivered to maildir)"), "{log}");
     // Maildir file: mode 0600, ",S=" size in its name.
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(&files[0]).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert!(files[0].to_string_lossy().ends_with(&format!(",S={}", file.len())));
+    assert!(files[0]
+        .to_string_lossy()
+        .ends_with(&format!(",S={}", file.len())));
     // Nothing left in the queue.
     for q in ["incoming", "active", "deferred"] {
-        assert_eq!(std::fs::read_dir(s.dir.join("spool").join(q)).unwrap().count(), 0, "{q} is empty");
+        assert_eq!(
+            std::fs::read_dir(s.dir.join("spool").join(q))
+                .unwrap()
+                .count(),
+            0,
+            "{q} is empty"
+        );
     }
 }
 
 #[test]
 fn several_recipients_one_transaction() {
-    let s = Suite::start("multi", &["bob@example.test:b", "carol@example.test:c"], &["recipient_delimiter=+"]);
+    let s = Suite::start(
+        "multi",
+        &["bob@example.test:b", "carol@example.test:c"],
+        &["recipient_delimiter=+"],
+    );
     let mut c = Smtp::connect(s.port);
     c.cmd("EHLO c", 250);
     c.mail(
         "alice@example.org",
-        &["demo@example.test", "Bob@Example.Test", "carol+lists@example.test"],
+        &[
+            "demo@example.test",
+            "Bob@Example.Test",
+            "carol+lists@example.test",
+        ],
         b"Subject: to three\r\n\r\nhi all\r\n",
     );
     c.cmd("QUIT", 221);
-    for u in ["demo@example.test", "bob@example.test", "carol@example.test"] {
+    for u in [
+        "demo@example.test",
+        "bob@example.test",
+        "carol@example.test",
+    ] {
         let f = s.wait_mail(u, 1);
         assert_eq!(strip_trace(&read(&f[0])), b"Subject: to three\n\nhi all\n");
     }
@@ -82,9 +116,15 @@ fn rejects_unknown_users_relaying_and_oversized_mail() {
     let r = c.cmd("RCPT TO:<nobody@example.test>", 550);
     assert_eq!(r[0], "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table");
     let r = c.cmd("RCPT TO:<victim@elsewhere.org>", 554);
-    assert_eq!(r[0], "554 5.7.1 <victim@elsewhere.org>: Relay access denied");
+    assert_eq!(
+        r[0],
+        "554 5.7.1 <victim@elsewhere.org>: Relay access denied"
+    );
     let r = c.cmd("RCPT TO:<no-such-system-user-xyz@localhost>", 550);
-    assert!(r[0].contains("User unknown in local recipient table"), "{r:?}");
+    assert!(
+        r[0].contains("User unknown in local recipient table"),
+        "{r:?}"
+    );
     c.cmd("DATA", 554);
     c.cmd("RSET", 250);
     c.cmd("MAIL FROM:<a@example.org> SIZE=2001", 552);
@@ -103,8 +143,17 @@ fn rejects_unknown_users_relaying_and_oversized_mail() {
     c.cmd("QUIT", 221);
     s.wait_log("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <victim@elsewhere.org>: Relay access denied;");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(s.new_mail("demo@example.test").is_empty(), "nothing was delivered");
-    assert_eq!(std::fs::read_dir(s.dir.join("spool/incoming")).unwrap().count(), 0, "no temporary files left");
+    assert!(
+        s.new_mail("demo@example.test").is_empty(),
+        "nothing was delivered"
+    );
+    assert_eq!(
+        std::fs::read_dir(s.dir.join("spool/incoming"))
+            .unwrap()
+            .count(),
+        0,
+        "no temporary files left"
+    );
 }
 
 #[test]
@@ -117,7 +166,11 @@ DATA\r\nSubject: one\r\n\r\nfirst\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<
 BDAT 16\r\nSubject: two\r\n\r\nBDAT 8 LAST\r\nsecond\r\nQUIT\r\n",
     );
     let codes: Vec<u16> = (0..10).map(|_| c.reply().0).collect();
-    assert_eq!(codes, vec![250, 250, 250, 550, 354, 250, 250, 250, 250, 250], "pipelined replies in order");
+    assert_eq!(
+        codes,
+        vec![250, 250, 250, 550, 354, 250, 250, 250, 250, 250],
+        "pipelined replies in order"
+    );
     assert_eq!(c.reply().0, 221);
     let d = s.wait_mail("demo@example.test", 1);
     assert_eq!(strip_trace(&read(&d[0])), b"Subject: one\n\nfirst\n");
@@ -139,23 +192,45 @@ fn smuggling_is_refused_end_to_end() {
     c.cmd("QUIT", 221);
     std::thread::sleep(Duration::from_millis(500));
     assert!(s.new_mail("demo@example.test").is_empty());
-    assert!(s.new_mail("bob@example.test").is_empty(), "no smuggled second message");
+    assert!(
+        s.new_mail("bob@example.test").is_empty(),
+        "no smuggled second message"
+    );
 }
 
 #[test]
 fn python_smtplib_client() {
     let s = Suite::start("smtplib", &[], &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/smtplib_send.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/clients/smtplib_send.py"
+    );
     let out = Command::new("python3")
         .arg(script)
         .arg(s.port.to_string())
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "smtplib: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "smtplib: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let f = s.wait_mail("demo@example.test", 2);
-    let all: Vec<String> = f.iter().map(|p| String::from_utf8_lossy(&read(p)).to_string()).collect();
-    assert!(all.iter().any(|m| m.contains("Subject: via smtplib") && m.contains("Grüße, 8bit body")), "{all:?}");
-    assert!(all.iter().any(|m| m.contains("Subject: via smtplib send_message")), "{all:?}");
+    let all: Vec<String> = f
+        .iter()
+        .map(|p| String::from_utf8_lossy(&read(p)).to_string())
+        .collect();
+    assert!(
+        all.iter()
+            .any(|m| m.contains("Subject: via smtplib") && m.contains("Grüße, 8bit body")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|m| m.contains("Subject: via smtplib send_message")),
+        "{all:?}"
+    );
 }
 
 #[test]
@@ -167,8 +242,22 @@ fn swaks_client() {
     }
     let s = Suite::start("swaks", &[], &[]);
     let out = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &s.port.to_string(), "--from", "sender@example.org"])
-        .args(["--to", "demo@example.test", "--header", "Subject: via swaks", "--body", "swaks body"])
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &s.port.to_string(),
+            "--from",
+            "sender@example.org",
+        ])
+        .args([
+            "--to",
+            "demo@example.test",
+            "--header",
+            "Subject: via swaks",
+            "--body",
+            "swaks body",
+        ])
         .output()
         .expect("swaks runs");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -176,10 +265,20 @@ fn swaks_client() {
     assert!(text.contains("<-  250 2.0.0 Ok: queued as"), "{text}");
     let f = s.wait_mail("demo@example.test", 1);
     let m = String::from_utf8_lossy(&read(&f[0])).to_string();
-    assert!(m.contains("Subject: via swaks") && m.contains("swaks body"), "{m}");
+    assert!(
+        m.contains("Subject: via swaks") && m.contains("swaks body"),
+        "{m}"
+    );
     // And a rejected recipient, as swaks reports it.
     let out = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &s.port.to_string(), "--to", "nobody@example.test"])
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &s.port.to_string(),
+            "--to",
+            "nobody@example.test",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -191,7 +290,10 @@ fn loop_bounces_to_the_sender() {
     let s = Suite::start("bounce", &[], &["hopcount_limit=5"]);
     let mut m = Vec::new();
     for i in 0..6 {
-        m.extend_from_slice(format!("Received: from hop{i}.example.org by x; Thu, 1 Jan 2026 00:00:00 +0000\r\n").as_bytes());
+        m.extend_from_slice(
+            format!("Received: from hop{i}.example.org by x; Thu, 1 Jan 2026 00:00:00 +0000\r\n")
+                .as_bytes(),
+        );
     }
     m.extend_from_slice(b"Subject: looping\r\n\r\nround and round\r\n");
     let mut c = Smtp::connect(s.port);
@@ -203,10 +305,22 @@ fn loop_bounces_to_the_sender() {
     let f = s.wait_mail("demo@example.test", 1);
     let text = String::from_utf8_lossy(&read(&f[0])).to_string();
     assert!(text.starts_with("Return-Path: <>\n"), "{text}");
-    assert!(text.contains("Subject: Undelivered Mail Returned to Sender"), "{text}");
-    assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"), "{text}");
-    assert!(text.contains("Final-Recipient: rfc822; demo@example.test\nAction: failed\nStatus: 5.4.6"), "{text}");
-    assert!(text.contains("Subject: looping"), "the original is returned: {text}");
+    assert!(
+        text.contains("Subject: Undelivered Mail Returned to Sender"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Content-Type: multipart/report; report-type=delivery-status;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Final-Recipient: rfc822; demo@example.test\nAction: failed\nStatus: 5.4.6"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Subject: looping"),
+        "the original is returned: {text}"
+    );
     s.wait_log(&format!("{id}: removed"));
 }
 
@@ -215,12 +329,20 @@ fn relay_from_mynetworks_is_queued_and_deferred() {
     let s = Suite::start("relay", &[], &["mynetworks=127.0.0.0/8"]);
     let mut c = Smtp::connect(s.port);
     c.cmd("HELO c", 250);
-    let id = c.mail("demo@example.test", &["someone@elsewhere.org"], b"Subject: out\r\n\r\nbody\r\n");
+    let id = c.mail(
+        "demo@example.test",
+        &["someone@elsewhere.org"],
+        b"Subject: out\r\n\r\nbody\r\n",
+    );
     c.cmd("QUIT", 221);
     s.wait_log(&format!("{id}: to=<someone@elsewhere.org>, relay=none"));
     let t = std::time::Instant::now();
     while !s.dir.join("spool/deferred").join(&id).exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "message deferred, not lost:\n{}", s.log());
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "message deferred, not lost:\n{}",
+            s.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -228,23 +350,61 @@ fn relay_from_mynetworks_is_queued_and_deferred() {
 #[test]
 fn second_master_refuses_and_config_errors_name_the_line() {
     let s = Suite::start("second", &[], &[]);
-    let out = Command::new(BIN).args(["start", "-c"]).arg(&s.dir).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["start", "-c"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"), "{}", String::from_utf8_lossy(&out.stderr));
-    let st = Command::new(BIN).args(["status", "-c"]).arg(&s.dir).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = Command::new(BIN)
+        .args(["status", "-c"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
     assert!(st.status.success(), "status says running");
     // A broken copy of the configuration: check names file and line.
     let bad = s.dir.join("bad");
     std::fs::create_dir_all(&bad).unwrap();
-    std::fs::write(bad.join("main.cf"), "myhostname = x\nmessage_size_limit = lots\n").unwrap();
-    std::fs::write(bad.join("master.cf"), "smtp inet n - n - 1 smtpd\nqmgr unix n - n - 1 frobnicate\n").unwrap();
-    let out = Command::new(BIN).args(["check", "-c"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        bad.join("main.cf"),
+        "myhostname = x\nmessage_size_limit = lots\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bad.join("master.cf"),
+        "smtp inet n - n - 1 smtpd\nqmgr unix n - n - 1 frobnicate\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("main.cf line 2: message_size_limit: \"lots\" is not a whole number"), "{err}");
-    assert!(err.contains("master.cf line 2: unknown command \"frobnicate\""), "{err}");
-    let out = Command::new(BIN).args(["check", "-c"]).arg(&s.dir).output().unwrap();
-    assert!(out.status.success(), "dev configuration checks clean: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        err.contains("main.cf line 2: message_size_limit: \"lots\" is not a whole number"),
+        "{err}"
+    );
+    assert!(
+        err.contains("master.cf line 2: unknown command \"frobnicate\""),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dev configuration checks clean: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -252,16 +412,33 @@ fn workers_are_restarted_and_reload_applies_changes() {
     let s = Suite::start("restart", &[], &[]);
     let smtpd = s.workers("posthorn-smtpd");
     assert_eq!(smtpd.len(), 1, "one smtpd");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(smtpd[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(smtpd[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     s.wait_log(&format!("pid {} killed by signal 9", smtpd[0]));
     // The listening socket stayed open in master: a client just waits for the new smtpd.
     let mut c = Smtp::connect(s.port);
     c.cmd("QUIT", 221);
     // Reload: change the banner in main.cf, SIGHUP via posthorn reload.
-    let out = Command::new(BIN).args(["config", "-c"]).arg(&s.dir).args(["-e", "smtpd_banner=$myhostname ESMTP reloaded"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "-c"])
+        .arg(&s.dir)
+        .args(["-e", "smtpd_banner=$myhostname ESMTP reloaded"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = Command::new(BIN).args(["reload", "-c"]).arg(&s.dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["reload", "-c"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.wait_log("reload -- version");
     let t = std::time::Instant::now();
     loop {
@@ -271,13 +448,20 @@ fn workers_are_restarted_and_reload_applies_changes() {
         if String::from_utf8_lossy(&b[..n]).contains("ESMTP reloaded") {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "new banner never appeared");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "new banner never appeared"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Mail still flows after the reload.
     let mut c = Smtp::connect(s.port);
     c.cmd("HELO c", 250);
-    c.mail("a@example.org", &["demo@example.test"], b"Subject: after reload\r\n\r\nx\r\n");
+    c.mail(
+        "a@example.org",
+        &["demo@example.test"],
+        b"Subject: after reload\r\n\r\nx\r\n",
+    );
     s.wait_mail("demo@example.test", 1);
 }
 
@@ -285,11 +469,19 @@ fn workers_are_restarted_and_reload_applies_changes() {
 fn corrupt_queue_file_is_quarantined() {
     let s = Suite::start("corrupt", &[], &[]);
     let name = "00000000000000"; // a valid queue id
-    std::fs::write(s.dir.join("spool/incoming").join(name), b"PHQ\x01garbage that is no queue file").unwrap();
+    std::fs::write(
+        s.dir.join("spool/incoming").join(name),
+        b"PHQ\x01garbage that is no queue file",
+    )
+    .unwrap();
     // Any commit wakes qmgr; the periodic scan would find it too.
     let mut c = Smtp::connect(s.port);
     c.cmd("HELO c", 250);
-    c.mail("a@example.org", &["demo@example.test"], b"Subject: y\r\n\r\ny\r\n");
+    c.mail(
+        "a@example.org",
+        &["demo@example.test"],
+        b"Subject: y\r\n\r\ny\r\n",
+    );
     s.wait_log(&format!("{name}: "));
     s.wait_log("moved to corrupt");
     assert!(s.dir.join("spool/corrupt").join(name).exists());
@@ -301,20 +493,46 @@ fn start_and_stop_in_the_background() {
     // Generate a configuration with dev, stop it, then run it daemonized.
     let mut s = Suite::start("daemon", &[], &["maillog_file=$config_directory/maillog"]);
     s.stop();
-    let out = Command::new(BIN).args(["start", "-c"]).arg(&s.dir).output().unwrap();
-    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["start", "-c"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pid_text = std::fs::read_to_string(s.dir.join("run/master.pid")).unwrap();
     let pid: i32 = pid_text.trim().parse().unwrap();
     let mut c = Smtp::connect(s.port);
     c.cmd("HELO c", 250);
-    c.mail("a@example.org", &["demo@example.test"], b"Subject: daemon\r\n\r\nz\r\n");
+    c.mail(
+        "a@example.org",
+        &["demo@example.test"],
+        b"Subject: daemon\r\n\r\nz\r\n",
+    );
     c.cmd("QUIT", 221);
     s.wait_mail("demo@example.test", 1);
-    let out = Command::new(BIN).args(["stop", "-c"]).arg(&s.dir).output().unwrap();
-    assert!(out.status.success(), "stop: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(), "master is gone");
+    let out = Command::new(BIN)
+        .args(["stop", "-c"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
+        "master is gone"
+    );
     assert!(harness::children(pid, "").is_empty(), "no worker left");
     let log = std::fs::read_to_string(s.dir.join("maillog")).unwrap();
-    assert!(log.contains("posthorn/master[") && log.contains("status=sent"), "{log}");
+    assert!(
+        log.contains("posthorn/master[") && log.contains("status=sent"),
+        "{log}"
+    );
     assert!(!s.dir.join("run/master.pid").exists(), "pid file removed");
 }
