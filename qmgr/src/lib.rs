@@ -41,6 +41,8 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 /// How often incoming/ is rescanned without a wake-up.
 const INCOMING_RESCAN: Duration = Duration::from_secs(5);
+/// How long a stopping qmgr waits for deliveries in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Most wake-up connections held open at once.
 const MAX_WAKE_CONNECTIONS: usize = 256;
 
@@ -133,6 +135,19 @@ fn run(
 
     loop {
         if stop.load(Ordering::Relaxed) {
+            // Let deliveries in flight finish (and be recorded) for a moment,
+            // so a reload or stop does not deliver them twice.
+            let t = Instant::now();
+            while in_flight > 0 && t.elapsed() < STOP_GRACE {
+                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(d) => {
+                        in_flight -= 1;
+                        qm.done(&d.queue_id, d.results);
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
             info!("stopping with {in_flight} deliveries in flight");
             return Ok(());
         }
