@@ -493,6 +493,14 @@ fn start_and_stop_in_the_background() {
     // Generate a configuration with dev, stop it, then run it daemonized.
     let mut s = Suite::start("daemon", &[], &["maillog_file=$config_directory/maillog"]);
     s.stop();
+    // Whatever happens below, no daemon outlives the test.
+    struct StopOnDrop(std::path::PathBuf);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            let _ = Command::new(BIN).args(["stop", "-c"]).arg(&self.0).output();
+        }
+    }
+    let _guard = StopOnDrop(s.dir.clone());
     let out = Command::new(BIN)
         .args(["start", "-c"])
         .arg(&s.dir)
