@@ -188,7 +188,7 @@ fn master_cf(smtp_port: u16) -> String {
     format!(
         "# posthorn development services, written by `posthorn dev`.\n\
          # service          type  private unpriv  chroot  wakeup  maxproc command + args\n\
-         127.0.0.1:{smtp_port}     inet  n       -       n       -       1       smtpd\n\
+         127.0.0.1:{smtp_port}     inet  n       -       n       -       2       smtpd\n\
          qmgr               unix  -       -       n       300     1       qmgr\n\
          local              unix  -       n       n       -       4       local\n"
     )

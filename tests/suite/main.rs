@@ -411,13 +411,22 @@ fn second_master_refuses_and_config_errors_name_the_line() {
 fn workers_are_restarted_and_reload_applies_changes() {
     let s = Suite::start("restart", &[], &[]);
     let smtpd = s.workers("posthorn-smtpd");
-    assert_eq!(smtpd.len(), 1, "one smtpd");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(smtpd[0]),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    s.wait_log(&format!("pid {} killed by signal 9", smtpd[0]));
+    assert_eq!(smtpd.len(), 2, "two smtpd processes (master.cf maxproc 2)");
+    for pid in &smtpd {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    for pid in &smtpd {
+        s.wait_log(&format!("pid {pid} killed by signal 9"));
+    }
+    let t = std::time::Instant::now();
+    while s.workers("posthorn-smtpd").len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(20), "smtpd restarted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The listening socket stayed open in master: a client just waits for the new smtpd.
     let mut c = Smtp::connect(s.port);
     c.cmd("QUIT", 221);
