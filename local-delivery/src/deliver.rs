@@ -25,6 +25,8 @@ pub struct Agent {
     pub config: Config,
     pub users: UserTable,
     pub spool: Spool,
+    /// Maildirs created or seen by this process: no mkdir for them again.
+    pub known_maildirs: std::collections::HashSet<std::path::PathBuf>,
 }
 
 impl Agent {
@@ -130,8 +132,12 @@ impl Agent {
                 mbox.relay,
             );
         }
-        match write_mailbox(&mbox, qf, rcpt) {
+        let known = self.known_maildirs.contains(&mbox.path);
+        match write_mailbox(&mbox, qf, rcpt, known) {
             Ok(()) => {
+                if mbox.maildir && !known && self.known_maildirs.len() < 100_000 {
+                    self.known_maildirs.insert(mbox.path.clone());
+                }
                 let what = if mbox.maildir {
                     "delivered to maildir"
                 } else {
@@ -140,6 +146,7 @@ impl Agent {
                 (Status::Sent, "2.0.0", what.into(), mbox.relay)
             }
             Err(e) => {
+                self.known_maildirs.remove(&mbox.path);
                 let dsn = match e.raw_os_error() {
                     Some(28) => "4.3.1",  // ENOSPC
                     Some(122) => "4.2.2", // EDQUOT
@@ -176,8 +183,8 @@ fn ensure_home(home: &Path, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
-fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
-    if let Some(home) = &mbox.home {
+fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str, known: bool) -> io::Result<()> {
+    if let (Some(home), false) = (&mbox.home, known) {
         ensure_home(home, mbox.uid, mbox.gid)?;
     }
     let mut prefix = format!("Return-Path: <{}>\n", qf.sender);
@@ -185,7 +192,13 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
     privilege::as_user(mbox.uid, mbox.gid, || {
         let mut msg = qf.message()?;
         if mbox.maildir {
-            let md = Maildir::create(&mbox.path)?;
+            // A known Maildir that was removed meanwhile fails in begin();
+            // the delivery is deferred and the next attempt creates it.
+            let md = if known {
+                Maildir::existing(&mbox.path)
+            } else {
+                Maildir::create(&mbox.path)?
+            };
             let mut d = md.begin()?;
             d.write(prefix.as_bytes())?;
             let mut conv = CrlfToLf::default();

@@ -44,6 +44,7 @@ pub fn main() {
         users: UserTable::new(worker.config.users_file()),
         spool: common::spool::Spool::new(worker.config.queue_dir()),
         config: worker.config.clone(),
+        known_maildirs: Default::default(),
     };
     if let Err(e) = listener.set_nonblocking(true) {
         common::fatal!("listener: {e}");
@@ -118,23 +119,9 @@ fn peer_gone(stream: &UnixStream) -> bool {
 }
 
 /// Wait until `fd` is readable (or at end of file). False on time-out.
-fn wait_readable(fd: &impl std::os::fd::AsRawFd, timeout: Duration) -> bool {
-    use mio::{Events, Interest, Poll, Token};
-    let Ok(mut poll) = Poll::new() else {
-        std::thread::sleep(timeout);
-        return false;
-    };
-    let raw = fd.as_raw_fd();
-    let mut src = mio::unix::SourceFd(&raw);
-    if poll
-        .registry()
-        .register(&mut src, Token(0), Interest::READABLE)
-        .is_err()
-    {
-        std::thread::sleep(timeout);
-        return false;
-    }
-    let mut events = Events::with_capacity(1);
-    let _ = poll.poll(&mut events, Some(timeout));
-    !events.is_empty()
+fn wait_readable(fd: &impl std::os::fd::AsFd, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    matches!(poll(&mut fds, ms), Ok(n) if n > 0)
 }

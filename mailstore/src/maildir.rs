@@ -26,6 +26,11 @@ pub struct Maildir {
 }
 
 impl Maildir {
+    /// A Maildir known to exist (no directories are created).
+    pub fn existing(root: impl Into<PathBuf>) -> Maildir {
+        Maildir { root: root.into() }
+    }
+
     /// Open a Maildir, creating it (and its parents) with mode 0700 if needed.
     pub fn create(root: impl Into<PathBuf>) -> io::Result<Maildir> {
         let root = root.into();
@@ -44,12 +49,7 @@ impl Maildir {
     /// Start a delivery: a new file in tmp/.
     pub fn begin(&self) -> io::Result<Delivery> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into())
-            .replace('/', "\\057")
-            .replace(':', "\\072");
+        let host = host_part();
         for _ in 0..10 {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -84,6 +84,19 @@ impl Maildir {
         }
         Err(io::Error::other("could not create a unique file in tmp/"))
     }
+}
+
+/// The host name as Maildir file names carry it ('/' and ':' escaped), once.
+fn host_part() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+            .replace('/', "\\057")
+            .replace(':', "\\072")
+    })
 }
 
 /// A message being written into tmp/. Dropped without `commit`, it is removed.
