@@ -35,7 +35,7 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const MAGIC: &[u8; 3] = b"PHQ";
 const VERSION: u8 = 1;
@@ -193,11 +193,14 @@ impl Spool {
 
     /// Start a new message in incoming/ under a temporary name.
     pub fn create(&self, env: &Envelope) -> io::Result<QueueWriter> {
+        self.create_in(self.reserve()?, env)
+    }
+
+    /// Create an empty temporary file for a future message. Creating a file
+    /// can wait for the file system's journal; smtpd does it ahead of time,
+    /// off the path between a client's DATA and our reply.
+    pub fn reserve(&self) -> io::Result<Reserved> {
         let dir = self.dir(Queue::Incoming);
-        let arrival = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         for _ in 0..100 {
             let id = QueueId::generate();
             let tmp = dir.join(format!("{id}.tmp"));
@@ -208,24 +211,43 @@ impl Spool {
                 .open(&tmp)
             {
                 Ok(file) => {
-                    let mut w = QueueWriter {
-                        file: Some(BufWriter::with_capacity(64 * 1024, file)),
-                        final_path: dir.join(id.as_str()),
-                        tmp_path: tmp,
-                        dir,
+                    return Ok(Reserved {
+                        file: Some(file),
                         id,
-                        len_offset: 0,
-                        msg_len: 0,
-                        committed: false,
-                    };
-                    w.write_envelope(arrival, env)?;
-                    return Ok(w);
+                        tmp,
+                        dir,
+                        created: Instant::now(),
+                    })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(io::Error::other("could not find a free queue id"))
+    }
+
+    /// Start a new message in a reserved file.
+    pub fn create_in(&self, mut r: Reserved, env: &Envelope) -> io::Result<QueueWriter> {
+        let arrival = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let file = r
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("reserved file already used"))?;
+        let mut w = QueueWriter {
+            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            final_path: r.dir.join(r.id.as_str()),
+            tmp_path: r.tmp.clone(),
+            dir: r.dir.clone(),
+            id: r.id.clone(),
+            len_offset: 0,
+            msg_len: 0,
+            committed: false,
+        };
+        w.write_envelope(arrival, env)?;
+        Ok(w)
     }
 
     /// Move a message from one queue to another (rename, atomic).
@@ -264,6 +286,32 @@ impl Spool {
             }
         }
         Ok(n)
+    }
+}
+
+/// An empty temporary queue file made ahead of time (`Spool::reserve`).
+/// Dropped unused, it is removed.
+#[derive(Debug)]
+pub struct Reserved {
+    file: Option<File>,
+    id: QueueId,
+    tmp: PathBuf,
+    dir: PathBuf,
+    created: Instant,
+}
+
+impl Reserved {
+    /// How long ago it was made (old ones may have been cleaned away).
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 

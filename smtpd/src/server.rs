@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use common::spool::{Envelope, QueueWriter, Spool};
+use common::spool::{Envelope, QueueWriter, Reserved, Spool};
 use common::{info, warning};
 use proto::smtp::Reply;
 
@@ -48,15 +48,32 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// Queue files made ahead of time by the commit threads.
+type Reservations = Arc<Mutex<Vec<Reserved>>>;
+/// How many empty queue files to keep ready.
+const RESERVE: usize = 8;
+/// Older reservations are not used (qmgr cleans temporary files after hours).
+const RESERVE_MAX_AGE: Duration = Duration::from_secs(600);
+
 /// Queue files: a sink that writes the message into incoming/.
 struct SpoolSink {
     spool: Spool,
+    reserved: Reservations,
     writer: Option<QueueWriter>,
 }
 
 impl Sink for SpoolSink {
     fn begin(&mut self, env: &Envelope) -> io::Result<String> {
-        let w = self.spool.create(env)?;
+        let ready = self
+            .reserved
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .filter(|r| r.age() < RESERVE_MAX_AGE);
+        let w = match ready {
+            Some(r) => self.spool.create_in(r, env)?,
+            None => self.spool.create(env)?,
+        };
         let id = w.id().to_string();
         self.writer = Some(w);
         Ok(id)
@@ -97,10 +114,17 @@ struct CommitDone {
     result: Result<String, String>,
 }
 
-fn start_committers(jobs: Receiver<CommitJob>, done: Sender<CommitDone>, waker: Arc<Waker>) {
+fn start_committers(
+    jobs: Receiver<CommitJob>,
+    done: Sender<CommitDone>,
+    waker: Arc<Waker>,
+    spool: Spool,
+    reserved: Reservations,
+) {
     let jobs = Arc::new(Mutex::new(jobs));
     for i in 0..COMMIT_THREADS {
         let (jobs, done, waker) = (Arc::clone(&jobs), done.clone(), Arc::clone(&waker));
+        let (spool, reserved) = (spool.clone(), Arc::clone(&reserved));
         let spawned = std::thread::Builder::new()
             .name(format!("commit-{i}"))
             .spawn(move || loop {
@@ -126,9 +150,26 @@ fn start_committers(jobs: Receiver<CommitJob>, done: Sender<CommitDone>, waker: 
                     return;
                 }
                 let _ = waker.wake();
+                top_up(&spool, &reserved);
             });
         if let Err(e) = spawned {
             common::fatal!("cannot start commit thread: {e}");
+        }
+    }
+}
+
+/// Make empty queue files until RESERVE are ready.
+fn top_up(spool: &Spool, reserved: &Reservations) {
+    loop {
+        if reserved.lock().map(|v| v.len() >= RESERVE).unwrap_or(true) {
+            return;
+        }
+        match spool.reserve() {
+            Ok(r) => match reserved.lock() {
+                Ok(mut v) => v.push(r),
+                Err(_) => return,
+            },
+            Err(_) => return, // begin() will try again and report
         }
     }
 }
@@ -184,7 +225,15 @@ pub fn run(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (job_tx, job_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
-    start_committers(job_rx, done_tx, Arc::clone(&waker));
+    let reserved: Reservations = Arc::new(Mutex::new(Vec::new()));
+    top_up(&spool, &reserved);
+    start_committers(
+        job_rx,
+        done_tx,
+        Arc::clone(&waker),
+        spool.clone(),
+        Arc::clone(&reserved),
+    );
     let mut notifier = QmgrNotifier {
         path: spool.private("qmgr"),
         conn: None,
@@ -298,6 +347,7 @@ pub fn run(
                             session,
                             sink: SpoolSink {
                                 spool: spool.clone(),
+                                reserved: Arc::clone(&reserved),
                                 writer: None,
                             },
                             ip,
