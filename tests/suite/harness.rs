@@ -353,3 +353,13 @@ pub fn crlf_to_lf(m: &[u8]) -> Vec<u8> {
 pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
+
+/// Queue files (not temporary ones) in a queue directory.
+pub fn queue_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
+        .collect()
+}
