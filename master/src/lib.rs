@@ -9,8 +9,8 @@
 //! Reload: main.cf and master.cf are read again (a bad file is logged and the
 //! old configuration kept); sockets of unchanged services stay open, so no
 //! connection is refused; every old worker gets SIGTERM and finishes what it
-//! is doing. New inet workers start at once; a unix service's new workers
-//! start when its old ones have exited (one qmgr at a time).
+//! is doing. New workers start at once, except qmgr: the new one starts when
+//! the old one has exited (one qmgr owns active/ at a time).
 //!
 //! Parameters: queue_directory, pid_directory, daemon_directory, mail_owner,
 //! setgid_group, inet_interfaces, inet_protocols, default_process_limit.
@@ -470,8 +470,8 @@ fn spawn_missing(
         .values()
         .filter(|p| p.key == key && p.generation != svc.generation)
         .count();
-    if svc.def.kind == ServiceType::Unix && live_old > 0 {
-        return; // wait for the old generation of a unix service to go
+    if svc.def.command == "qmgr" && live_old > 0 {
+        return; // one qmgr at a time: the new one starts when the old has gone
     }
     for _ in live_current..svc.def.maxproc as usize {
         match spawn(svc, cfg, dir, target, pipe) {
