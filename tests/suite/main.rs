@@ -557,3 +557,57 @@ fn start_and_stop_in_the_background() {
     );
     assert!(!s.dir.join("run/master.pid").exists(), "pid file removed");
 }
+
+#[test]
+fn spool_failure_gets_452_never_250() {
+    let s = Suite::start("spoolfail", &[], &[]);
+    let incoming = s.dir.join("spool/incoming");
+    let aside = s.dir.join("spool/incoming.aside");
+    let mut c = Smtp::connect(s.port);
+    c.cmd("HELO c", 250);
+    // Break the spool: incoming/ is no longer a directory.
+    std::fs::rename(&incoming, &aside).unwrap();
+    std::fs::write(&incoming, b"not a directory").unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        c.cmd("MAIL FROM:<a@example.org>", 250);
+        c.cmd("RCPT TO:<demo@example.test>", 250);
+        c.send("DATA");
+        let (code, lines) = c.reply();
+        if code == 354 {
+            c.raw(b"Subject: lost?\r\n\r\nx\r\n.\r\n");
+            let (code, lines) = c.reply();
+            assert_eq!(
+                lines[0], "452 4.3.1 Insufficient system storage",
+                "{lines:?}"
+            );
+            codes.push(code);
+        } else {
+            assert_eq!(
+                lines[0], "452 4.3.1 Insufficient system storage",
+                "{lines:?}"
+            );
+            codes.push(code);
+        }
+        c.cmd("RSET", 250);
+    }
+    assert_eq!(codes, vec![452, 452, 452]);
+    // Repaired, the same session queues mail again.
+    std::fs::remove_file(&incoming).unwrap();
+    std::fs::rename(&aside, &incoming).unwrap();
+    c.mail(
+        "a@example.org",
+        &["demo@example.test"],
+        b"Subject: after repair\r\n\r\nok\r\n",
+    );
+    c.cmd("QUIT", 221);
+    let f = s.wait_mail("demo@example.test", 1);
+    assert_eq!(
+        f.len(),
+        1,
+        "only the message after the repair was delivered"
+    );
+    assert!(
+        s.log().contains("queue file write error") || s.log().contains("cannot create queue file")
+    );
+}
