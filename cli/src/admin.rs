@@ -226,7 +226,9 @@ pub fn config(a: &ConfigArgs) -> i32 {
             continue;
         }
         let value = if a.defaults {
-            known.map(|p| p.default.to_string()).unwrap_or_default()
+            known
+                .map(|p| common::config::builtin_default(p.default))
+                .unwrap_or_default()
         } else {
             cfg.get(&n)
         };

@@ -199,6 +199,20 @@ impl Config {
         match self.values.get(name) {
             Some(v) => v.text.clone(),
             None => match params::find(name) {
+                // Postfix: mydomain is $myhostname less its first label.
+                Some(p) if p.default == "@domain@" => {
+                    // A myhostname that refers back to $mydomain must not recurse.
+                    thread_local!(static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+                    if BUSY.with(|b| b.replace(true)) {
+                        return builtin_default(p.default);
+                    }
+                    let h = self.get("myhostname");
+                    BUSY.with(|b| b.set(false));
+                    match h.split_once('.') {
+                        Some((_, d)) if !d.is_empty() => d.to_string(),
+                        _ => "localdomain".to_string(),
+                    }
+                }
                 Some(p) => builtin_default(p.default),
                 None => String::new(),
             },
@@ -430,7 +444,7 @@ pub fn split_list(v: &str) -> Vec<String> {
 }
 
 /// Defaults computed at run time.
-fn builtin_default(default: &str) -> String {
+pub fn builtin_default(default: &str) -> String {
     match default {
         "@hostname@" => hostname(),
         "@domain@" => {
@@ -514,6 +528,18 @@ mod tests {
         assert_eq!(parse_time("42"), Some(Duration::from_secs(42)));
         assert_eq!(parse_time("5x"), None);
         assert!(cfg("").validate().is_empty(), "{:?}", cfg("").validate());
+    }
+
+    #[test]
+    fn mydomain_follows_myhostname() {
+        assert_eq!(
+            cfg("myhostname = mx.example.org\n").get("mydomain"),
+            "example.org"
+        );
+        assert_eq!(cfg("myhostname = single\n").get("mydomain"), "localdomain");
+        // A loop through mydomain's default ends instead of recursing forever.
+        let c = cfg("myhostname = mail.$mydomain\n");
+        assert!(!c.get("mydomain").is_empty());
     }
 
     #[test]

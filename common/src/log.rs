@@ -90,7 +90,7 @@ pub fn init(syslog_name: &str, program: &str, target: Target, facility: &str) {
         _ => 2, // mail
     };
     let _ = LOGGER.set(Logger {
-        tag: format!("{syslog_name}/{program}[{}]", std::process::id()),
+        tag: format!("{syslog_name}/{program}"),
         host: host.split('.').next().unwrap_or("").to_string(),
         target,
         facility,
@@ -119,11 +119,11 @@ pub fn log(level: Level, args: fmt::Arguments) {
     };
     match &l.target {
         Target::Stderr => {
-            let line = format!("{} {} {}: {msg}\n", timestamp(), l.host, l.tag);
+            let line = format!("{} {} {}: {msg}\n", timestamp(), l.host, tag_now(&l.tag));
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
         Target::File(p) => {
-            let line = format!("{} {} {}: {msg}\n", timestamp(), l.host, l.tag);
+            let line = format!("{} {} {}: {msg}\n", timestamp(), l.host, tag_now(&l.tag));
             let ok = std::fs::OpenOptions::new()
                 .append(true)
                 .create(true)
@@ -141,7 +141,7 @@ pub fn log(level: Level, args: fmt::Arguments) {
                 Level::Fatal => 2,
             };
             // RFC 3164 without a timestamp: syslogd stamps it on arrival.
-            let line = format!("<{}>{}: {msg}", l.facility * 8 + severity, l.tag);
+            let line = format!("<{}>{}: {msg}", l.facility * 8 + severity, tag_now(&l.tag));
             let mut sock = l.syslog.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..2 {
                 if sock.is_none() {
@@ -156,7 +156,7 @@ pub fn log(level: Level, args: fmt::Arguments) {
                 }
             }
             // No syslog daemon: say it on stderr rather than lose it.
-            let _ = std::io::stderr().write_all(format!("{}: {msg}\n", l.tag).as_bytes());
+            let _ = std::io::stderr().write_all(format!("{}: {msg}\n", tag_now(&l.tag)).as_bytes());
         }
     }
 }
@@ -234,6 +234,11 @@ macro_rules! fatal {
         $crate::log::log($crate::log::Level::Fatal, format_args!($($t)*));
         std::process::exit(1)
     }};
+}
+
+/// `name/program[pid]` with the pid of now: a daemon forks after init.
+fn tag_now(tag: &str) -> String {
+    format!("{tag}[{}]", std::process::id())
 }
 
 #[cfg(test)]

@@ -221,6 +221,11 @@ pub fn upsert(path: &Path, address: &str, password: &str) -> io::Result<bool> {
         .truncate(true)
         .mode(mode)
         .open(&tmp)?;
+    // Keep the owner and group (root:posthorn): smtpd reads the file as mail_owner.
+    if let Ok(meta) = fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
+    }
     f.write_all(out.as_bytes())?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;

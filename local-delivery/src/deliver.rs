@@ -189,8 +189,9 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str, known: bool) -> io:
     }
     let mut prefix = format!("Return-Path: <{}>\n", qf.sender);
     prefix.push_str(&format!("Delivered-To: {rcpt}\n"));
-    privilege::as_user(mbox.uid, mbox.gid, || {
-        let mut msg = qf.message()?;
+    // Open the queue file before switching: active/ is mail_owner's, 0700.
+    let mut msg = qf.message()?;
+    privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
             // A known Maildir that was removed meanwhile fails in begin();
             // the delivery is deferred and the next attempt creates it.

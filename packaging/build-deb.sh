@@ -1,0 +1,156 @@
+#!/bin/sh
+# packaging/build-deb.sh — build target/debian/posthorn_VERSION_ARCH.deb.
+#
+# Builds the release binaries, assembles a staging tree under
+# target/debian/stage (programs, daemons, gzipped man pages, /etc/posthorn
+# conffiles, init script, systemd unit, copyright) and runs
+# dpkg-deb --build --root-owner-group. Needs cargo, dpkg-deb and gzip; strip
+# and objdump (binutils) are used when present. Run it from anywhere; it
+# prints the path of the .deb on its last line.
+#
+# Environment: SKIP_CARGO_BUILD=1 packages whatever target/release holds.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+DAEMONS="master smtpd qmgr local"
+OUT=$ROOT/target/debian
+STAGE=$OUT/stage
+PKG=posthorn
+
+die() {
+    echo "build-deb: $*" >&2
+    exit 1
+}
+
+for tool in cargo dpkg-deb gzip; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
+
+# The version of [workspace.package] in the workspace Cargo.toml.
+VERSION=$(awk '
+    /^\[/ { section = $0 }
+    section == "[workspace.package]" && $1 == "version" {
+        gsub(/"/, "", $3); print $3; exit
+    }' Cargo.toml)
+[ -n "$VERSION" ] || die "no version in [workspace.package] of Cargo.toml"
+ARCH=$(dpkg --print-architecture)
+
+if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
+    cargo build --release --locked -p posthorn-cli \
+        -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local
+fi
+REL=$ROOT/target/release
+for b in posthorn $(for d in $DAEMONS; do echo "posthorn-$d"; done); do
+    [ -x "$REL/$b" ] || die "$REL/$b is missing"
+done
+
+rm -rf "$STAGE"
+mkdir -p "$STAGE/DEBIAN"
+umask 022
+
+# Programs.
+install -d "$STAGE/usr/sbin" "$STAGE/usr/lib/posthorn"
+install -m 0755 "$REL/posthorn" "$STAGE/usr/sbin/posthorn"
+for d in $DAEMONS; do
+    install -m 0755 "$REL/posthorn-$d" "$STAGE/usr/lib/posthorn/posthorn-$d"
+done
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-unneeded "$STAGE/usr/sbin/posthorn" "$STAGE"/usr/lib/posthorn/*
+fi
+
+# Man pages, gzipped without time stamps.
+pages=0
+for src in man/man[1-8]/*.[1-8]; do
+    [ -f "$src" ] || continue
+    sec=${src##*.}
+    install -d "$STAGE/usr/share/man/man$sec"
+    gzip -9n <"$src" >"$STAGE/usr/share/man/man$sec/$(basename "$src").gz"
+    chmod 0644 "$STAGE/usr/share/man/man$sec/$(basename "$src").gz"
+    pages=$((pages + 1))
+done
+[ "$pages" -gt 0 ] || die "no man pages under man/"
+
+# Configuration (conffiles). users is 0640; postinst gives it group posthorn.
+install -d "$STAGE/etc/posthorn" "$STAGE/etc/init.d" "$STAGE/lib/systemd/system"
+install -m 0644 etc/main.cf "$STAGE/etc/posthorn/main.cf"
+install -m 0644 etc/master.cf "$STAGE/etc/posthorn/master.cf"
+install -m 0640 etc/users "$STAGE/etc/posthorn/users"
+install -m 0755 etc/init.d/posthorn "$STAGE/etc/init.d/posthorn"
+install -m 0644 etc/posthorn.service "$STAGE/lib/systemd/system/posthorn.service"
+
+# Documentation: copyright, with the Rust crates linked into the programs.
+DOC=$STAGE/usr/share/doc/$PKG
+install -d "$DOC"
+crates=$(cargo tree --locked --offline -e normal,no-proc-macro --prefix none -f '{p}|{l}' \
+    -p posthorn-cli -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local \
+    2>/dev/null | sed 's/ (\*)$//' | grep -v '^$' | grep -v " ($ROOT" | sort -u) || crates=
+while IFS= read -r line; do
+    if [ "$line" = @CRATES@ ]; then
+        [ -n "$crates" ] || continue
+        echo "Comment: The programs are statically linked with these Rust crates from"
+        echo " crates.io, each under the license named:"
+        echo "$crates" | awk -F'|' '{ printf " %s: %s\n", $1, $2 }'
+    else
+        printf '%s\n' "$line"
+    fi
+done <packaging/deb/copyright >"$DOC/copyright"
+chmod 0644 "$DOC/copyright"
+DATE=$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")
+printf '%s (%s) unstable; urgency=medium\n\n  * Built from the posthorn workspace.\n\n -- posthorn developers <posthorn@example.invalid>  %s\n' \
+    "$PKG" "$VERSION" "$DATE" | gzip -9n >"$DOC/changelog.Debian.gz"
+chmod 0644 "$DOC/changelog.Debian.gz"
+
+# Maintainer scripts and control files.
+for s in postinst prerm postrm; do
+    install -m 0755 "packaging/deb/$s" "$STAGE/DEBIAN/$s"
+done
+cat >"$STAGE/DEBIAN/conffiles" <<EOF
+/etc/posthorn/main.cf
+/etc/posthorn/master.cf
+/etc/posthorn/users
+/etc/init.d/posthorn
+EOF
+
+# Dependencies: the newest glibc symbol version the programs use.
+LIBC_DEP=libc6
+if command -v objdump >/dev/null 2>&1; then
+    glibc=$(objdump -T "$STAGE/usr/sbin/posthorn" "$STAGE"/usr/lib/posthorn/* 2>/dev/null |
+        grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+    [ -n "$glibc" ] && LIBC_DEP="libc6 (>= $glibc)"
+fi
+DEPENDS="$LIBC_DEP, libgcc-s1"
+SIZE=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
+
+cat >"$STAGE/DEBIAN/control" <<EOF
+Package: $PKG
+Version: $VERSION
+Architecture: $ARCH
+Maintainer: posthorn developers <posthorn@example.invalid>
+Installed-Size: $SIZE
+Depends: $DEPENDS
+Recommends: ssl-cert
+Provides: mail-transport-agent
+Conflicts: mail-transport-agent
+Replaces: mail-transport-agent
+Section: mail
+Priority: optional
+Description: mail system: SMTP server, queue manager and local delivery
+ posthorn is a mail system shaped like Postfix and Dovecot: a master process
+ supervises privilege-separated workers that talk over Unix sockets and a
+ spool directory. This version receives mail over SMTP (port 25) and delivers
+ it into Maildirs of virtual users (a Dovecot passwd-file) and of system
+ users.
+ .
+ Configuration is in /etc/posthorn/main.cf with Postfix's parameter names;
+ see posthorn(7) for an overview.
+EOF
+
+(cd "$STAGE" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort |
+    xargs md5sum) >"$STAGE/DEBIAN/md5sums"
+chmod 0644 "$STAGE/DEBIAN/control" "$STAGE/DEBIAN/conffiles" "$STAGE/DEBIAN/md5sums"
+
+DEB=$OUT/${PKG}_${VERSION}_${ARCH}.deb
+dpkg-deb --build --root-owner-group -Zxz "$STAGE" "$DEB" >&2
+echo "$DEB"

@@ -1,0 +1,579 @@
+#!/usr/bin/env bash
+# tests/install/run.sh — the Debian package installation test (issue 3).
+#
+# As root on a Debian machine: build target/debian/posthorn_VERSION_ARCH.deb,
+# install it with apt-get, make sure rsyslog runs, configure a virtual domain
+# and user and a system user, start posthorn with its init script, send mail
+# over SMTP to port 25, find it in both Maildirs with the right owner and mode,
+# check the process owners (ps), the delivery lines in /var/log/mail.log and
+# `posthorn check`, restart and reload through the init script (mail must flow
+# after each), stop, purge, and check that nothing was left behind. Finally
+# the man pages are linted (tests/install/lint-man.sh).
+#
+# Prints PASS/FAIL per step and a summary; exits 1 when any step failed.
+# Cleans up on any exit (purge, test user, test mailboxes, and it reinstalls an
+# MTA package that installing posthorn replaced), and first cleans up what an
+# earlier interrupted run left (recorded in $STATE_FILE), so it can be run
+# again at any time.
+#
+# Environment:
+#   DEB=path.deb      test this package instead of building one
+#   RESTORE_MTA=0     do not reinstall the MTA package posthorn replaced
+#   KEEP_LOG=1        keep the work directory with the detailed log
+#
+# Needs: root, apt-get/dpkg, python3, ss (iproute2); rsyslog and mandoc are
+# installed with apt-get when missing.
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+
+STATE_FILE=/var/tmp/posthorn-install-test.state
+CFG=/etc/posthorn
+P=/usr/sbin/posthorn
+INIT=/etc/init.d/posthorn
+PIDFILE=/run/posthorn/master.pid
+MAILLOG=/var/log/mail.log
+VHOSTS=/var/mail/vhosts
+DOMAIN=example.test
+VUSER=alice@$DOMAIN
+VMAILDIR=$VHOSTS/$DOMAIN/alice/Maildir
+SYSUSER=phsys
+SYSUSER_GECOS="posthorn install test"
+STARTED=$(date +%s)
+WORK=$(mktemp -d /tmp/posthorn-install.XXXXXX)
+LOG=$WORK/run.log
+export DEBIAN_FRONTEND=noninteractive
+
+RESULTS=()
+FAILS=0
+
+note() { echo "      $*"; }
+pass() {
+    RESULTS+=("PASS  $1")
+    echo "PASS  $1"
+}
+fail() {
+    RESULTS+=("FAIL  $1")
+    FAILS=$((FAILS + 1))
+    echo "FAIL  $1"
+    if [ -n "${2:-}" ]; then
+        printf '%s\n' "$2" | tail -n 25 | sed 's/^/      /'
+    fi
+}
+# check NAME COMMAND...: PASS when COMMAND succeeds; its output goes to the
+# log, and is shown on failure.
+check() {
+    local name=$1 out rc
+    shift
+    out=$("$@" 2>&1)
+    rc=$?
+    printf '== %s (exit %s)\n%s\n' "$name" "$rc" "$out" >>"$LOG"
+    if [ "$rc" = 0 ]; then
+        pass "$name"
+        return 0
+    fi
+    fail "$name" "$out"
+    return 1
+}
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.2 s until it succeeds.
+wait_for() {
+    local limit=$(($1 * 5)) i=0
+    shift
+    while [ "$i" -lt "$limit" ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.2
+        i=$((i + 1))
+    done
+    "$@"
+}
+record() {
+    echo "$1" >>"$STATE_FILE"
+    cp "$STATE_FILE" "$WORK/state.copy"
+}
+recorded() { grep -qx "$1" "$STATE_FILE" 2>/dev/null; }
+pkg_status() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null; }
+pkg_present() { pkg_status "$1" | grep -Eq 'installed|config-files|half|unpacked'; }
+master_pid() { tr -dc '0-9' <"$PIDFILE" 2>/dev/null; }
+# pid user comm of every process (comm is at most 15 characters).
+procs() { ps -eo pid=,ppid=,user:20=,comm= ; }
+# Processes running the package's programs (not, say, a development
+# instance or the workspace's own tests running at the same time).
+package_procs() {
+    local pid exe
+    for pid in $(ps -eo pid=,comm= | awk '$2 ~ /^posthorn/ { print $1 }'); do
+        exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+        case $exe in
+            /usr/sbin/posthorn* | /usr/lib/posthorn/*) ps -o pid=,user=,comm=,args= -p "$pid" ;;
+        esac
+    done
+}
+no_package_procs() {
+    local p
+    p=$(package_procs)
+    [ -z "$p" ] || { echo "still running:"; echo "$p"; return 1; }
+}
+
+# --- cleanup -----------------------------------------------------------------
+
+stop_posthorn() {
+    if [ -x "$P" ]; then
+        "$P" stop -c "$CFG" >/dev/null 2>&1 || true
+    fi
+    # A master whose program is gone: signal it by its pid file.
+    local pid
+    pid=$(master_pid)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_for 15 sh -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+    fi
+}
+
+# Undo what this run (or an interrupted earlier one) recorded in $STATE_FILE.
+undo_state() {
+    if pkg_present posthorn; then
+        stop_posthorn
+        apt-get purge -y -q posthorn || dpkg --purge posthorn || true
+    fi
+    if recorded "user:$SYSUSER" && getent passwd "$SYSUSER" >/dev/null; then
+        userdel -r "$SYSUSER" 2>/dev/null || userdel "$SYSUSER" || true
+    fi
+    if recorded "vhosts:created"; then
+        rm -rf "$VHOSTS"
+    elif recorded "vhosts:existed"; then
+        rm -rf "${VHOSTS:?}/$DOMAIN/alice"
+        rmdir "$VHOSTS/$DOMAIN" 2>/dev/null || true
+    fi
+    if [ "${RESTORE_MTA:-1}" = 1 ]; then
+        for p in $(sed -n 's/^mta-removed://p' "$STATE_FILE" 2>/dev/null); do
+            pkg_status "$p" | grep -q 'ok installed' && continue
+            echo "reinstalling $p, which posthorn replaced"
+            apt-get install -y -q "$p" || echo "could not reinstall $p"
+        done
+    fi
+    local pid
+    pid=$(sed -n 's/^rsyslog-started://p' "$STATE_FILE" 2>/dev/null | tail -n 1)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+    fi
+    rm -f "$STATE_FILE"
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    echo "== cleanup" >>"$LOG"
+    undo_state >>"$LOG" 2>&1
+    if [ -n "$(sed -n 's/^mta-removed://p' "$WORK/state.copy" 2>/dev/null)" ]; then
+        for p in $(sed -n 's/^mta-removed://p' "$WORK/state.copy"); do
+            if pkg_status "$p" | grep -q 'ok installed'; then
+                echo "cleanup: reinstalled $p, which posthorn had replaced"
+            else
+                echo "cleanup: could not reinstall $p (see $LOG)"
+            fi
+        done
+    fi
+    if [ "${KEEP_LOG:-0}" = 1 ] || [ "$FAILS" -gt 0 ]; then
+        echo "detailed log: $LOG"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+
+summary() {
+    local secs=$(($(date +%s) - STARTED))
+    echo
+    echo "== summary (${secs}s)"
+    printf '%s\n' "${RESULTS[@]}"
+    if [ "$FAILS" -gt 0 ]; then
+        echo "RESULT: FAIL ($FAILS of ${#RESULTS[@]} steps failed)"
+        return 1
+    fi
+    echo "RESULT: PASS (${#RESULTS[@]} steps)"
+}
+
+# --- preflight ---------------------------------------------------------------
+
+echo "== posthorn package installation test ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+if [ "$(id -u)" != 0 ]; then
+    echo "FAIL  run as root (installs a package, binds port 25)"
+    exit 1
+fi
+for tool in dpkg apt-get python3 ss ps; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "FAIL  $tool is required"
+        exit 1
+    fi
+done
+
+# Leftovers of an interrupted earlier run first (they may hold port 25).
+if [ -f "$STATE_FILE" ]; then
+    echo "cleaning up after an earlier run ($STATE_FILE)"
+    undo_state >>"$LOG" 2>&1
+fi
+trap cleanup EXIT
+trap 'echo "FAIL  interrupted"; FAILS=$((FAILS + 1)); summary; exit 130' INT TERM
+: >"$STATE_FILE"
+if pkg_present posthorn; then
+    echo "posthorn is installed already: purging it first"
+    stop_posthorn >>"$LOG" 2>&1
+    apt-get purge -y -q posthorn >>"$LOG" 2>&1 || dpkg --purge posthorn >>"$LOG" 2>&1
+fi
+if getent passwd "$SYSUSER" >/dev/null; then
+    if [ "$(getent passwd "$SYSUSER" | cut -d: -f5)" = "$SYSUSER_GECOS" ]; then
+        userdel -r "$SYSUSER" >>"$LOG" 2>&1 || true
+    else
+        fail "preflight: user $SYSUSER exists and was not made by this test"
+        summary
+        exit 1
+    fi
+fi
+
+listeners=$(ss -Hltnp 'sport = :25' 2>/dev/null)
+if [ -n "$listeners" ]; then
+    fail "preflight: port 25 is free" "port 25 is taken by another program on this machine; stop it first:
+$listeners"
+    summary
+    exit 1
+fi
+pass "preflight: root, tools, port 25 free"
+
+# --- build -------------------------------------------------------------------
+
+if [ -n "${DEB:-}" ]; then
+    check "package given: $DEB" test -f "$DEB" || { summary; exit 1; }
+else
+    if check "build the package (packaging/build-deb.sh)" sh packaging/build-deb.sh; then
+        DEB=$(tail -n 1 "$LOG" | tr -d '\r')
+    fi
+    if [ -z "${DEB:-}" ] || [ ! -f "$DEB" ]; then
+        summary
+        exit 1
+    fi
+fi
+note "package: $DEB ($(du -h "$DEB" | cut -f1))"
+check "dpkg-deb reads the package" dpkg-deb --info "$DEB"
+
+# --- rsyslog -----------------------------------------------------------------
+
+rsyslog_running() {
+    local pid
+    pid=$(cat /run/rsyslogd.pid 2>/dev/null)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+ensure_rsyslog() {
+    if ! command -v rsyslogd >/dev/null 2>&1; then
+        apt-get install -y -q rsyslog || return 1
+    fi
+    rsyslog_running && return 0
+    if [ -x /etc/init.d/rsyslog ]; then
+        /etc/init.d/rsyslog start </dev/null >/dev/null 2>&1 || true
+    fi
+    rsyslog_running || rsyslogd </dev/null >/dev/null 2>&1 || true
+    wait_for 10 rsyslog_running || return 1
+    record "rsyslog-started:$(cat /run/rsyslogd.pid)"
+}
+check "rsyslog installed and running" ensure_rsyslog
+marker="posthorn-install-test-marker-$$-$STARTED"
+logger -p mail.info -t posthorn-install-test "$marker" 2>/dev/null
+check "rsyslog writes facility mail to $MAILLOG" wait_for 10 grep -q "$marker" "$MAILLOG"
+# Log checks look only at what this run adds to the log.
+LOGSTART=$(stat -c %s "$MAILLOG" 2>/dev/null || echo 0)
+log_has() { tail -c +"$((LOGSTART + 1))" "$MAILLOG" | grep -q -- "$1"; }
+
+# --- what the machine looked like before -------------------------------------
+
+accounts() { { getent passwd | cut -d: -f1 | sed 's/^/user /'; getent group | cut -d: -f1 | sed 's/^/group /'; } | sort; }
+SNAP_ROOTS=(/etc /usr/sbin /usr/lib /usr/share/man /usr/share/doc /lib/systemd/system /var/spool /var/lib /var/mail /run)
+snapshot() {
+    find "${SNAP_ROOTS[@]}" -xdev \
+        \( -path /var/lib/dpkg -o -path /var/lib/apt -o -path /var/lib/ucf -o -path /var/lib/systemd/deb-systemd-helper-masked \
+        -o -path /run/rsyslogd.pid -o -path "$VHOSTS" -o -path /var/lib/python3 \) -prune -o -print 2>/dev/null |
+        grep -Ev '^/etc/(passwd|group|shadow|gshadow|subuid|subgid)-?$|^/var/lib/systemd/deb-systemd-helper-enabled$' | sort
+}
+accounts >"$WORK/accounts.before"
+snapshot >"$WORK/files.before"
+if [ -d "$VHOSTS" ]; then record "vhosts:existed"; else record "vhosts:created"; fi
+for p in $(dpkg-query -W -f='${Package} ${Status} ${Provides}\n' 2>/dev/null |
+    awk '/ok installed/ && /mail-transport-agent/ { print $1 }'); do
+    [ "$p" = posthorn ] && continue
+    record "mta-removed:$p"
+    note "installed MTA $p will be replaced by posthorn (Conflicts: mail-transport-agent) and reinstalled afterwards"
+done
+
+# --- install -----------------------------------------------------------------
+
+if ! check "apt-get install ./$(basename "$DEB")" apt-get install -y -q "$DEB"; then
+    summary
+    exit 1
+fi
+check "dpkg: posthorn is installed" sh -c "dpkg-query -W -f='\${Status}' posthorn | grep -qx 'install ok installed'"
+for p in $(sed -n 's/^mta-removed://p' "$STATE_FILE"); do
+    check "the replaced MTA $p was removed" sh -c "! dpkg-query -W -f='\${Status}' $p 2>/dev/null | grep -q 'ok installed'"
+done
+
+files_present() {
+    local f missing=""
+    for f in /usr/sbin/posthorn /usr/lib/posthorn/posthorn-master /usr/lib/posthorn/posthorn-smtpd \
+        /usr/lib/posthorn/posthorn-qmgr /usr/lib/posthorn/posthorn-local \
+        /usr/share/man/man1/posthorn.1.gz /usr/share/man/man5/main.cf.5.gz /usr/share/man/man5/master.cf.5.gz \
+        /usr/share/man/man5/posthorn-users.5.gz /usr/share/man/man7/posthorn.7.gz \
+        /usr/share/man/man8/posthorn-master.8.gz /usr/share/man/man8/posthorn-smtpd.8.gz \
+        /usr/share/man/man8/posthorn-qmgr.8.gz /usr/share/man/man8/posthorn-local.8.gz \
+        $CFG/main.cf $CFG/master.cf $CFG/users $INIT /lib/systemd/system/posthorn.service \
+        /usr/share/doc/posthorn/copyright; do
+        [ -e "$f" ] || missing="$missing $f"
+    done
+    [ -z "$missing" ] || { echo "missing:$missing"; return 1; }
+    [ -x /usr/sbin/posthorn ] && [ -x /usr/lib/posthorn/posthorn-master ] && [ -x "$INIT" ]
+}
+check "installed files (programs, daemons, man pages, conffiles, init script, unit)" files_present
+conffiles_ok() {
+    local c
+    c=$(dpkg-query -W -f='${Conffiles}\n' posthorn)
+    echo "$c"
+    for f in $CFG/main.cf $CFG/master.cf $CFG/users $INIT; do
+        echo "$c" | grep -q " $f " || return 1
+    done
+}
+check "conffiles registered: main.cf master.cf users init script" conffiles_ok
+if command -v man >/dev/null 2>&1; then
+    check "man finds main.cf(5) and posthorn-smtpd(8)" sh -c 'man -w 5 main.cf && man -w 8 posthorn-smtpd'
+fi
+
+accounts_ok() {
+    local pw
+    pw=$(getent passwd posthorn) || { echo "no user posthorn"; return 1; }
+    echo "$pw"
+    getent group postdrop || { echo "no group postdrop"; return 1; }
+    [ "$(echo "$pw" | cut -d: -f6)" = /var/spool/posthorn ] || { echo "home is not /var/spool/posthorn"; return 1; }
+    case $(echo "$pw" | cut -d: -f7) in */nologin | /bin/false) ;; *) echo "login shell"; return 1 ;; esac
+    [ "$(echo "$pw" | cut -d: -f3)" -lt 1000 ] || { echo "not a system uid"; return 1; }
+}
+check "accounts: system user posthorn (home /var/spool/posthorn, nologin), group postdrop" accounts_ok
+
+# path mode owner group
+perms_are() {
+    local got
+    got=$(stat -c '%a %U %G' "$1" 2>&1) || { echo "$1: $got"; return 1; }
+    [ "$got" = "$2 $3 $4" ] || { echo "$1: $got, expected $2 $3 $4"; return 1; }
+}
+spool_ok() {
+    local bad=0
+    perms_are /var/spool/posthorn 755 root root || bad=1
+    perms_are /var/spool/posthorn/maildrop 1730 posthorn postdrop || bad=1
+    perms_are /var/spool/posthorn/public 710 posthorn postdrop || bad=1
+    for d in incoming active deferred hold corrupt private; do
+        perms_are /var/spool/posthorn/$d 700 posthorn posthorn || bad=1
+    done
+    perms_are /var/spool/posthorn/pid 755 root posthorn || bad=1
+    perms_are "$VHOSTS" 755 root root || recorded "vhosts:existed" || bad=1
+    perms_are $CFG/users 640 root posthorn || bad=1
+    return $bad
+}
+check "spool tree, $VHOSTS and users file owners and modes (postinst)" spool_ok
+if command -v systemd-analyze >/dev/null 2>&1; then
+    unit_ok() {
+        local out
+        out=$(systemd-analyze verify /lib/systemd/system/posthorn.service 2>&1)
+        echo "$out"
+        ! echo "$out" | grep -q 'posthorn.service'
+    }
+    check "systemd-analyze verify posthorn.service" unit_ok
+fi
+check "init script registered (update-rc.d links)" sh -c 'ls /etc/rc2.d/S*posthorn && ls /etc/rc0.d/K*posthorn'
+
+# --- configure ---------------------------------------------------------------
+
+if "$P" config -c "$CFG" -e "myhostname=mail.$DOMAIN" "virtual_mailbox_domains=$DOMAIN" >>"$LOG" 2>&1; then
+    pass "posthorn config -e myhostname=mail.$DOMAIN virtual_mailbox_domains=$DOMAIN"
+else
+    fail "posthorn config -e (falling back to editing main.cf with sed)"
+    printf 'myhostname = mail.%s\nvirtual_mailbox_domains = %s\n' "$DOMAIN" "$DOMAIN" >>$CFG/main.cf
+fi
+check "posthorn config shows the settings" sh -c "$P config -c $CFG myhostname virtual_mailbox_domains | tee /dev/stderr | grep -qx 'virtual_mailbox_domains = $DOMAIN'"
+check "posthorn config -d prints computed defaults (myhostname is not @hostname@)" sh -c "! $P config -d -c $CFG myhostname mydomain | grep '@'"
+check "mydomain follows myhostname (main.cf(5): \$myhostname less its first label)" sh -c "$P config -c $CFG mydomain | grep -qx 'mydomain = $DOMAIN'"
+check "posthorn user add $VUSER" "$P" user add "$VUSER" --password 'secret-1' -c "$CFG"
+check "users file lists $VUSER with a SHA512-CRYPT hash" grep -q "^$VUSER:{SHA512-CRYPT}\\\$6\\\$" $CFG/users
+if ! check "users file still root:posthorn 0640 after posthorn user add" perms_are $CFG/users 640 root posthorn; then
+    note "WORKAROUND so that the later steps test the rest: chgrp posthorn $CFG/users"
+    chgrp posthorn $CFG/users
+fi
+check "useradd -m $SYSUSER (a system user)" useradd -m -c "$SYSUSER_GECOS" -s /bin/sh "$SYSUSER" && record "user:$SYSUSER"
+check_clean() {
+    local out rc
+    out=$("$P" check -c "$CFG" 2>&1)
+    rc=$?
+    echo "$out"
+    [ "$rc" = 0 ] && ! echo "$out" | grep -Eq 'error|warning'
+}
+check "posthorn check: exit 0, no errors or warnings" check_clean
+
+# --- start -------------------------------------------------------------------
+
+running() { "$P" status -c "$CFG" >/dev/null 2>&1; }
+listening25() { [ -n "$(ss -Hltn 'sport = :25')" ]; }
+check "$INIT start" "$INIT" start
+check "$INIT status says running (exit 0)" "$INIT" status
+check "master.pid names a live process" sh -c "kill -0 \$(tr -dc 0-9 < $PIDFILE)"
+check "port 25 is listening" wait_for 10 listening25
+check "master logged 'daemon started' to $MAILLOG" wait_for 10 log_has 'posthorn/master\[[0-9]*\]: daemon started'
+
+# ps: master as root, smtpd and qmgr as posthorn, local as root.
+workers_ok() {
+    local m list
+    m=$(master_pid)
+    list=$(procs | awk -v m="$m" '$1 == m || $2 == m')
+    echo "$list"
+    echo "$list" | awk -v m="$m" '$1 == m && $3 == "root" { f = 1 } END { exit !f }' || { echo "master is not root"; return 1; }
+    for w in posthorn-smtpd posthorn-qmgr; do
+        echo "$list" | awk -v w="$w" '$4 == w { n++ } END { exit !n }' || { echo "no $w"; return 1; }
+        echo "$list" | awk -v w="$w" '$4 == w && $3 != "posthorn" { bad = 1 } END { exit bad }' || { echo "$w not as posthorn"; return 1; }
+    done
+    echo "$list" | awk '$4 == "posthorn-local" { n++ } END { exit !n }' || { echo "no posthorn-local"; return 1; }
+    echo "$list" | awk '$4 == "posthorn-local" && $3 != "root" { bad = 1 } END { exit bad }' || { echo "local not as root"; return 1; }
+}
+check "ps: master runs as root, posthorn-smtpd and posthorn-qmgr as posthorn, posthorn-local as root" wait_for 10 workers_ok
+master_named() {
+    local m
+    m=$(master_pid)
+    ps -o pid=,user=,comm=,args= -p "$m"
+    [ "$(ps -o comm= -p "$m")" = posthorn-master ]
+}
+check "ps: the master process is named posthorn-master" master_named
+
+# --- mail --------------------------------------------------------------------
+
+# send_mail TOKEN: one message to the virtual and the system user over SMTP on
+# port 25; prints the queue id.
+send_mail() {
+    python3 - "$1" "$VUSER" "$SYSUSER@localhost" <<'PY'
+import re, smtplib, sys
+tok, rcpts = sys.argv[1], sys.argv[2:]
+msg = (f"From: tester@example.org\r\nTo: {', '.join(rcpts)}\r\nSubject: {tok}\r\n"
+       f"Message-ID: <{tok}@example.org>\r\n\r\nThis is {tok}.\r\n").encode()
+with smtplib.SMTP("127.0.0.1", 25, timeout=30) as s:
+    code, _ = s.ehlo("client.example.org")
+    assert code == 250, code
+    code, text = s.mail("tester@example.org")
+    assert code == 250, (code, text)
+    for r in rcpts:
+        code, text = s.rcpt(r)
+        assert code == 250, (r, code, text)
+    code, text = s.data(msg)
+    assert code == 250, (code, text)
+    m = re.search(rb"queued as (\S+)", text)
+    assert m, text
+    print(m.group(1).decode())
+PY
+}
+# maildir_file DIR TOKEN: the file in DIR/new holding TOKEN.
+maildir_file() { grep -l -- "$2" "$1"/new/* 2>/dev/null | head -n 1; }
+# deliver ROUND: send, find both deliveries, check owners, modes and the log.
+deliver() {
+    local round=$1 tok qid f
+    tok="posthorn-install-test-$round-$$-$STARTED"
+    if ! qid=$(send_mail "$tok" 2>&1); then
+        fail "$round: SMTP to port 25 accepts mail for $VUSER and $SYSUSER@localhost" "$qid"
+        return 1
+    fi
+    pass "$round: SMTP to port 25 accepted mail for $VUSER and $SYSUSER@localhost (queued as $qid)"
+    if wait_for 30 test -n "$(maildir_file "$VMAILDIR" "$tok")"; then
+        f=$(maildir_file "$VMAILDIR" "$tok")
+        check "$round: $VUSER's message is in $VMAILDIR/new, owner posthorn, mode 0600" perms_are "$f" 600 posthorn posthorn
+        check "$round: $VUSER's Maildir is owner posthorn, mode 0700" perms_are "$VMAILDIR/new" 700 posthorn posthorn
+    else
+        fail "$round: $VUSER's message arrives in $VMAILDIR/new" "$(ls -la "$VMAILDIR/new" 2>&1; tail -n 20 "$MAILLOG")"
+    fi
+    local home
+    home=$(getent passwd "$SYSUSER" | cut -d: -f6)
+    if wait_for 30 test -n "$(maildir_file "$home/Maildir" "$tok")"; then
+        f=$(maildir_file "$home/Maildir" "$tok")
+        check "$round: $SYSUSER's message is in ~$SYSUSER/Maildir/new, owner $SYSUSER, mode 0600" perms_are "$f" 600 "$SYSUSER" "$SYSUSER"
+        check "$round: message starts with Return-Path and Delivered-To" sh -c "head -n 2 '$f' | tr '\n' ' ' | grep -q '^Return-Path: <tester@example.org> Delivered-To: $SYSUSER@localhost'"
+    else
+        fail "$round: $SYSUSER's message arrives in ~$SYSUSER/Maildir/new" "$(ls -la "$home/Maildir/new" 2>&1; tail -n 20 "$MAILLOG")"
+    fi
+    check "$round: $MAILLOG has status=sent for both recipients" wait_for 15 sh -c \
+        "grep -q 'posthorn/local\[[0-9]*\]: $qid: to=<$VUSER>, relay=virtual, .*status=sent' $MAILLOG &&
+         grep -q 'posthorn/local\[[0-9]*\]: $qid: to=<$SYSUSER@localhost>, relay=local, .*status=sent' $MAILLOG"
+    check "$round: $MAILLOG has smtpd's client= and qmgr's queue active lines for $qid" wait_for 15 sh -c \
+        "grep -q 'posthorn/smtpd\[[0-9]*\]: $qid: client=' $MAILLOG && grep -q 'posthorn/qmgr\[[0-9]*\]: $qid: from=<tester@example.org>, size=[0-9]*, nrcpt=2 (queue active)' $MAILLOG"
+    check "$round: qmgr removed $qid (every recipient done)" wait_for 15 grep -q "posthorn/qmgr\[[0-9]*\]: $qid: removed" "$MAILLOG"
+}
+deliver "first start"
+
+# --- restart and reload ------------------------------------------------------
+
+before=$(master_pid)
+check "$INIT restart" "$INIT" restart
+after=$(master_pid)
+check "restart: a new master (pid $before -> ${after:-none})" test -n "$after" -a "$after" != "$before"
+check "restart: port 25 is listening" wait_for 10 listening25
+deliver "after restart"
+
+smtpd_pids() { procs | awk -v m="$(master_pid)" '$2 == m && $4 == "posthorn-smtpd" { print $1 }' | sort | tr '\n' ' '; }
+before=$(master_pid)
+old_smtpd=$(smtpd_pids)
+check "$INIT reload" "$INIT" reload
+check "reload: the same master (pid $before)" test "$(master_pid)" = "$before"
+check "reload: master logged the reload" wait_for 10 log_has "posthorn/master\[[0-9]*\]: reload -- "
+check "master's log lines carry master's pid ($before)" log_has "posthorn/master\[$before\]: reload -- "
+smtpd_replaced() {
+    local now
+    now=$(smtpd_pids)
+    [ -n "$now" ] && [ "$now" != "$old_smtpd" ]
+}
+check "reload: smtpd workers replaced (were: $old_smtpd)" wait_for 15 smtpd_replaced
+deliver "after reload"
+check "$INIT force-reload" "$INIT" force-reload
+check "posthorn check is still clean" check_clean
+
+# --- stop ----------------------------------------------------------------------
+
+check "$INIT stop" "$INIT" stop
+status_rc() { "$INIT" status >/dev/null 2>&1; [ $? = 3 ]; }
+check "$INIT status says not running (exit 3)" status_rc
+check "no posthorn process is left" no_package_procs
+check "port 25 is closed" sh -c "[ -z \"\$(ss -Hltn 'sport = :25')\" ]"
+check "$INIT stop when stopped succeeds" "$INIT" stop
+
+# --- purge ---------------------------------------------------------------------
+
+check "apt-get purge posthorn" apt-get purge -y -q posthorn
+check "dpkg: posthorn is gone (not even config-files)" sh -c '! dpkg-query -W -f="\${Status}" posthorn 2>/dev/null | grep -Eq "installed|config-files"'
+gone() {
+    local left=""
+    for f in "$@"; do
+        [ -e "$f" ] || [ -L "$f" ] && left="$left $f"
+    done
+    [ -z "$left" ] || { echo "left behind:$left"; return 1; }
+}
+check "purge removed /etc/posthorn /var/spool/posthorn /run/posthorn /var/lib/posthorn /usr/lib/posthorn /usr/sbin/posthorn" \
+    gone /etc/posthorn /var/spool/posthorn /run/posthorn /var/lib/posthorn /usr/lib/posthorn /usr/sbin/posthorn \
+    $INIT /lib/systemd/system/posthorn.service /etc/systemd/system/multi-user.target.wants/posthorn.service
+check "purge removed the init links" sh -c '! ls /etc/rc?.d/*posthorn 2>/dev/null | grep -q .'
+check "no posthorn process after purge" no_package_procs
+check "purge kept $VHOSTS: it holds $VUSER's mail" sh -c "ls $VMAILDIR/new | grep -q ."
+
+userdel -r "$SYSUSER" >>"$LOG" 2>&1
+accounts >"$WORK/accounts.after"
+accounts_same() {
+    diff "$WORK/accounts.before" "$WORK/accounts.after"
+}
+check "accounts after purge are those before install (posthorn, postdrop removed unless they existed)" accounts_same
+snapshot >"$WORK/files.after"
+no_new_files() {
+    local new
+    new=$(comm -13 "$WORK/files.before" "$WORK/files.after")
+    [ -z "$new" ] || { echo "new since before the installation:"; echo "$new"; return 1; }
+}
+check "no file or directory left behind (compared with before the installation)" no_new_files
+
+# --- man pages -----------------------------------------------------------------
+
+check "mandoc -T lint on every man page (tests/install/lint-man.sh)" sh tests/install/lint-man.sh
+
+summary
