@@ -66,17 +66,45 @@ pub fn start(dir: &Path) -> i32 {
         eprintln!("posthorn: the mail system is already running (pid {pid})");
         return 1;
     }
-    let opts = posthorn_master::Options {
-        config_dir: dir.to_path_buf(),
-        daemonize: true,
+    // Run master under its own name (daemon_directory/posthorn-master, or
+    // this executable as posthorn-master), as `postfix start` does: it binds
+    // its sockets, detaches (its first process exits) and writes the pid file.
+    let daemon_dir = cfg.get("daemon_directory");
+    let installed = Path::new(&daemon_dir).join("posthorn-master");
+    let mut cmd = if !daemon_dir.is_empty() && installed.is_file() {
+        std::process::Command::new(installed)
+    } else {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("posthorn"));
+        let mut c = std::process::Command::new(exe);
+        std::os::unix::process::CommandExt::arg0(&mut c, "posthorn-master");
+        c
     };
-    match posthorn_master::run(&opts, |_| {}) {
-        Ok(()) => 0,
+    let status = cmd
+        .arg("-c")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(_) => return 1, // master said why on stderr
         Err(e) => {
-            eprintln!("posthorn: fatal: {e}");
-            1
+            eprintln!("posthorn: cannot run master: {e}");
+            return 1;
         }
     }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(15) {
+        if let Some(pid) = running(&cfg) {
+            eprintln!("posthorn: started the mail system (pid {pid})");
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "posthorn: master did not write {} within 15 seconds; see the mail log",
+        cfg.pid_file().display()
+    );
+    1
 }
 
 pub fn stop(dir: &Path) -> i32 {
