@@ -6,7 +6,7 @@
 //! ```text
 //! # service  type  private unpriv  chroot  wakeup  maxproc command + args
 //! smtp       inet  n       -       n       -       1       smtpd
-//! qmgr       unix  n       -       n       300     1       qmgr
+//! qmgr       unix  -       -       n       300     1       qmgr
 //! local      unix  -       n       n       -       4       local
 //! ```
 //!
@@ -236,6 +236,13 @@ pub fn parse(
                 ),
             ));
         }
+        // smtpd and the others wake qmgr through private/qmgr.
+        if command == "qmgr" && (kind != ServiceType::Unix || !private) {
+            return Err(err(
+                line,
+                "qmgr must be a private unix service (type unix, private - or y)".into(),
+            ));
+        }
         let mut args = Vec::new();
         let mut overrides = Vec::new();
         let mut rest = fields[8..].iter();
@@ -292,7 +299,7 @@ pub fn parse(
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "# comment\n127.0.0.1:2525 inet n - n - 1 smtpd\n  -o smtpd_banner=hi\nqmgr unix n - n 300 1 qmgr\nlocal unix - n n - 4 local\n";
+    const SAMPLE: &str = "# comment\n127.0.0.1:2525 inet n - n - 1 smtpd\n  -o smtpd_banner=hi\nqmgr unix - - n 300 1 qmgr\nlocal unix - n n - 4 local\n";
 
     #[test]
     fn parses_sample() {
@@ -328,6 +335,11 @@ mod tests {
         let e = parse("master.cf", "\nsmtp inet n\n", 100).unwrap_err();
         assert_eq!(e.location, "master.cf line 2");
         assert!(parse("m", "nosuch inet n - n - 1 smtpd\n", 1).is_err());
+        let e = parse("master.cf", "qmgr unix n - n 300 1 qmgr\n", 100).unwrap_err();
+        assert!(
+            e.message.starts_with("qmgr must be a private unix service"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -571,15 +571,12 @@ impl QueueFile {
 
     /// Note recipients as done without writing (the caller is about to remove
     /// or rewrite the file anyway).
-    pub fn mark_done_in_memory(&mut self, indexes: &[usize]) -> usize {
-        let mut n = 0;
+    pub fn mark_done_in_memory(&mut self, indexes: &[usize]) {
         for &i in indexes {
             if let Some(r) = self.recipients.get_mut(i) {
                 r.done = true;
-                n += 1;
             }
         }
-        n
     }
 
     /// Pending recipients' indexes.

@@ -14,7 +14,7 @@ use common::privilege;
 use common::spool::{Queue, QueueFile, QueueId, Spool, SpoolError};
 use common::users::UserTable;
 use common::{info, warning};
-use mailstore::{CrlfToLf, Maildir};
+use mailstore::{LfReader, Maildir};
 
 use crate::resolve::{self, Mailbox, Unresolved};
 
@@ -190,7 +190,7 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str, known: bool) -> io:
     let mut prefix = format!("Return-Path: <{}>\n", qf.sender);
     prefix.push_str(&format!("Delivered-To: {rcpt}\n"));
     // Open the queue file before switching: active/ is mail_owner's, 0700.
-    let mut msg = qf.message()?;
+    let msg = qf.message()?;
     privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
             // A known Maildir that was removed meanwhile fails in begin();
@@ -202,39 +202,28 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str, known: bool) -> io:
             };
             let mut d = md.begin()?;
             d.write(prefix.as_bytes())?;
-            let mut conv = CrlfToLf::default();
+            let mut lf = LfReader::new(msg);
             let mut buf = vec![0u8; 64 * 1024];
-            let mut out = Vec::with_capacity(64 * 1024);
             loop {
-                let n = msg.read(&mut buf)?;
+                let n = lf.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                out.clear();
-                conv.convert(&buf[..n], &mut out);
-                d.write(&out)?;
+                d.write(&buf[..n])?;
             }
-            out.clear();
-            conv.finish(&mut out);
-            d.write(&out)?;
             d.commit().map(drop)
         } else {
             if let Some(parent) = mbox.path.parent() {
                 fs::create_dir_all(parent)?;
             }
-            let mut all = Vec::new();
-            msg.read_to_end(&mut all)?;
-            let mut conv = CrlfToLf::default();
-            let mut lf = prefix.into_bytes();
-            conv.convert(&all, &mut lf);
-            conv.finish(&mut lf);
             let date = mbox_date(
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs(),
             );
-            mailstore::mbox::deliver(&mbox.path, &qf.sender, &date, &mut &lf[..])
+            let mut message = prefix.as_bytes().chain(LfReader::new(msg));
+            mailstore::mbox::deliver(&mbox.path, &qf.sender, &date, &mut message)
         }
     })
 }

@@ -41,9 +41,67 @@ impl CrlfToLf {
     }
 }
 
+/// A reader that turns CRLF into LF on the way through (streaming, bounded
+/// buffer): queue files keep SMTP's CRLF, mailboxes on disk use LF.
+pub struct LfReader<R> {
+    inner: R,
+    conv: CrlfToLf,
+    out: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+impl<R: std::io::Read> LfReader<R> {
+    pub fn new(inner: R) -> LfReader<R> {
+        LfReader {
+            inner,
+            conv: CrlfToLf::default(),
+            out: Vec::with_capacity(64 * 1024),
+            pos: 0,
+            eof: false,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LfReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.out.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.pos = 0;
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.inner.read(&mut chunk)?;
+            if n == 0 {
+                self.eof = true;
+                self.conv.finish(&mut self.out);
+            } else {
+                self.conv.convert(&chunk[..n], &mut self.out);
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn lf_reader_streams() {
+        let mut r = LfReader::new(&b"a\r\nb\r"[..]);
+        let mut out = Vec::new();
+        let mut one = [0u8; 1];
+        while r.read(&mut one).unwrap() == 1 {
+            out.push(one[0]);
+        }
+        assert_eq!(out, b"a\nb\r");
+    }
 
     #[test]
     fn crlf_any_split() {

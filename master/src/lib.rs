@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
@@ -667,7 +667,3 @@ fn next_generation(procs: &HashMap<i32, Proc>, key: &str) -> u64 {
         .unwrap_or(0)
         + 1
 }
-
-// OwnedFd is used by nix's pipe(); keep the import explicit for readers.
-#[allow(dead_code)]
-fn _assert_owned(_: &OwnedFd) {}

@@ -265,7 +265,7 @@ impl QueueManager {
             }
         } else {
             // Sent recipients are recorded in finish() only when the file lives on.
-            let _ = a.qf.mark_done_in_memory(&sent);
+            a.qf.mark_done_in_memory(&sent);
             self.finish(queue_id);
         }
     }

@@ -243,10 +243,6 @@ impl Session {
 
     /// Log the end of the session.
     pub fn disconnected(&mut self, how: &str) {
-        if self.tx.queue_id.is_some() && !self.waiting_commit {
-            // A message was being received: it is dropped, never queued.
-            self.tx.queue_id = None;
-        }
         if !how.is_empty() {
             info!(
                 "{how} after {} from {}",
@@ -728,11 +724,8 @@ impl Session {
         let end_of_message = match mode {
             Mode::Data(_) => true,
             Mode::Bdat {
-                last,
-                discard: Some(r),
-                ..
+                discard: Some(r), ..
             } => {
-                let _ = last;
                 self.counters.count("bdat", false);
                 self.error_reply(r);
                 return if self.closing {
