@@ -96,6 +96,7 @@ pub fn parse_args(args: &[String]) -> Result<WorkerArgs, String> {
 /// line, load the configuration, set up logging, take the listener, drop
 /// privileges when master said so. Exits with a log line on any failure.
 pub fn start(program: &str) -> Worker {
+    crate::status::init_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let target =
         Target::from_env_value(&std::env::var("POSTHORN_LOG").unwrap_or_else(|_| "stderr".into()));
@@ -103,7 +104,7 @@ pub fn start(program: &str) -> Worker {
         Ok(w) => w,
         Err(e) => {
             crate::log::init("posthorn", program, target, "mail");
-            crate::fatal!(
+            crate::config_fatal!(
                 "usage: posthorn-{program} -c CONFIG_DIR -n SERVICE [-u] [-o name=value]: {e}"
             );
         }
@@ -112,7 +113,7 @@ pub fn start(program: &str) -> Worker {
         Ok(c) => c,
         Err(e) => {
             crate::log::init("posthorn", program, target, "mail");
-            crate::fatal!("{e}");
+            crate::config_fatal!("{e}");
         }
     };
     crate::log::init(
@@ -122,7 +123,7 @@ pub fn start(program: &str) -> Worker {
         &config.get("syslog_facility"),
     );
     if let Some(e) = config.validate().into_iter().next() {
-        crate::fatal!("{e}");
+        crate::config_fatal!("{e}");
     }
     let listener = match inherited_listener() {
         Ok(l) => l,
@@ -131,7 +132,7 @@ pub fn start(program: &str) -> Worker {
     if wa.unprivileged && privilege::is_root() {
         let owner = config.get("mail_owner");
         let Some(acct) = privilege::lookup_user(&owner) else {
-            crate::fatal!("mail_owner {owner:?} is not a user on this system");
+            crate::config_fatal!("mail_owner {owner:?} is not a user on this system");
         };
         // A root mail_owner (development mode as root) means: no drop; master warned.
         if acct.uid != 0 {

@@ -13,5 +13,7 @@ pub mod mastercf;
 pub mod net;
 pub mod params;
 pub mod privilege;
+pub mod server;
 pub mod spool;
+pub mod status;
 pub mod users;

@@ -236,6 +236,17 @@ macro_rules! fatal {
     }};
 }
 
+/// Log, tell master the configuration is unusable (so it throttles the
+/// service instead of restarting it at once), and exit with EX_CONFIG.
+#[macro_export]
+macro_rules! config_fatal {
+    ($($t:tt)*) => {{
+        $crate::log::log($crate::log::Level::Fatal, format_args!($($t)*));
+        $crate::status::report($crate::status::Status::ConfigError);
+        std::process::exit(78)
+    }};
+}
+
 /// `name/program[pid]` with the pid of now: a daemon forks after init.
 fn tag_now(tag: &str) -> String {
     format!("{tag}[{}]", std::process::id())

@@ -29,8 +29,13 @@ use std::sync::Arc;
 use common::addr::Domains;
 use common::daemon::{self, Listener};
 use common::net::Networks;
+use common::server::anvil::AnvilCounter;
+use common::server::{Limits, Server};
 use common::spool::Spool;
 use common::users::UserTable;
+
+/// Threads that fsync queue files.
+const POOL_THREADS: usize = 4;
 
 /// The program's entry point (posthorn-smtpd).
 pub fn main() {
@@ -38,30 +43,40 @@ pub fn main() {
     let cfg = &worker.config;
     let smtp = match session::SmtpConfig::from_config(cfg) {
         Ok(s) => Arc::new(s),
-        Err(e) => common::fatal!("{e}"),
+        Err(e) => common::config_fatal!("{e}"),
     };
     let mynetworks = match Networks::parse(&cfg.get("mynetworks")) {
         Ok(n) => n,
-        Err(e) => common::fatal!("mynetworks: {e}"),
+        Err(e) => common::config_fatal!("mynetworks: {e}"),
     };
-    let limits = server::Limits {
-        timeout: cfg
-            .time("smtpd_timeout")
-            .unwrap_or(std::time::Duration::from_secs(300)),
-        per_client: cfg.int("smtpd_client_connection_count_limit").unwrap_or(50) as u32,
-        max_connections: cfg.int("smtpd_max_connections").unwrap_or(1000).max(1) as usize,
+    // validate() in daemon::start checked these parse.
+    let limits = Limits {
+        idle: cfg.time("smtpd_timeout").unwrap_or_default(),
+        total: None,
+        per_client: cfg
+            .int("smtpd_client_connection_count_limit")
+            .unwrap_or_default() as u32,
+        max_connections: cfg.int("smtpd_max_connections").unwrap_or_default().max(1) as usize,
+        ..Limits::default()
     };
-    let mut policy = policy::AccessPolicy {
+    let policy = policy::AccessPolicy {
         domains: Domains::from_config(cfg),
         mynetworks,
         users: UserTable::new(cfg.users_file()),
     };
     let spool = Spool::new(cfg.queue_dir());
+    let mut counter = AnvilCounter::new(spool.private("anvil"), &worker.service);
     let daemon::Worker { listener, stop, .. } = worker;
-    let Listener::Tcp(listeners) = listener else {
-        common::fatal!("smtpd must be an inet service in master.cf");
+    if !matches!(listener, Listener::Tcp(_)) {
+        common::config_fatal!("smtpd must be an inet service in master.cf");
+    }
+    let server = match Server::new(POOL_THREADS) {
+        Ok(s) => s,
+        Err(e) => common::fatal!("{e}"),
     };
-    if let Err(e) = server::run(listeners, smtp, &mut policy, spool, limits, &stop) {
-        common::fatal!("event loop: {e}");
+    let mut smtpd = server::Smtpd::new(smtp, policy, spool);
+    smtpd.set_spawner(server.pool().spawner());
+    if let Err(e) = server.run(listener, &mut smtpd, &limits, &mut counter, &stop) {
+        common::fatal!("{e}");
     }
 }
