@@ -14,7 +14,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-DAEMONS="master smtpd qmgr local"
+DAEMONS="master smtpd qmgr local anvil"
 OUT=$ROOT/target/debian
 STAGE=$OUT/stage
 PKG=posthorn
@@ -39,7 +39,7 @@ ARCH=$(dpkg --print-architecture)
 
 if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
     cargo build --release --locked -p posthorn-cli \
-        -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local
+        -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil
 fi
 REL=$ROOT/target/release
 for b in posthorn $(for d in $DAEMONS; do echo "posthorn-$d"; done); do
@@ -84,7 +84,7 @@ install -m 0644 etc/posthorn.service "$STAGE/lib/systemd/system/posthorn.service
 DOC=$STAGE/usr/share/doc/$PKG
 install -d "$DOC"
 crates=$(cargo tree --locked --offline -e normal,no-proc-macro --prefix none -f '{p}|{l}' \
-    -p posthorn-cli -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local \
+    -p posthorn-cli -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil \
     2>/dev/null | sed 's/ (\*)$//' | grep -v '^$' | grep -v " ($ROOT" | sort -u) || crates=
 while IFS= read -r line; do
     if [ "$line" = @CRATES@ ]; then

@@ -69,6 +69,7 @@ fn main() {
         "posthorn-smtpd" => return posthorn_smtpd::main(),
         "posthorn-qmgr" => return posthorn_qmgr::main(),
         "posthorn-local" => return posthorn_local::main(),
+        "posthorn-anvil" => return posthorn_anvil::main(),
         _ => {}
     }
     let cli = Cli::parse();

@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::ConfigError;
 
 /// The worker programs master knows how to run (the command column).
-pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local"];
+pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local", "anvil"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceType {

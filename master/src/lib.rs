@@ -3,8 +3,19 @@
 //! Owns the process tree: takes the pid-file lock (one master per
 //! configuration), creates the spool, binds every master.cf service's socket,
 //! spawns maxproc workers per service with the socket handed down, restarts
-//! workers that die (throttled when they die young), reloads on SIGHUP and
-//! stops everything on SIGTERM or SIGINT. Does not own any mail: workers do.
+//! workers that die, reloads on SIGHUP and stops everything on SIGTERM or
+//! SIGINT. Does not own any mail: workers do.
+//!
+//! Restarts (Postfix's use count, via common::status): every worker reports
+//! on one shared status pipe. A worker that dies after it reported
+//! `Available` is replaced at once, whatever killed it. A service is
+//! throttled (restarts delayed, growing up to 60 s) only when a worker dies
+//! before it became available, or reports a configuration error: the real
+//! crash loop of a daemon that cannot start.
+//!
+//! Security: sockets in private/ and public/ (directories mail_owner owns)
+//! are bound with mail_owner's effective ids and the right umask, so root
+//! never chmods or chowns a path there that a symlink could redirect.
 //!
 //! Reload: main.cf and master.cf are read again (a bad file is logged and the
 //! old configuration kept); sockets of unchanged services stay open, so no
@@ -17,15 +28,16 @@
 //!
 //! Diagnostics: `daemon started -- version V, configuration DIR`,
 //! `reload -- ...`, `terminating on signal N`, a warning for every worker
-//! that exits unexpectedly (with its status), and one when a service is
-//! throttled. Configuration errors name file and line.
+//! that exits unexpectedly (`process posthorn-smtpd pid N killed by signal
+//! 9`, `... exit status N`), and `service NAME (CMD): bad command startup --
+//! throttling for Ns` when a service is throttled. Configuration errors
+//! name file and line.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -42,16 +54,53 @@ use common::log::Target;
 use common::mastercf::{self, Service, ServiceType};
 use common::privilege;
 use common::spool::Spool;
+use common::status::Status;
 use common::{error, info, warning};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How long workers get to finish after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// A worker that dies sooner than this after starting counts as a failure.
-const YOUNG: Duration = Duration::from_secs(10);
+/// A worker's exit status for an unusable configuration (sysexits.h).
+const EX_CONFIG: i32 = 78;
 /// Longest wait before restarting a failing service.
 const MAX_THROTTLE: Duration = Duration::from_secs(60);
+
+/// Why master cannot start or reload; each variant is one log line.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error(transparent)]
+    Config(#[from] common::config::ConfigError),
+    #[error("{path}: cannot read: {err}")]
+    Read { path: PathBuf, err: io::Error },
+    #[error("mail_owner {0:?} is not a user on this system (create it, or set mail_owner)")]
+    NoMailOwner(String),
+    #[error("{path}: cannot create the spool: {err}")]
+    Spool { path: PathBuf, err: io::Error },
+    #[error("{path}: {err}")]
+    File { path: PathBuf, err: io::Error },
+    #[error("the posthorn mail system is already running (pid {pid}, lock {path})")]
+    Running { pid: String, path: PathBuf },
+    #[error("cannot write pid file: {0}")]
+    PidFile(io::Error),
+    #[error("master.cf line {line}: {msg}")]
+    Inet { line: usize, msg: String },
+    #[error("bind {what} for service {service}: {err}")]
+    Bind {
+        what: String,
+        service: String,
+        err: io::Error,
+    },
+    #[error("{what}: {err}")]
+    Os { what: &'static str, err: io::Error },
+}
+
+fn os(what: &'static str) -> impl FnOnce(nix::Error) -> MasterError {
+    move |e| MasterError::Os {
+        what,
+        err: io::Error::from(e),
+    }
+}
 
 /// Options for running master.
 #[derive(Debug, Clone)]
@@ -103,17 +152,19 @@ struct Settings {
     services: Vec<Service>,
 }
 
-fn load(dir: &Path) -> Result<Settings, String> {
-    let config = Config::load(dir).map_err(|e| e.to_string())?;
+fn load(dir: &Path) -> Result<Settings, MasterError> {
+    let config = Config::load(dir)?;
     if let Some(e) = config.validate().into_iter().next() {
-        return Err(e.to_string());
+        return Err(e.into());
     }
     let path = dir.join("master.cf");
-    let text =
-        fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let dpl = config.int("default_process_limit").unwrap_or(100) as u32;
-    let services =
-        mastercf::parse(&path.display().to_string(), &text, dpl).map_err(|e| e.to_string())?;
+    let text = fs::read_to_string(&path).map_err(|err| MasterError::Read {
+        path: path.clone(),
+        err,
+    })?;
+    // validate() checked it parses.
+    let dpl = config.int("default_process_limit").unwrap_or_default() as u32;
+    let services = mastercf::parse(&path.display().to_string(), &text, dpl)?;
     Ok(Settings { config, services })
 }
 
@@ -145,12 +196,33 @@ struct Svc {
 struct Proc {
     key: String,
     generation: u64,
-    started: Instant,
+    /// Reported `Available`: it started, so its death is not a crash loop.
+    available: bool,
+    /// Reported a configuration error.
+    config_error: bool,
+    served: u64,
+}
+
+/// Apply workers' status reports to their processes.
+fn note_status(procs: &mut HashMap<i32, Proc>, reports: Vec<(u32, Status)>) {
+    for (pid, st) in reports {
+        let Some(p) = i32::try_from(pid).ok().and_then(|pid| procs.get_mut(&pid)) else {
+            continue; // not (or no longer) a child of ours
+        };
+        match st {
+            Status::Available | Status::Busy => p.available = true,
+            Status::Served(n) => {
+                p.available = true;
+                p.served = n;
+            }
+            Status::ConfigError => p.config_error = true,
+        }
+    }
 }
 
 /// Run master until SIGTERM/SIGINT. `ready` is called with the list of
 /// listening addresses once everything is bound (dev mode prints them).
-pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> {
+pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), MasterError> {
     let target = if opts.daemonize {
         Target::Syslog
     } else {
@@ -208,14 +280,28 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
     }
 
     if opts.daemonize {
-        privilege::daemonize().map_err(|e| format!("cannot detach: {e}"))?;
+        privilege::daemonize().map_err(|err| MasterError::Os {
+            what: "cannot detach",
+            err,
+        })?;
     }
     write_pid(&lock)?;
     // The write end stays here (close-on-exec); workers see EOF when master dies.
-    let (pipe_r, _pipe_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let signals = signal_hook::iterator::Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| format!("signals: {e}"));
-    let mut signals = signals?;
+    let (pipe_r, _pipe_w) = nix::unistd::pipe().map_err(os("pipe"))?;
+    // Workers report on one shared pipe; master reads it without blocking.
+    let (status_r, status_w) = nix::unistd::pipe().map_err(os("status pipe"))?;
+    let mut status_r = File::from(status_r);
+    nix::fcntl::fcntl(
+        status_r.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(os("status pipe"))?;
+    let mut status_pending = Vec::new();
+    let mut signals = signal_hook::iterator::Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP])
+        .map_err(|err| MasterError::Os {
+            what: "signals",
+            err,
+        })?;
 
     info!(
         "daemon started -- version {VERSION}, configuration {}",
@@ -260,6 +346,10 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
                 _ => {}
             }
         }
+        match common::status::read_all(&mut status_r, &mut status_pending) {
+            Ok(reports) => note_status(&mut procs, reports),
+            Err(e) => warning!("status pipe: {e}"),
+        }
         reap(&mut procs, &mut svcs, stopping.is_some());
         if let Some(t) = stopping {
             if procs.is_empty() {
@@ -280,7 +370,7 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
                         &config,
                         &opts.config_dir,
                         &target,
-                        pipe_r.as_raw_fd(),
+                        [pipe_r.as_raw_fd(), status_w.as_raw_fd()],
                     );
                 }
             }
@@ -298,14 +388,12 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), String> 
     Ok(())
 }
 
-fn mail_owner(cfg: &Config) -> Result<privilege::Account, String> {
+fn mail_owner(cfg: &Config) -> Result<privilege::Account, MasterError> {
     if !privilege::is_root() {
         return Ok(privilege::current_account());
     }
     let name = cfg.get("mail_owner");
-    let acct = privilege::lookup_user(&name).ok_or_else(|| {
-        format!("mail_owner {name:?} is not a user on this system (create it, or set mail_owner)")
-    })?;
+    let acct = privilege::lookup_user(&name).ok_or(MasterError::NoMailOwner(name.clone()))?;
     if acct.uid == 0 {
         // Development mode started by root writes this; production must not.
         warning!("mail_owner {name:?} is root: workers run without privilege separation");
@@ -314,10 +402,15 @@ fn mail_owner(cfg: &Config) -> Result<privilege::Account, String> {
 }
 
 /// Create the spool tree and, as root, give it to mail_owner.
-fn prepare_spool(spool: &Spool, cfg: &Config, owner: &privilege::Account) -> Result<(), String> {
-    spool
-        .create_dirs()
-        .map_err(|e| format!("{}: cannot create the spool: {e}", spool.root().display()))?;
+fn prepare_spool(
+    spool: &Spool,
+    cfg: &Config,
+    owner: &privilege::Account,
+) -> Result<(), MasterError> {
+    spool.create_dirs().map_err(|err| MasterError::Spool {
+        path: spool.root().to_path_buf(),
+        err,
+    })?;
     if privilege::is_root() {
         let postdrop = privilege::lookup_group(&cfg.get("setgid_group"));
         for (name, _) in common::spool::SPOOL_DIRS {
@@ -327,17 +420,31 @@ fn prepare_spool(spool: &Spool, cfg: &Config, owner: &privilege::Account) -> Res
                 _ => owner.gid,
             };
             let uid = if *name == "pid" { 0 } else { owner.uid };
-            std::os::unix::fs::chown(&p, Some(uid), Some(gid))
-                .map_err(|e| format!("{}: chown: {e}", p.display()))?;
+            // Never through a symlink (the queue directory is root's, but
+            // a misconfigured one might not be).
+            nix::unistd::fchownat(
+                None,
+                &p,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| MasterError::File {
+                path: p.clone(),
+                err: e.into(),
+            })?;
         }
     }
     Ok(())
 }
 
 /// Lock master.pid, refusing when another master holds it.
-fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>, String> {
+fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>, MasterError> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        fs::create_dir_all(dir).map_err(|err| MasterError::File {
+            path: dir.to_path_buf(),
+            err,
+        })?;
     }
     let f = OpenOptions::new()
         .read(true)
@@ -345,25 +452,27 @@ fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>, String> {
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|err| MasterError::File {
+            path: path.to_path_buf(),
+            err,
+        })?;
     match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(l),
         Err((_, _)) => {
             let pid = fs::read_to_string(path).unwrap_or_default();
-            Err(format!(
-                "the posthorn mail system is already running (pid {}, lock {})",
-                pid.trim(),
-                path.display()
-            ))
+            Err(MasterError::Running {
+                pid: pid.trim().to_string(),
+                path: path.to_path_buf(),
+            })
         }
     }
 }
 
-fn write_pid(lock: &nix::fcntl::Flock<File>) -> Result<(), String> {
+fn write_pid(lock: &nix::fcntl::Flock<File>) -> Result<(), MasterError> {
     let mut f: &File = lock;
     f.set_len(0)
         .and_then(|()| f.write_all(format!("{:>10}\n", std::process::id()).as_bytes()))
-        .map_err(|e| format!("cannot write pid file: {e}"))
+        .map_err(MasterError::PidFile)
 }
 
 fn bind_key(def: &Service, cfg: &Config) -> String {
@@ -381,7 +490,7 @@ fn bind(
     cfg: &Config,
     spool: &Spool,
     owner: &privilege::Account,
-) -> Result<(Bound, String), String> {
+) -> Result<(Bound, String), MasterError> {
     let key = bind_key(def, cfg);
     match def.kind {
         ServiceType::Inet => {
@@ -390,11 +499,17 @@ fn bind(
                 &cfg.list("inet_interfaces"),
                 &cfg.get("inet_protocols"),
             )
-            .map_err(|e| format!("master.cf line {}: {e}", def.line))?;
+            .map_err(|msg| MasterError::Inet {
+                line: def.line,
+                msg,
+            })?;
             let mut ls = Vec::new();
             for a in addrs {
-                let l = TcpListener::bind(a)
-                    .map_err(|e| format!("bind {a} for service {}: {e}", def.name))?;
+                let l = TcpListener::bind(a).map_err(|err| MasterError::Bind {
+                    what: a.to_string(),
+                    service: def.name.clone(),
+                    err,
+                })?;
                 ls.push(l);
             }
             Ok((Bound::Tcp(ls), key))
@@ -404,23 +519,59 @@ fn bind(
                 .root()
                 .join(if def.private { "private" } else { "public" });
             let path = dir.join(&def.name);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", path.display())),
-            }
-            let l =
-                UnixListener::bind(&path).map_err(|e| format!("bind {}: {e}", path.display()))?;
-            let mode = if def.private { 0o600 } else { 0o666 };
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            if privilege::is_root() {
-                std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))
-                    .map_err(|e| format!("{}: chown: {e}", path.display()))?;
-            }
+            // The directory is mail_owner's: act there only with its ids, so
+            // a planted symlink gains nothing (no chmod/chown by path as root).
+            let umask = if def.private { 0o177 } else { 0o111 };
+            let l = as_owner(owner, umask, || {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                UnixListener::bind(&path)
+            })
+            .map_err(|err| MasterError::Bind {
+                what: path.display().to_string(),
+                service: def.name.clone(),
+                err,
+            })?;
             Ok((Bound::Unix(l, path), key))
         }
     }
+}
+
+/// Run `f` with mail_owner's effective uid and gid (when root) and `umask`.
+fn as_owner<T>(
+    owner: &privilege::Account,
+    umask: u32,
+    f: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    use nix::sys::stat::{umask as set_umask, Mode};
+    use nix::unistd::{getegid, geteuid, setegid, seteuid, Gid, Uid};
+    let old_mask = set_umask(Mode::from_bits_truncate(umask as _));
+    let switch = privilege::is_root() && owner.uid != 0;
+    let (euid, egid) = (geteuid(), getegid());
+    let result = if switch {
+        match setegid(Gid::from_raw(owner.gid)).and_then(|()| seteuid(Uid::from_raw(owner.uid))) {
+            Ok(()) => {
+                let r = f();
+                // Back to root before anything else runs.
+                if let Err(e) = seteuid(euid).and_then(|()| setegid(egid)) {
+                    common::fatal!("cannot restore root's ids after binding a socket: {e}");
+                }
+                r
+            }
+            Err(e) => {
+                let _ = seteuid(euid);
+                let _ = setegid(egid);
+                Err(e.into())
+            }
+        }
+    } else {
+        f()
+    };
+    set_umask(old_mask);
+    result
 }
 
 fn describe(def: &Service, bound: &Bound) -> Vec<String> {
@@ -456,7 +607,7 @@ fn spawn_missing(
     cfg: &Config,
     dir: &Path,
     target: &Target,
-    pipe: i32,
+    pipes: [i32; 2],
 ) {
     if svc.throttled_until.is_some_and(|t| Instant::now() < t) {
         return;
@@ -474,14 +625,16 @@ fn spawn_missing(
         return; // one qmgr at a time: the new one starts when the old has gone
     }
     for _ in live_current..svc.def.maxproc as usize {
-        match spawn(svc, cfg, dir, target, pipe) {
+        match spawn(svc, cfg, dir, target, pipes) {
             Ok(pid) => {
                 procs.insert(
                     pid,
                     Proc {
                         key: key.clone(),
                         generation: svc.generation,
-                        started: Instant::now(),
+                        available: false,
+                        config_error: false,
+                        served: 0,
                     },
                 );
             }
@@ -497,7 +650,13 @@ fn spawn_missing(
     }
 }
 
-fn spawn(svc: &Svc, cfg: &Config, dir: &Path, target: &Target, pipe: i32) -> io::Result<i32> {
+fn spawn(
+    svc: &Svc,
+    cfg: &Config,
+    dir: &Path,
+    target: &Target,
+    [pipe, status]: [i32; 2],
+) -> io::Result<i32> {
     let (path, name) = program(cfg, &svc.def.command);
     let fds = svc.bound.fds();
     let mut cmd = Command::new(&path);
@@ -534,12 +693,13 @@ fn spawn(svc: &Svc, cfg: &Config, dir: &Path, target: &Target, pipe: i32) -> io:
         },
     )
     .env("POSTHORN_MASTER_FD", pipe.to_string())
+    .env("POSTHORN_STATUS_FD", status.to_string())
     .env("POSTHORN_LOG", target.env_value())
     .stdin(std::process::Stdio::null())
     .process_group(0);
     // The descriptors survive exec only for the duration of this spawn; the
     // process is single-threaded here, so no other spawn can race.
-    let inherit: Vec<i32> = fds.iter().copied().chain([pipe]).collect();
+    let inherit: Vec<i32> = fds.iter().copied().chain([pipe, status]).collect();
     for fd in &inherit {
         privilege::set_inheritable(*fd, true)?;
     }
@@ -554,7 +714,7 @@ fn throttle(svc: &mut Svc) {
     svc.fail_streak += 1;
     let wait = Duration::from_millis(250u64 << svc.fail_streak.min(8)).min(MAX_THROTTLE);
     warning!(
-        "service {} ({}): throttling for {}s after failures",
+        "service {} ({}): bad command startup -- throttling for {}s",
         svc.def.name,
         svc.def.command,
         wait.as_secs_f32()
@@ -569,9 +729,11 @@ fn reap(procs: &mut HashMap<i32, Proc>, svcs: &mut HashMap<String, Svc>, stoppin
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(s) => s,
         };
-        let (pid, how) = match status {
-            WaitStatus::Exited(pid, code) => (pid, format!("exit status {code}")),
-            WaitStatus::Signaled(pid, sig, _) => (pid, format!("killed by signal {}", sig as i32)),
+        let (pid, how, code) = match status {
+            WaitStatus::Exited(pid, code) => (pid, format!("exit status {code}"), Some(code)),
+            WaitStatus::Signaled(pid, sig, _) => {
+                (pid, format!("killed by signal {}", sig as i32), None)
+            }
             _ => continue,
         };
         let Some(p) = procs.remove(&pid.as_raw()) else {
@@ -583,8 +745,21 @@ fn reap(procs: &mut HashMap<i32, Proc>, svcs: &mut HashMap<String, Svc>, stoppin
         if stopping || p.generation != svc.generation {
             continue;
         }
-        warning!("process posthorn-{} pid {pid} {how}", svc.def.command);
-        if p.started.elapsed() < YOUNG {
+        warning!(
+            "process posthorn-{} pid {pid} {how}{}",
+            svc.def.command,
+            if p.config_error {
+                " (configuration error)"
+            } else if p.available {
+                ""
+            } else {
+                " before it started serving"
+            }
+        );
+        // Postfix throttles only a process that served nothing (use count
+        // 0); here: one that never became available, or could not use its
+        // configuration. Anything else is replaced at once.
+        if p.config_error || code == Some(EX_CONFIG) || !p.available {
             throttle(svc);
         } else {
             svc.fail_streak = 0;
