@@ -1,14 +1,13 @@
-//! Delivery slots: threads that each hold a connection to a delivery agent.
+//! Talking to delivery agents: one request at a time per connection.
 //!
-//! Owns talking to `private/local`: one request at a time per connection,
-//! reconnecting when the agent restarts. The main loop hands jobs in through a
-//! shared channel and is woken (mio Waker) for each result. The number of
-//! slots is the maxproc of the transport's master.cf entry, so every slot has
-//! an agent process to talk to.
+//! Owns the request/reply exchange with `private/local`, run as jobs on the
+//! server skeleton's pool (common::server::Pool) whose size is the maxproc of
+//! the transport's master.cf entry, so every job has an agent process to
+//! talk to. Connections are cached between requests and reopened when the
+//! agent restarts.
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,49 +28,23 @@ pub struct Done {
 /// How long an agent may take for one request before we give up on it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Start `n` slots for the agent at `socket`.
-pub fn start(
-    n: usize,
-    socket: PathBuf,
-    jobs: Arc<Mutex<Receiver<Job>>>,
-    done: Sender<Done>,
-    waker: Arc<mio::Waker>,
-) {
-    for i in 0..n {
-        let (socket, jobs, done, waker) = (
-            socket.clone(),
-            Arc::clone(&jobs),
-            done.clone(),
-            Arc::clone(&waker),
-        );
-        let spawned = std::thread::Builder::new()
-            .name(format!("slot-{i}"))
-            .spawn(move || {
-                let mut conn: Option<UnixStream> = None;
-                loop {
-                    let job = {
-                        let Ok(rx) = jobs.lock() else { return };
-                        match rx.recv() {
-                            Ok(j) => j,
-                            Err(_) => return, // main loop is gone
-                        }
-                    };
-                    let results = deliver(&mut conn, &socket, &job.req);
-                    if done
-                        .send(Done {
-                            queue_id: job.req.queue_id.clone(),
-                            results,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                    let _ = waker.wake();
-                }
-            });
-        if let Err(e) = spawned {
-            common::fatal!("cannot start delivery slot: {e}");
+/// Connections to the agent, kept between requests. At most one per pool
+/// thread is in use, so there are never more than the agent has processes.
+pub type Connections = Arc<Mutex<Vec<UnixStream>>>;
+
+/// Deliver one request (on a pool thread): take a cached connection or open
+/// one, and put it back when it is still good.
+pub fn run(conns: &Connections, socket: &PathBuf, job: Job) -> Done {
+    let mut conn = conns.lock().ok().and_then(|mut v| v.pop());
+    let results = deliver(&mut conn, socket, &job.req);
+    if let Some(c) = conn {
+        if let Ok(mut v) = conns.lock() {
+            v.push(c);
         }
+    }
+    Done {
+        queue_id: job.req.queue_id,
+        results,
     }
 }
 
@@ -133,15 +106,19 @@ fn deliver(
 }
 
 /// Is the agent at the other end still there (no end of file pending)?
+/// One non-blocking peek: nothing to read means alive.
 fn alive(s: &UnixStream) -> bool {
-    use std::io::Read;
-    if s.set_nonblocking(true).is_err() {
-        return false;
-    }
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
     let mut b = [0u8; 1];
-    let r = (&*s).read(&mut b);
-    let ok = s.set_nonblocking(false).is_ok();
-    ok && matches!(r, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    matches!(
+        recv(
+            s.as_raw_fd(),
+            &mut b,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Err(nix::errno::Errno::EAGAIN)
+    )
 }
 
 /// The reply must answer exactly the recipients asked about.

@@ -22,29 +22,23 @@ mod agents;
 mod bounce;
 pub mod queue;
 
-use std::collections::HashMap;
-use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use mio::net::{UnixListener, UnixStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::Token;
 
 use common::addr::Domains;
 use common::daemon::{self, Listener};
+use common::server::{Limits, LocalCounter, Next, Peer, Refusal, Server, Service, Spawner};
 use common::spool::Spool;
 use common::{info, warning};
 
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
 /// How often incoming/ is rescanned without a wake-up.
 const INCOMING_RESCAN: Duration = Duration::from_secs(5);
-/// How long a stopping qmgr waits for deliveries in flight.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Most wake-up connections held open at once.
 const MAX_WAKE_CONNECTIONS: usize = 256;
+/// The pool key of delivery jobs (no connection has it).
+const DELIVERY: Token = Token(usize::MAX - 8);
 
 /// The program's entry point (posthorn-qmgr).
 pub fn main() {
@@ -54,24 +48,23 @@ pub fn main() {
         stop,
         ..
     } = daemon::start("qmgr");
-    let Listener::Unix(listener) = listener else {
-        common::fatal!("qmgr must be a unix service in master.cf");
-    };
+    if !matches!(listener, Listener::Unix(_)) {
+        common::config_fatal!("qmgr must be a unix service in master.cf");
+    }
     let cfg = &config;
     let settings = match queue::Settings::from_config(cfg) {
         Ok(s) => s,
-        Err(e) => common::fatal!("{e}"),
+        Err(e) => common::config_fatal!("{e}"),
     };
-    let run_delay = cfg
-        .time("queue_run_delay")
-        .unwrap_or(Duration::from_secs(300));
+    // validate() in daemon::start checked it parses.
+    let run_delay = cfg.time("queue_run_delay").unwrap_or_default();
     let slots = local_slots(cfg);
     let spool = Spool::new(cfg.queue_dir());
-    let mut qm = queue::QueueManager::new(spool.clone(), settings, Domains::from_config(cfg));
+    let qm = queue::QueueManager::new(spool.clone(), settings, Domains::from_config(cfg));
     qm.recover();
 
-    if let Err(e) = run(&stop, listener, &mut qm, slots, run_delay) {
-        common::fatal!("event loop: {e}");
+    if let Err(e) = run(&stop, listener, qm, slots, run_delay) {
+        common::fatal!("{e}");
     }
 }
 
@@ -100,132 +93,132 @@ fn local_slots(cfg: &common::config::Config) -> usize {
 
 fn run(
     stop: &AtomicBool,
-    listener: std::os::unix::net::UnixListener,
-    qm: &mut queue::QueueManager,
+    listener: Listener,
+    qm: queue::QueueManager,
     slots: usize,
     run_delay: Duration,
-) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let mut listener = UnixListener::from_std(listener);
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-
-    let (job_tx, job_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel();
-    agents::start(
-        slots,
-        qm.spool.private("local"),
-        Arc::new(Mutex::new(job_rx)),
-        done_tx,
-        Arc::clone(&waker),
-    );
+) -> Result<(), common::server::ServerError> {
+    let server = Server::<Qmgr>::new(slots)?;
+    let mut q = Qmgr {
+        local: qm.spool.private("local"),
+        qm,
+        conns: agents::Connections::default(),
+        spawner: server.pool().spawner(),
+        jobs: Vec::new(),
+        wake: true,
+        last_incoming: Instant::now(),
+        last_deferred: None,
+        run_delay,
+        in_flight: 0,
+    };
     info!("started: {slots} delivery slots for local");
+    let limits = Limits {
+        // smtpd keeps its wake-up connection for its whole life.
+        idle: Duration::from_secs(365 * 24 * 3600),
+        max_connections: MAX_WAKE_CONNECTIONS,
+        ..Limits::default()
+    };
+    server.run(
+        listener,
+        &mut q,
+        &limits,
+        &mut LocalCounter::default(),
+        stop,
+    )?;
+    info!("stopping with {} deliveries in flight", q.in_flight);
+    Ok(())
+}
 
-    let mut conns: HashMap<Token, UnixStream> = HashMap::new();
-    let mut next_token = 2usize;
-    let mut events = Events::with_capacity(256);
-    let mut jobs = Vec::new();
-    let mut wake = true;
-    let mut last_incoming = Instant::now();
-    let mut last_deferred: Option<Instant> = None;
-    let mut in_flight = 0usize;
-    let mut buf = [0u8; 512];
+/// qmgr on the server skeleton: wake-up connections in, deliveries on the
+/// pool, scans once per loop round.
+struct Qmgr {
+    qm: queue::QueueManager,
+    local: std::path::PathBuf,
+    conns: agents::Connections,
+    spawner: Spawner<Token, agents::Done>,
+    jobs: Vec<agents::Job>,
+    wake: bool,
+    last_incoming: Instant,
+    last_deferred: Option<Instant>,
+    run_delay: Duration,
+    in_flight: usize,
+}
 
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            // Let deliveries in flight finish (and be recorded) for a moment,
-            // so a reload or stop does not deliver them twice.
-            let t = Instant::now();
-            while in_flight > 0 && t.elapsed() < STOP_GRACE {
-                match done_rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(d) => {
-                        in_flight -= 1;
-                        qm.done(&d.queue_id, d.results);
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+impl Service for Qmgr {
+    type Conn = ();
+    type Done = agents::Done;
+
+    fn open(&mut self, _peer: Peer, _out: &mut Vec<u8>) -> ((), Next<agents::Done>) {
+        ((), Next::Continue)
+    }
+
+    fn refuse(&mut self, _peer: Peer, _why: Refusal, _out: &mut Vec<u8>) {
+        // Dropped: the client reconnects next time. Look anyway.
+        self.wake = true;
+    }
+
+    fn input(&mut self, _c: &mut (), _data: &[u8], _out: &mut Vec<u8>) -> Next<agents::Done> {
+        self.wake = true;
+        Next::Continue
+    }
+
+    fn done(&mut self, _c: &mut (), r: agents::Done, _out: &mut Vec<u8>) -> Next<agents::Done> {
+        self.orphan(r);
+        Next::Continue
+    }
+
+    fn resume(&mut self, _c: &mut (), _out: &mut Vec<u8>) -> Next<agents::Done> {
+        Next::Continue
+    }
+
+    fn timed_out(&mut self, _c: &mut (), _out: &mut Vec<u8>) {}
+
+    fn stopping(&mut self, _c: &mut (), _out: &mut Vec<u8>) -> bool {
+        true
+    }
+
+    fn closed(&mut self, _c: (), _lost: bool) {}
+
+    /// A delivery finished: record it. A finished message may have made
+    /// room, or queued a bounce: look again.
+    fn orphan(&mut self, d: agents::Done) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.qm.done(&d.queue_id, d.results);
+        self.wake = true;
+    }
+
+    /// Deliveries in flight are waited for (a while) when stopping, so a
+    /// reload or stop does not deliver them twice.
+    fn busy(&self) -> bool {
+        self.in_flight > 0
+    }
+
+    fn tick(&mut self, stopping: bool) {
+        if stopping {
+            return;
+        }
+        if self.wake || self.last_incoming.elapsed() >= INCOMING_RESCAN {
+            self.wake = false;
+            self.last_incoming = Instant::now();
+            self.qm.scan_incoming(&mut self.jobs);
+        }
+        if self
+            .last_deferred
+            .is_none_or(|t| t.elapsed() >= self.run_delay)
+        {
+            self.last_deferred = Some(Instant::now());
+            self.qm.scan_deferred(&mut self.jobs);
+        }
+        for job in self.jobs.drain(..) {
+            let (conns, local) = (self.conns.clone(), self.local.clone());
+            self.in_flight += 1;
+            if self
+                .spawner
+                .submit(DELIVERY, Box::new(move || agents::run(&conns, &local, job)))
+                .is_err()
+            {
+                common::fatal!("delivery pool is gone");
             }
-            info!("stopping with {in_flight} deliveries in flight");
-            return Ok(());
-        }
-        if wake || last_incoming.elapsed() >= INCOMING_RESCAN {
-            wake = false;
-            last_incoming = Instant::now();
-            qm.scan_incoming(&mut jobs);
-        }
-        if last_deferred.is_none_or(|t| t.elapsed() >= run_delay) {
-            last_deferred = Some(Instant::now());
-            qm.scan_deferred(&mut jobs);
-        }
-        for job in jobs.drain(..) {
-            in_flight += 1;
-            if job_tx.send(job).is_err() {
-                common::fatal!("delivery slots are gone");
-            }
-        }
-        let timeout = Duration::from_millis(500);
-        match poll.poll(&mut events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        for ev in events.iter() {
-            match ev.token() {
-                LISTENER => loop {
-                    match listener.accept() {
-                        Ok((mut s, _)) => {
-                            if conns.len() >= MAX_WAKE_CONNECTIONS {
-                                wake = true;
-                                continue; // dropped: the client reconnects next time
-                            }
-                            let t = Token(next_token);
-                            next_token += 1;
-                            poll.registry().register(&mut s, t, Interest::READABLE)?;
-                            conns.insert(t, s);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            warning!("accept: {e}");
-                            break;
-                        }
-                    }
-                },
-                WAKER => {}
-                t => {
-                    let mut close = false;
-                    if let Some(s) = conns.get_mut(&t) {
-                        loop {
-                            match s.read(&mut buf) {
-                                Ok(0) => {
-                                    close = true;
-                                    break;
-                                }
-                                Ok(_) => wake = true,
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                Err(_) => {
-                                    close = true;
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    if close {
-                        if let Some(mut s) = conns.remove(&t) {
-                            let _ = poll.registry().deregister(&mut s);
-                        }
-                    }
-                }
-            }
-        }
-        while let Ok(d) = done_rx.try_recv() {
-            in_flight = in_flight.saturating_sub(1);
-            qm.done(&d.queue_id, d.results);
-            // A finished message may have made room, or queued a bounce.
-            wake = true;
         }
     }
 }

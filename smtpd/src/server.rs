@@ -261,7 +261,7 @@ impl Service for Smtpd {
         }
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self, _stopping: bool) {
         if std::mem::take(&mut self.committed) {
             self.notifier.notify();
         }

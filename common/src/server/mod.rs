@@ -108,8 +108,15 @@ pub trait Service {
     fn closed(&mut self, c: Self::Conn, lost: bool);
     /// A job finished after its connection had closed.
     fn orphan(&mut self, r: Self::Done);
-    /// Called once per loop round, after all events (batch work).
-    fn tick(&mut self) {}
+    /// Called once per loop round, after all events (batch work, and work
+    /// of the service's own, such as qmgr's scans). `stopping`: the daemon
+    /// is stopping; start nothing new.
+    fn tick(&mut self, _stopping: bool) {}
+    /// Work of the service's own is in flight: a stopping loop waits for it
+    /// (up to the grace period).
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// Limits of one daemon's connections.
@@ -370,7 +377,7 @@ impl<S: Service> Server<S> {
                 }
             }
             if let Some(t) = stop_at {
-                if lp.conns.is_empty() || t.elapsed() > STOP_GRACE {
+                if (lp.conns.is_empty() && !service.busy()) || t.elapsed() > STOP_GRACE {
                     let tokens: Vec<Token> = lp.conns.keys().copied().collect();
                     for t in tokens {
                         lp.close(t, service, counter, false);
@@ -422,7 +429,7 @@ impl<S: Service> Server<S> {
             }
             lp.resume_paused(service, counter)?;
             lp.expire(service, counter);
-            service.tick();
+            service.tick(stop_at.is_some());
             lp.report();
         }
     }

@@ -121,6 +121,14 @@ impl<K: Send + 'static, R: Send + 'static> Pool<K, R> {
 pub struct Spawner<K, R>(Sender<Work<K, R>>);
 
 impl<K, R> Spawner<K, R> {
+    /// Run `job`; its result comes back to the loop under `key` (a key no
+    /// connection has reaches `Service::orphan`).
+    pub fn submit(&self, key: K, job: Job<R>) -> Result<(), PoolGone> {
+        self.0
+            .send(Work::WithResult(key, job))
+            .map_err(|_| PoolGone)
+    }
+
     /// Run `job` when a thread is free; nothing comes back.
     pub fn background(&self, job: Job<()>) -> Result<(), PoolGone> {
         self.0.send(Work::Background(job)).map_err(|_| PoolGone)
