@@ -10,6 +10,9 @@
 //! -t inet|unix [-u] [-o name=value]...` with `-u` meaning "unprivileged: drop
 //! to mail_owner". Environment: `POSTHORN_LISTEN_FD` (the listener),
 //! `POSTHORN_MASTER_FD` (a pipe whose end of file means master is gone),
+//! `POSTHORN_STATUS_FD` (the status pipe to master, common::status: the
+//! worker reports `Available` once started, `ConfigError` before exiting
+//! on a configuration error),
 //! `POSTHORN_LOG` (stderr, syslog, or file:PATH).
 //!
 //! Diagnostics: configuration errors are fatal with file and line; the
@@ -148,6 +151,8 @@ pub fn start(program: &str) -> Worker {
         }
     }
     watch_master(Arc::clone(&stop));
+    // Started: from now on a death is not a crash loop (master/src/lib.rs).
+    crate::status::report(crate::status::Status::Available);
     Worker {
         config,
         service: wa.service,

@@ -4,6 +4,7 @@
 
 mod crash;
 mod harness;
+mod skeleton;
 
 use std::io::Read;
 use std::process::Command;
