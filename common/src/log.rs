@@ -247,9 +247,24 @@ macro_rules! config_fatal {
     }};
 }
 
-/// `name/program[pid]` with the pid of now: a daemon forks after init.
+/// This process's pid, looked up once (getpid per log line showed in
+/// profiles); `after_fork` resets it.
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A process that forked after `init` (master detaching) calls this.
+pub fn after_fork() {
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `name/program[pid]`.
 fn tag_now(tag: &str) -> String {
-    format!("{tag}[{}]", std::process::id())
+    use std::sync::atomic::Ordering;
+    let mut pid = PID.load(Ordering::Relaxed);
+    if pid == 0 {
+        pid = std::process::id();
+        PID.store(pid, Ordering::Relaxed);
+    }
+    format!("{tag}[{pid}]")
 }
 
 #[cfg(test)]

@@ -284,6 +284,7 @@ pub fn run(opts: &Options, ready: impl FnOnce(&[String])) -> Result<(), MasterEr
             what: "cannot detach",
             err,
         })?;
+        common::log::after_fork();
     }
     write_pid(&lock)?;
     // The write end stays here (close-on-exec); workers see EOF when master dies.
