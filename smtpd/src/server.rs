@@ -374,6 +374,7 @@ pub fn run(
             if let Some(c) = conns.get_mut(&d.token) {
                 c.committing = false;
                 let step = c.session.commit_done(d.result, policy, &mut c.sink);
+                let step = no_pause(c, step, policy);
                 handle_step(c, d.token, step, &job_tx);
                 drive(&mut conns, d.token, policy, &mut buf, &job_tx);
                 flush_or_close(&mut conns, d.token, &mut per_ip, &poll);
@@ -403,9 +404,19 @@ pub fn run(
     }
 }
 
+/// This loop has no timers for Step::Pause (the shared server skeleton that
+/// replaces it does): resume at once, without the error delay.
+fn no_pause(c: &mut Conn, mut step: Step, policy: &mut dyn Policy) -> Step {
+    while let Step::Pause(_) = step {
+        step = c.session.resume(policy, &mut c.sink);
+    }
+    step
+}
+
 fn handle_step(c: &mut Conn, token: Token, step: Step, jobs: &Sender<CommitJob>) {
     match step {
-        Step::Continue => {}
+        // Settled by no_pause before we get here.
+        Step::Continue | Step::Pause(_) => {}
         Step::Close => c.closing = true,
         Step::Commit => {
             if c.committing {
@@ -456,6 +467,7 @@ fn drive(
             Ok(n) => {
                 c.last_active = Instant::now();
                 let step = c.session.input(&buf[..n], policy, &mut c.sink);
+                let step = no_pause(c, step, policy);
                 handle_step(c, token, step, jobs);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
