@@ -81,7 +81,7 @@ params! {
     "smtpd_banner" = "$myhostname ESMTP $mail_name";
         "The text after 220 in the SMTP greeting.";
     "smtpd_recipient_limit" = "1000";
-        "The most recipients smtpd accepts in one message.";
+        "The most recipients smtpd accepts in one message; 0 means no limit.";
     "smtpd_timeout" = "300s";
         "How long smtpd waits for the client to send a command or a piece of the message before it says 421 and closes.";
     "smtpd_recipient_overshoot_limit" = "1000";

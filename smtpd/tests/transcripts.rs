@@ -313,9 +313,20 @@ fn show(line: &str) -> String {
     }
 }
 
+/// What the settings at the top of a transcript say.
+struct Settings {
+    /// main.cf (name, value) pairs, applied after `BASE_MAIN_CF`.
+    params: Vec<(String, String)>,
+    client: IpAddr,
+    /// The users file text.
+    users: String,
+    /// The first line that is not a setting.
+    first: usize,
+}
+
 /// Read the settings at the top of a transcript: main.cf parameters, the
-/// client address, extra users. Returns them and the first other line.
-fn settings(lines: &[&str]) -> Result<(Vec<(String, String)>, IpAddr, String, usize), SetupError> {
+/// client address, extra users.
+fn settings(lines: &[&str]) -> Result<Settings, SetupError> {
     let mut params = Vec::new();
     let mut client: IpAddr = "192.0.2.1".parse().expect("a literal address");
     let mut users = BASE_USERS.to_string();
@@ -352,7 +363,12 @@ fn settings(lines: &[&str]) -> Result<(Vec<(String, String)>, IpAddr, String, us
         }
         i += 1;
     }
-    Ok((params, client, users, i))
+    Ok(Settings {
+        params,
+        client,
+        users,
+        first: i,
+    })
 }
 
 fn run_transcript(path: &Path, bytewise: bool) -> Result<Vec<String>, SetupError> {
@@ -362,7 +378,12 @@ fn run_transcript(path: &Path, bytewise: bool) -> Result<Vec<String>, SetupError
 
 fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, SetupError> {
     let lines: Vec<&str> = text.lines().collect();
-    let (params, client_addr, users, first) = settings(&lines)?;
+    let Settings {
+        params,
+        client: client_addr,
+        users,
+        first,
+    } = settings(&lines)?;
     let setup = Setup::new(&params, &users)?;
     let Setup { _dir, cfg, policy } = setup;
     let client = Client {
@@ -567,4 +588,34 @@ fn runner_fails_on_mismatch() {
     // The last-but-one case passes once the pause is expected.
     let ok = "@set smtpd_soft_error_limit = 0\nS: 220 *\nC: FOO\nS: 500 5.5.2 Error: command not recognized\nP: 1s\n";
     assert!(run_text("inline", ok, false).is_ok());
+}
+
+/// Step::Pause as the event loop sees it: the reply to the error is in
+/// `out`, the session is busy, input given meanwhile is only buffered, and
+/// `resume` carries on with all of it.
+#[test]
+fn pause_holds_input_until_resume() {
+    let params = [("smtpd_soft_error_limit".to_string(), "0".to_string())];
+    let Setup { _dir, cfg, policy } = Setup::new(&params, BASE_USERS).expect("setup");
+    let mut policy = policy;
+    let mut sink = MemSink::default();
+    let client = Client {
+        addr: Some("192.0.2.1".parse().expect("a literal address")),
+        name: "unknown".into(),
+        trusted: false,
+    };
+    let mut s = Session::new(Arc::new(cfg), client);
+    s.greet();
+    s.out.clear();
+    let step = s.input(b"FOO\r\nNOOP\r\n", &mut policy, &mut sink);
+    assert_eq!(step, Step::Pause(std::time::Duration::from_secs(1)));
+    assert!(s.busy());
+    assert_eq!(s.out, b"500 5.5.2 Error: command not recognized\r\n");
+    let step = s.input(b"NOOP\r\n", &mut policy, &mut sink);
+    assert_eq!(step, Step::Pause(std::time::Duration::from_secs(1)));
+    assert_eq!(s.out, b"500 5.5.2 Error: command not recognized\r\n");
+    s.out.clear();
+    assert_eq!(s.resume(&mut policy, &mut sink), Step::Continue);
+    assert!(!s.busy());
+    assert_eq!(s.out, b"250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
 }
