@@ -10,7 +10,9 @@
 //! send to whom), server.rs (the event loop and durable commits).
 //!
 //! Parameters: myhostname, smtpd_banner, mail_name, message_size_limit,
-//! smtpd_recipient_limit, smtpd_timeout, smtpd_hard_error_limit,
+//! smtpd_recipient_limit, smtpd_recipient_overshoot_limit, smtpd_timeout,
+//! smtpd_soft_error_limit, smtpd_error_sleep_time, smtpd_hard_error_limit,
+//! smtpd_junk_command_limit,
 //! smtpd_client_connection_count_limit, smtpd_max_connections,
 //! smtpd_vrfy_reply, smtpd_forbid_bare_newline, mynetworks,
 //! virtual_mailbox_domains, virtual_mailbox_maps, mydestination,
@@ -49,14 +51,21 @@ pub fn main() {
         Ok(n) => n,
         Err(e) => common::config_fatal!("mynetworks: {e}"),
     };
-    // validate() in daemon::start checked these parse.
+    // The defaults live in common::params; a bad value is a config error.
+    let int = |name: &str| match cfg.int(name) {
+        Ok(v) => v,
+        Err(e) => common::config_fatal!("{e}"),
+    };
     let limits = Limits {
-        idle: cfg.time("smtpd_timeout").unwrap_or_default(),
+        idle: match cfg.time("smtpd_timeout") {
+            Ok(t) => t,
+            Err(e) => common::config_fatal!("{e}"),
+        },
         total: None,
-        per_client: cfg
-            .int("smtpd_client_connection_count_limit")
-            .unwrap_or_default() as u32,
-        max_connections: cfg.int("smtpd_max_connections").unwrap_or_default().max(1) as usize,
+        per_client: u32::try_from(int("smtpd_client_connection_count_limit")).unwrap_or(u32::MAX),
+        max_connections: usize::try_from(int("smtpd_max_connections"))
+            .unwrap_or(usize::MAX)
+            .max(1),
         ..Limits::default()
     };
     let policy = policy::AccessPolicy {

@@ -3,7 +3,12 @@
 //! Owns the RCPT decision: a recipient in virtual_mailbox_domains must be in
 //! the users file, one in mydestination must be a system user, and any other
 //! domain is accepted only from clients in mynetworks (relay control).
+//! `postmaster`, bare or at any domain we are final destination for, is
+//! always accepted (RFC 5321 4.5.1), whether or not such a user exists.
 //! Does not own syntax (proto) or the session (session.rs).
+//!
+//! Standards: RFC 5321 4.5.1 (postmaster), 3.6.2 (relaying only for
+//! clients we know).
 //!
 //! Reply texts are Postfix's, so fail2ban filters and administrators'
 //! habits carry over:
@@ -29,6 +34,9 @@ pub struct AccessPolicy {
 
 impl Policy for AccessPolicy {
     fn check_recipient(&mut self, client: Option<IpAddr>, rcpt: &str) -> Result<(), Reply> {
+        if self.is_postmaster(rcpt) {
+            return Ok(());
+        }
         let key = addr::lookup_key(rcpt, &self.domains.delimiter);
         match self.domains.route(rcpt) {
             Route::Virtual => {
@@ -76,5 +84,16 @@ impl Policy for AccessPolicy {
 
     fn trusted(&self, client: Option<IpAddr>) -> bool {
         client.is_some_and(|ip| self.mynetworks.contains(ip))
+    }
+}
+
+impl AccessPolicy {
+    /// RFC 5321 4.5.1: `<postmaster>` without a domain, and `postmaster@D`
+    /// for every domain D we deliver (virtual_mailbox_domains, mydestination),
+    /// local part matched without regard to case.
+    fn is_postmaster(&self, rcpt: &str) -> bool {
+        let (local, _) = addr::split(rcpt);
+        // A bare address routes as System, so it is covered here too.
+        local.eq_ignore_ascii_case("postmaster") && self.domains.route(rcpt) != Route::Remote
     }
 }

@@ -165,6 +165,7 @@ impl Smtpd {
         match step {
             Step::Continue => Next::Continue,
             Step::Close => Next::Close,
+            Step::Pause(d) => Next::Pause(d),
             Step::Commit => match c.sink.writer.take() {
                 Some(writer) => Next::Run(Box::new(move || {
                     writer
@@ -226,7 +227,7 @@ impl Service for Smtpd {
     }
 
     fn resume(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<Committed> {
-        let step = c.session.input(&[], &mut self.policy, &mut c.sink);
+        let step = c.session.resume(&mut self.policy, &mut c.sink);
         self.next(c, step, out)
     }
 

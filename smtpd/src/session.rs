@@ -5,17 +5,24 @@
 //! and the Received: header. Does no I/O: policy decisions are asked of a
 //! `Policy`, message bytes go to a `Sink`, replies accumulate in `out` for the
 //! caller to send, and committing the queue file is the caller's job
-//! (`Step::Commit`, then `commit_done`). Transcript tests drive it directly.
+//! (`Step::Commit`, then `commit_done`), as is waiting out the delay that
+//! slows down a client making many errors (`Step::Pause`, then `resume`).
+//! Transcript tests drive it directly.
 //!
-//! Standards: RFC 5321 (3.3 mail transactions, 4.1.1 commands, 4.1.4 order,
-//! 4.4 trace information, 4.5.3.1 limits), RFC 1870 (SIZE), RFC 2920
-//! (PIPELINING), RFC 3030 (CHUNKING), RFC 6531 (SMTPUTF8), RFC 2034 / 3463.
+//! Standards: RFC 5321 (3.3 mail transactions, 4.1.1 commands, 4.1.3
+//! address literals, 4.1.4 order, 4.4 trace information, 4.5.1 postmaster,
+//! 4.5.3.1 limits), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
+//! (CHUNKING), RFC 6531 (SMTPUTF8), RFC 2034 / 3463.
 //!
 //! Security: input is bounded (command lines by LineBuffer, messages by
-//! message_size_limit while streaming, recipients by smtpd_recipient_limit);
-//! only CRLF.CRLF ends DATA, and with smtpd_forbid_bare_newline a message
-//! with bare LF/CR from outside mynetworks is refused, so SMTP smuggling
-//! cannot split one message into two here or downstream.
+//! message_size_limit while streaming, recipients by smtpd_recipient_limit
+//! and smtpd_recipient_overshoot_limit, errors by smtpd_hard_error_limit,
+//! NOOP/VRFY/RSET by smtpd_junk_command_limit); only CRLF.CRLF ends DATA,
+//! and with smtpd_forbid_bare_newline a message (DATA or BDAT) with bare LF
+//! from outside mynetworks is refused, so SMTP smuggling cannot split one
+//! message into two here or downstream. Past smtpd_soft_error_limit errors
+//! each error reply is held back by smtpd_error_sleep_time (Postfix's
+//! tarpit), without blocking the process.
 //!
 //! Diagnostics: NOQUEUE reject lines in Postfix's shape (fail2ban filters
 //! match them), `ID: client=...`, and the `disconnect from ... commands=N`
@@ -24,10 +31,13 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::spool::Envelope;
 use common::{info, warning};
-use proto::smtp::{self, BdatReceiver, Body, Command, DataReceiver, LineBuffer, Reply};
+use proto::smtp::{
+    self, BareLfScan, BdatReceiver, Body, Command, DataReceiver, Extensions, LineBuffer, Reply,
+};
 
 /// Settings a session needs, read once per process.
 #[derive(Debug, Clone)]
@@ -36,8 +46,13 @@ pub struct SmtpConfig {
     pub banner: String,
     pub mail_name: String,
     pub size_limit: u64,
+    /// smtpd_recipient_limit; 0 means no limit, as in Postfix.
     pub recipient_limit: usize,
+    pub recipient_overshoot_limit: usize,
+    pub soft_error_limit: u32,
+    pub error_sleep_time: Duration,
     pub hard_error_limit: u32,
+    pub junk_command_limit: u32,
     pub vrfy_disabled: bool,
     pub forbid_bare_newline: bool,
 }
@@ -51,12 +66,29 @@ impl SmtpConfig {
             banner: cfg.get("smtpd_banner"),
             mail_name: cfg.get("mail_name"),
             size_limit: cfg.int("message_size_limit")?,
-            recipient_limit: cfg.int("smtpd_recipient_limit")? as usize,
-            hard_error_limit: cfg.int("smtpd_hard_error_limit")? as u32,
+            recipient_limit: usize_param(cfg, "smtpd_recipient_limit")?,
+            recipient_overshoot_limit: usize_param(cfg, "smtpd_recipient_overshoot_limit")?,
+            soft_error_limit: u32_param(cfg, "smtpd_soft_error_limit")?,
+            error_sleep_time: cfg.time("smtpd_error_sleep_time")?,
+            hard_error_limit: u32_param(cfg, "smtpd_hard_error_limit")?,
+            junk_command_limit: u32_param(cfg, "smtpd_junk_command_limit")?,
             vrfy_disabled: cfg.get("smtpd_vrfy_reply").trim() == "502",
             forbid_bare_newline: cfg.bool("smtpd_forbid_bare_newline")?,
         })
     }
+}
+
+/// A count parameter; values past u32 are as good as no limit.
+fn u32_param(cfg: &common::config::Config, name: &str) -> Result<u32, common::config::ConfigError> {
+    Ok(u32::try_from(cfg.int(name)?).unwrap_or(u32::MAX))
+}
+
+/// A count parameter; values past usize are as good as no limit.
+fn usize_param(
+    cfg: &common::config::Config,
+    name: &str,
+) -> Result<usize, common::config::ConfigError> {
+    Ok(usize::try_from(cfg.int(name)?).unwrap_or(usize::MAX))
 }
 
 /// Access decisions, asked by the session (policy.rs has the real one).
@@ -86,6 +118,11 @@ pub enum Step {
     Commit,
     /// Send `out`, then close the connection.
     Close,
+    /// The client has made too many errors (smtpd_soft_error_limit): the
+    /// session stopped at the command that made the last one, keeping the
+    /// rest of its input, as after `Commit`. Hold back everything in `out`
+    /// and read nothing for this long, then call `resume`.
+    Pause(Duration),
 }
 
 /// The connecting client.
@@ -123,7 +160,12 @@ enum Mode {
 struct Transaction {
     from: Option<String>,
     smtputf8: bool,
+    /// Distinct recipients, in the order given.
     rcpts: Vec<String>,
+    /// RCPT commands accepted, duplicates included (smtpd_recipient_limit).
+    rcpt_count: usize,
+    /// RCPT commands refused for smtpd_recipient_limit.
+    overshoot: usize,
     /// BDAT chunks of this message have begun.
     bdat: bool,
     /// The sink has begun the message (queue id known).
@@ -131,7 +173,10 @@ struct Transaction {
     size: u64,
     too_big: bool,
     write_failed: bool,
+    /// A bare LF was in the content (DATA receiver or BDAT chunks).
     bare_newline: bool,
+    /// Bare LF across the chunks of a BDAT message.
+    bdat_lf: BareLfScan,
 }
 
 /// Per-command counters for the disconnect line.
@@ -185,7 +230,14 @@ pub struct Session {
     esmtp: bool,
     tx: Transaction,
     errors: u32,
+    /// NOOP, VRFY and RSET so far (smtpd_junk_command_limit).
+    junk: u32,
+    /// A BDAT chunk failed: skip chunks until BDAT LAST or RSET (Postfix's
+    /// SMTPD_BDAT_STAT_ERROR), so pipelined chunks get a reply each.
+    bdat_failed: bool,
     waiting_commit: bool,
+    /// A delay was asked for (`Step::Pause`) and `resume` not called yet.
+    pause: Option<Duration>,
     closing: bool,
     last_verb: &'static str,
     counters: Counters,
@@ -204,7 +256,10 @@ impl Session {
             esmtp: false,
             tx: Transaction::default(),
             errors: 0,
+            junk: 0,
+            bdat_failed: false,
             waiting_commit: false,
+            pause: None,
             closing: false,
             last_verb: "CONNECT",
             counters: Counters::default(),
@@ -227,9 +282,10 @@ impl Session {
         Step::Close
     }
 
-    /// Is the session waiting for a commit (don't feed input)?
+    /// Is the session waiting for a commit or a pause to end (don't feed
+    /// input)?
     pub fn busy(&self) -> bool {
-        self.waiting_commit
+        self.waiting_commit || self.pause.is_some()
     }
 
     /// The last command, for "lost connection after X" and time-outs.
@@ -277,9 +333,16 @@ impl Session {
     }
 
     /// Feed bytes from the client.
+    ///
+    /// While `busy()` the bytes are only buffered (in command mode, which is
+    /// the only mode a session waits in) and the pending step is returned.
     pub fn input(&mut self, data: &[u8], policy: &mut dyn Policy, sink: &mut dyn Sink) -> Step {
         if self.closing {
             return Step::Close;
+        }
+        if self.busy() {
+            self.lines.push(data);
+            return self.process(policy, sink);
         }
         match self.mode {
             Mode::Command => self.lines.push(data),
@@ -290,6 +353,13 @@ impl Session {
                 }
             }
         }
+        self.process(policy, sink)
+    }
+
+    /// The pause asked for by `Step::Pause` is over: carry on with the
+    /// buffered input.
+    pub fn resume(&mut self, policy: &mut dyn Policy, sink: &mut dyn Sink) -> Step {
+        self.pause = None;
         self.process(policy, sink)
     }
 
@@ -309,6 +379,9 @@ impl Session {
                     format!("Ok: queued as {id}"),
                 ));
                 self.counters.count(self.last_verb_lower(), true);
+                // Postfix forgives earlier errors once a message got through.
+                self.errors = 0;
+                self.junk = 0;
             }
             Err(e) => {
                 let id = self.tx.queue_id.clone().unwrap_or_else(|| "NOQUEUE".into());
@@ -319,7 +392,7 @@ impl Session {
                     "Insufficient system storage",
                 ));
                 self.counters.count(self.last_verb_lower(), false);
-                self.errors += 1;
+                self.count_error();
             }
         }
         self.tx = Transaction::default();
@@ -335,7 +408,7 @@ impl Session {
     }
 
     /// Run buffered command lines (and message bytes after DATA) until input
-    /// runs out, a commit is needed, or the session closes.
+    /// runs out, a commit or a pause is needed, or the session closes.
     fn process(&mut self, policy: &mut dyn Policy, sink: &mut dyn Sink) -> Step {
         loop {
             if self.closing {
@@ -344,9 +417,15 @@ impl Session {
             if self.waiting_commit {
                 return Step::Commit;
             }
+            if let Some(d) = self.pause {
+                return Step::Pause(d);
+            }
             if !matches!(self.mode, Mode::Command) {
                 let pending = self.lines.take_buffered();
-                if pending.is_empty() {
+                // RFC 3030 2: a chunk of size 0 (BDAT 0 LAST) is complete
+                // without any bytes.
+                let empty_chunk = matches!(&self.mode, Mode::Bdat { rx, .. } if rx.is_done());
+                if pending.is_empty() && !empty_chunk {
                     return Step::Continue;
                 }
                 let step = self.feed_message(&pending, sink);
@@ -367,10 +446,27 @@ impl Session {
         }
     }
 
-    /// A 4xx/5xx reply that counts toward smtpd_hard_error_limit.
+    /// A 4xx/5xx reply that counts toward the error limits.
     fn error_reply(&mut self, r: Reply) {
         self.reply(r);
-        self.errors += 1;
+        self.count_error();
+    }
+
+    /// One more error: past smtpd_soft_error_limit the replies so far are
+    /// held back for smtpd_error_sleep_time (Postfix's smtpd_chat_reply
+    /// sleeps; we ask the caller for a pause instead); at
+    /// smtpd_hard_error_limit the session ends.
+    fn count_error(&mut self) {
+        if self.closing {
+            return;
+        }
+        self.errors = self.errors.saturating_add(1);
+        if self.errors > self.cfg.soft_error_limit
+            && self.errors < self.cfg.hard_error_limit
+            && !self.cfg.error_sleep_time.is_zero()
+        {
+            self.pause = Some(self.cfg.error_sleep_time);
+        }
         if self.errors >= self.cfg.hard_error_limit {
             info!(
                 "too many errors after {} from {}",
@@ -387,7 +483,8 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8], policy: &mut dyn Policy, sink: &mut dyn Sink) {
-        let cmd = match smtp::parse_command(line) {
+        // DSN and AUTH are not advertised, so their parameters are refused.
+        let cmd = match smtp::parse_command_with(line, Extensions::BASE) {
             Ok(c) => c,
             Err(r) => {
                 self.last_verb = "UNKNOWN";
@@ -425,6 +522,14 @@ impl Session {
             Err(r) => {
                 self.counters.count(lower, false);
                 self.error_reply(r);
+            }
+        }
+        // Postfix's SMTPD_CMD_FLAG_LIMIT commands: past the junk limit each
+        // one is an error, so they cannot keep a session alive for ever.
+        if matches!(verb, "NOOP" | "VRFY" | "RSET") {
+            self.junk = self.junk.saturating_add(1);
+            if self.junk > self.cfg.junk_command_limit {
+                self.count_error();
             }
         }
     }
@@ -469,6 +574,7 @@ impl Session {
                         "Unsupported option: BODY=BINARYMIME",
                     ));
                 }
+                // RFC 1870 6.1: a declared size over the limit is refused now.
                 if let Some(size) = params.size {
                     if self.cfg.size_limit > 0 && size > self.cfg.size_limit {
                         return Err(Reply::new(
@@ -477,7 +583,16 @@ impl Session {
                             "Message size exceeds fixed limit",
                         ));
                     }
+                    // The parser saturates sizes past u64; no file holds that.
+                    if size == u64::MAX {
+                        return Err(Reply::new(
+                            552,
+                            Some("5.3.4"),
+                            "Message size exceeds file system imposed limit",
+                        ));
+                    }
                 }
+                self.bdat_failed = false;
                 self.tx = Transaction {
                     from: Some(from),
                     smtputf8: params.smtputf8,
@@ -490,8 +605,19 @@ impl Session {
                 if self.tx.from.is_none() {
                     return Err(bad_seq("need MAIL command"));
                 }
-                if self.tx.rcpts.len() >= self.cfg.recipient_limit {
-                    return Err(Reply::new(452, Some("4.5.3"), "Error: too many recipients"));
+                // RFC 5321 4.5.3.1.8: 452 for too many recipients. The first
+                // smtpd_recipient_overshoot_limit of these are not errors, so
+                // a client with a long list keeps its session and the
+                // recipients accepted so far (Postfix's rcpt_overshoot).
+                let limit = self.cfg.recipient_limit;
+                if limit > 0 && self.tx.rcpt_count >= limit {
+                    let too_many = Reply::new(452, Some("4.5.3"), "Error: too many recipients");
+                    self.tx.overshoot += 1;
+                    if self.tx.overshoot > self.cfg.recipient_overshoot_limit {
+                        return Err(too_many);
+                    }
+                    self.reply(too_many);
+                    return Ok(false);
                 }
                 if !self.tx.smtputf8 && !smtp::is_ascii_address(&to) {
                     return Err(Reply::new(
@@ -511,7 +637,19 @@ impl Session {
                     );
                     return Err(r);
                 }
-                self.tx.rcpts.push(to);
+                // RFC 5321 4.5.1: a bare <postmaster> is ours; record it with
+                // our domain, as Postfix appends $myorigin (= $myhostname).
+                let to = if to.eq_ignore_ascii_case("postmaster") {
+                    format!("postmaster@{}", self.cfg.myhostname)
+                } else {
+                    to
+                };
+                self.tx.rcpt_count += 1;
+                // Each distinct recipient once, as Postfix's cleanup does;
+                // every RCPT still gets its 250.
+                if !self.tx.rcpts.iter().any(|r| same_address(r, &to)) {
+                    self.tx.rcpts.push(to);
+                }
                 self.reply(Reply::new(250, Some("2.1.5"), "Ok"));
                 Ok(false)
             }
@@ -526,16 +664,26 @@ impl Session {
                 Ok(true)
             }
             Command::Bdat { size, last } => {
-                let refused = match self.check_can_send() {
-                    Err(r) => Some(r),
-                    Ok(()) if !self.tx.bdat => match self.begin_message(sink) {
+                let refused = if self.bdat_failed {
+                    // Postfix: after a failed chunk, skip chunks until LAST.
+                    self.bdat_failed = !last;
+                    Some(Reply::new(
+                        551,
+                        Some("5.0.0"),
+                        format!("Discarded {size} bytes after earlier error"),
+                    ))
+                } else {
+                    match self.check_can_send() {
                         Err(r) => Some(r),
-                        Ok(()) => {
-                            self.tx.bdat = true;
-                            None
-                        }
-                    },
-                    Ok(()) => None,
+                        Ok(()) if !self.tx.bdat => match self.begin_message(sink) {
+                            Err(r) => Some(r),
+                            Ok(()) => {
+                                self.tx.bdat = true;
+                                None
+                            }
+                        },
+                        Ok(()) => None,
+                    }
                 };
                 self.mode = Mode::Bdat {
                     rx: BdatReceiver::new(size),
@@ -642,16 +790,11 @@ impl Session {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let addr = self
-            .client
-            .addr
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "local".into());
         let mut h = format!(
-            "Received: from {} ({} [{}])\r\n\tby {} ({}) with {proto} id {id}",
+            "Received: from {} ({} {})\r\n\tby {} ({}) with {proto} id {id}",
             header_safe(&helo),
             self.client.name,
-            addr,
+            address_literal(self.client.addr),
             self.cfg.myhostname,
             self.cfg.mail_name,
         );
@@ -660,7 +803,6 @@ impl Session {
         }
         h.push_str(&format!("; {}\r\n", common::log::rfc5322_date(now)));
         self.tx.queue_id = Some(id);
-        self.tx.bare_newline = false;
         if let Err(e) = sink.write(h.as_bytes()) {
             self.tx.write_failed = true;
             warning!(
@@ -677,7 +819,8 @@ impl Session {
         let (consumed, done) = match &mut self.mode {
             Mode::Data(rx) => {
                 let p = rx.feed(data, &mut chunk);
-                if rx.bare_lf_seen() || rx.bare_cr_seen() {
+                // Only bare LF matters; a bare CR is accepted, as Postfix does.
+                if rx.bare_lf_seen() {
                     self.tx.bare_newline = true;
                 }
                 (p.consumed, p.done)
@@ -696,6 +839,12 @@ impl Session {
             }
         );
         if !discarding {
+            if matches!(self.mode, Mode::Bdat { .. }) {
+                self.tx.bdat_lf.scan(&chunk);
+                if self.tx.bdat_lf.seen() {
+                    self.tx.bare_newline = true;
+                }
+            }
             self.tx.size += chunk.len() as u64;
             if self.cfg.size_limit > 0 && self.tx.size > self.cfg.size_limit {
                 self.tx.too_big = true;
@@ -720,36 +869,18 @@ impl Session {
         if !done {
             return Step::Continue;
         }
-        let mode = std::mem::replace(&mut self.mode, Mode::Command);
-        let end_of_message = match mode {
-            Mode::Data(_) => true,
+        let (last, chunk_bytes) = match std::mem::replace(&mut self.mode, Mode::Command) {
+            Mode::Data(_) => (true, 0),
             Mode::Bdat {
                 discard: Some(r), ..
             } => {
                 self.counters.count("bdat", false);
                 self.error_reply(r);
-                return if self.closing {
-                    Step::Close
-                } else {
-                    Step::Continue
-                };
+                return self.after_reply();
             }
-            Mode::Bdat { last, rx, .. } => {
-                if !last {
-                    self.reply(Reply::new(
-                        250,
-                        Some("2.0.0"),
-                        format!("Ok: {} bytes", rx.bytes_out()),
-                    ));
-                    return Step::Continue;
-                }
-                true
-            }
-            Mode::Command => false,
+            Mode::Bdat { last, rx, .. } => (last, rx.bytes_out()),
+            Mode::Command => return Step::Continue,
         };
-        if !end_of_message {
-            return Step::Continue;
-        }
         let verb = self.last_verb_lower();
         let refuse = if self.tx.too_big {
             Some(Reply::new(
@@ -768,6 +899,9 @@ impl Session {
         } else {
             None
         };
+        // A failed chunk ends the transaction at once, LAST or not (RFC 3030
+        // 2: the server may reply with an error to any chunk; its bytes have
+        // been read, so the stream stays in step).
         if let Some(r) = refuse {
             sink.abort();
             let id = self.tx.queue_id.clone().unwrap_or_else(|| "NOQUEUE".into());
@@ -777,16 +911,32 @@ impl Session {
                 self.client.label()
             );
             self.tx = Transaction::default();
+            // Pipelined chunks of the failed message are skipped, each with
+            // a reply, until BDAT LAST.
+            self.bdat_failed = !last;
             self.counters.count(verb, false);
             self.error_reply(r);
-            return if self.closing {
-                Step::Close
-            } else {
-                Step::Continue
-            };
+            return self.after_reply();
+        }
+        if !last {
+            self.reply(Reply::new(
+                250,
+                Some("2.0.0"),
+                format!("Ok: {chunk_bytes} bytes"),
+            ));
+            return Step::Continue;
         }
         self.waiting_commit = true;
         Step::Commit
+    }
+
+    /// The step after an error reply at the end of a message or chunk.
+    fn after_reply(&self) -> Step {
+        if self.closing {
+            Step::Close
+        } else {
+            Step::Continue
+        }
     }
 
     /// RSET semantics: drop the transaction (and any message begun).
@@ -795,6 +945,30 @@ impl Session {
             sink.abort();
         }
         self.tx = Transaction::default();
+        self.bdat_failed = false;
+    }
+}
+
+/// The same recipient, as Postfix's cleanup compares them for duplicate
+/// removal: the domain without regard to case, the local part exactly
+/// (RFC 5321 2.4: local parts may be case-sensitive).
+fn same_address(a: &str, b: &str) -> bool {
+    match (smtp::split_address(a), smtp::split_address(b)) {
+        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        _ => a == b,
+    }
+}
+
+/// The client address for the Received: header: `[IPv6:...]` for IPv6
+/// (RFC 5321 4.1.3), an IPv4-mapped IPv6 address as the IPv4 it is.
+fn address_literal(addr: Option<IpAddr>) -> String {
+    match addr {
+        Some(IpAddr::V4(a)) => format!("[{a}]"),
+        Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+            Some(v4) => format!("[{v4}]"),
+            None => format!("[IPv6:{a}]"),
+        },
+        None => "[local]".into(),
     }
 }
 

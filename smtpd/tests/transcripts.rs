@@ -1,70 +1,177 @@
 //! Transcript tests: the SMTP session against C:/S: fixture files.
 //!
-//! Each file in tests/transcripts/ is a conversation. `C:` lines are sent
-//! with CRLF appended, `R:` lines are raw bytes (escapes \r \n \0 \t \\) sent
-//! as they are; consecutive client lines are sent in one piece (pipelining).
-//! `S:` lines are the exact server lines expected next (a trailing `*`
-//! matches any rest of the line). `M:` checks the last queued message (after
-//! the Received: header, escapes as in R:). `X:` says the session is closed.
-//! `@size N`, `@client ADDR`, `@errors N`, `@recipients N` set up the
-//! session; `@commit-fail` makes the next commit fail as a full disk would.
+//! Each file in tests/transcripts/ is a conversation with the real session
+//! and the real `policy::AccessPolicy`, built in memory from main.cf lines
+//! (`BASE_MAIN_CF` plus the file's settings) and a users file in a temporary
+//! directory.
+//!
+//! Settings, at the top of a file (anything else starting with `@` there is
+//! an error, so a misspelt setting cannot silently test the defaults):
+//! `@size N` (message_size_limit), `@errors N` (smtpd_hard_error_limit),
+//! `@recipients N` (smtpd_recipient_limit), `@set name = value` (any main.cf
+//! parameter of the table), `@client ADDR` (the client's address, default
+//! 192.0.2.1), `@user ADDRESS` (one more users-file entry).
+//!
+//! Conversation lines: `C:` lines are sent with CRLF appended, `R:` lines are
+//! raw bytes (escapes \r \n \0 \t \\) sent as they are; consecutive client
+//! lines are sent in one piece (pipelining). `S:` lines are the exact server
+//! lines expected next (a trailing `*` matches any rest of the line). `P: D`
+//! says the session asked for a pause of D (`Step::Pause`, Debug form such
+//! as `1s`) at that point among the server lines; the runner resumes at once
+//! and records where the pause was. `M:` checks the last queued message
+//! after the Received: header (escapes as in R:), `H:` its Received: header
+//! (escapes, trailing `*`), `E:` its envelope recipients (separated by
+//! spaces). `X:` says the session is closed. `@commit-fail` makes the next
+//! commit fail as a full disk would.
 //!
 //! Every transcript runs twice: once with each client piece in one call,
-//! once byte by byte, and both runs must give the same server lines.
+//! once byte by byte, and both runs must give the same server lines and
+//! pauses.
 
+use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::addr::Domains;
+use common::config::{Config, ConfigError};
+use common::net::Networks;
 use common::spool::Envelope;
+use common::users::UserTable;
+use posthorn_smtpd::policy::AccessPolicy;
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
-use proto::smtp::Reply;
 
-struct FakePolicy;
+/// The main.cf every transcript starts from.
+const BASE_MAIN_CF: &str = "\
+myhostname = mail.example.test
+mydestination = $myhostname, localhost
+virtual_mailbox_domains = example.test
+mynetworks = 127.0.0.0/8 10.0.0.0/8
+";
 
-impl Policy for FakePolicy {
-    fn check_recipient(&mut self, client: Option<IpAddr>, rcpt: &str) -> Result<(), Reply> {
-        let lower = rcpt.to_ascii_lowercase();
-        match lower.rsplit_once('@').map(|(_, d)| d) {
-            Some("example.test") => {
-                if ["demo@example.test", "bob@example.test"].contains(&lower.as_str()) {
-                    Ok(())
-                } else {
-                    Err(Reply::new(550, Some("5.1.1"), format!("<{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table")))
-                }
-            }
-            _ if self.trusted(client) => Ok(()),
-            _ => Err(Reply::new(
-                554,
-                Some("5.7.1"),
-                format!("<{rcpt}>: Relay access denied"),
-            )),
+/// The users file every transcript starts from (passwd-file format).
+const BASE_USERS: &str = "\
+demo@example.test:{PLAIN}x::::::
+bob@example.test:{PLAIN}x::::::
+";
+
+/// What stands for a pause among the server lines (no reply holds a NUL).
+const PAUSE_MARK: &str = "\0pause ";
+
+/// Why a transcript could not be set up.
+#[derive(Debug)]
+enum SetupError {
+    /// An `@` line the runner does not know.
+    UnknownSetting(String),
+    /// `@set` of a parameter that is not in common::params.
+    UnknownParameter(String),
+    /// A setting whose value does not parse.
+    BadValue(String),
+    /// The configuration the settings make is not valid.
+    Config(ConfigError),
+    /// mynetworks does not parse.
+    Networks(String),
+    /// The temporary directory could not be written.
+    Io(io::Error),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::UnknownSetting(l) => write!(f, "unknown setting {l:?}"),
+            SetupError::UnknownParameter(l) => write!(f, "unknown main.cf parameter in {l:?}"),
+            SetupError::BadValue(l) => write!(f, "bad value in {l:?}"),
+            SetupError::Config(e) => write!(f, "configuration: {e}"),
+            SetupError::Networks(e) => write!(f, "mynetworks: {e}"),
+            SetupError::Io(e) => write!(f, "temporary directory: {e}"),
         }
     }
+}
 
-    fn trusted(&self, client: Option<IpAddr>) -> bool {
-        matches!(client, Some(IpAddr::V4(a)) if a.octets()[0] == 10)
+impl std::error::Error for SetupError {}
+
+/// A temporary configuration directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> io::Result<TempDir> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "posthorn-smtpd-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
     }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The real policy and session settings, built from main.cf text and a
+/// users file, as lib.rs builds them from /etc/posthorn.
+struct Setup {
+    _dir: TempDir,
+    cfg: SmtpConfig,
+    policy: AccessPolicy,
+}
+
+impl Setup {
+    fn new(settings: &[(String, String)], users: &str) -> Result<Setup, SetupError> {
+        let dir = TempDir::new().map_err(SetupError::Io)?;
+        std::fs::write(dir.0.join("users"), users).map_err(SetupError::Io)?;
+        let mut cfg = Config::parse(&dir.0, "main.cf", BASE_MAIN_CF).map_err(SetupError::Config)?;
+        for (name, value) in settings {
+            cfg.set(name, value, "transcript");
+        }
+        let smtp = SmtpConfig::from_config(&cfg).map_err(SetupError::Config)?;
+        let mynetworks = Networks::parse(&cfg.get("mynetworks")).map_err(SetupError::Networks)?;
+        let policy = AccessPolicy {
+            domains: Domains::from_config(&cfg),
+            mynetworks,
+            users: UserTable::new(cfg.users_file()),
+        };
+        Ok(Setup {
+            _dir: dir,
+            cfg: smtp,
+            policy,
+        })
+    }
+}
+
+/// A queued message: its envelope recipients and its bytes.
+struct Queued {
+    rcpts: Vec<String>,
+    bytes: Vec<u8>,
 }
 
 #[derive(Default)]
 struct MemSink {
-    current: Option<Vec<u8>>,
-    queued: Vec<Vec<u8>>,
+    current: Option<Queued>,
+    queued: Vec<Queued>,
     n: usize,
 }
 
 impl Sink for MemSink {
-    fn begin(&mut self, _env: &Envelope) -> io::Result<String> {
+    fn begin(&mut self, env: &Envelope) -> io::Result<String> {
         self.n += 1;
-        self.current = Some(Vec::new());
+        self.current = Some(Queued {
+            rcpts: env.recipients.clone(),
+            bytes: Vec::new(),
+        });
         Ok(format!("QID{}", self.n))
     }
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.current
             .as_mut()
             .ok_or_else(|| io::Error::other("no message"))?
+            .bytes
             .extend_from_slice(data);
         Ok(())
     }
@@ -94,7 +201,8 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
-fn strip_received(msg: &[u8]) -> &[u8] {
+/// The Received: header (all its lines) and the rest of the message.
+fn split_received(msg: &[u8]) -> (&[u8], &[u8]) {
     assert!(
         msg.starts_with(b"Received: "),
         "message starts with Received:"
@@ -108,7 +216,7 @@ fn strip_received(msg: &[u8]) -> &[u8] {
             .expect("header line ends");
         i = end;
         if !matches!(msg.get(i), Some(b' ' | b'\t')) {
-            return &msg[i..];
+            return msg.split_at(i);
         }
     }
 }
@@ -116,9 +224,11 @@ fn strip_received(msg: &[u8]) -> &[u8] {
 struct Run {
     session: Session,
     sink: MemSink,
-    policy: FakePolicy,
+    policy: AccessPolicy,
     fail_next_commit: bool,
     closed: bool,
+    /// Server lines and pause marks taken from the session so far.
+    got: Vec<String>,
 }
 
 impl Run {
@@ -136,29 +246,56 @@ impl Run {
         }
     }
 
+    /// Do what the event loop does for each step; a pause is resumed at
+    /// once, and recorded after the replies it holds back.
     fn after(&mut self, mut step: Step) {
-        while step == Step::Commit {
-            let result = if std::mem::take(&mut self.fail_next_commit) {
-                self.sink.current = None;
-                Err("No space left on device".to_string())
-            } else {
-                let msg = self.sink.current.take().expect("commit with a message");
-                self.sink.queued.push(msg);
-                Ok(format!("QID{}", self.sink.n))
-            };
-            step = self
-                .session
-                .commit_done(result, &mut self.policy, &mut self.sink);
-        }
-        if step == Step::Close {
-            self.closed = true;
+        loop {
+            match step {
+                Step::Commit => {
+                    let result = if std::mem::take(&mut self.fail_next_commit) {
+                        self.sink.current = None;
+                        Err("No space left on device".to_string())
+                    } else {
+                        let msg = self.sink.current.take().expect("commit with a message");
+                        self.sink.queued.push(msg);
+                        Ok(format!("QID{}", self.sink.n))
+                    };
+                    step = self
+                        .session
+                        .commit_done(result, &mut self.policy, &mut self.sink);
+                }
+                Step::Pause(d) => {
+                    assert!(self.session.busy(), "busy while paused");
+                    self.drain();
+                    self.got.push(format!("{PAUSE_MARK}{d:?}"));
+                    step = self.session.resume(&mut self.policy, &mut self.sink);
+                }
+                Step::Close => {
+                    self.closed = true;
+                    return;
+                }
+                Step::Continue => return,
+            }
         }
     }
 
-    fn take_lines(&mut self) -> Vec<String> {
+    fn drain(&mut self) {
         let out = std::mem::take(&mut self.session.out);
         let text = String::from_utf8(out).expect("replies are UTF-8");
-        text.split_terminator("\r\n").map(str::to_string).collect()
+        self.got
+            .extend(text.split_terminator("\r\n").map(str::to_string));
+    }
+
+    fn take_lines(&mut self) -> Vec<String> {
+        self.drain();
+        std::mem::take(&mut self.got)
+    }
+
+    fn last_queued(&self, at: &str) -> &Queued {
+        self.sink
+            .queued
+            .last()
+            .unwrap_or_else(|| panic!("{at}: no message queued"))
     }
 }
 
@@ -169,37 +306,86 @@ fn matches(expected: &str, got: &str) -> bool {
     }
 }
 
-fn run_transcript(path: &Path, bytewise: bool) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut cfg = SmtpConfig {
-        myhostname: "mail.example.test".into(),
-        banner: "mail.example.test ESMTP posthorn".into(),
-        mail_name: "posthorn".into(),
-        size_limit: 10_240_000,
-        recipient_limit: 1000,
-        hard_error_limit: 20,
-        vrfy_disabled: false,
-        forbid_bare_newline: true,
-    };
-    let mut client_addr: IpAddr = "192.0.2.1".parse().unwrap();
-    let lines: Vec<&str> = text.lines().collect();
+fn show(line: &str) -> String {
+    match line.strip_prefix(PAUSE_MARK) {
+        Some(d) => format!("P: {d}"),
+        None => format!("{line:?}"),
+    }
+}
+
+/// What the settings at the top of a transcript say.
+struct Settings {
+    /// main.cf (name, value) pairs, applied after `BASE_MAIN_CF`.
+    params: Vec<(String, String)>,
+    client: IpAddr,
+    /// The users file text.
+    users: String,
+    /// The first line that is not a setting.
+    first: usize,
+}
+
+/// Read the settings at the top of a transcript: main.cf parameters, the
+/// client address, extra users.
+fn settings(lines: &[&str]) -> Result<Settings, SetupError> {
+    let mut params = Vec::new();
+    let mut client: IpAddr = "192.0.2.1".parse().expect("a literal address");
+    let mut users = BASE_USERS.to_string();
     let mut i = 0;
-    while i < lines.len()
-        && (lines[i].starts_with('@') || lines[i].starts_with('#') || lines[i].is_empty())
-    {
-        let l = lines[i];
-        if let Some(v) = l.strip_prefix("@size ") {
-            cfg.size_limit = v.parse().unwrap();
-        } else if let Some(v) = l.strip_prefix("@client ") {
-            client_addr = v.parse().unwrap();
-        } else if let Some(v) = l.strip_prefix("@errors ") {
-            cfg.hard_error_limit = v.parse().unwrap();
-        } else if let Some(v) = l.strip_prefix("@recipients ") {
-            cfg.recipient_limit = v.parse().unwrap();
+    while let Some(&l) = lines.get(i) {
+        if l.is_empty() || l.starts_with('#') {
+            i += 1;
+            continue;
+        }
+        if !l.starts_with('@') || l == "@commit-fail" {
+            break;
+        }
+        let (key, value) = l.split_once(' ').unwrap_or((l, ""));
+        let bad = || SetupError::BadValue(l.to_string());
+        let number = |v: &str| v.parse::<u64>().map(|_| v.to_string()).map_err(|_| bad());
+        match key {
+            "@size" => params.push(("message_size_limit".into(), number(value)?)),
+            "@errors" => params.push(("smtpd_hard_error_limit".into(), number(value)?)),
+            "@recipients" => params.push(("smtpd_recipient_limit".into(), number(value)?)),
+            "@set" => {
+                let (name, v) = value.split_once('=').ok_or_else(bad)?;
+                let name = name.trim();
+                if common::params::find(name).is_none() {
+                    return Err(SetupError::UnknownParameter(l.to_string()));
+                }
+                params.push((name.to_string(), v.trim().to_string()));
+            }
+            "@client" => client = value.parse().map_err(|_| bad())?,
+            "@user" if !value.is_empty() && !value.contains(':') => {
+                users.push_str(&format!("{value}:{{PLAIN}}x::::::\n"));
+            }
+            "@user" => return Err(bad()),
+            _ => return Err(SetupError::UnknownSetting(l.to_string())),
         }
         i += 1;
     }
-    let policy = FakePolicy;
+    Ok(Settings {
+        params,
+        client,
+        users,
+        first: i,
+    })
+}
+
+fn run_transcript(path: &Path, bytewise: bool) -> Result<Vec<String>, SetupError> {
+    let text = std::fs::read_to_string(path).map_err(SetupError::Io)?;
+    run_text(&path.display().to_string(), &text, bytewise)
+}
+
+fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, SetupError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let Settings {
+        params,
+        client: client_addr,
+        users,
+        first,
+    } = settings(&lines)?;
+    let setup = Setup::new(&params, &users)?;
+    let Setup { _dir, cfg, policy } = setup;
     let client = Client {
         addr: Some(client_addr),
         name: "unknown".into(),
@@ -211,39 +397,57 @@ fn run_transcript(path: &Path, bytewise: bool) -> Vec<String> {
         policy,
         fail_next_commit: false,
         closed: false,
+        got: Vec::new(),
     };
     run.session.greet();
     let mut transcript = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
-    let mut expected: Vec<(usize, &str)> = Vec::new();
+    let mut expected: Vec<(usize, String)> = Vec::new();
     let where_ = |n: usize| {
         format!(
-            "{}:{}{}",
-            path.display(),
+            "{name}:{}{}",
             n + 1,
             if bytewise { " (byte by byte)" } else { "" }
         )
     };
-    let check = |run: &mut Run, expected: &mut Vec<(usize, &str)>, transcript: &mut Vec<String>| {
-        let got = run.take_lines();
-        for (k, g) in got.iter().enumerate() {
-            let Some((n, e)) = expected.get(k) else {
-                panic!(
-                    "{}: unexpected server line {g:?} (after {} expected)",
-                    where_(expected.last().map_or(0, |x| x.0)),
-                    expected.len()
+    let check =
+        |run: &mut Run, expected: &mut Vec<(usize, String)>, transcript: &mut Vec<String>| {
+            let got = run.take_lines();
+            for (k, g) in got.iter().enumerate() {
+                let Some((n, e)) = expected.get(k) else {
+                    panic!(
+                        "{}: unexpected server line {} (after {} expected)",
+                        where_(expected.last().map_or(0, |x| x.0)),
+                        show(g),
+                        expected.len()
+                    );
+                };
+                assert!(
+                    matches(e, g),
+                    "{}: expected {}, got {}",
+                    where_(*n),
+                    show(e),
+                    show(g)
                 );
-            };
-            assert!(matches(e, g), "{}: expected {e:?}, got {g:?}", where_(*n));
+            }
+            if got.len() < expected.len() {
+                let (n, e) = &expected[got.len()];
+                panic!(
+                    "{}: expected {}, server sent nothing more",
+                    where_(*n),
+                    show(e)
+                );
+            }
+            transcript.extend(got);
+            expected.clear();
+        };
+    let flush = |run: &mut Run, pending: &mut Vec<u8>| {
+        if !pending.is_empty() {
+            let p = std::mem::take(pending);
+            run.feed(&p, bytewise);
         }
-        if got.len() < expected.len() {
-            let (n, e) = expected[got.len()];
-            panic!("{}: expected {e:?}, server sent nothing more", where_(n));
-        }
-        transcript.extend(got);
-        expected.clear();
     };
-    for (n, line) in lines.iter().enumerate().skip(i) {
+    for (n, line) in lines.iter().enumerate().skip(first) {
         if line.starts_with('#') {
             continue;
         }
@@ -262,65 +466,73 @@ fn run_transcript(path: &Path, bytewise: bool) -> Vec<String> {
             }
             pending.extend(unescape(r));
         } else if let Some(s) = line.strip_prefix("S: ") {
-            if !pending.is_empty() {
-                let p = std::mem::take(&mut pending);
-                run.feed(&p, bytewise);
-            }
-            expected.push((n, s));
+            flush(&mut run, &mut pending);
+            expected.push((n, s.to_string()));
+        } else if let Some(d) = line.strip_prefix("P: ") {
+            flush(&mut run, &mut pending);
+            expected.push((n, format!("{PAUSE_MARK}{d}")));
         } else if *line == "@commit-fail" {
             run.fail_next_commit = true;
         } else if let Some(m) = line
             .strip_prefix("M: ")
             .or_else(|| (*line == "M:").then_some(""))
         {
-            if !pending.is_empty() {
-                let p = std::mem::take(&mut pending);
-                run.feed(&p, bytewise);
-            }
+            flush(&mut run, &mut pending);
             check(&mut run, &mut expected, &mut transcript);
-            let last = run
-                .sink
-                .queued
-                .last()
-                .unwrap_or_else(|| panic!("{}: no message queued", where_(n)));
-            let body = strip_received(last);
+            let (_, body) = split_received(&run.last_queued(&where_(n)).bytes);
             assert_eq!(
                 String::from_utf8_lossy(body),
                 String::from_utf8_lossy(&unescape(m)),
                 "{}: queued message",
                 where_(n)
             );
+        } else if let Some(h) = line.strip_prefix("H: ") {
+            flush(&mut run, &mut pending);
+            check(&mut run, &mut expected, &mut transcript);
+            let (received, _) = split_received(&run.last_queued(&where_(n)).bytes);
+            let got = String::from_utf8_lossy(received);
+            let want = String::from_utf8_lossy(&unescape(h)).into_owned();
+            assert!(
+                matches(&want, &got),
+                "{}: Received: header\n want {want:?}\n  got {got:?}",
+                where_(n)
+            );
+        } else if let Some(e) = line.strip_prefix("E: ") {
+            flush(&mut run, &mut pending);
+            check(&mut run, &mut expected, &mut transcript);
+            let rcpts = &run.last_queued(&where_(n)).rcpts;
+            let want: Vec<&str> = e.split(' ').filter(|s| !s.is_empty()).collect();
+            assert_eq!(rcpts, &want, "{}: envelope recipients", where_(n));
         } else if *line == "X:" {
-            if !pending.is_empty() {
-                let p = std::mem::take(&mut pending);
-                run.feed(&p, bytewise);
-            }
+            flush(&mut run, &mut pending);
             check(&mut run, &mut expected, &mut transcript);
             assert!(run.closed, "{}: session should be closed", where_(n));
+        } else if line.starts_with('@') {
+            return Err(SetupError::UnknownSetting(line.to_string()));
         } else if !line.is_empty() {
             panic!("{}: bad transcript line {line:?}", where_(n));
         }
     }
-    if !pending.is_empty() {
-        let p = std::mem::take(&mut pending);
-        run.feed(&p, bytewise);
-    }
+    flush(&mut run, &mut pending);
     check(&mut run, &mut expected, &mut transcript);
-    transcript
+    Ok(transcript)
 }
 
 #[test]
 fn transcripts() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/transcripts");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+        .expect("tests/transcripts is there")
+        .map(|e| e.expect("directory entry").path())
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "transcript files found: {}", files.len());
+    assert!(files.len() >= 20, "transcript files found: {}", files.len());
     for f in files {
-        let whole = run_transcript(&f, false);
-        let bytewise = run_transcript(&f, true);
+        let run = |bytewise| {
+            run_transcript(&f, bytewise).unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        };
+        let whole = run(false);
+        let bytewise = run(true);
         assert_eq!(
             whole,
             bytewise,
@@ -328,4 +540,82 @@ fn transcripts() {
             f.display()
         );
     }
+}
+
+/// The runner refuses what it does not understand instead of running the
+/// transcript with defaults.
+#[test]
+fn runner_refuses_unknown_settings() {
+    let cases: &[(&str, &str)] = &[
+        ("@frobnicate 1\nS: 220 *\n", "UnknownSetting"),
+        ("@expect-pause 1\nS: 220 *\n", "UnknownSetting"),
+        ("S: 220 *\n@size 10\n", "UnknownSetting"),
+        ("@set no_such_parameter = 1\nS: 220 *\n", "UnknownParameter"),
+        ("@set message_size_limit\nS: 220 *\n", "BadValue"),
+        ("@size ten\nS: 220 *\n", "BadValue"),
+        ("@client 999.1.1.1\nS: 220 *\n", "BadValue"),
+        ("@set smtpd_soft_error_limit = many\nS: 220 *\n", "Config"),
+        ("@set mynetworks = 10.0.0.0/99\nS: 220 *\n", "Networks"),
+    ];
+    for (text, want) in cases {
+        match run_text("inline", text, false) {
+            Ok(_) => panic!("{text:?}: accepted"),
+            Err(e) => assert!(format!("{e:?}").starts_with(want), "{text:?}: {e:?}"),
+        }
+    }
+    assert_eq!(
+        run_text("inline", "# comment\n\n@size 10\nS: 220 *\n", false)
+            .expect("a good transcript runs"),
+        ["220 mail.example.test ESMTP posthorn"]
+    );
+}
+
+/// A wrong expectation fails the run: a missing line, a wrong line, a
+/// pause that did not happen, a pause that was not expected.
+#[test]
+fn runner_fails_on_mismatch() {
+    let cases = [
+        "S: 220 *\nS: 250 *\n",
+        "S: 221 *\n",
+        "S: 220 *\nC: NOOP\nP: 1s\nS: 250 2.0.0 Ok\n",
+        "@set smtpd_soft_error_limit = 0\nS: 220 *\nC: FOO\nS: 500 5.5.2 Error: command not recognized\n",
+        "S: 220 *\nC: QUIT\nS: 221 2.0.0 Bye\nM: x\n",
+    ];
+    for text in cases {
+        let r = std::panic::catch_unwind(|| run_text("inline", text, false));
+        assert!(r.is_err(), "{text:?} should fail");
+    }
+    // The last-but-one case passes once the pause is expected.
+    let ok = "@set smtpd_soft_error_limit = 0\nS: 220 *\nC: FOO\nS: 500 5.5.2 Error: command not recognized\nP: 1s\n";
+    assert!(run_text("inline", ok, false).is_ok());
+}
+
+/// Step::Pause as the event loop sees it: the reply to the error is in
+/// `out`, the session is busy, input given meanwhile is only buffered, and
+/// `resume` carries on with all of it.
+#[test]
+fn pause_holds_input_until_resume() {
+    let params = [("smtpd_soft_error_limit".to_string(), "0".to_string())];
+    let Setup { _dir, cfg, policy } = Setup::new(&params, BASE_USERS).expect("setup");
+    let mut policy = policy;
+    let mut sink = MemSink::default();
+    let client = Client {
+        addr: Some("192.0.2.1".parse().expect("a literal address")),
+        name: "unknown".into(),
+        trusted: false,
+    };
+    let mut s = Session::new(Arc::new(cfg), client);
+    s.greet();
+    s.out.clear();
+    let step = s.input(b"FOO\r\nNOOP\r\n", &mut policy, &mut sink);
+    assert_eq!(step, Step::Pause(std::time::Duration::from_secs(1)));
+    assert!(s.busy());
+    assert_eq!(s.out, b"500 5.5.2 Error: command not recognized\r\n");
+    let step = s.input(b"NOOP\r\n", &mut policy, &mut sink);
+    assert_eq!(step, Step::Pause(std::time::Duration::from_secs(1)));
+    assert_eq!(s.out, b"500 5.5.2 Error: command not recognized\r\n");
+    s.out.clear();
+    assert_eq!(s.resume(&mut policy, &mut sink), Step::Continue);
+    assert!(!s.busy());
+    assert_eq!(s.out, b"250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
 }

@@ -121,8 +121,43 @@ pub struct RcptParams {
     pub orcpt: Option<String>,
 }
 
-/// Parse one command line, given without its CRLF (or LF).
+/// The optional extensions whose MAIL/RCPT parameters are accepted.
+///
+/// A parameter belongs to the extension that defines it; when that extension
+/// was not advertised in the EHLO reply the parameter is refused as
+/// `555 5.5.4 Unsupported option: NAME=VALUE`, as Postfix does (RFC 5321
+/// 4.1.1.11: parameters of extensions the server did not announce are
+/// errors). SIZE, BODY and SMTPUTF8 are always advertised and always accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extensions {
+    /// RFC 3461 DSN: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT.
+    pub dsn: bool,
+    /// RFC 4954 AUTH: the AUTH= parameter of MAIL.
+    pub auth: bool,
+}
+
+impl Extensions {
+    /// Every extension this parser knows.
+    pub const ALL: Extensions = Extensions {
+        dsn: true,
+        auth: true,
+    };
+    /// Only the extensions that are always on (no DSN, no AUTH).
+    pub const BASE: Extensions = Extensions {
+        dsn: false,
+        auth: false,
+    };
+}
+
+/// Parse one command line, given without its CRLF (or LF), accepting the
+/// parameters of every extension (see `parse_command_with`).
 pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
+    parse_command_with(line, Extensions::ALL)
+}
+
+/// Parse one command line, given without its CRLF (or LF); MAIL and RCPT
+/// parameters of extensions not in `ext` are refused with 555.
+pub fn parse_command_with(line: &[u8], ext: Extensions) -> Result<Command, Reply> {
     if line.contains(&0) {
         return Err(err(500, "5.5.2", "Error: NUL character in command"));
     }
@@ -144,8 +179,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
     match verb.to_ascii_uppercase().as_str() {
         "EHLO" => helo_arg(args, "EHLO").map(Command::Ehlo),
         "HELO" => helo_arg(args, "HELO").map(Command::Helo),
-        "MAIL" => parse_mail(args),
-        "RCPT" => parse_rcpt(args),
+        "MAIL" => parse_mail(args, ext),
+        "RCPT" => parse_rcpt(args, ext),
         "DATA" => no_args(args, Command::Data, "Syntax: DATA"),
         "BDAT" => parse_bdat(args),
         "RSET" => no_args(args, Command::Rset, "Syntax: RSET"),
@@ -269,6 +304,15 @@ fn parse_number(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// Digits only (no sign, no space); a value too large for u64 becomes
+/// u64::MAX, which is larger than any message we could take.
+fn parse_size(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse().unwrap_or(u64::MAX))
+}
+
 /// RFC 3461 4: `xtext = *( xchar / hexchar )`, `xchar` = %d33-126 except
 /// "+" and "="; `hexchar = "+" 2HEXDIG`. Lower-case hex is tolerated, and
 /// UTF-8 is accepted as RFC 6533 3 allows in SMTPUTF8 transactions.
@@ -294,7 +338,7 @@ fn is_xtext(s: &str) -> bool {
     true
 }
 
-fn parse_mail(args: &str) -> Result<Command, Reply> {
+fn parse_mail(args: &str, ext: Extensions) -> Result<Command, Reply> {
     let syntax = || err(501, "5.5.4", "Syntax: MAIL FROM:<address>");
     let (inner, tail) = split_path(args, "FROM:").ok_or_else(syntax)?;
     let bad_addr = || err(501, "5.1.7", "Bad sender address syntax");
@@ -305,9 +349,11 @@ fn parse_mail(args: &str) -> Result<Command, Reply> {
     let mut params = MailParams::default();
     for (key, value) in esmtp_params(tail).ok_or_else(syntax)? {
         match key.to_ascii_uppercase().as_str() {
-            // RFC 1870 6: "SIZE=" 1*20DIGIT.
+            // RFC 1870 6: "SIZE=" 1*20DIGIT. Twenty digits can exceed u64:
+            // such a value saturates, so the session refuses it as too large
+            // (552 5.3.4, RFC 1870 6.1) rather than as bad syntax.
             "SIZE" => {
-                let size = value.and_then(parse_number);
+                let size = value.and_then(parse_size);
                 let size = size.ok_or_else(|| err(501, "5.5.4", "Bad message size syntax"))?;
                 if params.size.replace(size).is_some() {
                     return Err(duplicate(key));
@@ -335,6 +381,8 @@ fn parse_mail(args: &str) -> Result<Command, Reply> {
                 }
             }
             // RFC 3461 4.3: RET=FULL / RET=HDRS.
+            "RET" | "ENVID" if !ext.dsn => return Err(unsupported((key, value))),
+            "AUTH" if !ext.auth => return Err(unsupported((key, value))),
             "RET" => {
                 let ret = match value.map(str::to_ascii_uppercase).as_deref() {
                     Some("FULL") => Ret::Full,
@@ -383,7 +431,7 @@ fn parse_mail(args: &str) -> Result<Command, Reply> {
     Ok(Command::Mail { from, params })
 }
 
-fn parse_rcpt(args: &str) -> Result<Command, Reply> {
+fn parse_rcpt(args: &str, ext: Extensions) -> Result<Command, Reply> {
     let syntax = || err(501, "5.5.4", "Syntax: RCPT TO:<address>");
     let (inner, tail) = split_path(args, "TO:").ok_or_else(syntax)?;
     // RFC 5321 4.1.1.3: "<Postmaster>" without a domain must be accepted.
@@ -397,6 +445,8 @@ fn parse_rcpt(args: &str) -> Result<Command, Reply> {
     let mut params = RcptParams::default();
     for (key, value) in esmtp_params(tail).ok_or_else(syntax)? {
         match key.to_ascii_uppercase().as_str() {
+            // RFC 3461 4.1, 4.2: only when DSN was advertised.
+            "NOTIFY" | "ORCPT" if !ext.dsn => return Err(unsupported((key, value))),
             // RFC 3461 4.1: NOTIFY="NEVER" / 1#("SUCCESS" / "FAILURE" / "DELAY").
             "NOTIFY" => {
                 let notify = value.map(str::to_ascii_uppercase).filter(|v| is_notify(v));
@@ -618,8 +668,8 @@ mod tests {
         (b"MAIL FROM:<a@b.org> SIZE=+5", BAD_SIZE),
         (b"MAIL FROM:<a@b.org> SIZE=-1", BAD_SIZE),
         (b"MAIL FROM:<a@b.org> SIZE=1 000", "555 5.5.4 Unsupported option: 000"),
-        (b"MAIL FROM:<a@b.org> SIZE=18446744073709551616", BAD_SIZE),
-        (b"MAIL FROM:<a@b.org> SIZE=9999999999999999999999999", BAD_SIZE),
+        (b"MAIL FROM:<a@b.org> SIZE=18446744073709551616", "MAIL <a@b.org> SIZE=18446744073709551615"),
+        (b"MAIL FROM:<a@b.org> SIZE=99999999999999999999999", "MAIL <a@b.org> SIZE=18446744073709551615"),
         (b"MAIL FROM:<a@b.org> SIZE=1 SIZE=2", "501 5.5.4 Error: duplicate SIZE parameter"),
         (b"MAIL FROM:<a@b.org> BODY=9BIT", "555 5.5.4 Unsupported option: BODY=9BIT"),
         (b"MAIL FROM:<a@b.org> BODY", "555 5.5.4 Unsupported option: BODY"),
@@ -763,6 +813,30 @@ mod tests {
         ];
         for (line, verb) in table {
             assert_eq!(parse_command(line).map(|c| c.verb()), Ok(*verb));
+        }
+    }
+
+    /// Without DSN and AUTH advertised, their parameters are refused with
+    /// Postfix's 555 (the whole parameter echoed), before their syntax is
+    /// looked at; the always-on parameters still parse.
+    #[test]
+    fn unadvertised_extensions() {
+        #[rustfmt::skip]
+        let table: &[(&[u8], &str)] = &[
+            (b"MAIL FROM:<a@b.org> RET=FULL", "555 5.5.4 Unsupported option: RET=FULL"),
+            (b"MAIL FROM:<a@b.org> ret=hdrs", "555 5.5.4 Unsupported option: ret=hdrs"),
+            (b"MAIL FROM:<a@b.org> RET=ALL", "555 5.5.4 Unsupported option: RET=ALL"),
+            (b"MAIL FROM:<a@b.org> ENVID=QQ314159", "555 5.5.4 Unsupported option: ENVID=QQ314159"),
+            (b"MAIL FROM:<a@b.org> AUTH=<>", "555 5.5.4 Unsupported option: AUTH=<>"),
+            (b"MAIL FROM:<a@b.org> SIZE=10 AUTH", "555 5.5.4 Unsupported option: AUTH"),
+            (b"RCPT TO:<u@d.org> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY=NEVER"),
+            (b"RCPT TO:<u@d.org> ORCPT=rfc822;u+40d.org", "555 5.5.4 Unsupported option: ORCPT=rfc822;u+40d.org"),
+            (b"MAIL FROM:<a@b.org> SIZE=10 BODY=8BITMIME SMTPUTF8", "MAIL <a@b.org> SIZE=10 BODY=EightBitMime SMTPUTF8"),
+            (b"RCPT TO:<u@d.org>", "RCPT <u@d.org>"),
+        ];
+        for (line, want) in table {
+            let got = show(&parse_command_with(line, Extensions::BASE));
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(line));
         }
     }
 

@@ -1,7 +1,8 @@
 //! Message body receivers: DATA (dot-stuffed, CRLF.CRLF-terminated) and BDAT.
 //!
 //! Owns the conversion of the bytes that follow a 354 reply (DATA) or a BDAT
-//! command into message bytes, and where the message ends. It streams: it
+//! command into message bytes, and where the message ends, and `BareLfScan`,
+//! which finds bare LF in BDAT content across chunk boundaries. It streams: it
 //! keeps at most two undecided bytes, never a whole message, and stops exactly
 //! at the end so pipelined commands after it are left to the caller. It does
 //! not own size limits, header checks, bare-LF policy or storing the message.
@@ -15,9 +16,10 @@
 //! receivers that accept other end-of-data forms than CR LF "." CR LF. Here
 //! only that exact sequence ends a message: "\n.\n", "\r\n.\n", "\n.\r\n" and
 //! "\r.\r" are message content. Bare CR and bare LF pass through unchanged and
-//! are reported by `bare_cr_seen`/`bare_lf_seen`, so smtpd can refuse such
-//! messages (as Postfix's smtpd_forbid_bare_newline) before relaying them to
-//! a server that reads them differently. The state machine is byte-exact
+//! are reported by `bare_cr_seen`/`bare_lf_seen`, so smtpd can refuse messages
+//! with bare LF (as Postfix's smtpd_forbid_bare_newline, which is about LF
+//! only: a bare CR is accepted, as Postfix does) before relaying them to a
+//! server that reads them differently. The state machine is byte-exact
 //! across any split of the input.
 //!
 //! Diagnostics: `bytes_out` counts message octets; the flags above.
@@ -235,6 +237,47 @@ impl BdatReceiver {
     /// Octets copied so far.
     pub fn bytes_out(&self) -> u64 {
         self.bytes_out
+    }
+}
+
+/// Finds bare LF (an LF not right after a CR, RFC 5321 2.3.8) in raw message
+/// bytes that arrive in pieces, such as the chunks of a BDAT message (RFC
+/// 3030 2), where a CR at the end of one chunk and an LF at the start of the
+/// next are one CRLF.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BareLfScan {
+    prev_cr: bool,
+    seen: bool,
+}
+
+impl BareLfScan {
+    /// A scanner at the start of a message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Look at the next message bytes.
+    pub fn scan(&mut self, bytes: &[u8]) {
+        if !self.seen {
+            for (i, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'\n') {
+                let after_cr = match i.checked_sub(1) {
+                    Some(p) => bytes[p] == b'\r',
+                    None => self.prev_cr,
+                };
+                if !after_cr {
+                    self.seen = true;
+                    break;
+                }
+            }
+        }
+        if let Some(&last) = bytes.last() {
+            self.prev_cr = last == b'\r';
+        }
+    }
+
+    /// A bare LF was among the bytes scanned.
+    pub fn seen(&self) -> bool {
+        self.seen
     }
 }
 
@@ -468,6 +511,37 @@ mod tests {
             assert_eq!(out, want);
             assert_eq!(rx.bytes_out(), want.len() as u64);
             assert_eq!(rx.remaining(), size - want.len() as u64);
+        }
+    }
+
+    /// Bare LF in pieces: a CR LF split across pieces is not bare, a bare CR
+    /// is not a bare LF, and every split gives the answer of one piece.
+    #[test]
+    fn bare_lf_scan() {
+        let table: &[(&[u8], bool)] = &[
+            (b"", false),
+            (b"a\r\nb\r\n", false),
+            (b"\r\n", false),
+            (b"a\rb\r\r\n", false),
+            (b"\r", false),
+            (b"\n", true),
+            (b"a\nb", true),
+            (b"a\r\n\n", true),
+            (b"a\r\r\n\nb", true),
+            (b"\r\n.\n", true),
+        ];
+        for &(input, want) in table {
+            for cut in 0..=input.len() {
+                let mut scan = BareLfScan::new();
+                scan.scan(&input[..cut]);
+                scan.scan(&input[cut..]);
+                assert_eq!(scan.seen(), want, "{input:?} cut at {cut}");
+            }
+            let mut scan = BareLfScan::new();
+            input
+                .iter()
+                .for_each(|b| scan.scan(std::slice::from_ref(b)));
+            assert_eq!(scan.seen(), want, "{input:?} byte by byte");
         }
     }
 

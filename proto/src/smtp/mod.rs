@@ -23,8 +23,10 @@ mod line;
 mod reply;
 
 pub use address::{is_address_literal, is_ascii_address, is_domain, split_address};
-pub use command::{parse_command, Body, Command, MailParams, RcptParams, Ret};
-pub use data::{BdatReceiver, DataProgress, DataReceiver};
+pub use command::{
+    parse_command, parse_command_with, Body, Command, Extensions, MailParams, RcptParams, Ret,
+};
+pub use data::{BareLfScan, BdatReceiver, DataProgress, DataReceiver};
 pub use line::{LineBuffer, LineTooLong};
 pub use reply::Reply;
 

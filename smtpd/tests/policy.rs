@@ -1,0 +1,192 @@
+//! Policy tests without the protocol: main.cf lines, users-file lines and
+//! RCPT events against the real `policy::AccessPolicy`, with the exact reply
+//! expected (Postfix's smtpd_check tests, .in/.ref style, in one table).
+//!
+//! Script lines: `main.cf NAME = VALUE` adds a main.cf line, `users ADDRESS`
+//! a users-file entry; the policy is rebuilt from them before the next
+//! event. `rcpt CLIENT ADDRESS` asks `check_recipient`, `trusted CLIENT`
+//! asks `trusted`; the next line, `> REPLY`, is the expected answer (`OK`,
+//! `yes`/`no`, or the whole reply line). The users file lives in a temporary
+//! directory, which is `$config_directory`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use common::addr::Domains;
+use common::config::Config;
+use common::net::Networks;
+use common::users::UserTable;
+use posthorn_smtpd::policy::AccessPolicy;
+use posthorn_smtpd::session::Policy;
+
+const SCRIPT: &str = r#"
+main.cf myhostname = mail.example.test
+main.cf mydestination = $myhostname, localhost
+main.cf virtual_mailbox_domains = example.test, other.test
+main.cf mynetworks = 127.0.0.0/8 10.0.0.0/8 [2001:db8:1::]/48
+users demo@example.test
+users Bob@Other.Test
+
+# Virtual users: known (any case), unknown.
+rcpt 192.0.2.1 demo@example.test
+> OK
+rcpt 192.0.2.1 DEMO@Example.TEST
+> OK
+rcpt 192.0.2.1 bob@other.test
+> OK
+rcpt 192.0.2.1 nobody@example.test
+> 550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table
+rcpt 192.0.2.1 demo@other.test
+> 550 5.1.1 <demo@other.test>: Recipient address rejected: User unknown in virtual mailbox table
+rcpt 10.1.2.3 nobody@example.test
+> 550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table
+rcpt 192.0.2.1 demo+tag@example.test
+> 550 5.1.1 <demo+tag@example.test>: Recipient address rejected: User unknown in virtual mailbox table
+
+# System users of mydestination (root exists on every Unix).
+rcpt 192.0.2.1 root@localhost
+> OK
+rcpt 192.0.2.1 root@MAIL.example.test
+> OK
+rcpt 192.0.2.1 root
+> OK
+rcpt 192.0.2.1 no-such-user-posthorn@localhost
+> 550 5.1.1 <no-such-user-posthorn@localhost>: Recipient address rejected: User unknown in local recipient table
+
+# Relay control: only mynetworks may send elsewhere.
+rcpt 192.0.2.1 someone@elsewhere.org
+> 554 5.7.1 <someone@elsewhere.org>: Relay access denied
+rcpt 10.1.2.3 someone@elsewhere.org
+> OK
+rcpt 127.0.0.1 someone@elsewhere.org
+> OK
+rcpt ::ffff:10.9.9.9 someone@elsewhere.org
+> OK
+rcpt 2001:db8:1::25 someone@elsewhere.org
+> OK
+rcpt 2001:db8:2::25 someone@elsewhere.org
+> 554 5.7.1 <someone@elsewhere.org>: Relay access denied
+rcpt 11.0.0.1 someone@elsewhere.org
+> 554 5.7.1 <someone@elsewhere.org>: Relay access denied
+trusted 10.255.255.255
+> yes
+trusted 192.0.2.1
+> no
+
+# RFC 5321 4.5.1: postmaster, bare or at any of our domains, in any case,
+# with no such user; postmaster elsewhere is relaying like anyone else.
+rcpt 192.0.2.1 postmaster
+> OK
+rcpt 192.0.2.1 PostMaster
+> OK
+rcpt 192.0.2.1 postmaster@example.test
+> OK
+rcpt 192.0.2.1 POSTMASTER@Other.Test
+> OK
+rcpt 192.0.2.1 postmaster@localhost
+> OK
+rcpt 192.0.2.1 Postmaster@mail.example.test
+> OK
+rcpt 192.0.2.1 postmaster@elsewhere.org
+> 554 5.7.1 <postmaster@elsewhere.org>: Relay access denied
+rcpt 10.1.2.3 postmaster@elsewhere.org
+> OK
+rcpt 192.0.2.1 postmasters@example.test
+> 550 5.1.1 <postmasters@example.test>: Recipient address rejected: User unknown in virtual mailbox table
+
+# recipient_delimiter: the extension is removed before the look-up.
+main.cf recipient_delimiter = +
+rcpt 192.0.2.1 demo+tag@example.test
+> OK
+rcpt 192.0.2.1 no-such-user-posthorn+x@localhost
+> 550 5.1.1 <no-such-user-posthorn+x@localhost>: Recipient address rejected: User unknown in local recipient table
+
+# A users file that cannot be read is a temporary failure, not "unknown".
+main.cf virtual_mailbox_maps = passwd-file:$config_directory
+rcpt 192.0.2.1 demo@example.test
+> 451 4.3.0 <demo@example.test>: Temporary lookup failure
+rcpt 192.0.2.1 postmaster@example.test
+> OK
+
+# A missing users file is an empty one.
+main.cf virtual_mailbox_maps = passwd-file:$config_directory/missing
+rcpt 192.0.2.1 demo@example.test
+> 550 5.1.1 <demo@example.test>: Recipient address rejected: User unknown in virtual mailbox table
+"#;
+
+/// A temporary configuration directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn build(dir: &TempDir, main_cf: &str, users: &str) -> AccessPolicy {
+    std::fs::write(dir.0.join("users"), users).expect("users file written");
+    let cfg = Config::parse(&dir.0, "main.cf", main_cf).expect("test main.cf parses");
+    AccessPolicy {
+        domains: Domains::from_config(&cfg),
+        mynetworks: Networks::parse(&cfg.get("mynetworks")).expect("test mynetworks parses"),
+        users: UserTable::new(cfg.users_file()),
+    }
+}
+
+fn client(s: &str, at: usize) -> IpAddr {
+    s.parse()
+        .unwrap_or_else(|_| panic!("line {at}: bad client {s:?}"))
+}
+
+#[test]
+fn policy_script() {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("posthorn-smtpd-policy-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("temporary directory");
+    let mut main_cf = String::new();
+    let mut users = String::new();
+    let mut policy: Option<AccessPolicy> = None;
+    let mut events = 0;
+    let lines: Vec<&str> = SCRIPT.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let (at, line) = (i + 1, lines[i]);
+        i += 1;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(l) = line.strip_prefix("main.cf ") {
+            main_cf.push_str(l);
+            main_cf.push('\n');
+            policy = None;
+            continue;
+        }
+        if let Some(u) = line.strip_prefix("users ") {
+            users.push_str(&format!("{u}:{{PLAIN}}x::::::\n"));
+            policy = None;
+            continue;
+        }
+        let want = lines
+            .get(i)
+            .and_then(|l| l.strip_prefix("> "))
+            .unwrap_or_else(|| panic!("line {at}: no '> reply' line after {line:?}"));
+        i += 1;
+        let p = policy.get_or_insert_with(|| build(&dir, &main_cf, &users));
+        let got = match line.split(' ').collect::<Vec<_>>().as_slice() {
+            ["rcpt", c, rcpt] => match p.check_recipient(Some(client(c, at)), rcpt) {
+                Ok(()) => "OK".to_string(),
+                Err(r) => r.to_string(),
+            },
+            ["trusted", c] => if p.trusted(Some(client(c, at))) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+            _ => panic!("line {at}: bad event {line:?}"),
+        };
+        assert_eq!(got, want, "line {at}: {line}");
+        events += 1;
+    }
+    assert!(events >= 30, "events run: {events}");
+}
