@@ -88,7 +88,13 @@ pub fn rename_at(
         return nix::fcntl::renameat(fd1, from, fd2, to).map_err(io::Error::from);
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    match nix::fcntl::renameat2(fd1, from, fd2, to, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+    match nix::fcntl::renameat2(
+        fd1,
+        from,
+        fd2,
+        to,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    ) {
         Ok(()) => return Ok(()),
         // Not supported by this file system (or kernel): link and unlink.
         Err(Errno::EINVAL | Errno::ENOSYS | Errno::ENOTSUP) => {}
@@ -156,8 +162,11 @@ pub fn replace_file(
             std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
         }
         // O_CREAT applies the umask: set the bits asked for.
-        nix::sys::stat::fchmod(f.as_raw_fd(), nix::sys::stat::Mode::from_bits_truncate(mode))
-            .map_err(io::Error::from)?;
+        nix::sys::stat::fchmod(
+            f.as_raw_fd(),
+            nix::sys::stat::Mode::from_bits_truncate(mode),
+        )
+        .map_err(io::Error::from)?;
         f.write_all(data)
     })();
     let result = result.and_then(|()| {
@@ -187,7 +196,8 @@ mod tests {
     use std::fs;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("posthorn-durable-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("posthorn-durable-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
@@ -200,14 +210,36 @@ mod tests {
         fs::write(d.join("final"), b"old").unwrap();
         let mut f = create_new(Some(&dir), Path::new("tmp"), 0o600).unwrap();
         f.write_all(b"new").unwrap();
-        let e = commit(f, Some(&dir), Path::new("tmp"), &dir, Path::new("final"), Replace::No)
-            .unwrap_err();
-        assert!(matches!(&e, DurableError::Rename(e) if e.kind() == io::ErrorKind::AlreadyExists), "{e:?}");
+        let e = commit(
+            f,
+            Some(&dir),
+            Path::new("tmp"),
+            &dir,
+            Path::new("final"),
+            Replace::No,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, DurableError::Rename(e) if e.kind() == io::ErrorKind::AlreadyExists),
+            "{e:?}"
+        );
         assert_eq!(fs::read(d.join("final")).unwrap(), b"old");
-        assert_eq!(fs::read(d.join("tmp")).unwrap(), b"new", "the temporary file stays for the caller");
+        assert_eq!(
+            fs::read(d.join("tmp")).unwrap(),
+            b"new",
+            "the temporary file stays for the caller"
+        );
         // To a free name it works, and the temporary name is gone.
         let f = File::options().write(true).open(d.join("tmp")).unwrap();
-        commit(f, Some(&dir), Path::new("tmp"), &dir, Path::new("other"), Replace::No).unwrap();
+        commit(
+            f,
+            Some(&dir),
+            Path::new("tmp"),
+            &dir,
+            Path::new("other"),
+            Replace::No,
+        )
+        .unwrap();
         assert_eq!(fs::read(d.join("other")).unwrap(), b"new");
         assert!(!d.join("tmp").exists());
         fs::remove_dir_all(&d).unwrap();
@@ -221,7 +253,9 @@ mod tests {
         std::os::unix::fs::symlink(d.join("target"), d.join("link")).unwrap();
         assert!(create_new(Some(&dir), Path::new("link"), 0o600).is_err());
         assert_eq!(
-            create_new(Some(&dir), Path::new("target"), 0o600).unwrap_err().kind(),
+            create_new(Some(&dir), Path::new("target"), 0o600)
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::AlreadyExists
         );
         assert_eq!(fs::read(d.join("target")).unwrap(), b"keep");
@@ -236,8 +270,15 @@ mod tests {
         replace_file(&p, b"two\n", 0o640, None).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two\n");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
-        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -162,15 +162,13 @@ fn openat_raw(dir: Option<&File>, name: &Path, flags: OFlag, mode: u32) -> io::R
 /// O_PATH descriptors too (they are reopened for the fsync).
 pub fn sync_dir(dir: &File) -> io::Result<()> {
     match dir.sync_all() {
-        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
-            openat_raw(
-                Some(dir),
-                Path::new("."),
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-                0,
-            )?
-            .sync_all()
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => openat_raw(
+            Some(dir),
+            Path::new("."),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            0,
+        )?
+        .sync_all(),
         r => r,
     }
 }
@@ -276,12 +274,7 @@ pub fn open_dir_path(path: &Path, create: Option<DirCreate>) -> io::Result<File>
             format!("{}: not an absolute path", path.display()),
         ));
     }
-    let root = open_at(
-        None,
-        Path::new("/"),
-        OFlag::O_PATH | OFlag::O_DIRECTORY,
-        0,
-    )?;
+    let root = open_at(None, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
     walk_dirs(&root, path, create)
 }
 

@@ -192,12 +192,7 @@ impl Spool {
 
     /// Open a queue directory (O_DIRECTORY, O_NOFOLLOW) for `QueueFile::open_in`.
     pub fn open_dir(&self, q: Queue) -> io::Result<File> {
-        privilege::open_at(
-            None,
-            &self.dir(q),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            0,
-        )
+        privilege::open_at(None, &self.dir(q), OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
     }
 
     /// Create the spool tree (mode per SPOOL_DIRS). Existing directories are kept.
@@ -475,7 +470,12 @@ impl QueueFile {
     pub fn read(path: &Path) -> Result<QueueFile, SpoolError> {
         let flags = OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
         let file = match privilege::open_at(None, path, OFlag::O_RDWR | flags, 0) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EROFS | libc::EPERM)) => {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EACCES | libc::EROFS | libc::EPERM)
+                ) =>
+            {
                 privilege::open_at(None, path, OFlag::O_RDONLY | flags, 0)
             }
             r => r,
@@ -828,7 +828,10 @@ mod tests {
         // A directory (or other non-file) in its place is corrupt too.
         fs::remove_file(&link).unwrap();
         fs::create_dir(&link).unwrap();
-        assert!(matches!(QueueFile::read(&link), Err(SpoolError::Corrupt(_))));
+        assert!(matches!(
+            QueueFile::read(&link),
+            Err(SpoolError::Corrupt(_))
+        ));
         fs::remove_dir_all(s.root()).unwrap();
     }
 
@@ -852,7 +855,11 @@ mod tests {
             assert_eq!(body, b"the real message\r\n");
         }
         qf.mark_done(&[0]).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"an impostor", "the impostor is untouched");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"an impostor",
+            "the impostor is untouched"
+        );
         assert!(QueueFile::read(&keep).unwrap().recipients[0].done);
         fs::remove_dir_all(s.root()).unwrap();
     }
@@ -886,8 +893,14 @@ mod tests {
         fs::write(s.path(Queue::Active, &id), b"already here").unwrap();
         let e = s.move_to(&id, Queue::Incoming, Queue::Active).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(fs::read(s.path(Queue::Active, &id)).unwrap(), b"already here");
-        assert!(s.path(Queue::Incoming, &id).exists(), "the message stays where it was");
+        assert_eq!(
+            fs::read(s.path(Queue::Active, &id)).unwrap(),
+            b"already here"
+        );
+        assert!(
+            s.path(Queue::Incoming, &id).exists(),
+            "the message stays where it was"
+        );
         fs::remove_dir_all(s.root()).unwrap();
     }
 }

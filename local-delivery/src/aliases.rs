@@ -107,7 +107,10 @@ impl Table {
             }
             Err(e) => return Err(AliasError::Io(loc(), e)),
         };
-        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let stamp = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
         if self.stamp == Some(stamp) {
             return Ok(());
         }
@@ -206,10 +209,17 @@ mod tests {
         let p = dir.join("aliases");
         fs::write(&p, "postmaster: root\n").unwrap();
         let mut a = Aliases::new(&[format!("hash:{}", p.display())]);
-        assert_eq!(a.lookup("PostMaster").unwrap(), Some(vec!["root".to_string()]));
+        assert_eq!(
+            a.lookup("PostMaster").unwrap(),
+            Some(vec!["root".to_string()])
+        );
         assert_eq!(a.lookup("nobody-here").unwrap(), None);
         let mut missing = Aliases::new(&["texthash:/nonexistent/aliases".to_string()]);
-        assert_eq!(missing.lookup("root").unwrap(), None, "a missing file is empty");
+        assert_eq!(
+            missing.lookup("root").unwrap(),
+            None,
+            "a missing file is empty"
+        );
         let mut bad = Aliases::new(&["ldap:foo".to_string()]);
         assert!(matches!(bad.lookup("root"), Err(AliasError::Type(_))));
         fs::remove_dir_all(&dir).unwrap();

@@ -311,7 +311,8 @@ mod tests {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn agent(name: &str) -> (Agent, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("posthorn-deliver-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-deliver-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (uid, gid) = if privilege::is_root() {
@@ -322,7 +323,10 @@ mod tests {
         };
         std::fs::write(
             dir.join("users"),
-            format!("demo@example.test:x:{uid}:{gid}::{}/home/demo::\n", dir.display()),
+            format!(
+                "demo@example.test:x:{uid}:{gid}::{}/home/demo::\n",
+                dir.display()
+            ),
         )
         .unwrap();
         let text = format!(
@@ -367,7 +371,11 @@ mod tests {
 
     fn delivered(dir: &std::path::Path) -> Vec<Vec<u8>> {
         std::fs::read_dir(dir.join("home/demo/Maildir/new"))
-            .map(|r| r.flatten().map(|e| std::fs::read(e.path()).unwrap()).collect())
+            .map(|r| {
+                r.flatten()
+                    .map(|e| std::fs::read(e.path()).unwrap())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -377,7 +385,9 @@ mod tests {
         let (mut a, dir) = agent("link");
         // A real message is delivered (the home is made on the way).
         let id = queue(&a.spool, b"Subject: real\r\n\r\nreal\r\n");
-        a.spool.move_to(&id, Queue::Incoming, Queue::Active).unwrap();
+        a.spool
+            .move_to(&id, Queue::Incoming, Queue::Active)
+            .unwrap();
         let r = a.deliver(&request(&id)).unwrap();
         assert_eq!(r[0].status, Status::Sent, "{r:?}");
         assert_eq!(delivered(&dir).len(), 1);
@@ -405,7 +415,10 @@ mod tests {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let (mut a, dir) = agent("owner");
         let id = queue(&a.spool, b"Subject: x\r\n\r\nSECRET\r\n");
-        let p = a.spool.move_to(&id, Queue::Incoming, Queue::Active).unwrap();
+        let p = a
+            .spool
+            .move_to(&id, Queue::Incoming, Queue::Active)
+            .unwrap();
         std::os::unix::fs::chown(&p, Some(4343), None).unwrap();
         let r = a.deliver(&request(&id)).unwrap();
         assert_eq!(r[0].status, Status::Deferred);

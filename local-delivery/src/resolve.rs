@@ -117,7 +117,9 @@ fn expand(
                     )));
                 }
                 let (tl, td) = addr::split(&t);
-                if tl.eq_ignore_ascii_case(&name) && (td.is_empty() || td.eq_ignore_ascii_case(domain)) {
+                if tl.eq_ignore_ascii_case(&name)
+                    && (td.is_empty() || td.eq_ignore_ascii_case(domain))
+                {
                     // "root: root, ..." delivers to the user itself.
                     push(out, resolve(cfg, users, &t)?);
                 } else {

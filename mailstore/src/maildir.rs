@@ -193,7 +193,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("posthorn-maildir-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let md = Maildir::create(dir.join("a/b/Maildir")).unwrap();
-        assert!(Maildir::create(dir.join("a/b/Maildir")).is_ok(), "opening again is fine");
+        assert!(
+            Maildir::create(dir.join("a/b/Maildir")).is_ok(),
+            "opening again is fine"
+        );
         let mut d = md.begin().unwrap();
         d.write(b"Subject: x\n\nhello\n").unwrap();
         let p = d.commit().unwrap();
@@ -210,7 +213,8 @@ mod tests {
 
     #[test]
     fn planted_links_are_not_followed() {
-        let dir = std::env::temp_dir().join(format!("posthorn-maildir-links-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-maildir-links-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let elsewhere = dir.join("elsewhere");
         fs::create_dir_all(&elsewhere).unwrap();
@@ -233,8 +237,15 @@ mod tests {
         // a link not owned by root).
         let md = dir.join("box-self");
         std::os::unix::fs::symlink(&elsewhere, &md).unwrap();
-        assert!(Maildir::create(&md).is_err(), "Maildir as a link is refused");
-        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing made at the target");
+        assert!(
+            Maildir::create(&md).is_err(),
+            "Maildir as a link is refused"
+        );
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "nothing made at the target"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

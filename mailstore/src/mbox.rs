@@ -26,9 +26,9 @@ pub fn deliver(path: &Path, sender: &str, date: &str, message: &mut dyn Read) ->
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "mbox path has no file name")
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mbox path has no file name"))?;
     let dir = File::open(parent)?;
     deliver_at(&dir, Path::new(name), sender, date, message)
 }
@@ -45,7 +45,12 @@ pub fn deliver_at(
     let flags = OFlag::O_RDWR | OFlag::O_APPEND | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
     let file = match privilege::open_at(Some(dir), name, flags, 0) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let f = privilege::open_at(Some(dir), name, flags | OFlag::O_CREAT | OFlag::O_EXCL, 0o600)?;
+            let f = privilege::open_at(
+                Some(dir),
+                name,
+                flags | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+            )?;
             privilege::sync_dir(dir)?;
             f
         }

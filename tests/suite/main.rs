@@ -4,6 +4,7 @@
 
 mod crash;
 mod harness;
+mod privsep;
 
 use std::io::Read;
 use std::process::Command;
