@@ -331,7 +331,7 @@ mod tests {
         let me = privilege::current_account();
         let m = resolve(&cfg, &mut users, &format!("{}@localhost", me.name)).unwrap();
         assert_eq!(m.path, me.home.join("Maildir"));
-        assert_eq!(m.create_home, false);
+        assert!(!m.create_home);
         if me.uid != 0 {
             assert_eq!((m.uid, m.default_privs), (me.uid, None));
         }
