@@ -8,6 +8,14 @@
 //!
 //! Ports (plus --port-offset): SMTP 2525 now; reserved for later services:
 //! submission 2587, smtps 2465, imap 2143, imaps 2993, pop3 2110, pop3s 2995.
+//!
+//! Mail for postmaster and root goes to the first user's Maildir: dev writes
+//! an aliases file (`postmaster: root`, `root: FIRST-USER`) named by
+//! alias_maps, and mydestination includes $myhostname so that bare
+//! `postmaster` (queued as postmaster@$myhostname) is local. Run as root,
+//! no mailbox is written as root: virtual mailboxes belong to default_privs
+//! (virtual_uid_maps/virtual_gid_maps), and the Maildirs made here are made
+//! as that user.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -87,7 +95,24 @@ fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
         return Err(format!("--domain {:?} is not a domain name", a.domain));
     }
     let me = common::privilege::current_account();
-    let main_cf = main_cf(&state, &a.domain, &me.name, &a.overrides)?;
+    // As root, virtual mailboxes belong to default_privs (nobody), never root.
+    let vowner = if common::privilege::is_root() {
+        let name = a
+            .overrides
+            .iter()
+            .rev()
+            .find_map(|o| {
+                o.split_once('=')
+                    .filter(|(k, _)| k.trim() == "default_privs")
+            })
+            .map_or("nobody".to_string(), |(_, v)| v.trim().to_string());
+        let acct = common::privilege::lookup_user(&name)
+            .ok_or_else(|| format!("default_privs {name:?} is not a user"))?;
+        Some((acct.uid, acct.gid))
+    } else {
+        None
+    };
+    let main_cf = main_cf(&state, &a.domain, &me.name, vowner, &a.overrides)?;
     let smtp_port = 2525 + u32::from(a.port_offset);
     if smtp_port > 65535 {
         return Err("--port-offset too large".into());
@@ -123,25 +148,69 @@ fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
     println!("  main.cf:       {}", state.join("main.cf").display());
     println!("  master.cf:     {}", state.join("master.cf").display());
     println!("  users file:    {}", cfg.users_file().display());
+    let aliases = state.join("aliases");
+    write(
+        &aliases,
+        &format!(
+            "# Written by `posthorn dev` on every start (alias_maps).\npostmaster: root\nroot: {}\n",
+            users[0].0
+        ),
+    )?;
+    println!("  aliases:       postmaster, root -> {}", users[0].0);
     for (addr, pw) in &users {
         crate::user::add(&cfg, addr, pw)?;
         let (local, domain) = common::addr::split(addr);
-        let md = PathBuf::from(cfg.get("virtual_mailbox_base"))
+        let home = PathBuf::from(cfg.get("virtual_mailbox_base"))
             .join(domain.to_ascii_lowercase())
-            .join(local.to_ascii_lowercase())
-            .join("Maildir");
-        mailstore::Maildir::create(&md).map_err(|e| format!("{}: {e}", md.display()))?;
+            .join(local.to_ascii_lowercase());
+        let md = home.join("Maildir");
+        make_maildir(&home, vowner).map_err(|e| format!("{}: {e}", md.display()))?;
         println!("  user:          {addr}  password: {pw}");
         println!("  mailbox:       {}", md.display());
     }
     Ok(state)
 }
 
+/// Make a virtual user's home and Maildir as local delivery would: the
+/// home given to `owner` (when root), the Maildir made as that owner.
+fn make_maildir(home: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    use common::privilege::{self, DirCreate};
+    let Some((uid, gid)) = owner else {
+        return mailstore::Maildir::create(home.join("Maildir")).map(drop);
+    };
+    let parent = home.parent().unwrap_or(Path::new("/"));
+    let name = home
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("home has no name"))?;
+    let pdir = privilege::open_dir_path(
+        parent,
+        Some(DirCreate {
+            mode: 0o755,
+            owner: None,
+        }),
+    )?;
+    match privilege::make_dir_at(&pdir, name, 0o700, Some((uid, gid))) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let hdir = privilege::walk_dirs(&pdir, Path::new(name), None)?;
+    privilege::as_user(uid, gid, || {
+        mailstore::Maildir::open_at(&hdir, Path::new("Maildir"), home.join("Maildir"), true)
+            .map(drop)
+    })
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn main_cf(state: &Path, domain: &str, user: &str, overrides: &[String]) -> Result<String, String> {
+fn main_cf(
+    state: &Path,
+    domain: &str,
+    user: &str,
+    vowner: Option<(u32, u32)>,
+    overrides: &[String],
+) -> Result<String, String> {
     let s = state.display();
     let mut t = String::new();
     let _ = writeln!(
@@ -164,10 +233,20 @@ fn main_cf(state: &Path, domain: &str, user: &str, overrides: &[String]) -> Resu
     let _ = writeln!(t, "mail_owner = {user}");
     let _ = writeln!(t, "myhostname = mail.{domain}");
     let _ = writeln!(t, "mydomain = {domain}");
-    let _ = writeln!(t, "mydestination = localhost");
+    let _ = writeln!(t, "mydestination = $myhostname, localhost");
     let _ = writeln!(t, "virtual_mailbox_domains = {domain}");
     let _ = writeln!(t, "virtual_mailbox_base = {s}/mail");
     let _ = writeln!(t, "virtual_mailbox_maps = passwd-file:{s}/users");
+    let _ = writeln!(t, "# postmaster and root go to the first user.");
+    let _ = writeln!(t, "alias_maps = hash:{s}/aliases");
+    if let Some((uid, gid)) = vowner {
+        let _ = writeln!(
+            t,
+            "# Run as root: mailboxes belong to default_privs, never to root."
+        );
+        let _ = writeln!(t, "virtual_uid_maps = static:{uid}");
+        let _ = writeln!(t, "virtual_gid_maps = static:{gid}");
+    }
     let _ = writeln!(t, "inet_interfaces = loopback-only");
     let _ = writeln!(t, "inet_protocols = ipv4");
     let _ = writeln!(

@@ -5,8 +5,10 @@
 //! what they do with them.
 //!
 //! Security: a peer is another posthorn process, but not trusted: frames over
-//! MAX_FRAME are refused, decoding errors are errors, and receivers check every
-//! field (queue ids are parsed, paths are never taken from a message).
+//! MAX_FRAME are refused, decoding is bounded by MAX_FRAME too (a length
+//! field claiming more than the frame holds is an error before anything is
+//! allocated), decoding errors are errors, and receivers check every field
+//! (queue ids are parsed, paths are never taken from a message).
 
 use std::io::{self, Read, Write};
 
@@ -16,9 +18,19 @@ use serde::{Deserialize, Serialize};
 /// The largest frame either side accepts.
 pub const MAX_FRAME: usize = 1 << 20;
 
+/// bincode's configuration for frames: standard encoding, and decoding may
+/// claim at most MAX_FRAME bytes in all.
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_FRAME>,
+> {
+    bincode::config::standard().with_limit::<MAX_FRAME>()
+}
+
 /// Write one message as a frame (one write call for small frames).
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
-    let body = bincode::serde::encode_to_vec(msg, bincode::config::standard())
+    let body = bincode::serde::encode_to_vec(msg, config())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     if body.len() > MAX_FRAME {
         return Err(io::Error::new(
@@ -50,7 +62,7 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
-    let (msg, used) = bincode::serde::decode_from_slice(&body, bincode::config::standard())
+    let (msg, used) = bincode::serde::decode_from_slice(&body, config())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad IPC message: {e}")))?;
     if used != len {
         return Err(io::Error::new(
@@ -130,5 +142,23 @@ mod tests {
         assert!(read_frame::<_, DeliverRequest>(&mut &huge[..]).is_err());
         let junk = [3u8, 0, 0, 0, 0xff, 0xff, 0xff];
         assert!(read_frame::<_, DeliverRequest>(&mut &junk[..]).is_err());
+    }
+
+    #[test]
+    fn huge_claimed_length_is_an_error_not_an_abort() {
+        // queue_id claims 2^60 bytes (varint 0xff then u64), in a 13-byte frame.
+        let mut body = vec![0xffu8];
+        body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        body.extend_from_slice(b"abc");
+        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        let e = read_frame::<_, DeliverRequest>(&mut &frame[..]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // A vector that claims 2^60 elements, likewise.
+        let mut body = vec![0x00u8, 0x00, 0x00, 0xff];
+        body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        assert!(read_frame::<_, DeliverRequest>(&mut &frame[..]).is_err());
     }
 }

@@ -7,6 +7,7 @@
 pub mod addr;
 pub mod config;
 pub mod daemon;
+pub mod durable;
 pub mod ipc;
 pub mod log;
 pub mod mastercf;

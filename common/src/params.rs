@@ -116,6 +116,10 @@ params! {
         "The same as maximal_queue_lifetime for bounces (messages from the null sender).";
     "qmgr_message_active_limit" = "20000";
         "The most messages qmgr keeps in active/ at once; the rest wait in incoming/ and deferred/.";
+    "alias_maps" = "hash:/etc/aliases";
+        "The aliases(5) tables local delivery consults for recipients of mydestination (hash:PATH, texthash:PATH or PATH; all read the text file PATH directly). Partial: only name: address, address entries; |command, /file and :include: destinations are deferred. A postmaster that is neither an alias nor a user goes to root.";
+    "default_privs" = "nobody";
+        "The rights local delivery uses instead of uid 0 or gid 0: mail for root (and any mailbox owner with uid or gid 0) is written as this user, never as root. Must not be a privileged user. Alias root to a real user in alias_maps.";
     "hopcount_limit" = "50";
         "Local delivery returns a message with more Received: headers than this, as a mail loop.";
     "double_bounce_sender" = "double-bounce";

@@ -2,23 +2,34 @@
 //!
 //! Owns dropping root for good (workers become mail_owner), switching the
 //! effective ids for one mailbox write (local delivery, Postfix's set_eugid),
-//! user look-ups, and turning descriptors handed down by master back into
-//! sockets and pipes. Every unsafe block says why it is sound.
+//! user look-ups, turning descriptors handed down by master back into
+//! sockets and pipes, and the *at()-style file access that a privileged
+//! process uses in directories a lesser account owns (`open_at`,
+//! `walk_dirs`, `make_dir_at`, `sync_dir`). Every unsafe block says why it is
+//! sound.
 //!
 //! Security: `drop_to` sets supplementary groups, gid, then uid, and checks that
 //! root cannot be regained. `as_user` is only for single-threaded processes
-//! while they do one delivery; it restores root afterwards and refuses to run
-//! when the switch failed.
+//! while they do one delivery; it restores root afterwards, refuses to run
+//! when the switch failed, and refuses uid 0 (no mailbox is written as root).
+//! `open_at` never follows a symbolic link in the last component; `walk_dirs`
+//! follows one only when both the link and the directory holding it belong
+//! to root (an administrator's `/home -> /data/home`), so nobody but root can
+//! redirect a privileged walk.
 
 #![allow(unsafe_code)]
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, AtFlags, FcntlArg, FdFlag, OFlag};
+use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Uid, User};
 
 /// A user account, as getpwnam(3) gives it.
@@ -92,9 +103,17 @@ pub fn drop_to(account: &Account) -> io::Result<()> {
 /// Run `f` with effective uid/gid switched to the mailbox owner, then switch
 /// back to root. When not root, `f` simply runs as the current user.
 /// Only for single-threaded processes (local delivery).
+/// Refuses uid 0: a mailbox is never written as root (local delivery maps
+/// root to default_privs before it gets here).
 pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     if !is_root() {
         return f();
+    }
+    if uid == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "refusing to write a mailbox as uid 0",
+        ));
     }
     nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(io::Error::from)?;
     nix::unistd::setegid(Gid::from_raw(gid)).map_err(io::Error::from)?;
@@ -111,6 +130,188 @@ pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> io::Result<T>) -> io::
         crate::fatal!("cannot restore root after delivery as uid {uid}: {e}");
     }
     result
+}
+
+/// openat(2) of `name` relative to `dir` (None: the current directory, or
+/// `name` is absolute). O_NOFOLLOW and O_CLOEXEC are always added: a
+/// symbolic link as the last component is an error (ELOOP), never followed.
+pub fn open_at(dir: Option<&File>, name: &Path, flags: OFlag, mode: u32) -> io::Result<File> {
+    openat_raw(
+        dir,
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        mode,
+    )
+}
+
+/// openat(2) with exactly the flags given.
+fn openat_raw(dir: Option<&File>, name: &Path, flags: OFlag, mode: u32) -> io::Result<File> {
+    let fd = nix::fcntl::openat(
+        dir.map(|d| d.as_raw_fd()),
+        name,
+        flags | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )
+    .map_err(io::Error::from)?;
+    // SAFETY: openat has just returned this descriptor and nothing else in
+    // this process knows its number, so the File is its only owner.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// fsync a directory, so that entries made in it survive a crash. Works on
+/// O_PATH descriptors too (they are reopened for the fsync).
+pub fn sync_dir(dir: &File) -> io::Result<()> {
+    match dir.sync_all() {
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => openat_raw(
+            Some(dir),
+            Path::new("."),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            0,
+        )?
+        .sync_all(),
+        r => r,
+    }
+}
+
+/// How `walk_dirs` makes the directories that are missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirCreate {
+    /// Permission bits of each new directory.
+    pub mode: u32,
+    /// Owner and group given to each new directory (needs root); None keeps
+    /// the effective ids that made it.
+    pub owner: Option<(u32, u32)>,
+}
+
+/// Make the directory `name` in `dir` (mkdirat), check that what is there
+/// now is the directory we made (not a link swapped in), give it to `owner`
+/// through its descriptor, and fsync `dir`. Returns the new directory
+/// opened. An existing entry is `AlreadyExists`.
+pub fn make_dir_at(
+    dir: &File,
+    name: &OsStr,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<File> {
+    nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(mode))
+        .map_err(io::Error::from)?;
+    let new = open_at(
+        Some(dir),
+        Path::new(name),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        0,
+    )?;
+    let meta = new.metadata()?;
+    if meta.uid() != Uid::effective().as_raw() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{}: replaced while being created (owner uid {})",
+                Path::new(name).display(),
+                meta.uid()
+            ),
+        ));
+    }
+    if let Some((uid, gid)) = owner {
+        if (meta.uid(), meta.gid()) != (uid, gid) {
+            std::os::unix::fs::fchown(&new, Some(uid), Some(gid))?;
+        }
+    }
+    // mkdir applies the umask: set the bits asked for.
+    nix::sys::stat::fchmod(new.as_raw_fd(), Mode::from_bits_truncate(mode))
+        .map_err(io::Error::from)?;
+    sync_dir(dir)?;
+    Ok(new)
+}
+
+/// Open the directory `rel` below `start` one component at a time with
+/// openat(2), never by path: a symbolic link is followed only when it and
+/// the directory holding it both belong to root; any other link is an error
+/// (PermissionDenied). `..` is refused. With `create`, missing components are
+/// made with `make_dir_at` (each fsync'ed into its parent). The result is an
+/// O_PATH descriptor: good for *at() calls, `metadata` and `sync_dir`.
+pub fn walk_dirs(start: &File, rel: &Path, create: Option<DirCreate>) -> io::Result<File> {
+    let mut cur: Option<File> = None;
+    for c in rel.components() {
+        let name = match c {
+            Component::Normal(n) => n,
+            Component::CurDir => continue,
+            Component::RootDir => {
+                cur = Some(open_at(
+                    None,
+                    Path::new("/"),
+                    OFlag::O_PATH | OFlag::O_DIRECTORY,
+                    0,
+                )?);
+                continue;
+            }
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}: \"..\" in a mailbox path", rel.display()),
+                ))
+            }
+        };
+        let next = step(cur.as_ref().unwrap_or(start), name, create)?;
+        cur = Some(next);
+    }
+    match cur {
+        Some(f) => Ok(f),
+        None => openat_raw(
+            Some(start),
+            Path::new("."),
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            0,
+        ),
+    }
+}
+
+/// Open an absolute directory path with `walk_dirs` from "/".
+pub fn open_dir_path(path: &Path, create: Option<DirCreate>) -> io::Result<File> {
+    if !path.is_absolute() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not an absolute path", path.display()),
+        ));
+    }
+    let root = open_at(None, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
+    walk_dirs(&root, path, create)
+}
+
+/// One component of `walk_dirs`.
+fn step(dir: &File, name: &OsStr, create: Option<DirCreate>) -> io::Result<File> {
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+    let st = nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW);
+    match (st, create) {
+        (Ok(st), _) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK => {
+            let owner = dir.metadata()?.uid();
+            if owner == 0 && st.st_uid == 0 {
+                // Root's own link in root's own directory: the administrator's.
+                openat_raw(Some(dir), Path::new(name), dir_flags, 0)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{}: symbolic link (owner uid {}) in a directory owned by uid {owner}: not followed",
+                        Path::new(name).display(),
+                        st.st_uid
+                    ),
+                ))
+            }
+        }
+        (Ok(_), _) => open_at(Some(dir), Path::new(name), dir_flags, 0),
+        (Err(Errno::ENOENT), Some(c)) => {
+            match make_dir_at(dir, name, c.mode, c.owner) {
+                Ok(_) => open_at(Some(dir), Path::new(name), dir_flags, 0),
+                // Made by someone else meanwhile: open what is there, no link.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    open_at(Some(dir), Path::new(name), dir_flags, 0)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (Err(e), _) => Err(io::Error::from(e)),
+    }
 }
 
 /// Let (or stop) a descriptor survive exec, so master can hand it to a worker.

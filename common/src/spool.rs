@@ -22,20 +22,33 @@
 //! ```
 //!
 //! Durability: a file is written under a temporary name, fsync'ed, renamed to
-//! its queue id and the directory fsync'ed before `commit` returns; only then
-//! may smtpd say 250. A recipient's completion is one byte rewritten and
-//! fdatasync'ed before the next step.
+//! its queue id and the directory fsync'ed before `commit` returns (all by
+//! `durable::commit`); only then may smtpd say 250. A recipient's completion
+//! is one byte rewritten and fdatasync'ed before the next step. Moves between
+//! queues never replace an existing file (`durable::rename_at`, no-replace):
+//! an existing target is an `AlreadyExists` error that the caller logs.
 //!
 //! Security: the reader treats a queue file as untrusted input: every length is
 //! bounded and checked against the file size; a bad file is `Corrupt`, and the
-//! caller moves it to corrupt/ with a log line instead of crashing.
+//! caller moves it to corrupt/ with a log line instead of crashing. A queue
+//! file is opened once, with O_NOFOLLOW, and must be a regular file (a link
+//! or anything else is `Corrupt`); envelope, message and `mark_done` all use
+//! that one descriptor, so the file cannot be swapped between steps.
+//! `QueueFile::open_in` (for root's local delivery) also requires the file to
+//! belong to the owner of its queue directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::OFlag;
+
+use crate::durable::{self, Replace};
+use crate::privilege;
 
 const MAGIC: &[u8; 3] = b"PHQ";
 const VERSION: u8 = 1;
@@ -177,6 +190,11 @@ impl Spool {
         self.root.join("private").join(name)
     }
 
+    /// Open a queue directory (O_DIRECTORY, O_NOFOLLOW) for `QueueFile::open_in`.
+    pub fn open_dir(&self, q: Queue) -> io::Result<File> {
+        privilege::open_at(None, &self.dir(q), OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
+    }
+
     /// Create the spool tree (mode per SPOOL_DIRS). Existing directories are kept.
     pub fn create_dirs(&self) -> io::Result<()> {
         fs::create_dir_all(&self.root)?;
@@ -238,7 +256,6 @@ impl Spool {
             .ok_or_else(|| io::Error::other("reserved file already used"))?;
         let mut w = QueueWriter {
             file: Some(BufWriter::with_capacity(64 * 1024, file)),
-            final_path: r.dir.join(r.id.as_str()),
             tmp_path: r.tmp.clone(),
             dir: r.dir.clone(),
             id: r.id.clone(),
@@ -250,10 +267,11 @@ impl Spool {
         Ok(w)
     }
 
-    /// Move a message from one queue to another (rename, atomic).
+    /// Move a message from one queue to another (rename, atomic). Never
+    /// replaces a file already in `to`: that is an `AlreadyExists` error.
     pub fn move_to(&self, id: &QueueId, from: Queue, to: Queue) -> io::Result<PathBuf> {
         let dest = self.path(to, id);
-        fs::rename(self.path(from, id), &dest)?;
+        durable::rename_at(None, &self.path(from, id), None, &dest, Replace::No)?;
         Ok(dest)
     }
 
@@ -321,7 +339,6 @@ pub struct QueueWriter {
     file: Option<BufWriter<File>>,
     id: QueueId,
     tmp_path: PathBuf,
-    final_path: PathBuf,
     dir: PathBuf,
     len_offset: u64,
     msg_len: u64,
@@ -391,12 +408,26 @@ impl QueueWriter {
             .ok_or_else(|| io::Error::other("queue file already closed"))?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.write_all_at(&self.msg_len.to_le_bytes(), self.len_offset)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&self.tmp_path, &self.final_path)?;
-        self.committed = true;
-        File::open(&self.dir)?.sync_all()?;
-        Ok(self.id.clone())
+        let dir = File::open(&self.dir)?;
+        match durable::commit(
+            file,
+            None,
+            &self.tmp_path,
+            &dir,
+            Path::new(self.id.as_str()),
+            Replace::No,
+        ) {
+            Ok(()) => {
+                self.committed = true;
+                Ok(self.id.clone())
+            }
+            Err(e @ durable::DurableError::SyncDir(_)) => {
+                // Renamed: the file is the queue's now, whatever we answer.
+                self.committed = true;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -418,10 +449,12 @@ pub struct Recipient {
     pub offset: u64,
 }
 
-/// A queue file's envelope, read back.
+/// A queue file's envelope, read back, and the one descriptor it was read
+/// from (the message and `mark_done` use it too).
 #[derive(Debug, Clone)]
 pub struct QueueFile {
     pub path: PathBuf,
+    file: Arc<File>,
     pub arrival: u64,
     pub sender: String,
     pub attrs: Vec<(String, String)>,
@@ -432,10 +465,64 @@ pub struct QueueFile {
 
 impl QueueFile {
     /// Read the envelope of a queue file. The message itself stays on disk.
+    /// Opened read-write when allowed (for `mark_done`), else read-only;
+    /// never through a symbolic link.
     pub fn read(path: &Path) -> Result<QueueFile, SpoolError> {
-        let file = File::open(path)?;
-        let size = file.metadata()?.len();
-        let mut r = io::BufReader::with_capacity(16 * 1024, file);
+        let flags = OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+        let file = match privilege::open_at(None, path, OFlag::O_RDWR | flags, 0) {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EACCES | libc::EROFS | libc::EPERM)
+                ) =>
+            {
+                privilege::open_at(None, path, OFlag::O_RDONLY | flags, 0)
+            }
+            r => r,
+        }
+        .map_err(not_followed)?;
+        QueueFile::from_file(file, path.to_path_buf())
+    }
+
+    /// Read the queue file `id` in the queue directory `dir` (from
+    /// `Spool::open_dir`), read-only, for a process that is more privileged
+    /// than the queue's owner (local delivery as root): no symbolic link,
+    /// a regular file, owned by the owner of `dir`.
+    pub fn open_in(dir: &File, dir_path: &Path, id: &QueueId) -> Result<QueueFile, SpoolError> {
+        let owner = dir.metadata()?.uid();
+        let file = privilege::open_at(
+            Some(dir),
+            Path::new(id.as_str()),
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            0,
+        )
+        .map_err(not_followed)?;
+        let uid = file.metadata()?.uid();
+        if uid != owner {
+            return Err(SpoolError::Corrupt(format!(
+                "queue file owned by uid {uid}, not by uid {owner} who owns its queue directory; not read"
+            )));
+        }
+        QueueFile::from_file(file, dir_path.join(id.as_str()))
+    }
+
+    /// Read the envelope from an open queue file (which must be a regular
+    /// file). `path` is only for messages.
+    pub fn from_file(file: File, path: PathBuf) -> Result<QueueFile, SpoolError> {
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Err(SpoolError::Corrupt("not a regular file; not read".into()));
+        }
+        let size = meta.len();
+        let file = Arc::new(file);
+        let mut r = io::BufReader::with_capacity(
+            16 * 1024,
+            MessageReader {
+                file: Arc::clone(&file),
+                pos: 0,
+                end: size,
+            },
+        );
         let corrupt = |m: &str| SpoolError::Corrupt(m.to_string());
         let mut head = [0u8; 4];
         r.read_exact(&mut head)
@@ -450,7 +537,8 @@ impl QueueFile {
             )));
         }
         let mut qf = QueueFile {
-            path: path.to_path_buf(),
+            path,
+            file: Arc::clone(&file),
             arrival: 0,
             sender: String::new(),
             attrs: Vec::new(),
@@ -546,20 +634,24 @@ impl QueueFile {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A reader over exactly the message bytes.
-    pub fn message(&self) -> io::Result<io::Take<File>> {
-        let mut f = File::open(&self.path)?;
-        f.seek(SeekFrom::Start(self.msg_offset))?;
-        Ok(f.take(self.msg_len))
+    /// A reader over exactly the message bytes, from the descriptor the
+    /// envelope was read from (positioned reads: readers are independent).
+    pub fn message(&self) -> io::Result<MessageReader> {
+        Ok(MessageReader {
+            file: Arc::clone(&self.file),
+            pos: self.msg_offset,
+            end: self.msg_offset + self.msg_len,
+        })
     }
 
     /// Record that recipients are done (delivered, or bounced and the bounce
-    /// queued): rewrite their type bytes and fdatasync before returning.
+    /// queued): rewrite their type bytes, through the descriptor the envelope
+    /// was read from, and fdatasync before returning.
     pub fn mark_done(&mut self, indexes: &[usize]) -> io::Result<()> {
         if indexes.is_empty() {
             return Ok(());
         }
-        let f = OpenOptions::new().write(true).open(&self.path)?;
+        let f = &self.file;
         for &i in indexes {
             if let Some(r) = self.recipients.get_mut(i) {
                 f.write_all_at(b"D", r.offset)?;
@@ -584,6 +676,40 @@ impl QueueFile {
         (0..self.recipients.len())
             .filter(|&i| !self.recipients[i].done)
             .collect()
+    }
+}
+
+/// The message bytes of a queue file: positioned reads on a shared
+/// descriptor, from `pos` up to `end`.
+#[derive(Debug)]
+pub struct MessageReader {
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for MessageReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self.file.read_at(&mut buf[..n], self.pos)?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+/// An open that met a symbolic link (O_NOFOLLOW) or a directory is a bad queue file, not an
+/// I/O problem to retry: it goes to corrupt/.
+fn not_followed(e: io::Error) -> SpoolError {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        SpoolError::Corrupt("queue file is a symbolic link; not followed".into())
+    } else if e.raw_os_error() == Some(libc::EISDIR) {
+        SpoolError::Corrupt("not a regular file; not read".into())
+    } else {
+        SpoolError::Io(e)
     }
 }
 
@@ -678,6 +804,103 @@ mod tests {
             QueueFile::read(&path),
             Err(SpoolError::Corrupt(_))
         ));
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    #[test]
+    fn symlinked_queue_file_is_corrupt_not_followed() {
+        let s = temp_spool("link");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"Subject: secret\r\n\r\nsecret\r\n").unwrap();
+        let real = w.commit().unwrap();
+        let id = QueueId::parse("00000000000001").unwrap();
+        let link = s.path(Queue::Active, &id);
+        std::os::unix::fs::symlink(s.path(Queue::Incoming, &real), &link).unwrap();
+        assert!(
+            matches!(QueueFile::read(&link), Err(SpoolError::Corrupt(m)) if m.contains("symbolic link")),
+            "read"
+        );
+        let dir = s.open_dir(Queue::Active).unwrap();
+        assert!(matches!(
+            QueueFile::open_in(&dir, &s.dir(Queue::Active), &id),
+            Err(SpoolError::Corrupt(_))
+        ));
+        // A directory (or other non-file) in its place is corrupt too.
+        fs::remove_file(&link).unwrap();
+        fs::create_dir(&link).unwrap();
+        assert!(matches!(
+            QueueFile::read(&link),
+            Err(SpoolError::Corrupt(_))
+        ));
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    #[test]
+    fn one_descriptor_for_envelope_message_and_mark_done() {
+        let s = temp_spool("onefd");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"the real message\r\n").unwrap();
+        let id = w.commit().unwrap();
+        let path = s.move_to(&id, Queue::Incoming, Queue::Active).unwrap();
+        let dir = s.open_dir(Queue::Active).unwrap();
+        let mut qf = QueueFile::read(&path).unwrap();
+        let ro = QueueFile::open_in(&dir, &s.dir(Queue::Active), &id).unwrap();
+        // Swap the file under its name: readers keep the file they opened.
+        let keep = s.root().join("kept");
+        fs::rename(&path, &keep).unwrap();
+        fs::write(&path, b"an impostor").unwrap();
+        for q in [&qf, &ro] {
+            let mut body = Vec::new();
+            q.message().unwrap().read_to_end(&mut body).unwrap();
+            assert_eq!(body, b"the real message\r\n");
+        }
+        qf.mark_done(&[0]).unwrap();
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"an impostor",
+            "the impostor is untouched"
+        );
+        assert!(QueueFile::read(&keep).unwrap().recipients[0].done);
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    #[test]
+    fn open_in_wants_the_queue_owner() {
+        if !crate::privilege::is_root() {
+            eprintln!("open_in_wants_the_queue_owner: needs root to chown; skipped");
+            return;
+        }
+        let s = temp_spool("owner");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"x").unwrap();
+        let id = w.commit().unwrap();
+        let path = s.move_to(&id, Queue::Incoming, Queue::Active).unwrap();
+        std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+        let dir = s.open_dir(Queue::Active).unwrap();
+        assert!(matches!(
+            QueueFile::open_in(&dir, &s.dir(Queue::Active), &id),
+            Err(SpoolError::Corrupt(m)) if m.contains("uid 4242")
+        ));
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    #[test]
+    fn moves_never_replace() {
+        let s = temp_spool("noreplace");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"x").unwrap();
+        let id = w.commit().unwrap();
+        fs::write(s.path(Queue::Active, &id), b"already here").unwrap();
+        let e = s.move_to(&id, Queue::Incoming, Queue::Active).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            fs::read(s.path(Queue::Active, &id)).unwrap(),
+            b"already here"
+        );
+        assert!(
+            s.path(Queue::Incoming, &id).exists(),
+            "the message stays where it was"
+        );
         fs::remove_dir_all(s.root()).unwrap();
     }
 }

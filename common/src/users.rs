@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -169,7 +169,7 @@ impl UserTable {
     }
 }
 
-/// Add or replace a user's line, atomically (temporary file and rename).
+/// Add or replace a user's line, atomically and durably (`durable::replace_file`).
 /// `password` is the whole password field, e.g. `{SHA512-CRYPT}$6$...`.
 pub fn upsert(path: &Path, address: &str, password: &str) -> io::Result<bool> {
     let address = address.to_ascii_lowercase();
@@ -214,21 +214,15 @@ pub fn upsert(path: &Path, address: &str, password: &str) -> io::Result<bool> {
     if !replaced {
         out.push_str(&format!("{address}:{password}::::::\n"));
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
     // Keep the owner and group (root:posthorn): smtpd reads the file as mail_owner.
-    if let Ok(meta) = fs::metadata(path) {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
-    }
-    f.write_all(out.as_bytes())?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
+    let owner = fs::metadata(path)
+        .ok()
+        .filter(|_| crate::privilege::is_root())
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.uid(), m.gid())
+        });
+    crate::durable::replace_file(path, out.as_bytes(), mode, owner)?;
     Ok(replaced)
 }
 

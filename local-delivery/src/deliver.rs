@@ -1,50 +1,75 @@
 //! One delivery request: validate it, deliver each recipient, report.
 //!
 //! Standards: RFC 5321 4.4 (Return-Path at final delivery), RFC 3463 codes.
+//!
+//! Security: runs as root. The queue file is opened once, O_NOFOLLOW,
+//! relative to active/, and must be a regular file owned by active/'s owner
+//! (`QueueFile::open_in`); envelope and message come from that descriptor.
+//! Mailboxes are reached through directory descriptors (`walk_dirs`), homes
+//! made with `make_dir_at`, and everything below a home written with the
+//! owner's effective ids (`as_user`, which refuses uid 0).
+//!
+//! Diagnostics: a queue file that cannot be opened safely is a warning naming
+//! the queue id, and its recipients are deferred.
 
-use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::config::Config;
 use common::ipc::{DeliverRequest, RecipientResult, Status};
-use common::privilege;
-use common::spool::{Queue, QueueFile, QueueId, Spool, SpoolError};
+use common::privilege::{self, DirCreate};
+use common::spool::{Queue, QueueFile, QueueId, Spool};
 use common::users::UserTable;
 use common::{info, warning};
 use mailstore::{LfReader, Maildir};
 
+use crate::aliases::Aliases;
 use crate::resolve::{self, Mailbox, Unresolved};
 
 /// Longest header section scanned for loop detection.
 const HEADER_SCAN: usize = 256 * 1024;
 
+/// A bad request: the connection is closed (qmgr sent something it must not).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("bad queue id {0:?}")]
+    QueueId(String),
+    #[error("{0}: recipient index {1} out of range")]
+    Index(QueueId, u32),
+    #[error("{0}: recipient {1} is not {2:?}")]
+    Address(QueueId, u32, String),
+}
+
 pub struct Agent {
     pub config: Config,
     pub users: UserTable,
+    pub aliases: Aliases,
     pub spool: Spool,
-    /// Maildirs created or seen by this process: no mkdir for them again.
-    pub known_maildirs: std::collections::HashSet<std::path::PathBuf>,
 }
+
+/// One recipient's outcome: status, DSN code, text, relay.
+type Outcome = (Status, &'static str, String, &'static str);
 
 impl Agent {
     /// Deliver a request. Err means the request itself is bad (close the
     /// connection); per-recipient trouble is in the results.
-    pub fn deliver(&mut self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, String> {
+    pub fn deliver(&mut self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, RequestError> {
         let id = QueueId::parse(&req.queue_id)
-            .ok_or_else(|| format!("bad queue id {:?}", req.queue_id))?;
-        let path = self.spool.path(Queue::Active, &id);
-        let qf = match QueueFile::read(&path) {
+            .ok_or_else(|| RequestError::QueueId(req.queue_id.clone()))?;
+        // Opened once, O_NOFOLLOW, relative to active/, owned by active/'s
+        // owner; envelope and message come from that one descriptor.
+        let opened = self
+            .spool
+            .open_dir(Queue::Active)
+            .map_err(common::spool::SpoolError::Io)
+            .and_then(|dir| QueueFile::open_in(&dir, &self.spool.dir(Queue::Active), &id));
+        let qf = match opened {
             Ok(q) => q,
             Err(e) => {
                 // The queue file is gone or bad: every recipient is deferred;
                 // qmgr deals with the file itself.
-                let why = match e {
-                    SpoolError::Io(e) => format!("cannot read queue file: {e}"),
-                    SpoolError::Corrupt(m) => m,
-                };
+                let why = format!("cannot read queue file: {e}");
                 warning!("{id}: {why}");
                 return Ok(req
                     .recipients
@@ -62,13 +87,10 @@ impl Agent {
         let headers = scan_headers(&qf).unwrap_or_default();
         for r in &req.recipients {
             let Some(rec) = qf.recipients.get(r.index as usize) else {
-                return Err(format!("{id}: recipient index {} out of range", r.index));
+                return Err(RequestError::Index(id, r.index));
             };
             if rec.address != r.address {
-                return Err(format!(
-                    "{id}: recipient {} is not {:?}",
-                    r.index, r.address
-                ));
+                return Err(RequestError::Address(id, r.index, r.address.clone()));
             }
             let (status, dsn, text, relay) = self.one(&qf, &rec.address, &headers);
             let delay = SystemTime::now()
@@ -96,18 +118,16 @@ impl Agent {
         Ok(results)
     }
 
-    fn one(
-        &mut self,
-        qf: &QueueFile,
-        rcpt: &str,
-        headers: &Headers,
-    ) -> (Status, &'static str, String, &'static str) {
-        let mbox = match resolve::resolve(&self.config, &mut self.users, rcpt) {
-            Ok(m) => m,
-            Err(Unresolved::UnknownUser(t)) => return (Status::Bounced, "5.1.1", t, "local"),
-            Err(Unresolved::NotLocal(t)) => return (Status::Bounced, "5.3.0", t, "local"),
-            Err(Unresolved::Temporary(t)) => return (Status::Deferred, "4.3.0", t, "local"),
-        };
+    fn one(&mut self, qf: &QueueFile, rcpt: &str, headers: &Headers) -> Outcome {
+        let boxes =
+            match resolve::resolve_all(&self.config, &mut self.users, &mut self.aliases, rcpt) {
+                Ok(m) => m,
+                Err(Unresolved::UnknownUser(t)) => return (Status::Bounced, "5.1.1", t, "local"),
+                Err(Unresolved::NotLocal(t)) => return (Status::Bounced, "5.3.0", t, "local"),
+                Err(Unresolved::Loop(t)) => return (Status::Bounced, "5.4.6", t, "local"),
+                Err(Unresolved::Temporary(t)) => return (Status::Deferred, "4.3.0", t, "local"),
+            };
+        let relay = boxes.first().map_or("local", |m| m.relay);
         let limit = self.config.int("hopcount_limit").unwrap_or(50) as usize;
         if headers.received > limit {
             return (
@@ -117,7 +137,7 @@ impl Agent {
                     "mail forwarding loop ({} Received: headers)",
                     headers.received
                 ),
-                mbox.relay,
+                relay,
             );
         }
         if headers
@@ -129,77 +149,70 @@ impl Agent {
                 Status::Bounced,
                 "5.4.6",
                 format!("mail forwarding loop for {rcpt}"),
-                mbox.relay,
+                relay,
             );
         }
-        let known = self.known_maildirs.contains(&mbox.path);
-        match write_mailbox(&mbox, qf, rcpt, known) {
-            Ok(()) => {
-                if mbox.maildir && !known && self.known_maildirs.len() < 100_000 {
-                    self.known_maildirs.insert(mbox.path.clone());
-                }
-                let what = if mbox.maildir {
-                    "delivered to maildir"
-                } else {
-                    "delivered to mailbox"
-                };
-                (Status::Sent, "2.0.0", what.into(), mbox.relay)
-            }
-            Err(e) => {
-                self.known_maildirs.remove(&mbox.path);
+        // Every mailbox (an alias may have several); the first failure defers
+        // the recipient (the ones already written may get it again).
+        let mut what = "";
+        for mbox in &boxes {
+            if let Err(e) = write_mailbox(mbox, qf, rcpt) {
                 let dsn = match e.raw_os_error() {
                     Some(28) => "4.3.1",  // ENOSPC
                     Some(122) => "4.2.2", // EDQUOT
                     _ => "4.2.0",
                 };
-                (
-                    Status::Deferred,
-                    dsn,
-                    format!("cannot write {}: {e}", mbox.path.display()),
-                    mbox.relay,
-                )
+                let mut text = format!("cannot write {}: {e}", mbox.path.display());
+                if let Some(p) = &mbox.default_privs {
+                    text.push_str(&format!(
+                        " (mail for uid 0 is written with the rights of default_privs {p}, never as root; alias root to a real user in alias_maps)"
+                    ));
+                }
+                return (Status::Deferred, dsn, text, mbox.relay);
             }
+            what = if mbox.maildir {
+                "delivered to maildir"
+            } else {
+                "delivered to mailbox"
+            };
         }
+        (Status::Sent, "2.0.0", what.into(), relay)
     }
 }
 
-/// Create a virtual user's home (owned by them) when it does not exist.
-fn ensure_home(home: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    if home.is_dir() {
-        return Ok(());
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(home.parent().unwrap_or(home))?;
-    match fs::DirBuilder::new().mode(0o700).create(home) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    if privilege::is_root() {
-        std::os::unix::fs::chown(home, Some(uid), Some(gid))?;
-    }
-    Ok(())
-}
-
-fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str, known: bool) -> io::Result<()> {
-    if let (Some(home), false) = (&mbox.home, known) {
-        ensure_home(home, mbox.uid, mbox.gid)?;
-    }
+/// Write one mailbox. The home is reached from "/" with `walk_dirs` (as
+/// root: only root's links in root's directories are followed; a virtual
+/// user's missing home is made and given to them, fsync'ed into its
+/// parent); everything below it -- Maildir, cur/ new/ tmp/, the mbox file
+/// and its directories -- is done with the owner's effective ids, through
+/// descriptors, following no links.
+fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
+    let root_create = DirCreate {
+        mode: 0o755,
+        owner: None,
+    };
+    let home = if mbox.create_home {
+        let parent = mbox.home.parent().unwrap_or(Path::new("/"));
+        let name = mbox.home.file_name().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "home has no last component")
+        })?;
+        let pdir = privilege::open_dir_path(parent, Some(root_create))?;
+        let owner = privilege::is_root().then_some((mbox.uid, mbox.gid));
+        match privilege::make_dir_at(&pdir, name, 0o700, owner) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        privilege::walk_dirs(&pdir, Path::new(name), None)?
+    } else {
+        privilege::open_dir_path(&mbox.home, None)?
+    };
     let mut prefix = format!("Return-Path: <{}>\n", qf.sender);
     prefix.push_str(&format!("Delivered-To: {rcpt}\n"));
-    // Open the queue file before switching: active/ is mail_owner's, 0700.
     let msg = qf.message()?;
     privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
-            // A known Maildir that was removed meanwhile fails in begin();
-            // the delivery is deferred and the next attempt creates it.
-            let md = if known {
-                Maildir::existing(&mbox.path)
-            } else {
-                Maildir::create(&mbox.path)?
-            };
+            let md = Maildir::open_at(&home, &mbox.below_home, mbox.path.clone(), true)?;
             let mut d = md.begin()?;
             d.write(prefix.as_bytes())?;
             let mut lf = LfReader::new(msg);
@@ -213,9 +226,18 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str, known: bool) -> io:
             }
             d.commit().map(drop)
         } else {
-            if let Some(parent) = mbox.path.parent() {
-                fs::create_dir_all(parent)?;
-            }
+            let name = mbox.below_home.file_name().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "home_mailbox has no file name")
+            })?;
+            let parent = mbox.below_home.parent().unwrap_or(Path::new(""));
+            let dir = privilege::walk_dirs(
+                &home,
+                parent,
+                Some(DirCreate {
+                    mode: 0o700,
+                    owner: None,
+                }),
+            )?;
             let date = mbox_date(
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -223,7 +245,7 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str, known: bool) -> io:
                     .as_secs(),
             );
             let mut message = prefix.as_bytes().chain(LfReader::new(msg));
-            mailstore::mbox::deliver(&mbox.path, &qf.sender, &date, &mut message)
+            mailstore::mbox::deliver_at(&dir, Path::new(name), &qf.sender, &date, &mut message)
         }
     })
 }
@@ -278,5 +300,130 @@ mod tests {
     fn mbox_dates() {
         assert_eq!(super::mbox_date(1_700_000_000), "Tue Nov 14 22:13:20 2023");
         assert_eq!(super::mbox_date(0), "Thu Jan  1 00:00:00 1970");
+    }
+
+    use super::*;
+    use common::ipc::DeliverRecipient;
+    use common::spool::Envelope;
+
+    /// Delivery switches the effective ids of the whole process (all test
+    /// threads): one delivering test at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn agent(name: &str) -> (Agent, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-deliver-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (uid, gid) = if privilege::is_root() {
+            (4242, 4242)
+        } else {
+            let me = privilege::current_account();
+            (me.uid, me.gid)
+        };
+        std::fs::write(
+            dir.join("users"),
+            format!(
+                "demo@example.test:x:{uid}:{gid}::{}/home/demo::\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let text = format!(
+            "queue_directory = {0}/spool\nvirtual_mailbox_domains = example.test\nmydestination = localhost\nalias_maps =\n",
+            dir.display()
+        );
+        let config = Config::parse(&dir, "main.cf", &text).unwrap();
+        let spool = Spool::new(config.queue_dir());
+        spool.create_dirs().unwrap();
+        let a = Agent {
+            users: UserTable::new(dir.join("users")),
+            aliases: Aliases::new(&[]),
+            spool,
+            config,
+        };
+        (a, dir)
+    }
+
+    fn queue(spool: &Spool, body: &[u8]) -> QueueId {
+        let mut w = spool
+            .create(&Envelope {
+                sender: "a@example.org".into(),
+                recipients: vec!["demo@example.test".into()],
+                attrs: vec![],
+            })
+            .unwrap();
+        w.write(body).unwrap();
+        w.commit().unwrap()
+    }
+
+    fn request(id: &QueueId) -> DeliverRequest {
+        DeliverRequest {
+            queue_id: id.to_string(),
+            sender: "a@example.org".into(),
+            arrival: 0,
+            recipients: vec![DeliverRecipient {
+                index: 0,
+                address: "demo@example.test".into(),
+            }],
+        }
+    }
+
+    fn delivered(dir: &std::path::Path) -> Vec<Vec<u8>> {
+        std::fs::read_dir(dir.join("home/demo/Maildir/new"))
+            .map(|r| {
+                r.flatten()
+                    .map(|e| std::fs::read(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_linked_queue_file_is_not_followed() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut a, dir) = agent("link");
+        // A real message is delivered (the home is made on the way).
+        let id = queue(&a.spool, b"Subject: real\r\n\r\nreal\r\n");
+        a.spool
+            .move_to(&id, Queue::Incoming, Queue::Active)
+            .unwrap();
+        let r = a.deliver(&request(&id)).unwrap();
+        assert_eq!(r[0].status, Status::Sent, "{r:?}");
+        assert_eq!(delivered(&dir).len(), 1);
+        // A valid queue file outside the queue (a root-only file, say), and a
+        // link to it in active/: never read.
+        let secret = queue(&a.spool, b"Subject: secret\r\n\r\nSECRET\r\n");
+        let outside = dir.join("secret");
+        std::fs::rename(a.spool.path(Queue::Incoming, &secret), &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, a.spool.path(Queue::Active, &secret)).unwrap();
+        let r = a.deliver(&request(&secret)).unwrap();
+        assert_eq!(r[0].status, Status::Deferred);
+        assert!(r[0].text.contains("symbolic link"), "{r:?}");
+        let all = delivered(&dir);
+        assert_eq!(all.len(), 1);
+        assert!(!all.iter().any(|m| m.windows(6).any(|w| w == b"SECRET")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_queue_file_of_another_owner_is_not_read() {
+        if !privilege::is_root() {
+            eprintln!("a_queue_file_of_another_owner_is_not_read: needs root to chown; skipped");
+            return;
+        }
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut a, dir) = agent("owner");
+        let id = queue(&a.spool, b"Subject: x\r\n\r\nSECRET\r\n");
+        let p = a
+            .spool
+            .move_to(&id, Queue::Incoming, Queue::Active)
+            .unwrap();
+        std::os::unix::fs::chown(&p, Some(4343), None).unwrap();
+        let r = a.deliver(&request(&id)).unwrap();
+        assert_eq!(r[0].status, Status::Deferred);
+        assert!(r[0].text.contains("uid 4343"), "{r:?}");
+        assert!(delivered(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,7 +7,10 @@
 //!
 //! Runs as root (master.cf unpriv `n`) so it can write each mailbox as its
 //! owner: the effective uid and gid are switched for each delivery (Postfix's
-//! set_eugid). Started by an ordinary user, it writes as that user.
+//! set_eugid). Started by an ordinary user, it writes as that user. No
+//! mailbox is written as uid 0: root's mail is written with the rights of
+//! default_privs (see resolve.rs), and aliases (alias_maps, partial: see
+//! aliases.rs) send root's and postmaster's mail to a real user.
 //!
 //! Each delivery prepends `Return-Path:` (RFC 5321 4.4) and `Delivered-To:`
 //! (Postfix's loop detection), converts CRLF to LF, and is durable before the
@@ -15,14 +18,16 @@
 //!
 //! Parameters: virtual_mailbox_domains, virtual_mailbox_maps,
 //! virtual_mailbox_base, virtual_uid_maps, virtual_gid_maps, mydestination,
-//! home_mailbox, recipient_delimiter, hopcount_limit, queue_directory.
+//! home_mailbox, recipient_delimiter, hopcount_limit, queue_directory,
+//! alias_maps, default_privs.
 //!
 //! Diagnostics: one log line per recipient, Postfix's shape:
 //! `ID: to=<a@b>, relay=virtual, delay=0.12, dsn=2.0.0, status=sent (delivered to maildir)`.
 //! Security: requests are validated (queue id syntax, recipient index and
 //! address must match the queue file); a bad request closes the connection.
 
-mod deliver;
+pub mod aliases;
+pub mod deliver;
 pub mod resolve;
 
 use std::io;
@@ -42,9 +47,9 @@ pub fn main() {
     };
     let mut agent = deliver::Agent {
         users: UserTable::new(worker.config.users_file()),
+        aliases: aliases::Aliases::new(&worker.config.list("alias_maps")),
         spool: common::spool::Spool::new(worker.config.queue_dir()),
         config: worker.config.clone(),
-        known_maildirs: Default::default(),
     };
     if let Err(e) = listener.set_nonblocking(true) {
         common::fatal!("listener: {e}");

@@ -3,9 +3,22 @@
 //! A recipient of virtual_mailbox_domains is a virtual user from the users
 //! file: home from its entry or `$virtual_mailbox_base/DOMAIN/LOCALPART`,
 //! Maildir/ below it, owner from its entry, virtual_uid_maps/virtual_gid_maps
-//! or mail_owner. A recipient of mydestination is a system user (getpwnam):
+//! or mail_owner. A recipient of mydestination is first looked up in
+//! alias_maps (aliases.rs; the targets are resolved in turn, up to
+//! MAX_ALIAS_DEPTH deep), then as a system user (getpwnam):
 //! `~/$home_mailbox`, Maildir when that ends in '/', else mbox; owned by the
 //! user. Anything else is not ours to deliver.
+//!
+//! postmaster (RFC 5321 4.5.1) always has a destination: `postmaster@` a
+//! virtual domain without its own users-file entry is the local postmaster;
+//! a local postmaster that is neither an alias nor a user is root.
+//!
+//! Security: no mailbox is written as uid 0 or gid 0. A recipient whose uid
+//! (or gid) is 0 -- root, or a virtual user mapped to 0 -- gets the ids of
+//! default_privs instead (Postfix's local(8) does this for deliveries to
+//! files and commands); default_privs must not be root. Root's mailbox
+//! normally is not writable by default_privs: that delivery is deferred with
+//! a log line that says to alias root to a real user.
 
 use std::path::PathBuf;
 
@@ -14,15 +27,27 @@ use common::config::Config;
 use common::privilege::{self, Account};
 use common::users::UserTable;
 
+use crate::aliases::Aliases;
+
+/// How deep aliases may point to aliases.
+const MAX_ALIAS_DEPTH: usize = 10;
+
 /// A resolved mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
+    /// The whole path, for log lines.
     pub path: PathBuf,
+    /// The home directory, reached from "/" with `walk_dirs`.
+    pub home: PathBuf,
+    /// The mailbox below the home (relative), reached as the owner.
+    pub below_home: PathBuf,
+    /// Virtual users' homes are made when missing; system users' are not.
+    pub create_home: bool,
     pub maildir: bool,
     pub uid: u32,
     pub gid: u32,
-    /// For virtual users whose home may need creating: (home, uid, gid).
-    pub home: Option<PathBuf>,
+    /// The uid or gid was 0 and was replaced by default_privs (this name).
+    pub default_privs: Option<String>,
     /// "virtual" or "local", for relay= in the log.
     pub relay: &'static str,
 }
@@ -36,9 +61,88 @@ pub enum Unresolved {
     Temporary(String),
     /// 5.3.0: not a domain we deliver for.
     NotLocal(String),
+    /// 5.4.6: aliases that point at each other too deep.
+    Loop(String),
 }
 
-/// Resolve `address` to a mailbox.
+/// Resolve `address` to its mailboxes, through alias_maps (no duplicates).
+pub fn resolve_all(
+    cfg: &Config,
+    users: &mut UserTable,
+    aliases: &mut Aliases,
+    address: &str,
+) -> Result<Vec<Mailbox>, Unresolved> {
+    let mut out = Vec::new();
+    expand(cfg, users, aliases, address, 0, &mut out)?;
+    Ok(out)
+}
+
+fn expand(
+    cfg: &Config,
+    users: &mut UserTable,
+    aliases: &mut Aliases,
+    address: &str,
+    depth: usize,
+    out: &mut Vec<Mailbox>,
+) -> Result<(), Unresolved> {
+    if depth > MAX_ALIAS_DEPTH {
+        return Err(Unresolved::Loop(format!(
+            "alias expansion of {address} is more than {MAX_ALIAS_DEPTH} deep"
+        )));
+    }
+    let key = addr::lookup_key(address, &cfg.get("recipient_delimiter"));
+    let (local, domain) = addr::split(&key);
+    let local_domain = domain.is_empty() || addr::domain_in(domain, &cfg.list("mydestination"));
+    let virtual_domain = addr::domain_in(domain, &cfg.list("virtual_mailbox_domains"));
+    if virtual_domain && local.eq_ignore_ascii_case("postmaster") {
+        // RFC 5321 4.5.1: postmaster of every domain; the local one unless
+        // the users file has this domain's own.
+        users
+            .refresh()
+            .map_err(|e| Unresolved::Temporary(format!("users file: {e}")))?;
+        if users.get(&key).is_none() {
+            return expand(cfg, users, aliases, "postmaster", depth + 1, out);
+        }
+    }
+    if local_domain && !virtual_domain {
+        let name = local.to_ascii_lowercase();
+        let targets = aliases
+            .lookup(&name)
+            .map_err(|e| Unresolved::Temporary(e.to_string()))?;
+        if let Some(targets) = targets {
+            for t in targets {
+                if t.starts_with(['|', '/']) || t.starts_with(":include:") {
+                    return Err(Unresolved::Temporary(format!(
+                        "alias {name}: destination {t:?} is not supported yet (alias_maps supports addresses only)"
+                    )));
+                }
+                let (tl, td) = addr::split(&t);
+                if tl.eq_ignore_ascii_case(&name)
+                    && (td.is_empty() || td.eq_ignore_ascii_case(domain))
+                {
+                    // "root: root, ..." delivers to the user itself.
+                    push(out, resolve(cfg, users, &t)?);
+                } else {
+                    expand(cfg, users, aliases, &t, depth + 1, out)?;
+                }
+            }
+            return Ok(());
+        }
+        if privilege::lookup_user(local).is_none() && name == "postmaster" {
+            return expand(cfg, users, aliases, "root", depth + 1, out);
+        }
+    }
+    push(out, resolve(cfg, users, &key)?);
+    Ok(())
+}
+
+fn push(out: &mut Vec<Mailbox>, m: Mailbox) {
+    if !out.contains(&m) {
+        out.push(m);
+    }
+}
+
+/// Resolve `address` to a mailbox, without aliases.
 pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mailbox, Unresolved> {
     let key = addr::lookup_key(address, &cfg.get("recipient_delimiter"));
     let (local, domain) = addr::split(&key);
@@ -49,18 +153,26 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
         let Some(u) = users.get(&key) else {
             return Err(Unresolved::UnknownUser(format!("unknown user: \"{key}\"")));
         };
-        let owner = mailbox_owner(cfg).map_err(Unresolved::Temporary)?;
+        let owner = match (u.uid, u.gid) {
+            (Some(uid), Some(gid)) => (uid, gid),
+            _ => mailbox_owner(cfg).map_err(Unresolved::Temporary)?,
+        };
         let home = u.home.clone().unwrap_or_else(|| {
             PathBuf::from(cfg.get("virtual_mailbox_base"))
                 .join(sanitize(domain))
                 .join(sanitize(local))
         });
+        let (uid, gid, default_privs) =
+            not_root(cfg, u.uid.unwrap_or(owner.0), u.gid.unwrap_or(owner.1))?;
         return Ok(Mailbox {
             path: home.join("Maildir"),
+            home,
+            below_home: PathBuf::from("Maildir"),
+            create_home: true,
             maildir: true,
-            uid: u.uid.unwrap_or(owner.0),
-            gid: u.gid.unwrap_or(owner.1),
-            home: Some(home),
+            uid,
+            gid,
+            default_privs,
             relay: "virtual",
         });
     }
@@ -73,18 +185,56 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
         };
         let hm = cfg.get("home_mailbox");
         let maildir = hm.ends_with('/');
+        let below = PathBuf::from(hm.trim_end_matches('/'));
+        if below.as_os_str().is_empty()
+            || !below
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Unresolved::Temporary(format!(
+                "home_mailbox = {hm:?}: must be a relative path without \"..\""
+            )));
+        }
+        let (uid, gid, default_privs) = not_root(cfg, acct.uid, acct.gid)?;
         return Ok(Mailbox {
-            path: acct.home.join(hm.trim_end_matches('/')),
+            path: acct.home.join(&below),
+            home: acct.home,
+            below_home: below,
+            create_home: false,
             maildir,
-            uid: acct.uid,
-            gid: acct.gid,
-            home: None,
+            uid,
+            gid,
+            default_privs,
             relay: "local",
         });
     }
     Err(Unresolved::NotLocal(format!(
         "domain {domain} is not delivered locally"
     )))
+}
+
+/// Replace uid 0 and gid 0 by default_privs' ids.
+fn not_root(cfg: &Config, uid: u32, gid: u32) -> Result<(u32, u32, Option<String>), Unresolved> {
+    if uid != 0 && gid != 0 {
+        return Ok((uid, gid, None));
+    }
+    let name = cfg.get("default_privs");
+    let Some(acct) = privilege::lookup_user(&name) else {
+        return Err(Unresolved::Temporary(format!(
+            "default_privs {name:?} is not a user"
+        )));
+    };
+    if acct.uid == 0 || acct.gid == 0 {
+        return Err(Unresolved::Temporary(format!(
+            "default_privs {name:?} is a privileged user (uid {} gid {})",
+            acct.uid, acct.gid
+        )));
+    }
+    Ok((
+        if uid == 0 { acct.uid } else { uid },
+        if gid == 0 { acct.gid } else { gid },
+        Some(name),
+    ))
 }
 
 /// Owner of virtual mailboxes without uid/gid in the users file.
@@ -151,9 +301,11 @@ mod tests {
         let (cfg, mut users, dir) = setup("v");
         let m = resolve(&cfg, &mut users, "Demo+tag@EXAMPLE.test").unwrap();
         assert_eq!(m.path, Path::new("/vmail/example.test/demo/Maildir"));
+        assert_eq!(m.home, Path::new("/vmail/example.test/demo"));
+        assert_eq!(m.below_home, Path::new("Maildir"));
         assert_eq!(
-            (m.uid, m.gid, m.maildir, m.relay),
-            (5000, 5001, true, "virtual")
+            (m.uid, m.gid, m.maildir, m.relay, m.create_home),
+            (5000, 5001, true, "virtual", true)
         );
         let m = resolve(&cfg, &mut users, "homed@example.test").unwrap();
         assert_eq!(
@@ -179,12 +331,77 @@ mod tests {
         let me = privilege::current_account();
         let m = resolve(&cfg, &mut users, &format!("{}@localhost", me.name)).unwrap();
         assert_eq!(m.path, me.home.join("Maildir"));
-        assert_eq!(m.uid, me.uid);
+        assert!(!m.create_home);
+        if me.uid != 0 {
+            assert_eq!((m.uid, m.default_privs), (me.uid, None));
+        }
         assert!(matches!(
             resolve(&cfg, &mut users, "no-such-user-xyz@localhost"),
             Err(Unresolved::UnknownUser(_))
         ));
         assert_eq!(sanitize("../x"), "_.._x");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn root_gets_default_privs_never_uid_0() {
+        let (mut cfg, mut users, dir) = setup("root");
+        let nobody = privilege::lookup_user("nobody").expect("a nobody user");
+        let m = resolve(&cfg, &mut users, "root@localhost").unwrap();
+        assert_eq!((m.uid, m.gid), (nobody.uid, nobody.gid));
+        assert_eq!(m.default_privs.as_deref(), Some("nobody"));
+        // A virtual user whose uid is 0 likewise.
+        std::fs::write(dir.join("users"), "zero@example.test:x:0:0::/srv/z::\n").unwrap();
+        users.invalidate();
+        let m = resolve(&cfg, &mut users, "zero@example.test").unwrap();
+        assert_eq!((m.uid, m.gid), (nobody.uid, nobody.gid));
+        // default_privs must not be root itself.
+        cfg.set("default_privs", "root", "test");
+        assert!(matches!(
+            resolve(&cfg, &mut users, "root@localhost"),
+            Err(Unresolved::Temporary(t)) if t.contains("privileged")
+        ));
+        cfg.set("default_privs", "no-such-user-xyz", "test");
+        assert!(matches!(
+            resolve(&cfg, &mut users, "root@localhost"),
+            Err(Unresolved::Temporary(_))
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn aliases_and_postmaster() {
+        let (cfg, mut users, dir) = setup("alias");
+        let none = Aliases::new(&[]);
+        // No aliases at all: postmaster is root (with default_privs' ids).
+        let mut a = none;
+        let m = resolve_all(&cfg, &mut users, &mut a, "postmaster@localhost").unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].home, privilege::lookup_user("root").unwrap().home);
+        assert!(m[0].uid != 0);
+        // postmaster of a virtual domain without its own entry: the same.
+        let v = resolve_all(&cfg, &mut users, &mut a, "PostMaster@example.test").unwrap();
+        assert_eq!(v, m);
+        // root aliased to a virtual user, postmaster to root.
+        let p = dir.join("aliases");
+        std::fs::write(&p, "postmaster: root\nroot: demo@example.test, root\nloop1: loop2\nloop2: loop1\nprog: |/bin/true\n").unwrap();
+        let mut a = Aliases::new(&[format!("hash:{}", p.display())]);
+        let m = resolve_all(&cfg, &mut users, &mut a, "postmaster").unwrap();
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[0].path, Path::new("/vmail/example.test/demo/Maildir"));
+        assert_eq!(m[1].relay, "local");
+        assert!(m.iter().all(|m| m.uid != 0 && m.gid != 0));
+        assert!(matches!(
+            resolve_all(&cfg, &mut users, &mut a, "loop1@localhost"),
+            Err(Unresolved::Loop(_))
+        ));
+        assert!(matches!(
+            resolve_all(&cfg, &mut users, &mut a, "prog@localhost"),
+            Err(Unresolved::Temporary(t)) if t.contains("not supported")
+        ));
+        // Aliases are for mydestination only: a virtual user is not aliased.
+        let d = resolve_all(&cfg, &mut users, &mut a, "demo@example.test").unwrap();
+        assert_eq!(d.len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

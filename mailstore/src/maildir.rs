@@ -8,38 +8,72 @@
 //! Standards: the Maildir specification (cr.yp.to/proto/maildir.html);
 //! Dovecot's `,S=` size field.
 //!
-//! Durability: the file is written in tmp/, fsync'ed, renamed into new/, and
-//! new/ is fsync'ed before `deliver` returns; a crash before that leaves at
-//! most a file in tmp/, which readers ignore.
+//! Durability: the file is written in tmp/, then `common::durable::commit`
+//! fsyncs it, renames it into new/ (never replacing a file) and fsyncs new/
+//! before `commit` returns; a crash before that leaves at most a file in
+//! tmp/, which readers ignore. Directories made on the way are fsync'ed into
+//! their parents.
+//!
+//! Security: everything is reached through directory descriptors with
+//! *at() calls (`common::privilege::walk_dirs`): a symbolic link planted for
+//! the Maildir, cur/, new/ or tmp/ is not followed unless root put it in a
+//! root-owned directory, and message files are made with O_EXCL|O_NOFOLLOW.
+//! The caller runs this with the mailbox owner's effective ids.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A Maildir: a directory with cur/, new/ and tmp/.
+use common::durable::{self, Replace};
+use common::privilege::{self, DirCreate};
+
+/// Mode of Maildir directories made at delivery.
+const DIR_MODE: u32 = 0o700;
+
+/// A Maildir: a directory with cur/, new/ and tmp/, held open.
 #[derive(Debug, Clone)]
 pub struct Maildir {
     root: PathBuf,
+    tmp: Arc<File>,
+    new: Arc<File>,
 }
 
 impl Maildir {
-    /// A Maildir known to exist (no directories are created).
-    pub fn existing(root: impl Into<PathBuf>) -> Maildir {
-        Maildir { root: root.into() }
+    /// Open the Maildir `rel` below the directory `base` (a descriptor), with
+    /// `walk_dirs`; with `create`, missing directories (the Maildir, its
+    /// parents below `base`, cur/ new/ tmp/) are made with mode 0700 by the
+    /// current effective user and fsync'ed into their parents. `display` is
+    /// the Maildir's path, for messages.
+    pub fn open_at(base: &File, rel: &Path, display: PathBuf, create: bool) -> io::Result<Maildir> {
+        let how = create.then_some(DirCreate {
+            mode: DIR_MODE,
+            owner: None,
+        });
+        let md = privilege::walk_dirs(base, rel, how)?;
+        let sub = |name: &str| privilege::walk_dirs(&md, Path::new(name), how);
+        sub("cur")?;
+        Ok(Maildir {
+            tmp: Arc::new(sub("tmp")?),
+            new: Arc::new(sub("new")?),
+            root: display,
+        })
     }
 
-    /// Open a Maildir, creating it (and its parents) with mode 0700 if needed.
+    /// Open a Maildir by absolute path (relative: below the current
+    /// directory), creating it and its parents with mode 0700 if needed.
     pub fn create(root: impl Into<PathBuf>) -> io::Result<Maildir> {
         let root = root.into();
-        let mut b = fs::DirBuilder::new();
-        b.recursive(true).mode(0o700);
-        for sub in ["cur", "new", "tmp"] {
-            b.create(root.join(sub))?;
-        }
-        Ok(Maildir { root })
+        let abs = if root.is_absolute() {
+            root.clone()
+        } else {
+            std::env::current_dir()?.join(&root)
+        };
+        let top = privilege::open_dir_path(Path::new("/"), None)?;
+        Maildir::open_at(&top, &abs, root, true)
     }
 
     pub fn root(&self) -> &Path {
@@ -61,19 +95,12 @@ impl Maildir {
                 std::process::id(),
                 COUNTER.fetch_add(1, Ordering::Relaxed)
             );
-            let tmp = self.root.join("tmp").join(&base);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-            {
+            match durable::create_new(Some(&self.tmp), Path::new(&base), 0o600) {
                 Ok(f) => {
                     return Ok(Delivery {
                         file: Some(io::BufWriter::with_capacity(64 * 1024, f)),
-                        tmp,
                         base,
-                        root: self.root.clone(),
+                        maildir: self.clone(),
                         size: 0,
                         done: false,
                     })
@@ -103,9 +130,8 @@ fn host_part() -> &'static str {
 #[derive(Debug)]
 pub struct Delivery {
     file: Option<io::BufWriter<File>>,
-    tmp: PathBuf,
     base: String,
-    root: PathBuf,
+    maildir: Maildir,
     size: u64,
     done: bool,
 }
@@ -119,23 +145,28 @@ impl Delivery {
         }
     }
 
-    /// fsync, rename into new/, fsync new/. Returns the final path.
+    /// fsync, rename into new/ (never over an existing file), fsync new/.
+    /// Returns the final path.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         let f = self
             .file
             .take()
             .ok_or_else(|| io::Error::other("delivery already finished"))?;
         let f = f.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        drop(f);
-        let dest = self
-            .root
-            .join("new")
-            .join(format!("{},S={}", self.base, self.size));
-        fs::rename(&self.tmp, &dest)?;
-        self.done = true;
-        File::open(self.root.join("new"))?.sync_all()?;
-        Ok(dest)
+        let name = format!("{},S={}", self.base, self.size);
+        let r = durable::commit(
+            f,
+            Some(&self.maildir.tmp),
+            Path::new(&self.base),
+            &self.maildir.new,
+            Path::new(&name),
+            Replace::No,
+        );
+        if !matches!(r, Err(durable::DurableError::Rename(_))) {
+            self.done = true;
+        }
+        r?;
+        Ok(self.maildir.root.join("new").join(name))
     }
 }
 
@@ -143,7 +174,11 @@ impl Drop for Delivery {
     fn drop(&mut self) {
         if !self.done {
             self.file.take();
-            let _ = fs::remove_file(&self.tmp);
+            let _ = nix::unistd::unlinkat(
+                Some(self.maildir.tmp.as_raw_fd()),
+                Path::new(&self.base),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
         }
     }
 }
@@ -151,12 +186,17 @@ impl Drop for Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn deliver_and_abort() {
         let dir = std::env::temp_dir().join(format!("posthorn-maildir-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let md = Maildir::create(dir.join("a/b/Maildir")).unwrap();
+        assert!(
+            Maildir::create(dir.join("a/b/Maildir")).is_ok(),
+            "opening again is fine"
+        );
         let mut d = md.begin().unwrap();
         d.write(b"Subject: x\n\nhello\n").unwrap();
         let p = d.commit().unwrap();
@@ -168,6 +208,44 @@ mod tests {
         drop(d);
         assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(md.root().join("new")).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn planted_links_are_not_followed() {
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-maildir-links-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let elsewhere = dir.join("elsewhere");
+        fs::create_dir_all(&elsewhere).unwrap();
+        if common::privilege::is_root() {
+            // Root's own links in root's own directories are followed (an
+            // administrator's): make the test directory someone else's.
+            std::os::unix::fs::chown(&dir, Some(4242), Some(4242)).unwrap();
+        }
+        for sub in ["tmp", "new", "cur"] {
+            let md = dir.join(format!("box-{sub}"));
+            Maildir::create(&md).unwrap();
+            if common::privilege::is_root() {
+                std::os::unix::fs::chown(&md, Some(4242), Some(4242)).unwrap();
+            }
+            fs::remove_dir(md.join(sub)).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, md.join(sub)).unwrap();
+            assert!(Maildir::create(&md).is_err(), "{sub} as a link is refused");
+        }
+        // The Maildir itself as a link (in a directory not owned by root, or
+        // a link not owned by root).
+        let md = dir.join("box-self");
+        std::os::unix::fs::symlink(&elsewhere, &md).unwrap();
+        assert!(
+            Maildir::create(&md).is_err(),
+            "Maildir as a link is refused"
+        );
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "nothing made at the target"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,25 +4,64 @@
 //! lines that would look like one, a blank line after each message) and the
 //! locking that mutt, Dovecot and procmail agree on for local files (flock).
 //!
-//! Durability: the file is fsync'ed before `deliver` returns; if anything
-//! fails the file is truncated back to its old length, so no half message
-//! stays behind.
+//! Durability: the file is fsync'ed before `deliver` returns (and its
+//! directory, when the file was new); if anything fails the file is truncated
+//! back to its old length, so no half message stays behind.
+//!
+//! Security: the file is opened relative to a directory descriptor with
+//! O_NOFOLLOW and must be a regular file; the caller runs this with the
+//! mailbox owner's effective ids.
 
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+
+use common::privilege;
 
 /// Append one message (LF line endings) read from `message` to the mbox at `path`.
 pub fn deliver(path: &Path, sender: &str, date: &str, message: &mut dyn Read) -> io::Result<()> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mbox path has no file name"))?;
+    let dir = File::open(parent)?;
+    deliver_at(&dir, Path::new(name), sender, date, message)
+}
+
+/// Append one message to the mbox `name` in the directory `dir`: never
+/// through a symbolic link, only to a regular file.
+pub fn deliver_at(
+    dir: &File,
+    name: &Path,
+    sender: &str,
+    date: &str,
+    message: &mut dyn Read,
+) -> io::Result<()> {
+    let flags = OFlag::O_RDWR | OFlag::O_APPEND | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let file = match privilege::open_at(Some(dir), name, flags, 0) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let f = privilege::open_at(
+                Some(dir),
+                name,
+                flags | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+            )?;
+            privilege::sync_dir(dir)?;
+            f
+        }
+        r => r?,
+    };
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", name.display()),
+        ));
+    }
     let mut file =
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
     let start = file.seek(SeekFrom::End(0))?;
@@ -120,6 +159,14 @@ mod tests {
             "From a@b Thu Jan  1 00:00:00 1970\nSubject: x\n\n>From me\n>>From you\nok\n\n\
              From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: y\n\nno newline\n\n"
         );
+        // A link where the mbox should be is refused, its target untouched.
+        let target = dir.join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let link = dir.join("linked");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(deliver(&link, "a@b", "x", &mut &b"x\n"[..]).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 
 mod crash;
 mod harness;
+mod privsep;
 mod skeleton;
 
 use std::io::Read;
