@@ -243,6 +243,18 @@ pub fn parse(
                 "qmgr must be a private unix service (type unix, private - or y)".into(),
             ));
         }
+        // One qmgr owns active/: a second one would move the first one's
+        // messages back from active/ at its start and deliver them again.
+        // `-` means $default_process_limit, so it is refused too (unless that is 1).
+        if command == "qmgr" && maxproc != 1 {
+            return Err(err(
+                line,
+                format!(
+                    "qmgr maxproc must be 1, not {}: two queue managers would deliver each other's messages twice",
+                    fields[6]
+                ),
+            ));
+        }
         let mut args = Vec::new();
         let mut overrides = Vec::new();
         let mut rest = fields[8..].iter();
@@ -339,6 +351,36 @@ mod tests {
         assert!(
             e.message.starts_with("qmgr must be a private unix service"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn qmgr_maxproc_must_be_one() {
+        for (maxproc, shown) in [("2", "2"), ("-", "-"), ("100", "100")] {
+            let text = format!("smtp inet n - n - 1 smtpd\nqmgr unix - - n 300 {maxproc} qmgr\n");
+            let e = parse("master.cf", &text, 100).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("master.cf line 2: qmgr maxproc must be 1, not {shown}: two queue managers would deliver each other's messages twice")
+            );
+        }
+        // 0 (unlimited) is refused for every service, qmgr included.
+        let e = parse("master.cf", "qmgr unix - - n 300 0 qmgr\n", 100).unwrap_err();
+        assert_eq!(e.location, "master.cf line 1");
+        assert!(e.message.starts_with("maxproc 0 (unlimited)"), "{e}");
+        // 1 is fine, and `-` is fine where default_process_limit is 1.
+        assert_eq!(
+            parse("m", "qmgr unix - - n 300 1 qmgr\n", 100).unwrap()[0].maxproc,
+            1
+        );
+        assert_eq!(
+            parse("m", "qmgr unix - - n 300 - qmgr\n", 1).unwrap()[0].maxproc,
+            1
+        );
+        // Other services may have more than one process.
+        assert_eq!(
+            parse("m", "local unix - n n - 4 local\n", 100).unwrap()[0].maxproc,
+            4
         );
     }
 

@@ -16,11 +16,15 @@
 //! double_bounce_sender. Delivery concurrency is the maxproc of master.cf's
 //! `local` service.
 //!
-//! Diagnostics: see queue.rs.
+//! Diagnostics: see queue.rs; every failure is a `QmgrError` (error.rs),
+//! logged as one line.
 
 mod agents;
-mod bounce;
+pub mod bounce;
+mod error;
 pub mod queue;
+
+pub use error::QmgrError;
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -54,18 +58,28 @@ pub fn main() {
     let cfg = &config;
     let settings = match queue::Settings::from_config(cfg) {
         Ok(s) => s,
-        Err(e) => common::config_fatal!("{e}"),
+        Err(e) => {
+            let e = QmgrError::from(e);
+            e.log();
+            common::status::report(common::status::Status::ConfigError);
+            std::process::exit(78)
+        }
     };
-    // validate() in daemon::start checked it parses.
-    let run_delay = cfg.time("queue_run_delay").unwrap_or_default();
+    let run_delay = settings.run_delay;
     let slots = local_slots(cfg);
     let spool = Spool::new(cfg.queue_dir());
     let qm = queue::QueueManager::new(spool.clone(), settings, Domains::from_config(cfg));
     qm.recover();
 
     if let Err(e) = run(&stop, listener, qm, slots, run_delay) {
-        common::fatal!("{e}");
+        exit(QmgrError::EventLoop(e));
     }
+}
+
+/// Log a fatal error and exit (master restarts qmgr).
+fn exit(e: QmgrError) -> ! {
+    e.log();
+    std::process::exit(1)
 }
 
 /// The maxproc of master.cf's `local` service: how many deliveries at once.

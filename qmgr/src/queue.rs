@@ -10,9 +10,18 @@
 //! A bounce is committed to incoming/ before the bounced recipients are marked.
 //! A crash anywhere re-delivers at most the recipients that were in flight.
 //!
+//! Scheduling (Postfix's qmgr): a deferred message waits in deferred/ with its
+//! next attempt time as the file's mtime. That wait is the message's age,
+//! kept between minimal_backoff_time and maximal_backoff_time, so the gap
+//! between attempts doubles from the minimum up to the maximum (`backoff`).
+//! A message still undeliverable when it is older than maximal_queue_lifetime
+//! (bounce_queue_lifetime for the null sender) is returned (`expired`). Time
+//! comes from the manager's clock, which tests set.
+//!
 //! Diagnostics: `ID: from=<s>, size=N, nrcpt=N (queue active)`, `ID: removed`,
-//! `ID: sender non-delivery notification: BOUNCEID`, corrupt files moved to
-//! corrupt/ with a warning naming the queue id.
+//! `ID: sender non-delivery notification: BOUNCEID`, `ID: to=<r>, ...,
+//! status=expired, returned to sender`; failures are `QmgrError`s, one line
+//! each (corrupt files moved to corrupt/ with a warning naming the queue id).
 
 use std::collections::HashMap;
 use std::fs;
@@ -20,12 +29,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::addr::{Domains, Route};
 use common::config::Config;
+use common::info;
 use common::ipc::{DeliverRecipient, DeliverRequest, RecipientResult, Status};
 use common::spool::{Envelope, Queue, QueueFile, QueueId, Spool, SpoolError};
-use common::{error, info, warning};
 
 use crate::agents::Job;
-use crate::bounce::{self, Failed};
+use crate::bounce::{self, Failed, Report};
+use crate::error::QmgrError;
 
 /// Most recipients in one request to a delivery agent.
 const RECIPIENTS_PER_JOB: usize = 50;
@@ -39,7 +49,10 @@ struct Active {
 }
 
 /// Scheduling parameters, read once.
+#[derive(Debug, Clone)]
 pub struct Settings {
+    /// queue_run_delay: how often deferred/ is scanned.
+    pub run_delay: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     pub lifetime: Duration,
@@ -53,6 +66,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(cfg: &Config) -> Result<Settings, common::config::ConfigError> {
         Ok(Settings {
+            run_delay: cfg.time("queue_run_delay")?,
             min_backoff: cfg.time("minimal_backoff_time")?,
             max_backoff: cfg.time("maximal_backoff_time")?,
             lifetime: cfg.time("maximal_queue_lifetime")?,
@@ -65,18 +79,49 @@ impl Settings {
     }
 }
 
+/// How long to wait before the next attempt of a message `age` old: its age,
+/// but at least `min` and at most `max` (Postfix's qmgr). Attempts made on
+/// time are therefore `min` apart at first, then the gap doubles (the age
+/// doubles with each wait as long as the wait is the age) until it is `max`.
+/// When `max` is below `min`, `max` wins (no panic on a bad main.cf).
+pub fn backoff(age: Duration, min: Duration, max: Duration) -> Duration {
+    age.max(min).min(max)
+}
+
+/// When to try a message that arrived at `arrival` (unix seconds) again,
+/// after a failed attempt at `now`.
+pub fn next_attempt(arrival: u64, now: SystemTime, s: &Settings) -> SystemTime {
+    let age = Duration::from_secs(unix(now).saturating_sub(arrival));
+    now + backoff(age, s.min_backoff, s.max_backoff)
+}
+
+/// A deferred message is due when its next attempt time (its file's mtime)
+/// has come.
+pub fn due(mtime: SystemTime, now: SystemTime) -> bool {
+    mtime <= now
+}
+
+/// Has a message that arrived at `arrival` outlived its queue lifetime at
+/// `now`? Bounces (null sender) have their own, usually shorter, lifetime.
+pub fn expired(arrival: u64, now: SystemTime, null_sender: bool, s: &Settings) -> bool {
+    let lifetime = if null_sender {
+        s.bounce_lifetime
+    } else {
+        s.lifetime
+    };
+    unix(now).saturating_sub(arrival) >= lifetime.as_secs()
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
 pub struct QueueManager {
     pub spool: Spool,
     settings: Settings,
     domains: Domains,
     active: HashMap<String, Active>,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
+    clock: Box<dyn Fn() -> SystemTime>,
 }
 
 impl QueueManager {
@@ -86,7 +131,18 @@ impl QueueManager {
             settings,
             domains,
             active: HashMap::new(),
+            clock: Box::new(SystemTime::now),
         }
+    }
+
+    /// The same manager with another clock (tests move time forward).
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + 'static) -> QueueManager {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    fn now(&self) -> SystemTime {
+        (self.clock)()
     }
 
     pub fn active_count(&self) -> usize {
@@ -99,12 +155,16 @@ impl QueueManager {
         match self.spool.list(Queue::Active) {
             Ok(ids) => {
                 for id in ids {
-                    if let Err(e) = self.spool.move_to(&id, Queue::Active, Queue::Incoming) {
-                        error!("{id}: cannot move back to incoming: {e}");
+                    if let Err(source) = self.spool.move_to(&id, Queue::Active, Queue::Incoming) {
+                        QmgrError::Recover { id, source }.log();
                     }
                 }
             }
-            Err(e) => error!("cannot read active queue: {e}"),
+            Err(source) => QmgrError::ListQueue {
+                queue: Queue::Active.name(),
+                source,
+            }
+            .log(),
         }
         if let Ok(n) = self
             .spool
@@ -120,8 +180,12 @@ impl QueueManager {
     pub fn scan_incoming(&mut self, jobs: &mut Vec<Job>) {
         let ids = match self.spool.list(Queue::Incoming) {
             Ok(ids) => ids,
-            Err(e) => {
-                error!("cannot read incoming queue: {e}");
+            Err(source) => {
+                QmgrError::ListQueue {
+                    queue: Queue::Incoming.name(),
+                    source,
+                }
+                .log();
                 return;
             }
         };
@@ -129,7 +193,9 @@ impl QueueManager {
             if self.active.len() >= self.settings.active_limit {
                 break;
             }
-            self.activate(&id, Queue::Incoming, jobs);
+            if let Err(e) = self.activate(&id, Queue::Incoming, jobs) {
+                e.log();
+            }
         }
     }
 
@@ -137,51 +203,73 @@ impl QueueManager {
     pub fn scan_deferred(&mut self, jobs: &mut Vec<Job>) {
         let ids = match self.spool.list(Queue::Deferred) {
             Ok(ids) => ids,
-            Err(e) => {
-                error!("cannot read deferred queue: {e}");
+            Err(source) => {
+                QmgrError::ListQueue {
+                    queue: Queue::Deferred.name(),
+                    source,
+                }
+                .log();
                 return;
             }
         };
-        let now = SystemTime::now();
+        let now = self.now();
         for id in ids {
             if self.active.len() >= self.settings.active_limit {
                 break;
             }
-            let due = fs::metadata(self.spool.path(Queue::Deferred, &id))
+            // Gone or unreadable: not due (whoever moved it owns it now).
+            let is_due = fs::metadata(self.spool.path(Queue::Deferred, &id))
                 .and_then(|m| m.modified())
-                .map(|t| t <= now)
-                .unwrap_or(false);
-            if due {
-                self.activate(&id, Queue::Deferred, jobs);
+                .is_ok_and(|t| due(t, now));
+            if is_due {
+                if let Err(e) = self.activate(&id, Queue::Deferred, jobs) {
+                    e.log();
+                }
             }
         }
     }
 
-    fn activate(&mut self, id: &QueueId, from: Queue, jobs: &mut Vec<Job>) {
+    fn activate(
+        &mut self,
+        id: &QueueId,
+        from: Queue,
+        jobs: &mut Vec<Job>,
+    ) -> Result<(), QmgrError> {
         if self.active.contains_key(id.as_str()) {
-            return;
+            return Ok(());
         }
-        let path = match self.spool.move_to(id, from, Queue::Active) {
-            Ok(p) => p,
-            Err(e) => {
-                // Someone else (postsuper-like tool) moved it: not ours now.
-                warning!("{id}: cannot move to active: {e}");
-                return;
-            }
-        };
+        // Failing here means someone else (a postsuper-like tool) moved it: not ours now.
+        let path = self
+            .spool
+            .move_to(id, from, Queue::Active)
+            .map_err(|source| QmgrError::Activate {
+                id: id.clone(),
+                source,
+            })?;
         let qf = match QueueFile::read(&path) {
             Ok(q) => q,
             Err(SpoolError::Corrupt(why)) => {
-                warning!("{id}: {why}; moved to corrupt");
-                if let Err(e) = self.spool.move_to(id, Queue::Active, Queue::Corrupt) {
-                    error!("{id}: cannot move to corrupt: {e}");
+                QmgrError::Corrupt {
+                    id: id.clone(),
+                    why,
                 }
-                return;
+                .log();
+                return self
+                    .spool
+                    .move_to(id, Queue::Active, Queue::Corrupt)
+                    .map(drop)
+                    .map_err(|source| QmgrError::Quarantine {
+                        id: id.clone(),
+                        source,
+                    });
             }
-            Err(SpoolError::Io(e)) => {
-                error!("{id}: cannot read queue file: {e}");
+            Err(SpoolError::Io(source)) => {
+                // Back where it came from, to be tried at the next scan.
                 let _ = self.spool.move_to(id, Queue::Active, from);
-                return;
+                return Err(QmgrError::ReadQueueFile {
+                    id: id.clone(),
+                    source,
+                });
             }
         };
         if from == Queue::Incoming {
@@ -230,12 +318,16 @@ impl QueueManager {
         if idle {
             self.finish(id.as_str());
         }
+        Ok(())
     }
 
     /// A job's results came back.
     pub fn done(&mut self, queue_id: &str, results: Vec<RecipientResult>) {
         let Some(a) = self.active.get_mut(queue_id) else {
-            warning!("{queue_id}: results for a message that is not active");
+            QmgrError::NotActive {
+                id: queue_id.to_string(),
+            }
+            .log();
             return;
         };
         a.outstanding = a.outstanding.saturating_sub(1);
@@ -260,8 +352,10 @@ impl QueueManager {
         }
         if a.outstanding > 0 {
             // Other jobs of this message are still out: record these now.
-            if let Err(e) = a.qf.mark_done(&sent) {
-                error!("{queue_id}: cannot record delivered recipients: {e}");
+            if let Err(source) = a.qf.mark_done(&sent) {
+                if let Some(id) = QueueId::parse(queue_id) {
+                    QmgrError::RecordDelivered { id, source }.log();
+                }
             }
         } else {
             // Sent recipients are recorded in finish() only when the file lives on.
@@ -278,14 +372,11 @@ impl QueueManager {
         let Some(id) = QueueId::parse(queue_id) else {
             return;
         };
-        let now = now();
-        let age = now.saturating_sub(a.qf.arrival);
-        let lifetime = if a.qf.sender.is_empty() {
-            self.settings.bounce_lifetime
-        } else {
-            self.settings.lifetime
-        };
-        if !a.deferred.is_empty() && age >= lifetime.as_secs() {
+        let now = self.now();
+        if !a.deferred.is_empty()
+            && expired(a.qf.arrival, now, a.qf.sender.is_empty(), &self.settings)
+        {
+            let age = unix(now).saturating_sub(a.qf.arrival);
             for (i, text) in a.deferred.drain(..) {
                 let address = a.qf.recipients[i].address.clone();
                 info!("{id}: to=<{address}>, relay=none, delay={age}, dsn=4.4.7, status=expired, returned to sender");
@@ -300,45 +391,67 @@ impl QueueManager {
                 a.bounced_idx.push(i);
             }
         }
-        if !a.bounced.is_empty() && !self.send_bounce(&id, &a) {
-            // Could not queue the bounce: keep those recipients for later.
-            for (f, i) in a.bounced.drain(..).zip(a.bounced_idx.drain(..)) {
-                a.deferred.push((i, f.text));
+        if !a.bounced.is_empty() {
+            if let Err(e) = self.send_bounce(&id, &a, now) {
+                e.log();
+                // Could not queue the bounce: keep those recipients for later.
+                for (f, i) in a.bounced.drain(..).zip(a.bounced_idx.drain(..)) {
+                    a.deferred.push((i, f.text));
+                }
             }
         }
-        let path = self.spool.path(Queue::Active, &id);
+        if let Err(e) = self.retire(&id, a, now) {
+            e.log();
+        }
+    }
+
+    /// Remove a finished message, or record what is done and defer the rest
+    /// until its next attempt time.
+    fn retire(&self, id: &QueueId, mut a: Active, now: SystemTime) -> Result<(), QmgrError> {
+        let path = self.spool.path(Queue::Active, id);
         if a.deferred.is_empty() {
-            match fs::remove_file(&path) {
-                Ok(()) => info!("{id}: removed"),
-                Err(e) => error!("{id}: cannot remove queue file: {e}"),
-            }
-            return;
+            fs::remove_file(&path).map_err(|source| QmgrError::Remove {
+                id: id.clone(),
+                source,
+            })?;
+            info!("{id}: removed");
+            return Ok(());
         }
         let mut done_idx: Vec<usize> = (0..a.qf.recipients.len())
             .filter(|i| a.qf.recipients[*i].done)
             .collect();
         done_idx.extend(&a.bounced_idx);
-        if let Err(e) = a.qf.mark_done(&done_idx) {
-            error!("{id}: cannot record finished recipients: {e}");
+        if let Err(source) = a.qf.mark_done(&done_idx) {
+            QmgrError::RecordFinished {
+                id: id.clone(),
+                source,
+            }
+            .log();
         }
-        let backoff =
-            Duration::from_secs(age).clamp(self.settings.min_backoff, self.settings.max_backoff);
-        let next = SystemTime::now() + backoff;
+        let next = next_attempt(a.qf.arrival, now, &self.settings);
         let r = fs::File::options()
             .write(true)
             .open(&path)
             .and_then(|f| f.set_modified(next));
-        if let Err(e) = r {
-            warning!("{id}: cannot set next attempt time: {e}");
+        if let Err(source) = r {
+            QmgrError::NextAttempt {
+                id: id.clone(),
+                source,
+            }
+            .log();
         }
-        if let Err(e) = self.spool.move_to(&id, Queue::Active, Queue::Deferred) {
-            error!("{id}: cannot move to deferred: {e}");
-        }
+        self.spool
+            .move_to(id, Queue::Active, Queue::Deferred)
+            .map(drop)
+            .map_err(|source| QmgrError::Defer {
+                id: id.clone(),
+                source,
+            })
     }
 
-    /// Queue a non-delivery notification to the sender. False if it could not
-    /// be queued (try again later). Null and double-bounce senders get none.
-    fn send_bounce(&self, id: &QueueId, a: &Active) -> bool {
+    /// Queue a non-delivery notification to the sender. An error means it
+    /// was not queued (try again later). Null and double-bounce senders get none.
+    fn send_bounce(&self, id: &QueueId, a: &Active, now: SystemTime) -> Result<(), QmgrError> {
         let sender = &a.qf.sender;
         let (local, _) = common::addr::split(sender);
         if sender.is_empty() || local.eq_ignore_ascii_case(&self.settings.double_bounce) {
@@ -348,16 +461,17 @@ impl QueueManager {
                     f.address
                 );
             }
-            return true;
+            return Ok(());
         }
-        let body = bounce::build(
-            &a.qf,
-            id.as_str(),
-            &self.settings.myhostname,
-            &self.settings.mail_name,
-            now(),
-            &a.bounced,
-        );
+        let report = Report {
+            queue_id: id.as_str(),
+            sender,
+            arrival: a.qf.arrival,
+            myhostname: &self.settings.myhostname,
+            mail_name: &self.settings.mail_name,
+            now: unix(now),
+            failed: &a.bounced,
+        };
         let env = Envelope {
             sender: String::new(),
             recipients: vec![sender.clone()],
@@ -366,19 +480,228 @@ impl QueueManager {
                 ("origin_queue_id".into(), id.to_string()),
             ],
         };
-        let r = self.spool.create(&env).and_then(|mut w| {
-            w.write(&body)?;
-            w.commit()
-        });
-        match r {
+        let queued =
+            a.qf.message()
+                .and_then(|original| bounce::build(&report, original, a.qf.msg_len))
+                .and_then(|body| {
+                    let mut w = self.spool.create(&env)?;
+                    w.write(&body)?;
+                    w.commit()
+                });
+        match queued {
             Ok(bid) => {
                 info!("{id}: sender non-delivery notification: {bid}");
-                true
+                Ok(())
             }
-            Err(e) => {
-                error!("{id}: cannot queue non-delivery notification: {e}");
-                false
-            }
+            Err(source) => Err(QmgrError::QueueBounce {
+                id: id.clone(),
+                source,
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(300);
+    const MAX: Duration = Duration::from_secs(4000);
+    const DAY: u64 = 86400;
+
+    fn settings() -> Settings {
+        // Postfix's defaults.
+        Settings {
+            run_delay: Duration::from_secs(300),
+            min_backoff: MIN,
+            max_backoff: MAX,
+            lifetime: Duration::from_secs(5 * DAY),
+            bounce_lifetime: Duration::from_secs(DAY),
+            active_limit: 100,
+            myhostname: "mx.example.test".into(),
+            mail_name: "posthorn".into(),
+            double_bounce: "double-bounce".into(),
+        }
+    }
+
+    fn at(unix: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(unix)
+    }
+
+    #[test]
+    fn backoff_is_the_age_between_min_and_max() {
+        let s = |n| Duration::from_secs(n);
+        assert_eq!(backoff(s(0), MIN, MAX), MIN);
+        assert_eq!(backoff(s(299), MIN, MAX), MIN);
+        assert_eq!(backoff(s(301), MIN, MAX), s(301));
+        assert_eq!(backoff(s(3999), MIN, MAX), s(3999));
+        assert_eq!(backoff(s(4001), MIN, MAX), MAX);
+        assert_eq!(backoff(s(30 * DAY), MIN, MAX), MAX);
+    }
+
+    #[test]
+    fn backoff_with_min_above_max_does_not_panic() {
+        // Duration::clamp would panic here (it did before).
+        let s = |n| Duration::from_secs(n);
+        assert_eq!(backoff(s(0), s(600), s(60)), s(60));
+        assert_eq!(backoff(s(1000), s(600), s(60)), s(60));
+    }
+
+    #[test]
+    fn retries_made_on_time_double_the_gap_up_to_the_maximum() {
+        // A message that fails at arrival and at every attempt after, each
+        // attempt made exactly when it falls due.
+        let s = settings();
+        let arrival = 1_700_000_000;
+        let mut now = at(arrival);
+        let mut gaps = Vec::new();
+        for _ in 0..8 {
+            let next = next_attempt(arrival, now, &s);
+            gaps.push(next.duration_since(now).unwrap().as_secs());
+            now = next;
+        }
+        assert_eq!(gaps, [300, 300, 600, 1200, 2400, 4000, 4000, 4000]);
+    }
+
+    #[test]
+    fn next_attempt_is_measured_from_now_not_arrival() {
+        let s = settings();
+        // Failed 10 minutes after arrival: wait its age, 600 s.
+        assert_eq!(next_attempt(1000, at(1600), &s), at(2200));
+        // A clock before the arrival (clock stepped back): the minimum.
+        assert_eq!(next_attempt(5000, at(1000), &s), at(1300));
+    }
+
+    #[test]
+    fn due_when_the_mtime_has_come() {
+        assert!(due(at(100), at(100)));
+        assert!(due(at(99), at(100)));
+        assert!(!due(at(101), at(100)));
+    }
+
+    #[test]
+    fn expiry_after_the_queue_lifetime() {
+        let s = settings();
+        let arrival = 1_700_000_000;
+        assert!(!expired(arrival, at(arrival + 5 * DAY - 1), false, &s));
+        assert!(expired(arrival, at(arrival + 5 * DAY), false, &s));
+        // Bounces: bounce_queue_lifetime (one day here).
+        assert!(!expired(arrival, at(arrival + DAY - 1), true, &s));
+        assert!(expired(arrival, at(arrival + DAY), true, &s));
+        // A clock before the arrival is not "very old".
+        assert!(!expired(arrival, at(arrival - 10), false, &s));
+    }
+
+    /// A spool in a fresh temporary directory, removed on drop.
+    struct TempSpool(std::path::PathBuf);
+
+    impl TempSpool {
+        fn new(name: &str) -> (TempSpool, Spool) {
+            let dir = std::env::temp_dir().join(format!(
+                "posthorn-qmgr-{name}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            let spool = Spool::new(&dir);
+            spool.create_dirs().expect("create spool");
+            (TempSpool(dir), spool)
+        }
+    }
+
+    impl Drop for TempSpool {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn domains() -> Domains {
+        Domains {
+            virtual_domains: vec!["example.test".into()],
+            mydestination: vec!["localhost".into()],
+            delimiter: String::new(),
+        }
+    }
+
+    /// Queue a message from `sender` to a remote recipient (which this
+    /// version always defers) and move it to deferred/, due now.
+    fn deferred_message(spool: &Spool, sender: &str) -> QueueId {
+        let env = Envelope {
+            sender: sender.into(),
+            recipients: vec!["someone@elsewhere.example".into()],
+            attrs: vec![],
+        };
+        let mut w = spool.create(&env).expect("create");
+        w.write(b"Subject: old\r\n\r\nstill here\r\n")
+            .expect("write");
+        let id = w.commit().expect("commit");
+        spool
+            .move_to(&id, Queue::Incoming, Queue::Deferred)
+            .expect("to deferred");
+        id
+    }
+
+    fn manager(spool: &Spool, offset: Duration) -> QueueManager {
+        QueueManager::new(spool.clone(), settings(), domains())
+            .with_clock(move || SystemTime::now() + offset)
+    }
+
+    #[test]
+    fn a_young_deferred_message_is_deferred_again_with_backoff() {
+        let (_t, spool) = TempSpool::new("young");
+        let id = deferred_message(&spool, "alice@example.org");
+        // One hour later: due, deferred again, next attempt an hour after
+        // that (its age): two hours from the real now.
+        let mut qm = manager(&spool, Duration::from_secs(3600));
+        let mut jobs = Vec::new();
+        qm.scan_deferred(&mut jobs);
+        assert!(jobs.is_empty(), "a remote recipient gets no local job");
+        assert_eq!(qm.active_count(), 0);
+        let path = spool.path(Queue::Deferred, &id);
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        let wait = mtime.duration_since(SystemTime::now()).unwrap().as_secs();
+        assert!((7190..=7200).contains(&wait), "next attempt in {wait}s");
+        assert!(spool.list(Queue::Incoming).unwrap().is_empty(), "no bounce");
+        // Not due yet: a scan an hour later leaves it where it is.
+        let mut qm = manager(&spool, Duration::from_secs(3600 + 60));
+        qm.scan_deferred(&mut jobs);
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn a_too_old_deferred_message_bounces_to_its_sender() {
+        let (_t, spool) = TempSpool::new("expired");
+        let id = deferred_message(&spool, "alice@example.org");
+        // Six days later: past maximal_queue_lifetime (5 days).
+        let mut qm = manager(&spool, Duration::from_secs(6 * DAY));
+        let mut jobs = Vec::new();
+        qm.scan_deferred(&mut jobs);
+        for q in [Queue::Deferred, Queue::Active] {
+            assert!(!spool.path(q, &id).exists(), "original gone from {q:?}");
+        }
+        let bounces = spool.list(Queue::Incoming).unwrap();
+        assert_eq!(bounces.len(), 1, "one notification queued");
+        let b = QueueFile::read(&spool.path(Queue::Incoming, &bounces[0])).unwrap();
+        assert_eq!(b.sender, "", "null sender (RFC 5321 4.5.5)");
+        assert_eq!(b.recipients[0].address, "alice@example.org");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut b.message().unwrap(), &mut text).unwrap();
+        assert!(
+            text.contains("Final-Recipient: rfc822; someone@elsewhere.example\r\nAction: failed\r\nStatus: 4.4.7\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("message expired after 6 days in the queue"));
+        assert!(text.contains("\r\nSubject: old\r\n\r\nstill here\r\n"));
+    }
+
+    #[test]
+    fn an_expired_bounce_is_dropped_not_bounced() {
+        let (_t, spool) = TempSpool::new("expired-bounce");
+        let id = deferred_message(&spool, "");
+        // Past bounce_queue_lifetime (1 day here), well short of 5 days.
+        let mut qm = manager(&spool, Duration::from_secs(2 * DAY));
+        qm.scan_deferred(&mut Vec::new());
+        assert!(!spool.path(Queue::Deferred, &id).exists());
+        assert!(spool.list(Queue::Incoming).unwrap().is_empty());
     }
 }

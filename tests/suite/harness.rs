@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
 
 static NEXT_OFFSET: AtomicU16 = AtomicU16::new(0);
+static NEXT_BARRIER: AtomicU16 = AtomicU16::new(0);
 
 pub struct Suite {
     pub dir: PathBuf,
@@ -138,6 +139,57 @@ impl Suite {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Prove that nothing (more) arrived for `users` without sleeping: send a
+    /// marker message to all of them in a new session and wait until each has
+    /// it. Mail queued before the marker has then had its turn (qmgr takes
+    /// incoming/ in queue id order, which is arrival order). Returns every
+    /// file in their new/ directories except the markers.
+    pub fn barrier(&self, users: &[&str]) -> Vec<PathBuf> {
+        let token = format!(
+            "barrier-{}-{}@suite.invalid",
+            std::process::id(),
+            NEXT_BARRIER.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut c = Smtp::connect(self.port);
+        c.cmd("HELO barrier.example.org", 250);
+        let message = format!("Subject: barrier\r\nMessage-ID: <{token}>\r\n\r\nbarrier\r\n");
+        c.mail("barrier@example.org", users, message.as_bytes());
+        c.cmd("QUIT", 221);
+        let is_marker = |p: &Path| {
+            String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default())
+                .contains(&format!("Message-ID: <{token}>"))
+        };
+        let t = Instant::now();
+        loop {
+            let files: Vec<PathBuf> = users.iter().flat_map(|u| self.new_mail(u)).collect();
+            let markers = files.iter().filter(|p| is_marker(p)).count();
+            if markers == users.len() {
+                return files.into_iter().filter(|p| !is_marker(p)).collect();
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "barrier message {token} reached {markers} of {users:?} in 30s; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `posthorn reload` (SIGHUP to master); panics when it fails.
+    pub fn reload(&self) {
+        let out = Command::new(BIN)
+            .args(["reload", "-c"])
+            .arg(&self.dir)
+            .output()
+            .expect("posthorn reload runs");
+        assert!(
+            out.status.success(),
+            "posthorn reload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Wait until the log contains `needle`.

@@ -2,7 +2,9 @@
 //! processes in a temp directory, driven over real sockets (and by Python's
 //! smtplib and swaks when installed). Each test starts its own posthorn.
 
+mod availability;
 mod crash;
+mod crashloop;
 mod harness;
 mod privsep;
 mod skeleton;
@@ -141,10 +143,10 @@ fn rejects_unknown_users_relaying_and_oversized_mail() {
     c.cmd("NOOP", 250);
     c.cmd("QUIT", 221);
     s.wait_log("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <victim@elsewhere.org>: Relay access denied;");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        s.new_mail("demo@example.test").is_empty(),
-        "nothing was delivered"
+    assert_eq!(
+        s.barrier(&["demo@example.test"]),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing but the barrier message was delivered"
     );
     assert!(
         harness::queue_files(&s.dir.join("spool/incoming")).is_empty(),
@@ -196,11 +198,10 @@ fn smuggling_is_refused_end_to_end() {
     let r = c.expect(550);
     assert_eq!(r[0], "550 5.5.2 Error: bare <LF> received");
     c.cmd("QUIT", 221);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(s.new_mail("demo@example.test").is_empty());
-    assert!(
-        s.new_mail("bob@example.test").is_empty(),
-        "no smuggled second message"
+    assert_eq!(
+        s.barrier(&["demo@example.test", "bob@example.test"]),
+        Vec::<std::path::PathBuf>::new(),
+        "neither the refused message nor a smuggled second one was delivered"
     );
 }
 
@@ -328,6 +329,11 @@ fn loop_bounces_to_the_sender() {
         "the original is returned: {text}"
     );
     s.wait_log(&format!("{id}: removed"));
+    assert_eq!(
+        s.barrier(&["demo@example.test"]),
+        f[..1].to_vec(),
+        "the bounce, and not the looping message itself, was delivered"
+    );
 }
 
 #[test]
@@ -603,12 +609,14 @@ fn spool_failure_gets_452_never_250() {
         b"Subject: after repair\r\n\r\nok\r\n",
     );
     c.cmd("QUIT", 221);
-    let f = s.wait_mail("demo@example.test", 1);
+    s.wait_mail("demo@example.test", 1);
+    let f = s.barrier(&["demo@example.test"]);
     assert_eq!(
         f.len(),
         1,
-        "only the message after the repair was delivered"
+        "only the message after the repair was delivered: {f:?}"
     );
+    assert!(String::from_utf8_lossy(&read(&f[0])).contains("Subject: after repair"));
     assert!(
         s.log().contains("queue file write error") || s.log().contains("cannot create queue file")
     );
