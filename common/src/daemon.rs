@@ -62,19 +62,27 @@ pub struct WorkerArgs {
     pub overrides: Vec<(String, String)>,
 }
 
+/// A worker command line master would not write.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArgsError {
+    #[error("{0} needs a value")]
+    MissingValue(&'static str),
+    #[error("-o {0:?}: expected name=value")]
+    NotNameValue(String),
+    #[error("unknown argument {0:?}")]
+    Unknown(String),
+}
+
 /// Parse `-c DIR -n NAME -t TYPE -u -o k=v`.
-pub fn parse_args(args: &[String]) -> Result<WorkerArgs, String> {
+pub fn parse_args(args: &[String]) -> Result<WorkerArgs, ArgsError> {
     let mut w = WorkerArgs {
         config_dir: PathBuf::from("/etc/posthorn"),
         ..Default::default()
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |flag: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+        let mut value =
+            |flag: &'static str| it.next().cloned().ok_or(ArgsError::MissingValue(flag));
         match a.as_str() {
             "-c" => w.config_dir = PathBuf::from(value("-c")?),
             "-n" => w.service = value("-n")?,
@@ -86,10 +94,10 @@ pub fn parse_args(args: &[String]) -> Result<WorkerArgs, String> {
                 let kv = value("-o")?;
                 let (k, v) = kv
                     .split_once('=')
-                    .ok_or_else(|| format!("-o {kv:?}: expected name=value"))?;
+                    .ok_or_else(|| ArgsError::NotNameValue(kv.clone()))?;
                 w.overrides.push((k.to_string(), v.to_string()));
             }
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(ArgsError::Unknown(other.to_string())),
         }
     }
     Ok(w)
@@ -161,26 +169,35 @@ pub fn start(program: &str) -> Worker {
     }
 }
 
-fn inherited_listener() -> Result<Listener, String> {
+/// Why a worker has no listener to serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("no listening socket: workers are started by posthorn-master")]
+    NotFromMaster,
+    #[error("bad POSTHORN_LISTEN_FD {0:?}")]
+    BadFd(String),
+    #[error("a unix service has exactly one socket")]
+    UnixCount,
+    #[error("listening socket from master: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn inherited_listener() -> Result<Listener, ListenError> {
     let fds: Vec<i32> = std::env::var("POSTHORN_LISTEN_FD")
-        .map_err(|_| "no listening socket: workers are started by posthorn-master".to_string())?
+        .map_err(|_| ListenError::NotFromMaster)?
         .split(',')
-        .map(|f| f.parse().map_err(|_| "bad POSTHORN_LISTEN_FD".to_string()))
+        .map(|f| f.parse().map_err(|_| ListenError::BadFd(f.to_string())))
         .collect::<Result<_, _>>()?;
-    let err = |e: std::io::Error| format!("listening socket from master: {e}");
     match std::env::var("POSTHORN_LISTEN_KIND").as_deref() {
         Ok("unix") => match fds.as_slice() {
-            [fd] => privilege::inherited_unix_listener(*fd)
-                .map(Listener::Unix)
-                .map_err(err),
-            _ => Err("a unix service has exactly one socket".into()),
+            [fd] => Ok(Listener::Unix(privilege::inherited_unix_listener(*fd)?)),
+            _ => Err(ListenError::UnixCount),
         },
-        _ => fds
-            .iter()
-            .map(|fd| privilege::inherited_tcp_listener(*fd))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Listener::Tcp)
-            .map_err(err),
+        _ => Ok(Listener::Tcp(
+            fds.iter()
+                .map(|fd| privilege::inherited_tcp_listener(*fd))
+                .collect::<Result<Vec<_>, _>>()?,
+        )),
     }
 }
 

@@ -148,3 +148,102 @@ fn a_worker_killed_after_serving_is_replaced_at_once() {
         "a worker that served was throttled:\n{log}"
     );
 }
+
+/// As root with an unprivileged mail_owner: master makes the sockets in
+/// private/ with mail_owner's ids (never chmod/chown by path as root), and a
+/// symlink planted in private/ is not followed when it binds again.
+#[test]
+fn private_sockets_belong_to_mail_owner_and_planted_links_are_not_followed() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (master binds as mail_owner only when root)");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody exists");
+    let mut s = Suite::start("private-links", &[], &["mail_owner=nobody"]);
+    let private = s.dir.join("spool/private");
+    for name in ["qmgr", "local", "anvil"] {
+        let m = std::fs::symlink_metadata(private.join(name)).expect(name);
+        assert!(m.file_type().is_socket(), "{name}");
+        assert_eq!(m.uid(), nobody.uid.as_raw(), "{name} owner");
+        assert_eq!(m.mode() & 0o777, 0o600, "{name} mode");
+    }
+    s.stop();
+    // mail_owner plants links where master will bind again.
+    let target = s.dir.join("root-only");
+    std::fs::write(&target, b"secret\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+    for name in ["qmgr", "anvil"] {
+        let _ = std::fs::remove_file(private.join(name));
+        std::os::unix::fs::symlink(&target, private.join(name)).unwrap();
+        nix::unistd::fchownat(
+            None,
+            &private.join(name),
+            Some(nobody.uid),
+            Some(nobody.gid),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+    s.spawn(&[], &["mail_owner=nobody"]);
+    let m = std::fs::metadata(&target).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o7777),
+        (0, 0, 0o640),
+        "target changed"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"secret\n");
+    for name in ["qmgr", "anvil"] {
+        let m = std::fs::symlink_metadata(private.join(name)).unwrap();
+        assert!(m.file_type().is_socket(), "{name} is a socket again");
+        assert_eq!(m.uid(), nobody.uid.as_raw());
+    }
+    // And the services run on the new sockets. (Delivery to the demo user
+    // needs the users file, which a mail_owner other than the dev user may
+    // not read until the auth service exists.)
+    let mut c = Smtp::connect(s.port);
+    c.cmd("EHLO client.example", 250);
+    c.cmd("QUIT", 221);
+    assert_eq!(s.workers("posthorn-anvil").len(), 1);
+    assert_eq!(s.workers("posthorn-qmgr").len(), 1);
+}
+
+/// 1,000 pipelined NOOPs are not all answered at full speed: past the junk
+/// command limit they count as errors, past the soft error limit each reply
+/// is held back (the skeleton's pause), and the hard limit ends the session.
+#[test]
+fn pipelined_junk_commands_are_slowed_and_cut_off() {
+    use std::io::{Read, Write};
+    let s = Suite::start(
+        "junk",
+        &[],
+        &[
+            "smtpd_junk_command_limit=5",
+            "smtpd_soft_error_limit=3",
+            "smtpd_hard_error_limit=6",
+            "smtpd_error_sleep_time=1s",
+        ],
+    );
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let t = Instant::now();
+    c.write_all(&b"NOOP\r\n".repeat(1000)).unwrap();
+    let mut all = Vec::new();
+    let _ = c.read_to_end(&mut all); // until the server closes
+    let elapsed = t.elapsed();
+    let text = String::from_utf8_lossy(&all);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("220 "), "{text}");
+    let oks = lines.iter().filter(|l| l.starts_with("250 ")).count();
+    // 5 free NOOPs, then errors 1..=6 answered (those past 3 after a pause
+    // each); the next command passes the hard limit.
+    assert_eq!(oks, 11, "{text}");
+    assert!(
+        lines.last().unwrap().starts_with("421 4.7.0 ") && text.contains("too many errors"),
+        "{text}"
+    );
+    // Both pauses happened (a lower bound, not a timing test).
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+}
