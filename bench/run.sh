@@ -2,19 +2,27 @@
 # bench/run.sh — throughput and memory of posthorn next to Postfix on this machine.
 #
 # Run from the repository root, as root:   bench/run.sh
+# (Without root only BENCH_ONLY=posthorn runs, on the temp directory's file system.)
 #
 # Builds posthorn-bench (the SMTP load generator in bench/src) and posthorn,
 # installs Debian's postfix if missing, starts a private Postfix instance on
 # 127.0.0.1:2626 and `posthorn dev` on 127.0.0.1:2625, and for each
 # concurrency level sends BENCH_COUNT messages of BENCH_SIZE bytes to
 # demo@example.test, measuring accepted msgs/s, delivered msgs/s (until every
-# message is a file in the demo Maildir's new/) and the peak summed RSS of the
-# mail system's processes. Prints a table and writes bench/results-latest.txt.
+# message is a file in the demo Maildir's new/), the CPU time of the mail
+# system's whole process tree per message, and the peak summed RSS of its
+# processes. Prints a table and writes bench/results-latest.txt.
 # See bench/README.md for what each figure means.
 #
+# Both systems keep their queue and their mailboxes on a journaled ext4: a
+# sparse image file in the temp directory, made with mkfs.ext4 (default
+# journal) and loop-mounted for the run (unmounted on exit). Without root, or
+# when the loop mount fails, they use the temp directory's file system and the
+# script says so.
+#
 # Environment:
-#   BENCH_COUNT=2000          messages per level
-#   BENCH_LEVELS="1 20 100"   concurrent SMTP sessions per level
+#   BENCH_COUNT=3000          messages per level
+#   BENCH_LEVELS="1 10 50"    concurrent SMTP sessions per level
 #   BENCH_SIZE=5120           message size in bytes
 #   BENCH_PER_CONN=100        messages per connection (smtp-source -m)
 #   BENCH_ONLY=both           both | postfix | posthorn
@@ -26,6 +34,10 @@
 #   BENCH_KEEP=0              1: keep the temp directory (logs, Maildirs)
 #   BENCH_MEM=rss             rss: sum of VmRSS; pss: sum of Pss (shared pages
 #                             split among the processes sharing them)
+#   BENCH_FS=loop             loop: queues and mailboxes on a loop-mounted
+#                             journaled ext4 (needs root); tmp: on the temp
+#                             directory's file system
+#   BENCH_FS_SIZE=2G          size of the (sparse) ext4 image
 #
 # Traffic goes to 127.0.0.1 only. Everything started here is stopped on exit,
 # error or interrupt (trap EXIT).
@@ -35,13 +47,15 @@ set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-COUNT=${BENCH_COUNT:-2000}
-LEVELS=${BENCH_LEVELS:-"1 20 100"}
+COUNT=${BENCH_COUNT:-3000}
+LEVELS=${BENCH_LEVELS:-"1 10 50"}
 SIZE=${BENCH_SIZE:-5120}
 PER_CONN=${BENCH_PER_CONN:-100}
 ONLY=${BENCH_ONLY:-both}
 MEM=${BENCH_MEM:-rss}
 DELIVERY_TIMEOUT=${BENCH_TIMEOUT:-300}
+FS_MODE=${BENCH_FS:-loop}
+FS_SIZE=${BENCH_FS_SIZE:-2G}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BENCH_BIN=${BENCH_BIN:-$TARGET/release/posthorn-bench}
 POSTHORN_BIN=${POSTHORN_BIN:-$TARGET/release/posthorn}
@@ -61,19 +75,27 @@ PF_STARTED=0
 PH_PID=""
 SAMPLER_PID=""
 GEN_PID=""
+FS=""          # where queues and mailboxes live (the mount point, or TMP/fs)
+FS_MOUNTED=0   # 1 while the loop-mounted image is mounted on FS
+FS_DESC=""     # what FS is, for the output
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 case $ONLY in both | postfix | posthorn) ;; *) die "BENCH_ONLY must be both, postfix or posthorn" ;; esac
 case $MEM in rss | pss) ;; *) die "BENCH_MEM must be rss or pss" ;; esac
+case $FS_MODE in loop | tmp) ;; *) die "BENCH_FS must be loop or tmp" ;; esac
 MEM_LABEL=$(tr a-z A-Z <<<"$MEM")
-[ "$(id -u)" -eq 0 ] || die "run as root (installs postfix, runs a private Postfix instance)"
+if [ "$(id -u)" -ne 0 ]; then
+    # posthorn dev runs as any user; a private Postfix instance needs root.
+    [ "$ONLY" = posthorn ] || die "run as root (installs postfix, runs a private Postfix instance); BENCH_ONLY=posthorn runs without"
+fi
+CLK_TCK=$(getconf CLK_TCK)
 
 # --- cleanup ------------------------------------------------------------------
 
 cleanup() {
-    local rc=$?
+    local rc=$? where
     set +e
     trap - ERR
     if [ -n "$GEN_PID" ]; then
@@ -83,9 +105,18 @@ cleanup() {
     stop_sampler
     [ "$PF_STARTED" = 1 ] && stop_postfix
     [ -n "$PH_PID" ] && stop_posthorn
-    if [ -n "$TMP" ] && [ -d "$TMP" ]; then
+    [ "$FS_MOUNTED" = 1 ] && unmount_fs
+    if [ "$FS_MOUNTED" = 1 ]; then
+        log "left $TMP in place: $FS is still mounted (umount $FS; rm -r $TMP)"
+    elif [ -n "$TMP" ] && [ -d "$TMP" ]; then
         if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
-            log "kept $TMP (logs: $TMP/pf/maillog, $TMP/posthorn.log, $TMP/gen-*.err)"
+            if [ -f "$TMP/fs.img" ]; then
+                where="in the image $TMP/fs.img (mount -o loop $TMP/fs.img $TMP/fs)"
+            else
+                where="in $TMP/fs"
+            fi
+            log "kept $TMP (logs: $TMP/pf/maillog, $TMP/posthorn.log, $TMP/gen-*.err;" \
+                "queues and Maildirs $where)"
         else
             rm -rf "$TMP"
         fi
@@ -106,22 +137,23 @@ port_listening() {
         END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
-# tree_rss_kb ROOT_PID [PGID]: summed RSS in kB of ROOT_PID, its descendants
-# (PPid chain) and, if given, every process in process group PGID. Uses the
-# rss field of /proc/PID/stat (field 24, pages), which is the same counter
-# the kernel prints as VmRSS in /proc/PID/status, read in one pass. With
-# BENCH_MEM=pss it sums Pss from /proc/PID/smaps_rollup instead.
-tree_rss_kb() {
-    local page_kb=$(($(getconf PAGESIZE) / 1024))
+# tree_stat ROOT_PID [PGID]: one line "pid rss utime stime cutime cstime" per
+# process of the tree: ROOT_PID, its descendants (PPid chain) and, if given,
+# every process in process group PGID. Fields of /proc/PID/stat: rss (24,
+# pages), utime, stime, cutime, cstime (14-17, clock ticks; a process's times
+# cover all its threads, live and exited). Zombies are included: their times
+# are still theirs until the parent reaps them. Read in one pass.
+tree_stat() {
     # Processes come and go between the glob and cat's open: ignore those.
     { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v root="$1" -v pg="${2:-}" -v pk="$page_kb" -v mode="$MEM" '
+        awk -v root="$1" -v pg="${2:-}" '
         {
             # comm (field 2) may hold spaces and parentheses: split after the last ")".
             s = $0; p = 0
             while ((k = index(substr(s, p + 1), ")")) > 0) p += k
             n = split(substr(s, p + 2), f, " ")
-            pid = $1; ppid[pid] = f[2]; pgrp[pid] = f[3]; rss[pid] = f[22]
+            pid = $1; ppid[pid] = f[2]; pgrp[pid] = f[3]
+            line[pid] = pid " " f[22] " " f[12] " " f[13] " " f[14] " " f[15]
             pids[++np] = pid
         }
         END {
@@ -134,16 +166,33 @@ tree_rss_kb() {
                     if (!(q in sel) && (ppid[q] in sel)) { sel[q] = 1; changed = 1 }
                 }
             } while (changed)
-            if (mode == "pss") { for (q in sel) print q; exit }
-            for (q in sel) total += rss[q] * pk
-            print total + 0
-        }' | if [ "$MEM" = pss ]; then
+            for (q in sel) print line[q]
+        }'
+}
+
+# tree_rss_kb ROOT_PID [PGID]: summed RSS in kB of the tree (see tree_stat).
+# The rss field of /proc/PID/stat is the counter the kernel prints as VmRSS in
+# /proc/PID/status. With BENCH_MEM=pss it sums Pss from
+# /proc/PID/smaps_rollup instead.
+tree_rss_kb() {
+    local page_kb=$(($(getconf PAGESIZE) / 1024))
+    if [ "$MEM" = pss ]; then
         # Proportional set size: shared pages divided among their users.
-        sed 's|.*|/proc/&/smaps_rollup|' | xargs -r grep -hs '^Pss:' |
-            awk '{ total += $2 } END { print total + 0 }'
+        tree_stat "$@" | awk '{ print "/proc/" $1 "/smaps_rollup" }' |
+            xargs -r grep -hs '^Pss:' | awk '{ total += $2 } END { print total + 0 }'
     else
-        cat
+        tree_stat "$@" | awk -v pk="$page_kb" '{ total += $2 * pk } END { print total + 0 }'
     fi
+}
+
+# tree_cpu ROOT_PID [PGID]: "USER SYS NPROC": CPU clock ticks of the tree so far,
+# user = utime + cutime, sys = stime + cstime summed over its processes, and
+# how many processes it has. cutime/cstime hold the times of children that
+# exited and were reaped (the master reaps its workers), so the difference of
+# two samples counts the work of processes that came or went in between; only
+# a child reaped between reading the parent's line and its own is missed.
+tree_cpu() {
+    tree_stat "$@" | awk '{ u += $3 + $5; s += $4 + $6; n++ } END { print u + 0, s + 0, n + 0 }'
 }
 
 # start_sampler ROOT_PID PGID OUTFILE: records the peak of tree_rss_kb in OUTFILE.
@@ -206,18 +255,125 @@ wait_port() {
     die "$name did not listen on 127.0.0.1:$port within ${secs}s"
 }
 
+# --- the file system under the queues and mailboxes ---------------------------
+
+# ensure_fs_tools: mkfs.ext4 and dumpe2fs (e2fsprogs), mount, findmnt, losetup.
+ensure_fs_tools() {
+    local pkgs=()
+    command -v mkfs.ext4 >/dev/null && command -v dumpe2fs >/dev/null || pkgs+=(e2fsprogs)
+    command -v mount >/dev/null || pkgs+=(mount)
+    command -v findmnt >/dev/null && command -v losetup >/dev/null || pkgs+=(util-linux)
+    [ ${#pkgs[@]} -eq 0 ] && return 0
+    log "installing ${pkgs[*]}"
+    if ! apt-cache policy "${pkgs[0]}" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        apt-get update >&2
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2
+}
+
+# setup_fs: sets FS (the directory both systems keep their queue and mailboxes
+# under) and FS_DESC. As root with BENCH_FS=loop: a sparse image of
+# BENCH_FS_SIZE, mkfs.ext4 with the default journal, loop-mounted on TMP/fs.
+# Inode tables and journal are written at mkfs time (lazy_*_init=0), so no
+# ext4lazyinit thread writes in the background during the measurements.
+# Otherwise TMP/fs on the temp directory's file system, with a warning.
+setup_fs() {
+    FS=$TMP/fs
+    mkdir -p "$FS"
+    local why=""
+    if [ "$FS_MODE" != loop ]; then
+        why="BENCH_FS=$FS_MODE"
+    elif [ "$(id -u)" -ne 0 ]; then
+        why="not root, cannot loop-mount"
+    else
+        ensure_fs_tools
+        if ! truncate -s "$FS_SIZE" "$TMP/fs.img"; then
+            why="cannot create a $FS_SIZE image in $TMP"
+        elif ! mkfs.ext4 -q -F -L phbench -E lazy_itable_init=0,lazy_journal_init=0 \
+            "$TMP/fs.img" >&2; then
+            why="mkfs.ext4 failed"
+        elif ! mount -o loop "$TMP/fs.img" "$FS"; then
+            why="mount -o loop failed"
+        else
+            FS_MOUNTED=1
+        fi
+    fi
+    chmod 0755 "$FS" # the postfix and nobody users must reach the queue and Maildirs
+    if [ "$FS_MOUNTED" = 1 ]; then
+        local dev features journal
+        dev=$(findmnt -n -o SOURCE --mountpoint "$FS")
+        features=$(dumpe2fs -h "$dev" 2>/dev/null | sed -n 's/^Filesystem features: *//p')
+        journal=$(dumpe2fs -h "$dev" 2>/dev/null | sed -n 's/^\(Total \)\{0,1\}[Jj]ournal size: *//p')
+        grep -qw has_journal <<<"$features" || die "$dev on $FS has no journal (features: $features)"
+        FS_DESC="ext4 with a ${journal:-?} journal, $FS_SIZE sparse image on $dev ($(findmnt -n -o OPTIONS --mountpoint "$FS"))"
+    else
+        local src journal="journal unknown"
+        src=$(findmnt -n -o SOURCE -T "$FS")
+        if command -v dumpe2fs >/dev/null && dumpe2fs -h "$src" >/dev/null 2>&1; then
+            if dumpe2fs -h "$src" 2>/dev/null | grep -q '^Filesystem features:.*has_journal'; then
+                journal="with a journal"
+            else
+                journal="WITHOUT a journal"
+            fi
+        fi
+        log "WARNING: queues and mailboxes on the temp directory's file system ($why):" \
+            "$(findmnt -n -o FSTYPE,OPTIONS -T "$FS" | tr -s ' ') on $src, $journal;" \
+            "figures are not comparable with runs on the loop-mounted journaled ext4"
+        FS_DESC="$(findmnt -n -o FSTYPE -T "$FS") on $src, $journal (temp directory; $why)"
+    fi
+    log "queues and mailboxes on $FS: $FS_DESC"
+}
+
+# check_fs NAME DIR: DIR must be on FS's file system (the mount when mounted:
+# same mount point for findmnt, same file system id for stat -f); logs which
+# file system it is on.
+check_fs() {
+    local name=$1 dir=$2 target
+    target=$(findmnt -n -o TARGET -T "$dir")
+    if [ "$FS_MOUNTED" = 1 ] &&
+        { [ "$target" != "$FS" ] || [ "$(stat -f -c %i "$dir")" != "$(stat -f -c %i "$FS")" ]; }; then
+        die "$name $dir is on $target, not on the bench file system $FS"
+    fi
+    log "$name $dir: $(findmnt -n -o FSTYPE -T "$dir") on $(findmnt -n -o SOURCE -T "$dir") mounted on $target"
+}
+
+# unmount_fs: unmount the image (mount -o loop set autoclear: the loop device
+# goes with it); retry while processes still hold files there.
+unmount_fs() {
+    local i dev
+    dev=$(findmnt -n -o SOURCE --mountpoint "$FS" 2>/dev/null || true)
+    for ((i = 0; i < 20; i++)); do
+        umount "$FS" 2>/dev/null && break
+        sleep 0.5
+    done
+    if findmnt --mountpoint "$FS" >/dev/null 2>&1; then
+        log "cannot unmount $FS (busy?); still mounted from $TMP/fs.img"
+        return 1
+    fi
+    FS_MOUNTED=0
+    # Should autoclear not have detached it, do it here.
+    if [ -n "$dev" ] && losetup -j "$TMP/fs.img" 2>/dev/null | grep -q "^$dev:"; then
+        losetup -d "$dev" 2>/dev/null || true
+    fi
+}
+
 # --- one measurement ----------------------------------------------------------
 
 # run_level SYSTEM LEVEL PORT MAILDIR_NEW ROOT_PID PGID
-# Sets LEVEL_ACC (msgs/s), LEVEL_DLV (msgs/s or "timeout"), LEVEL_RSS (MB).
+# Sets LEVEL_ACC (msgs/s), LEVEL_DLV (msgs/s or "timeout"), LEVEL_RSS (MB),
+# LEVEL_CPU (ms of CPU per message, user + system, of the whole server tree),
+# LEVEL_USR and LEVEL_SYS (the same split), LEVEL_NPROC (processes at the end).
 run_level() {
     local sys=$1 level=$2 port=$3 newdir=$4 root=$5 pg=$6
-    local rssfile=$TMP/rss-$sys-$level out accepted failed t0 t1 n=0 deadline
+    local rssfile=$TMP/rss-$sys-$level out accepted failed t0 t1 n=0 deadline cpu0 cpu1
 
     # Start each level with an empty new/ so the count below is this level's.
     [ -d "$newdir" ] && find "$newdir" -mindepth 1 -maxdepth 1 -type f -delete
 
     start_sampler "$root" "$pg" "$rssfile"
+    # CPU of the server tree: sampled right before the load and right after
+    # the last delivery; the difference divided by the messages.
+    cpu0=$(tree_cpu "$root" "$pg")
     t0=$EPOCHREALTIME
     # In the background and waited for, so that a signal to this script
     # interrupts the wait and the EXIT trap stops everything at once.
@@ -244,21 +400,33 @@ run_level() {
         n=$(count_files "$newdir")
         t1=$EPOCHREALTIME
         if [ "$n" -ge "$accepted" ]; then
+            cpu1=$(tree_cpu "$root" "$pg")
             LEVEL_DLV=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
             break
         fi
         if awk -v a="$t1" -v b="$deadline" 'BEGIN { exit !(a > b) }'; then
             log "$sys level $level: only $n of $accepted messages delivered after ${DELIVERY_TIMEOUT}s"
+            cpu1=$(tree_cpu "$root" "$pg")
             break
         fi
         sleep 0.05
     done
     stop_sampler
     LEVEL_RSS=$(awk -v kb="$(cat "$rssfile")" 'BEGIN { printf "%.1f", kb / 1024 }')
-    log "$sys level $level: $out delivered/s=$LEVEL_DLV peak_${MEM}_mb=$LEVEL_RSS"
+    # Per delivered message (all of them when they all arrived).
+    read -r LEVEL_USR LEVEL_SYS LEVEL_CPU LEVEL_NPROC < <(awk -v a="$cpu0" -v b="$cpu1" \
+        -v n="$n" -v hz="$CLK_TCK" 'BEGIN {
+            split(a, x, " "); split(b, y, " ")
+            if (n < 1) n = 1
+            u = (y[1] - x[1]) * 1000 / hz / n; s = (y[2] - x[2]) * 1000 / hz / n
+            printf "%.3f %.3f %.3f %d\n", u, s, u + s, y[3]
+        }')
+    log "$sys level $level: $out delivered/s=$LEVEL_DLV cpu_ms/msg=$LEVEL_CPU" \
+        "(user $LEVEL_USR, sys $LEVEL_SYS; $LEVEL_NPROC processes) peak_${MEM}_mb=$LEVEL_RSS"
+    [ -d "$newdir" ] && check_fs "$sys Maildir" "$newdir"
 }
 
-declare -A ACC DLV RSS
+declare -A ACC DLV RSS CPU USR SYS NPROC
 
 # --- Postfix ------------------------------------------------------------------
 
@@ -305,8 +473,10 @@ write_master_cf() {
 start_postfix() {
     local dir=$TMP/pf uid gid
     PF_CONF=$dir/etc
-    PF_MAIL=$TMP/pfmail
-    mkdir -p "$PF_CONF" "$dir/queue" "$dir/data" "$PF_MAIL"
+    # Queue and mailboxes on the bench file system; configuration and log not.
+    PF_QUEUE=$FS/pf/queue
+    PF_MAIL=$FS/pfmail
+    mkdir -p "$PF_CONF" "$PF_QUEUE" "$dir/data" "$PF_MAIL"
     uid=$(id -u nobody)
     gid=$(id -g nobody)
     chown postfix: "$dir/data"
@@ -316,7 +486,7 @@ start_postfix() {
     cat >"$PF_CONF/main.cf" <<EOF
 # Private Postfix instance for bench/run.sh. Durability settings are defaults.
 compatibility_level = 3.6
-queue_directory = $dir/queue
+queue_directory = $PF_QUEUE
 data_directory = $dir/data
 mail_owner = postfix
 setgid_group = postdrop
@@ -352,7 +522,7 @@ EOF
     port_listening "$PF_PORT" && die "port $PF_PORT is already in use"
     PF_STARTED=1
     "$PF" -c "$PF_CONF" start >&2 || die "postfix start failed (see $dir/maillog)"
-    PF_PIDFILE=$dir/queue/pid/master.pid
+    PF_PIDFILE=$PF_QUEUE/pid/master.pid
     local i
     for ((i = 0; i < 100; i++)); do
         [ -s "$PF_PIDFILE" ] && break
@@ -361,6 +531,8 @@ EOF
     PF_MASTER=$(tr -d ' \n' <"$PF_PIDFILE")
     wait_port "$PF_PORT" 30 "$PF_MASTER" "postfix master"
     log "postfix $(/usr/sbin/postconf -c "$PF_CONF" -h mail_version) master pid $PF_MASTER on 127.0.0.1:$PF_PORT"
+    check_fs "postfix queue" "$PF_QUEUE/incoming"
+    check_fs "postfix mailboxes" "$PF_MAIL"
 }
 
 stop_postfix() {
@@ -386,6 +558,10 @@ bench_postfix() {
         ACC[postfix,$level]=$LEVEL_ACC
         DLV[postfix,$level]=$LEVEL_DLV
         RSS[postfix,$level]=$LEVEL_RSS
+        CPU[postfix,$level]=$LEVEL_CPU
+        USR[postfix,$level]=$LEVEL_USR
+        SYS[postfix,$level]=$LEVEL_SYS
+        NPROC[postfix,$level]=$LEVEL_NPROC
     done
     PF_VERSION=$(/usr/sbin/postconf -c "$PF_CONF" -h mail_version 2>/dev/null || echo "?")
     stop_postfix
@@ -398,12 +574,14 @@ start_posthorn() {
     # setsid: own process group, so its children can be found and stopped.
     # The same limits as the Postfix instance; BENCH_POSTHORN_OPTS adds more -o.
     # shellcheck disable=SC2086 # word splitting of BENCH_POSTHORN_OPTS wanted
-    setsid "$POSTHORN_BIN" dev --state "$TMP/ph" --port-offset "$PH_OFFSET" \
+    setsid "$POSTHORN_BIN" dev --state "$FS/ph" --port-offset "$PH_OFFSET" \
         -o smtpd_client_connection_count_limit=1000 -o default_process_limit=200 \
         ${BENCH_POSTHORN_OPTS:-} >"$TMP/posthorn.log" 2>&1 &
     PH_PID=$!
     wait_port "$PH_PORT" 60 "$PH_PID" "posthorn dev"
     log "posthorn dev pid $PH_PID on 127.0.0.1:$PH_PORT"
+    check_fs "posthorn queue" "$FS/ph/spool/incoming"
+    check_fs "posthorn mailboxes" "$FS/ph/mail/example.test/demo/Maildir/new"
 }
 
 stop_posthorn() {
@@ -433,10 +611,14 @@ bench_posthorn() {
     local level
     for level in $LEVELS; do
         run_level posthorn "$level" "$PH_PORT" \
-            "$TMP/ph/mail/example.test/demo/Maildir/new" "$PH_PID" "$PH_PID"
+            "$FS/ph/mail/example.test/demo/Maildir/new" "$PH_PID" "$PH_PID"
         ACC[posthorn,$level]=$LEVEL_ACC
         DLV[posthorn,$level]=$LEVEL_DLV
         RSS[posthorn,$level]=$LEVEL_RSS
+        CPU[posthorn,$level]=$LEVEL_CPU
+        USR[posthorn,$level]=$LEVEL_USR
+        SYS[posthorn,$level]=$LEVEL_SYS
+        NPROC[posthorn,$level]=$LEVEL_NPROC
     done
     stop_posthorn
 }
@@ -458,21 +640,43 @@ fi
 
 TMP=$(mktemp -d /tmp/posthorn-bench.XXXXXX)
 chmod 0755 "$TMP" # the postfix and nobody users must reach the queue and Maildirs
+setup_fs
 
 PF_VERSION="(not run)"
 [ "$ONLY" != posthorn ] && bench_postfix
 [ "$ONLY" != postfix ] && bench_posthorn
 
+# ratio A B: A / B with two decimals, "-" when either is missing or B is 0.
+ratio() {
+    awk -v a="${1:--}" -v b="${2:--}" 'BEGIN {
+        if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "-"
+        else printf "%.2f\n", a / b
+    }'
+}
+
 {
     echo "posthorn vs Postfix $PF_VERSION: $COUNT messages of $SIZE bytes per level, $PER_CONN per connection"
     echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
         "$(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
-    printf '%-8s %12s %12s %12s %12s %11s %11s\n' level "postfix" "posthorn" "postfix" "posthorn" "postfix" "posthorn"
-    printf '%-8s %12s %12s %12s %12s %11s %11s\n' sessions "accepted/s" "accepted/s" "delivered/s" "delivered/s" "peak $MEM_LABEL MB" "peak $MEM_LABEL MB"
+    echo "queues and mailboxes: $FS_DESC"
+    echo "msg/s: delivered into the Maildir, end to end; CPU: user+sys ms per message of the whole server process tree"
+    printf '%-8s %10s %10s %7s %10s %10s %7s %10s %10s %9s %9s\n' level \
+        postfix posthorn posthorn/ postfix posthorn posthorn/ postfix posthorn postfix posthorn
+    printf '%-8s %10s %10s %7s %10s %10s %7s %10s %10s %9s %9s\n' sessions \
+        "msg/s" "msg/s" postfix "CPU ms" "CPU ms" postfix "accept/s" "accept/s" "$MEM_LABEL MB" "$MEM_LABEL MB"
     for level in $LEVELS; do
-        printf '%-8s %12s %12s %12s %12s %11s %11s\n' "$level" \
-            "${ACC[postfix,$level]:--}" "${ACC[posthorn,$level]:--}" \
+        printf '%-8s %10s %10s %7s %10s %10s %7s %10s %10s %9s %9s\n' "$level" \
             "${DLV[postfix,$level]:--}" "${DLV[posthorn,$level]:--}" \
+            "$(ratio "${DLV[posthorn,$level]:-}" "${DLV[postfix,$level]:-}")" \
+            "${CPU[postfix,$level]:--}" "${CPU[posthorn,$level]:--}" \
+            "$(ratio "${CPU[posthorn,$level]:-}" "${CPU[postfix,$level]:-}")" \
+            "${ACC[postfix,$level]:--}" "${ACC[posthorn,$level]:--}" \
             "${RSS[postfix,$level]:--}" "${RSS[posthorn,$level]:--}"
+    done
+    echo "CPU ms per message, user / sys, and processes in the tree at the end of the level:"
+    for level in $LEVELS; do
+        printf '%-8s postfix %7s / %7s (%3s procs)   posthorn %7s / %7s (%3s procs)\n' "$level" \
+            "${USR[postfix,$level]:--}" "${SYS[postfix,$level]:--}" "${NPROC[postfix,$level]:--}" \
+            "${USR[posthorn,$level]:--}" "${SYS[posthorn,$level]:--}" "${NPROC[posthorn,$level]:--}"
     done
 } | tee "$RESULTS"
