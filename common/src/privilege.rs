@@ -102,7 +102,8 @@ pub fn drop_to(account: &Account) -> io::Result<()> {
 
 /// Run `f` with effective uid/gid switched to the mailbox owner, then switch
 /// back to root. When not root, `f` simply runs as the current user.
-/// Only for single-threaded processes (local delivery).
+/// Changes only the calling thread's credentials (local delivery's main
+/// thread); other threads of the process keep root.
 /// Refuses uid 0: a mailbox is never written as root (local delivery maps
 /// root to default_privs before it gets here).
 pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
@@ -115,21 +116,71 @@ pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> io::Result<T>) -> io::
             "refusing to write a mailbox as uid 0",
         ));
     }
-    nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(io::Error::from)?;
-    nix::unistd::setegid(Gid::from_raw(gid)).map_err(io::Error::from)?;
-    if let Err(e) = nix::unistd::seteuid(Uid::from_raw(uid)) {
-        let _ = nix::unistd::setegid(Gid::from_raw(0));
-        return Err(e.into());
-    }
+    // Per-thread credential changes (raw system calls): glibc's wrappers
+    // change every thread of the process, which costs a signal round trip
+    // to each other thread (master-watch) several times per delivery. Only
+    // this thread touches mailboxes; the others keep root and never do.
+    thread_to(gid, uid)?;
     let result = f();
-    let back = nix::unistd::seteuid(Uid::from_raw(0))
-        .and_then(|()| nix::unistd::setegid(Gid::from_raw(0)))
-        .and_then(|()| nix::unistd::setgroups(&[Gid::from_raw(0)]));
-    if let Err(e) = back {
+    if let Err(e) = thread_back_to_root() {
         // Continuing as the wrong user would deliver mail with wrong rights.
         crate::fatal!("cannot restore root after delivery as uid {uid}: {e}");
     }
     result
+}
+
+/// -1: leave this id (real and saved ids stay root, so the thread can come back).
+const KEEP: libc::c_long = -1;
+
+/// This thread's supplementary groups.
+fn thread_setgroups(gid: u32) -> io::Result<()> {
+    let groups = [gid as libc::gid_t];
+    // SAFETY: setgroups reads exactly one gid_t from a live array; the raw
+    // syscall changes only the calling thread's credentials.
+    let r = unsafe { libc::syscall(libc::SYS_setgroups, 1 as libc::c_long, groups.as_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// This thread's effective gid.
+fn thread_setegid(gid: u32) -> io::Result<()> {
+    // SAFETY: integer arguments only; changes only the calling thread.
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, KEEP, gid as libc::c_long, KEEP) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// This thread's effective uid.
+fn thread_seteuid(uid: u32) -> io::Result<()> {
+    // SAFETY: integer arguments only; changes only the calling thread.
+    let r = unsafe { libc::syscall(libc::SYS_setresuid, KEEP, uid as libc::c_long, KEEP) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// From root to `uid`/`gid`: groups and gid while still root, uid last.
+fn thread_to(gid: u32, uid: u32) -> io::Result<()> {
+    thread_setgroups(gid)?;
+    thread_setegid(gid)?;
+    if let Err(e) = thread_seteuid(uid) {
+        let _ = thread_setegid(0);
+        let _ = thread_setgroups(0);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Back to root: uid first (it gives back the right to change the rest).
+fn thread_back_to_root() -> io::Result<()> {
+    thread_seteuid(0)?;
+    thread_setegid(0)?;
+    thread_setgroups(0)
 }
 
 /// openat(2) of `name` relative to `dir` (None: the current directory, or
