@@ -21,9 +21,14 @@
 //!   'M'  message length, u64      then exactly that many message bytes, then EOF
 //! ```
 //!
-//! Durability: a file is written under a temporary name, fsync'ed, renamed to
-//! its queue id and the directory fsync'ed before `commit` returns (all by
-//! `durable::commit`); only then may smtpd say 250. A recipient's completion
+//! Durability (Postfix's way): a queue file is created in incoming/ under its
+//! queue id with mode 0600, ahead of time and in batches whose directory is
+//! fsync'ed once (`Spool::reserve_batch`), so its name is on disk before any
+//! message goes into it. `commit` writes the message, sets the owner execute
+//! bit (mode 0700: "complete") and fsyncs the file: one journal commit
+//! between a client's final dot and the 250. qmgr takes only complete files
+//! from incoming/; an incomplete one (a writer that died) is removed after
+//! hours by `remove_stale_temporaries`. A recipient's completion
 //! is one byte rewritten and fdatasync'ed before the next step. Moves between
 //! queues never replace an existing file (`durable::rename_at`, no-replace):
 //! an existing target is an `AlreadyExists` error that the caller logs.
@@ -38,7 +43,7 @@
 //! belong to the owner of its queue directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -211,31 +216,49 @@ impl Spool {
 
     /// Start a new message in incoming/ under a temporary name.
     pub fn create(&self, env: &Envelope) -> io::Result<QueueWriter> {
-        self.create_in(self.reserve()?, env)
+        let r = self
+            .reserve_batch(1)?
+            .pop()
+            .ok_or_else(|| io::Error::other("no queue file reserved"))?;
+        self.create_in(r, env)
     }
 
-    /// Create an empty temporary file for a future message. Creating a file
-    /// can wait for the file system's journal; smtpd does it ahead of time,
-    /// off the path between a client's DATA and our reply.
-    pub fn reserve(&self) -> io::Result<Reserved> {
+    /// Reserve `n` queue files and make their names durable with one fsync
+    /// of incoming/.
+    pub fn reserve_batch(&self, n: usize) -> io::Result<Vec<Reserved>> {
+        let v = (0..n)
+            .map(|_| self.reserve_one())
+            .collect::<io::Result<Vec<_>>>()?;
+        privilege::sync_dir(&File::open(self.dir(Queue::Incoming))?)?;
+        Ok(v)
+    }
+
+    /// Create an empty, incomplete (mode 0600) queue file for a future
+    /// message. Creating a file can wait for the file system's journal; smtpd
+    /// does it ahead of time, off the path between a client's DATA and our
+    /// reply. Its name is durable only after the directory fsync of
+    /// `reserve_batch`.
+    fn reserve_one(&self) -> io::Result<Reserved> {
         let dir = self.dir(Queue::Incoming);
         for _ in 0..100 {
             let id = QueueId::generate();
-            let tmp = dir.join(format!("{id}.tmp"));
+            let path = dir.join(id.as_str());
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&tmp)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
             {
                 Ok(file) => {
+                    let m = file.metadata()?;
                     return Ok(Reserved {
                         file: Some(file),
                         id,
-                        tmp,
-                        dir,
+                        path,
+                        inode: (m.dev(), m.ino()),
                         created: Instant::now(),
-                    })
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -256,9 +279,10 @@ impl Spool {
             .ok_or_else(|| io::Error::other("reserved file already used"))?;
         let mut w = QueueWriter {
             file: Some(BufWriter::with_capacity(64 * 1024, file)),
-            tmp_path: r.tmp.clone(),
-            dir: r.dir.clone(),
+            path: r.path.clone(),
             id: r.id.clone(),
+            inode: r.inode,
+            written: 0,
             len_offset: 0,
             msg_len: 0,
             committed: false,
@@ -275,23 +299,26 @@ impl Spool {
         Ok(dest)
     }
 
-    /// The ids in a queue, sorted (oldest first). Temporary files are skipped.
+    /// The ids in a queue, sorted (oldest first). Temporary files, and in
+    /// incoming/ files not yet complete (no execute bit), are skipped.
     pub fn list(&self, q: Queue) -> io::Result<Vec<QueueId>> {
         let mut ids: Vec<QueueId> = fs::read_dir(self.dir(q))?
             .filter_map(|e| e.ok())
+            .filter(|e| q != Queue::Incoming || is_complete(e))
             .filter_map(|e| e.file_name().to_str().and_then(QueueId::parse))
             .collect();
         ids.sort();
         Ok(ids)
     }
 
-    /// Remove temporary files older than `age` left by a writer that died.
+    /// Remove incomplete files older than `age` left by a writer that died
+    /// (and temporary files of older versions).
     pub fn remove_stale_temporaries(&self, age: Duration) -> io::Result<usize> {
         let mut n = 0;
         for e in fs::read_dir(self.dir(Queue::Incoming))?.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !name.ends_with(".tmp") {
+            if !name.ends_with(".tmp") && (QueueId::parse(name).is_none() || is_complete(&e)) {
                 continue;
             }
             let old = e
@@ -307,14 +334,22 @@ impl Spool {
     }
 }
 
-/// An empty temporary queue file made ahead of time (`Spool::reserve`).
-/// Dropped unused, it is removed.
+/// Is this directory entry for qmgr: a complete queue file (owner execute
+/// bit), or anything that is no regular file (qmgr quarantines it)?
+fn is_complete(e: &fs::DirEntry) -> bool {
+    e.metadata()
+        .map(|m| !m.is_file() || m.permissions().mode() & 0o100 != 0)
+        .unwrap_or(false)
+}
+
+/// An empty, incomplete queue file made ahead of time
+/// (`Spool::reserve_batch`). Dropped unused, it is removed.
 #[derive(Debug)]
 pub struct Reserved {
     file: Option<File>,
     id: QueueId,
-    tmp: PathBuf,
-    dir: PathBuf,
+    path: PathBuf,
+    inode: (u64, u64),
     created: Instant,
 }
 
@@ -328,7 +363,7 @@ impl Reserved {
 impl Drop for Reserved {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -338,8 +373,11 @@ impl Drop for Reserved {
 pub struct QueueWriter {
     file: Option<BufWriter<File>>,
     id: QueueId,
-    tmp_path: PathBuf,
-    dir: PathBuf,
+    path: PathBuf,
+    /// (device, inode) of the file as created.
+    inode: (u64, u64),
+    /// Bytes written so far (buffered or not).
+    written: u64,
     len_offset: u64,
     msg_len: u64,
     committed: bool,
@@ -371,12 +409,15 @@ impl QueueWriter {
         let out = self.out()?;
         out.write_all(&[kind])?;
         out.write_all(&(data.len() as u32).to_le_bytes())?;
-        out.write_all(data)
+        out.write_all(data)?;
+        self.written += 5 + data.len() as u64;
+        Ok(())
     }
 
     fn write_envelope(&mut self, arrival: u64, env: &Envelope) -> io::Result<()> {
         self.out()?.write_all(MAGIC)?;
         self.out()?.write_all(&[VERSION])?;
+        self.written += 4;
         self.record(b'T', &arrival.to_le_bytes())?;
         self.record(b'S', env.sender.as_bytes())?;
         for (k, v) in &env.attrs {
@@ -387,9 +428,7 @@ impl QueueWriter {
         }
         // Header is 4 bytes of magic; each record is 5 + len. The length field
         // of 'M' is patched in commit().
-        self.out()?.flush()?;
-        let pos = self.out()?.get_mut().stream_position()?;
-        self.len_offset = pos + 5;
+        self.len_offset = self.written + 5;
         self.record(b'M', &0u64.to_le_bytes())
     }
 
@@ -399,8 +438,10 @@ impl QueueWriter {
         self.out()?.write_all(data)
     }
 
-    /// Make the message durable and visible in incoming/: flush, fix the
-    /// length, fsync the file, rename it to its id, fsync the directory.
+    /// Make the message durable and visible to qmgr: flush, fix the
+    /// length, mark the file complete (mode 0700) and fsync it. Its name is
+    /// already durable (`Spool::reserve_batch`). On an error the file is
+    /// removed (dropped uncommitted), so nothing half-written is delivered.
     pub fn commit(mut self) -> io::Result<QueueId> {
         let out = self
             .file
@@ -408,26 +449,24 @@ impl QueueWriter {
             .ok_or_else(|| io::Error::other("queue file already closed"))?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.write_all_at(&self.msg_len.to_le_bytes(), self.len_offset)?;
-        let dir = File::open(&self.dir)?;
-        match durable::commit(
-            file,
-            None,
-            &self.tmp_path,
-            &dir,
-            Path::new(self.id.as_str()),
-            Replace::No,
-        ) {
-            Ok(()) => {
-                self.committed = true;
-                Ok(self.id.clone())
-            }
-            Err(e @ durable::DurableError::SyncDir(_)) => {
-                // Renamed: the file is the queue's now, whatever we answer.
-                self.committed = true;
-                Err(e.into())
-            }
-            Err(e) => Err(e.into()),
+        // The file must still be the one qmgr will find under its name (a
+        // spool moved or broken under us is a failure). Checked before the
+        // execute bit: from then on qmgr may take (move) the file at once.
+        let here = fs::symlink_metadata(&self.path)?;
+        if (here.dev(), here.ino()) != self.inode {
+            return Err(io::Error::other(format!(
+                "{}: no longer the queue file written",
+                self.path.display()
+            )));
         }
+        file.set_permissions(fs::Permissions::from_mode(0o700))?;
+        if let Err(e) = file.sync_all() {
+            // Incomplete again: never delivered, cleaned up later.
+            let _ = file.set_permissions(fs::Permissions::from_mode(0o600));
+            return Err(e);
+        }
+        self.committed = true;
+        Ok(self.id.clone())
     }
 }
 
@@ -435,7 +474,7 @@ impl Drop for QueueWriter {
     fn drop(&mut self) {
         if !self.committed {
             self.file.take();
-            let _ = fs::remove_file(&self.tmp_path);
+            let _ = fs::remove_file(&self.path);
         }
     }
 }

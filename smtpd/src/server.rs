@@ -30,8 +30,9 @@ use crate::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
 
 /// Queue files made ahead of time by pool threads.
 type Reservations = Arc<Mutex<Vec<Reserved>>>;
-/// How many empty queue files to keep ready.
-const RESERVE: usize = 8;
+/// How many empty queue files to keep ready (made in batches of at least
+/// half of it).
+const RESERVE: usize = 16;
 /// Older reservations are not used (qmgr cleans temporary files after hours).
 const RESERVE_MAX_AGE: Duration = Duration::from_secs(600);
 
@@ -80,18 +81,20 @@ pub struct Conn {
     sink: SpoolSink,
 }
 
-/// Make empty queue files until RESERVE are ready.
+/// Make empty queue files until RESERVE are ready, with one directory
+/// fsync for the batch.
 fn top_up(spool: &Spool, reserved: &Reservations) {
-    loop {
-        if reserved.lock().map(|v| v.len() >= RESERVE).unwrap_or(true) {
-            return;
-        }
-        match spool.reserve() {
-            Ok(r) => match reserved.lock() {
-                Ok(mut v) => v.push(r),
-                Err(_) => return,
-            },
-            Err(_) => return, // begin() will try again and report
+    let missing = match reserved.lock() {
+        Ok(v) => RESERVE.saturating_sub(v.len()),
+        Err(_) => return,
+    };
+    if missing < RESERVE / 2 {
+        return; // wait for a bigger batch: one fsync for several files
+    }
+    // A failure here is reported by begin(), which tries again.
+    if let Ok(batch) = spool.reserve_batch(missing) {
+        if let Ok(mut v) = reserved.lock() {
+            v.extend(batch);
         }
     }
 }

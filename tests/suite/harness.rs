@@ -406,11 +406,17 @@ pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
-/// Queue files (not temporary ones) in a queue directory.
+/// Complete queue files in a queue directory (not the empty, incomplete
+/// ones smtpd reserves: mode 0600, no execute bit).
 pub fn queue_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
+        .filter(|e| {
+            e.metadata()
+                .map(|m| m.permissions().mode() & 0o100 != 0)
+                .unwrap_or(false)
+        })
         .map(|e| e.path())
         .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
         .collect()
