@@ -12,8 +12,9 @@
 //! Diagnostics: a queue file that cannot be opened safely is a warning naming
 //! the queue id, and its recipients are deferred.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::config::Config;
@@ -46,7 +47,16 @@ pub struct Agent {
     pub users: UserTable,
     pub aliases: Aliases,
     pub spool: Spool,
+    /// Maildirs held open between deliveries (walking from "/" costs a
+    /// dozen system calls); each use first checks, as the owner, that the
+    /// path still leads to the same new/.
+    pub maildirs: MaildirCache,
 }
+
+/// Open Maildirs by (path, uid, gid).
+pub type MaildirCache = HashMap<(PathBuf, u32, u32), Maildir>;
+/// Most Maildirs held open.
+const MAILDIR_CACHE: usize = 256;
 
 /// One recipient's outcome: status, DSN code, text, relay.
 type Outcome = (Status, &'static str, String, &'static str);
@@ -156,7 +166,7 @@ impl Agent {
         // the recipient (the ones already written may get it again).
         let mut what = "";
         for mbox in &boxes {
-            if let Err(e) = write_mailbox(mbox, qf, rcpt) {
+            if let Err(e) = write_mailbox(mbox, qf, rcpt, &mut self.maildirs) {
                 let dsn = match e.raw_os_error() {
                     Some(28) => "4.3.1",  // ENOSPC
                     Some(122) => "4.2.2", // EDQUOT
@@ -186,7 +196,37 @@ impl Agent {
 /// parent); everything below it -- Maildir, cur/ new/ tmp/, the mbox file
 /// and its directories -- is done with the owner's effective ids, through
 /// descriptors, following no links.
-fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
+fn write_mailbox(
+    mbox: &Mailbox,
+    qf: &QueueFile,
+    rcpt: &str,
+    cache: &mut MaildirCache,
+) -> io::Result<()> {
+    let key = (mbox.path.clone(), mbox.uid, mbox.gid);
+    if mbox.maildir {
+        if let Some(md) = cache.get(&key).cloned() {
+            let new = mbox.path.join("new");
+            let r = privilege::as_user(mbox.uid, mbox.gid, || {
+                // Still the same new/ at that path (stat only, no link
+                // followed at the end; the write goes through the held
+                // descriptors)?
+                let st =
+                    nix::sys::stat::fstatat(None, &new, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(io::Error::from)?;
+                if (st.st_dev, st.st_ino) != md.new_id()? {
+                    return Err(io::Error::other("Maildir moved"));
+                }
+                maildir_write(&md, qf, rcpt)
+            });
+            match r {
+                Ok(()) => return Ok(()),
+                // Moved, removed, or failing: walk again from "/".
+                Err(_) => {
+                    cache.remove(&key);
+                }
+            }
+        }
+    }
     let root_create = DirCreate {
         mode: 0o755,
         owner: None,
@@ -213,18 +253,12 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
     privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
             let md = Maildir::open_at(&home, &mbox.below_home, mbox.path.clone(), true)?;
-            let mut d = md.begin()?;
-            d.write(prefix.as_bytes())?;
-            let mut lf = LfReader::new(msg);
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = lf.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                d.write(&buf[..n])?;
+            maildir_write(&md, qf, rcpt)?;
+            if cache.len() >= MAILDIR_CACHE {
+                cache.clear();
             }
-            d.commit().map(drop)
+            cache.insert(key, md);
+            Ok(())
         } else {
             let name = mbox.below_home.file_name().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "home_mailbox has no file name")
@@ -248,6 +282,24 @@ fn write_mailbox(mbox: &Mailbox, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
             mailstore::mbox::deliver_at(&dir, Path::new(name), &qf.sender, &date, &mut message)
         }
     })
+}
+
+/// Deliver into an open Maildir (as its owner): the trace headers, then the
+/// message with CRLF turned into LF.
+fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
+    let prefix = format!("Return-Path: <{}>\nDelivered-To: {rcpt}\n", qf.sender);
+    let mut d = md.begin()?;
+    d.write(prefix.as_bytes())?;
+    let mut lf = LfReader::new(qf.message()?);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = lf.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        d.write(&buf[..n])?;
+    }
+    d.commit().map(drop)
 }
 
 /// asctime(3) form for the mbox From_ line, UTC.
@@ -341,6 +393,7 @@ mod tests {
             aliases: Aliases::new(&[]),
             spool,
             config,
+            maildirs: MaildirCache::new(),
         };
         (a, dir)
     }

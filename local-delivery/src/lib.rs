@@ -50,6 +50,7 @@ pub fn main() {
         aliases: aliases::Aliases::new(&worker.config.list("alias_maps")),
         spool: common::spool::Spool::new(worker.config.queue_dir()),
         config: worker.config.clone(),
+        maildirs: deliver::MaildirCache::new(),
     };
     if let Err(e) = listener.set_nonblocking(true) {
         common::fatal!("listener: {e}");

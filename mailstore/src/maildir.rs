@@ -56,11 +56,28 @@ impl Maildir {
         let md = privilege::walk_dirs(base, rel, how)?;
         let sub = |name: &str| privilege::walk_dirs(&md, Path::new(name), how);
         sub("cur")?;
+        sub("new")?;
+        // new/ is fsync'ed after every delivery: a real (not O_PATH)
+        // descriptor, opened without following a link.
+        let new = privilege::open_at(
+            Some(&md),
+            Path::new("new"),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            0,
+        )?;
         Ok(Maildir {
             tmp: Arc::new(sub("tmp")?),
-            new: Arc::new(sub("new")?),
+            new: Arc::new(new),
             root: display,
         })
+    }
+
+    /// (device, inode) of new/, to check that a Maildir held open is still
+    /// the one at its path.
+    pub fn new_id(&self) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.new.metadata()?;
+        Ok((m.dev(), m.ino()))
     }
 
     /// Open a Maildir by absolute path (relative: below the current

@@ -292,3 +292,86 @@ fn root_without_an_alias_is_deferred_not_written_as_root() {
         "nothing new in root's Maildir"
     );
 }
+
+/// local holds Maildirs open between deliveries; a link planted after a
+/// delivery (new/ swapped for a link to a root-owned directory) is noticed,
+/// not followed: the next delivery walks again and defers.
+#[test]
+fn a_link_planted_after_a_delivery_is_not_followed() {
+    if !need_root("a_link_planted_after_a_delivery_is_not_followed") {
+        return;
+    }
+    let mut s = Suite::start("privsep-held", &[], &[]);
+    s.stop();
+    let d = s.dir.clone();
+    let uid = 4243;
+    let home = d.join("held");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(uid)).unwrap();
+    let mut users = std::fs::read_to_string(d.join("users")).unwrap();
+    users.push_str(&format!(
+        "held@example.test:{{PLAIN}}x:{uid}:{uid}::{}::\n",
+        home.display()
+    ));
+    std::fs::write(d.join("users"), users).unwrap();
+    s.spawn(&[], &[]);
+    let mut c = Smtp::connect(s.port);
+    c.cmd("HELO c", 250);
+    let first = c.mail(
+        "a@example.org",
+        &["held@example.test"],
+        b"Subject: first\r\n\r\nfirst\r\n",
+    );
+    s.wait_log(&format!("{first}: to=<held@example.test>, relay=virtual"));
+    let new = home.join("Maildir/new");
+    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 1, "{}", s.log());
+    // The user swaps new/ for a link to a root-owned directory.
+    let target = d.join("held-target");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::rename(&new, home.join("Maildir/new.old")).unwrap();
+    std::os::unix::fs::symlink(&target, &new).unwrap();
+    nix::unistd::fchownat(
+        None,
+        &new,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(uid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    // Every local process gets a message (4 by default), so each one that
+    // held the Maildir meets the link.
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(c.mail(
+            "a@example.org",
+            &["held@example.test"],
+            format!("Subject: second {i}\r\n\r\nsecond\r\n").as_bytes(),
+        ));
+    }
+    for id in &ids {
+        s.wait_log(&format!("{id}: to=<held@example.test>, relay=virtual"));
+    }
+    barrier(&s, &mut c, "after-held-link");
+    c.cmd("QUIT", 221);
+    let log = s.log();
+    for id in &ids {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("{id}: to=<held@example.test>")))
+            .unwrap();
+        assert!(line.contains("status=deferred"), "{line}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "nothing was written through the link"
+    );
+    assert_eq!(
+        std::fs::read_dir(home.join("Maildir/new.old"))
+            .unwrap()
+            .count(),
+        1,
+        "nothing more in the moved-away new/ either"
+    );
+}
