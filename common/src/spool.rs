@@ -311,6 +311,14 @@ impl Spool {
         Ok(ids)
     }
 
+    /// Is `id` in incoming/ for qmgr: a complete queue file, or something
+    /// that is no regular file (which qmgr quarantines)? One lstat.
+    pub fn complete(&self, id: &QueueId) -> bool {
+        fs::symlink_metadata(self.path(Queue::Incoming, id))
+            .map(|m| !m.is_file() || m.permissions().mode() & 0o100 != 0)
+            .unwrap_or(false)
+    }
+
     /// Remove incomplete files older than `age` left by a writer that died
     /// (and temporary files of older versions).
     pub fn remove_stale_temporaries(&self, age: Duration) -> io::Result<usize> {

@@ -7,8 +7,11 @@
 //! when their time comes (exponential backoff). At start it puts whatever was
 //! left in active/ back into incoming/.
 //!
-//! Wake-up protocol: a client connects to `private/qmgr` and writes any bytes;
-//! each read means "look at incoming/". Clients may keep the connection.
+//! Wake-up protocol: a client connects to `private/qmgr` and writes lines.
+//! A line that is a queue id means "this message is complete in incoming/"
+//! (smtpd names what it queued, so qmgr takes it without scanning the
+//! directory); any other line (or bytes) means "look at incoming/". Clients
+//! may keep the connection. Lines are at most 64 bytes; longer is garbage.
 //!
 //! Parameters: queue_run_delay, minimal_backoff_time, maximal_backoff_time,
 //! maximal_queue_lifetime, bounce_queue_lifetime, qmgr_message_active_limit,
@@ -34,13 +37,17 @@ use mio::Token;
 use common::addr::Domains;
 use common::daemon::{self, Listener};
 use common::server::{Limits, LocalCounter, Next, Peer, Refusal, Server, Service, Spawner};
-use common::spool::Spool;
+use common::spool::{QueueId, Spool};
 use common::{info, warning};
 
 /// How often incoming/ is rescanned without a wake-up.
 const INCOMING_RESCAN: Duration = Duration::from_secs(5);
 /// Most wake-up connections held open at once.
 const MAX_WAKE_CONNECTIONS: usize = 256;
+/// Longest wake-up line (a queue id is 14 characters).
+const MAX_WAKE_LINE: usize = 64;
+/// Most ids remembered between two loop rounds; past that, a full scan.
+const MAX_NAMED: usize = 10_000;
 /// The pool key of delivery jobs (no connection has it).
 const DELIVERY: Token = Token(usize::MAX - 8);
 
@@ -120,6 +127,8 @@ fn run(
         spawner: server.pool().spawner(),
         jobs: Vec::new(),
         wake: true,
+        named: Vec::new(),
+        starved: false,
         last_incoming: Instant::now(),
         last_deferred: None,
         run_delay,
@@ -151,54 +160,104 @@ struct Qmgr {
     conns: agents::Connections,
     spawner: Spawner<Token, agents::Done>,
     jobs: Vec<agents::Job>,
+    /// Look at all of incoming/.
     wake: bool,
+    /// Ids smtpd (or this qmgr, for bounces) queued: take just these.
+    named: Vec<QueueId>,
+    /// The active limit left named messages behind.
+    starved: bool,
     last_incoming: Instant,
     last_deferred: Option<Instant>,
     run_delay: Duration,
     in_flight: usize,
 }
 
+/// A wake-up connection's unfinished line.
+#[derive(Default)]
+struct Wake {
+    line: Vec<u8>,
+    garbage: bool,
+}
+
+impl Wake {
+    /// Take wake-up bytes: queue ids go to `named`; returns true when
+    /// something else asks for a look at all of incoming/.
+    fn feed(&mut self, data: &[u8], named: &mut Vec<QueueId>) -> bool {
+        let mut scan = false;
+        for &b in data {
+            if b != b'\n' {
+                if self.line.len() < MAX_WAKE_LINE {
+                    self.line.push(b);
+                } else {
+                    self.garbage = true;
+                }
+                continue;
+            }
+            let id = std::str::from_utf8(&self.line)
+                .ok()
+                .and_then(QueueId::parse);
+            match id {
+                Some(id) if !self.garbage && named.len() < MAX_NAMED => named.push(id),
+                _ => scan = true,
+            }
+            self.line.clear();
+            self.garbage = false;
+        }
+        if !self.line.is_empty() && self.line.iter().all(|&b| b == b'W') {
+            // The plain wake-up byte, without a line end.
+            scan = true;
+            self.line.clear();
+        }
+        scan
+    }
+}
+
 impl Service for Qmgr {
-    type Conn = ();
+    type Conn = Wake;
     type Done = agents::Done;
 
-    fn open(&mut self, _peer: Peer, _out: &mut Vec<u8>) -> ((), Next<agents::Done>) {
-        ((), Next::Continue)
+    fn open(&mut self, _peer: Peer, _out: &mut Vec<u8>) -> (Wake, Next<agents::Done>) {
+        (Wake::default(), Next::Continue)
     }
 
-    fn refuse(&mut self, _peer: Peer, _why: Refusal, _out: &mut Vec<u8>) {
+    fn refuse(&mut self, _peer: Peer, _why: Refusal, _out: &mut Vec<u8>) -> Wake {
         // Dropped: the client reconnects next time. Look anyway.
         self.wake = true;
+        Wake::default()
     }
 
-    fn input(&mut self, _c: &mut (), _data: &[u8], _out: &mut Vec<u8>) -> Next<agents::Done> {
-        self.wake = true;
+    fn input(&mut self, c: &mut Wake, data: &[u8], _out: &mut Vec<u8>) -> Next<agents::Done> {
+        self.wake |= c.feed(data, &mut self.named);
         Next::Continue
     }
 
-    fn done(&mut self, _c: &mut (), r: agents::Done, _out: &mut Vec<u8>) -> Next<agents::Done> {
+    fn done(&mut self, _c: &mut Wake, r: agents::Done, _out: &mut Vec<u8>) -> Next<agents::Done> {
         self.orphan(r);
         Next::Continue
     }
 
-    fn resume(&mut self, _c: &mut (), _out: &mut Vec<u8>) -> Next<agents::Done> {
+    fn resume(&mut self, _c: &mut Wake, _out: &mut Vec<u8>) -> Next<agents::Done> {
         Next::Continue
     }
 
-    fn timed_out(&mut self, _c: &mut (), _out: &mut Vec<u8>) {}
+    fn timed_out(&mut self, _c: &mut Wake, _out: &mut Vec<u8>) {}
 
-    fn stopping(&mut self, _c: &mut (), _out: &mut Vec<u8>) -> bool {
+    fn stopping(&mut self, _c: &mut Wake, _out: &mut Vec<u8>) -> bool {
         true
     }
 
-    fn closed(&mut self, _c: (), _lost: bool) {}
+    fn closed(&mut self, _c: Wake, _lost: bool) {}
 
     /// A delivery finished: record it. A finished message may have made
-    /// room, or queued a bounce: look again.
+    /// room (when the active limit left messages behind: look again), or
+    /// queued a bounce (taken by id).
     fn orphan(&mut self, d: agents::Done) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.qm.done(&d.queue_id, d.results);
-        self.wake = true;
+        self.named.append(&mut self.qm.queued_here);
+        if self.starved {
+            self.wake = true;
+        }
     }
 
     /// Deliveries in flight are waited for (a while) when stopping, so a
@@ -213,8 +272,15 @@ impl Service for Qmgr {
         }
         if self.wake || self.last_incoming.elapsed() >= INCOMING_RESCAN {
             self.wake = false;
+            self.starved = false;
+            self.named.clear();
             self.last_incoming = Instant::now();
             self.qm.scan_incoming(&mut self.jobs);
+        } else if !self.named.is_empty() && !self.qm.take_incoming(&mut self.named, &mut self.jobs)
+        {
+            // The active limit left some behind: scan when there is room.
+            self.starved = true;
+            self.named.clear();
         }
         if self
             .last_deferred
@@ -234,5 +300,27 @@ impl Service for Qmgr {
                 common::fatal!("delivery pool is gone");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_lines_name_ids_or_ask_for_a_scan() {
+        let mut w = Wake::default();
+        let mut named = Vec::new();
+        // Ids, split anywhere across reads.
+        assert!(!w.feed(b"1M15JB86WC93b4\n1M15JB8", &mut named));
+        assert!(!w.feed(b"6W2GKPK\n", &mut named));
+        let ids: Vec<&str> = named.iter().map(|i| i.as_str()).collect();
+        assert_eq!(ids, ["1M15JB86WC93b4", "1M15JB86W2GKPK"]);
+        // Anything else: scan.
+        assert!(w.feed(b"W", &mut named));
+        assert!(w.feed(b"not an id\n", &mut named));
+        assert!(w.feed(&[b'x'; 200], &mut named) | w.feed(b"\n", &mut named));
+        assert_eq!(named.len(), 2, "no id taken from garbage");
+        assert!(w.line.is_empty());
     }
 }

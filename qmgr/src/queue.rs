@@ -122,6 +122,8 @@ pub struct QueueManager {
     domains: Domains,
     active: HashMap<String, Active>,
     clock: Box<dyn Fn() -> SystemTime>,
+    /// Messages this manager queued itself (bounces) since the last look.
+    pub queued_here: Vec<QueueId>,
 }
 
 impl QueueManager {
@@ -132,6 +134,7 @@ impl QueueManager {
             domains,
             active: HashMap::new(),
             clock: Box::new(SystemTime::now),
+            queued_here: Vec::new(),
         }
     }
 
@@ -197,6 +200,25 @@ impl QueueManager {
                 e.log();
             }
         }
+    }
+
+    /// Take the named messages from incoming/ (smtpd names what it queued
+    /// in its wake-up): no directory scan. Ids that are not complete files
+    /// in incoming/ are ignored (the periodic scan finds anything missed).
+    /// Returns false when the active limit left some behind.
+    pub fn take_incoming(&mut self, ids: &mut Vec<QueueId>, jobs: &mut Vec<Job>) -> bool {
+        for id in ids.drain(..) {
+            if self.active.len() >= self.settings.active_limit {
+                return false;
+            }
+            if !self.spool.complete(&id) {
+                continue;
+            }
+            if let Err(e) = self.activate(&id, Queue::Incoming, jobs) {
+                e.log();
+            }
+        }
+        true
     }
 
     /// Take messages from deferred/ whose next attempt is due (mtime <= now).
@@ -451,7 +473,7 @@ impl QueueManager {
 
     /// Queue a non-delivery notification to the sender. An error means it
     /// was not queued (try again later). Null and double-bounce senders get none.
-    fn send_bounce(&self, id: &QueueId, a: &Active, now: SystemTime) -> Result<(), QmgrError> {
+    fn send_bounce(&mut self, id: &QueueId, a: &Active, now: SystemTime) -> Result<(), QmgrError> {
         let sender = &a.qf.sender;
         let (local, _) = common::addr::split(sender);
         if sender.is_empty() || local.eq_ignore_ascii_case(&self.settings.double_bounce) {
@@ -491,6 +513,7 @@ impl QueueManager {
         match queued {
             Ok(bid) => {
                 info!("{id}: sender non-delivery notification: {bid}");
+                self.queued_here.push(bid);
                 Ok(())
             }
             Err(source) => Err(QmgrError::QueueBounce {

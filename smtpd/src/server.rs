@@ -5,7 +5,7 @@
 //! sink, the commit job that makes a message durable (fsync file, rename,
 //! fsync directory) on a pool thread, the reserve of empty queue files kept
 //! ready so file creation stays off the event loop, and waking qmgr once per
-//! loop round after commits.
+//! loop round after commits, with the ids committed.
 //!
 //! Durability: a session gets its `250 Ok: queued as` only after the commit
 //! job reports success; a failure gets `452 4.3.1`. A lost wake-up only
@@ -99,14 +99,16 @@ fn top_up(spool: &Spool, reserved: &Reservations) {
     }
 }
 
-/// Wakes qmgr after commits; reconnects as needed, never blocks.
+/// Wakes qmgr after commits, naming the queued ids (`ID\n` each) so qmgr
+/// takes them without scanning incoming/; reconnects as needed, never
+/// blocks.
 struct QmgrNotifier {
     path: PathBuf,
     conn: Option<UnixStream>,
 }
 
 impl QmgrNotifier {
-    fn notify(&mut self) {
+    fn notify(&mut self, ids: &[u8]) {
         for _ in 0..2 {
             if self.conn.is_none() {
                 match UnixStream::connect(&self.path) {
@@ -118,7 +120,9 @@ impl QmgrNotifier {
                 }
             }
             if let Some(c) = self.conn.as_mut() {
-                match c.write(b"W") {
+                match c.write(ids) {
+                    // A short write cut a line: qmgr ignores the piece, and
+                    // its periodic scan finds that message.
                     Ok(_) => return,
                     // A full socket means qmgr has wake-ups unread already.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -136,7 +140,8 @@ pub struct Smtpd {
     spool: Spool,
     reserved: Reservations,
     notifier: QmgrNotifier,
-    committed: bool,
+    /// Ids committed in this loop round, `ID\n` each, for qmgr.
+    committed: Vec<u8>,
     spawner: Option<Spawner<Token, Committed>>,
 }
 
@@ -153,7 +158,7 @@ impl Smtpd {
             policy,
             spool,
             reserved,
-            committed: false,
+            committed: Vec::new(),
             spawner: None,
         }
     }
@@ -223,7 +228,10 @@ impl Service for Smtpd {
     }
 
     fn done(&mut self, c: &mut Conn, r: Committed, out: &mut Vec<u8>) -> Next<Committed> {
-        self.committed |= r.is_ok();
+        if let Ok(id) = &r {
+            self.committed.extend_from_slice(id.as_bytes());
+            self.committed.push(b'\n');
+        }
         self.top_up_later();
         let step = c.session.commit_done(r, &mut self.policy, &mut c.sink);
         self.next(c, step, out)
@@ -260,14 +268,16 @@ impl Service for Smtpd {
 
     fn orphan(&mut self, r: Committed) {
         if let Ok(id) = r {
-            self.committed = true;
+            self.committed.extend_from_slice(id.as_bytes());
+            self.committed.push(b'\n');
             info!("{id}: client disconnected before the reply; message queued");
         }
     }
 
     fn tick(&mut self, _stopping: bool) {
-        if std::mem::take(&mut self.committed) {
-            self.notifier.notify();
+        if !self.committed.is_empty() {
+            let ids = std::mem::take(&mut self.committed);
+            self.notifier.notify(&ids);
         }
     }
 }
