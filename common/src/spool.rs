@@ -116,13 +116,15 @@ impl QueueId {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros() as u64;
-        let mut rnd = [0u8; 2];
-        // Randomness only spreads ids; a failure still leaves the counter and O_EXCL.
-        let _ = getrandom::getrandom(&mut rnd);
-        let tail = (u32::from(u16::from_le_bytes(rnd))
-            ^ COUNTER.fetch_add(7919, Ordering::Relaxed)
-            ^ std::process::id().rotate_left(5))
-            & 0x7fff;
+        // Per process, once: a random start for the counter, mixed with the
+        // pid (randomness only spreads ids; O_EXCL makes them unique).
+        static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| {
+            let mut rnd = [0u8; 4];
+            let _ = getrandom::getrandom(&mut rnd);
+            u32::from_le_bytes(rnd) ^ std::process::id().rotate_left(5)
+        });
+        let tail = (seed ^ COUNTER.fetch_add(7919, Ordering::Relaxed)) & 0x7fff;
         let mut s = String::with_capacity(ID_LEN);
         for i in (0..11).rev() {
             s.push(ALPHABET[((micros >> (i * 5)) & 31) as usize] as char);

@@ -325,10 +325,23 @@ struct Headers {
 
 /// Count Received: headers and collect Delivered-To: values.
 fn scan_headers(qf: &QueueFile) -> io::Result<Headers> {
-    let mut buf = Vec::new();
-    qf.message()?
-        .take(HEADER_SCAN as u64)
-        .read_to_end(&mut buf)?;
+    // The header section only: read in large pieces until its end (an empty
+    // line) or HEADER_SCAN bytes.
+    let mut r = qf.message()?.take(HEADER_SCAN as u64);
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        let tail = &buf[from..];
+        if tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n") {
+            break;
+        }
+    }
     let mut h = Headers::default();
     for line in buf.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);

@@ -109,7 +109,7 @@ impl Maildir {
                 "{}.M{}P{}Q{}.{host}",
                 now.as_secs(),
                 now.subsec_micros(),
-                std::process::id(),
+                pid(),
                 COUNTER.fetch_add(1, Ordering::Relaxed)
             );
             match durable::create_new(Some(&self.tmp), Path::new(&base), 0o600) {
@@ -128,6 +128,12 @@ impl Maildir {
         }
         Err(io::Error::other("could not create a unique file in tmp/"))
     }
+}
+
+/// This process's id, looked up once (a system call each time otherwise).
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// The host name as Maildir file names carry it ('/' and ':' escaped), once.

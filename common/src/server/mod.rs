@@ -230,6 +230,10 @@ struct Conn<C> {
     closing: bool,
     /// The client closed its side (or the socket failed).
     eof: bool,
+    /// The last read was short: the socket had nothing more then. Reading
+    /// again before the next readable event would only get EAGAIN (a stream
+    /// socket signals every new arrival, even edge-triggered).
+    drained: bool,
     /// Counted in the connection tables (released on close).
     counted: bool,
 }
@@ -403,6 +407,9 @@ impl<S: Service> Server<S> {
                     continue;
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    if let Some(c) = lp.conns.get_mut(&token) {
+                        c.drained = false;
+                    }
                     lp.drive(token, service);
                 }
                 lp.flush_or_close(token, service, counter);
@@ -513,6 +520,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
                     paused_until: None,
                     closing,
                     eof: false,
+                    drained: false,
                     counted: true,
                 },
             );
@@ -561,6 +569,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
             if c.waiting
                 || c.closing
                 || c.eof
+                || c.drained
                 || c.paused_until.is_some()
                 || c.out.len() - c.sent > self.limits.out_high
             {
@@ -573,6 +582,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
                 }
                 Ok(n) => {
                     c.last_active = Instant::now();
+                    c.drained = n < self.buf.len();
                     match c.state.as_mut() {
                         Some(st) => service.input(st, &self.buf[..n], &mut c.out),
                         None => return,
