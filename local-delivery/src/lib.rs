@@ -83,6 +83,7 @@ fn serve(
     worker: &daemon::Worker,
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     loop {
         // Wait for a request while watching the stop flag.
         if !wait_readable(&stream, Duration::from_millis(500)) {
@@ -91,8 +92,10 @@ fn serve(
             }
             continue;
         }
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let Some(req) = ipc::read_frame::<_, DeliverRequest>(&mut stream)? else {
+        // One request at a time: a buffer takes length and body in one read
+        // (qmgr sends nothing more until it has the reply).
+        let mut r = io::BufReader::with_capacity(64 * 1024, &stream);
+        let Some(req) = ipc::read_frame::<_, DeliverRequest>(&mut r)? else {
             return Ok(());
         };
         // A request left in the socket by a qmgr that has since died (it was

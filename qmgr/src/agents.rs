@@ -82,7 +82,8 @@ fn deliver(
         // From here the agent may have delivered: never send the same request
         // twice; a failure defers, and the retry happens later (at most one
         // extra copy, as for any delivery in flight during a crash).
-        match ipc::read_frame::<_, DeliverReply>(s) {
+        // One reply per request: a buffer takes length and body in one read.
+        match ipc::read_frame::<_, DeliverReply>(&mut std::io::BufReader::new(&*s)) {
             Ok(Some(reply)) if valid(req, &reply) => return reply.results,
             Ok(Some(_)) => {
                 last_err = "delivery agent sent a reply that does not match the request".into()
