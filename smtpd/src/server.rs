@@ -37,7 +37,7 @@ const RESERVE: usize = 16;
 const RESERVE_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// A commit's outcome: the queue id, or why it failed.
-pub type Committed = Result<String, String>;
+pub type Committed = Result<String, io::Error>;
 
 /// Queue files: a sink that writes the message into incoming/.
 pub struct SpoolSink {
@@ -175,12 +175,9 @@ impl Smtpd {
             Step::Close => Next::Close,
             Step::Pause(d) => Next::Pause(d),
             Step::Commit => match c.sink.writer.take() {
-                Some(writer) => Next::Run(Box::new(move || {
-                    writer
-                        .commit()
-                        .map(|id| id.to_string())
-                        .map_err(|e| e.to_string())
-                })),
+                Some(writer) => {
+                    Next::Run(Box::new(move || writer.commit().map(|id| id.to_string())))
+                }
                 None => {
                     // Cannot happen: Commit follows a begun message. Fail safe.
                     common::warning!("commit requested without a message in progress");

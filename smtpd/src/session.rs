@@ -366,7 +366,7 @@ impl Session {
     /// The caller made the message durable (Ok(queue id)) or failed.
     pub fn commit_done(
         &mut self,
-        result: Result<String, String>,
+        result: Result<String, io::Error>,
         policy: &mut dyn Policy,
         sink: &mut dyn Sink,
     ) -> Step {

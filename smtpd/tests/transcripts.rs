@@ -254,7 +254,7 @@ impl Run {
                 Step::Commit => {
                     let result = if std::mem::take(&mut self.fail_next_commit) {
                         self.sink.current = None;
-                        Err("No space left on device".to_string())
+                        Err(std::io::Error::from_raw_os_error(28))
                     } else {
                         let msg = self.sink.current.take().expect("commit with a message");
                         self.sink.queued.push(msg);
