@@ -161,4 +161,20 @@ mod tests {
         frame.extend_from_slice(&body);
         assert!(read_frame::<_, DeliverRequest>(&mut &frame[..]).is_err());
     }
+    /// fuzz/ ipc_frame, minimised by afl-tmin: a 48-byte frame whose first
+    /// recipient's address claims 0x3030303030303030 bytes (varint 0xfd +
+    /// u64), nested in the list; and a reply whose dsn claims 2^63 bytes.
+    /// Before decoding was bounded, the receiver aborted allocating them.
+    #[test]
+    fn fuzzed_nested_huge_lengths_are_errors() {
+        let mut frame = vec![
+            0x30, 0x00, 0x00, 0x00, 0x00, 0x00, 0x30, 0x30, 0x30, 0xfd, 0x30, 0x30,
+        ];
+        frame.resize(4 + 0x30, 0x30);
+        assert!(read_frame::<_, DeliverRequest>(&mut &frame[..]).is_err());
+        let mut frame = vec![0x10, 0, 0, 0, 0x01, 0x00, 0x00, 0xfd];
+        frame.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        frame.resize(4 + 0x10, 0);
+        assert!(read_frame::<_, DeliverReply>(&mut &frame[..]).is_err());
+    }
 }

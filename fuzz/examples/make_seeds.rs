@@ -1,0 +1,249 @@
+//! Writes the seed corpora in fuzz/corpus/TARGET/ from real artefacts.
+//!
+//! SMTP seeds are the client side of smtpd's transcript fixtures; queue files
+//! come from the spool writer; IPC frames from `write_frame`; main.cf and
+//! master.cf are the shipped etc/ files plus a few that use the rest of the
+//! syntax; the users file has one line per password scheme. Run from fuzz/
+//! with `cargo run --example make_seeds` after a format changes; the files
+//! are committed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::ipc::{self, DeliverRecipient, DeliverReply, DeliverRequest, RecipientResult, Status};
+use common::spool::{Envelope, Queue, Spool};
+
+fn main() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = fuzz.parent().expect("fuzz/ has a parent");
+    let corpus = fuzz.join("corpus");
+    let put = |target: &str, name: &str, data: &[u8]| {
+        let dir = corpus.join(target);
+        fs::create_dir_all(&dir).expect("corpus directory");
+        fs::write(dir.join(name), data).expect("seed written");
+    };
+
+    // SMTP: the client side of every transcript.
+    let mut transcripts: Vec<PathBuf> = fs::read_dir(root.join("smtpd/tests/transcripts"))
+        .expect("transcripts")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    transcripts.sort();
+    for path in &transcripts {
+        let text = fs::read_to_string(path).expect("transcript");
+        let client = client_bytes(&text);
+        let stem = path.file_stem().expect("name").to_string_lossy();
+        // smtpd_session: split seed, knobs (bit 5: trusted client), input.
+        let trusted = text.contains("@client 10.");
+        let small = text.contains("@size ");
+        let knobs = u8::from(small) | if trusted { 32 } else { 0 };
+        put("smtpd_session", &format!("{stem}"), &[&[0, knobs][..], &client].concat());
+        put("smtpd_session", &format!("{stem}-bytewise"), &[&[1, knobs][..], &client].concat());
+        put("smtp_command", &format!("{stem}"), &[&[0][..], &client].concat());
+        // smtp_data: what follows each DATA line, as DATA (mode 0) input.
+        for (i, part) in split_after(&client, b"DATA\r\n").iter().enumerate() {
+            put("smtp_data", &format!("{stem}-{i}"), &[&[0x0e][..], part].concat());
+        }
+    }
+    put("smtp_data", "empty", b"\x00.\r\n");
+    put("smtp_data", "stuffed", b"\x00..\r\n.x\r\n\r\n.\r\nQUIT\r\n");
+    put("smtp_data", "smuggling", b"\x06a\r\n.\n\r\n.\rb\n.\r\nc\r\n.\r\n");
+    // BDAT (mode bit 0): size as u16 LE, then the chunk and what follows.
+    put("smtp_data", "bdat", b"\x03\x06\x00.x\r\n\r\nNOOP\r\n");
+    put("smtp_data", "bdat-short", b"\x05\x00\x01short");
+
+    // Queue files from the spool writer.
+    let tmp = std::env::temp_dir().join(format!("posthorn-seeds-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    let spool = Spool::new(&tmp);
+    spool.create_dirs().expect("spool");
+    let envs = [
+        (
+            "one-recipient",
+            Envelope {
+                sender: "alice@example.org".into(),
+                recipients: vec!["demo@example.test".into()],
+                attrs: vec![
+                    ("client_name".into(), "client.example".into()),
+                    ("client_addr".into(), "192.0.2.1".into()),
+                    ("helo".into(), "client.example".into()),
+                    ("protocol".into(), "ESMTP".into()),
+                ],
+            },
+            &b"Subject: hi\r\n\r\nbody\r\n"[..],
+        ),
+        (
+            "null-sender-two-recipients",
+            Envelope {
+                sender: String::new(),
+                recipients: vec!["a@example.test".into(), "b@example.test".into()],
+                attrs: vec![("protocol".into(), "SMTP".into())],
+            },
+            &b""[..],
+        ),
+    ];
+    for (name, env, body) in envs {
+        let mut w = spool.create(&env).expect("queue file");
+        w.write(body).expect("message");
+        let id = w.commit().expect("commit");
+        let bytes = fs::read(spool.path(Queue::Incoming, &id)).expect("read back");
+        put("queue_file", name, &bytes);
+        // The same with its first recipient done, as mark_done leaves it.
+        if name == "null-sender-two-recipients" {
+            let mut qf = common::spool::QueueFile::read(&spool.path(Queue::Incoming, &id))
+                .expect("reads");
+            qf.mark_done(&[0]).expect("mark");
+            let bytes = fs::read(spool.path(Queue::Incoming, &id)).expect("read back");
+            put("queue_file", "one-done", &bytes);
+        }
+    }
+    let _ = fs::remove_dir_all(&tmp);
+
+    // IPC frames, as qmgr and local delivery write them.
+    let mut frame = Vec::new();
+    ipc::write_frame(
+        &mut frame,
+        &DeliverRequest {
+            queue_id: "0123456789BCDF".into(),
+            sender: "alice@example.org".into(),
+            arrival: 1_700_000_000,
+            recipients: vec![
+                DeliverRecipient {
+                    index: 0,
+                    address: "demo@example.test".into(),
+                },
+                DeliverRecipient {
+                    index: 2,
+                    address: "root@localhost".into(),
+                },
+            ],
+        },
+    )
+    .expect("frame");
+    put("ipc_frame", "deliver-request", &frame);
+    let mut frame = Vec::new();
+    ipc::write_frame(
+        &mut frame,
+        &DeliverReply {
+            results: vec![
+                RecipientResult {
+                    index: 0,
+                    status: Status::Sent,
+                    dsn: "2.0.0".into(),
+                    text: "delivered to maildir".into(),
+                },
+                RecipientResult {
+                    index: 2,
+                    status: Status::Bounced,
+                    dsn: "5.1.1".into(),
+                    text: "unknown user".into(),
+                },
+                RecipientResult {
+                    index: 3,
+                    status: Status::Deferred,
+                    dsn: "4.2.2".into(),
+                    text: "mailbox full".into(),
+                },
+            ],
+        },
+    )
+    .expect("frame");
+    put("ipc_frame", "deliver-reply", &frame);
+
+    // main.cf: as shipped, with its examples uncommented, and the syntax.
+    let main_cf = fs::read_to_string(root.join("etc/main.cf")).expect("etc/main.cf");
+    put("main_cf", "etc-main.cf", main_cf.as_bytes());
+    let uncommented: String = main_cf
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()) && l.contains(" = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    put("main_cf", "uncommented.cf", uncommented.as_bytes());
+    put(
+        "main_cf",
+        "syntax.cf",
+        b"# comment\nmyhostname = mail.example.test\nmydomain = example.test\n\
+          mydestination = $myhostname, localhost.$mydomain\n  localhost\n\
+          relay = ${mydomain?yes} ${nothing:empty} $(myhostname) $$ $\n\
+          message_size_limit = 10240000\nsmtpd_timeout = 5m\n\
+          smtpd_forbid_bare_newline = yes\nmynetworks = 127.0.0.0/8 [::1]/128 10.0.0.0/8\n\
+          virtual_mailbox_maps = passwd-file:/etc/posthorn/users\nloop = $loop\n",
+    );
+
+    // master.cf: as shipped, and with every column form.
+    let master_cf = fs::read(root.join("etc/master.cf")).expect("etc/master.cf");
+    put("master_cf", "etc-master.cf", &master_cf);
+    put(
+        "master_cf",
+        "columns.cf",
+        b"127.0.0.1:2525 inet n - n - 4 smtpd -o smtpd_timeout=10s\n\
+          [::1]:submission inet n y - - - smtpd\n  -o message_size_limit=0 -v\n\
+          qmgr unix - - n 300? 1 qmgr\nlocal unix - n n - 4 local\n",
+    );
+
+    // The users file: one line per password scheme, and the empty fields.
+    put(
+        "users_file",
+        "schemes",
+        b"# users\n\
+          alice@example.org:{SHA512-CRYPT}$6$salt$hash:1000:1000::/home/alice::\n\
+          bob@example.org:{SHA256-CRYPT}$5$salt$hash:::::: \n\
+          carol@example.org:{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuu:::gecos:/var/mail/carol:/bin/false:\n\
+          dave@example.org:{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA\n\
+          erin@example.org:{SSHA512}aGFzaHNhbHQ=:5000:5000\n\
+          frank@example.org:{CRAM-MD5}0123456789abcdef:::::userdb_quota_rule=*:storage=1G\n\
+          Grace@Example.org:{PLAIN}secret\r\n\
+          heidi@example.org\n",
+    );
+    let users = fs::read(root.join("etc/users")).expect("etc/users");
+    put("users_file", "etc-users", &users);
+}
+
+/// What the client sends in a transcript: C: lines with CRLF, R: lines raw.
+fn client_bytes(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(c) = line.strip_prefix("C: ") {
+            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else if line == "C:" {
+            out.extend_from_slice(b"\r\n");
+        } else if let Some(r) = line.strip_prefix("R: ") {
+            out.extend_from_slice(&unescape(r));
+        }
+    }
+    out
+}
+
+/// The transcript escapes: \r \n \t \0 \\.
+fn unescape(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match it.next() {
+            Some(b'r') => out.push(b'\r'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'0') => out.push(0),
+            Some(o) => out.push(o),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Every tail of `data` after an occurrence of `marker`.
+fn split_after<'a>(data: &'a [u8], marker: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(p) = data[i..].windows(marker.len()).position(|w| w == marker) {
+        i += p + marker.len();
+        out.push(&data[i..]);
+    }
+    out
+}
