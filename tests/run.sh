@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # Run every test of posthorn: unit, transcript and whole-suite tests (cargo),
+# a short run of every fuzz target (fails on any crash or hang),
 # the whole-suite tests once more as an unprivileged user when run as root,
 # and, as root on Debian, the package installation test and the man page lint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace --locked
+
+# fuzz/ is its own workspace: its harness tests replay every seed and every
+# regression input; then each target runs about 30 s (fuzz/README.md).
+echo "== fuzz harness tests"
+(cd fuzz && cargo test --lib --locked)
+if cargo afl --version >/dev/null 2>&1; then
+    echo "== fuzz short run (about 30 s per target)"
+    fuzz/run.sh 30
+else
+    echo "== fuzz short run skipped (cargo-afl not installed; .ci/run installs it)"
+fi
 
 if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1; then
     echo "== whole-suite tests again as user nobody"

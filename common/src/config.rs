@@ -49,6 +49,11 @@ pub struct Config {
 
 /// Most nested `$name` expansions before we call it a loop.
 const MAX_EXPANSION_DEPTH: usize = 20;
+/// Most `$name` substitutions in one value, and its longest expansion: a few
+/// names that each use the next several times (`a = $b$b$b$b`, `b = $c$c$c$c`,
+/// ...) would otherwise take exponential time and memory (found by fuzz/).
+const MAX_SUBSTITUTIONS: usize = 1000;
+const MAX_EXPANDED: usize = 1 << 20;
 /// Longest main.cf we read; anything larger is a mistake, not a config.
 const MAX_MAIN_CF: u64 = 4 << 20;
 
@@ -228,7 +233,7 @@ impl Config {
 
     /// The expanded value of a parameter. Unknown names expand to "".
     pub fn get(&self, name: &str) -> String {
-        match self.expand(&self.raw(name), 0) {
+        match self.expanded(name) {
             Ok(v) => v,
             // A loop expands to the unexpanded text; `check` reports it.
             Err(_) => self.raw(name),
@@ -237,14 +242,19 @@ impl Config {
 
     /// Expand, reporting `$a -> $b -> $a` loops as errors.
     pub fn get_checked(&self, name: &str) -> Result<String, ConfigError> {
-        self.expand(&self.raw(name), 0)
-            .map_err(|message| ConfigError {
-                location: self.location(name),
-                message: format!("{name}: {message}"),
-            })
+        self.expanded(name).map_err(|message| ConfigError {
+            location: self.location(name),
+            message: format!("{name}: {message}"),
+        })
     }
 
-    fn expand(&self, text: &str, depth: usize) -> Result<String, String> {
+    fn expanded(&self, name: &str) -> Result<String, String> {
+        let mut budget = MAX_SUBSTITUTIONS;
+        self.expand(&self.raw(name), 0, &mut budget)
+    }
+
+    /// Expand `text`; `budget` counts down the substitutions left.
+    fn expand(&self, text: &str, depth: usize, budget: &mut usize) -> Result<String, String> {
         if depth > MAX_EXPANSION_DEPTH {
             return Err("parameter expansion loop (more than 20 levels of $name)".into());
         }
@@ -255,6 +265,11 @@ impl Config {
         let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
+            if out.len() > MAX_EXPANDED {
+                return Err(format!(
+                    "parameter expansion longer than {MAX_EXPANDED} bytes"
+                ));
+            }
             if bytes[i] != b'$' {
                 let next = text[i..].find('$').map_or(text.len(), |n| i + n);
                 out.push_str(&text[i..next]);
@@ -281,7 +296,7 @@ impl Config {
                     // ${name?text}: text when name is non-empty; ${name:text}: when empty.
                     if let Some(pos) = inner.find(['?', ':']) {
                         let (name, rest) = inner.split_at(pos);
-                        let value = self.expand(&self.raw(name), depth + 1)?;
+                        let value = self.substitute(name, depth, budget)?;
                         let alt = &rest[1..];
                         let use_alt = if rest.starts_with('?') {
                             !value.is_empty()
@@ -289,10 +304,10 @@ impl Config {
                             value.is_empty()
                         };
                         if use_alt {
-                            out.push_str(&self.expand(alt, depth + 1)?);
+                            out.push_str(&self.expand(alt, depth + 1, budget)?);
                         }
                     } else {
-                        out.push_str(&self.expand(&self.raw(inner), depth + 1)?);
+                        out.push_str(&self.substitute(inner, depth, budget)?);
                     }
                 }
                 _ => {
@@ -304,12 +319,27 @@ impl Config {
                     if start == i {
                         out.push('$');
                     } else {
-                        out.push_str(&self.expand(&self.raw(&text[start..i]), depth + 1)?);
+                        out.push_str(&self.substitute(&text[start..i], depth, budget)?);
                     }
                 }
             }
         }
+        if out.len() > MAX_EXPANDED {
+            return Err(format!(
+                "parameter expansion longer than {MAX_EXPANDED} bytes"
+            ));
+        }
         Ok(out)
+    }
+
+    /// The expansion of `$name` inside a value at `depth`.
+    fn substitute(&self, name: &str, depth: usize, budget: &mut usize) -> Result<String, String> {
+        *budget = budget.checked_sub(1).ok_or_else(|| {
+            format!(
+                "parameter expansion too large (more than {MAX_SUBSTITUTIONS} $name substitutions)"
+            )
+        })?;
+        self.expand(&self.raw(name), depth + 1, budget)
     }
 
     fn bad(&self, name: &str, message: String) -> ConfigError {
@@ -519,6 +549,30 @@ mod tests {
             .validate()
             .iter()
             .any(|e| e.message.contains("loop")));
+    }
+
+    /// fuzz/ main_cf: thirteen lines that each use the next name four times
+    /// took 4^12 substitutions (minutes, and gigabytes with a few more lines).
+    #[test]
+    fn exponential_expansion_is_refused() {
+        let mut text = String::new();
+        for i in 0..12 {
+            let next = format!("$a{}", i + 1);
+            text.push_str(&format!("a{i} = {}\n", next.repeat(4)));
+        }
+        text.push_str("a12 = x\n");
+        let c = cfg(&text);
+        let started = std::time::Instant::now();
+        let e = c.get_checked("a0").unwrap_err();
+        assert!(e.message.contains("too large"), "{}", e.message);
+        assert_eq!(c.get("a0"), "$a1$a1$a1$a1");
+        // Fewer levels still expand.
+        assert_eq!(c.get("a8"), "x".repeat(4usize.pow(4)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // A long value used many times is cut off by length.
+        let long = format!("b = {}\nc = {}\n", "y".repeat(4096), "$b".repeat(300));
+        let e = cfg(&long).get_checked("c").unwrap_err();
+        assert!(e.message.contains("longer than"), "{}", e.message);
     }
 
     #[test]

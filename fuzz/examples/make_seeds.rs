@@ -37,17 +37,37 @@ fn main() {
         let trusted = text.contains("@client 10.");
         let small = text.contains("@size ");
         let knobs = u8::from(small) | if trusted { 32 } else { 0 };
-        put("smtpd_session", &format!("{stem}"), &[&[0, knobs][..], &client].concat());
-        put("smtpd_session", &format!("{stem}-bytewise"), &[&[1, knobs][..], &client].concat());
-        put("smtp_command", &format!("{stem}"), &[&[0][..], &client].concat());
+        put(
+            "smtpd_session",
+            &format!("{stem}"),
+            &[&[0, knobs][..], &client].concat(),
+        );
+        put(
+            "smtpd_session",
+            &format!("{stem}-bytewise"),
+            &[&[1, knobs][..], &client].concat(),
+        );
+        put(
+            "smtp_command",
+            &format!("{stem}"),
+            &[&[0][..], &client].concat(),
+        );
         // smtp_data: what follows each DATA line, as DATA (mode 0) input.
         for (i, part) in split_after(&client, b"DATA\r\n").iter().enumerate() {
-            put("smtp_data", &format!("{stem}-{i}"), &[&[0x0e][..], part].concat());
+            put(
+                "smtp_data",
+                &format!("{stem}-{i}"),
+                &[&[0x0e][..], part].concat(),
+            );
         }
     }
     put("smtp_data", "empty", b"\x00.\r\n");
     put("smtp_data", "stuffed", b"\x00..\r\n.x\r\n\r\n.\r\nQUIT\r\n");
-    put("smtp_data", "smuggling", b"\x06a\r\n.\n\r\n.\rb\n.\r\nc\r\n.\r\n");
+    put(
+        "smtp_data",
+        "smuggling",
+        b"\x06a\r\n.\n\r\n.\rb\n.\r\nc\r\n.\r\n",
+    );
     // BDAT (mode bit 0): size as u16 LE, then the chunk and what follows.
     put("smtp_data", "bdat", b"\x03\x06\x00.x\r\n\r\nNOOP\r\n");
     put("smtp_data", "bdat-short", b"\x05\x00\x01short");
@@ -90,8 +110,8 @@ fn main() {
         put("queue_file", name, &bytes);
         // The same with its first recipient done, as mark_done leaves it.
         if name == "null-sender-two-recipients" {
-            let mut qf = common::spool::QueueFile::read(&spool.path(Queue::Incoming, &id))
-                .expect("reads");
+            let mut qf =
+                common::spool::QueueFile::read(&spool.path(Queue::Incoming, &id)).expect("reads");
             qf.mark_done(&[0]).expect("mark");
             let bytes = fs::read(spool.path(Queue::Incoming, &id)).expect("read back");
             put("queue_file", "one-done", &bytes);

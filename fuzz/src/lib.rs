@@ -30,8 +30,11 @@ use common::spool::{Envelope, QueueFile};
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
+/// A harness: takes the fuzzer's bytes, panics on a finding.
+pub type Harness = fn(&[u8]);
+
 /// Every fuzz target: its name (the binary and corpus directory) and harness.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("smtp_command", smtp_command),
     ("smtp_data", smtp_data),
     ("smtpd_session", smtpd_session),
@@ -97,7 +100,9 @@ fn assert_reply_lines(out: &[u8]) {
             "reply code not followed by SP or '-': {line:?}"
         );
         assert!(
-            !line.iter().any(|&b| b == b'\r' || (b < 0x20 && b != b'\t') || b == 0x7f),
+            !line
+                .iter()
+                .any(|&b| b == b'\r' || (b < 0x20 && b != b'\t') || b == 0x7f),
             "control character in a reply line: {line:?}"
         );
     }
@@ -132,7 +137,10 @@ pub fn smtp_command(data: &[u8]) {
         // The documented bound: an unterminated line costs at most max_len.
         assert!(split.buffered_len() < smtp::MAX_COMMAND_LINE);
     }
-    assert_eq!(lines_whole, lines_split, "lines depend on how input is split");
+    assert_eq!(
+        lines_whole, lines_split,
+        "lines depend on how input is split"
+    );
     assert_eq!(whole.take_buffered(), split.take_buffered());
     for line in lines_whole {
         let line = match line {
@@ -143,7 +151,7 @@ pub fn smtp_command(data: &[u8]) {
             }
         };
         // RFC 5321 4.5.3.1.4: 512 octets with the CRLF.
-        assert!(line.len() <= smtp::MAX_COMMAND_LINE - 1);
+        assert!(line.len() < smtp::MAX_COMMAND_LINE);
         assert!(!line.contains(&b'\n'));
         match smtp::parse_command(&line) {
             Ok(cmd) => {
@@ -230,7 +238,13 @@ pub fn smtp_data(data: &[u8]) {
         }
         assert_eq!(rx.bytes_out(), out.len() as u64);
         assert!(out.len() <= consumed, "output longer than input");
-        (out, consumed, rx.is_done(), rx.bare_lf_seen(), rx.bare_cr_seen())
+        (
+            out,
+            consumed,
+            rx.is_done(),
+            rx.bare_lf_seen(),
+            rx.bare_cr_seen(),
+        )
     };
     let whole = run(vec![input]);
     let split = run(chunks(seed, input));
@@ -241,7 +255,11 @@ pub fn smtp_data(data: &[u8]) {
     let mut framed = b"\r\n".to_vec();
     framed.extend_from_slice(input);
     let end = framed.windows(5).position(|w| w == b"\r\n.\r\n");
-    assert_eq!(done, end.is_some(), "end of DATA disagrees with RFC 5321 4.1.1.4");
+    assert_eq!(
+        done,
+        end.is_some(),
+        "end of DATA disagrees with RFC 5321 4.1.1.4"
+    );
     match end {
         Some(p) => {
             // In input offsets the marker starts at p - 2; its CR LF belongs
@@ -272,7 +290,10 @@ pub fn smtp_data(data: &[u8]) {
             assert_eq!(consumed, input.len());
             // At most "." CR is held back, which unstuffs to CR.
             let expect = unstuff(input);
-            assert!(expect.starts_with(&out), "DATA output is not the unstuffed input");
+            assert!(
+                expect.starts_with(&out),
+                "DATA output is not the unstuffed input"
+            );
             assert!(expect.len() - out.len() <= 1, "DATA held back too much");
         }
     }
@@ -319,7 +340,10 @@ struct MemSink {
 
 impl Sink for MemSink {
     fn begin(&mut self, env: &Envelope) -> io::Result<String> {
-        assert!(!env.recipients.is_empty(), "message begun without recipients");
+        assert!(
+            !env.recipients.is_empty(),
+            "message begun without recipients"
+        );
         self.n += 1;
         self.current = Some(Vec::new());
         self.header_seen = false;
@@ -442,7 +466,9 @@ pub fn ipc_frame(data: &[u8]) {
         while let Ok(Some(msg)) = ipc::read_frame::<_, T>(&mut r) {
             let mut buf = Vec::new();
             ipc::write_frame(&mut buf, &msg).expect("re-encode");
-            let again: T = ipc::read_frame(&mut &buf[..]).expect("decode").expect("a frame");
+            let again: T = ipc::read_frame(&mut &buf[..])
+                .expect("decode")
+                .expect("a frame");
             assert_eq!(again, msg, "IPC round trip");
         }
     }
@@ -526,7 +552,9 @@ mod tests {
             for len in [0, 1, 7, 600] {
                 let p = split_points(seed, len);
                 assert_eq!(p.iter().sum::<usize>(), len);
-                assert!(p.iter().all(|&n| n > 0 && (seed == 0 || n <= usize::from(seed))));
+                assert!(p
+                    .iter()
+                    .all(|&n| n > 0 && (seed == 0 || n <= usize::from(seed))));
             }
         }
     }
