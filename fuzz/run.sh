@@ -80,11 +80,13 @@ for t in "${targets[@]}"; do
     printf '%-14s %10s %8s %8s %12s %8s %6s\n' "$t" "$(stat execs_done "$stats")" \
         "$(stat execs_per_sec "$stats")" "$(stat corpus_count "$stats")" \
         "$(stat edges_found "$stats")/$(stat total_edges "$stats")" "$crashes" "$hangs"
-    for dir in crashes hangs; do
+    for kind in crash hang; do
+        dir=${kind}es
+        [ $kind = hang ] && dir=hangs
         for f in "$out/default/$dir"/id:*; do
             [ -e "$f" ] || continue
             failed=1
-            echo "$t: ${dir%s} found: $PWD/$f"
+            echo "$t: $kind found: $PWD/$f"
             echo "    reproduce: $bin/$t < '$PWD/$f'"
         done
     done

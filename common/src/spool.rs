@@ -651,7 +651,9 @@ impl QueueFile {
                         .map_err(|_| corrupt("bad message record"))?;
                     qf.msg_len = u64::from_le_bytes(b);
                     qf.msg_offset = pos + 5 + 8;
-                    if qf.msg_offset + qf.msg_len != size {
+                    // checked: a length near 2^64 must be Corrupt, not an
+                    // overflow (found by fuzz/, queue_file).
+                    if qf.msg_offset.checked_add(qf.msg_len) != Some(size) {
                         return Err(SpoolError::Corrupt(format!(
                             "message length {} does not match file size {size}",
                             qf.msg_len
@@ -950,6 +952,23 @@ mod tests {
             s.path(Queue::Incoming, &id).exists(),
             "the message stays where it was"
         );
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    /// fuzz/ queue_file, minimised: an 'M' record whose message length is
+    /// 2^64 - 1 overflowed `msg_offset + msg_len` (a panic with overflow
+    /// checks, as in tests and the fuzz build).
+    #[test]
+    fn message_length_near_u64_max_is_corrupt() {
+        let s = temp_spool("overflow");
+        let path = s.dir(Queue::Incoming).join("overflow");
+        fs::write(
+            &path,
+            b"PHQ\x01M\x08\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff",
+        )
+        .unwrap();
+        let r = QueueFile::read(&path);
+        assert!(matches!(r, Err(SpoolError::Corrupt(_))), "{r:?}");
         fs::remove_dir_all(s.root()).unwrap();
     }
 }
