@@ -19,10 +19,11 @@
 //! Diagnostics: a failed property panics with what differed; afl-fuzz records
 //! the input under fuzz/out/TARGET/default/crashes/.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::addr::{self, Domains, Route};
 use common::config::Config;
@@ -364,9 +365,13 @@ impl Sink for MemSink {
     }
 }
 
-/// One whole session over `input`, cut into `pieces`. Returns the server's
-/// output and the queued messages.
-fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, pieces: Vec<&[u8]>) -> (Vec<u8>, Vec<Vec<u8>>) {
+/// What a session did: its output, where in the output it paused and for how
+/// long, and the messages queued.
+type SessionResult = (Vec<u8>, Vec<(usize, Duration)>, Vec<Vec<u8>>);
+
+/// One whole session over `input`, cut into `pieces`, driven as the event
+/// loop drives it (commits succeed, pauses are resumed at once).
+fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, pieces: Vec<&[u8]>) -> SessionResult {
     let mut policy = FuzzPolicy {
         domains: Domains {
             virtual_domains: vec!["example.test".into()],
@@ -383,28 +388,36 @@ fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, pieces: Vec<&[u8]>) -> (Vec<
     let mut s = Session::new(cfg.clone(), client);
     s.greet();
     let mut out = std::mem::take(&mut s.out);
+    let mut pauses = Vec::new();
     'feed: for piece in pieces {
         assert!(!s.busy());
         let mut step = s.input(piece, &mut policy, &mut sink);
-        out.append(&mut s.out);
-        while step == Step::Commit {
-            let msg = sink.current.take().expect("commit with a message");
-            sink.queued.push(msg);
-            step = s.commit_done(Ok(format!("FUZZ{}", sink.n)), &mut policy, &mut sink);
+        loop {
             out.append(&mut s.out);
-        }
-        if step == Step::Close {
-            break 'feed;
+            step = match step {
+                Step::Continue => break,
+                Step::Close => break 'feed,
+                Step::Commit => {
+                    let msg = sink.current.take().expect("commit with a message");
+                    sink.queued.push(msg);
+                    s.commit_done(Ok(format!("FUZZ{}", sink.n)), &mut policy, &mut sink)
+                }
+                Step::Pause(d) => {
+                    assert!(s.busy(), "not busy while paused");
+                    pauses.push((out.len(), d));
+                    s.resume(&mut policy, &mut sink)
+                }
+            };
         }
     }
     s.disconnected("");
-    (out, sink.queued)
+    (out, pauses, sink.queued)
 }
 
 /// The smtpd session from the outside: the first byte picks the split, the
 /// second the client (10.0.0.1 trusted, or 192.0.2.1) and limits; the rest is
-/// what the client sends. Whole and split runs must give the same replies and
-/// messages, and every reply line must be well formed.
+/// what the client sends. Whole and split runs must give the same replies,
+/// pauses and messages, and every reply line must be well formed.
 pub fn smtpd_session(data: &[u8]) {
     let [seed, knobs, input @ ..] = data else {
         return;
@@ -416,7 +429,11 @@ pub fn smtpd_session(data: &[u8]) {
         // Small limits so the fuzzer reaches them.
         size_limit: if knobs & 1 == 0 { 10_240_000 } else { 64 },
         recipient_limit: if knobs & 2 == 0 { 1000 } else { 2 },
+        recipient_overshoot_limit: if knobs & 2 == 0 { 1000 } else { 3 },
+        soft_error_limit: if knobs & 64 == 0 { 10 } else { 1 },
+        error_sleep_time: Duration::from_secs(1),
         hard_error_limit: if knobs & 4 == 0 { 20 } else { 3 },
+        junk_command_limit: if knobs & 128 == 0 { 100 } else { 3 },
         vrfy_disabled: knobs & 8 != 0,
         forbid_bare_newline: knobs & 16 == 0,
     });
@@ -432,14 +449,21 @@ pub fn smtpd_session(data: &[u8]) {
         String::from_utf8_lossy(&split.0),
         "replies depend on how input is split"
     );
-    assert_eq!(whole.1, split.1, "messages depend on how input is split");
+    assert_eq!(whole.1, split.1, "pauses depend on how input is split");
+    assert_eq!(whole.2, split.2, "messages depend on how input is split");
     assert_reply_lines(&whole.0);
 }
 
-/// A queue file's envelope, read from the bytes as if they were the file.
+/// A queue file's envelope: the bytes in a memory file (memfd), read by
+/// `QueueFile::from_file` as `read` and `open_in` do after opening.
 pub fn queue_file(data: &[u8]) {
-    let path = Path::new("/nonexistent/fuzz/queue-file");
-    if let Ok(qf) = QueueFile::read_from(data, data.len() as u64, path) {
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+    let fd = memfd_create(c"posthorn-fuzz-queue-file", MemFdCreateFlag::MFD_CLOEXEC)
+        .expect("memfd_create");
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data).expect("write to a memory file");
+    let path = PathBuf::from("/nonexistent/fuzz/queue-file");
+    if let Ok(qf) = QueueFile::from_file(file, path) {
         assert!(!qf.recipients.is_empty());
         assert_eq!(qf.msg_offset + qf.msg_len, data.len() as u64);
         for r in &qf.recipients {
