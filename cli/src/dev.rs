@@ -269,7 +269,7 @@ fn master_cf(smtp_port: u16) -> String {
          # service          type  private unpriv  chroot  wakeup  maxproc command + args\n\
          127.0.0.1:{smtp_port}     inet  n       -       n       -       2       smtpd\n\
          qmgr               unix  -       -       n       300     1       qmgr\n\
-         local              unix  -       n       n       -       4       local\n\
+         local              unix  -       n       n       -       8       local\n\
          anvil              unix  -       -       n       -       1       anvil\n"
     )
 }
