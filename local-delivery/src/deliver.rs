@@ -291,7 +291,7 @@ fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
     let mut d = md.begin()?;
     d.write(prefix.as_bytes())?;
     let mut lf = LfReader::new(qf.message()?);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = lf.read(&mut buf)?;
         if n == 0 {

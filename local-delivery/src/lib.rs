@@ -94,7 +94,7 @@ fn serve(
         }
         // One request at a time: a buffer takes length and body in one read
         // (qmgr sends nothing more until it has the reply).
-        let mut r = io::BufReader::with_capacity(64 * 1024, &stream);
+        let mut r = io::BufReader::with_capacity(16 * 1024, &stream);
         let Some(req) = ipc::read_frame::<_, DeliverRequest>(&mut r)? else {
             return Ok(());
         };

@@ -56,7 +56,7 @@ impl<R: std::io::Read> LfReader<R> {
         LfReader {
             inner,
             conv: CrlfToLf::default(),
-            out: Vec::with_capacity(64 * 1024),
+            out: Vec::with_capacity(16 * 1024 + 64),
             pos: 0,
             eof: false,
         }

@@ -115,7 +115,7 @@ impl Maildir {
             match durable::create_new(Some(&self.tmp), Path::new(&base), 0o600) {
                 Ok(f) => {
                     return Ok(Delivery {
-                        file: Some(io::BufWriter::with_capacity(64 * 1024, f)),
+                        file: Some(io::BufWriter::with_capacity(32 * 1024, f)),
                         base,
                         maildir: self.clone(),
                         size: 0,
