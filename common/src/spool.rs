@@ -280,7 +280,7 @@ impl Spool {
             .take()
             .ok_or_else(|| io::Error::other("reserved file already used"))?;
         let mut w = QueueWriter {
-            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            file: Some(BufWriter::with_capacity(32 * 1024, file)),
             path: r.path.clone(),
             id: r.id.clone(),
             inode: r.inode,
