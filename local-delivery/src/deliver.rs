@@ -55,8 +55,9 @@ pub struct Agent {
 
 /// Open Maildirs by (path, uid, gid).
 pub type MaildirCache = HashMap<(PathBuf, u32, u32), Maildir>;
-/// Most Maildirs held open.
-const MAILDIR_CACHE: usize = 256;
+/// Most Maildirs held open (two descriptors each, well under the usual
+/// limit of 1024 open files).
+const MAILDIR_CACHE: usize = 128;
 
 /// One recipient's outcome: status, DSN code, text, relay.
 type Outcome = (Status, &'static str, String, &'static str);
