@@ -4,8 +4,10 @@
 //!
 //! Owns the steps and their order; does not own file names or formats (the
 //! spool, mailstore and the users file choose theirs). Used by
-//! `spool::QueueWriter::commit`, `mailstore::maildir::Delivery::commit`,
-//! `users::upsert`, and `spool::Spool::move_to` (the no-replace rename).
+//! `mailstore::maildir::Delivery::commit`, `users::upsert`, and
+//! `spool::Spool::move_to` (the no-replace rename). Queue files do not
+//! rename at commit: they are reserved under their name and marked complete
+//! (common::spool).
 //!
 //! Durability: after `commit` returns Ok the data and the directory entry
 //! are on disk. A `Rename` error means nothing is visible under the final

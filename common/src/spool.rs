@@ -316,9 +316,7 @@ impl Spool {
     /// Is `id` in incoming/ for qmgr: a complete queue file, or something
     /// that is no regular file (which qmgr quarantines)? One lstat.
     pub fn complete(&self, id: &QueueId) -> bool {
-        fs::symlink_metadata(self.path(Queue::Incoming, id))
-            .map(|m| !m.is_file() || m.permissions().mode() & 0o100 != 0)
-            .unwrap_or(false)
+        fs::symlink_metadata(self.path(Queue::Incoming, id)).is_ok_and(|m| for_qmgr(&m))
     }
 
     /// Remove incomplete files older than `age` left by a writer that died
@@ -347,9 +345,12 @@ impl Spool {
 /// Is this directory entry for qmgr: a complete queue file (owner execute
 /// bit), or anything that is no regular file (qmgr quarantines it)?
 fn is_complete(e: &fs::DirEntry) -> bool {
-    e.metadata()
-        .map(|m| !m.is_file() || m.permissions().mode() & 0o100 != 0)
-        .unwrap_or(false)
+    e.metadata().is_ok_and(|m| for_qmgr(&m))
+}
+
+/// The test behind `is_complete` and `Spool::complete`, on lstat data.
+fn for_qmgr(m: &fs::Metadata) -> bool {
+    !m.is_file() || m.permissions().mode() & 0o100 != 0
 }
 
 /// An empty, incomplete queue file made ahead of time

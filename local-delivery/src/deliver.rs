@@ -53,8 +53,8 @@ pub struct Agent {
     pub maildirs: MaildirCache,
 }
 
-/// Open Maildirs by (path, uid, gid).
-pub type MaildirCache = HashMap<(PathBuf, u32, u32), Maildir>;
+/// Open Maildirs by (path, uid, gid), with (device, inode) of their new/.
+pub type MaildirCache = HashMap<(PathBuf, u32, u32), (Maildir, (u64, u64))>;
 /// Most Maildirs held open (two descriptors each, well under the usual
 /// limit of 1024 open files).
 const MAILDIR_CACHE: usize = 128;
@@ -205,7 +205,7 @@ fn write_mailbox(
 ) -> io::Result<()> {
     let key = (mbox.path.clone(), mbox.uid, mbox.gid);
     if mbox.maildir {
-        if let Some(md) = cache.get(&key).cloned() {
+        if let Some((md, new_id)) = cache.get(&key).cloned() {
             let new = mbox.path.join("new");
             let r = privilege::as_user(mbox.uid, mbox.gid, || {
                 // Still the same new/ at that path (stat only, no link
@@ -214,7 +214,7 @@ fn write_mailbox(
                 let st =
                     nix::sys::stat::fstatat(None, &new, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
                         .map_err(io::Error::from)?;
-                if (st.st_dev, st.st_ino) != md.new_id()? {
+                if (st.st_dev, st.st_ino) != new_id {
                     return Err(io::Error::other("Maildir moved"));
                 }
                 maildir_write(&md, qf, rcpt)
@@ -258,7 +258,8 @@ fn write_mailbox(
             if cache.len() >= MAILDIR_CACHE {
                 cache.clear();
             }
-            cache.insert(key, md);
+            let new_id = md.new_id()?;
+            cache.insert(key, (md, new_id));
             Ok(())
         } else {
             let name = mbox.below_home.file_name().ok_or_else(|| {

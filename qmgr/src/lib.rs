@@ -10,8 +10,9 @@
 //! Wake-up protocol: a client connects to `private/qmgr` and writes lines.
 //! A line that is a queue id means "this message is complete in incoming/"
 //! (smtpd names what it queued, so qmgr takes it without scanning the
-//! directory); any other line (or bytes) means "look at incoming/". Clients
-//! may keep the connection. Lines are at most 64 bytes; longer is garbage.
+//! directory); any other line, or a lone `W` without a line end, means
+//! "look at incoming/". Clients may keep the connection. Lines are at most
+//! 64 bytes; a longer one counts as "any other line".
 //!
 //! Parameters: queue_run_delay, minimal_backoff_time, maximal_backoff_time,
 //! maximal_queue_lifetime, bounce_queue_lifetime, qmgr_message_active_limit,

@@ -83,8 +83,7 @@ pub fn main() {
         Ok(s) => s,
         Err(e) => common::fatal!("{e}"),
     };
-    let mut smtpd = server::Smtpd::new(smtp, policy, spool);
-    smtpd.set_spawner(server.pool().spawner());
+    let mut smtpd = server::Smtpd::new(smtp, policy, spool, server.pool().spawner());
     if let Err(e) = server.run(listener, &mut smtpd, &limits, &mut counter, &stop) {
         common::fatal!("{e}");
     }

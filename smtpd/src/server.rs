@@ -142,11 +142,17 @@ pub struct Smtpd {
     notifier: QmgrNotifier,
     /// Ids committed in this loop round, `ID\n` each, for qmgr.
     committed: Vec<u8>,
-    spawner: Option<Spawner<Token, Committed>>,
+    /// Where the reserve is topped up (the running server's pool).
+    spawner: Spawner<Token, Committed>,
 }
 
 impl Smtpd {
-    pub fn new(cfg: Arc<SmtpConfig>, policy: AccessPolicy, spool: Spool) -> Self {
+    pub fn new(
+        cfg: Arc<SmtpConfig>,
+        policy: AccessPolicy,
+        spool: Spool,
+        spawner: Spawner<Token, Committed>,
+    ) -> Self {
         let reserved: Reservations = Arc::new(Mutex::new(Vec::new()));
         top_up(&spool, &reserved);
         Smtpd {
@@ -159,13 +165,8 @@ impl Smtpd {
             spool,
             reserved,
             committed: Vec::new(),
-            spawner: None,
+            spawner,
         }
-    }
-
-    /// Where the reserve is topped up (a pool of the running server).
-    pub fn set_spawner(&mut self, s: Spawner<Token, Committed>) {
-        self.spawner = Some(s);
     }
 
     fn next(&mut self, c: &mut Conn, step: Step, out: &mut Vec<u8>) -> Next<Committed> {
@@ -297,9 +298,10 @@ impl Smtpd {
     }
 
     fn top_up_later(&self) {
-        if let Some(s) = &self.spawner {
-            let (spool, reserved) = (self.spool.clone(), Arc::clone(&self.reserved));
-            let _ = s.background(Box::new(move || top_up(&spool, &reserved)));
-        }
+        let (spool, reserved) = (self.spool.clone(), Arc::clone(&self.reserved));
+        // Pool gone: begin() makes files itself, and the loop reports the pool.
+        let _ = self
+            .spawner
+            .background(Box::new(move || top_up(&spool, &reserved)));
     }
 }

@@ -294,7 +294,6 @@ pub enum ServerError {
 /// The running loop's parts, handed to `run`.
 pub struct Server<S: Service> {
     poll: Poll,
-    waker: Arc<Waker>,
     pool: Pool<Token, S::Done>,
 }
 
@@ -303,18 +302,14 @@ impl<S: Service> Server<S> {
     pub fn new(threads: usize) -> Result<Self, ServerError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let pool = Pool::new("pool", threads, Arc::clone(&waker))?;
-        Ok(Server { poll, waker, pool })
+        // The pool's threads hold the waker (and so its registration).
+        let pool = Pool::new("pool", threads, waker)?;
+        Ok(Server { poll, pool })
     }
 
     /// The pool, for background work the service submits itself.
     pub fn pool(&self) -> &Pool<Token, S::Done> {
         &self.pool
-    }
-
-    /// A waker for threads outside the pool.
-    pub fn waker(&self) -> Arc<Waker> {
-        Arc::clone(&self.waker)
     }
 
     /// Serve `listener` until `stop` is set and sessions are done.

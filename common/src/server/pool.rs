@@ -93,11 +93,6 @@ impl<K: Send + 'static, R: Send + 'static> Pool<K, R> {
             .map_err(|_| PoolGone)
     }
 
-    /// Run `job` when a thread is free; nothing comes back.
-    pub fn background(&self, job: Job<()>) -> Result<(), PoolGone> {
-        self.jobs.send(Work::Background(job)).map_err(|_| PoolGone)
-    }
-
     /// A handle that submits background jobs from elsewhere (a service).
     pub fn spawner(&self) -> Spawner<K, R> {
         Spawner(self.jobs.clone())
