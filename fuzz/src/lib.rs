@@ -44,6 +44,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("main_cf", main_cf),
     ("master_cf", master_cf),
     ("users_file", users_file),
+    ("ipc_lines", ipc_lines),
 ];
 
 /// Chunk lengths for feeding `len` bytes to a streaming parser. `seed` 0 is
@@ -562,6 +563,78 @@ pub fn users_file(data: &[u8]) {
             assert_eq!(key, &u.address);
             assert_eq!(key, &key.to_ascii_lowercase());
             assert!(u.home.as_ref().is_none_or(|h| h.is_absolute()));
+        }
+    }
+}
+
+/// The small line and record protocols between daemons: anvil's requests
+/// (common::server::anvil), qmgr's wake-up lines (posthorn_qmgr::Wake) and
+/// the worker status records (common::status). The first byte picks the
+/// split. Checks: the wake-up parse names the same ids for any split;
+/// anvil answers only well-formed lines, one line per `C`, and forgets
+/// everything a peer held once the peer closes; status records that decode
+/// encode back to the same bytes.
+pub fn ipc_lines(data: &[u8]) {
+    use common::server::anvil::AnvilService;
+    use common::server::{Next, Peer, Service};
+    use common::status::{Status, RECORD};
+
+    let Some((&seed, data)) = data.split_first() else {
+        return;
+    };
+    // qmgr's wake-up lines, whole and split.
+    let mut whole = Vec::new();
+    let scan_whole = posthorn_qmgr::Wake::default().feed(data, &mut whole);
+    let mut split = Vec::new();
+    let mut w = posthorn_qmgr::Wake::default();
+    let mut scan_split = false;
+    for piece in chunks(seed, data) {
+        scan_split |= w.feed(piece, &mut split);
+    }
+    assert_eq!(whole, split, "wake-up ids depend on the split");
+    assert_eq!(scan_whole, scan_split, "scan request depends on the split");
+
+    // anvil: three peers take turns by piece; then all close.
+    let peer = Peer {
+        addr: None,
+        port: 0,
+    };
+    let mut svc = AnvilService::default();
+    let mut conns: Vec<Option<_>> = (0..3)
+        .map(|_| Some(svc.open(peer, &mut Vec::new()).0))
+        .collect();
+    for (i, piece) in chunks(seed, data).into_iter().enumerate() {
+        let slot = &mut conns[i % 3];
+        let Some(c) = slot.as_mut() else { continue };
+        let mut out = Vec::new();
+        let next = svc.input(c, piece, &mut out);
+        let text = String::from_utf8(out).expect("anvil answers in ASCII");
+        for line in text.lines() {
+            let mut f = line.split(' ');
+            let n: u32 = f.next().and_then(|n| n.parse().ok()).expect("count");
+            let t: u32 = f.next().and_then(|n| n.parse().ok()).expect("total");
+            assert!(n >= 1 && t >= n && f.next().is_none(), "answer {line:?}");
+        }
+        if matches!(next, Next::Close) {
+            if let Some(c) = slot.take() {
+                svc.closed(c, false);
+            }
+        }
+    }
+    for c in conns.into_iter().flatten() {
+        svc.closed(c, true);
+    }
+    let (mut fresh, _) = svc.open(peer, &mut Vec::new());
+    let mut out = Vec::new();
+    let _ = svc.input(&mut fresh, b"C smtp 192.0.2.1\n", &mut out);
+    assert_eq!(out, b"1 1\n", "counts left behind by closed peers");
+
+    // Status records.
+    for c in data.chunks_exact(RECORD) {
+        let mut r = [0u8; RECORD];
+        r.copy_from_slice(c);
+        if let Some((pid, s)) = Status::decode(&r) {
+            assert_eq!(Status::decode(&s.encode(pid)), Some((pid, s)));
         }
     }
 }

@@ -10,9 +10,9 @@
 //! Wake-up protocol: a client connects to `private/qmgr` and writes lines.
 //! A line that is a queue id means "this message is complete in incoming/"
 //! (smtpd names what it queued, so qmgr takes it without scanning the
-//! directory); any other line, or a lone `W` without a line end, means
-//! "look at incoming/". Clients may keep the connection. Lines are at most
-//! 64 bytes; a longer one counts as "any other line".
+//! directory); any other line means "look at incoming/". Clients may keep
+//! the connection. Lines are at most 64 bytes; a longer one counts as "any
+//! other line". The parse (`Wake`) is the same for any split of the input.
 //!
 //! Parameters: queue_run_delay, minimal_backoff_time, maximal_backoff_time,
 //! maximal_queue_lifetime, bounce_queue_lifetime, qmgr_message_active_limit,
@@ -173,9 +173,9 @@ struct Qmgr {
     in_flight: usize,
 }
 
-/// A wake-up connection's unfinished line.
+/// A wake-up connection's unfinished line (the parser of private/qmgr).
 #[derive(Default)]
-struct Wake {
+pub struct Wake {
     line: Vec<u8>,
     garbage: bool,
 }
@@ -183,7 +183,7 @@ struct Wake {
 impl Wake {
     /// Take wake-up bytes: queue ids go to `named`; returns true when
     /// something else asks for a look at all of incoming/.
-    fn feed(&mut self, data: &[u8], named: &mut Vec<QueueId>) -> bool {
+    pub fn feed(&mut self, data: &[u8], named: &mut Vec<QueueId>) -> bool {
         let mut scan = false;
         for &b in data {
             if b != b'\n' {
@@ -203,11 +203,6 @@ impl Wake {
             }
             self.line.clear();
             self.garbage = false;
-        }
-        if !self.line.is_empty() && self.line.iter().all(|&b| b == b'W') {
-            // The plain wake-up byte, without a line end.
-            scan = true;
-            self.line.clear();
         }
         scan
     }
@@ -317,8 +312,9 @@ mod tests {
         assert!(!w.feed(b"6W2GKPK\n", &mut named));
         let ids: Vec<&str> = named.iter().map(|i| i.as_str()).collect();
         assert_eq!(ids, ["1M15JB86WC93b4", "1M15JB86W2GKPK"]);
-        // Anything else: scan.
-        assert!(w.feed(b"W", &mut named));
+        // Anything else: scan, once the line is whole.
+        assert!(!w.feed(b"W", &mut named));
+        assert!(w.feed(b"\n", &mut named));
         assert!(w.feed(b"not an id\n", &mut named));
         assert!(w.feed(&[b'x'; 200], &mut named) | w.feed(b"\n", &mut named));
         assert_eq!(named.len(), 2, "no id taken from garbage");
