@@ -1,0 +1,4 @@
+//! posthorn-auth: see lib.rs and posthorn-auth(8).
+fn main() {
+    posthorn_auth::main()
+}
