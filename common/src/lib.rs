@@ -14,6 +14,7 @@ pub mod mastercf;
 pub mod net;
 pub mod params;
 pub mod privilege;
+pub mod quota;
 pub mod server;
 pub mod spool;
 pub mod status;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::ConfigError;
+use crate::quota::Quota;
 
 /// Largest users file we read.
 const MAX_FILE: u64 = 256 << 20;
@@ -29,6 +30,8 @@ pub struct User {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub home: Option<PathBuf>,
+    /// From the extra fields (`userdb_quota_rule=*:storage=1G`).
+    pub quota: Quota,
 }
 
 /// Parse users-file text into entries keyed by lower-case address.
@@ -43,7 +46,9 @@ pub fn parse(file: &str, text: &str) -> Result<HashMap<String, User>, ConfigErro
             location: format!("{file} line {}", idx + 1),
             message,
         };
-        let fields: Vec<&str> = line.split(':').collect();
+        // Seven fields split by ':'; the eighth, the extra fields, may
+        // itself contain ':' (quota rules) and is split by white space.
+        let fields: Vec<&str> = line.splitn(8, ':').collect();
         let address = fields[0].trim().to_ascii_lowercase();
         if address.is_empty() || address.contains(char::is_whitespace) {
             return Err(err(format!("bad user name {:?}", fields[0])));
@@ -72,6 +77,10 @@ pub fn parse(file: &str, text: &str) -> Result<HashMap<String, User>, ConfigErro
                 )));
             }
         }
+        let mut quota = Quota::default();
+        for field in fields.get(7).map_or("", |s| s.trim()).split_whitespace() {
+            quota.apply_field(field).map_err(err)?;
+        }
         users.insert(
             address.clone(),
             User {
@@ -79,6 +88,7 @@ pub fn parse(file: &str, text: &str) -> Result<HashMap<String, User>, ConfigErro
                 uid,
                 gid,
                 home,
+                quota,
             },
         );
     }
@@ -249,6 +259,20 @@ mod tests {
             "users line 1: uid \"notnum\" is not a number"
         );
         assert!(parse("users", "a@b:x:1:1::relative\n").is_err());
+        let u = parse(
+            "users",
+            "q@x:{PLAIN}x:::::: userdb_quota_rule=*:storage=1M userdb_quota_rule2=*:messages=3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            u["q@x"].quota,
+            Quota {
+                storage: Some(1 << 20),
+                messages: Some(3)
+            }
+        );
+        let e = parse("users", "\nq@x:{PLAIN}x::::::quota_rule=*:storage=x\n").unwrap_err();
+        assert!(e.to_string().starts_with("users line 2: quota rule"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use common::addr;
 use common::config::Config;
 use common::privilege::{self, Account};
+use common::quota::Quota;
 use common::users::UserTable;
 
 use crate::aliases::Aliases;
@@ -50,6 +51,8 @@ pub struct Mailbox {
     pub default_privs: Option<String>,
     /// "virtual" or "local", for relay= in the log.
     pub relay: &'static str,
+    /// The user's quota (virtual users: from the users file).
+    pub quota: Quota,
 }
 
 /// Why a recipient cannot be resolved.
@@ -174,6 +177,7 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
             gid,
             default_privs,
             relay: "virtual",
+            quota: u.quota,
         });
     }
     let mydest = cfg.list("mydestination");
@@ -206,6 +210,7 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
             gid,
             default_privs,
             relay: "local",
+            quota: Quota::default(),
         });
     }
     Err(Unresolved::NotLocal(format!(
