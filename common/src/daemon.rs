@@ -141,9 +141,16 @@ pub fn start(program: &str) -> Worker {
         Err(e) => crate::fatal!("{e}"),
     };
     if wa.unprivileged && privilege::is_root() {
-        let owner = config.get("mail_owner");
+        // Login processes (pre-authentication protocol and TLS) run as
+        // login_user, which can read neither the spool nor any mailbox.
+        let param = if crate::mastercf::LOGIN_COMMANDS.contains(&program) {
+            "login_user"
+        } else {
+            "mail_owner"
+        };
+        let owner = config.get(param);
         let Some(acct) = privilege::lookup_user(&owner) else {
-            crate::config_fatal!("mail_owner {owner:?} is not a user on this system");
+            crate::config_fatal!("{param} {owner:?} is not a user on this system");
         };
         // A root mail_owner (development mode as root) means: no drop; master warned.
         if acct.uid != 0 {

@@ -21,13 +21,19 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::ConfigError;
 
 /// The worker programs master knows how to run (the command column).
-pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local", "anvil"];
+pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local", "anvil", "pop3-login", "pop3d"];
+
+/// Commands whose `-u` means "drop to login_user" (pre-authentication
+/// protocol and TLS; doc/mail-access.md) rather than mail_owner.
+pub const LOGIN_COMMANDS: &[&str] = &["pop3-login"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceType {
     /// A TCP listener; the service name is `port`, `host:port` or a name like `smtp`.
     Inet,
-    /// A Unix stream socket `private/NAME` (or `public/NAME` when not private).
+    /// A Unix stream socket `private/NAME` (or `public/NAME` when not
+    /// private). A service named `login/NAME` is `login/NAME`: the
+    /// post-login dispatcher's socket, which login processes reach.
     Unix,
 }
 
@@ -236,6 +242,28 @@ pub fn parse(
                 ),
             ));
         }
+        if let Some(rest) = fields[0].strip_prefix("login/") {
+            if kind != ServiceType::Unix || rest.is_empty() || rest.contains('/') {
+                return Err(err(
+                    line,
+                    format!("{:?}: a login/NAME service is a unix socket with a plain NAME", fields[0]),
+                ));
+            }
+        } else if kind == ServiceType::Unix && fields[0].contains('/') {
+            return Err(err(
+                line,
+                format!("{:?}: a unix service name has no '/' (except login/NAME)", fields[0]),
+            ));
+        }
+        if command == "pop3d" && !fields[0].starts_with("login/") {
+            return Err(err(
+                line,
+                "pop3d is the post-login dispatcher: its service is login/pop3 (unix)".into(),
+            ));
+        }
+        if command == "pop3-login" && kind != ServiceType::Inet {
+            return Err(err(line, "pop3-login is an inet service".into()));
+        }
         // smtpd and the others wake qmgr through private/qmgr.
         if command == "qmgr" && (kind != ServiceType::Unix || !private) {
             return Err(err(
@@ -382,6 +410,30 @@ mod tests {
             parse("m", "local unix - n n - 4 local\n", 100).unwrap()[0].maxproc,
             4
         );
+    }
+
+    #[test]
+    fn login_services() {
+        let s = parse(
+            "m",
+            "pop3 inet n - n - 2 pop3-login\nlogin/pop3 unix - n n - 1 pop3d\n",
+            100,
+        )
+        .unwrap();
+        assert_eq!(s[1].name, "login/pop3");
+        assert_eq!(s[1].key(), "login/pop3/unix");
+        for (text, want) in [
+            ("login/pop3 inet n - n - 1 pop3d\n", "a login/NAME service is a unix socket"),
+            ("login/ unix - n n - 1 pop3d\n", "a login/NAME service is a unix socket"),
+            ("login/a/b unix - n n - 1 pop3d\n", "a login/NAME service is a unix socket"),
+            ("private/x unix - n n - 1 local\n", "a unix service name has no '/'"),
+            ("pop3 unix - n n - 1 pop3d\n", "pop3d is the post-login dispatcher"),
+            ("pop3 unix - - n - 1 pop3-login\n", "pop3-login is an inet service"),
+        ] {
+            let e = parse("master.cf", text, 100).unwrap_err();
+            assert!(e.message.contains(want), "{text:?}: {e}");
+            assert_eq!(e.location, "master.cf line 1");
+        }
     }
 
     #[test]

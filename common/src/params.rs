@@ -124,6 +124,24 @@ params! {
         "Local delivery returns a message with more Received: headers than this, as a mail loop.";
     "double_bounce_sender" = "double-bounce";
         "The local part of the sender of posthorn's own notices; mail to it is discarded.";
+    "login_user" = "posthorn-login";
+        "The unprivileged account of the login processes (pop3-login, later imap-login), which speak the protocol before authentication and TLS: it owns nothing, so a compromised login process can read no mailbox, no queue file and no password hash (Dovecot's default_login_user, dovenull). Its group may reach the post-login sockets in $queue_directory/login/. Ignored when posthorn is started by an ordinary user.";
+    "mailbox_client_limit" = "1000";
+        "The most sessions (POP3, later IMAP) one mailbox process serves. A mailbox process runs as the mailbox owner's uid and serves only that owner's mailboxes; with more sessions than this, the dispatcher starts another process for the same owner.";
+    "mailbox_idle_timeout" = "600s";
+        "A mailbox process that has had no session for this long is told to finish; the next login of its owner starts a new one.";
+    "pop3d_timeout" = "600s";
+        "How long a POP3 session may be idle before it is closed (RFC 1939 section 3 asks for at least 10 minutes).";
+    "pop3d_tls_wrappermode" = "no";
+        "yes: the POP3 listener speaks TLS from the first byte (POP3S, port 995; set with -o in master.cf). no: plain POP3 with STLS (port 110).";
+    "pop3d_max_connections" = "1000";
+        "The most simultaneous connections one pop3-login process serves, including those it relays for TLS after login.";
+    "pop3d_client_connection_count_limit" = "50";
+        "The most simultaneous POP3 connections one client address may hold (across pop3-login processes when anvil runs). 0 means no limit.";
+    "pop3d_apop" = "no";
+        "yes: offer APOP (RFC 1939 section 7): a timestamp in the greeting and the APOP command. It works only for users whose password is stored in the PLAIN scheme, which auth refuses unless auth_allow_plain_passwords is yes; leave it off.";
+    "pop3d_uidl_format" = "%08Xu%08Xv";
+        "The UIDL of a message, as Dovecot's pop3_uidl_format: %u is the IMAP UID, %v the UIDVALIDITY, %08Xu and %08Xv the same as eight upper-case hex digits, %f the Maildir file name's base, %% a percent sign. A UIDL that Dovecot recorded in the uid list (its P field) is kept. Change it only before clients have seen the old UIDLs: they download everything again.";
 }
 
 /// Look up a parameter by name.

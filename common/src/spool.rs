@@ -97,6 +97,9 @@ pub const SPOOL_DIRS: &[(&str, u32)] = &[
     ("corrupt", 0o700),
     ("private", 0o700),
     ("public", 0o710),
+    // The post-login dispatchers' sockets (login/pop3, login/imap): mail_owner's,
+    // group login_user's, so login processes reach them and nothing else here.
+    ("login", 0o750),
     ("pid", 0o755),
 ];
 

@@ -402,6 +402,15 @@ fn mail_owner(cfg: &Config) -> Result<privilege::Account, MasterError> {
     Ok(acct)
 }
 
+/// The group of login/: login_user's (the login processes'), or
+/// mail_owner's when there is no such account (no login services then).
+fn login_gid(cfg: &Config, owner: &privilege::Account) -> u32 {
+    if !privilege::is_root() {
+        return owner.gid;
+    }
+    privilege::lookup_user(&cfg.get("login_user")).map_or(owner.gid, |a| a.gid)
+}
+
 /// Create the spool tree and, as root, give it to mail_owner.
 fn prepare_spool(
     spool: &Spool,
@@ -418,6 +427,7 @@ fn prepare_spool(
             let p = spool.root().join(name);
             let gid = match *name {
                 "maildrop" | "public" => postdrop.unwrap_or(owner.gid),
+                "login" => login_gid(cfg, owner),
                 _ => owner.gid,
             };
             let uid = if *name == "pid" { 0 } else { owner.uid };
@@ -516,14 +526,26 @@ fn bind(
             Ok((Bound::Tcp(ls), key))
         }
         ServiceType::Unix => {
-            let dir = spool
-                .root()
-                .join(if def.private { "private" } else { "public" });
-            let path = dir.join(&def.name);
+            // login/NAME (a post-login dispatcher): in login/, group
+            // login_user's, mode 0660, so login processes reach it.
+            let (path, umask, ids) = match def.name.strip_prefix("login/") {
+                Some(name) => (
+                    spool.root().join("login").join(name),
+                    0o117,
+                    privilege::Account {
+                        gid: login_gid(cfg, owner),
+                        ..owner.clone()
+                    },
+                ),
+                None => {
+                    let dir = if def.private { "private" } else { "public" };
+                    let umask = if def.private { 0o177 } else { 0o111 };
+                    (spool.root().join(dir).join(&def.name), umask, owner.clone())
+                }
+            };
             // The directory is mail_owner's: act there only with its ids, so
             // a planted symlink gains nothing (no chmod/chown by path as root).
-            let umask = if def.private { 0o177 } else { 0o111 };
-            let l = as_owner(owner, umask, || {
+            let l = as_owner(&ids, umask, || {
                 match fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}

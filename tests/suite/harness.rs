@@ -421,3 +421,83 @@ pub fn queue_files(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
         .collect()
 }
+
+/// Is the client program `name` installed? .ci/run installs every client the
+/// suite uses, so a missing one fails the test (a test that passes because
+/// its client is missing proves nothing), unless the developer set
+/// POSTHORN_SKIP_MISSING_TOOLS=1, which skips with a line on stderr.
+pub fn tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            d.join(name)
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    if found {
+        return true;
+    }
+    if std::env::var_os("POSTHORN_SKIP_MISSING_TOOLS").is_some() {
+        eprintln!("{name} is not installed: skipped (POSTHORN_SKIP_MISSING_TOOLS)");
+        return false;
+    }
+    panic!("{name} is not installed: .ci/run installs it (set POSTHORN_SKIP_MISSING_TOOLS=1 to skip)");
+}
+
+/// A line-oriented plain TCP client for text protocols (POP3, IMAP).
+pub struct Lines {
+    r: BufReader<TcpStream>,
+    pub w: TcpStream,
+}
+
+impl Lines {
+    pub fn connect(port: u16) -> Lines {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Lines {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    /// One line without its CRLF; panics on end of file.
+    pub fn line(&mut self) -> String {
+        let mut l = Vec::new();
+        let n = self.r.read_until(b'\n', &mut l).expect("read a line");
+        assert!(n > 0, "the server closed the connection");
+        assert!(l.ends_with(b"\r\n"), "line without CRLF: {l:?}");
+        l.truncate(l.len() - 2);
+        String::from_utf8_lossy(&l).into_owned()
+    }
+
+    /// Bytes up to and including the terminating ".\r\n" of a multi-line
+    /// response (after its first line).
+    pub fn multiline(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        loop {
+            let mut l = Vec::new();
+            let n = self.r.read_until(b'\n', &mut l).expect("read");
+            assert!(n > 0, "end of file inside a multi-line response");
+            all.extend_from_slice(&l);
+            if l == b".\r\n" {
+                return all;
+            }
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+    }
+
+    /// Send a line, return the first line of the reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(line);
+        self.line()
+    }
+
+    /// End of file from the server (after it closed).
+    pub fn eof(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0))
+    }
+}
