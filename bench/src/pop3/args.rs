@@ -38,7 +38,7 @@ Prints a latency table and one machine-readable line starting with `result `.
   --retr-all           RETR every message instead (a full download)
   --shared-mailboxes   let concurrent sessions use the same mailbox; by default
                        a mailbox has one session at a time (POP3 servers may
-                       lock it: RFC 1939 8, -ERR [IN-USE])
+                       lock it: RFC 1939 4, -ERR [IN-USE])
   --seed N             seed of the random choices (default 1)
   --timeout SECS       socket read/write timeout (default 60)
   --max-failures N     stop after N failed sessions (default: --sessions, or

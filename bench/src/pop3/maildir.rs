@@ -15,8 +15,9 @@
 //! Standards: RFC 5322 2.1 (lines, here LF as stored in Maildir), 3.3
 //! (date-time), 3.6 (header fields); Maildir (cr.yp.to/proto/maildir.html:
 //! unique names in new/); Maildir++ `,S=` and Dovecot's `,W=` size fields.
-//! Body lines that begin with `.`, and lines of just `.`, make every RETR
-//! exercise the server's byte stuffing (RFC 1939 3).
+//! Body lines that begin with `.` (from the 12th body line) and lines of
+//! just `.` (from the 23rd), in all messages over about 1.5 KiB, make nearly
+//! every RETR exercise the server's byte stuffing (RFC 1939 3).
 //!
 //! Diagnostics: returns `MaildirError` naming the path.
 
