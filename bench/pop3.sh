@@ -172,6 +172,18 @@ kv() {
     awk -v k="$1" '{ for (i = 1; i <= NF; i++) { n = index($i, "="); if (substr($i, 1, n - 1) == k) print substr($i, n + 1) } }' <<<"$2"
 }
 
+# children_cpu: sets CHILD_CPU to the user + system seconds of this shell's
+# reaped children (bash's `times`, second line: "0m1.230s 0m0.450s"). Not
+# in a pipe or $(...): a forked subshell would count its own children.
+children_cpu() {
+    times >"$TMP/times"
+    CHILD_CPU=$(awk 'NR == 2 {
+        s = 0
+        for (i = 1; i <= 2; i++) { split($i, t, "m"); sub("s", "", t[2]); s += t[1] * 60 + t[2] }
+        printf "%.3f\n", s
+    }' "$TMP/times")
+}
+
 # pop3_greets PORT SECONDS PID: true once 127.0.0.1:PORT answers with a POP3
 # greeting (+OK) within SECONDS; false if not, or if PID dies meanwhile.
 pop3_greets() {
@@ -251,9 +263,11 @@ run_load() {
     local sys=$1 label=$2 port=$3 root=$4 pg=$5
     shift 5
     local out=$TMP/gen-$sys-$label.out err=$TMP/gen-$sys-$label.err rssfile=$TMP/rss-$sys-$label
-    local cpu0 cpu1 rc=0 n
+    local cpu0 cpu1 rc=0 n gen0 gen1
     start_sampler "$root" "$pg" "$rssfile"
     cpu0=$(tree_cpu "$root" "$pg")
+    children_cpu
+    gen0=$CHILD_CPU
     # In the background and waited for, so that a signal to this script
     # interrupts the wait and the EXIT trap stops everything at once.
     "$BENCH_BIN" --host 127.0.0.1 --port "$port" --users "$USERS" --user-pattern "$PATTERN" \
@@ -261,6 +275,9 @@ run_load() {
     GEN_PID=$!
     wait "$GEN_PID" || rc=$?
     GEN_PID=""
+    # Only the generator was reaped since gen0 (the sampler is still running).
+    children_cpu
+    gen1=$CHILD_CPU
     # Let the last sessions' processes exit and be reaped, so their CPU is
     # in their parent's cutime/cstime when we look.
     sleep "$SETTLE"
@@ -284,7 +301,8 @@ run_load() {
             u = (y[1] - x[1]) * 1000 / hz / n; s = (y[2] - x[2]) * 1000 / hz / n
             printf "%.3f %.3f %.3f %d\n", u, s, u + s, y[3]
         }')
-    log "$sys $label: $(grep -E '^[0-9]+ sessions ok' "$out" || true)"
+    L_GEN=$(awk -v a="$gen0" -v b="$gen1" -v n="$n" 'BEGIN { if (n < 1) n = 1; printf "%.3f", (b - a) * 1000 / n }')
+    log "$sys $label: $(grep -E '^[0-9]+ sessions ok' "$out" || true); generator CPU ${L_GEN} ms/session"
     log "$sys $label: session p50 ${L_P50} ms p99 ${L_P99} ms; cpu_ms/session=$L_CPU" \
         "(user $L_USR, sys $L_SYS; $L_NPROC processes) peak_${MEM}_mb=$L_RSS errors: ${L_ERRS:-none}"
     if [ "$L_FAILED" != 0 ]; then
@@ -293,7 +311,7 @@ run_load() {
     fi
 }
 
-declare -A SPS CPS P50 P99 CPU USR SYS NPROC RSS ERRS LINES
+declare -A SPS CPS P50 P99 CPU USR SYS NPROC RSS ERRS LINES GEN
 
 # bench_system SYSTEM PORT ROOT_PID PGID: the warm-up, then every level.
 bench_system() {
@@ -324,6 +342,7 @@ store() {
     NPROC[$k]=$L_NPROC
     RSS[$k]=$L_RSS
     ERRS[$k]=${L_ERRS:-}
+    GEN[$k]=$L_GEN
     LINES[$k]=$L_LINE
 }
 
@@ -676,6 +695,10 @@ cell() {
             "${ERRS[dovecot,$level]:-ok}" \
             "$(cell posthorn "$level" USR)" "$(cell posthorn "$level" SYS)" "$(cell posthorn "$level" NPROC)" \
             "${ERRS[posthorn,$level]:-$( [ "$PH_STATUS" = measured ] && echo ok || echo n/a)}"
+    done
+    echo "load generator CPU ms per session (its own process, not in the figures above):"
+    for level in first $LEVELS; do
+        printf '%-8s dovecot %7s   posthorn %7s\n' "$level" "$(cell dovecot "$level" GEN)" "$(cell posthorn "$level" GEN)"
     done
     echo "p50 / p99 ms per command (connect = TCP connect + greeting):"
     for sys in dovecot posthorn; do
