@@ -111,6 +111,9 @@ MEM_LABEL=${MEM^^}
 for n in $LEVELS $SESSIONS $MESSAGES $MIN_SIZE $MAX_SIZE $RETR $SEED ${BENCH_USERS:-}; do
     [[ $n =~ ^[0-9]+$ ]] || die "not a number: $n (BENCH_LEVELS, BENCH_SESSIONS, BENCH_MESSAGES, ...)"
 done
+for n in $LEVELS ${BENCH_USERS:-}; do
+    [ "$n" -ge 1 ] || die "BENCH_LEVELS and BENCH_USERS must be at least 1"
+done
 [ -z "$DURATION" ] || [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "BENCH_SECONDS is not a number: $DURATION"
 MAX_LEVEL=$(tr ' ' '\n' <<<"$LEVELS" | sort -n | tail -n 1)
 if [ -n "${BENCH_USERS:-}" ]; then
