@@ -8,6 +8,7 @@ mod crashloop;
 mod harness;
 mod privsep;
 mod skeleton;
+mod tls;
 
 use std::io::Read;
 use std::process::Command;
