@@ -362,3 +362,35 @@ fn reload_keeps_sessions_and_switches_the_certificate() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// As root, the key stays readable by root only, and smtpd, which runs as
+/// mail_owner, still serves TLS: it read the key before dropping privileges.
+#[test]
+fn as_root_smtpd_reads_its_key_before_dropping_privileges() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("as_root_smtpd_reads_its_key_before_dropping_privileges: needs root; skipped");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    let s = Suite::start("tlsroot", &[], &["mail_owner=nobody"]);
+    let key = std::fs::metadata(s.dir.join("tls/key.pem")).unwrap();
+    assert_eq!((key.uid(), key.mode() & 0o777), (0, 0o600));
+    let workers = s.workers("posthorn-smtpd");
+    assert!(!workers.is_empty());
+    for pid in &workers {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse::<u32>().ok());
+        assert_eq!(uid, Some(nobody.uid.as_raw()), "smtpd {pid} runs as nobody");
+    }
+    let mut c = starttls(s.port, trusting(&[&ca_file(&s)]), b"");
+    c.cmd("NOOP", 250);
+    c.cmd("QUIT", 221);
+    s.wait_log("Anonymous TLS connection established from unknown[127.0.0.1]");
+}
