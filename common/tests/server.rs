@@ -56,6 +56,8 @@ struct Conn {
     /// Bytes of a `big` reply still to produce, and produced so far.
     big_left: usize,
     big_done: usize,
+    /// Descriptors received (and closed).
+    fds: usize,
 }
 
 /// The byte at offset `i` of a `big` reply.
@@ -77,6 +79,7 @@ impl Lines {
                     out.extend_from_slice(b"bye\n");
                     return Next::Close;
                 }
+                b"fds" => out.extend_from_slice(format!("fds {}\n", c.fds).as_bytes()),
                 b"starttls" => {
                     out.extend_from_slice(b"go tls\n");
                     // RFC 3207 5: what came after the command is dropped.
@@ -139,6 +142,11 @@ impl Service for Lines {
     fn input(&mut self, c: &mut Conn, data: &[u8], out: &mut Vec<u8>) -> Next<u32> {
         c.line.extend_from_slice(data);
         self.run_lines(c, out)
+    }
+
+    fn received_fd(&mut self, c: &mut Conn, fd: std::os::fd::OwnedFd) {
+        drop(fd);
+        c.fds += 1;
     }
 
     fn done(&mut self, c: &mut Conn, r: u32, out: &mut Vec<u8>) -> Next<u32> {
@@ -569,6 +577,31 @@ fn a_failed_handshake_closes_the_connection_as_lost() {
     });
 }
 
+/// A client that connects to an implicit-TLS port and never says hello is
+/// timed out like any idle client: the goodbye cannot reach it (it waits for
+/// the handshake), so the connection is closed as lost an idle period later.
+#[test]
+fn a_silent_tls_client_is_timed_out() {
+    let certs = Certs::new("silent");
+    let srv = serve_with(Setup {
+        limits: Limits {
+            idle: Duration::from_millis(300),
+            ..Limits::default()
+        },
+        tls: Some(certs.setup(true)),
+        ..Setup::default()
+    });
+    let mut c = Client::new(srv.port);
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    let _ = c.r.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing in the clear: {rest:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "closed in time");
+    wait_for("closed as lost", || {
+        srv.seen.lost.load(Ordering::SeqCst) == 1
+    });
+}
+
 /// RFC 3207 5: a command pipelined after STARTTLS in the clear is never
 /// run, before or after the handshake.
 #[test]
@@ -753,6 +786,31 @@ fn bad_handoff_messages_do_not_stop_the_receiver() {
     assert_eq!(c.line(), "bye\n");
     assert!(second.join_within(Duration::from_secs(5)));
     drop(a);
+}
+
+/// A peer on a Unix socket may send descriptors: the service gets each
+/// before the bytes it came with, and nothing is lost of the bytes.
+#[test]
+fn descriptors_on_unix_connections_reach_the_service() {
+    let path =
+        std::env::temp_dir().join(format!("posthorn-server-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let _srv = spawn_loop(Listener::Unix(l), 0, Setup::default());
+    let s = UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = Client {
+        r: BufReader::new(s.try_clone().unwrap()),
+    };
+    assert_eq!(c.line(), "hello\n");
+    c.send("fds\n");
+    assert_eq!(c.line(), "fds 0\n");
+    let f = std::fs::File::open("/dev/null").unwrap();
+    common::privilege::send_fd(&s, b"fds\n", std::os::fd::AsFd::as_fd(&f)).unwrap();
+    assert_eq!(c.line(), "fds 1\n");
+    c.send("quit\n");
+    assert_eq!(c.line(), "bye\n");
+    let _ = std::fs::remove_file(&path);
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

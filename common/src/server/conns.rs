@@ -40,6 +40,9 @@ use crate::{info, warning};
 /// Most rounds of reading and writing one event starts (each round is
 /// started by a change that lets more happen: TLS begun, output drained).
 const MAX_ROUNDS: usize = 16;
+/// `Next::Produce` answers in a row that add no output before the loop
+/// gives up on the connection.
+const MAX_EMPTY_PRODUCES: usize = 1000;
 
 /// Where connections come from.
 pub(super) enum Acceptor {
@@ -418,10 +421,13 @@ impl<C, R: Send + 'static> Loop<C, R> {
                 return;
             };
             let next = match c.transport.read(buf) {
-                Ok(Input::Data(n)) => {
+                Ok(Input::Data(n, fd)) => {
                     c.last_active = Instant::now();
                     if !c.transport.is_tls() && n < buf.len() {
                         c.drained = true;
+                    }
+                    if let Some(fd) = fd {
+                        service.received_fd(st, fd);
                     }
                     service.input(st, &buf[..n], &mut c.out)
                 }
@@ -470,6 +476,9 @@ impl<C, R: Send + 'static> Loop<C, R> {
         let was_over = c.out.len() - c.sent > out_high;
         let mut broken = false;
         let mut again = false;
+        // `produce` calls in a row that added nothing (a service bug: it
+        // would spin here for ever).
+        let mut empty_produces = 0;
         if c.paused_until.is_none() {
             loop {
                 while c.sent < c.out.len() {
@@ -505,9 +514,23 @@ impl<C, R: Send + 'static> Loop<C, R> {
                     break;
                 };
                 c.producing = false;
+                let before = c.out.len();
                 let next = service.produce(st, &mut c.out);
                 if apply(&self.pool, c, token, next).is_err() {
                     c.closing = true;
+                }
+                empty_produces = if c.out.len() == before {
+                    empty_produces + 1
+                } else {
+                    0
+                };
+                if c.producing && empty_produces > MAX_EMPTY_PRODUCES {
+                    warning!(
+                        "{}: the service produced nothing {MAX_EMPTY_PRODUCES} times; closing",
+                        label(c.addr)
+                    );
+                    broken = true;
+                    break;
                 }
                 if !c.producing {
                     again = true; // input may be read again
@@ -728,6 +751,9 @@ impl<C, R: Send + 'static> Loop<C, R> {
     }
 
     /// Idle and total time-outs (a relay has only its own generous one).
+    /// A closing connection whose output has not moved for the idle time
+    /// (a client that reads nothing, or never finishes its TLS handshake)
+    /// is closed as lost.
     pub(super) fn expire<S: Service<Conn = C, Done = R>>(
         &mut self,
         service: &mut S,
@@ -736,6 +762,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
         let now = Instant::now();
         let limits = &self.limits;
         let mut relays = Vec::new();
+        let mut stuck = Vec::new();
         let expired: Vec<Token> = self
             .conns
             .iter()
@@ -744,6 +771,10 @@ impl<C, R: Send + 'static> Loop<C, R> {
                     if now.duration_since(c.last_active) > RELAY_IDLE {
                         relays.push(**t);
                     }
+                    return false;
+                }
+                if c.closing && !c.waiting && now.duration_since(c.last_active) > limits.idle {
+                    stuck.push(**t);
                     return false;
                 }
                 !c.waiting
@@ -759,6 +790,9 @@ impl<C, R: Send + 'static> Loop<C, R> {
         for t in relays {
             self.drop_conn(t, true);
         }
+        for t in stuck {
+            self.close(t, service, counter, true);
+        }
         for t in expired {
             if let Some(c) = self.conns.get_mut(&t) {
                 if let Some(st) = c.state.as_mut() {
@@ -766,6 +800,8 @@ impl<C, R: Send + 'static> Loop<C, R> {
                 }
                 c.closing = true;
                 c.producing = false;
+                // The goodbye gets an idle period of its own to go out.
+                c.last_active = now;
             }
             self.progress(t, service, counter);
         }

@@ -159,6 +159,17 @@ pub trait Service {
     fn refuse(&mut self, peer: Peer, why: Refusal, out: &mut Vec<u8>) -> Self::Conn;
     /// Bytes from the client.
     fn input(&mut self, c: &mut Self::Conn, data: &[u8], out: &mut Vec<u8>) -> Next<Self::Done>;
+    /// A peer on a Unix socket sent a descriptor (SCM_RIGHTS), e.g. a login
+    /// process handing over a client: called just before `input` with the
+    /// bytes it came with (the kernel attaches it to the first byte of what
+    /// its sender sent with it; bytes sent earlier may come first in that
+    /// same `input`). The default closes it with a warning; a service that
+    /// expects none need not care. Several in one message: only the first
+    /// arrives, the others are closed.
+    fn received_fd(&mut self, _c: &mut Self::Conn, fd: std::os::fd::OwnedFd) {
+        crate::warning!("a peer sent a descriptor this service does not take; closed");
+        drop(fd);
+    }
     /// A `Next::Run` job of this connection finished.
     fn done(&mut self, c: &mut Self::Conn, r: Self::Done, out: &mut Vec<u8>) -> Next<Self::Done>;
     /// A `Next::Pause` is over.

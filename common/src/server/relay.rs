@@ -66,7 +66,8 @@ impl<C, R: Send + 'static> Loop<C, R> {
             // Client -> the other process.
             while !c.eof && !broken && r.to_peer.len() - r.sent < RELAY_BUF {
                 match c.transport.read(buf) {
-                    Ok(Input::Data(n)) => {
+                    // A descriptor from the client is closed (dropped).
+                    Ok(Input::Data(n, _)) => {
                         r.to_peer.extend_from_slice(&buf[..n]);
                         moved = true;
                     }

@@ -21,7 +21,7 @@
 //! Diagnostics: none of its own; the loop logs errors with the client.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use rustls::{ServerConfig, ServerConnection};
@@ -74,8 +74,9 @@ impl Write for Stream {
 
 /// What one read gave.
 pub(super) enum Input {
-    /// This many plaintext bytes are in the buffer.
-    Data(usize),
+    /// This many plaintext bytes are in the buffer, and the descriptor a
+    /// peer on a plain Unix socket sent with them (SCM_RIGHTS), if any.
+    Data(usize, Option<OwnedFd>),
     /// The TLS handshake has just finished (reported once, before the
     /// first plaintext).
     Secured(TlsInfo),
@@ -141,9 +142,15 @@ impl Transport {
     /// or nothing for now. An `InvalidData` error is a TLS failure.
     pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<Input> {
         let Some(t) = self.tls.as_mut() else {
-            return match self.sock.read(buf) {
-                Ok(0) => Ok(Input::Eof),
-                Ok(n) => Ok(Input::Data(n)),
+            let got = match &self.sock {
+                // recvmsg: a descriptor that comes along is taken, never
+                // lost (read(2) would drop it).
+                Stream::Unix(s) => crate::privilege::recv_fd_from(s.as_fd(), buf),
+                Stream::Tcp(_) => self.sock.read(buf).map(|n| (n, None)),
+            };
+            return match got {
+                Ok((0, None)) => Ok(Input::Eof),
+                Ok((n, fd)) => Ok(Input::Data(n, fd)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Input::WouldBlock),
                 Err(e) => Err(e),
             };
@@ -159,7 +166,7 @@ impl Transport {
             // more records are taken in.
             match t.conn.reader().read(buf) {
                 Ok(0) => return Ok(Input::Eof), // close_notify
-                Ok(n) => return Ok(Input::Data(n)),
+                Ok(n) => return Ok(Input::Data(n, None)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Input::Eof),
                 Err(e) => return Err(e),
