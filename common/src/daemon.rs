@@ -25,7 +25,9 @@
 //! so a reload drops no connection. Daemons that must make way for their
 //! replacement at once treat SIGHUP as SIGTERM (`STOP_ON_RELOAD`: qmgr, as
 //! one qmgr owns active/ at a time; anvil, whose counts must be one table;
-//! local, which is not on the skeleton and finishes one delivery at most).
+//! auth, whose peers keep their connections for their whole life, so a
+//! draining auth would never end, and who reconnect; local, which is not on
+//! the skeleton and finishes one delivery at most).
 //!
 //! Diagnostics: configuration errors are fatal with file and line; the
 //! worker's exit status tells master whether it failed.
@@ -54,7 +56,7 @@ pub enum Listener {
 }
 
 /// Programs that stop on SIGHUP instead of draining (see the header).
-pub const STOP_ON_RELOAD: &[&str] = &["qmgr", "anvil", "local"];
+pub const STOP_ON_RELOAD: &[&str] = &["qmgr", "anvil", "auth", "local"];
 
 /// A started worker: configuration, listener, stop and drain flags.
 #[derive(Debug)]

@@ -23,7 +23,7 @@
 //! server skeleton stops accepting and serves its open connections until
 //! they end by themselves (so no session is cut, and a TLS session keeps
 //! the certificate it began with), while the new workers, with the new
-//! configuration, take the new connections. qmgr, anvil and local treat
+//! configuration, take the new connections. qmgr, anvil, auth and local treat
 //! SIGHUP as SIGTERM (common::daemon::STOP_ON_RELOAD). New workers start at
 //! once, except qmgr: the new one starts when the old one has exited (one
 //! qmgr owns active/ at a time).
