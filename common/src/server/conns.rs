@@ -423,7 +423,9 @@ impl<C, R: Send + 'static> Loop<C, R> {
             let next = match c.transport.read(buf) {
                 Ok(Input::Data(n, fd)) => {
                     c.last_active = Instant::now();
-                    if !c.transport.is_tls() && n < buf.len() {
+                    // A read with a descriptor ends where its message ends,
+                    // whatever waits after it.
+                    if !c.transport.is_tls() && n < buf.len() && fd.is_none() {
                         c.drained = true;
                     }
                     if let Some(fd) = fd {
