@@ -36,7 +36,9 @@ pub fn main() {
     };
     let mut service = AnvilService::default();
     let mut counter = LocalCounter::default();
-    if let Err(e) = server.run(listener, &mut service, &limits, &mut counter, &stop) {
+    // Never drains: a reload stops anvil (daemon::STOP_ON_RELOAD), so the
+    // counts stay one table.
+    if let Err(e) = server.run(listener, &mut service, &limits, &mut counter, &stop, &stop) {
         common::fatal!("{e}");
     }
 }

@@ -193,6 +193,7 @@ pub fn check(dir: &Path) -> i32 {
             errors += 1;
         }
     }
+    errors += check_tls(&cfg);
     let spool = cfg.queue_dir();
     for (name, _) in common::spool::SPOOL_DIRS {
         let p = spool.join(name);
@@ -217,6 +218,29 @@ pub fn check(dir: &Path) -> i32 {
     } else {
         0
     }
+}
+
+/// The TLS certificates and keys load as the daemons will load them (as
+/// root for a package: the key may be readable by root only). Returns the
+/// number of errors.
+fn check_tls(cfg: &Config) -> i32 {
+    let mut errors = 0;
+    let mut checked = Vec::new();
+    for (cert, key) in [
+        ("smtpd_tls_cert_file", "smtpd_tls_key_file"),
+        ("mailbox_tls_cert_file", "mailbox_tls_key_file"),
+    ] {
+        let files = (cfg.get(cert), cfg.get(key));
+        if files.0.trim().is_empty() || checked.contains(&files) {
+            continue;
+        }
+        if let Err(e) = common::tls::from_params(cfg, cert, key) {
+            eprintln!("posthorn: error: {cert}/{key}: {e}");
+            errors += 1;
+        }
+        checked.push(files);
+    }
+    errors
 }
 
 pub fn config(a: &ConfigArgs) -> i32 {

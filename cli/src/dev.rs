@@ -16,6 +16,13 @@
 //! no mailbox is written as root: virtual mailboxes belong to default_privs
 //! (virtual_uid_maps/virtual_gid_maps), and the Maildirs made here are made
 //! as that user.
+//!
+//! TLS: dev keeps a CA of its own in STATE/tls/ (dev/ca.rs) and points
+//! smtpd_tls_cert_file/smtpd_tls_key_file at a server certificate it signs
+//! for 127.0.0.1, localhost and $myhostname; it prints the CA file, for
+//! clients that verify (`swaks --tls-ca-path`, `curl --cacert`).
+
+mod ca;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -124,6 +131,10 @@ fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
     if let Some(e) = cfg.validate().into_iter().next() {
         return Err(e.to_string());
     }
+    let tls = ca::DevTls::new(&state.join("tls"));
+    let issued = tls
+        .ensure(&cfg.get("myhostname"))
+        .map_err(|e| e.to_string())?;
     common::spool::Spool::new(cfg.queue_dir())
         .create_dirs()
         .map_err(|e| format!("spool: {e}"))?;
@@ -148,6 +159,15 @@ fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
     println!("  main.cf:       {}", state.join("main.cf").display());
     println!("  master.cf:     {}", state.join("master.cf").display());
     println!("  users file:    {}", cfg.users_file().display());
+    println!(
+        "  CA file:       {}{}",
+        tls.ca.display(),
+        if issued {
+            "  (server certificate issued)"
+        } else {
+            ""
+        }
+    );
     let aliases = state.join("aliases");
     write(
         &aliases,
@@ -254,6 +274,12 @@ fn main_cf(
         "# Nobody relays in development mode: mail goes only to {domain} and localhost."
     );
     let _ = writeln!(t, "mynetworks =");
+    let _ = writeln!(
+        t,
+        "# STARTTLS with a certificate of dev's own CA ({s}/tls/ca.pem)."
+    );
+    let _ = writeln!(t, "smtpd_tls_cert_file = {s}/tls/cert.pem");
+    let _ = writeln!(t, "smtpd_tls_key_file = {s}/tls/key.pem");
     for o in overrides {
         let Some((k, v)) = o.split_once('=') else {
             return Err(format!("-o {o:?}: expected name=value"));

@@ -378,6 +378,17 @@ impl Config {
         }
     }
 
+    /// One of a fixed set of words (case-insensitive), in lower case.
+    pub fn one_of(&self, name: &str, allowed: &[&str]) -> Result<String, ConfigError> {
+        let v = self.get(name);
+        let word = v.trim().to_ascii_lowercase();
+        if allowed.contains(&word.as_str()) {
+            Ok(word)
+        } else {
+            Err(self.bad(name, format!("{v:?} is not one of {}", allowed.join(", "))))
+        }
+    }
+
     /// A list separated by commas and/or white space.
     pub fn list(&self, name: &str) -> Vec<String> {
         split_list(&self.get(name))

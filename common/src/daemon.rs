@@ -3,23 +3,37 @@
 //! Owns what all workers do the same way (Postfix's single_server and
 //! multi_server, Dovecot's master_service): the command line master gives
 //! them, reading main.cf with the service's `-o` overrides, logging set-up,
-//! the listening socket handed down, dropping root to mail_owner, and noticing
-//! SIGTERM or master going away. The daemon keeps its own event loop.
+//! the listening socket handed down, loading what must be read as root
+//! (TLS keys: `start_with`), dropping root to mail_owner, and noticing
+//! SIGTERM, SIGHUP or master going away. The daemon keeps its own event
+//! loop.
 //!
 //! Command line (written by master): `posthorn-NAME -c CONFIG_DIR -n SERVICE
 //! -t inet|unix [-u] [-o name=value]...` with `-u` meaning "unprivileged: drop
 //! to mail_owner". Environment: `POSTHORN_LISTEN_FD` (the listener),
+//! `POSTHORN_LISTEN_KIND` (inet, unix, or handoff: a connected Unix socket
+//! on which connections arrive as descriptors, `Listener::Handoff`),
 //! `POSTHORN_MASTER_FD` (a pipe whose end of file means master is gone),
 //! `POSTHORN_STATUS_FD` (the status pipe to master, common::status: the
 //! worker reports `Available` once started, `ConfigError` before exiting
 //! on a configuration error),
 //! `POSTHORN_LOG` (stderr, syslog, or file:PATH).
 //!
+//! Signals: SIGTERM and SIGINT set `stop` (`posthorn stop`: finish quickly).
+//! SIGHUP (master's reload) sets `drain`: a server skeleton stops accepting
+//! and serves its connections until they end by themselves, then returns,
+//! so a reload drops no connection. Daemons that must make way for their
+//! replacement at once treat SIGHUP as SIGTERM (`STOP_ON_RELOAD`: qmgr, as
+//! one qmgr owns active/ at a time; anvil, whose counts must be one table;
+//! auth, whose peers keep their connections for their whole life, so a
+//! draining auth would never end, and who reconnect; local, which is not on
+//! the skeleton and finishes one delivery at most).
+//!
 //! Diagnostics: configuration errors are fatal with file and line; the
 //! worker's exit status tells master whether it failed.
 
 use std::io::Read;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,21 +49,36 @@ pub enum Listener {
     /// One or more TCP listeners (an inet service may bind several addresses).
     Tcp(Vec<std::net::TcpListener>),
     Unix(UnixListener),
+    /// A connected Unix socket on which another process sends connections
+    /// (a frame and the client's descriptor each, common::server's
+    /// hand-off); its end of file means the sender has gone.
+    Handoff(UnixStream),
 }
 
-/// A started worker: configuration, listener, stop flag.
+/// Programs that stop on SIGHUP instead of draining (see the header).
+pub const STOP_ON_RELOAD: &[&str] = &["qmgr", "anvil", "auth", "local"];
+
+/// A started worker: configuration, listener, stop and drain flags.
 #[derive(Debug)]
 pub struct Worker {
     pub config: Config,
     pub service: String,
     pub listener: Listener,
-    /// Set by SIGTERM/SIGINT, or when master goes away.
+    /// Set by SIGTERM/SIGINT, or when master goes away (and by SIGHUP in
+    /// the programs of STOP_ON_RELOAD).
     pub stop: Arc<AtomicBool>,
+    /// Set by SIGHUP (master's reload): stop accepting, finish the
+    /// connections there are, then exit.
+    pub drain: Arc<AtomicBool>,
 }
 
 impl Worker {
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    pub fn draining(&self) -> bool {
+        self.drain.load(Ordering::Relaxed)
     }
 }
 
@@ -107,6 +136,14 @@ pub fn parse_args(args: &[String]) -> Result<WorkerArgs, ArgsError> {
 /// line, load the configuration, set up logging, take the listener, drop
 /// privileges when master said so. Exits with a log line on any failure.
 pub fn start(program: &str) -> Worker {
+    start_with(program, |_| ()).0
+}
+
+/// `start`, with `prepare` run on the configuration while the process may
+/// still be root, before privileges are dropped: what only root may read
+/// (a TLS key: `prepare` loads it with common::tls and may exit with
+/// config_fatal!) is read there, so the worker never opens it afterwards.
+pub fn start_with<T>(program: &str, prepare: impl FnOnce(&Config) -> T) -> (Worker, T) {
     crate::status::init_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let target =
@@ -140,6 +177,7 @@ pub fn start(program: &str) -> Worker {
         Ok(l) => l,
         Err(e) => crate::fatal!("{e}"),
     };
+    let prepared = prepare(&config);
     if wa.unprivileged && privilege::is_root() {
         // Login processes (pre-authentication protocol and TLS) run as
         // login_user, which can read neither the spool nor any mailbox.
@@ -160,20 +198,32 @@ pub fn start(program: &str) -> Worker {
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+    let drain = Arc::new(AtomicBool::new(false));
+    let on_hup = if STOP_ON_RELOAD.contains(&program) {
+        &stop
+    } else {
+        &drain
+    };
+    for (sig, flag) in [
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGHUP, on_hup),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(flag)) {
             crate::fatal!("cannot install signal handler: {e}");
         }
     }
     watch_master(Arc::clone(&stop));
     // Started: from now on a death is not a crash loop (master/src/lib.rs).
     crate::status::report(crate::status::Status::Available);
-    Worker {
+    let worker = Worker {
         config,
         service: wa.service,
         listener,
         stop,
-    }
+        drain,
+    };
+    (worker, prepared)
 }
 
 /// Why a worker has no listener to serve.
@@ -183,7 +233,7 @@ pub enum ListenError {
     NotFromMaster,
     #[error("bad POSTHORN_LISTEN_FD {0:?}")]
     BadFd(String),
-    #[error("a unix service has exactly one socket")]
+    #[error("a unix or hand-off service has exactly one socket")]
     UnixCount,
     #[error("listening socket from master: {0}")]
     Io(#[from] std::io::Error),
@@ -198,6 +248,10 @@ fn inherited_listener() -> Result<Listener, ListenError> {
     match std::env::var("POSTHORN_LISTEN_KIND").as_deref() {
         Ok("unix") => match fds.as_slice() {
             [fd] => Ok(Listener::Unix(privilege::inherited_unix_listener(*fd)?)),
+            _ => Err(ListenError::UnixCount),
+        },
+        Ok("handoff") => match fds.as_slice() {
+            [fd] => Ok(Listener::Handoff(privilege::inherited_unix_stream(*fd)?)),
             _ => Err(ListenError::UnixCount),
         },
         _ => Ok(Listener::Tcp(

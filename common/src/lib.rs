@@ -1,5 +1,5 @@
 //! posthorn's shared plumbing: configuration, spool, IPC, logging,
-//! privileges and the worker skeleton.
+//! privileges, TLS set-up and the worker skeleton.
 //!
 //! Each module's header says what it owns. The RFCs the suite implements and
 //! the crate owning each are listed in doc/rfc-index.md.
@@ -18,4 +18,5 @@ pub mod quota;
 pub mod server;
 pub mod spool;
 pub mod status;
+pub mod tls;
 pub mod users;

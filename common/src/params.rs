@@ -102,6 +102,18 @@ params! {
         "Reject a message (550 5.5.2) whose content (DATA or BDAT) contains a bare LF, one not preceded by CR, from clients outside mynetworks: such line ends are how SMTP smuggling hides a second message from a downstream server. A bare CR is accepted, as Postfix does. no: accept and pass them on unchanged.";
     "smtpd_vrfy_reply" = "252";
         "VRFY answers 252 2.0.0 (cannot verify, but will accept) with 252, or reports 502 5.5.1 (disabled) with 502.";
+    "smtpd_tls_cert_file" = "";
+        "The PEM file with smtpd's TLS certificate, followed by any intermediate certificates (the chain). Empty: no TLS. Read as root before smtpd drops privileges; a file that cannot be loaded is a configuration error. posthorn dev sets it to a certificate of its own CA.";
+    "smtpd_tls_key_file" = "$smtpd_tls_cert_file";
+        "The PEM file with the private key of smtpd_tls_cert_file (PKCS#8, PKCS#1 or SEC1). The default means: the key is in the certificate file. It must match the certificate.";
+    "smtpd_tls_security_level" = "may";
+        "none: no STARTTLS. may: STARTTLS is offered (RFC 3207) when smtpd_tls_cert_file is set. encrypt: it must be set, and MAIL, RCPT, DATA, BDAT and AUTH before STARTTLS get 530 5.7.0 (for submission; never on port 25, where senders may not have TLS).";
+    "smtpd_tls_wrappermode" = "no";
+        "yes: TLS from the first byte (implicit TLS, the smtps service on port 465, RFC 8314), with smtpd_tls_cert_file. Usually set per service in master.cf with -o.";
+    "mailbox_tls_cert_file" = "$smtpd_tls_cert_file";
+        "The PEM certificate file of the mailbox services (the POP3 and IMAP login processes; STLS, STARTTLS and their implicit-TLS ports). By default the same certificate as smtpd's.";
+    "mailbox_tls_key_file" = "$smtpd_tls_key_file";
+        "The private key of mailbox_tls_cert_file.";
     "default_process_limit" = "100";
         "The maxproc of master.cf entries whose maxproc column is '-'.";
     "queue_run_delay" = "300s";

@@ -3,10 +3,11 @@
 //! Owns dropping root for good (workers become mail_owner), switching the
 //! effective ids for one mailbox write (local delivery, Postfix's set_eugid),
 //! user look-ups, turning descriptors handed down by master back into
-//! sockets and pipes, and the *at()-style file access that a privileged
-//! process uses in directories a lesser account owns (`open_at`,
-//! `walk_dirs`, `make_dir_at`, `sync_dir`). Every unsafe block says why it is
-//! sound.
+//! sockets and pipes, passing a descriptor to another process over a Unix
+//! socket (`send_fd`, `recv_fd`: SCM_RIGHTS), and the *at()-style file
+//! access that a privileged process uses in directories a lesser account
+//! owns (`open_at`, `walk_dirs`, `make_dir_at`, `sync_dir`). Every unsafe
+//! block says why it is sound.
 //!
 //! Security: `drop_to` sets supplementary groups, gid, then uid, and checks that
 //! root cannot be regained. `as_user` is only for single-threaded processes
@@ -15,16 +16,18 @@
 //! `open_at` never follows a symbolic link in the last component; `walk_dirs`
 //! follows one only when both the link and the directory holding it belong
 //! to root (an administrator's `/home -> /data/home`), so nobody but root can
-//! redirect a privileged walk.
+//! redirect a privileged walk. `recv_fd` takes at most one descriptor per
+//! message, close-on-exec from the start (MSG_CMSG_CLOEXEC), and closes any
+//! others a peer sent along, so a peer cannot fill our descriptor table.
 
 #![allow(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -406,6 +409,109 @@ pub fn inherited_unix_listener(fd: RawFd) -> io::Result<UnixListener> {
     let l = unsafe { UnixListener::from_raw_fd(fd) };
     l.local_addr()?;
     Ok(l)
+}
+
+/// Take ownership of a connected Unix stream socket inherited from our
+/// parent (a hand-off socket, `Listener::Handoff`).
+pub fn inherited_unix_stream(fd: RawFd) -> io::Result<UnixStream> {
+    check_open(fd)?;
+    // SAFETY: as for inherited_tcp_listener.
+    let s = unsafe { UnixStream::from_raw_fd(fd) };
+    s.local_addr()?;
+    Ok(s)
+}
+
+/// Send `bytes` with the descriptor `fd` attached to their first byte
+/// (SCM_RIGHTS), all of them: what the first sendmsg did not take is
+/// written after it. Blocks as `sock` does (give it a write time-out).
+pub fn send_fd(sock: &UnixStream, bytes: &[u8], fd: BorrowedFd) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    if bytes.is_empty() {
+        // A descriptor travels with at least one byte of data.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "send_fd: no bytes to carry the descriptor",
+        ));
+    }
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let sent = loop {
+        match sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => break n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    };
+    let mut w = sock;
+    w.write_all(&bytes[sent..])
+}
+
+/// Most descriptors one message may carry on Linux (SCM_MAX_FD): room for
+/// all of them, so the control data is never truncated (a truncated message
+/// would leave descriptors installed that we could not see to close).
+const SCM_MAX_FD: usize = 253;
+
+/// One recvmsg(2): up to `buf.len()` bytes, and the descriptor that came
+/// with them if any (close-on-exec). A message with several descriptors
+/// gives the first; the others are closed. `(0, None)` is end of file.
+pub fn recv_fd(sock: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    recv_fd_from(sock.as_fd(), buf)
+}
+
+/// `recv_fd` on any Unix stream socket (a mio one, in the server skeleton).
+pub fn recv_fd_from(sock: BorrowedFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    };
+    let n = msg.bytes;
+    let mut got: Vec<OwnedFd> = Vec::new();
+    match msg.cmsgs() {
+        Ok(cmsgs) => {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    for fd in fds {
+                        // SAFETY: the kernel has just installed this
+                        // descriptor in our table for this message; nothing
+                        // else in the process knows its number, so the
+                        // OwnedFd is its only owner (and closes it).
+                        got.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+            }
+        }
+        // Truncated control data: the room above is for the most a message
+        // can carry, so only other control messages could be cut; the
+        // descriptors that did not fit were discarded by the kernel.
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "recv_fd: control data truncated",
+            ))
+        }
+    }
+    let mut fds = got.into_iter();
+    let first = fds.next();
+    // Extra descriptors are closed here (dropped).
+    drop(fds);
+    Ok((n, first))
 }
 
 /// Take ownership of the read end of master's liveness pipe.

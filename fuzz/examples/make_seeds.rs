@@ -218,6 +218,22 @@ fn main() {
     );
     let users = fs::read(root.join("etc/users")).expect("etc/users");
     put("users_file", "etc-users", &users);
+
+    // Hand-off frames as a sending process writes them: frames with an
+    // ipc message, an empty one, and one claiming too much.
+    let mut frames = Vec::new();
+    ipc::write_frame(&mut frames, &b"USER demo\r\nSTAT\r\n".to_vec()).expect("frame");
+    ipc::write_frame(&mut frames, &Vec::<u8>::new()).expect("frame");
+    put("handoff_frames", "two", &[&[0][..], &frames].concat());
+    put(
+        "handoff_frames",
+        "two-bytewise",
+        &[&[1][..], &frames].concat(),
+    );
+    let mut over = frames.clone();
+    over.extend_from_slice(&u32::MAX.to_le_bytes());
+    over.extend_from_slice(b"never read");
+    put("handoff_frames", "too-large", &[&[3][..], &over].concat());
 }
 
 /// What the client sends in a transcript: C: lines with CRLF, R: lines raw.
@@ -231,6 +247,9 @@ fn client_bytes(text: &str) -> Vec<u8> {
             out.extend_from_slice(b"\r\n");
         } else if let Some(r) = line.strip_prefix("R: ") {
             out.extend_from_slice(&unescape(r));
+        } else if line.starts_with("T: ") {
+            // The TLS handshake the transcript runner completes here.
+            out.extend_from_slice(posthorn_fuzz::TLS_MARK);
         }
     }
     out

@@ -11,7 +11,8 @@
 //! regression test (a `#[test]` in the crate that owns the parser).
 //!
 //! Standards: RFC 5321 2.3.8, 4.1.1.4, 4.2, 4.5.2 (the DATA oracle and the
-//! reply line shape); RFC 3030 2 (BDAT).
+//! reply line shape); RFC 3030 2 (BDAT); RFC 3207 5 (nothing after STARTTLS
+//! is answered in the clear).
 //!
 //! Security: every function here takes attacker-shaped bytes; a panic, an
 //! abort or a hang is a finding. Assertions state the property they guard.
@@ -28,7 +29,7 @@ use std::time::Duration;
 use common::addr::{self, Domains, Route};
 use common::config::Config;
 use common::spool::{Envelope, QueueFile};
-use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
+use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
 /// A harness: takes the fuzzer's bytes, panics on a finding.
@@ -45,7 +46,12 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("master_cf", master_cf),
     ("users_file", users_file),
     ("ipc_lines", ipc_lines),
+    ("handoff_frames", handoff_frames),
 ];
+
+/// In smtpd_session input: a TLS handshake ends here. What comes before it
+/// (since the last mark) is the clear text, what follows is under TLS.
+pub const TLS_MARK: &[u8] = b"\0TLS\0";
 
 /// Chunk lengths for feeding `len` bytes to a streaming parser. `seed` 0 is
 /// one chunk; otherwise lengths are 1..=seed, drawn from a small generator so
@@ -370,9 +376,11 @@ impl Sink for MemSink {
 /// long, and the messages queued.
 type SessionResult = (Vec<u8>, Vec<(usize, Duration)>, Vec<Vec<u8>>);
 
-/// One whole session over `input`, cut into `pieces`, driven as the event
-/// loop drives it (commits succeed, pauses are resumed at once).
-fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, pieces: Vec<&[u8]>) -> SessionResult {
+/// One whole session over `segments` (the input between TLS marks), each
+/// cut into pieces, driven as the event loop drives it (commits succeed,
+/// pauses are resumed at once; after `Step::StartTls` nothing more of the
+/// segment is fed, the handshake "succeeds" and the next segment follows).
+fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, segments: Vec<Vec<&[u8]>>) -> SessionResult {
     let mut policy = FuzzPolicy {
         domains: Domains {
             virtual_domains: vec!["example.test".into()],
@@ -390,25 +398,45 @@ fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, pieces: Vec<&[u8]>) -> Sessi
     s.greet();
     let mut out = std::mem::take(&mut s.out);
     let mut pauses = Vec::new();
-    'feed: for piece in pieces {
-        assert!(!s.busy());
-        let mut step = s.input(piece, &mut policy, &mut sink);
-        loop {
-            out.append(&mut s.out);
-            step = match step {
-                Step::Continue => break,
-                Step::Close => break 'feed,
-                Step::Commit => {
-                    let msg = sink.current.take().expect("commit with a message");
-                    sink.queued.push(msg);
-                    s.commit_done(Ok(format!("FUZZ{}", sink.n)), &mut policy, &mut sink)
-                }
-                Step::Pause(d) => {
-                    assert!(s.busy(), "not busy while paused");
-                    pauses.push((out.len(), d));
-                    s.resume(&mut policy, &mut sink)
-                }
-            };
+    let info = common::tls::TlsInfo {
+        protocol: "TLSv1.3".into(),
+        cipher: "TLS_AES_256_GCM_SHA384".into(),
+        bits: 256,
+    };
+    'feed: for pieces in segments {
+        let mut secured = false;
+        for piece in pieces {
+            assert!(!s.busy());
+            let mut step = s.input(piece, &mut policy, &mut sink);
+            loop {
+                out.append(&mut s.out);
+                step = match step {
+                    Step::Continue => break,
+                    Step::Close => break 'feed,
+                    Step::Commit => {
+                        let msg = sink.current.take().expect("commit with a message");
+                        sink.queued.push(msg);
+                        s.commit_done(Ok(format!("FUZZ{}", sink.n)), &mut policy, &mut sink)
+                    }
+                    Step::Pause(d) => {
+                        assert!(s.busy(), "not busy while paused");
+                        pauses.push((out.len(), d));
+                        s.resume(&mut policy, &mut sink)
+                    }
+                    Step::StartTls => {
+                        // RFC 3207 5: the 220 is the last thing said in the clear.
+                        assert!(
+                            out.ends_with(b"220 2.0.0 Ready to start TLS\r\n"),
+                            "output after STARTTLS in the clear"
+                        );
+                        secured = true;
+                        s.tls_secured(&info, &mut policy, &mut sink)
+                    }
+                };
+            }
+            if secured {
+                break; // the rest of this segment would be the TLS records
+            }
         }
     }
     s.disconnected("");
@@ -437,14 +465,25 @@ pub fn smtpd_session(data: &[u8]) {
         junk_command_limit: if knobs & 128 == 0 { 100 } else { 3 },
         vrfy_disabled: knobs & 8 != 0,
         forbid_bare_newline: knobs & 16 == 0,
+        starttls: if seed & 0x40 == 0 {
+            StartTlsOffer::Offered
+        } else {
+            StartTlsOffer::NoCertificate
+        },
+        tls_required: seed & 0x80 != 0,
     });
     let addr: IpAddr = if knobs & 32 == 0 {
         IpAddr::from([192, 0, 2, 1])
     } else {
         IpAddr::from([10, 0, 0, 1])
     };
-    let whole = session_run(&cfg, addr, vec![input]);
-    let split = session_run(&cfg, addr, chunks(*seed, input));
+    let segments = split_at_marks(input, TLS_MARK);
+    let whole = session_run(&cfg, addr, segments.iter().map(|s| vec![*s]).collect());
+    let split = session_run(
+        &cfg,
+        addr,
+        segments.iter().map(|s| chunks(*seed, s)).collect(),
+    );
     assert_eq!(
         String::from_utf8_lossy(&whole.0),
         String::from_utf8_lossy(&split.0),
@@ -453,6 +492,18 @@ pub fn smtpd_session(data: &[u8]) {
     assert_eq!(whole.1, split.1, "pauses depend on how input is split");
     assert_eq!(whole.2, split.2, "messages depend on how input is split");
     assert_reply_lines(&whole.0);
+}
+
+/// `data` cut at every `mark` (the marks dropped).
+fn split_at_marks<'a>(data: &'a [u8], mark: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(p) = rest.windows(mark.len()).position(|w| w == mark) {
+        out.push(&rest[..p]);
+        rest = &rest[p + mark.len()..];
+    }
+    out.push(rest);
+    out
 }
 
 /// A queue file's envelope: the bytes in a memory file (memfd), read by
@@ -595,13 +646,10 @@ pub fn ipc_lines(data: &[u8]) {
     assert_eq!(scan_whole, scan_split, "scan request depends on the split");
 
     // anvil: three peers take turns by piece; then all close.
-    let peer = Peer {
-        addr: None,
-        port: 0,
-    };
+    let peer = Peer::default();
     let mut svc = AnvilService::default();
     let mut conns: Vec<Option<_>> = (0..3)
-        .map(|_| Some(svc.open(peer, &mut Vec::new()).0))
+        .map(|_| Some(svc.open(peer.clone(), &mut Vec::new()).0))
         .collect();
     for (i, piece) in chunks(seed, data).into_iter().enumerate() {
         let slot = &mut conns[i % 3];
@@ -637,6 +685,49 @@ pub fn ipc_lines(data: &[u8]) {
             assert_eq!(Status::decode(&s.encode(pid)), Some((pid, s)));
         }
     }
+}
+
+/// Connections handed from one process to another (common::server::
+/// handoff): frames, a u32 length and the body, back to back on a stream
+/// whose sender is not trusted. The first byte picks the split. Checks: the
+/// same frames for any split; each frame is its length prefix and that many
+/// bytes, at most ipc::MAX_FRAME; a frame claiming more ends the stream
+/// before its body is read.
+pub fn handoff_frames(data: &[u8]) {
+    use common::server::handoff::FrameReader;
+    let Some((&seed, data)) = data.split_first() else {
+        return;
+    };
+    fn run<'a>(pieces: impl Iterator<Item = &'a [u8]>) -> (Vec<Vec<u8>>, bool) {
+        let mut r = FrameReader::default();
+        let mut frames = Vec::new();
+        for mut piece in pieces {
+            while !piece.is_empty() {
+                let n = r.want().min(piece.len());
+                match r.push(&piece[..n]) {
+                    Ok(Some(f)) => {
+                        let len = u32::from_le_bytes([f[0], f[1], f[2], f[3]]) as usize;
+                        assert_eq!(f.len(), 4 + len, "frame length");
+                        assert!(len <= common::ipc::MAX_FRAME);
+                        frames.push(f);
+                    }
+                    Ok(None) => {}
+                    Err(_) => return (frames, true),
+                }
+                piece = &piece[n..];
+            }
+        }
+        (frames, false)
+    }
+    let whole = run(std::iter::once(data));
+    let split = run(chunks(seed, data).into_iter());
+    assert_eq!(whole, split, "frames depend on the split");
+    let used: usize = whole.0.iter().map(Vec::len).sum();
+    assert_eq!(
+        &data[..used],
+        whole.0.concat().as_slice(),
+        "frames are the stream"
+    );
 }
 
 #[cfg(test)]

@@ -19,9 +19,14 @@
 //!
 //! Reload: main.cf and master.cf are read again (a bad file is logged and the
 //! old configuration kept); sockets of unchanged services stay open, so no
-//! connection is refused; every old worker gets SIGTERM and finishes what it
-//! is doing. New workers start at once, except qmgr: the new one starts when
-//! the old one has exited (one qmgr owns active/ at a time).
+//! connection is refused; every old worker gets SIGHUP: a worker on the
+//! server skeleton stops accepting and serves its open connections until
+//! they end by themselves (so no session is cut, and a TLS session keeps
+//! the certificate it began with), while the new workers, with the new
+//! configuration, take the new connections. qmgr, anvil, auth and local treat
+//! SIGHUP as SIGTERM (common::daemon::STOP_ON_RELOAD). New workers start at
+//! once, except qmgr: the new one starts when the old one has exited (one
+//! qmgr owns active/ at a time).
 //!
 //! Parameters: queue_directory, pid_directory, daemon_directory, mail_owner,
 //! setgid_group, inet_interfaces, inet_protocols, default_process_limit.
@@ -844,8 +849,9 @@ fn reload(
             let _ = fs::remove_file(path);
         }
     }
+    // Drain, not stop (see the header): sessions finish on the old workers.
     for pid in procs.keys() {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGHUP);
     }
     // Every running process is now of an old generation.
     for p in procs.values_mut() {

@@ -148,6 +148,9 @@ fn run(
         &limits,
         &mut LocalCounter::default(),
         stop,
+        // Never drains: a reload stops qmgr (daemon::STOP_ON_RELOAD), and
+        // the new one starts when this one has gone.
+        stop,
     )?;
     info!("stopping with {} deliveries in flight", q.in_flight);
     Ok(())

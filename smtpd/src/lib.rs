@@ -1,10 +1,14 @@
 //! posthorn-smtpd: the SMTP server.
 //!
-//! Serves master.cf inet services (port 25 for MX; submission and SMTPS come
-//! with their own issue) with ESMTP: EHLO/HELO, MAIL, RCPT, DATA, BDAT, RSET,
-//! NOOP, QUIT, VRFY, HELP and the extensions PIPELINING, SIZE, 8BITMIME,
-//! ENHANCEDSTATUSCODES, SMTPUTF8 and CHUNKING. One process serves many
-//! connections (mio). Accepted mail is queued in incoming/ and qmgr is woken.
+//! Serves master.cf inet services (port 25 for MX; submission comes with its
+//! own issue; `-o smtpd_tls_wrappermode=yes` makes a port 465 service) with
+//! ESMTP: EHLO/HELO, MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT, VRFY, HELP,
+//! STARTTLS and the extensions PIPELINING, SIZE, 8BITMIME,
+//! ENHANCEDSTATUSCODES, SMTPUTF8, CHUNKING and STARTTLS. One process serves
+//! many connections (mio). Accepted mail is queued in incoming/ and qmgr is
+//! woken. The certificate and key are read before privileges are dropped
+//! (daemon::start_with); a reload (SIGHUP) lets sessions finish while new
+//! processes serve new connections with the new certificate.
 //!
 //! Layout: session.rs (protocol state machine, no I/O), policy.rs (who may
 //! send to whom), server.rs (the event loop and durable commits).
@@ -16,11 +20,14 @@
 //! smtpd_client_connection_count_limit, smtpd_max_connections,
 //! smtpd_vrfy_reply, smtpd_forbid_bare_newline, mynetworks,
 //! virtual_mailbox_domains, virtual_mailbox_maps, mydestination,
-//! recipient_delimiter, queue_directory.
+//! recipient_delimiter, queue_directory, smtpd_tls_cert_file,
+//! smtpd_tls_key_file, smtpd_tls_security_level, smtpd_tls_wrappermode.
 //!
 //! Diagnostics: Postfix's lines: `connect from`, `ID: client=`, `NOQUEUE:
 //! reject: RCPT from ...`, `disconnect from ... commands=N`, `timeout after X`,
-//! `lost connection after X`.
+//! `lost connection after X`, `Anonymous TLS connection established from
+//! ...`; a certificate that cannot be loaded is a configuration error naming
+//! the file.
 
 pub mod policy;
 mod server;
@@ -29,11 +36,13 @@ pub mod session;
 use std::sync::Arc;
 
 use common::addr::Domains;
+use common::config::Config;
 use common::daemon::{self, Listener};
 use common::net::Networks;
 use common::server::anvil::AnvilCounter;
 use common::server::{Limits, Server};
 use common::spool::Spool;
+use common::tls::{self, TlsSetup};
 use common::users::UserTable;
 
 /// Threads that fsync queue files.
@@ -41,7 +50,7 @@ const POOL_THREADS: usize = 4;
 
 /// The program's entry point (posthorn-smtpd).
 pub fn main() {
-    let worker = daemon::start("smtpd");
+    let (worker, tls) = daemon::start_with("smtpd", load_tls);
     let cfg = &worker.config;
     let smtp = match session::SmtpConfig::from_config(cfg) {
         Ok(s) => Arc::new(s),
@@ -75,16 +84,54 @@ pub fn main() {
     };
     let spool = Spool::new(cfg.queue_dir());
     let mut counter = AnvilCounter::new(spool.private("anvil"), &worker.service);
-    let daemon::Worker { listener, stop, .. } = worker;
+    let daemon::Worker {
+        listener,
+        stop,
+        drain,
+        ..
+    } = worker;
     if !matches!(listener, Listener::Tcp(_)) {
         common::config_fatal!("smtpd must be an inet service in master.cf");
     }
-    let server = match Server::new(POOL_THREADS) {
+    let mut server = match Server::new(POOL_THREADS) {
         Ok(s) => s,
         Err(e) => common::fatal!("{e}"),
     };
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
     let mut smtpd = server::Smtpd::new(smtp, policy, spool, server.pool().spawner());
-    if let Err(e) = server.run(listener, &mut smtpd, &limits, &mut counter, &stop) {
+    if let Err(e) = server.run(listener, &mut smtpd, &limits, &mut counter, &stop, &drain) {
         common::fatal!("{e}");
+    }
+}
+
+/// The certificate and key, read while still root: None when TLS is off
+/// (level none) or not configured (level may without a certificate).
+fn load_tls(cfg: &Config) -> Option<TlsSetup> {
+    let level = match cfg.one_of("smtpd_tls_security_level", &["none", "may", "encrypt"]) {
+        Ok(l) => l,
+        Err(e) => common::config_fatal!("{e}"),
+    };
+    let wrapper = match cfg.bool("smtpd_tls_wrappermode") {
+        Ok(w) => w,
+        Err(e) => common::config_fatal!("{e}"),
+    };
+    if level == "none" && !wrapper {
+        return None;
+    }
+    match tls::from_params(cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file") {
+        Ok(Some(config)) => Some(TlsSetup {
+            config,
+            implicit: wrapper,
+        }),
+        Ok(None) if wrapper => {
+            common::config_fatal!("smtpd_tls_wrappermode = yes needs smtpd_tls_cert_file")
+        }
+        Ok(None) if level == "encrypt" => {
+            common::config_fatal!("smtpd_tls_security_level = encrypt needs smtpd_tls_cert_file")
+        }
+        Ok(None) => None,
+        Err(e) => common::config_fatal!("smtpd_tls_cert_file/smtpd_tls_key_file: {e}"),
     }
 }

@@ -5,7 +5,9 @@
 //! sink, the commit job that makes a message durable (fsync file, rename,
 //! fsync directory) on a pool thread, the reserve of empty queue files kept
 //! ready so file creation stays off the event loop, and waking qmgr once per
-//! loop round after commits, with the ids committed.
+//! loop round after commits, with the ids committed. STARTTLS and implicit
+//! TLS are the skeleton's (`Next::StartTls`, `Service::tls_ready`); the
+//! session decides and logs.
 //!
 //! Durability: a session gets its `250 Ok: queued as` only after the commit
 //! job reports success; a failure gets `452 4.3.1`. A lost wake-up only
@@ -22,6 +24,7 @@ use std::time::Duration;
 use common::info;
 use common::server::{Next, Peer, Refusal, Service, Spawner};
 use common::spool::{Envelope, QueueWriter, Reserved, Spool};
+use common::tls::TlsInfo;
 use mio::Token;
 use proto::smtp::Reply;
 
@@ -175,6 +178,7 @@ impl Smtpd {
             Step::Continue => Next::Continue,
             Step::Close => Next::Close,
             Step::Pause(d) => Next::Pause(d),
+            Step::StartTls => Next::StartTls,
             Step::Commit => match c.sink.writer.take() {
                 Some(writer) => {
                     Next::Run(Box::new(move || writer.commit().map(|id| id.to_string())))
@@ -201,9 +205,10 @@ impl Service for Smtpd {
     }
 
     fn refuse(&mut self, peer: Peer, why: Refusal, out: &mut Vec<u8>) -> Conn {
+        let addr = peer.addr;
         let mut c = self.conn(peer);
         let host = &self.cfg.myhostname;
-        let reply = match (why, peer.addr) {
+        let reply = match (why, addr) {
             (Refusal::TooManyFromClient, Some(ip)) => Reply::new(
                 421,
                 Some("4.7.0"),
@@ -237,6 +242,11 @@ impl Service for Smtpd {
 
     fn resume(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<Committed> {
         let step = c.session.resume(&mut self.policy, &mut c.sink);
+        self.next(c, step, out)
+    }
+
+    fn tls_ready(&mut self, c: &mut Conn, info: &TlsInfo, out: &mut Vec<u8>) -> Next<Committed> {
+        let step = c.session.tls_secured(info, &mut self.policy, &mut c.sink);
         self.next(c, step, out)
     }
 

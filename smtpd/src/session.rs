@@ -12,7 +12,9 @@
 //! Standards: RFC 5321 (3.3 mail transactions, 4.1.1 commands, 4.1.3
 //! address literals, 4.1.4 order, 4.4 trace information, 4.5.1 postmaster,
 //! 4.5.3.1 limits), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
-//! (CHUNKING), RFC 6531 (SMTPUTF8), RFC 2034 / 3463.
+//! (CHUNKING), RFC 6531 (SMTPUTF8), RFC 2034 / 3463, RFC 3207 (STARTTLS:
+//! the TLS itself is the caller's, `Step::StartTls` then `tls_secured`),
+//! RFC 3848 (ESMTPS in Received:).
 //!
 //! Security: input is bounded (command lines by LineBuffer, messages by
 //! message_size_limit while streaming, recipients by smtpd_recipient_limit
@@ -22,11 +24,15 @@
 //! from outside mynetworks is refused, so SMTP smuggling cannot split one
 //! message into two here or downstream. Past smtpd_soft_error_limit errors
 //! each error reply is held back by smtpd_error_sleep_time (Postfix's
-//! tarpit), without blocking the process.
+//! tarpit), without blocking the process. Every byte after a STARTTLS
+//! line is discarded (RFC 3207 5, CVE-2011-0411), and everything learnt
+//! before TLS is forgotten after it (RFC 3207 4.2).
 //!
 //! Diagnostics: NOQUEUE reject lines in Postfix's shape (fail2ban filters
-//! match them), `ID: client=...`, and the `disconnect from ... commands=N`
-//! summary, all through `log`.
+//! match them), `ID: client=...`, `Anonymous TLS connection established
+//! from ...: TLSv1.3 with cipher ...`, `improper command pipelining after
+//! STARTTLS from ...`, and the `disconnect from ... commands=N` summary,
+//! all through `log`.
 
 use std::io;
 use std::net::IpAddr;
@@ -34,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::spool::Envelope;
+use common::tls::TlsInfo;
 use common::{info, warning};
 use proto::smtp::{
     self, BareLfScan, BdatReceiver, Body, Command, DataReceiver, Extensions, LineBuffer, Reply,
@@ -55,12 +62,28 @@ pub struct SmtpConfig {
     pub junk_command_limit: u32,
     pub vrfy_disabled: bool,
     pub forbid_bare_newline: bool,
+    /// STARTTLS: offered, refused, or not a command here.
+    pub starttls: StartTlsOffer,
+    /// smtpd_tls_security_level = encrypt: no mail before TLS.
+    pub tls_required: bool,
+}
+
+/// What STARTTLS does (smtpd_tls_security_level, smtpd_tls_cert_file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTlsOffer {
+    /// Level `none`: not a command (502), never advertised.
+    Off,
+    /// TLS wanted but no certificate set: 454, not advertised.
+    NoCertificate,
+    /// Advertised in EHLO until TLS is active.
+    Offered,
 }
 
 impl SmtpConfig {
     pub fn from_config(
         cfg: &common::config::Config,
     ) -> Result<SmtpConfig, common::config::ConfigError> {
+        let level = cfg.one_of("smtpd_tls_security_level", &["none", "may", "encrypt"])?;
         Ok(SmtpConfig {
             myhostname: cfg.get("myhostname"),
             banner: cfg.get("smtpd_banner"),
@@ -74,6 +97,15 @@ impl SmtpConfig {
             junk_command_limit: u32_param(cfg, "smtpd_junk_command_limit")?,
             vrfy_disabled: cfg.get("smtpd_vrfy_reply").trim() == "502",
             forbid_bare_newline: cfg.bool("smtpd_forbid_bare_newline")?,
+            starttls: match (
+                level.as_str(),
+                cfg.get("smtpd_tls_cert_file").trim().is_empty(),
+            ) {
+                ("none", _) => StartTlsOffer::Off,
+                (_, true) => StartTlsOffer::NoCertificate,
+                _ => StartTlsOffer::Offered,
+            },
+            tls_required: level == "encrypt",
         })
     }
 }
@@ -123,6 +155,10 @@ pub enum Step {
     /// rest of its input, as after `Commit`. Hold back everything in `out`
     /// and read nothing for this long, then call `resume`.
     Pause(Duration),
+    /// STARTTLS was accepted: send `out` (the 220) in the clear, then do
+    /// the TLS handshake and call `tls_secured`. Input after the STARTTLS
+    /// line was discarded; feed nothing before `tls_secured`.
+    StartTls,
 }
 
 /// The connecting client.
@@ -238,6 +274,10 @@ pub struct Session {
     waiting_commit: bool,
     /// A delay was asked for (`Step::Pause`) and `resume` not called yet.
     pause: Option<Duration>,
+    /// STARTTLS accepted, `tls_secured` not called yet.
+    tls_wait: bool,
+    /// TLS is active: what it negotiated.
+    tls: Option<TlsInfo>,
     closing: bool,
     last_verb: &'static str,
     counters: Counters,
@@ -260,6 +300,8 @@ impl Session {
             bdat_failed: false,
             waiting_commit: false,
             pause: None,
+            tls_wait: false,
+            tls: None,
             closing: false,
             last_verb: "CONNECT",
             counters: Counters::default(),
@@ -285,7 +327,34 @@ impl Session {
     /// Is the session waiting for a commit or a pause to end (don't feed
     /// input)?
     pub fn busy(&self) -> bool {
-        self.waiting_commit || self.pause.is_some()
+        self.waiting_commit || self.pause.is_some() || self.tls_wait
+    }
+
+    /// TLS is active (after STARTTLS, or from the first byte).
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The TLS handshake finished (after `Step::StartTls`, or at once on
+    /// an implicit-TLS port). RFC 3207 4.2: the session starts over; the
+    /// client must say EHLO again.
+    pub fn tls_secured(
+        &mut self,
+        info: &TlsInfo,
+        policy: &mut dyn Policy,
+        sink: &mut dyn Sink,
+    ) -> Step {
+        self.tls_wait = false;
+        info!(
+            "Anonymous TLS connection established from {}: {info}",
+            self.client.label()
+        );
+        self.tls = Some(info.clone());
+        self.reset(sink);
+        self.helo = None;
+        self.esmtp = false;
+        self.lines = LineBuffer::new(smtp::MAX_COMMAND_LINE);
+        self.process(policy, sink)
     }
 
     /// The last command, for "lost connection after X" and time-outs.
@@ -339,6 +408,10 @@ impl Session {
     pub fn input(&mut self, data: &[u8], policy: &mut dyn Policy, sink: &mut dyn Sink) -> Step {
         if self.closing {
             return Step::Close;
+        }
+        if self.tls_wait {
+            // RFC 3207 5: nothing sent in the clear after STARTTLS counts.
+            return Step::StartTls;
         }
         if self.busy() {
             self.lines.push(data);
@@ -419,6 +492,9 @@ impl Session {
             }
             if let Some(d) = self.pause {
                 return Step::Pause(d);
+            }
+            if self.tls_wait {
+                return Step::StartTls;
             }
             if !matches!(self.mode, Mode::Command) {
                 let pending = self.lines.take_buffered();
@@ -550,6 +626,14 @@ impl Session {
                 self.esmtp = true;
                 let mut lines = vec![self.cfg.myhostname.clone()];
                 lines.extend(smtp::ehlo_keywords(self.cfg.size_limit));
+                if self.cfg.starttls == StartTlsOffer::Offered && self.tls.is_none() {
+                    // RFC 3207 4; where Postfix lists it, after SIZE.
+                    let at = lines
+                        .iter()
+                        .position(|l| l.starts_with("SIZE"))
+                        .map_or(lines.len(), |i| i + 1);
+                    lines.insert(at, "STARTTLS".to_string());
+                }
                 self.reply(Reply::multi(250, None, lines));
                 Ok(false)
             }
@@ -561,6 +645,7 @@ impl Session {
                 Ok(false)
             }
             Command::Mail { from, params } => {
+                self.need_tls()?;
                 if self.helo.is_none() {
                     return Err(bad_seq("send HELO/EHLO first"));
                 }
@@ -602,6 +687,7 @@ impl Session {
                 Ok(false)
             }
             Command::Rcpt { to, .. } => {
+                self.need_tls()?;
                 if self.tx.from.is_none() {
                     return Err(bad_seq("need MAIL command"));
                 }
@@ -727,20 +813,68 @@ impl Session {
                 ));
                 Ok(false)
             }
-            Command::StartTls => Err(Reply::new(
+            Command::StartTls => self.starttls(),
+            Command::Auth { .. } => {
+                self.need_tls()?;
+                Err(Reply::new(
+                    503,
+                    Some("5.5.1"),
+                    "Error: authentication not enabled",
+                ))
+            }
+        }
+    }
+
+    /// STARTTLS (RFC 3207 4), with Postfix's replies.
+    fn starttls(&mut self) -> Result<bool, Reply> {
+        if self.tls.is_some() {
+            return Err(Reply::new(554, Some("5.5.1"), "Error: TLS already active"));
+        }
+        match self.cfg.starttls {
+            StartTlsOffer::Off => Err(Reply::new(
                 502,
                 Some("5.5.1"),
                 "Error: command not implemented",
             )),
-            Command::Auth { .. } => Err(Reply::new(
-                503,
-                Some("5.5.1"),
-                "Error: authentication not enabled",
+            StartTlsOffer::NoCertificate => Err(Reply::new(
+                454,
+                Some("4.7.0"),
+                "TLS not available due to local problem",
             )),
+            StartTlsOffer::Offered => {
+                self.reply(Reply::new(220, Some("2.0.0"), "Ready to start TLS"));
+                // RFC 3207 5 (CVE-2011-0411): whatever came after the
+                // command in the clear could have been injected by a man
+                // in the middle; it must not run under TLS.
+                let rest = self.lines.take_buffered();
+                if !rest.is_empty() {
+                    info!(
+                        "improper command pipelining after STARTTLS from {}: {}",
+                        self.client.label(),
+                        printable(&rest, 100)
+                    );
+                }
+                self.lines = LineBuffer::new(smtp::MAX_COMMAND_LINE);
+                self.tls_wait = true;
+                Ok(false)
+            }
         }
     }
 
+    /// smtpd_tls_security_level = encrypt: mail only under TLS.
+    fn need_tls(&self) -> Result<(), Reply> {
+        if self.cfg.tls_required && self.tls.is_none() {
+            return Err(Reply::new(
+                530,
+                Some("5.7.0"),
+                "Must issue a STARTTLS command first",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_can_send(&self) -> Result<(), Reply> {
+        self.need_tls()?;
         if self.tx.from.is_none() {
             return Err(Reply::new(503, Some("5.5.1"), "Error: need MAIL command"));
         }
@@ -752,10 +886,14 @@ impl Session {
 
     /// Open the queue file and write the Received: header.
     fn begin_message(&mut self, sink: &mut dyn Sink) -> Result<(), Reply> {
-        let proto = match (self.esmtp, self.tx.smtputf8) {
-            (false, _) => "SMTP",
-            (true, false) => "ESMTP",
-            (true, true) => "UTF8ESMTP",
+        // RFC 3848 (ESMTPS), RFC 6531 3.7.3 (UTF8SMTPS).
+        let proto = match (self.esmtp, self.tx.smtputf8, self.tls.is_some()) {
+            (false, _, false) => "SMTP",
+            (false, _, true) => "SMTPS",
+            (true, false, false) => "ESMTP",
+            (true, false, true) => "ESMTPS",
+            (true, true, false) => "UTF8ESMTP",
+            (true, true, true) => "UTF8SMTPS",
         };
         let helo = self.helo.clone().unwrap_or_default();
         let env = Envelope {
@@ -791,13 +929,19 @@ impl Session {
             .unwrap_or_default()
             .as_secs();
         let mut h = format!(
-            "Received: from {} ({} {})\r\n\tby {} ({}) with {proto} id {id}",
+            "Received: from {} ({} {})\r\n",
             header_safe(&helo),
             self.client.name,
             address_literal(self.client.addr),
-            self.cfg.myhostname,
-            self.cfg.mail_name,
         );
+        if let Some(tls) = &self.tls {
+            // Postfix's comment: what TLS protected the message with.
+            h.push_str(&format!("\t(using {tls})\r\n"));
+        }
+        h.push_str(&format!(
+            "\tby {} ({}) with {proto} id {id}",
+            self.cfg.myhostname, self.cfg.mail_name,
+        ));
         if let [one] = self.tx.rcpts.as_slice() {
             h.push_str(&format!("\r\n\tfor <{}>", header_safe(one)));
         }
@@ -970,6 +1114,21 @@ fn address_literal(addr: Option<IpAddr>) -> String {
         },
         None => "[local]".into(),
     }
+}
+
+/// Client bytes for a log line: at most `max`, controls and non-ASCII as `?`
+/// (Postfix's printable()).
+fn printable(b: &[u8], max: usize) -> String {
+    b.iter()
+        .take(max)
+        .map(|&c| {
+            if c.is_ascii_graphic() || c == b' ' {
+                c as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// Text from the client placed in a header: no line breaks, bounded.

@@ -22,7 +22,12 @@
 //! after the Received: header (escapes as in R:), `H:` its Received: header
 //! (escapes, trailing `*`), `E:` its envelope recipients (separated by
 //! spaces). `X:` says the session is closed. `@commit-fail` makes the next
-//! commit fail as a full disk would.
+//! commit fail as a full disk would. `T: INFO` is the end of a TLS handshake
+//! (INFO as common::tls::TlsInfo displays it): the session must have asked
+//! for it (`Step::StartTls`) since the last `T:`; until then the runner
+//! feeds nothing more, as the event loop reads nothing more in the clear
+//! (the rest of a piece sent with STARTTLS is never fed byte by byte, and
+//! must be discarded by the session when fed whole).
 //!
 //! Every transcript runs twice: once with each client piece in one call,
 //! once byte by byte, and both runs must give the same server lines and
@@ -39,6 +44,7 @@ use common::addr::Domains;
 use common::config::{Config, ConfigError};
 use common::net::Networks;
 use common::spool::Envelope;
+use common::tls::TlsInfo;
 use common::users::UserTable;
 use posthorn_smtpd::policy::AccessPolicy;
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
@@ -227,14 +233,22 @@ struct Run {
     policy: AccessPolicy,
     fail_next_commit: bool,
     closed: bool,
+    /// The session asked for TLS (`Step::StartTls`) and has not had it.
+    starttls: bool,
     /// Server lines and pause marks taken from the session so far.
     got: Vec<String>,
 }
 
 impl Run {
     fn feed(&mut self, input: &[u8], bytewise: bool) {
+        if self.starttls {
+            return; // the event loop reads nothing in the clear now
+        }
         if bytewise {
             for b in input {
+                if self.starttls {
+                    break;
+                }
                 let step =
                     self.session
                         .input(std::slice::from_ref(b), &mut self.policy, &mut self.sink);
@@ -272,6 +286,10 @@ impl Run {
                 }
                 Step::Close => {
                     self.closed = true;
+                    return;
+                }
+                Step::StartTls => {
+                    self.starttls = true;
                     return;
                 }
                 Step::Continue => return,
@@ -397,6 +415,7 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
         policy,
         fail_next_commit: false,
         closed: false,
+        starttls: false,
         got: Vec::new(),
     };
     run.session.greet();
@@ -503,6 +522,17 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
             let rcpts = &run.last_queued(&where_(n)).rcpts;
             let want: Vec<&str> = e.split(' ').filter(|s| !s.is_empty()).collect();
             assert_eq!(rcpts, &want, "{}: envelope recipients", where_(n));
+        } else if let Some(t) = line.strip_prefix("T: ") {
+            flush(&mut run, &mut pending);
+            check(&mut run, &mut expected, &mut transcript);
+            assert!(run.starttls, "{}: TLS without STARTTLS", where_(n));
+            run.starttls = false;
+            let info = tls_info(t).unwrap_or_else(|| panic!("{}: bad T: line", where_(n)));
+            let step = run
+                .session
+                .tls_secured(&info, &mut run.policy, &mut run.sink);
+            run.after(step);
+            transcript.push(format!("T: {t}"));
         } else if *line == "X:" {
             flush(&mut run, &mut pending);
             check(&mut run, &mut expected, &mut transcript);
@@ -516,6 +546,19 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
     flush(&mut run, &mut pending);
     check(&mut run, &mut expected, &mut transcript);
     Ok(transcript)
+}
+
+/// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)`.
+fn tls_info(t: &str) -> Option<TlsInfo> {
+    let (protocol, rest) = t.split_once(" with cipher ")?;
+    let (cipher, bits) = rest.split_once(" (")?;
+    let bits = bits.split_once('/')?.0.parse().ok()?;
+    let info = TlsInfo {
+        protocol: protocol.to_string(),
+        cipher: cipher.to_string(),
+        bits,
+    };
+    (info.to_string() == t).then_some(info)
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod harness;
 mod pop3;
 mod privsep;
 mod skeleton;
+mod tls;
 
 use std::io::Read;
 use std::process::Command;

@@ -1,50 +1,78 @@
-//! The server skeleton every daemon with connections runs on (smtpd now;
-//! imapd, pop3d, submission and auth later): Postfix's multi_server and
-//! Dovecot's master_service in one mio loop.
+//! The server skeleton every daemon with connections runs on (smtpd, anvil,
+//! qmgr's wake-ups now; imapd, pop3d and their login processes, submission
+//! and auth next): Postfix's multi_server and Dovecot's master_service in
+//! one mio loop.
 //!
-//! Owns: accepting on the sockets master handed down (TCP or Unix), one
-//! `Service` call per event (bytes in, bytes out, and a `Next` saying what the
-//! loop must do), per-client and per-process connection limits (counted
-//! across processes through anvil when it runs), idle and total time-outs,
-//! back-pressure on clients that do not read their replies, pauses (error
-//! sleep) that hold both input and output, blocking work on the shared
-//! `Pool`, graceful stop on SIGTERM or when master goes away, and status
-//! reports to master (available, busy, served N).
+//! Owns: accepting on the sockets master handed down (TCP or Unix) or
+//! receiving connections another process hands over (`Listener::Handoff`),
+//! one `Service` call per event (bytes in, bytes out, and a `Next` saying
+//! what the loop must do), TLS on a connection (implicit from the first
+//! byte, or after `Next::StartTls`), streaming output (`Next::Produce`),
+//! handing a connection to another process (`Next::HandOff`, relaying a TLS
+//! connection's plaintext), per-client and per-process connection limits
+//! (counted across processes through anvil when it runs), idle and total
+//! time-outs, back-pressure on clients that do not read their replies,
+//! pauses (error sleep) that hold both input and output, blocking work on
+//! the shared `Pool`, graceful stop on SIGTERM or when master goes away,
+//! draining on SIGHUP (reload: stop accepting, serve the connections there
+//! are until they end), and status reports to master (available, busy,
+//! served N).
 //!
 //! Does not own the protocol: a `Service` is sans-I/O. It never sees a
 //! socket, only bytes, so it is tested with transcripts.
 //!
-//! TLS: a connection's byte stream is a `Transport`; STARTTLS/STLS and
-//! implicit TLS will add a rustls variant there, and a `Next::StartTls` step,
-//! without changing any `Service`.
+//! Layout: this file has the API and the loop's rounds; conns.rs the
+//! connection table and what happens to one connection; transport.rs the
+//! byte stream (plain or TLS); handoff.rs sending and receiving
+//! connections; relay.rs the relay of a handed-off TLS connection.
+//!
+//! Standards: RFC 3207 5 and RFC 2595 4 (nothing read in the clear after
+//! STARTTLS/STLS is used under TLS, CVE-2011-0411); TLS itself is rustls's
+//! (common::tls).
 //!
 //! Security: every buffer is bounded: reads go through one 64 KiB buffer,
-//! a session whose unsent output passes `Limits::out_high` is not read from,
-//! and a service bounds its own input (line lengths, message sizes).
+//! a session whose unsent output passes `Limits::out_high` is not read from
+//! (TLS records waiting to be sent are bounded by rustls), a streaming
+//! service is asked for more only when its client has taken most of what
+//! was sent, a relay holds at most 64 KiB in each direction, hand-off
+//! frames are bounded by ipc::MAX_FRAME, and a service bounds its own input
+//! (line lengths, message sizes).
 //!
-//! Diagnostics: `accept:`/`register:` warnings; the daemon logs the rest
-//! through its `Service` (connect, disconnect, time-outs).
+//! Diagnostics: `accept:`/`register:` warnings; `SSL_accept error from
+//! CLIENT: REASON` (info) when a TLS handshake fails, `TLS error from
+//! CLIENT: REASON` after it; hand-off failures as warnings; the daemon logs
+//! the rest through its `Service` (connect, disconnect, time-outs).
 
 pub mod anvil;
+mod conns;
+pub mod handoff;
 pub mod pool;
+mod relay;
+mod transport;
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token, Waker};
 
 use crate::daemon::Listener;
 use crate::status::{self, Status};
-use crate::warning;
+use crate::tls::{TlsInfo, TlsSetup};
+
+use conns::{Acceptor, Loop};
 
 pub use pool::{Job, Pool, PoolGone, Spawner};
 
 const WAKER: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 64;
+/// Connection tokens are below this; a relay's second socket has its
+/// connection's token with this bit set.
+const RELAY_BIT: usize = 1 << (usize::BITS - 2);
 /// How often the loop looks at time-outs and the stop flag when idle.
 const TICK: Duration = Duration::from_secs(1);
 /// After a stop, sessions in the middle of something get this long.
@@ -61,15 +89,53 @@ pub enum Next<R> {
     Pause(Duration),
     /// Run this on the pool and read nothing until `done` has its result.
     Run(Job<R>),
+    /// STARTTLS/STLS was accepted: its reply is in `out`. The loop sends
+    /// `out` in the clear, then starts the TLS handshake on the connection,
+    /// and calls `tls_ready` when it is done (or closes the connection,
+    /// `closed(lost=true)`, when it fails).
+    ///
+    /// The loop reads nothing more in the clear. Input that arrived in the
+    /// same read as the command, after it, is already the service's: it
+    /// must discard it (RFC 3207 5, RFC 2595 4: a man in the middle could
+    /// have injected commands there that would otherwise run as if they
+    /// came under TLS, CVE-2011-0411).
+    StartTls,
+    /// More output is coming: the loop calls `produce` once the client has
+    /// taken most of what is in `out` (below a quarter of
+    /// `Limits::out_high`), and reads no input from this connection until
+    /// a call returns something other than `Produce` (pipelined commands
+    /// wait in the socket). For output too large to hold at once (a POP3
+    /// RETR, an IMAP FETCH of a big message), in pieces of about 64 KiB.
+    Produce,
+    /// Hand the connection to another process over `to`; the session is
+    /// over here. After `out` has been sent, `closed(c, false)` is called
+    /// and the connection leaves the counters. A plain connection's socket
+    /// is sent with `frame` (one common::ipc frame, length prefix included,
+    /// as ipc::write_frame makes it: the receiver gets exactly these bytes
+    /// in `Peer::handoff`) in one message, and this process closes its
+    /// copy. A TLS connection cannot move: one end of a new socketpair is
+    /// sent instead, and this process relays between the TLS stream and the
+    /// other end until either side closes. `to` is dropped after the send.
+    /// The service puts any input it has not used (pipelined commands) in
+    /// `frame`.
+    HandOff { to: UnixStream, frame: Vec<u8> },
 }
 
 /// Who connected.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Peer {
     /// The client's address (None on a Unix socket).
     pub addr: Option<IpAddr>,
     /// The local port it connected to (0 on a Unix socket).
     pub port: u16,
+    /// TLS from the first byte (implicit TLS): the greeting may be written
+    /// in `open` (it is sent when the handshake is done), and `tls_ready`
+    /// follows.
+    pub tls: bool,
+    /// The connection was handed over by another process
+    /// (`Listener::Handoff`) with this frame (length prefix included; decode
+    /// it with common::ipc::read_frame).
+    pub handoff: Option<Vec<u8>>,
 }
 
 /// Why a connection is refused at once.
@@ -93,10 +159,37 @@ pub trait Service {
     fn refuse(&mut self, peer: Peer, why: Refusal, out: &mut Vec<u8>) -> Self::Conn;
     /// Bytes from the client.
     fn input(&mut self, c: &mut Self::Conn, data: &[u8], out: &mut Vec<u8>) -> Next<Self::Done>;
+    /// A peer on a Unix socket sent a descriptor (SCM_RIGHTS), e.g. a login
+    /// process handing over a client: called just before `input` with the
+    /// bytes it came with (the kernel attaches it to the first byte of what
+    /// its sender sent with it; bytes sent earlier may come first in that
+    /// same `input`). The default closes it with a warning; a service that
+    /// expects none need not care. Several in one message: only the first
+    /// arrives, the others are closed.
+    fn received_fd(&mut self, _c: &mut Self::Conn, fd: std::os::fd::OwnedFd) {
+        crate::warning!("a peer sent a descriptor this service does not take; closed");
+        drop(fd);
+    }
     /// A `Next::Run` job of this connection finished.
     fn done(&mut self, c: &mut Self::Conn, r: Self::Done, out: &mut Vec<u8>) -> Next<Self::Done>;
     /// A `Next::Pause` is over.
     fn resume(&mut self, c: &mut Self::Conn, out: &mut Vec<u8>) -> Next<Self::Done>;
+    /// The TLS handshake has finished (implicit TLS, or after
+    /// `Next::StartTls`): log it, mark the session secured. Called before
+    /// any input that came under TLS.
+    fn tls_ready(
+        &mut self,
+        _c: &mut Self::Conn,
+        _info: &TlsInfo,
+        _out: &mut Vec<u8>,
+    ) -> Next<Self::Done> {
+        Next::Continue
+    }
+    /// After `Next::Produce`: the client has taken most of the output; add
+    /// the next piece. Return `Produce` again while more is to come.
+    fn produce(&mut self, _c: &mut Self::Conn, _out: &mut Vec<u8>) -> Next<Self::Done> {
+        Next::Continue
+    }
     /// The client was idle too long, or the session lasted too long; the
     /// connection is closed after the output.
     fn timed_out(&mut self, c: &mut Self::Conn, out: &mut Vec<u8>);
@@ -104,7 +197,8 @@ pub trait Service {
     /// (after the output); false when it is in the middle of something and
     /// gets a grace period.
     fn stopping(&mut self, c: &mut Self::Conn, out: &mut Vec<u8>) -> bool;
-    /// The connection is gone; `lost` when the client went away unasked.
+    /// The connection is gone; `lost` when the client went away unasked
+    /// (or its TLS failed). After `Next::HandOff`, `lost` is false.
     fn closed(&mut self, c: Self::Conn, lost: bool);
     /// A job finished after its connection had closed.
     fn orphan(&mut self, r: Self::Done);
@@ -112,8 +206,8 @@ pub trait Service {
     /// of the service's own, such as qmgr's scans). `stopping`: the daemon
     /// is stopping; start nothing new.
     fn tick(&mut self, _stopping: bool) {}
-    /// Work of the service's own is in flight: a stopping loop waits for it
-    /// (up to the grace period).
+    /// Work of the service's own is in flight: a stopping or draining loop
+    /// waits for it (a stopping one up to the grace period).
     fn busy(&self) -> bool {
         false
     }
@@ -144,98 +238,6 @@ impl Default for Limits {
             out_high: 256 * 1024,
         }
     }
-}
-
-/// A connection's byte stream. TLS adds a variant here.
-enum Transport {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
-}
-
-impl Transport {
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Transport::Tcp(s) => s,
-            Transport::Unix(s) => s,
-        }
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Transport::Tcp(s) => s.read(buf),
-            Transport::Unix(s) => s.read(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Transport::Tcp(s) => s.write(buf),
-            Transport::Unix(s) => s.write(buf),
-        }
-    }
-}
-
-enum Acceptor {
-    Tcp(mio::net::TcpListener),
-    Unix(mio::net::UnixListener),
-}
-
-impl Acceptor {
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Acceptor::Tcp(l) => l,
-            Acceptor::Unix(l) => l,
-        }
-    }
-
-    fn accept(&self) -> io::Result<(Transport, Peer)> {
-        match self {
-            Acceptor::Tcp(l) => {
-                let (s, a) = l.accept()?;
-                let _ = s.set_nodelay(true);
-                let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
-                Ok((
-                    Transport::Tcp(s),
-                    Peer {
-                        addr: Some(a.ip().to_canonical()),
-                        port,
-                    },
-                ))
-            }
-            Acceptor::Unix(l) => {
-                let (s, _) = l.accept()?;
-                Ok((
-                    Transport::Unix(s),
-                    Peer {
-                        addr: None,
-                        port: 0,
-                    },
-                ))
-            }
-        }
-    }
-}
-
-struct Conn<C> {
-    transport: Transport,
-    state: Option<C>,
-    peer: Peer,
-    out: Vec<u8>,
-    sent: usize,
-    opened: Instant,
-    last_active: Instant,
-    /// A pool job of this connection is running.
-    waiting: bool,
-    paused_until: Option<Instant>,
-    closing: bool,
-    /// The client closed its side (or the socket failed).
-    eof: bool,
-    /// The last read was short: the socket had nothing more then. Reading
-    /// again before the next readable event would only get EAGAIN (a stream
-    /// socket signals every new arrival, even edge-triggered).
-    drained: bool,
-    /// Counted in the connection tables (released on close).
-    counted: bool,
 }
 
 /// The daemon's connection tables: local, or shared through anvil.
@@ -295,6 +297,7 @@ pub enum ServerError {
 pub struct Server<S: Service> {
     poll: Poll,
     pool: Pool<Token, S::Done>,
+    tls: Option<TlsSetup>,
 }
 
 impl<S: Service> Server<S> {
@@ -304,7 +307,18 @@ impl<S: Service> Server<S> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         // The pool's threads hold the waker (and so its registration).
         let pool = Pool::new("pool", threads, waker)?;
-        Ok(Server { poll, pool })
+        Ok(Server {
+            poll,
+            pool,
+            tls: None,
+        })
+    }
+
+    /// Serve TLS: from the first byte of every connection when
+    /// `tls.implicit`, else on `Next::StartTls`.
+    pub fn with_tls(mut self, tls: TlsSetup) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The pool, for background work the service submits itself.
@@ -312,7 +326,9 @@ impl<S: Service> Server<S> {
         &self.pool
     }
 
-    /// Serve `listener` until `stop` is set and sessions are done.
+    /// Serve `listener` until `stop` is set and sessions are done (at most
+    /// STOP_GRACE), or until `drain` is set (or a hand-off listener's
+    /// sender has gone) and every connection has ended by itself.
     pub fn run(
         self,
         listener: Listener,
@@ -320,69 +336,40 @@ impl<S: Service> Server<S> {
         limits: &Limits,
         counter: &mut dyn Counter,
         stop: &AtomicBool,
+        drain: &AtomicBool,
     ) -> Result<(), ServerError> {
-        let Server { poll, pool, .. } = self;
-        let mut acceptors = Vec::new();
-        match listener {
-            Listener::Tcp(ls) => {
-                for l in ls {
-                    l.set_nonblocking(true)?;
-                    acceptors.push(Acceptor::Tcp(mio::net::TcpListener::from_std(l)));
-                }
-            }
-            Listener::Unix(l) => {
-                l.set_nonblocking(true)?;
-                acceptors.push(Acceptor::Unix(mio::net::UnixListener::from_std(l)));
-            }
-        }
+        let Server { poll, pool, tls } = self;
+        let mut acceptors = Acceptor::from_listener(listener)?;
         for (i, a) in acceptors.iter_mut().enumerate() {
-            poll.registry()
-                .register(a.source(), Token(LISTENER_BASE + i), Interest::READABLE)?;
+            a.register(poll.registry(), Token(LISTENER_BASE + i))?;
         }
-        let mut lp = Loop {
-            poll,
-            pool,
-            conns: HashMap::new(),
-            next: 0,
-            buf: vec![0u8; 64 * 1024],
-            limits: limits.clone(),
-            served: 0,
-            reported: 0,
-            last_report: Instant::now(),
-            busy: false,
-        };
+        let mut lp = Loop::new(poll, pool, limits.clone(), tls);
         status::report(Status::Available);
         let mut events = Events::with_capacity(1024);
         let mut stop_at: Option<Instant> = None;
+        let mut draining = false;
         loop {
             if stop.load(Ordering::Relaxed) && stop_at.is_none() {
                 stop_at = Some(Instant::now());
                 for mut a in acceptors.drain(..) {
-                    let _ = lp.poll.registry().deregister(a.source());
+                    a.deregister(lp.poll.registry());
                 }
-                let tokens: Vec<Token> = lp.conns.keys().copied().collect();
-                for t in tokens {
-                    if let Some(c) = lp.conns.get_mut(&t) {
-                        if c.closing {
-                            continue;
-                        }
-                        if let Some(st) = c.state.as_mut() {
-                            if !c.waiting && service.stopping(st, &mut c.out) {
-                                c.closing = true;
-                            }
-                        }
-                    }
-                    lp.flush_or_close(t, service, counter);
+                lp.stopping(service, counter);
+            }
+            if (drain.load(Ordering::Relaxed) || lp.sender_gone) && !draining {
+                // Reload: the new processes accept from now on.
+                draining = true;
+                for mut a in acceptors.drain(..) {
+                    a.deregister(lp.poll.registry());
                 }
             }
             if let Some(t) = stop_at {
                 if (lp.conns.is_empty() && !service.busy()) || t.elapsed() > STOP_GRACE {
-                    let tokens: Vec<Token> = lp.conns.keys().copied().collect();
-                    for t in tokens {
-                        lp.close(t, service, counter, false);
-                    }
+                    lp.close_all(service, counter);
                     return Ok(());
                 }
+            } else if draining && lp.conns.is_empty() && !service.busy() {
+                return Ok(());
             }
             let wait = lp.next_wake().min(TICK);
             match lp.poll.poll(&mut events, Some(wait)) {
@@ -396,35 +383,22 @@ impl<S: Service> Server<S> {
                     continue;
                 }
                 if token.0 >= LISTENER_BASE {
-                    if let Some(a) = acceptors.get(token.0 - LISTENER_BASE) {
+                    if let Some(a) = acceptors.get_mut(token.0 - LISTENER_BASE) {
                         lp.accept_all(a, service, counter);
                     }
                     continue;
                 }
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    if let Some(c) = lp.conns.get_mut(&token) {
-                        c.drained = false;
-                    }
-                    lp.drive(token, service);
+                if token.0 & RELAY_BIT != 0 {
+                    lp.pump(Token(token.0 & !RELAY_BIT));
+                    continue;
                 }
-                lp.flush_or_close(token, service, counter);
-                // Output drained below the high-water mark: read what waits.
-                lp.drive(token, service);
-                lp.flush_or_close(token, service, counter);
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    lp.readable(token);
+                }
+                lp.progress(token, service, counter);
             }
             while let Some((token, result)) = lp.pool.finished() {
-                match lp.conns.get_mut(&token) {
-                    Some(c) if c.waiting => {
-                        c.waiting = false;
-                        if let Some(st) = c.state.as_mut() {
-                            let next = service.done(st, result, &mut c.out);
-                            lp.apply(token, next)?;
-                        }
-                        lp.drive(token, service);
-                        lp.flush_or_close(token, service, counter);
-                    }
-                    _ => service.orphan(result),
-                }
+                lp.finished(token, result, service, counter)?;
             }
             if !lp.pool.healthy() {
                 return Err(ServerError::PoolBroken);
@@ -433,310 +407,6 @@ impl<S: Service> Server<S> {
             lp.expire(service, counter);
             service.tick(stop_at.is_some());
             lp.report();
-        }
-    }
-}
-
-struct Loop<C, R: Send + 'static> {
-    poll: Poll,
-    pool: Pool<Token, R>,
-    conns: HashMap<Token, Conn<C>>,
-    next: usize,
-    buf: Vec<u8>,
-    limits: Limits,
-    served: u64,
-    reported: u64,
-    last_report: Instant,
-    busy: bool,
-}
-
-impl<C, R: Send + 'static> Loop<C, R> {
-    fn accept_all<S: Service<Conn = C, Done = R>>(
-        &mut self,
-        a: &Acceptor,
-        service: &mut S,
-        counter: &mut dyn Counter,
-    ) {
-        loop {
-            let (mut transport, peer) = match a.accept() {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and the like: leave the rest queued for now.
-                    warning!("accept: {e}");
-                    break;
-                }
-            };
-            let token = loop {
-                let t = Token(self.next);
-                self.next = (self.next + 1) % LISTENER_BASE;
-                if !self.conns.contains_key(&t) {
-                    break t;
-                }
-            };
-            if let Err(e) = self.poll.registry().register(
-                transport.source(),
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                warning!("register: {e}");
-                continue;
-            }
-            self.served += 1;
-            let (per_client, total) = counter.connect(peer.addr);
-            let mut out = Vec::new();
-            let refusal = if total as usize > self.limits.max_connections {
-                Some(Refusal::TooManyConnections)
-            } else if self.limits.per_client > 0 && per_client > self.limits.per_client {
-                Some(Refusal::TooManyFromClient)
-            } else {
-                None
-            };
-            let (state, next, closing) = match refusal {
-                Some(why) => (service.refuse(peer, why, &mut out), None, true),
-                None => {
-                    let (st, next) = service.open(peer, &mut out);
-                    (st, Some(next), false)
-                }
-            };
-            let now = Instant::now();
-            self.conns.insert(
-                token,
-                Conn {
-                    transport,
-                    state: Some(state),
-                    peer,
-                    out,
-                    sent: 0,
-                    opened: now,
-                    last_active: now,
-                    waiting: false,
-                    paused_until: None,
-                    closing,
-                    eof: false,
-                    drained: false,
-                    counted: true,
-                },
-            );
-            if let Some(next) = next {
-                if self.apply(token, next).is_err() {
-                    self.close(token, service, counter, false);
-                    continue;
-                }
-            }
-            self.flush_or_close(token, service, counter);
-        }
-        let busy = self.conns.len() >= self.limits.max_connections;
-        if busy != self.busy {
-            self.busy = busy;
-            status::report(if busy {
-                Status::Busy
-            } else {
-                Status::Available
-            });
-        }
-    }
-
-    /// Carry out what the service asked for.
-    fn apply(&mut self, token: Token, next: Next<R>) -> Result<(), PoolGone> {
-        let Some(c) = self.conns.get_mut(&token) else {
-            return Ok(());
-        };
-        match next {
-            Next::Continue => {}
-            Next::Close => c.closing = true,
-            Next::Pause(d) => c.paused_until = Some(Instant::now() + d),
-            Next::Run(job) => {
-                c.waiting = true;
-                self.pool.submit(token, job)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Read and feed input while the session can take it.
-    fn drive<S: Service<Conn = C, Done = R>>(&mut self, token: Token, service: &mut S) {
-        loop {
-            let Some(c) = self.conns.get_mut(&token) else {
-                return;
-            };
-            if c.waiting
-                || c.closing
-                || c.eof
-                || c.drained
-                || c.paused_until.is_some()
-                || c.out.len() - c.sent > self.limits.out_high
-            {
-                return;
-            }
-            let next = match c.transport.read(&mut self.buf) {
-                Ok(0) => {
-                    c.eof = true;
-                    return;
-                }
-                Ok(n) => {
-                    c.last_active = Instant::now();
-                    c.drained = n < self.buf.len();
-                    match c.state.as_mut() {
-                        Some(st) => service.input(st, &self.buf[..n], &mut c.out),
-                        None => return,
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    c.eof = true;
-                    return;
-                }
-            };
-            if self.apply(token, next).is_err() {
-                if let Some(c) = self.conns.get_mut(&token) {
-                    c.closing = true;
-                }
-                return;
-            }
-        }
-    }
-
-    /// Send pending output; close the connection when it is over.
-    fn flush_or_close<S: Service<Conn = C, Done = R>>(
-        &mut self,
-        token: Token,
-        service: &mut S,
-        counter: &mut dyn Counter,
-    ) {
-        let Some(c) = self.conns.get_mut(&token) else {
-            return;
-        };
-        let mut broken = false;
-        if c.paused_until.is_none() {
-            while c.sent < c.out.len() {
-                match c.transport.write(&c.out[c.sent..]) {
-                    Ok(0) => {
-                        broken = true;
-                        break;
-                    }
-                    Ok(n) => c.sent += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        broken = true;
-                        break;
-                    }
-                }
-            }
-            if c.sent == c.out.len() {
-                c.out.clear();
-                c.sent = 0;
-            }
-        }
-        let drained = c.out.is_empty();
-        let close =
-            broken || (c.closing && drained && c.paused_until.is_none()) || (c.eof && !c.waiting);
-        if close {
-            let lost = !c.closing;
-            self.close(token, service, counter, lost);
-        }
-    }
-
-    fn close<S: Service<Conn = C, Done = R>>(
-        &mut self,
-        token: Token,
-        service: &mut S,
-        counter: &mut dyn Counter,
-        lost: bool,
-    ) {
-        let Some(mut c) = self.conns.remove(&token) else {
-            return;
-        };
-        let _ = self.poll.registry().deregister(c.transport.source());
-        if c.counted {
-            counter.disconnect(c.peer.addr);
-        }
-        if let Some(st) = c.state.take() {
-            service.closed(st, lost);
-        }
-    }
-
-    /// When the next pause ends (or a long time from now).
-    fn next_wake(&self) -> Duration {
-        let now = Instant::now();
-        self.conns
-            .values()
-            .filter_map(|c| c.paused_until)
-            .map(|t| t.saturating_duration_since(now))
-            .min()
-            .unwrap_or(TICK)
-    }
-
-    fn resume_paused<S: Service<Conn = C, Done = R>>(
-        &mut self,
-        service: &mut S,
-        counter: &mut dyn Counter,
-    ) -> Result<(), ServerError> {
-        let now = Instant::now();
-        let due: Vec<Token> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.paused_until.is_some_and(|t| t <= now))
-            .map(|(t, _)| *t)
-            .collect();
-        for t in due {
-            if let Some(c) = self.conns.get_mut(&t) {
-                c.paused_until = None;
-                if !c.closing {
-                    if let Some(st) = c.state.as_mut() {
-                        let next = service.resume(st, &mut c.out);
-                        self.apply(t, next)?;
-                    }
-                }
-            }
-            self.flush_or_close(t, service, counter);
-            self.drive(t, service);
-            self.flush_or_close(t, service, counter);
-        }
-        Ok(())
-    }
-
-    fn expire<S: Service<Conn = C, Done = R>>(
-        &mut self,
-        service: &mut S,
-        counter: &mut dyn Counter,
-    ) {
-        let now = Instant::now();
-        let limits = &self.limits;
-        let expired: Vec<Token> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                !c.waiting
-                    && !c.closing
-                    && c.paused_until.is_none()
-                    && (now.duration_since(c.last_active) > limits.idle
-                        || limits
-                            .total
-                            .is_some_and(|t| now.duration_since(c.opened) > t))
-            })
-            .map(|(t, _)| *t)
-            .collect();
-        for t in expired {
-            if let Some(c) = self.conns.get_mut(&t) {
-                if let Some(st) = c.state.as_mut() {
-                    service.timed_out(st, &mut c.out);
-                }
-                c.closing = true;
-            }
-            self.flush_or_close(t, service, counter);
-        }
-    }
-
-    /// Tell master how much was served, at most about once a second.
-    fn report(&mut self) {
-        if self.served != self.reported && self.last_report.elapsed() >= TICK {
-            status::report(Status::Served(self.served));
-            self.reported = self.served;
-            self.last_report = Instant::now();
         }
     }
 }
