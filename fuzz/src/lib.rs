@@ -598,6 +598,7 @@ pub fn ipc_lines(data: &[u8]) {
     let peer = Peer {
         addr: None,
         port: 0,
+        uid: None,
     };
     let mut svc = AnvilService::default();
     let mut conns: Vec<Option<_>> = (0..3)

@@ -2,7 +2,8 @@
 //! imapd, pop3d, submission and auth later): Postfix's multi_server and
 //! Dovecot's master_service in one mio loop.
 //!
-//! Owns: accepting on the sockets master handed down (TCP or Unix), one
+//! Owns: accepting on the sockets master handed down (TCP or Unix; a Unix
+//! peer's uid from SO_PEERCRED goes to the service in `Peer`), one
 //! `Service` call per event (bytes in, bytes out, and a `Next` saying what the
 //! loop must do), per-client and per-process connection limits (counted
 //! across processes through anvil when it runs), idle and total time-outs,
@@ -70,6 +71,9 @@ pub struct Peer {
     pub addr: Option<IpAddr>,
     /// The local port it connected to (0 on a Unix socket).
     pub port: u16,
+    /// The peer process's uid on a Unix socket (SO_PEERCRED), None on TCP
+    /// or when the kernel would not say.
+    pub uid: Option<u32>,
 }
 
 /// Why a connection is refused at once.
@@ -199,16 +203,22 @@ impl Acceptor {
                     Peer {
                         addr: Some(a.ip().to_canonical()),
                         port,
+                        uid: None,
                     },
                 ))
             }
             Acceptor::Unix(l) => {
                 let (s, _) = l.accept()?;
+                let uid =
+                    nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+                        .ok()
+                        .map(|c| c.uid());
                 Ok((
                     Transport::Unix(s),
                     Peer {
                         addr: None,
                         port: 0,
+                        uid,
                     },
                 ))
             }
