@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::ConfigError;
 
 /// The worker programs master knows how to run (the command column).
-pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local", "anvil"];
+pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local", "anvil", "auth"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceType {

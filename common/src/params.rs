@@ -124,6 +124,16 @@ params! {
         "Local delivery returns a message with more Received: headers than this, as a mail loop.";
     "double_bounce_sender" = "double-bounce";
         "The local part of the sender of posthorn's own notices; mail to it is discarded.";
+    "auth_allow_cleartext" = "no";
+        "Dovecot's name. no: posthorn-auth refuses to verify a password sent over a connection that is neither TLS nor from the loopback interface (the login processes refuse before asking). yes: allow it.";
+    "auth_allow_plain_passwords" = "no";
+        "Whether users-file entries with a {PLAIN} (or {CLEAR}, {CLEARTEXT}) password may log in. no: such users cannot log in, and posthorn-auth says so once each time it reads the file. APOP needs PLAIN passwords.";
+    "auth_failure_delay" = "2s";
+        "After a failed login the client waits this long before it is told, doubled with each further consecutive failure from its address, up to 15s (Dovecot's auth_failure_delay and auth penalty). A success, or 10 minutes without failures, starts over. 0 turns the delay off.";
+    "auth_worker_max_count" = "2";
+        "The most password hash computations posthorn-auth runs at once (Dovecot's auth worker count). Look-ups and cached logins are answered meanwhile.";
+    "auth_cache_ttl" = "1h";
+        "How long posthorn-auth remembers a successful login (user and a salted digest of the password, never the password), so that the next login with the same password skips the hash computation. Dropped whenever the users file changes. 0 turns the cache off.";
 }
 
 /// Look up a parameter by name.
