@@ -256,7 +256,7 @@ impl AuthService {
             info!("passwd-file({shown},{ip}): unknown user (credentials over the size limits)");
             return self.fail(client, FailReason::Invalid);
         }
-        if user.is_empty() || !user.bytes().all(|b| USERNAME_CHARS.contains(&b)) {
+        if !valid_login_name(&user) {
             info!("passwd-file({shown},{ip}): unknown user (invalid characters in the name)");
             return self.fail(client, FailReason::Invalid);
         }
@@ -405,6 +405,12 @@ fn respond(out: &mut Vec<u8>, id: u64, body: AuthReply) -> bool {
             false
         }
     }
+}
+
+/// Can a user of this name log in? (Dovecot's default auth_username_chars;
+/// case does not matter.)
+pub fn valid_login_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_USER && name.bytes().all(|b| USERNAME_CHARS.contains(&b))
 }
 
 /// A user name for log lines: characters outside USERNAME_CHARS as '?', so
