@@ -65,7 +65,7 @@ params! {
     "virtual_mailbox_domains" = "";
         "Domains whose users are virtual mailbox users listed in virtual_mailbox_maps, delivered into Maildir below virtual_mailbox_base.";
     "virtual_mailbox_maps" = "passwd-file:$config_directory/users";
-        "The virtual users, in Dovecot's passwd-file format (user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra). The auth service reads the password hashes; smtpd and local delivery read only the names and the uid, gid and home fields.";
+        "The virtual users, in Dovecot's passwd-file format (user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra). posthorn-auth reads the password hashes and answers smtpd's recipient checks; local delivery reads the names and the uid, gid, home and quota fields.";
     "virtual_mailbox_base" = "/var/mail/vhosts";
         "Virtual users whose users-file entry has no home get the home $virtual_mailbox_base/DOMAIN/LOCALPART; their mail goes to Maildir/ below the home.";
     "virtual_uid_maps" = "";
