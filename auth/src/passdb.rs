@@ -13,9 +13,10 @@
 //! is parsed whole and replaces the table only when it parses, so a file
 //! that fails to parse keeps the old table.
 //!
-//! Security: the dummy is the first entry's stored password (the scheme and
-//! cost most users have, in practice), else a built-in ARGON2ID hash with
-//! doveadm's parameters, so an unknown user costs what a known one costs.
+//! Security: the dummy is the first hashed password of the file (the scheme
+//! and cost most users have, in practice; a PLAIN one only when the file
+//! has nothing else), else a built-in ARGON2ID hash with doveadm's
+//! parameters, so an unknown user costs what a known one costs.
 //!
 //! Diagnostics (warnings, each once per load): `FILE line N: USER: unknown
 //! password scheme "X"; this user cannot log in`, `FILE: N users have PLAIN
@@ -97,7 +98,8 @@ impl PassDb {
         let entries = users::parse_entries(file, text)?;
         let mut table = HashMap::with_capacity(entries.len());
         let mut plain = (0usize, 0usize);
-        let mut dummy = None;
+        // The first hashed password; the first PLAIN one if there is none.
+        let mut dummy: Option<Arc<Stored>> = None;
         for e in entries {
             let password = scheme::parse(&e.password).map(Arc::new);
             match &password {
@@ -113,7 +115,13 @@ impl PassDb {
                         }
                         plain.0 += 1;
                     }
-                    dummy.get_or_insert_with(|| Arc::clone(s));
+                    let hashed = !matches!(**s, Stored::Plain(_));
+                    if dummy
+                        .as_ref()
+                        .is_none_or(|d| hashed && matches!(**d, Stored::Plain(_)))
+                    {
+                        dummy = Some(Arc::clone(s));
+                    }
                 }
             }
             table.insert(
@@ -301,6 +309,12 @@ mod tests {
         let mut plain = PassDb::new(&path, true);
         plain.load_text("t", "b@x:{PLAIN}pw\n").unwrap();
         assert!(plain.usable(plain.get("b@x").unwrap()).is_ok());
+        assert_eq!(plain.dummy().scheme(), scheme::Scheme::Plain);
+        // A hashed password is the dummy even after a PLAIN one.
+        plain
+            .load_text("t", "b@x:{PLAIN}pw\nc@x:{BLF-CRYPT}$2y$04$l313bIvSeqRnCxLguaNCJ.Zyczp9nlaV84wcaIj3Hm5rBz51qILzy\n")
+            .unwrap();
+        assert_eq!(plain.dummy().scheme(), scheme::Scheme::BlfCrypt);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

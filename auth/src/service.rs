@@ -15,7 +15,7 @@
 //!
 //! Security: unknown users and wrong passwords get the same reply and the
 //! same delay, and unknown users are verified against a dummy hash of the
-//! scheme the users file uses, so neither the answer nor its timing tells
+//! scheme the users file uses (passdb.rs), so neither the answer nor its timing tells
 //! them apart. User names are limited to Dovecot's auth_username_chars
 //! (letters, digits, `.-_@`) so log lines cannot be shaped to make fail2ban
 //! ban someone else; names and passwords over the bounds are refused

@@ -643,9 +643,9 @@ pub fn ipc_lines(data: &[u8]) {
 }
 
 /// The users file of the auth_request target: one user per scheme with
-/// the cheapest parameters (doveadm pw -r 1000 / -r 4; Argon2 m=8,t=1), a
-/// PLAIN first line (so unknown users are checked against a PLAIN dummy),
-/// a uid-0 user, and users who cannot log in.
+/// the cheapest parameters (doveadm pw -r 1000 / -r 4; Argon2 m=8,t=1), so
+/// unknown users are checked against the cheap SHA256-CRYPT dummy, a uid-0
+/// user, and users who cannot log in.
 const AUTH_USERS: &str = "\
 plain@example.test:{PLAIN}pw::::::userdb_quota_rule=*:storage=1M
 sha256@example.test:{SHA256-CRYPT}$5$rounds=1000$DecXjCgZNFPA4y8y$ZpLY/SP53zLRTn1olmpPfNC5CEQ3Uw7Xx9kef0p6qj.:7:8::/srv/sha256::
