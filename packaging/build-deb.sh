@@ -14,7 +14,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-DAEMONS="master smtpd qmgr local anvil"
+DAEMONS="master smtpd qmgr local anvil auth"
 OUT=$ROOT/target/debian
 STAGE=$OUT/stage
 PKG=posthorn
@@ -39,7 +39,7 @@ ARCH=$(dpkg --print-architecture)
 
 if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
     cargo build --release --locked -p posthorn-cli \
-        -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil
+        -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil -p posthorn-auth
 fi
 REL=$ROOT/target/release
 for b in posthorn $(for d in $DAEMONS; do echo "posthorn-$d"; done); do
@@ -72,11 +72,11 @@ for src in man/man[1-8]/*.[1-8]; do
 done
 [ "$pages" -gt 0 ] || die "no man pages under man/"
 
-# Configuration (conffiles). users is 0640; postinst gives it group posthorn.
+# Configuration (conffiles). users is 0600 root: only auth and local read it.
 install -d "$STAGE/etc/posthorn" "$STAGE/etc/init.d" "$STAGE/lib/systemd/system"
 install -m 0644 etc/main.cf "$STAGE/etc/posthorn/main.cf"
 install -m 0644 etc/master.cf "$STAGE/etc/posthorn/master.cf"
-install -m 0640 etc/users "$STAGE/etc/posthorn/users"
+install -m 0600 etc/users "$STAGE/etc/posthorn/users"
 install -m 0755 etc/init.d/posthorn "$STAGE/etc/init.d/posthorn"
 install -m 0644 etc/posthorn.service "$STAGE/lib/systemd/system/posthorn.service"
 
@@ -84,7 +84,7 @@ install -m 0644 etc/posthorn.service "$STAGE/lib/systemd/system/posthorn.service
 DOC=$STAGE/usr/share/doc/$PKG
 install -d "$DOC"
 crates=$(cargo tree --locked --offline -e normal,no-proc-macro --prefix none -f '{p}|{l}' \
-    -p posthorn-cli -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil \
+    -p posthorn-cli -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil -p posthorn-auth \
     2>/dev/null | sed 's/ (\*)$//' | grep -v '^$' | grep -v " ($ROOT" | sort -u) || crates=
 while IFS= read -r line; do
     if [ "$line" = @CRATES@ ]; then

@@ -178,7 +178,7 @@ fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
     )?;
     println!("  aliases:       postmaster, root -> {}", users[0].0);
     for (addr, pw) in &users {
-        crate::user::add(&cfg, addr, pw)?;
+        crate::user::set(&cfg, addr, pw).map_err(|e| e.to_string())?;
         let (local, domain) = common::addr::split(addr);
         let home = PathBuf::from(cfg.get("virtual_mailbox_base"))
             .join(domain.to_ascii_lowercase())
@@ -296,6 +296,7 @@ fn master_cf(smtp_port: u16) -> String {
          127.0.0.1:{smtp_port}     inet  n       -       n       -       2       smtpd\n\
          qmgr               unix  -       -       n       300     1       qmgr\n\
          local              unix  -       n       n       -       8       local\n\
-         anvil              unix  -       -       n       -       1       anvil\n"
+         anvil              unix  -       -       n       -       1       anvil\n\
+         auth               unix  -       n       n       -       1       auth\n"
     )
 }

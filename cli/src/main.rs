@@ -70,6 +70,7 @@ fn main() {
         "posthorn-qmgr" => return posthorn_qmgr::main(),
         "posthorn-local" => return posthorn_local::main(),
         "posthorn-anvil" => return posthorn_anvil::main(),
+        "posthorn-auth" => return posthorn_auth::main(),
         _ => {}
     }
     let cli = Cli::parse();

@@ -40,6 +40,7 @@ const PAGES: &[&str] = &[
     "man8/posthorn-qmgr.8",
     "man8/posthorn-local.8",
     "man8/posthorn-anvil.8",
+    "man8/posthorn-auth.8",
 ];
 
 /// What main.cf.5 says for a default computed at run time.

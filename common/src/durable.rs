@@ -4,7 +4,7 @@
 //!
 //! Owns the steps and their order; does not own file names or formats (the
 //! spool, mailstore and the users file choose theirs). Used by
-//! `mailstore::maildir::Delivery::commit`, `users::upsert`, and
+//! `mailstore::maildir::Delivery::commit`, `users::change`, and
 //! `spool::Spool::move_to` (the no-replace rename). Queue files do not
 //! rename at commit: they are reserved under their name and marked complete
 //! (common::spool).

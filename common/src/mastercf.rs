@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::ConfigError;
 
 /// The worker programs master knows how to run (the command column).
-pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local", "anvil", "pop3-login", "pop3d"];
+pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local", "anvil", "auth", "pop3-login", "pop3d"];
 
 /// Commands whose `-u` means "drop to login_user" (pre-authentication
 /// protocol and TLS; doc/mail-access.md) rather than mail_owner.

@@ -65,7 +65,7 @@ params! {
     "virtual_mailbox_domains" = "";
         "Domains whose users are virtual mailbox users listed in virtual_mailbox_maps, delivered into Maildir below virtual_mailbox_base.";
     "virtual_mailbox_maps" = "passwd-file:$config_directory/users";
-        "The virtual users, in Dovecot's passwd-file format (user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra). The auth service reads the password hashes; smtpd and local delivery read only the names and the uid, gid and home fields.";
+        "The virtual users, in Dovecot's passwd-file format (user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra). posthorn-auth reads the password hashes and answers smtpd's recipient checks; local delivery reads the names and the uid, gid, home and quota fields.";
     "virtual_mailbox_base" = "/var/mail/vhosts";
         "Virtual users whose users-file entry has no home get the home $virtual_mailbox_base/DOMAIN/LOCALPART; their mail goes to Maildir/ below the home.";
     "virtual_uid_maps" = "";
@@ -136,6 +136,16 @@ params! {
         "Local delivery returns a message with more Received: headers than this, as a mail loop.";
     "double_bounce_sender" = "double-bounce";
         "The local part of the sender of posthorn's own notices; mail to it is discarded.";
+    "auth_allow_cleartext" = "no";
+        "Dovecot's name. no: posthorn-auth refuses to verify a password sent over a connection that is neither TLS nor from the loopback interface (the login processes refuse before asking). yes: allow it.";
+    "auth_allow_plain_passwords" = "no";
+        "Whether users-file entries with a {PLAIN} (or {CLEAR}, {CLEARTEXT}) password may log in. no: such users cannot log in, and posthorn-auth says so once each time it reads the file. APOP needs PLAIN passwords.";
+    "auth_failure_delay" = "2s";
+        "After a failed login the client waits this long before it is told, doubled with each further consecutive failure from its address, up to 15s (Dovecot's auth_failure_delay and auth penalty). A success, or 10 minutes without failures, starts over. 0 turns the delay off.";
+    "auth_worker_max_count" = "2";
+        "The most password hash computations posthorn-auth runs at once (Dovecot's auth worker count). Look-ups and cached logins are answered meanwhile.";
+    "auth_cache_ttl" = "1h";
+        "How long posthorn-auth remembers a successful login (user and a salted digest of the password, never the password), so that the next login with the same password skips the hash computation. Dropped whenever the users file changes. 0 turns the cache off.";
     "login_user" = "posthorn-login";
         "The unprivileged account of the login processes (pop3-login, later imap-login), which speak the protocol before authentication and TLS: it owns nothing, so a compromised login process can read no mailbox, no queue file and no password hash (Dovecot's default_login_user, dovenull). Its group may reach the post-login sockets in $queue_directory/login/. Ignored when posthorn is started by an ordinary user.";
     "mailbox_client_limit" = "1000";
@@ -149,11 +159,11 @@ params! {
     "pop3d_max_connections" = "1000";
         "The most simultaneous connections one pop3-login process serves, including those it relays for TLS after login.";
     "pop3d_client_connection_count_limit" = "50";
-        "The most simultaneous POP3 connections one client address may hold (across pop3-login processes when anvil runs). 0 means no limit.";
+        "The most simultaneous POP3 connections one client address may hold (per pop3-login process: login_user cannot reach anvil). 0 means no limit.";
     "pop3d_apop" = "no";
         "yes: offer APOP (RFC 1939 section 7): a timestamp in the greeting and the APOP command. It works only for users whose password is stored in the PLAIN scheme, which auth refuses unless auth_allow_plain_passwords is yes; leave it off.";
     "pop3d_uidl_format" = "%08Xu%08Xv";
-        "The UIDL of a message, as Dovecot's pop3_uidl_format: %u is the IMAP UID, %v the UIDVALIDITY, %08Xu and %08Xv the same as eight upper-case hex digits, %f the Maildir file name's base, %% a percent sign. A UIDL that Dovecot recorded in the uid list (its P field) is kept. Change it only before clients have seen the old UIDLs: they download everything again.";
+        "The UIDL of a message, as Dovecot's pop3_uidl_format: %u is the IMAP UID, %v the UIDVALIDITY, %08Xu and %08Xv the same as eight hex digits (lower case, as Dovecot prints them), %f the Maildir file name's base, %% a percent sign. A UIDL that Dovecot recorded in the uid list (its P field) is kept. Change it only before clients have seen the old UIDLs: they download everything again.";
 }
 
 /// Look up a parameter by name.

@@ -3,13 +3,16 @@
 //! SMTP seeds are the client side of smtpd's transcript fixtures; queue files
 //! come from the spool writer; IPC frames from `write_frame`; main.cf and
 //! master.cf are the shipped etc/ files plus a few that use the rest of the
-//! syntax; the users file has one line per password scheme. Run from fuzz/
+//! syntax; the users file has one line per password scheme; auth requests
+//! are frames as the dispatchers and smtpd write them, password fields
+//! doveadm's. Run from fuzz/
 //! with `cargo run --example make_seeds` after a format changes; the files
 //! are committed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::auth::{AuthBody, AuthRequest, Credentials, Mechanism};
 use common::ipc::{self, DeliverRecipient, DeliverReply, DeliverRequest, RecipientResult, Status};
 use common::spool::{Envelope, Queue, Spool};
 
@@ -234,6 +237,110 @@ fn main() {
     over.extend_from_slice(&u32::MAX.to_le_bytes());
     over.extend_from_slice(b"never read");
     put("handoff_frames", "too-large", &[&[3][..], &over].concat());
+    // auth_request: split byte, then request frames as the dispatchers and
+    // smtpd send them (users of the harness's table).
+    let verify =
+        |id: u64, user: &str, password: &str, mechanism: Mechanism, secured: bool| AuthRequest {
+            id,
+            body: AuthBody::Verify(Credentials {
+                service: "pop3".into(),
+                mechanism,
+                authzid: String::new(),
+                user: user.into(),
+                password: password.into(),
+                client: Some("192.0.2.1".parse().expect("address")),
+                local_port: 995,
+                secured,
+            }),
+        };
+    let lookup = |id: u64, user: &str| AuthRequest {
+        id,
+        body: AuthBody::Lookup { user: user.into() },
+    };
+    let frames = |reqs: &[AuthRequest]| {
+        let mut b = Vec::new();
+        for r in reqs {
+            ipc::write_frame(&mut b, r).expect("frame");
+        }
+        b
+    };
+    put(
+        "auth_request",
+        "lookups",
+        &[
+            &[0][..],
+            &frames(&[
+                lookup(1, "plain@example.test"),
+                lookup(2, "NOBODY@example.test"),
+                lookup(3, "zero@example.test"),
+            ]),
+        ]
+        .concat(),
+    );
+    put(
+        "auth_request",
+        "verify-schemes",
+        &[
+            &[3][..],
+            &frames(&[
+                verify(1, "sha256@example.test", "pw", Mechanism::Plain, true),
+                verify(2, "sha256@example.test", "pw", Mechanism::Login, true),
+                verify(3, "sha512@example.test", "wrong", Mechanism::UserPass, true),
+                verify(4, "blf@example.test", "pw", Mechanism::Plain, true),
+                verify(5, "argon2id@example.test", "pw", Mechanism::Plain, true),
+                verify(6, "argon2i@example.test", "pw", Mechanism::Plain, true),
+                verify(7, "nobody@example.test", "pw", Mechanism::Plain, true),
+                verify(8, "odd@example.test", "pw", Mechanism::Plain, true),
+            ]),
+        ]
+        .concat(),
+    );
+    let apop = Mechanism::Apop {
+        challenge: "<1896.697170952@dbc.mtview.ca.us>".into(),
+    };
+    put(
+        "auth_request",
+        "refusals-and-apop",
+        &[
+            &[7][..],
+            &frames(&[
+                verify(1, "plain@example.test", "pw", Mechanism::Plain, false),
+                verify(
+                    2,
+                    "plain@example.test",
+                    "0123456789abcdef0123456789abcdef",
+                    apop.clone(),
+                    false,
+                ),
+                verify(3, "bad,name@example.test", "pw", Mechanism::Plain, true),
+                verify(4, "zero@example.test", "pw", Mechanism::Plain, true),
+                verify(5, "empty@example.test", "", apop, true),
+            ]),
+        ]
+        .concat(),
+    );
+    put(
+        "auth_request",
+        "truncated",
+        &[&[0][..], &frames(&[lookup(9, "x")])[..6]].concat(),
+    );
+
+    // password_hash: a field, a newline, a password (doveadm's hashes of
+    // "correct horse", and cheap ones of "pw").
+    for (name, field, password) in [
+        ("argon2id", "{ARGON2ID}$argon2id$v=19$m=8,t=1,p=1$ZnV6emZ1enpmdXp6ZnV6eg$z6lxJGH2hnggxBmUDa8d/kBT7tx3LD7lm4fV+cPq+FU", "pw"),
+        ("argon2i-doveadm", "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$DkRyrE8qkCO/h7JbbKOYxg$L5iVhkGnNUN+vFFuM9mtZ18GXAlednlw1XzPmmu2p10", "correct horse"),
+        ("sha512-crypt", "{SHA512-CRYPT}$6$rounds=1000$WoYo9JOshaFoB9AH$8mngmYMXbpYczee1cgLie.FT4ORd1CjPmNtjBM5uCS5iQ1GPf7s8qz3Vlw1P.o0ymQRX.ZQopR0an7.8tnzH9.", "pw"),
+        ("sha256-crypt", "$5$rounds=1000$DecXjCgZNFPA4y8y$ZpLY/SP53zLRTn1olmpPfNC5CEQ3Uw7Xx9kef0p6qj.", "pw"),
+        ("blf-crypt", "{BLF-CRYPT}$2y$04$l313bIvSeqRnCxLguaNCJ.Zyczp9nlaV84wcaIj3Hm5rBz51qILzy", "pw"),
+        ("crypt-blf", "{CRYPT}$2y$05$159kDGIV.FUlI/Tau.MnQOuaSDcpoQYAv9UC3Kjf20tBg6cLfaHLS", "correct horse"),
+        ("plain", "{PLAIN}tanstaaf", "<1896.697170952@dbc.mtview.ca.us>"),
+        ("cleartext", "{cleartext}secret", "secret"),
+        ("unknown", "{SSHA512}aGFzaHNhbHQ=", "x"),
+        ("des", "abJnggxhB/yWI", "x"),
+    ] {
+        put("password_hash", name, format!("{field}\n{password}").as_bytes());
+    }
 }
 
 /// What the client sends in a transcript: C: lines with CRLF, R: lines raw.

@@ -47,6 +47,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("users_file", users_file),
     ("ipc_lines", ipc_lines),
     ("handoff_frames", handoff_frames),
+    ("auth_request", auth_request),
+    ("password_hash", password_hash),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it
@@ -728,6 +730,144 @@ pub fn handoff_frames(data: &[u8]) {
         whole.0.concat().as_slice(),
         "frames are the stream"
     );
+}
+
+/// The users file of the auth_request target: one user per scheme with
+/// the cheapest parameters (doveadm pw -r 1000 / -r 4; Argon2 m=8,t=1), so
+/// unknown users are checked against the cheap SHA256-CRYPT dummy, a uid-0
+/// user, and users who cannot log in.
+const AUTH_USERS: &str = "\
+plain@example.test:{PLAIN}pw::::::userdb_quota_rule=*:storage=1M
+sha256@example.test:{SHA256-CRYPT}$5$rounds=1000$DecXjCgZNFPA4y8y$ZpLY/SP53zLRTn1olmpPfNC5CEQ3Uw7Xx9kef0p6qj.:7:8::/srv/sha256::
+sha512@example.test:$6$rounds=1000$WoYo9JOshaFoB9AH$8mngmYMXbpYczee1cgLie.FT4ORd1CjPmNtjBM5uCS5iQ1GPf7s8qz3Vlw1P.o0ymQRX.ZQopR0an7.8tnzH9.::::::
+blf@example.test:{BLF-CRYPT}$2y$04$l313bIvSeqRnCxLguaNCJ.Zyczp9nlaV84wcaIj3Hm5rBz51qILzy::::::
+argon2id@example.test:{ARGON2ID}$argon2id$v=19$m=8,t=1,p=1$ZnV6emZ1enpmdXp6ZnV6eg$z6lxJGH2hnggxBmUDa8d/kBT7tx3LD7lm4fV+cPq+FU::::::
+argon2i@example.test:{ARGON2I}$argon2i$v=19$m=8,t=1,p=1$ZnV6emZ1enpmdXp6ZnV6eg$r6cv3sApVrHF4ek29rI1g+4dwoau+p5D8eqppUHG+9s::::::
+zero@example.test:{PLAIN}pw:0:0::/srv/zero::
+odd@example.test:{MD5-CRYPT}$1$x$y::::::
+empty@example.test:::::::
+";
+
+/// The auth service (posthorn_auth::service::AuthService, with the table
+/// above) fed one connection's bytes: request frames, decoded and answered;
+/// hash jobs run inline as the pool would. The first byte picks the split.
+/// Checks: the output is whole response frames, one per request answered,
+/// with the requests' ids in order, and the same for any split.
+pub fn auth_request(data: &[u8]) {
+    let Some((&seed, rest)) = data.split_first() else {
+        return;
+    };
+    let (whole, whole_ids) = auth_run(&[rest]);
+    let (split, split_ids) = auth_run(&chunks(seed, rest));
+    assert_eq!(whole, split, "auth answers depend on the split");
+    assert_eq!(whole_ids, split_ids);
+    let mut r = &whole[..];
+    let mut ids = whole_ids.iter();
+    while !r.is_empty() {
+        let resp: common::auth::AuthResponse = common::ipc::read_frame(&mut r)
+            .expect("the service writes whole frames")
+            .expect("a frame");
+        assert_eq!(Some(&resp.id), ids.next(), "answers in request order");
+    }
+    assert!(ids.next().is_none(), "every answered request has its frame");
+}
+
+/// One connection through a fresh service: (output, ids of the requests
+/// taken, in order).
+fn auth_run(pieces: &[&[u8]]) -> (Vec<u8>, Vec<u64>) {
+    use common::server::{Next, Peer, Service};
+    use posthorn_auth::passdb::PassDb;
+    use posthorn_auth::service::{AuthService, Settings};
+    let dir = Path::new("/nonexistent/posthorn-fuzz");
+    let cfg = Config::parse(
+        dir,
+        "main.cf",
+        "virtual_mailbox_base = /vmail\nvirtual_uid_maps = static:5000\nvirtual_gid_maps = static:5001\nauth_allow_plain_passwords = yes\n",
+    )
+    .expect("the fuzz main.cf parses");
+    let settings = Settings::from_config(&cfg).expect("auth settings");
+    let mut db = PassDb::new(dir.join("users"), settings.allow_plain);
+    db.load_text("users", AUTH_USERS)
+        .expect("the fuzz users file parses");
+    let mut svc = AuthService::with_passdb(cfg, settings, db).expect("auth service");
+    let peer = Peer {
+        uid: Some(0),
+        ..Peer::default()
+    };
+    let mut out = Vec::new();
+    let (mut conn, next) = svc.open(peer, &mut out);
+    assert!(matches!(next, Next::Continue), "root may connect");
+    let mut ids = Vec::new();
+    // The ids of the requests, seen by decoding the same stream alongside.
+    let mut shadow = Vec::new();
+    'feed: for p in pieces {
+        shadow.extend_from_slice(p);
+        let mut next = svc.input(&mut conn, p, &mut out);
+        loop {
+            match next {
+                Next::Continue => break,
+                Next::Close => break 'feed,
+                Next::Pause(_) => panic!("auth never pauses"),
+                Next::StartTls | Next::Produce | Next::HandOff { .. } => {
+                    panic!("auth has no TLS, streaming or hand-off")
+                }
+                Next::Run(job) => {
+                    let r = job();
+                    next = svc.done(&mut conn, r, &mut out);
+                }
+            }
+        }
+    }
+    while let Ok(Some(req)) = common::auth::take_request(&mut shadow) {
+        ids.push(req.id);
+    }
+    // Requests after a close are not answered; trim to the answers.
+    let mut answered = 0;
+    let mut r = &out[..];
+    while let Ok(Some(_)) = common::ipc::read_frame::<_, common::auth::AuthResponse>(&mut r) {
+        answered += 1;
+    }
+    ids.truncate(answered);
+    svc.closed(conn, false);
+    (out, ids)
+}
+
+/// A users-file password field (first line) and a password (the rest):
+/// `posthorn_auth::scheme::parse`, then, when the parameters are cheap,
+/// `verify` and `verify_apop`. Checks: no panic; a PLAIN field verifies its
+/// own password and not another.
+pub fn password_hash(data: &[u8]) {
+    use posthorn_auth::scheme::{self, Stored};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (field, password) = text.split_once('\n').unwrap_or((text, ""));
+    let _ = scheme::Scheme::from_name(field);
+    let stored = match scheme::parse(field) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
+    // The bounds admit hashes that take seconds (legitimately): verify
+    // only the cheap ones here.
+    let cheap = match &stored {
+        Stored::Argon2 { .. } => stored.work() <= 1024,
+        Stored::ShaCrypt { rounds, .. } => *rounds <= 1000,
+        Stored::Bcrypt { cost, .. } => *cost <= 5,
+        Stored::Plain(_) => true,
+    };
+    if cheap {
+        let _ = stored.verify(password);
+        let _ = stored.verify_apop(password, field);
+    }
+    if let Stored::Plain(p) = &stored {
+        assert!(stored.verify(p), "a PLAIN password verifies itself");
+        let other = format!("{p}x");
+        assert!(!stored.verify(&other), "and nothing longer");
+    }
+    let _ = format!("{stored:?} {}", stored.scheme());
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! A recipient of virtual_mailbox_domains is a virtual user from the users
 //! file: home from its entry or `$virtual_mailbox_base/DOMAIN/LOCALPART`,
 //! Maildir/ below it, owner from its entry, virtual_uid_maps/virtual_gid_maps
-//! or mail_owner. A recipient of mydestination is first looked up in
+//! or mail_owner (`common::users::resolve_virtual`, which auth uses too, so
+//! the mailbox processes and delivery agree). A recipient of mydestination is first looked up in
 //! alias_maps (aliases.rs; the targets are resolved in turn, up to
 //! MAX_ALIAS_DEPTH deep), then as a system user (getpwnam):
 //! `~/$home_mailbox`, Maildir when that ends in '/', else mbox; owned by the
@@ -24,9 +25,9 @@ use std::path::PathBuf;
 
 use common::addr;
 use common::config::Config;
-use common::privilege::{self, Account};
+use common::privilege;
 use common::quota::Quota;
-use common::users::UserTable;
+use common::users::{self, UserTable};
 
 use crate::aliases::Aliases;
 
@@ -156,26 +157,17 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
         let Some(u) = users.get(&key) else {
             return Err(Unresolved::UnknownUser(format!("unknown user: \"{key}\"")));
         };
-        let owner = match (u.uid, u.gid) {
-            (Some(uid), Some(gid)) => (uid, gid),
-            _ => mailbox_owner(cfg).map_err(Unresolved::Temporary)?,
-        };
-        let home = u.home.clone().unwrap_or_else(|| {
-            PathBuf::from(cfg.get("virtual_mailbox_base"))
-                .join(sanitize(domain))
-                .join(sanitize(local))
-        });
-        let (uid, gid, default_privs) =
-            not_root(cfg, u.uid.unwrap_or(owner.0), u.gid.unwrap_or(owner.1))?;
+        // common::users: the same resolution auth gives the mailbox processes.
+        let m = users::resolve_virtual(cfg, u).map_err(|e| Unresolved::Temporary(e.to_string()))?;
         return Ok(Mailbox {
-            path: home.join("Maildir"),
-            home,
-            below_home: PathBuf::from("Maildir"),
+            path: m.maildir,
+            home: m.home,
+            below_home: PathBuf::from(users::MAILDIR),
             create_home: true,
             maildir: true,
-            uid,
-            gid,
-            default_privs,
+            uid: m.uid,
+            gid: m.gid,
+            default_privs: m.default_privs,
             relay: "virtual",
             quota: u.quota,
         });
@@ -199,7 +191,8 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
                 "home_mailbox = {hm:?}: must be a relative path without \"..\""
             )));
         }
-        let (uid, gid, default_privs) = not_root(cfg, acct.uid, acct.gid)?;
+        let (uid, gid, default_privs) = users::unprivileged_ids(cfg, acct.uid, acct.gid)
+            .map_err(|e| Unresolved::Temporary(e.to_string()))?;
         return Ok(Mailbox {
             path: acct.home.join(&below),
             home: acct.home,
@@ -216,69 +209,6 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
     Err(Unresolved::NotLocal(format!(
         "domain {domain} is not delivered locally"
     )))
-}
-
-/// Replace uid 0 and gid 0 by default_privs' ids.
-fn not_root(cfg: &Config, uid: u32, gid: u32) -> Result<(u32, u32, Option<String>), Unresolved> {
-    if uid != 0 && gid != 0 {
-        return Ok((uid, gid, None));
-    }
-    let name = cfg.get("default_privs");
-    let Some(acct) = privilege::lookup_user(&name) else {
-        return Err(Unresolved::Temporary(format!(
-            "default_privs {name:?} is not a user"
-        )));
-    };
-    if acct.uid == 0 || acct.gid == 0 {
-        return Err(Unresolved::Temporary(format!(
-            "default_privs {name:?} is a privileged user (uid {} gid {})",
-            acct.uid, acct.gid
-        )));
-    }
-    Ok((
-        if uid == 0 { acct.uid } else { uid },
-        if gid == 0 { acct.gid } else { gid },
-        Some(name),
-    ))
-}
-
-/// Owner of virtual mailboxes without uid/gid in the users file.
-fn mailbox_owner(cfg: &Config) -> Result<(u32, u32), String> {
-    let stat = |name: &str| -> Result<Option<u32>, String> {
-        let v = cfg.get(name);
-        if v.is_empty() {
-            return Ok(None);
-        }
-        v.strip_prefix("static:")
-            .and_then(|n| n.trim().parse().ok())
-            .map(Some)
-            .ok_or_else(|| format!("{name} = {v:?}: only static:NUMBER is supported"))
-    };
-    let uid = stat("virtual_uid_maps")?;
-    let gid = stat("virtual_gid_maps")?;
-    if let (Some(u), Some(g)) = (uid, gid) {
-        return Ok((u, g));
-    }
-    let owner: Account = if privilege::is_root() {
-        let name = cfg.get("mail_owner");
-        privilege::lookup_user(&name).ok_or_else(|| format!("mail_owner {name:?} is not a user"))?
-    } else {
-        privilege::current_account()
-    };
-    Ok((uid.unwrap_or(owner.uid), gid.unwrap_or(owner.gid)))
-}
-
-/// A path component from an address part: no '/', no leading '.'.
-fn sanitize(part: &str) -> String {
-    let s: String = part
-        .chars()
-        .map(|c| if c == '/' || c.is_control() { '_' } else { c })
-        .collect();
-    if s.starts_with('.') || s.is_empty() {
-        format!("_{s}")
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]
@@ -344,7 +274,7 @@ mod tests {
             resolve(&cfg, &mut users, "no-such-user-xyz@localhost"),
             Err(Unresolved::UnknownUser(_))
         ));
-        assert_eq!(sanitize("../x"), "_.._x");
+        assert_eq!(users::sanitize("../x"), "_.._x");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -19,9 +19,10 @@
 //! smtpd_junk_command_limit,
 //! smtpd_client_connection_count_limit, smtpd_max_connections,
 //! smtpd_vrfy_reply, smtpd_forbid_bare_newline, mynetworks,
-//! virtual_mailbox_domains, virtual_mailbox_maps, mydestination,
-//! recipient_delimiter, queue_directory, smtpd_tls_cert_file,
-//! smtpd_tls_key_file, smtpd_tls_security_level, smtpd_tls_wrappermode.
+//! virtual_mailbox_domains, mydestination, recipient_delimiter,
+//! queue_directory (virtual users are asked of posthorn-auth on
+//! `private/auth`), smtpd_tls_cert_file, smtpd_tls_key_file,
+//! smtpd_tls_security_level, smtpd_tls_wrappermode.
 //!
 //! Diagnostics: Postfix's lines: `connect from`, `ID: client=`, `NOQUEUE:
 //! reject: RCPT from ...`, `disconnect from ... commands=N`, `timeout after X`,
@@ -43,7 +44,6 @@ use common::server::anvil::AnvilCounter;
 use common::server::{Limits, Server};
 use common::spool::Spool;
 use common::tls::{self, TlsSetup};
-use common::users::UserTable;
 
 /// Threads that fsync queue files.
 const POOL_THREADS: usize = 4;
@@ -77,12 +77,14 @@ pub fn main() {
             .max(1),
         ..Limits::default()
     };
+    let spool = Spool::new(cfg.queue_dir());
     let policy = policy::AccessPolicy {
         domains: Domains::from_config(cfg),
         mynetworks,
-        users: UserTable::new(cfg.users_file()),
+        // Virtual users through the auth service: smtpd does not read the
+        // users file.
+        users: Box::new(policy::AuthLookup::new(spool.private("auth"))),
     };
-    let spool = Spool::new(cfg.queue_dir());
     let mut counter = AnvilCounter::new(spool.private("anvil"), &worker.service);
     let daemon::Worker {
         listener,

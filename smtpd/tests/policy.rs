@@ -1,22 +1,24 @@
-//! Policy tests without the protocol: main.cf lines, users-file lines and
+//! Policy tests without the protocol: main.cf lines, virtual users and
 //! RCPT events against the real `policy::AccessPolicy`, with the exact reply
 //! expected (Postfix's smtpd_check tests, .in/.ref style, in one table).
 //!
 //! Script lines: `main.cf NAME = VALUE` adds a main.cf line, `users ADDRESS`
-//! a users-file entry; the policy is rebuilt from them before the next
-//! event. `rcpt CLIENT ADDRESS` asks `check_recipient`, `trusted CLIENT`
-//! asks `trusted`; the next line, `> REPLY`, is the expected answer (`OK`,
-//! `yes`/`no`, or the whole reply line). The users file lives in a temporary
-//! directory, which is `$config_directory`.
+//! a virtual user, `auth down`/`auth up` makes the user table fail or answer;
+//! the policy is rebuilt from them before the next event. `rcpt CLIENT
+//! ADDRESS` asks `check_recipient`, `trusted CLIENT` asks `trusted`; the next
+//! line, `> REPLY`, is the expected answer (`OK`, `yes`/`no`, or the whole
+//! reply line). The virtual users are an in-memory table behind the
+//! `UserLookup` trait (in production posthorn-auth answers it; its own tests
+//! cover that side).
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use common::addr::Domains;
 use common::config::Config;
 use common::net::Networks;
-use common::users::UserTable;
-use posthorn_smtpd::policy::AccessPolicy;
+use posthorn_smtpd::policy::{AccessPolicy, LookupError, UserLookup};
 use posthorn_smtpd::session::Policy;
 
 const SCRIPT: &str = r#"
@@ -101,17 +103,22 @@ rcpt 192.0.2.1 demo+tag@example.test
 rcpt 192.0.2.1 no-such-user-posthorn+x@localhost
 > 550 5.1.1 <no-such-user-posthorn+x@localhost>: Recipient address rejected: User unknown in local recipient table
 
-# A users file that cannot be read is a temporary failure, not "unknown".
-main.cf virtual_mailbox_maps = passwd-file:$config_directory
+# Users that cannot be looked up now are a temporary failure, not
+# "unknown"; postmaster, system users and relaying do not need the table.
+auth down
 rcpt 192.0.2.1 demo@example.test
 > 451 4.3.0 <demo@example.test>: Temporary lookup failure
+rcpt 192.0.2.1 nobody@example.test
+> 451 4.3.0 <nobody@example.test>: Temporary lookup failure
 rcpt 192.0.2.1 postmaster@example.test
 > OK
-
-# A missing users file is an empty one.
-main.cf virtual_mailbox_maps = passwd-file:$config_directory/missing
+rcpt 192.0.2.1 root@localhost
+> OK
+rcpt 192.0.2.1 someone@elsewhere.org
+> 554 5.7.1 <someone@elsewhere.org>: Relay access denied
+auth up
 rcpt 192.0.2.1 demo@example.test
-> 550 5.1.1 <demo@example.test>: Recipient address rejected: User unknown in virtual mailbox table
+> OK
 "#;
 
 /// A temporary configuration directory, removed when dropped.
@@ -123,13 +130,30 @@ impl Drop for TempDir {
     }
 }
 
-fn build(dir: &TempDir, main_cf: &str, users: &str) -> AccessPolicy {
-    std::fs::write(dir.0.join("users"), users).expect("users file written");
+/// The virtual users in memory: lower-case addresses, or unavailable.
+struct MemoryUsers {
+    users: HashSet<String>,
+    down: bool,
+}
+
+impl UserLookup for MemoryUsers {
+    fn exists(&mut self, key: &str) -> Result<bool, LookupError> {
+        if self.down {
+            return Err(LookupError::TempFail("auth is down (test)".into()));
+        }
+        Ok(self.users.contains(key))
+    }
+}
+
+fn build(dir: &TempDir, main_cf: &str, users: &HashSet<String>, down: bool) -> AccessPolicy {
     let cfg = Config::parse(&dir.0, "main.cf", main_cf).expect("test main.cf parses");
     AccessPolicy {
         domains: Domains::from_config(&cfg),
         mynetworks: Networks::parse(&cfg.get("mynetworks")).expect("test mynetworks parses"),
-        users: UserTable::new(cfg.users_file()),
+        users: Box::new(MemoryUsers {
+            users: users.clone(),
+            down,
+        }),
     }
 }
 
@@ -144,7 +168,8 @@ fn policy_script() {
         TempDir(std::env::temp_dir().join(format!("posthorn-smtpd-policy-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).expect("temporary directory");
     let mut main_cf = String::new();
-    let mut users = String::new();
+    let mut users = HashSet::new();
+    let mut down = false;
     let mut policy: Option<AccessPolicy> = None;
     let mut events = 0;
     let lines: Vec<&str> = SCRIPT.lines().collect();
@@ -162,7 +187,12 @@ fn policy_script() {
             continue;
         }
         if let Some(u) = line.strip_prefix("users ") {
-            users.push_str(&format!("{u}:{{PLAIN}}x::::::\n"));
+            users.insert(u.to_ascii_lowercase());
+            policy = None;
+            continue;
+        }
+        if let Some(state) = line.strip_prefix("auth ") {
+            down = state == "down";
             policy = None;
             continue;
         }
@@ -171,7 +201,7 @@ fn policy_script() {
             .and_then(|l| l.strip_prefix("> "))
             .unwrap_or_else(|| panic!("line {at}: no '> reply' line after {line:?}"));
         i += 1;
-        let p = policy.get_or_insert_with(|| build(&dir, &main_cf, &users));
+        let p = policy.get_or_insert_with(|| build(&dir, &main_cf, &users, down));
         let got = match line.split(' ').collect::<Vec<_>>().as_slice() {
             ["rcpt", c, rcpt] => match p.check_recipient(Some(client(c, at)), rcpt) {
                 Ok(()) => "OK".to_string(),

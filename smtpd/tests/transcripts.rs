@@ -46,7 +46,7 @@ use common::net::Networks;
 use common::spool::Envelope;
 use common::tls::TlsInfo;
 use common::users::UserTable;
-use posthorn_smtpd::policy::AccessPolicy;
+use posthorn_smtpd::policy::{AccessPolicy, LookupError, UserLookup};
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
 
 /// The main.cf every transcript starts from.
@@ -141,13 +141,26 @@ impl Setup {
         let policy = AccessPolicy {
             domains: Domains::from_config(&cfg),
             mynetworks,
-            users: UserTable::new(cfg.users_file()),
+            users: Box::new(FileUsers(UserTable::new(cfg.users_file()))),
         };
         Ok(Setup {
             _dir: dir,
             cfg: smtp,
             policy,
         })
+    }
+}
+
+/// The fixture's users file as the policy's user table (in production
+/// smtpd asks posthorn-auth, which reads the same file).
+struct FileUsers(UserTable);
+
+impl UserLookup for FileUsers {
+    fn exists(&mut self, key: &str) -> Result<bool, LookupError> {
+        self.0
+            .refresh()
+            .map_err(|e| LookupError::TempFail(e.to_string()))?;
+        Ok(self.0.get(key).is_some())
     }
 }
 

@@ -375,7 +375,7 @@ spool_ok() {
     done
     perms_are /var/spool/posthorn/pid 755 root posthorn || bad=1
     perms_are "$VHOSTS" 755 root root || recorded "vhosts:existed" || bad=1
-    perms_are $CFG/users 640 root posthorn || bad=1
+    perms_are $CFG/users 600 root root || bad=1
     return $bad
 }
 check "spool tree, $VHOSTS and users file owners and modes (postinst)" spool_ok
@@ -402,11 +402,8 @@ check "posthorn config shows the settings" sh -c "$P config -c $CFG myhostname v
 check "posthorn config -d prints computed defaults (myhostname is not @hostname@)" sh -c "! $P config -d -c $CFG myhostname mydomain | grep '@'"
 check "mydomain follows myhostname (main.cf(5): \$myhostname less its first label)" sh -c "$P config -c $CFG mydomain | grep -qx 'mydomain = $DOMAIN'"
 check "posthorn user add $VUSER" "$P" user add "$VUSER" --password 'secret-1' -c "$CFG"
-check "users file lists $VUSER with a SHA512-CRYPT hash" grep -q "^$VUSER:{SHA512-CRYPT}\\\$6\\\$" $CFG/users
-if ! check "users file still root:posthorn 0640 after posthorn user add" perms_are $CFG/users 640 root posthorn; then
-    note "WORKAROUND so that the later steps test the rest: chgrp posthorn $CFG/users"
-    chgrp posthorn $CFG/users
-fi
+check "users file lists $VUSER with an ARGON2ID hash" grep -q "^$VUSER:{ARGON2ID}\\\$argon2id\\\$" $CFG/users
+check "users file still root:root 0600 after posthorn user add (only auth and local read it)" perms_are $CFG/users 600 root root
 check "useradd -m $SYSUSER (a system user)" useradd -m -c "$SYSUSER_GECOS" -s /bin/sh "$SYSUSER" && record "user:$SYSUSER"
 check_clean() {
     local out rc

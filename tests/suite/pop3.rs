@@ -6,6 +6,7 @@
 //! lines fail2ban's stock filter matches), and the STLS injection.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

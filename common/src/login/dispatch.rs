@@ -364,9 +364,9 @@ fn spawn(settings: &Settings, (uid, gid): (u32, u32)) -> io::Result<MailboxProc>
     let mut cmd = Command::new(&settings.program);
     cmd.arg0(&settings.argv0)
         .args(&settings.args)
-        .env("POSTHORN_HANDOFF_FD", theirs.as_raw_fd().to_string())
-        .env_remove("POSTHORN_LISTEN_FD")
-        .env_remove("POSTHORN_LISTEN_KIND")
+        // Its listener is the hand-off socket (daemon::Listener::Handoff).
+        .env("POSTHORN_LISTEN_FD", theirs.as_raw_fd().to_string())
+        .env("POSTHORN_LISTEN_KIND", "handoff")
         .env_remove("POSTHORN_MASTER_FD")
         .env_remove("POSTHORN_STATUS_FD")
         .stdin(Stdio::null());

@@ -228,9 +228,21 @@ impl<C, R: Send + 'static> Loop<C, R> {
                     };
                     (Transport::plain(Stream::Tcp(s)), peer)
                 }),
-                Acceptor::Unix(l) => l
-                    .accept()
-                    .map(|(s, _)| (Transport::plain(Stream::Unix(s)), Peer::default())),
+                Acceptor::Unix(l) => l.accept().map(|(s, _)| {
+                    // Who is on the other end (auth admits only root and
+                    // mail_owner).
+                    let uid = nix::sys::socket::getsockopt(
+                        &s,
+                        nix::sys::socket::sockopt::PeerCredentials,
+                    )
+                    .ok()
+                    .map(|c| c.uid());
+                    let peer = Peer {
+                        uid,
+                        ..Peer::default()
+                    };
+                    (Transport::plain(Stream::Unix(s)), peer)
+                }),
                 Acceptor::Handoff(rx) => match rx.next() {
                     Received::Conn(frame, fd) => handoff::adopt(fd, frame).map_err(|e| {
                         warning!("handed-off connection refused: {e}");

@@ -224,6 +224,7 @@ pub(super) fn adopt(fd: OwnedFd, frame: Vec<u8>) -> io::Result<(Transport, Peer)
             port: 0,
             tls: false,
             handoff: Some(frame),
+            uid: None,
         };
         return Ok((Transport::plain(stream), peer));
     }
@@ -242,6 +243,7 @@ pub(super) fn adopt(fd: OwnedFd, frame: Vec<u8>) -> io::Result<(Transport, Peer)
         port: local.port(),
         tls: false,
         handoff: Some(frame),
+        uid: None,
     };
     Ok((
         Transport::plain(Stream::Tcp(mio::net::TcpStream::from_std(tcp))),

@@ -3,7 +3,8 @@
 //! and auth next): Postfix's multi_server and Dovecot's master_service in
 //! one mio loop.
 //!
-//! Owns: accepting on the sockets master handed down (TCP or Unix) or
+//! Owns: accepting on the sockets master handed down (TCP or Unix; a Unix
+//! peer's uid from SO_PEERCRED goes to the service in `Peer`) or
 //! receiving connections another process hands over (`Listener::Handoff`),
 //! one `Service` call per event (bytes in, bytes out, and a `Next` saying
 //! what the loop must do), TLS on a connection (implicit from the first
@@ -136,6 +137,9 @@ pub struct Peer {
     /// (`Listener::Handoff`) with this frame (length prefix included; decode
     /// it with common::ipc::read_frame).
     pub handoff: Option<Vec<u8>>,
+    /// The peer process's uid on a Unix socket (SO_PEERCRED), None on TCP
+    /// or when the kernel would not say.
+    pub uid: Option<u32>,
 }
 
 /// Why a connection is refused at once.
