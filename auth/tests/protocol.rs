@@ -192,6 +192,9 @@ fn feed(
                 Next::Continue => break,
                 Next::Close => return None,
                 Next::Pause(_) => panic!("auth never pauses"),
+                Next::StartTls | Next::Produce | Next::HandOff { .. } => {
+                    panic!("auth has no TLS, streaming or hand-off")
+                }
                 Next::Run(job) => {
                     hashed = true;
                     let r = job();
@@ -343,9 +346,8 @@ fn run(bytewise: bool) -> usize {
             conn = None;
             let svc = h.service();
             let peer = Peer {
-                addr: None,
-                port: 0,
                 uid: Some(uid),
+                ..Peer::default()
             };
             let (c, next) = svc.open(peer, &mut Vec::new());
             match next {
@@ -374,9 +376,8 @@ fn run(bytewise: bool) -> usize {
         let svc = h.service();
         let c = conn.get_or_insert_with(|| {
             let peer = Peer {
-                addr: None,
-                port: 0,
                 uid: Some(uid),
+                ..Peer::default()
             };
             let (c, next) = svc.open(peer, &mut Vec::new());
             assert!(
@@ -437,9 +438,8 @@ fn pipelined_requests_are_answered_in_order() {
     let svc = h.service();
     let (mut c, _) = svc.open(
         Peer {
-            addr: None,
-            port: 0,
             uid: Some(0),
+            ..Peer::default()
         },
         &mut Vec::new(),
     );

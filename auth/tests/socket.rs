@@ -65,6 +65,7 @@ fn start(name: &str, users: &str, workers: u32) -> Running {
                 &limits,
                 &mut LocalCounter::default(),
                 &stop2,
+                &stop2,
             )
             .unwrap();
     });
