@@ -304,7 +304,10 @@ pub fn parse(
             if let Err(e) = inet_addresses(&name, &["all".into()], "all") {
                 return Err(err(line, e));
             }
-        } else if name.contains('/') || name.starts_with('.') {
+        } else if name.strip_prefix("login/").unwrap_or(&name).contains('/')
+            || name.starts_with('.')
+            || name.starts_with("login/.")
+        {
             return Err(err(line, format!("bad unix service name {name:?}")));
         }
         let svc = Service {
