@@ -7,8 +7,9 @@
 //! src/bin/ wrap these functions in `afl::fuzz!`; tests/corpus.rs runs every
 //! committed seed and regression input through them without AFL.
 //!
-//! Does not own the parsers (proto, common, smtpd) or how a crash becomes a
-//! regression test (a `#[test]` in the crate that owns the parser).
+//! Does not own the parsers (proto, common, smtpd, pop3d) or how a crash
+//! becomes a regression test (a `#[test]` in the crate that owns the
+//! parser). The POP3 and SASL harnesses are in `pop3`.
 //!
 //! Standards: RFC 5321 2.3.8, 4.1.1.4, 4.2, 4.5.2 (the DATA oracle and the
 //! reply line shape); RFC 3030 2 (BDAT).
@@ -31,6 +32,9 @@ use common::spool::{Envelope, QueueFile};
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
+mod pop3;
+pub use pop3::{pop3_command, pop3_login, pop3_session, sasl};
+
 /// A harness: takes the fuzzer's bytes, panics on a finding.
 pub type Harness = fn(&[u8]);
 
@@ -45,6 +49,10 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("master_cf", master_cf),
     ("users_file", users_file),
     ("ipc_lines", ipc_lines),
+    ("pop3_command", pop3_command),
+    ("pop3_login", pop3_login),
+    ("pop3_session", pop3_session),
+    ("sasl", sasl),
 ];
 
 /// Chunk lengths for feeding `len` bytes to a streaming parser. `seed` 0 is

@@ -590,7 +590,9 @@ impl LoginSession {
             if !matches!(self.state, State::Commands | State::Sasl(_)) {
                 return self.pending();
             }
-            if let Some((_, n)) = self.window {
+            // The next command waits out the window (none is waiting after
+            // the last one of a burst).
+            if let Some((_, n)) = self.window.filter(|_| self.lines.buffered_len() > 0) {
                 if n > self.cfg.command_limit {
                     self.state = State::RatePause;
                     return Step::Pause(self.cfg.command_window);
