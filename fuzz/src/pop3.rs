@@ -65,6 +65,8 @@ fn render(cmd: &Command) -> String {
     let num = |n: &Option<u32>| n.map(|n| format!(" {n}")).unwrap_or_default();
     match cmd {
         Command::User(u) => format!("USER {u}"),
+        // "PASS" and "PASS " both give an empty password.
+        Command::Pass(p) if p.is_empty() => "PASS".to_string(),
         Command::Pass(p) => format!("PASS {p}"),
         Command::Apop { user, digest } => format!("APOP {user} {digest}"),
         Command::Auth { mechanism, initial } => {

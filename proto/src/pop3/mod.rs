@@ -47,7 +47,7 @@ pub fn capabilities(state: CapaState) -> Vec<&'static str> {
     let mut caps = vec![
         "CAPA",           // RFC 2449 5
         "TOP",            // RFC 2449 6.1
-        "UIDL",           // RFC 2449 6.7
+        "UIDL",           // RFC 2449 6.8
         "RESP-CODES",     // RFC 2449 6.4
         "PIPELINING",     // RFC 2449 6.6
         "AUTH-RESP-CODE", // RFC 3206 6
@@ -58,7 +58,7 @@ pub fn capabilities(state: CapaState) -> Vec<&'static str> {
         }
         if state.plaintext {
             caps.push("USER"); // RFC 2449 6.2
-            caps.push("SASL PLAIN LOGIN"); // RFC 2449 6.3, RFC 5034 5
+            caps.push("SASL PLAIN LOGIN"); // RFC 2449 6.3, RFC 5034 3
         } else {
             caps.push("SASL");
         }
