@@ -40,8 +40,9 @@
 //! lip=192.0.2.2, TLS`, `Aborted login (no auth attempts in 0 secs):
 //! user=<>, rip=...`, `Disconnected: Too many bad commands (...)`,
 //! `Disconnected (tried to use disallowed plaintext auth): ...`; after a
-//! login the caller logs `login_line`: `Login: user=<bob>, method=PLAIN,
-//! rip=..., lip=..., mpid=1234, TLS`.
+//! login the caller has `log_login` write `Login: user=<bob>,
+//! method=PLAIN, rip=..., lip=..., mpid=1234, TLS`. The lines are made in
+//! `log` (login/log.rs); a warning when the caller calls out of turn.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -51,6 +52,10 @@ use std::time::{Duration, Instant};
 use common::{info, warning};
 use proto::pop3::{self, CapaState, Command, CommandError, LineBuffer, Reply, RespCode};
 use proto::sasl::{self, Exchange, Progress, SaslError};
+
+use log::{End, Peer, Record, Wait};
+
+mod log;
 
 /// Input held while the session waits (for auth, TLS, a pause) is bounded
 /// by this; beyond it the session closes.
@@ -203,48 +208,6 @@ enum State {
     Closed,
 }
 
-/// Why the session ended, for the log line's first words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// The client went away (or the caller closed without saying why).
-    Disconnected,
-    /// QUIT.
-    Quit,
-    BadCommands,
-    AuthFailures,
-    Inactivity,
-    InputOverflow,
-}
-
-impl End {
-    fn text(self) -> &'static str {
-        match self {
-            End::Disconnected => "Disconnected",
-            End::Quit => "Aborted login",
-            End::BadCommands => "Disconnected: Too many bad commands",
-            End::AuthFailures => "Disconnected: Too many authentication failures",
-            End::Inactivity => "Disconnected: Inactivity",
-            End::InputOverflow => "Disconnected: Input buffer full",
-        }
-    }
-}
-
-/// What the session was waiting for when it ended, for the log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    /// The client's next SASL response.
-    Sasl,
-    /// Auth's answer.
-    Auth,
-}
-
-/// The last authentication attempt's fate, for the log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    Failed,
-    Aborted,
-}
-
 /// One POP3 connection before login.
 pub struct LoginSession {
     cfg: Arc<LoginConfig>,
@@ -255,26 +218,12 @@ pub struct LoginSession {
     tls: bool,
     /// The name given by USER, waiting for PASS.
     user: Option<String>,
-    /// The last user name the client named, for the log line.
-    log_user: String,
-    /// The mechanism of the last attempt, for the log line.
-    method: Option<&'static str>,
-    /// The user auth logged in, for `login_line`.
-    logged_in: Option<String>,
-    attempts: u32,
     failures: u32,
-    last_attempt: Option<Attempt>,
-    /// A plaintext login was refused (Dovecot logs this above all else).
-    tried_plaintext: bool,
     bad_commands: u32,
-    created: Instant,
-    first_attempt: Option<Instant>,
     /// Start of the command rate window and the commands in it.
     window: Option<(Instant, u32)>,
-    end: Option<End>,
-    /// What the session waited for when it was closed.
-    wait_at_end: Option<Wait>,
-    logged: bool,
+    /// What the log lines will say.
+    log: Record,
     /// Replies to send.
     pub out: Vec<u8>,
 }
@@ -288,20 +237,10 @@ impl LoginSession {
             lines: LineBuffer::new(pop3::MAX_AUTH_LINE),
             state: State::Commands,
             user: None,
-            log_user: String::new(),
-            method: None,
-            logged_in: None,
-            attempts: 0,
             failures: 0,
-            last_attempt: None,
-            tried_plaintext: false,
             bad_commands: 0,
-            created: Instant::now(),
-            first_attempt: None,
             window: None,
-            end: None,
-            wait_at_end: None,
-            logged: false,
+            log: Record::new(),
             out: Vec::with_capacity(512),
         }
     }
@@ -393,7 +332,7 @@ impl LoginSession {
         match outcome {
             AuthOutcome::Ok { user } => {
                 self.state = State::LoggedIn;
-                self.logged_in = Some(user.clone());
+                self.log.logged_in = Some(user.clone());
                 // Everything after the authenticating command is the
                 // mailbox process's (RFC 2449 6.6: the client may pipeline).
                 let leftover = self.lines.take_buffered();
@@ -401,7 +340,7 @@ impl LoginSession {
             }
             AuthOutcome::Failed { delay } => {
                 self.failures = self.failures.saturating_add(1);
-                self.last_attempt = Some(Attempt::Failed);
+                self.log.failed();
                 let close = self.failures >= self.cfg.max_auth_failures;
                 if !delay.is_zero() {
                     self.state = State::FailDelay { close };
@@ -414,7 +353,7 @@ impl LoginSession {
                 self.process()
             }
             AuthOutcome::TempFail => {
-                self.last_attempt = Some(Attempt::Failed);
+                self.log.failed();
                 // RFC 3206 4: not the client's fault; try again later.
                 self.reply(Reply::err_code(
                     RespCode::SysTemp,
@@ -437,7 +376,7 @@ impl LoginSession {
     /// Nothing is logged for a session that logged in (see `log_login`).
     pub fn disconnected(&mut self) {
         if let Some(line) = self.disconnect_line() {
-            if !std::mem::replace(&mut self.logged, true) {
+            if self.log.first_log() {
                 info!("{line}");
             }
         }
@@ -445,23 +384,14 @@ impl LoginSession {
 
     /// The line `disconnected` logs, or None after a login.
     pub fn disconnect_line(&self) -> Option<String> {
-        if self.logged_in.is_some() {
-            return None;
-        }
-        let end = self.end.unwrap_or(End::Disconnected);
-        Some(format!(
-            "{} ({}): {}",
-            end.text(),
-            self.extra_reason(),
-            self.elements(None)
-        ))
+        self.log.disconnect_line(self.waiting(), &self.peer())
     }
 
     /// Log the `Login:` line after `Step::LoggedIn`, with the pid of the
     /// mailbox process when the caller knows it.
     pub fn log_login(&mut self, mpid: Option<u32>) {
         if let Some(line) = self.login_line(mpid) {
-            if !std::mem::replace(&mut self.logged, true) {
+            if self.log.first_log() {
                 info!("{line}");
             }
         }
@@ -470,69 +400,17 @@ impl LoginSession {
     /// `Login: user=<bob>, method=PLAIN, rip=..., lip=..., mpid=N, TLS`, or
     /// None before a login.
     pub fn login_line(&self, mpid: Option<u32>) -> Option<String> {
-        self.logged_in
-            .as_ref()
-            .map(|_| format!("Login: {}", self.elements(Some(mpid.unwrap_or(0)))))
+        self.log.login_line(mpid, &self.peer())
     }
 
-    /// Dovecot's reason in parentheses (its 2.3 rules, which log analysers
-    /// and fail2ban filters know).
-    fn extra_reason(&self) -> String {
-        let since = |t: Instant| t.elapsed().as_secs();
-        let Some(first) = self.first_attempt.filter(|_| self.attempts > 0) else {
-            return format!("no auth attempts in {} secs", since(self.created));
-        };
-        if self.tried_plaintext {
-            return "tried to use disallowed plaintext auth".into();
+    /// The connection as the log lines name it.
+    fn peer(&self) -> Peer {
+        Peer {
+            rip: self.conn.rip,
+            lip: self.conn.lip,
+            tls: self.tls,
+            secured: self.secured_by_address(),
         }
-        match self.waiting().or(self.wait_at_end) {
-            Some(Wait::Sasl) => {
-                return format!(
-                    "client didn't finish SASL auth, waited {} secs",
-                    since(first)
-                )
-            }
-            Some(Wait::Auth) => {
-                return format!(
-                    "disconnected while authenticating, waited {} secs",
-                    since(first)
-                )
-            }
-            None => {}
-        }
-        if self.attempts == 1 && self.last_attempt == Some(Attempt::Aborted) {
-            return "aborted authentication".into();
-        }
-        format!(
-            "auth failed, {} attempts in {} secs",
-            self.attempts,
-            since(first)
-        )
-    }
-
-    /// Dovecot's login_log_format_elements: `user=<U>, method=M, rip=R,
-    /// lip=L, mpid=P, TLS`, the empty ones left out.
-    fn elements(&self, mpid: Option<u32>) -> String {
-        let user = self.logged_in.as_deref().unwrap_or(&self.log_user);
-        let mut parts = vec![format!("user=<{}>", log_safe(user))];
-        if let Some(m) = self.method {
-            parts.push(format!("method={m}"));
-        }
-        if let Some(ip) = self.conn.rip {
-            parts.push(format!("rip={ip}"));
-        }
-        if let Some(ip) = self.conn.lip {
-            parts.push(format!("lip={ip}"));
-        }
-        if let Some(pid) = mpid {
-            parts.push(format!("mpid={pid}"));
-        }
-        if self.tls {
-            parts.push("TLS".into());
-        } else if self.secured_by_address() {
-            parts.push("secured".into());
-        }
-        parts.join(", ")
     }
 
     /// The client is on this host: loopback, or its address is ours.
@@ -568,10 +446,7 @@ impl LoginSession {
     }
 
     fn close(&mut self, end: End) -> Step {
-        if self.end.is_none() {
-            self.end = Some(end);
-            self.wait_at_end = self.waiting();
-        }
+        self.log.end(end, self.waiting());
         self.state = State::Closed;
         Step::Close
     }
@@ -635,18 +510,11 @@ impl LoginSession {
         None
     }
 
-    /// A login attempt begins (for the log line).
-    fn attempt(&mut self, method: Option<&'static str>) {
-        self.attempts = self.attempts.saturating_add(1);
-        self.first_attempt.get_or_insert_with(Instant::now);
-        self.method = method;
-    }
-
     /// A login attempt failed here, without asking auth.
     fn failed(&mut self, r: Reply) -> Option<Step> {
         self.reply(r);
         self.failures = self.failures.saturating_add(1);
-        self.last_attempt = Some(Attempt::Failed);
+        self.log.failed();
         if self.failures >= self.cfg.max_auth_failures {
             return Some(self.close(End::AuthFailures));
         }
@@ -655,12 +523,12 @@ impl LoginSession {
 
     /// A plaintext login on a connection that may not carry one.
     fn plaintext_refused(&mut self) -> Option<Step> {
-        self.tried_plaintext = true;
+        self.log.tried_plaintext = true;
         self.failed(Reply::err_code(RespCode::Auth, PLAINTEXT_DISALLOWED))
     }
 
     fn authenticate(&mut self, creds: Credentials) -> Option<Step> {
-        self.log_user = creds.user.clone();
+        self.log.user = creds.user.clone();
         self.state = State::Authenticating;
         Some(Step::Authenticate(creds))
     }
@@ -697,25 +565,25 @@ impl LoginSession {
             Command::Stls => self.stls(),
             Command::User(name) => {
                 if !self.plaintext_allowed() {
-                    self.log_user = name;
-                    self.attempt(None);
+                    self.log.user = name;
+                    self.log.attempt(None);
                     return self.plaintext_refused();
                 }
-                self.log_user = name.clone();
+                self.log.user = name.clone();
                 self.user = Some(name);
                 self.reply(Reply::ok(""));
                 None
             }
             Command::Pass(password) => {
                 if !self.plaintext_allowed() {
-                    self.attempt(None);
+                    self.log.attempt(None);
                     return self.plaintext_refused();
                 }
                 let Some(user) = self.user.take() else {
                     self.reply(Reply::err("No username given."));
                     return None;
                 };
-                self.attempt(Some(Mechanism::Plain.name()));
+                self.log.attempt(Some(Mechanism::Plain.name()));
                 self.authenticate(Credentials {
                     mechanism: Mechanism::Plain,
                     authzid: String::new(),
@@ -728,7 +596,7 @@ impl LoginSession {
                 let Some(challenge) = self.conn.apop_challenge.clone() else {
                     return self.bad_command(Reply::err("APOP not enabled."));
                 };
-                self.attempt(Some(Mechanism::Apop.name()));
+                self.log.attempt(Some(Mechanism::Apop.name()));
                 self.authenticate(Credentials {
                     mechanism: Mechanism::Apop,
                     authzid: String::new(),
@@ -786,13 +654,13 @@ impl LoginSession {
             return None;
         };
         let Some(mech) = sasl::Mechanism::from_name(&name) else {
-            self.attempt(None);
+            self.log.attempt(None);
             return self.failed(Reply::err_code(
                 RespCode::Auth,
                 "Unsupported authentication mechanism.",
             ));
         };
-        self.attempt(Some(mech.name()));
+        self.log.attempt(Some(mech.name()));
         if !self.plaintext_allowed() {
             return self.plaintext_refused();
         }
@@ -845,7 +713,7 @@ impl LoginSession {
         match e {
             // RFC 5034 4: the client's `*` ends the exchange with -ERR.
             SaslError::Cancelled => {
-                self.last_attempt = Some(Attempt::Aborted);
+                self.log.aborted();
                 self.reply(Reply::err("Authentication aborted by client."));
                 None
             }
@@ -867,21 +735,6 @@ fn transaction_keyword(line: &[u8]) -> bool {
     ]
     .iter()
     .any(|k| keyword.eq_ignore_ascii_case(k.as_bytes()))
-}
-
-/// A user name as it may appear between `<` and `>` in a log line: no
-/// character that could end the field or fake another one.
-fn log_safe(user: &str) -> String {
-    user.chars()
-        .take(255)
-        .map(|c| {
-            if c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',') {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
