@@ -1,6 +1,7 @@
 //! Writes the seed corpora in fuzz/corpus/TARGET/ from real artefacts.
 //!
-//! SMTP seeds are the client side of smtpd's transcript fixtures; queue files
+//! SMTP and POP3 seeds are the client side of smtpd's and pop3d's transcript
+//! fixtures, SASL seeds a few exchanges; queue files
 //! come from the spool writer; IPC frames from `write_frame`; main.cf and
 //! master.cf are the shipped etc/ files plus a few that use the rest of the
 //! syntax; the users file has one line per password scheme; auth requests
@@ -64,6 +65,78 @@ fn main() {
             );
         }
     }
+    // POP3: the client side of pop3d's transcripts, with the knobs their
+    // settings stand for (fuzz/src/pop3.rs).
+    for sub in ["login", "session"] {
+        let mut files: Vec<PathBuf> = fs::read_dir(root.join("pop3d/tests/transcripts").join(sub))
+            .expect("pop3d transcripts")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        for path in &files {
+            let text = fs::read_to_string(path).expect("transcript");
+            let client = client_bytes(&text);
+            let stem = path.file_stem().expect("name").to_string_lossy();
+            let has = |s: &str| text.lines().any(|l| l.starts_with(s));
+            put(
+                "pop3_command",
+                &format!("{sub}-{stem}"),
+                &[&[0][..], &client].concat(),
+            );
+            if sub == "login" {
+                let knobs = u8::from(has("@tls"))
+                    | if has("@cleartext") { 2 } else { 0 }
+                    | if has("@client 127.") { 4 } else { 0 }
+                    | if has("@apop") { 8 } else { 0 }
+                    | if has("@rate") { 32 } else { 0 }
+                    | if has("@no-tls") { 64 } else { 0 };
+                for (split, suffix) in [(0u8, ""), (1, "-bytewise")] {
+                    put(
+                        "pop3_login",
+                        &format!("{stem}{suffix}"),
+                        &[&[split, knobs][..], &client].concat(),
+                    );
+                }
+            } else {
+                let knobs = if has("@trickle") { 2 } else { 0 }
+                    | if has("@read-fail") { 4 } else { 0 }
+                    | if has("@open-fail") { 8 } else { 0 }
+                    | if has("@bad") { 16 } else { 0 }
+                    | if has("@commit-fail") { 32 } else { 0 };
+                let leftover = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("@leftover "))
+                    .map(unescape)
+                    .unwrap_or_default();
+                let len = u8::try_from(leftover.len()).expect("a short leftover");
+                for (split, suffix) in [(0u8, ""), (1, "-bytewise")] {
+                    put(
+                        "pop3_session",
+                        &format!("{stem}{suffix}"),
+                        &[&[split, knobs, len][..], &leftover, &client].concat(),
+                    );
+                }
+            }
+        }
+    }
+    // SASL: mode (bit 0 LOGIN, bit 1 initial response), then the lines.
+    for (name, data) in [
+        (
+            "plain-initial",
+            &b"\x02AGJvYkBleGFtcGxlLnRlc3QAc2VjcmV0"[..],
+        ),
+        ("plain-continued", b"\x00AGJvYkBleGFtcGxlLnRlc3QAc2VjcmV0"),
+        ("plain-authzid", b"\x02Ym9iAGJvYkBleGFtcGxlLnRlc3QAc2VjcmV0"),
+        ("plain-empty", b"\x02="),
+        ("plain-raw", b"\x00\x00bob\x00secret"),
+        ("login", b"\x01Ym9iQGV4YW1wbGUudGVzdA==\nc2VjcmV0"),
+        ("login-initial", b"\x03Ym9iQGV4YW1wbGUudGVzdA==\nc2VjcmV0"),
+        ("cancel", b"\x01Ym9i\n*"),
+        ("bad-base64", b"\x00AGJvYgBzZWNyZXQ\n"),
+    ] {
+        put("sasl", name, data);
+    }
+
     put("smtp_data", "empty", b"\x00.\r\n");
     put("smtp_data", "stuffed", b"\x00..\r\n.x\r\n\r\n.\r\nQUIT\r\n");
     put(
@@ -362,7 +435,7 @@ fn client_bytes(text: &str) -> Vec<u8> {
     out
 }
 
-/// The transcript escapes: \r \n \t \0 \\.
+/// The transcript escapes: \r \n \t \0 \\ \xNN.
 fn unescape(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut it = s.bytes();
@@ -376,6 +449,10 @@ fn unescape(s: &str) -> Vec<u8> {
             Some(b'n') => out.push(b'\n'),
             Some(b't') => out.push(b'\t'),
             Some(b'0') => out.push(0),
+            Some(b'x') => {
+                let hex: String = it.by_ref().take(2).map(char::from).collect();
+                out.push(u8::from_str_radix(&hex, 16).unwrap_or(b'?'));
+            }
             Some(o) => out.push(o),
             None => {}
         }

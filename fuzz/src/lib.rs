@@ -7,8 +7,9 @@
 //! src/bin/ wrap these functions in `afl::fuzz!`; tests/corpus.rs runs every
 //! committed seed and regression input through them without AFL.
 //!
-//! Does not own the parsers (proto, common, smtpd) or how a crash becomes a
-//! regression test (a `#[test]` in the crate that owns the parser).
+//! Does not own the parsers (proto, common, smtpd, pop3d) or how a crash
+//! becomes a regression test (a `#[test]` in the crate that owns the
+//! parser). The POP3 and SASL harnesses are in `pop3`.
 //!
 //! Standards: RFC 5321 2.3.8, 4.1.1.4, 4.2, 4.5.2 (the DATA oracle and the
 //! reply line shape); RFC 3030 2 (BDAT); RFC 3207 5 (nothing after STARTTLS
@@ -32,6 +33,9 @@ use common::spool::{Envelope, QueueFile};
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
+mod pop3;
+pub use pop3::{pop3_command, pop3_login, pop3_session, sasl};
+
 /// A harness: takes the fuzzer's bytes, panics on a finding.
 pub type Harness = fn(&[u8]);
 
@@ -49,6 +53,10 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("handoff_frames", handoff_frames),
     ("auth_request", auth_request),
     ("password_hash", password_hash),
+    ("pop3_command", pop3_command),
+    ("pop3_login", pop3_login),
+    ("pop3_session", pop3_session),
+    ("sasl", sasl),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it

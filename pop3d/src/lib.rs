@@ -1,5 +1,8 @@
 //! posthorn-pop3d: POP3 (issue 7; design in doc/mail-access.md). Not built yet.
 
+pub mod login;
+pub mod session;
+
 /// The program's entry point (posthorn-pop3d).
 pub fn main() {
     common::daemon::start("pop3d");

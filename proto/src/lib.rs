@@ -4,8 +4,9 @@
 //! parsers, reply types and their wire encoding, and the receivers that turn a
 //! stream of bytes into message content ("need more bytes" / "done"). It does
 //! not own sockets, files, policy or session state: daemons feed it bytes and
-//! act on what it returns. Cargo.toml keeps it free of dependencies so that the
-//! dependency graph enforces the boundary.
+//! act on what it returns. Cargo.toml keeps it free of networking and I/O
+//! dependencies (base64 and thiserror only) so that the dependency graph
+//! enforces the boundary.
 //!
 //! Standards: see the header of each module.
 //!
@@ -16,7 +17,9 @@
 //! Diagnostics: nothing is logged here. Errors are returned as protocol
 //! replies (`smtp::Reply`) or small error types the caller maps to one.
 
+pub mod pop3;
+pub mod sasl;
 pub mod smtp;
 
-// The `imap` and `pop3` modules come later, in the same style: parsers,
-// response writers and literal receivers, no I/O.
+// The `imap` module comes later, in the same style: parsers, response
+// writers and literal receivers, no I/O.
