@@ -70,6 +70,8 @@ fn main() {
         "posthorn-qmgr" => return posthorn_qmgr::main(),
         "posthorn-local" => return posthorn_local::main(),
         "posthorn-anvil" => return posthorn_anvil::main(),
+        "posthorn-pop3d" => return posthorn_pop3d::main(),
+        "posthorn-pop3-login" => return posthorn_pop3d::login_main(),
         "posthorn-auth" => return posthorn_auth::main(),
         _ => {}
     }

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod durable;
 pub mod ipc;
 pub mod log;
+pub mod login;
 pub mod mastercf;
 pub mod net;
 pub mod params;

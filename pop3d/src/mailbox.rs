@@ -69,7 +69,10 @@ pub struct Mailbox {
 
 impl Mailbox {
     fn map(&mut self, c: &mut Conn, step: Step, out: &mut Vec<u8>) -> Next<Done> {
-        let State::Active { session, maildrop } = std::mem::replace(&mut c.state, State::Closing)
+        let State::Active {
+            mut session,
+            maildrop,
+        } = std::mem::replace(&mut c.state, State::Closing)
         else {
             return Next::Close;
         };

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::auth::{AuthClient, AuthReply, UserInfo, Verify};
+use crate::auth::{AuthClient, AuthReply, Credentials};
 use crate::config::Config;
 use crate::ipc;
 use crate::login::{Handoff, LoginAnswer, LoginRequest, Protocol, SessionStart};
@@ -226,7 +226,7 @@ fn serve(
             ),
         ));
     }
-    let verify = Verify {
+    let verify = Credentials {
         service: req.protocol.name().to_string(),
         mechanism: req.mechanism.clone(),
         authzid: req.authzid.clone(),
@@ -236,7 +236,7 @@ fn serve(
         local_port: req.local_port,
         secured: req.secured,
     };
-    let reply = AuthClient::connect(&settings.auth_socket).and_then(|mut a| a.verify(verify));
+    let reply = AuthClient::connect(&settings.auth_socket).and_then(|mut a| a.verify(&verify));
     let (answer, user) = match reply {
         Ok(AuthReply::Ok(user)) if user.default_privs || user.uid == 0 || user.gid == 0 => {
             warning!(
@@ -470,6 +470,3 @@ fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
     let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE);
     matches!(poll(&mut fds, ms), Ok(n) if n > 0)
 }
-
-#[allow(dead_code)]
-fn _user_info_is_used(_: &UserInfo) {}
