@@ -128,25 +128,40 @@ impl Changes {
             && self.flags.is_empty()
     }
 
+    /// Add `other` (what happened after `self`) to what is still to be
+    /// reported.
     fn merge(&mut self, other: Changes) {
-        self.uid_validity_changed |= other.uid_validity_changed;
-        for (mine, theirs) in [
-            (&mut self.new, other.new),
-            (&mut self.expunged, other.expunged),
-            (&mut self.flags, other.flags),
-        ] {
-            mine.extend(theirs);
-            mine.sort_unstable();
-            mine.dedup();
+        let mine_new: HashSet<u32> = self.new.iter().copied().collect();
+        if other.uid_validity_changed {
+            // All the client knew is gone: what `self` had reported as gone,
+            // and what `other` calls gone that was not new in `self`.
+            let mut gone = std::mem::take(&mut self.expunged);
+            gone.extend(other.expunged.iter().filter(|u| !mine_new.contains(u)));
+            gone.sort_unstable();
+            gone.dedup();
+            *self = Changes {
+                uid_validity_changed: true,
+                new: other.new,
+                expunged: gone,
+                flags: Vec::new(),
+            };
+            return;
         }
-        // A UID that came and went between two reports is neither.
-        let gone: HashSet<u32> = self.expunged.iter().copied().collect();
-        let came: HashSet<u32> = self.new.iter().copied().collect();
-        self.new.retain(|u| !gone.contains(u));
-        self.flags
-            .retain(|u| !gone.contains(u) && !came.contains(u));
+        let gone_now: HashSet<u32> = other.expunged.iter().copied().collect();
+        // Gone again before it was reported as new: never mentioned.
         if !self.uid_validity_changed {
-            self.expunged.retain(|u| !came.contains(u));
+            self.expunged
+                .extend(other.expunged.iter().filter(|u| !mine_new.contains(u)));
+        }
+        self.new.extend(other.new);
+        self.new.retain(|u| !gone_now.contains(u));
+        self.flags.extend(other.flags);
+        let now_new: HashSet<u32> = self.new.iter().copied().collect();
+        self.flags
+            .retain(|u| !gone_now.contains(u) && !now_new.contains(u));
+        for v in [&mut self.new, &mut self.expunged, &mut self.flags] {
+            v.sort_unstable();
+            v.dedup();
         }
     }
 }
@@ -767,12 +782,9 @@ impl Folder {
         let Some((file, in_new)) = hit else {
             return Err(StoreError::Expunged(uid));
         };
+        // Only where the file is: a flag change it shows is reported by the
+        // next sync.
         let m = &mut self.messages[i];
-        if !in_new {
-            let (f, k) = filename::flags(&file);
-            m.flags = f;
-            m.keywords = k;
-        }
         m.file = file;
         m.in_new = in_new;
         Ok(())
@@ -948,10 +960,17 @@ impl Folder {
     pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         self.writable()?;
         let lock = self.lock()?;
-        let c = self.sync_locked(&lock)?;
-        self.pending.merge(c);
         let want: HashSet<u32> = uids.iter().copied().collect();
-        let mut gone = Vec::new();
+        let mut c = self.sync_locked(&lock)?;
+        // Removed by another session first: reported here, not again.
+        let mut gone: Vec<u32> = c
+            .expunged
+            .iter()
+            .copied()
+            .filter(|u| want.contains(u))
+            .collect();
+        c.expunged.retain(|u| !want.contains(u));
+        self.pending.merge(c);
         let (mut bytes, mut count) = (0u64, 0u64);
         for i in 0..self.messages.len() {
             let uid = self.messages[i].uid;
@@ -982,6 +1001,7 @@ impl Folder {
             }
             gone.push(uid);
         }
+        gone.sort_unstable();
         let gone_set: HashSet<u32> = gone.iter().copied().collect();
         self.messages.retain(|m| !gone_set.contains(&m.uid));
         if !gone.is_empty() {
