@@ -96,7 +96,7 @@ fn mailstore_view(md: &Path) -> View {
 }
 
 fn words(s: &str) -> Vec<&str> {
-    s.split(|c: char| c == ' ' || c == '(' || c == ')')
+    s.split([' ', '(', ')'])
         .filter(|w| !w.is_empty())
         .collect()
 }
