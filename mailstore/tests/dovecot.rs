@@ -96,9 +96,7 @@ fn mailstore_view(md: &Path) -> View {
 }
 
 fn words(s: &str) -> Vec<&str> {
-    s.split([' ', '(', ')'])
-        .filter(|w| !w.is_empty())
-        .collect()
+    s.split([' ', '(', ')']).filter(|w| !w.is_empty()).collect()
 }
 
 /// `(UID 3 FLAGS ($Label1 Work) RFC822.SIZE 139)` -> (3, {..}, 139)

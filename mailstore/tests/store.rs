@@ -161,7 +161,11 @@ fn sync_gives_uids_in_order_and_moves_new_to_cur() {
     let a = deliver(&md, "Subject: a\n\nA\n");
     std::thread::sleep(Duration::from_millis(2));
     let b = deliver(&md, "Subject: b\r\n\r\nB\r\n");
-    assert!(b.to_str().unwrap().ends_with(",S=17,W=17"), "{}", b.display());
+    assert!(
+        b.to_str().unwrap().ends_with(",S=17,W=17"),
+        "{}",
+        b.display()
+    );
     // Read-only: UIDs, but files stay in new/.
     let mut ro = s.folder(INBOX, Access::ReadOnly).unwrap();
     let uidv = ro.uid_validity();
