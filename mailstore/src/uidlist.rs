@@ -288,7 +288,7 @@ fn parse_record(no: usize, line: &str, version: u8) -> Result<Record, ParseError
         }
         rest = rest.strip_prefix(':').unwrap_or(rest);
     }
-    if rest.is_empty() {
+    if filename::base(rest).is_empty() {
         return Err(ParseError::new(no, "no file name"));
     }
     if rest.contains('/') {
@@ -385,6 +385,7 @@ mod tests {
             (b"3 V5 N1\n4294967296 :a\n", 2, "too large"),
             (b"3 V5 N1\n1 :\n", 2, "no file name"),
             (b"3 V5 N1\n1 W5\n", 2, "no file name"),
+            (b"3 V5 N1\n1 ::2,S\n", 2, "no file name"),
             (b"3 V5 N1\n1 :../x\n", 2, "broken file name"),
             (b"3 V5 N1\n1 :\xff\n", 2, "UTF-8"),
         ];
