@@ -238,8 +238,12 @@ impl DotLock {
                     waited,
                 });
             }
-            // Random 0.5..1.0 of the wait, growing to half a second.
-            let jitter = 0.5 + f64::from(nix::unistd::getpid().as_raw() as u32 % 97) / 194.0;
+            // 0.5..1.0 of the wait (from the clock's nanoseconds, so that
+            // waiters do not wake in step), growing to half a second.
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let jitter = 0.5 + f64::from(nanos % 1000) / 2000.0;
             std::thread::sleep(
                 wait.mul_f64(jitter)
                     .min(settings.timeout.saturating_sub(waited)),

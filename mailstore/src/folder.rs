@@ -758,7 +758,7 @@ impl Folder {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::io(self.display.join(&m.file), e)),
         }
-        self.relocate(i)?;
+        self.relocate(i, false)?;
         let m = &self.messages[i];
         let dir = if m.in_new { &self.new } else { &self.cur };
         match fsat::open_file(dir, &m.file) {
@@ -769,13 +769,13 @@ impl Folder {
     }
 
     /// Find message `i`'s file again by its base name: listed without the
-    /// lock, then (if missing) with it, so that no renaming session is
-    /// between. `Expunged` if it is gone.
-    fn relocate(&mut self, i: usize) -> Result<(), StoreError> {
+    /// lock, then (if missing, and the caller does not hold the lock) with
+    /// it, so that no renaming session is between. `Expunged` if it is gone.
+    fn relocate(&mut self, i: usize, locked: bool) -> Result<(), StoreError> {
         let base = self.messages[i].base.clone();
         let uid = self.messages[i].uid;
         let mut hit = self.find_base(&base)?;
-        if hit.is_none() {
+        if hit.is_none() && !locked {
             let _lock = self.lock()?;
             hit = self.find_base(&base)?;
         }
@@ -935,7 +935,7 @@ impl Folder {
                             break;
                         }
                         Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => {
-                            self.relocate(i)?;
+                            self.relocate(i, true)?;
                         }
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
                             return Err(StoreError::Expunged(u.uid))
@@ -986,7 +986,7 @@ impl Folder {
                         removed = true;
                         break;
                     }
-                    Ok(false) if attempt == 0 => match self.relocate(i) {
+                    Ok(false) if attempt == 0 => match self.relocate(i, true) {
                         Ok(()) => {}
                         Err(StoreError::Expunged(_)) => break,
                         Err(e) => return Err(e),
@@ -1213,8 +1213,10 @@ impl Folder {
             let dir = if m.in_new { &self.new } else { &self.cur };
             match fsat::link(dir, &m.file, &dest.tmp, tmp) {
                 Ok(()) => return Ok(()),
+                // Without this folder's lock: `dest` may be this very folder
+                // (another Folder of it), whose lock is held.
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => {
-                    self.relocate(i)?
+                    self.relocate(i, true)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(StoreError::Expunged(m.uid))
@@ -1223,8 +1225,12 @@ impl Folder {
             }
         }
         // Another file system, or links not allowed: copy.
-        let uid = self.messages[i].uid;
-        let mut src = self.open_message(uid)?;
+        let m = &self.messages[i];
+        let dir = if m.in_new { &self.new } else { &self.cur };
+        let mut src = fsat::open_file(dir, &m.file).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::Expunged(m.uid),
+            _ => StoreError::io(self.display.join(&m.file), e),
+        })?;
         let path = dest.display.join("tmp").join(tmp);
         let mut out = durable::create_new(Some(&dest.tmp), Path::new(tmp), FILE_MODE).at(&path)?;
         let r = io::copy(&mut src, &mut out).and_then(|_| out.sync_all());

@@ -301,9 +301,9 @@ impl Store {
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
         let from = names::validate(from)?;
         let to = names::validate(to)?;
-        let (Some(from_dir), Some(_)) = (names::disk_name(&from), names::disk_name(&to)) else {
+        if from == INBOX || to == INBOX {
             return Err(StoreError::Inbox("renamed"));
-        };
+        }
         if !self.exists(&from)? {
             return Err(StoreError::NoSuchFolder(from));
         }
@@ -336,7 +336,6 @@ impl Store {
             )
             .at(&self.display.join(&da))
         };
-        let _ = from_dir;
         mv(&from, &to)?;
         for child in &children {
             mv(child, &format!("{to}{}", &child[from.len()..]))?;

@@ -573,3 +573,48 @@ fn planted_links_lead_nowhere() {
     );
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn stale_names_are_followed_under_the_lock_without_waiting_for_it() {
+    let d = temp("stale");
+    let md = d.join("Maildir");
+    // A short wait: a session waiting for its own lock fails fast.
+    let opts = Options {
+        lock: mailstore::dotlock::LockSettings {
+            timeout: Duration::from_secs(2),
+            stale: Duration::from_secs(120),
+        },
+        ..Options::default()
+    };
+    let s = Store::open_with(&md, opts).unwrap();
+    for i in 0..3 {
+        deliver(&md, &format!("Subject: {i}\n\n{i}\n"));
+    }
+    let mut one = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let mut two = s.folder(INBOX, Access::ReadWrite).unwrap();
+    for uid in 1..=3 {
+        one.set_flags(uid, Flags::SEEN, &[]).unwrap();
+    }
+    // `two` still has the old names of all three.
+    two.set_flags(1, Flags::FLAGGED, &[]).unwrap();
+    assert!(two.message(1).unwrap().file.ends_with(":2,F"));
+    assert_eq!(two.expunge(&[2]).unwrap(), [2]);
+    let mut same = s.folder(INBOX, Access::ReadWrite).unwrap();
+    one.set_flags(3, Flags::DRAFT, &[]).unwrap();
+    let pairs = two.copy_to(&[3], &mut same).unwrap();
+    assert_eq!(pairs.len(), 1);
+    // The flags as the copying session knows them (its last sync).
+    assert_eq!(
+        same.message(pairs[0].1).unwrap().flags,
+        two.message(3).unwrap().flags
+    );
+    // Gone altogether: Expunged at once, not a wait for our own lock.
+    one.expunge(&[1]).unwrap();
+    let start = std::time::Instant::now();
+    assert!(matches!(
+        two.set_flags(1, Flags::SEEN, &[]),
+        Err(StoreError::Expunged(1))
+    ));
+    assert!(start.elapsed() < Duration::from_secs(1));
+    fs::remove_dir_all(&d).unwrap();
+}
