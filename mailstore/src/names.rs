@@ -137,7 +137,7 @@ fn disk_name_unchecked(name: &str) -> String {
 /// UTF-7, or not a valid name.
 pub fn from_disk(dir: &str) -> Option<String> {
     let rest = dir.strip_prefix('.')?;
-    if rest.is_empty() || rest.starts_with('.') {
+    if rest.is_empty() || rest.starts_with('.') || rest.contains(SEPARATOR) {
         return None;
     }
     let name = decode_utf7(rest)?.replace('.', "/");
@@ -151,6 +151,10 @@ pub fn from_disk(dir: &str) -> Option<String> {
 pub(crate) fn from_storage_levels<'a>(levels: impl Iterator<Item = &'a str>) -> Option<String> {
     let mut out = Vec::new();
     for l in levels {
+        // A level holds no separator (found by fuzz/ maildir_subscriptions).
+        if l.contains(SEPARATOR) {
+            return None;
+        }
         out.push(decode_utf7(l)?);
     }
     let name = out.join("/");
@@ -309,6 +313,8 @@ mod tests {
             ".a.",
             ".&AGE-",
             ".INBOX",
+            // Found by fuzz/ maildir_subscriptions: not a name on disk.
+            ".Archive/2024",
         ] {
             assert_eq!(from_disk(not_folder), None, "{not_folder:?}");
         }

@@ -110,7 +110,15 @@ impl Maildirsize {
         let first = lines.next().unwrap_or("");
         let mut limits = Quota::default();
         for part in first.split(',').filter(|p| !p.is_empty()) {
-            let (num, unit) = part.split_at(part.len() - 1);
+            // The unit is the last byte; anything but S or C (a multi-byte
+            // character too) is an error.
+            let (num, storage) = if let Some(n) = part.strip_suffix('S') {
+                (n, true)
+            } else if let Some(n) = part.strip_suffix('C') {
+                (n, false)
+            } else {
+                return Err(ParseError::new(1, format!("invalid limit {part:?}")));
+            };
             if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(ParseError::new(1, format!("invalid limit {part:?}")));
             }
@@ -118,10 +126,10 @@ impl Maildirsize {
                 .parse()
                 .map_err(|_| ParseError::new(1, format!("limit {part:?} too large")))?;
             let n = (n > 0).then_some(n);
-            match unit {
-                "S" => limits.storage = n,
-                "C" => limits.messages = n,
-                _ => return Err(ParseError::new(1, format!("invalid limit {part:?}"))),
+            if storage {
+                limits.storage = n;
+            } else {
+                limits.messages = n;
             }
         }
         let (mut bytes, mut messages, mut count) = (0i64, 0i64, 0usize);
@@ -429,6 +437,17 @@ mod tests {
             assert_eq!(e.line, *line, "{:?}: {e}", String::from_utf8_lossy(data));
         }
         assert!(Maildirsize::parse(&vec![b'\n'; MAX_FILE + 1]).is_err());
+    }
+
+    /// Found by fuzz/ maildirsize: a limit ending in a multi-byte character
+    /// was cut inside it (a panic in local delivery, on a file the mailbox
+    /// owner can write).
+    #[test]
+    fn limit_ending_in_a_multibyte_character_is_an_error() {
+        for data in ["50\u{3bc}\n0 0\n", "5550C\u{451}\n1 1\n", "\u{3cb}\n0 0\n"] {
+            let e = Maildirsize::parse(data.as_bytes()).unwrap_err();
+            assert_eq!(e.line, 1, "{data:?}: {e}");
+        }
     }
 
     #[test]
