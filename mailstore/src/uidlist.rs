@@ -219,15 +219,16 @@ fn parse_header(line: &str) -> Result<UidList, ParseError> {
         3 => {
             for field in rest.split(' ').filter(|f| !f.is_empty()) {
                 let key = field.as_bytes()[0];
+                if !key.is_ascii_graphic() {
+                    // (A multi-byte character here was a panic: fuzz/.)
+                    return Err(ParseError::new(1, "invalid header field"));
+                }
                 let value = &field[1..];
                 match key {
                     b'V' => list.uid_validity = number(1, "UIDVALIDITY", value)?,
                     b'N' => list.next_uid = number(1, "next UID", value)?,
                     b'G' => list.guid = Some(parse_guid(value)?),
-                    _ if key.is_ascii() && key > b' ' => {
-                        list.header_ext.push((key, value.to_string()))
-                    }
-                    _ => return Err(ParseError::new(1, "invalid header field")),
+                    _ => list.header_ext.push((key, value.to_string())),
                 }
             }
         }
@@ -373,6 +374,10 @@ mod tests {
             (b"3 N1\n", 1, "uidvalidity = 0"),
             (b"3 V5\n", 1, "next_uid = 0"),
             (b"3 V5 N1 Gxyz\n", 1, "GUID"),
+            // Found by fuzz/ maildir_uidlist: a header field starting with
+            // a multi-byte character was cut inside it.
+            (b"3 V5 N1 \xc2\x9e0\n", 1, "invalid header field"),
+            (b"3 V5 N1 \x7f\n", 1, "invalid header field"),
             (b"3 V99999999999 N1\n", 1, "too large"),
             (b"1 5\n", 1, "version 1"),
             (b"3 V5 N1\n\n", 2, "invalid data"),
