@@ -1,7 +1,9 @@
 //! `posthorn dev`: the whole suite in the foreground, as the current user.
 //!
 //! Writes main.cf and master.cf into the state directory (every run, from the
-//! flags), creates the spool, the users and their Maildirs, and runs master in
+//! flags), creates the spool, the users and their Maildirs (with the
+//! special-use folders Drafts, Sent, Trash, Junk and Archive, subscribed),
+//! and runs master in
 //! the foreground with logs on standard error. Everything listens on
 //! 127.0.0.1 only. The code paths are production's: only privilege and ports
 //! differ.
@@ -192,11 +194,16 @@ fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
 }
 
 /// Make a virtual user's home and Maildir as local delivery would: the
-/// home given to `owner` (when root), the Maildir made as that owner.
+/// home given to `owner` (when root), the Maildir made as that owner, with
+/// the special-use folders (Drafts, Sent, Trash, Junk, Archive), all
+/// subscribed, as a new user's mailbox has them.
 fn make_maildir(home: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     use common::privilege::{self, DirCreate};
+    let store_err = |e: mailstore::StoreError| std::io::Error::other(e.to_string());
     let Some((uid, gid)) = owner else {
-        return mailstore::Maildir::create(home.join("Maildir")).map(drop);
+        return mailstore::Store::create_user(&home.join("Maildir"), Default::default())
+            .map(drop)
+            .map_err(store_err);
     };
     let parent = home.parent().unwrap_or(Path::new("/"));
     let name = home
@@ -215,8 +222,14 @@ fn make_maildir(home: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     }
     let hdir = privilege::walk_dirs(&pdir, Path::new(name), None)?;
     privilege::as_user(uid, gid, || {
-        mailstore::Maildir::open_at(&hdir, Path::new("Maildir"), home.join("Maildir"), true)
-            .map(drop)
+        mailstore::Store::create_user_at(
+            &hdir,
+            Path::new("Maildir"),
+            home.join("Maildir"),
+            Default::default(),
+        )
+        .map(drop)
+        .map_err(store_err)
     })
 }
 

@@ -13,7 +13,8 @@
 //!
 //! Standards: RFC 5321 2.3.8, 4.1.1.4, 4.2, 4.5.2 (the DATA oracle and the
 //! reply line shape); RFC 3030 2 (BDAT); RFC 3207 5 (nothing after STARTTLS
-//! is answered in the clear).
+//! is answered in the clear); RFC 3501 5.1.3 (modified UTF-7 folder names);
+//! Dovecot's Maildir formats (mailstore).
 //!
 //! Security: every function here takes attacker-shaped bytes; a panic, an
 //! abort or a hang is a finding. Assertions state the property they guard.
@@ -57,6 +58,11 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("pop3_login", pop3_login),
     ("pop3_session", pop3_session),
     ("sasl", sasl),
+    ("maildir_uidlist", maildir_uidlist),
+    ("maildir_keywords", maildir_keywords),
+    ("maildirsize", maildirsize),
+    ("maildir_filename", maildir_filename),
+    ("maildir_subscriptions", maildir_subscriptions),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it
@@ -876,6 +882,127 @@ pub fn password_hash(data: &[u8]) {
         assert!(!stored.verify(&other), "and nothing longer");
     }
     let _ = format!("{stored:?} {}", stored.scheme());
+}
+
+/// A Maildir's `dovecot-uidlist` (mailstore::uidlist). Checks: a list that
+/// parses has ascending UIDs below its next UID and non-empty base names
+/// without '/' or ':'; written back (version 3) it parses to the same list.
+pub fn maildir_uidlist(data: &[u8]) {
+    use mailstore::uidlist::UidList;
+    let Ok(l) = UidList::parse(data) else {
+        return;
+    };
+    let uids: Vec<u32> = l.records.iter().map(|r| r.uid).collect();
+    assert!(uids.windows(2).all(|w| w[0] < w[1]), "UIDs not ascending");
+    assert!(uids.last().is_none_or(|u| *u < l.next_uid), "next UID not above the last");
+    for r in &l.records {
+        assert!(!r.base.is_empty() && !r.base.contains(['/', ':']), "base {:?}", r.base);
+        assert!(r.ext.iter().all(|(k, _)| k.is_ascii_uppercase()));
+    }
+    let out = l.write([0x5a; 16]);
+    let again = UidList::parse(&out).expect("a written list parses");
+    assert_eq!(again.version, 3);
+    assert_eq!(again.guid, Some(l.guid.unwrap_or([0x5a; 16])));
+    assert_eq!(
+        (again.uid_validity, again.next_uid, &again.header_ext, &again.records),
+        (l.uid_validity, l.next_uid, &l.header_ext, &l.records),
+        "uidlist round trip"
+    );
+}
+
+/// A folder's `dovecot-keywords` (mailstore::keywords). Checks: at most 26
+/// valid names, each found at its index case-insensitively; written back it
+/// parses to the same table.
+pub fn maildir_keywords(data: &[u8]) {
+    use mailstore::keywords::{self, Keywords};
+    let Ok(k) = Keywords::parse(data) else {
+        return;
+    };
+    let mut n = 0;
+    for (i, name) in k.iter() {
+        assert!(i < keywords::MAX_KEYWORDS && keywords::is_valid(name));
+        assert_eq!(k.index(&name.to_ascii_uppercase()), Some(i));
+        n += 1;
+    }
+    assert!(n <= keywords::MAX_KEYWORDS);
+    assert_eq!(Keywords::parse(&k.write()).expect("written keywords parse"), k);
+}
+
+/// Maildir++ `maildirsize` (mailstore::quota). Checks: totals are not
+/// negative; the limits line written for the parsed limits parses to them.
+pub fn maildirsize(data: &[u8]) {
+    use mailstore::quota::{limits_line, Maildirsize};
+    let Ok(m) = Maildirsize::parse(data) else {
+        return;
+    };
+    assert!(m.bytes >= 0 && m.messages >= 0 && m.lines >= 1);
+    let again = Maildirsize::parse(format!("{}\n0 0\n", limits_line(&m.limits)).as_bytes())
+        .expect("a written limits line parses");
+    assert_eq!(again.limits, m.limits);
+}
+
+/// Maildir message file names (mailstore::filename): sizes, flags and
+/// keyword letters, Dovecot's sort order. The first byte splits the input
+/// into two names. Checks: replacing the flags keeps the base and sizes and
+/// reads back as set; the order is antisymmetric.
+pub fn maildir_filename(data: &[u8]) {
+    use mailstore::filename::{self, Flags, KeywordSet};
+    let Some((&seed, data)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let cut = (usize::from(seed) % (text.len() + 1)..=text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    let (a, b) = text.split_at(cut);
+    for name in [a, b] {
+        let _ = filename::is_valid(name);
+        let (f, k) = filename::flags(name);
+        for (nf, nk) in [
+            (f, k),
+            (Flags::empty(), KeywordSet::default()),
+            (Flags::SEEN | Flags::DRAFT | Flags::TRASHED, KeywordSet(0b1010_0001)),
+        ] {
+            let renamed = filename::with_flags(name, nf, nk);
+            assert_eq!(filename::flags(&renamed), (nf, nk), "{name:?} -> {renamed:?}");
+            assert_eq!(filename::base(&renamed), filename::base(name));
+            for key in [b'S', b'W'] {
+                assert_eq!(filename::size_field(&renamed, key), filename::size_field(name, key));
+            }
+        }
+    }
+    assert_eq!(filename::sort_cmp(a, b), filename::sort_cmp(b, a).reverse());
+    let mut c = filename::VsizeCounter::default();
+    c.add(data);
+    assert!(c.vsize() >= c.size() && c.vsize() <= 2 * c.size());
+}
+
+/// The `subscriptions` file and folder names on disk (mailstore::
+/// subscriptions, names). Checks: subscribed names are valid folder names
+/// and the file written for them parses to them; a directory name that
+/// decodes to a folder encodes back to itself.
+pub fn maildir_subscriptions(data: &[u8]) {
+    use mailstore::names;
+    if let Ok(subs) = mailstore::subscriptions::parse(data) {
+        for n in &subs {
+            assert_eq!(names::validate(n).expect("a valid name"), *n);
+        }
+        let again = mailstore::subscriptions::parse(&mailstore::subscriptions::write(&subs))
+            .expect("written subscriptions parse");
+        assert_eq!(again, subs);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        for line in text.lines() {
+            if let Some(name) = names::from_disk(line) {
+                assert_eq!(names::disk_name(&name).as_deref(), Some(line));
+            }
+            if let Some(d) = names::decode_utf7(line) {
+                assert_eq!(names::encode_utf7(&d), line);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

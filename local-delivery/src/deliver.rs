@@ -9,6 +9,14 @@
 //! made with `make_dir_at`, and everything below a home written with the
 //! owner's effective ids (`as_user`, which refuses uid 0).
 //!
+//! Quota: a Maildir recipient with a quota (users file `quota_rule`, as
+//! Dovecot reads it) whose Maildir++ maildirsize says it is full, or would
+//! be with this message, is deferred with 4.2.2 "Mailbox full: Quota
+//! exceeded (mailbox for user is full)" (RFC 3463 4.2.2, Dovecot's text): a
+//! temporary failure, bounced by qmgr after the queue lifetime. The message
+//! is counted as written (LF line ends) and checked before it is committed;
+//! a user already full is refused before anything is written.
+//!
 //! Diagnostics: a queue file that cannot be opened safely is a warning naming
 //! the queue id, and its recipients are deferred.
 
@@ -20,10 +28,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::config::Config;
 use common::ipc::{DeliverRequest, RecipientResult, Status};
 use common::privilege::{self, DirCreate};
+use common::quota::Quota;
 use common::spool::{Queue, QueueFile, QueueId, Spool};
 use common::users::UserTable;
 use common::{info, warning};
-use mailstore::{LfReader, Maildir};
+use mailstore::quota::OverQuota;
+use mailstore::{LfReader, Maildir, StoreError};
 
 use crate::aliases::Aliases;
 use crate::resolve::{self, Mailbox, Unresolved};
@@ -168,6 +178,15 @@ impl Agent {
         let mut what = "";
         for mbox in &boxes {
             if let Err(e) = write_mailbox(mbox, qf, rcpt, &mut self.maildirs) {
+                if e.get_ref().is_some_and(|i| i.is::<OverQuota>()) {
+                    // RFC 3463 4.2.2: mailbox full; Dovecot's words.
+                    return (
+                        Status::Deferred,
+                        "4.2.2",
+                        "Mailbox full: Quota exceeded (mailbox for user is full)".into(),
+                        mbox.relay,
+                    );
+                }
                 let dsn = match e.raw_os_error() {
                     Some(28) => "4.3.1",  // ENOSPC
                     Some(122) => "4.2.2", // EDQUOT
@@ -217,10 +236,12 @@ fn write_mailbox(
                 if (st.st_dev, st.st_ino) != new_id {
                     return Err(io::Error::other("Maildir moved"));
                 }
-                maildir_write(&md, qf, rcpt)
+                maildir_write(&md, qf, rcpt, &mbox.quota)
             });
             match r {
                 Ok(()) => return Ok(()),
+                // Full: no need to look again.
+                Err(e) if e.get_ref().is_some_and(|i| i.is::<OverQuota>()) => return Err(e),
                 // Moved, removed, or failing: walk again from "/".
                 Err(_) => {
                     cache.remove(&key);
@@ -254,7 +275,7 @@ fn write_mailbox(
     privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
             let md = Maildir::open_at(&home, &mbox.below_home, mbox.path.clone(), true)?;
-            maildir_write(&md, qf, rcpt)?;
+            maildir_write(&md, qf, rcpt, &mbox.quota)?;
             if cache.len() >= MAILDIR_CACHE {
                 cache.clear();
             }
@@ -286,9 +307,26 @@ fn write_mailbox(
     })
 }
 
+/// A quota check's result as an io::Error: OverQuota stays recognisable
+/// (`get_ref().is::<OverQuota>()`).
+fn quota_error(e: StoreError) -> io::Error {
+    match e {
+        StoreError::OverQuota(o) => io::Error::other(o),
+        StoreError::Io { source, path } => {
+            io::Error::new(source.kind(), format!("{}: {source}", path.display()))
+        }
+        other => io::Error::other(other.to_string()),
+    }
+}
+
 /// Deliver into an open Maildir (as its owner): the trace headers, then the
-/// message with CRLF turned into LF.
-fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
+/// message with CRLF turned into LF. With a quota: refused before writing
+/// when the user is full already, and before committing when this message
+/// would make it so.
+fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str, quota: &Quota) -> io::Result<()> {
+    if !quota.is_unlimited() {
+        md.check_quota(quota, 0).map_err(quota_error)?;
+    }
     let prefix = format!("Return-Path: <{}>\nDelivered-To: {rcpt}\n", qf.sender);
     let mut d = md.begin()?;
     d.write(prefix.as_bytes())?;
@@ -300,6 +338,10 @@ fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
             break;
         }
         d.write(&buf[..n])?;
+    }
+    if !quota.is_unlimited() {
+        // Dropped on error: the file in tmp/ is removed.
+        md.check_quota(quota, d.size()).map_err(quota_error)?;
     }
     d.commit().map(drop)
 }
@@ -378,6 +420,12 @@ mod tests {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn agent(name: &str) -> (Agent, std::path::PathBuf) {
+        agent_with(name, "")
+    }
+
+    /// An agent whose user `demo@example.test` has the users file extra
+    /// fields `extra`.
+    fn agent_with(name: &str, extra: &str) -> (Agent, std::path::PathBuf) {
         let dir =
             std::env::temp_dir().join(format!("posthorn-deliver-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -391,7 +439,7 @@ mod tests {
         std::fs::write(
             dir.join("users"),
             format!(
-                "demo@example.test:x:{uid}:{gid}::{}/home/demo::\n",
+                "demo@example.test:x:{uid}:{gid}::{}/home/demo::{extra}\n",
                 dir.display()
             ),
         )
@@ -445,6 +493,52 @@ mod tests {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn over_quota_is_deferred_with_4_2_2() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut a, dir) = agent_with("quota", "userdb_quota_rule=*:storage=300");
+        let send = |a: &mut Agent, body: &[u8]| {
+            let id = queue(&a.spool, body);
+            a.spool
+                .move_to(&id, Queue::Incoming, Queue::Active)
+                .unwrap();
+            a.deliver(&request(&id)).unwrap().remove(0)
+        };
+        let r = send(&mut a, b"Subject: one\r\n\r\nsmall\r\n");
+        assert_eq!(r.status, Status::Sent, "{r:?}");
+        let md = dir.join("home/demo/Maildir");
+        let names: Vec<String> = std::fs::read_dir(md.join("new"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        // Return-Path, Delivered-To and the message, with LF.
+        let size = "Return-Path: <a@example.org>\nDelivered-To: demo@example.test\n".len()
+            + "Subject: one\n\nsmall\n".len();
+        assert!(
+            names[0].ends_with(&format!(",S={size},W={}", size + 5)),
+            "{names:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(md.join("maildirsize")).unwrap(),
+            format!("300S\n0 0\n{size} 1\n")
+        );
+        // Too large for what is left: deferred, nothing left behind.
+        let big = format!("Subject: two\r\n\r\n{}\r\n", "x".repeat(250));
+        let r = send(&mut a, big.as_bytes());
+        assert_eq!(r.status, Status::Deferred, "{r:?}");
+        assert_eq!(r.dsn, "4.2.2");
+        assert_eq!(
+            r.text,
+            "Mailbox full: Quota exceeded (mailbox for user is full)"
+        );
+        assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(md.join("tmp")).unwrap().count(), 0);
+        // A small one still fits.
+        let r = send(&mut a, b"Subject: three\r\n\r\nsmall\r\n");
+        assert_eq!(r.status, Status::Sent, "{r:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

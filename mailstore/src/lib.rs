@@ -1,12 +1,52 @@
-//! Mailbox storage shared by local delivery, imapd and pop3d.
+//! Mailbox storage shared by local delivery, imapd and pop3d: Maildir++ as
+//! Dovecot lays it out, so that a mailbox moves between Dovecot and
+//! posthorn with its UIDs, flags, keywords, folders, subscriptions and
+//! quota; and mbox delivery.
 //!
-//! Now: delivering into Maildir (and mbox). Later: the UID index, flags,
-//! keywords and folders that IMAP needs.
+//! Owns: `Store` (a user's Maildir: folders, subscriptions, quota; store.rs),
+//! `Folder` (messages, UIDs, flags, expunge, append, copy; folder.rs),
+//! `pop3` (the session lock and the maildrop), delivery into new/
+//! (maildir.rs), the file formats (uidlist.rs, keywords.rs,
+//! subscriptions.rs, quota.rs, filename.rs, names.rs) and the locks
+//! (dotlock.rs). Does not own who a mailbox belongs to or the protocols.
+//!
+//! Standards: the Maildir specification; Maildir++ (folders, quota); RFC
+//! 3501 2.3.1.1, 2.3.2, 5.1.3 (UIDs, flags, modified UTF-7); RFC 1939 and
+//! 2449 (POP3 sizes, UIDL, [IN-USE]); RFC 6154 (special-use); Dovecot's
+//! maildir storage formats (each module says which).
+//!
+//! Security: every file operation goes through directory descriptors
+//! without following links (fsat.rs, common::privilege), as the mailbox
+//! owner; every file read is bounded and every parser returns errors, never
+//! panics (fuzz/: maildir_uidlist, maildir_keywords, maildirsize,
+//! maildir_filename).
+//!
+//! Diagnostics: one error type, `StoreError`, whose messages name the file;
+//! repairs (a rebuilt uidlist, a replaced stale lock, a fixed duplicate)
+//! are logged as warnings.
 
+pub mod dotlock;
+pub mod error;
+pub mod filename;
+pub mod folder;
+pub mod fsat;
+pub mod keywords;
 pub mod maildir;
 pub mod mbox;
+pub mod names;
+pub mod pop3;
+pub mod quota;
+pub mod store;
+pub mod subscriptions;
+pub mod uidlist;
+pub mod uidvalidity;
 
+pub use error::{ParseError, StoreError};
+pub use filename::{Flags, KeywordSet};
+pub use folder::{Changes, FlagUpdate, Folder, Message};
 pub use maildir::Maildir;
+pub use names::{SpecialUse, INBOX};
+pub use store::{Access, FolderInfo, Options, Store};
 
 /// Convert CRLF to LF while streaming (a CR at the end of one chunk is held
 /// until the next). Bare CR and bare LF pass unchanged.

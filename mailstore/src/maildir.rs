@@ -1,12 +1,16 @@
 //! Maildir delivery: tmp/, fsync, rename into new/, fsync new/.
 //!
-//! Owns the Maildir directory layout and unique file names
-//! (`SECONDS.M<usec>P<pid>Q<n>.HOST,S=<size>`, the form Dovecot writes and
-//! reads). Does not own who the mailbox belongs to (local delivery) or what
-//! goes in the message (the caller streams it in).
+//! Owns delivering one message into a Maildir's new/ under a unique name
+//! (`SECONDS.M<usec>P<pid>Q<n>.HOST,S=<size>,W=<vsize>`, the form Dovecot
+//! writes and reads: S the bytes on disk, W the bytes with CRLF line ends,
+//! so that readers need neither stat nor a pass over the file), the quota
+//! check before a delivery is committed, and the maildirsize line after
+//! it. Does not own who the mailbox belongs to (local delivery), what goes
+//! in the message (the caller streams it in, with LF line ends), or UIDs
+//! (folder.rs gives them when the folder is next synced).
 //!
 //! Standards: the Maildir specification (cr.yp.to/proto/maildir.html);
-//! Dovecot's `,S=` size field.
+//! Maildir++ (`,S=`, maildirsize); Dovecot's `,W=`.
 //!
 //! Durability: the file is written in tmp/, then `common::durable::commit`
 //! fsyncs it, renames it into new/ (never replacing a file) and fsyncs new/
@@ -24,12 +28,16 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::durable::{self, Replace};
 use common::privilege::{self, DirCreate};
+use common::quota::Quota;
+use common::warning;
+
+use crate::error::StoreError;
+use crate::filename::{self, VsizeCounter};
+use crate::quota;
 
 /// Mode of Maildir directories made at delivery.
 const DIR_MODE: u32 = 0o700;
@@ -38,6 +46,7 @@ const DIR_MODE: u32 = 0o700;
 #[derive(Debug, Clone)]
 pub struct Maildir {
     root: PathBuf,
+    dir: Arc<File>,
     tmp: Arc<File>,
     new: Arc<File>,
 }
@@ -68,6 +77,7 @@ impl Maildir {
         Ok(Maildir {
             tmp: Arc::new(sub("tmp")?),
             new: Arc::new(new),
+            dir: Arc::new(md),
             root: display,
         })
     }
@@ -97,28 +107,23 @@ impl Maildir {
         &self.root
     }
 
+    /// Would a message of `bytes` bytes go over `quota`?
+    /// (`StoreError::OverQuota` if so; reads or recalculates maildirsize.)
+    pub fn check_quota(&self, quota: &Quota, bytes: u64) -> Result<(), StoreError> {
+        quota::check(&self.dir, &self.root, quota, bytes, 1)
+    }
+
     /// Start a delivery: a new file in tmp/.
     pub fn begin(&self) -> io::Result<Delivery> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let host = host_part();
         for _ in 0..10 {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let base = format!(
-                "{}.M{}P{}Q{}.{host}",
-                now.as_secs(),
-                now.subsec_micros(),
-                pid(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
+            let base = filename::unique_base();
             match durable::create_new(Some(&self.tmp), Path::new(&base), 0o600) {
                 Ok(f) => {
                     return Ok(Delivery {
                         file: Some(io::BufWriter::with_capacity(32 * 1024, f)),
                         base,
                         maildir: self.clone(),
-                        size: 0,
+                        size: VsizeCounter::default(),
                         done: false,
                     })
                 }
@@ -130,45 +135,33 @@ impl Maildir {
     }
 }
 
-/// This process's id, looked up once (a system call each time otherwise).
-fn pid() -> u32 {
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *PID.get_or_init(std::process::id)
-}
-
-/// The host name as Maildir file names carry it ('/' and ':' escaped), once.
-fn host_part() -> &'static str {
-    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| {
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into())
-            .replace('/', "\\057")
-            .replace(':', "\\072")
-    })
-}
-
 /// A message being written into tmp/. Dropped without `commit`, it is removed.
 #[derive(Debug)]
 pub struct Delivery {
     file: Option<io::BufWriter<File>>,
     base: String,
     maildir: Maildir,
-    size: u64,
+    size: VsizeCounter,
     done: bool,
 }
 
 impl Delivery {
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.size += data.len() as u64;
+        self.size.add(data);
         match self.file.as_mut() {
             Some(f) => f.write_all(data),
             None => Err(io::Error::other("delivery already finished")),
         }
     }
 
-    /// fsync, rename into new/ (never over an existing file), fsync new/.
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size.size()
+    }
+
+    /// fsync, rename into new/ as `BASE,S=<size>,W=<vsize>` (never over an
+    /// existing file), fsync new/, then add a line to maildirsize if there
+    /// is one (a failure there is logged: the message is delivered).
     /// Returns the final path.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         let f = self
@@ -176,7 +169,12 @@ impl Delivery {
             .take()
             .ok_or_else(|| io::Error::other("delivery already finished"))?;
         let f = f.into_inner().map_err(|e| e.into_error())?;
-        let name = format!("{},S={}", self.base, self.size);
+        let name = format!(
+            "{},S={},W={}",
+            self.base,
+            self.size.size(),
+            self.size.vsize()
+        );
         let r = durable::commit(
             f,
             Some(&self.maildir.tmp),
@@ -189,7 +187,11 @@ impl Delivery {
             self.done = true;
         }
         r?;
-        Ok(self.maildir.root.join("new").join(name))
+        let md = &self.maildir;
+        if let Err(e) = quota::update(&md.dir, &md.root, self.size.size() as i64, 1) {
+            warning!("{e}");
+        }
+        Ok(md.root.join("new").join(name))
     }
 }
 
@@ -224,7 +226,11 @@ mod tests {
         d.write(b"Subject: x\n\nhello\n").unwrap();
         let p = d.commit().unwrap();
         assert!(p.starts_with(md.root().join("new")));
-        assert!(p.to_str().unwrap().ends_with(",S=18"));
+        assert!(
+            p.to_str().unwrap().ends_with(",S=18,W=21"),
+            "{}",
+            p.display()
+        );
         assert_eq!(fs::read(&p).unwrap(), b"Subject: x\n\nhello\n");
         let mut d = md.begin().unwrap();
         d.write(b"partial").unwrap();

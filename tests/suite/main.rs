@@ -65,13 +65,17 @@ fn delivers_byte_exact_into_maildir() {
         "{log}"
     );
     assert!(log.contains("status=sent (delivered to maildir)"), "{log}");
-    // Maildir file: mode 0600, ",S=" size in its name.
+    // Maildir file: mode 0600, ",S=" size and ",W=" size with CRLF line
+    // ends in its name.
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(&files[0]).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert!(files[0]
-        .to_string_lossy()
-        .ends_with(&format!(",S={}", file.len())));
+    let lf = file.iter().filter(|b| **b == b'\n').count();
+    assert!(files[0].to_string_lossy().ends_with(&format!(
+        ",S={},W={}",
+        file.len(),
+        file.len() + lf
+    )));
     // Nothing left in the queue.
     for q in ["incoming", "active", "deferred"] {
         assert!(
