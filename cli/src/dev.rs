@@ -8,8 +8,9 @@
 //! 127.0.0.1 only. The code paths are production's: only privilege and ports
 //! differ.
 //!
-//! Ports (plus --port-offset): SMTP 2525 now; reserved for later services:
-//! submission 2587, smtps 2465, imap 2143, imaps 2993, pop3 2110, pop3s 2995.
+//! Ports (plus --port-offset): SMTP 2525, POP3 2110 (STLS) and POP3S 2995;
+//! reserved for later services: submission 2587, smtps 2465, imap 2143,
+//! imaps 2993.
 //!
 //! Mail for postmaster and root goes to the first user's Maildir: dev writes
 //! an aliases file (`postmaster: root`, `root: FIRST-USER`) named by
@@ -74,7 +75,7 @@ pub fn run(a: DevArgs) -> i32 {
                 for l in listening {
                     println!("  listening:     {l}");
                 }
-                let reserved: Vec<String> = DEV_PORTS[1..]
+                let reserved: Vec<String> = DEV_PORTS[1..5]
                     .iter()
                     .map(|(n, p)| format!("{n} {}", p + a.port_offset))
                     .collect();
@@ -123,10 +124,11 @@ fn prepare(a: &DevArgs) -> Result<PathBuf, String> {
     };
     let main_cf = main_cf(&state, &a.domain, &me.name, vowner, &a.overrides)?;
     let smtp_port = 2525 + u32::from(a.port_offset);
-    if smtp_port > 65535 {
+    // The highest port in use is POP3S's.
+    if 2995 + u32::from(a.port_offset) > 65535 {
         return Err("--port-offset too large".into());
     }
-    let master_cf = master_cf(smtp_port as u16);
+    let master_cf = master_cf(smtp_port as u16, a.port_offset);
     write(&state.join("main.cf"), &main_cf)?;
     write(&state.join("master.cf"), &master_cf)?;
     let cfg = Config::load(&state).map_err(|e| e.to_string())?;
@@ -264,6 +266,11 @@ fn main_cf(
     );
     let _ = writeln!(t, "daemon_directory =");
     let _ = writeln!(t, "mail_owner = {user}");
+    let _ = writeln!(
+        t,
+        "# Login processes run as the same user here (no separation in development mode)."
+    );
+    let _ = writeln!(t, "login_user = {user}");
     let _ = writeln!(t, "myhostname = mail.{domain}");
     let _ = writeln!(t, "mydomain = {domain}");
     let _ = writeln!(t, "mydestination = $myhostname, localhost");
@@ -302,11 +309,16 @@ fn main_cf(
     Ok(t)
 }
 
-fn master_cf(smtp_port: u16) -> String {
+fn master_cf(smtp_port: u16, offset: u16) -> String {
+    let (pop3, pop3s) = (2110 + offset, 2995 + offset);
     format!(
         "# posthorn development services, written by `posthorn dev`.\n\
          # service          type  private unpriv  chroot  wakeup  maxproc command + args\n\
          127.0.0.1:{smtp_port}     inet  n       -       n       -       2       smtpd\n\
+         127.0.0.1:{pop3}     inet  n       -       n       -       1       pop3-login\n\
+         127.0.0.1:{pop3s}     inet  n       -       n       -       1       pop3-login\n  \
+           -o pop3d_tls_wrappermode=yes\n\
+         login/pop3         unix  -       n       n       -       1       pop3d\n\
          qmgr               unix  -       -       n       300     1       qmgr\n\
          local              unix  -       n       n       -       8       local\n\
          anvil              unix  -       -       n       -       1       anvil\n\

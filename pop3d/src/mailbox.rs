@@ -38,7 +38,7 @@ const POOL_THREADS: usize = 4;
 
 /// What a pool job of a session returns.
 pub enum Done {
-    Opened(Result<StoreMaildrop, OpenError>),
+    Opened(Result<Box<StoreMaildrop>, OpenError>),
     /// QUIT's deletions ran; the maildrop comes back with the result.
     Committed(Box<StoreMaildrop>, std::io::Result<()>),
 }
@@ -143,7 +143,7 @@ impl Service for Mailbox {
                 quota,
                 ..Options::default()
             };
-            Done::Opened(StoreMaildrop::open(&maildir, options, &uidl))
+            Done::Opened(StoreMaildrop::open(&maildir, options, &uidl).map(Box::new))
         });
         (
             Conn {
@@ -178,8 +178,7 @@ impl Service for Mailbox {
         };
         let user = start.user.user.clone();
         match r {
-            Done::Opened(Ok(maildrop)) => {
-                let mut maildrop = Box::new(maildrop);
+            Done::Opened(Ok(mut maildrop)) => {
                 let (session, step) = Session::start(
                     Arc::clone(&self.cfg),
                     user,

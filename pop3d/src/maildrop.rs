@@ -100,10 +100,7 @@ impl StoreMaildrop {
         options: Options,
         format: &UidlFormat,
     ) -> Result<StoreMaildrop, OpenError> {
-        let store = match Store::open_with(maildir, options) {
-            Ok(s) => s,
-            Err(e) => return Err(e.into()),
-        };
+        let store = Store::open_with(maildir, options)?;
         let lock = match pop3::lock(&store) {
             Ok(l) => l,
             Err(Pop3LockError::InUse) => return Err(OpenError::InUse),
