@@ -21,7 +21,15 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::ConfigError;
 
 /// The worker programs master knows how to run (the command column).
-pub const KNOWN_COMMANDS: &[&str] = &["smtpd", "qmgr", "local", "anvil", "auth", "pop3-login", "pop3d"];
+pub const KNOWN_COMMANDS: &[&str] = &[
+    "smtpd",
+    "qmgr",
+    "local",
+    "anvil",
+    "auth",
+    "pop3-login",
+    "pop3d",
+];
 
 /// Commands whose `-u` means "drop to login_user" (pre-authentication
 /// protocol and TLS; doc/mail-access.md) rather than mail_owner.
@@ -246,13 +254,19 @@ pub fn parse(
             if kind != ServiceType::Unix || rest.is_empty() || rest.contains('/') {
                 return Err(err(
                     line,
-                    format!("{:?}: a login/NAME service is a unix socket with a plain NAME", fields[0]),
+                    format!(
+                        "{:?}: a login/NAME service is a unix socket with a plain NAME",
+                        fields[0]
+                    ),
                 ));
             }
         } else if kind == ServiceType::Unix && fields[0].contains('/') {
             return Err(err(
                 line,
-                format!("{:?}: a unix service name has no '/' (except login/NAME)", fields[0]),
+                format!(
+                    "{:?}: a unix service name has no '/' (except login/NAME)",
+                    fields[0]
+                ),
             ));
         }
         if command == "pop3d" && !fields[0].starts_with("login/") {
@@ -426,12 +440,30 @@ mod tests {
         assert_eq!(s[1].name, "login/pop3");
         assert_eq!(s[1].key(), "login/pop3/unix");
         for (text, want) in [
-            ("login/pop3 inet n - n - 1 pop3d\n", "a login/NAME service is a unix socket"),
-            ("login/ unix - n n - 1 pop3d\n", "a login/NAME service is a unix socket"),
-            ("login/a/b unix - n n - 1 pop3d\n", "a login/NAME service is a unix socket"),
-            ("private/x unix - n n - 1 local\n", "a unix service name has no '/'"),
-            ("pop3 unix - n n - 1 pop3d\n", "pop3d is the post-login dispatcher"),
-            ("pop3 unix - - n - 1 pop3-login\n", "pop3-login is an inet service"),
+            (
+                "login/pop3 inet n - n - 1 pop3d\n",
+                "a login/NAME service is a unix socket",
+            ),
+            (
+                "login/ unix - n n - 1 pop3d\n",
+                "a login/NAME service is a unix socket",
+            ),
+            (
+                "login/a/b unix - n n - 1 pop3d\n",
+                "a login/NAME service is a unix socket",
+            ),
+            (
+                "private/x unix - n n - 1 local\n",
+                "a unix service name has no '/'",
+            ),
+            (
+                "pop3 unix - n n - 1 pop3d\n",
+                "pop3d is the post-login dispatcher",
+            ),
+            (
+                "pop3 unix - - n - 1 pop3-login\n",
+                "pop3-login is an inet service",
+            ),
         ] {
             let e = parse("master.cf", text, 100).unwrap_err();
             assert!(e.message.contains(want), "{text:?}: {e}");

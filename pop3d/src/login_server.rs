@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use common::auth;
 use common::login::{self, Handoff, LoginAnswer, LoginRequest, Protocol};
-use common::server::{LocalCounter, Limits, Next, Peer, Refusal, Server, Service};
+use common::server::{Limits, LocalCounter, Next, Peer, Refusal, Server, Service};
 use common::tls::{TlsInfo, TlsSetup};
 use common::warning;
 
@@ -108,8 +108,8 @@ impl LoginServer {
                 let handoff = Handoff {
                     user,
                     client: c.peer.addr,
-                    client_port: 0,
-                    local: None,
+                    client_port: c.peer.client_port,
+                    local: c.peer.local,
                     local_port: c.peer.port,
                     tls: c.tls.as_ref().map(|t| t.to_string()),
                     mechanism: c.mechanism.to_string(),
@@ -144,7 +144,7 @@ impl Service for LoginServer {
             Arc::clone(&self.cfg),
             Connection {
                 rip: peer.addr,
-                lip: None,
+                lip: peer.local,
                 tls: peer.tls,
                 apop_challenge,
             },
@@ -284,10 +284,7 @@ pub fn main() {
     };
     let mut service = LoginServer {
         cfg: Arc::new(login_cfg),
-        dispatcher: cfg
-            .queue_dir()
-            .join("login")
-            .join(Protocol::Pop3.name()),
+        dispatcher: cfg.queue_dir().join("login").join(Protocol::Pop3.name()),
         apop_host: bool_param("pop3d_apop").then(|| cfg.get("myhostname")),
     };
     let common::daemon::Worker {

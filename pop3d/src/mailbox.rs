@@ -51,7 +51,9 @@ enum State {
         maildrop: Box<StoreMaildrop>,
     },
     /// QUIT's deletions are running on the pool.
-    Committing { session: Box<Session> },
+    Committing {
+        session: Box<Session>,
+    },
     Closing,
 }
 
@@ -192,9 +194,7 @@ impl Service for Mailbox {
                 self.map(c, step, out)
             }
             Done::Opened(Err(OpenError::InUse)) => {
-                info!(
-                    "Disconnected: user=<{user}>: mailbox is locked by another POP3 session"
-                );
+                info!("Disconnected: user=<{user}>: mailbox is locked by another POP3 session");
                 out.extend_from_slice(
                     b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n",
                 );
@@ -255,9 +255,7 @@ impl Service for Mailbox {
 
     fn closed(&mut self, mut c: Conn, _lost: bool) {
         match &mut c.state {
-            State::Active { session, .. } | State::Committing { session } => {
-                session.disconnected()
-            }
+            State::Active { session, .. } | State::Committing { session } => session.disconnected(),
             _ => {}
         }
         if c.start.is_some() {

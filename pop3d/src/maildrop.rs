@@ -157,7 +157,10 @@ impl Maildrop for StoreMaildrop {
     }
 
     fn delete(&mut self, ns: &[usize]) -> io::Result<()> {
-        let uids: Vec<u32> = ns.iter().filter_map(|n| self.uids.get(*n).copied()).collect();
+        let uids: Vec<u32> = ns
+            .iter()
+            .filter_map(|n| self.uids.get(*n).copied())
+            .collect();
         self.inner
             .expunge(&uids)
             .map(drop)
@@ -176,9 +179,16 @@ mod tests {
         let v = UidlFormat::parse("%v.%u").unwrap();
         assert_eq!(v.format(7, 1234, "x"), "1234.7");
         let f = UidlFormat::parse("%f").unwrap();
-        assert_eq!(f.format(7, 1, "1700000000.M1P2.host,S=5,W=6"), "1700000000.M1P2.host,S=5,W=6");
+        assert_eq!(
+            f.format(7, 1, "1700000000.M1P2.host,S=5,W=6"),
+            "1700000000.M1P2.host,S=5,W=6"
+        );
         let p = UidlFormat::parse("a%%b %u%q").unwrap();
-        assert_eq!(p.format(1, 2, ""), "a%b1%q", "spaces dropped, unknown % copied");
+        assert_eq!(
+            p.format(1, 2, ""),
+            "a%b1%q",
+            "spaces dropped, unknown % copied"
+        );
         assert!(UidlFormat::parse("%v").is_err());
         let long = UidlFormat::parse(&"%f".repeat(3)).unwrap();
         assert_eq!(long.format(1, 1, &"y".repeat(50)).len(), 70);

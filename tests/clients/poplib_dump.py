@@ -30,8 +30,8 @@ else:
     raise SystemExit(f"unknown mode {mode}")
 sock = p.sock
 print("TLS", sock.version(), sock.cipher()[0])
-for cap in sorted(p.capa()):
-    print("CAPA", cap)
+for cap, args in sorted(p.capa().items()):
+    print("CAPA", cap, *args)
 p.user(user)
 p.pass_(password)
 count, octets = p.stat()

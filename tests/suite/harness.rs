@@ -441,7 +441,9 @@ pub fn tool(name: &str) -> bool {
         eprintln!("{name} is not installed: skipped (POSTHORN_SKIP_MISSING_TOOLS)");
         return false;
     }
-    panic!("{name} is not installed: .ci/run installs it (set POSTHORN_SKIP_MISSING_TOOLS=1 to skip)");
+    panic!(
+        "{name} is not installed: .ci/run installs it (set POSTHORN_SKIP_MISSING_TOOLS=1 to skip)"
+    );
 }
 
 /// A line-oriented plain TCP client for text protocols (POP3, IMAP).

@@ -77,8 +77,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(cfg: &Config, protocol: Protocol) -> Result<Settings, crate::config::ConfigError> {
-        let client_limit = u32::try_from(cfg.int("mailbox_client_limit")?).unwrap_or(u32::MAX).max(1);
+    pub fn from_config(
+        cfg: &Config,
+        protocol: Protocol,
+    ) -> Result<Settings, crate::config::ConfigError> {
+        let client_limit = u32::try_from(cfg.int("mailbox_client_limit")?)
+            .unwrap_or(u32::MAX)
+            .max(1);
         let idle_timeout = cfg.time("mailbox_idle_timeout")?;
         let login_uid = privilege::lookup_user(&cfg.get("login_user")).map(|a| a.uid);
         let argv0 = format!("posthorn-{}d", protocol.name());
@@ -172,8 +177,11 @@ pub fn run(
             continue;
         }
         threads.fetch_add(1, Ordering::Relaxed);
-        let (settings, procs, threads) =
-            (Arc::clone(&settings), Arc::clone(&procs), Arc::clone(&threads));
+        let (settings, procs, threads) = (
+            Arc::clone(&settings),
+            Arc::clone(&procs),
+            Arc::clone(&threads),
+        );
         let spawned = std::thread::Builder::new()
             .name("login".into())
             .spawn(move || {
@@ -205,11 +213,7 @@ pub fn run(
 }
 
 /// One login process connection: request, answer, and after Ok the hand-off.
-fn serve(
-    mut conn: UnixStream,
-    settings: &Settings,
-    procs: &Mutex<Procs>,
-) -> Result<(), io::Error> {
+fn serve(mut conn: UnixStream, settings: &Settings, procs: &Mutex<Procs>) -> Result<(), io::Error> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -399,9 +403,10 @@ fn spawn(settings: &Settings, (uid, gid): (u32, u32)) -> io::Result<MailboxProc>
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
                             let n = n as u32;
-                            let _ = sessions.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
-                                Some(s.saturating_sub(n))
-                            });
+                            let _ =
+                                sessions.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                                    Some(s.saturating_sub(n))
+                                });
                         }
                     }
                 }
@@ -422,7 +427,8 @@ fn sweep(procs: &Mutex<Procs>, idle: Duration) {
     let mut p = procs.lock().unwrap_or_else(|e| e.into_inner());
     for list in p.by_owner.values_mut() {
         list.retain(|mp| {
-            let idle_now = mp.sessions.load(Ordering::Relaxed) == 0 && mp.last_used.elapsed() > idle;
+            let idle_now =
+                mp.sessions.load(Ordering::Relaxed) == 0 && mp.last_used.elapsed() > idle;
             if idle_now || mp.gone.load(Ordering::Relaxed) {
                 // Closing our end: it finishes what it has and exits.
                 let _ = mp.sock.shutdown(std::net::Shutdown::Both);
@@ -467,6 +473,7 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
 fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE);
+    let ms =
+        PollTimeout::try_from(timeout.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE);
     matches!(poll(&mut fds, ms), Ok(n) if n > 0)
 }

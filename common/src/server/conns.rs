@@ -220,10 +220,12 @@ impl<C, R: Send + 'static> Loop<C, R> {
             let accepted = match a {
                 Acceptor::Tcp(l) => l.accept().map(|(s, addr)| {
                     let _ = s.set_nodelay(true);
-                    let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
+                    let local = s.local_addr().ok();
                     let peer = Peer {
                         addr: Some(addr.ip().to_canonical()),
-                        port,
+                        port: local.map_or(0, |a| a.port()),
+                        local: local.map(|a| a.ip().to_canonical()),
+                        client_port: addr.port(),
                         ..Peer::default()
                     };
                     (Transport::plain(Stream::Tcp(s)), peer)

@@ -224,7 +224,7 @@ pub(super) fn adopt(fd: OwnedFd, frame: Vec<u8>) -> io::Result<(Transport, Peer)
             port: 0,
             tls: false,
             handoff: Some(frame),
-            uid: None,
+            ..Peer::default()
         };
         return Ok((Transport::plain(stream), peer));
     }
@@ -244,6 +244,8 @@ pub(super) fn adopt(fd: OwnedFd, frame: Vec<u8>) -> io::Result<(Transport, Peer)
         tls: false,
         handoff: Some(frame),
         uid: None,
+        local: Some(local.ip().to_canonical()),
+        client_port: remote.port(),
     };
     Ok((
         Transport::plain(Stream::Tcp(mio::net::TcpStream::from_std(tcp))),

@@ -140,6 +140,10 @@ pub struct Peer {
     /// The peer process's uid on a Unix socket (SO_PEERCRED), None on TCP
     /// or when the kernel would not say.
     pub uid: Option<u32>,
+    /// Our address the client connected to (TCP only), for log lines.
+    pub local: Option<IpAddr>,
+    /// The client's port (TCP only), for log lines and hand-offs.
+    pub client_port: u16,
 }
 
 /// Why a connection is refused at once.

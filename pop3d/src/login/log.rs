@@ -160,7 +160,7 @@ impl Record {
     pub(super) fn login_line(&self, mpid: Option<u32>, peer: &Peer) -> Option<String> {
         self.logged_in
             .as_ref()
-            .map(|_| format!("Login: {}", self.elements(Some(mpid.unwrap_or(0)), peer)))
+            .map(|_| format!("Login: {}", self.elements(mpid, peer)))
     }
 
     /// Dovecot's reason in parentheses (its 2.3 rules, which log analysers
@@ -294,7 +294,7 @@ mod tests {
         assert_eq!(r.disconnect_line(None, &peer()), None);
         assert_eq!(
             r.login_line(None, &peer()).expect("a line"),
-            "Login: user=<bob>, rip=192.0.2.1, lip=192.0.2.2, mpid=0"
+            "Login: user=<bob>, rip=192.0.2.1, lip=192.0.2.2"
         );
         assert!(r.first_log());
         assert!(!r.first_log());
