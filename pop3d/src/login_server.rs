@@ -212,6 +212,13 @@ impl Service for LoginServer {
     }
 
     fn tls_ready(&mut self, c: &mut Conn, info: &TlsInfo, out: &mut Vec<u8>) -> Next<Done> {
+        // Postfix's line, with the protocol and cipher.
+        common::info!(
+            "TLS connection established from [{}]: {info}",
+            c.peer
+                .addr
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string())
+        );
         c.tls = Some(info.clone());
         let step = c.session.tls_started();
         self.map(c, step, out)

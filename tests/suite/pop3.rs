@@ -508,3 +508,69 @@ fn mailbox_processes_run_as_the_mailbox_owner() {
     }
     c.cmd("QUIT");
 }
+
+#[test]
+fn a_maildir_dovecot_served_keeps_its_uidls() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Suite::start("pop3-dovecot", &[], &[]);
+    // The Maildir a real Dovecot 2.3 served (mailstore's fixture), in place
+    // of demo's, with the same owner.
+    let md = s.maildir(USER);
+    let home = md.parent().unwrap().to_path_buf();
+    let (uid, gid) = {
+        let m = std::fs::metadata(&md).unwrap();
+        (m.uid(), m.gid())
+    };
+    std::fs::remove_dir_all(&md).unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mailstore/tests/fixtures/dovecot-maildir.tar"
+    );
+    let st = Command::new("tar")
+        .args(["-xf", fixture, "-C"])
+        .arg(&home)
+        .status()
+        .expect("tar runs");
+    assert!(st.success());
+    let st = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(&md)
+        .status()
+        .expect("chown runs");
+    assert!(st.success());
+    // What Dovecot answered to UIDL for this Maildir (recorded with it;
+    // `uidl N UIDL` lines).
+    let expected = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mailstore/tests/fixtures/dovecot-expected.txt"
+    ))
+    .unwrap();
+    let want: Vec<String> = expected
+        .lines()
+        .filter_map(|l| l.strip_prefix("uidl "))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    assert_eq!(want.len(), 5, "the fixture records five UIDLs");
+    let mut c = login(pop3_port(&s));
+    assert!(c.cmd("UIDL").starts_with("+OK"));
+    // The five Dovecot listed, then the one delivered into new/ after it
+    // stopped, with Dovecot's next UID (7) and the same UIDVALIDITY.
+    let uidvalidity = &want[0][10..18];
+    let got = String::from_utf8(c.multiline()).unwrap();
+    assert_eq!(
+        got,
+        format!("{}6 00000007{uidvalidity}\r\n.\r\n", want.concat()),
+        "UIDLs as Dovecot gave them"
+    );
+    // Every message reads back with the size LIST gives.
+    assert!(c.cmd("LIST").starts_with("+OK 6 messages"));
+    let list = String::from_utf8(c.multiline()).unwrap();
+    for l in list.lines().filter(|l| *l != ".") {
+        let (n, size) = l.split_once(' ').unwrap();
+        assert!(c.cmd(&format!("RETR {n}")).starts_with("+OK"));
+        let body = c.multiline();
+        // Less the final ".\r\n"; the messages start no line with a dot.
+        assert_eq!((body.len() - 3).to_string(), size, "RETR {n}");
+    }
+    c.cmd("QUIT");
+}
