@@ -574,3 +574,76 @@ fn a_maildir_dovecot_served_keeps_its_uidls() {
     }
     c.cmd("QUIT");
 }
+
+#[test]
+fn a_reload_keeps_logged_in_sessions() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    const OTHER: &str = "other@example.test";
+    let s = Suite::start("pop3-reload", &["other@example.test:secret"], &[]);
+    let files = deliver(&s);
+    let total: usize = files.iter().map(|f| crlf(f).len()).sum();
+    let mut c = Smtp::connect(s.port);
+    c.cmd("HELO reload.example.org", 250);
+    c.mail(
+        "a@example.org",
+        &[OTHER],
+        b"Subject: other\r\n\r\nfor other\r\n",
+    );
+    c.cmd("QUIT", 221);
+    let other = s.wait_mail(OTHER, 1);
+    let other_size = crlf(&read(&other[0])).len();
+    // One session relayed through TLS by a login process (demo), one whose
+    // socket was passed to the mailbox process (other).
+    let mut held = Vec::new();
+    for (mode, port, user, pass, want) in [
+        ("ssl", pop3s_port(&s), USER, PASS, format!("3 {total}")),
+        (
+            "plain",
+            pop3_port(&s),
+            OTHER,
+            "secret",
+            format!("1 {other_size}"),
+        ),
+    ] {
+        let mut child = Command::new("python3")
+            .arg(client("pop3_hold.py"))
+            .args([mode, &port.to_string()])
+            .arg(ca(&s))
+            .args([user, pass])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        out.read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), format!("READY {want}"), "{mode}");
+        held.push((mode, child, out, want));
+    }
+    s.reload();
+    s.wait_log("reload -- version");
+    // New logins are served by the new processes meanwhile: demo's mailbox
+    // is still held, so a second session of demo is told [IN-USE].
+    let mut c = Lines::connect(pop3_port(&s));
+    c.line();
+    c.cmd(&format!("USER {USER}"));
+    assert!(c.cmd(&format!("PASS {PASS}")).starts_with("-ERR [IN-USE]"));
+    assert!(c.eof(), "closed after [IN-USE]");
+    let first = [crlf(&files[0]).len(), other_size];
+    for (i, (mode, mut child, mut out, want)) in held.into_iter().enumerate() {
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        let mut after = String::new();
+        out.read_line(&mut after).unwrap();
+        assert_eq!(
+            after.trim(),
+            format!("AFTER {want} {}", first[i]),
+            "{mode} session after the reload"
+        );
+        assert!(child.wait().unwrap().success());
+    }
+    // With the held session gone, demo logs in on the new processes.
+    let mut d = login(pop3_port(&s));
+    assert_eq!(d.cmd("STAT"), format!("+OK 3 {total}"));
+    d.cmd("QUIT");
+}
