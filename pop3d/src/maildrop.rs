@@ -84,12 +84,14 @@ impl UidlFormat {
     }
 }
 
-/// A session's maildrop: INBOX, locked for this session.
+/// A session's maildrop: INBOX, locked for this session. A user whose
+/// Maildir does not exist yet (no mail has arrived, and the mailbox owner
+/// may not create its home) has an empty maildrop, as with Dovecot.
 pub struct StoreMaildrop {
-    inner: pop3::Maildrop,
+    /// The INBOX and its session lock; None for a Maildir not made yet.
+    inner: Option<(pop3::Maildrop, Pop3Lock)>,
     uids: Vec<u32>,
     list: Vec<MessageInfo>,
-    _lock: Pop3Lock,
 }
 
 impl StoreMaildrop {
@@ -100,7 +102,19 @@ impl StoreMaildrop {
         options: Options,
         format: &UidlFormat,
     ) -> Result<StoreMaildrop, OpenError> {
-        let store = Store::open_with(maildir, options)?;
+        let store = match Store::open_with(maildir, options) {
+            Ok(s) => s,
+            // Not there, and not ours to make (the home's parent is root's):
+            // nothing has been delivered yet.
+            Err(_) if !maildir.exists() => {
+                return Ok(StoreMaildrop {
+                    inner: None,
+                    uids: Vec::new(),
+                    list: Vec::new(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
         let lock = match pop3::lock(&store) {
             Ok(l) => l,
             Err(Pop3LockError::InUse) => return Err(OpenError::InUse),
@@ -129,10 +143,9 @@ impl StoreMaildrop {
             list.push(MessageInfo { size: m.size, uidl });
         }
         Ok(StoreMaildrop {
-            inner,
+            inner: Some((inner, lock)),
             uids,
             list,
-            _lock: lock,
         })
     }
 }
@@ -147,7 +160,10 @@ impl Maildrop for StoreMaildrop {
             .uids
             .get(n)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such message"))?;
-        match self.inner.retrieve(uid) {
+        let Some((inner, _)) = self.inner.as_mut() else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such message"));
+        };
+        match inner.retrieve(uid) {
             Ok(r) => Ok(Box::new(r)),
             Err(StoreError::Expunged(_)) | Err(StoreError::NoSuchMessage(_)) => Err(
                 io::Error::new(io::ErrorKind::NotFound, "expunged by another session"),
@@ -161,7 +177,10 @@ impl Maildrop for StoreMaildrop {
             .iter()
             .filter_map(|n| self.uids.get(*n).copied())
             .collect();
-        self.inner
+        let Some((inner, _)) = self.inner.as_mut() else {
+            return Ok(());
+        };
+        inner
             .expunge(&uids)
             .map(drop)
             .map_err(|e| io::Error::other(e.to_string()))

@@ -647,3 +647,23 @@ fn a_reload_keeps_logged_in_sessions() {
     assert_eq!(d.cmd("STAT"), format!("+OK 3 {total}"));
     d.cmd("QUIT");
 }
+
+#[test]
+fn a_user_without_a_maildir_has_an_empty_maildrop() {
+    let s = Suite::start("pop3-nomaildir", &["new@example.test:fresh"], &[]);
+    // No mail has arrived for new@: its home is not there (as for a user
+    // just added in the package).
+    let home = s
+        .maildir("new@example.test")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::fs::remove_dir_all(&home).unwrap();
+    let mut c = Lines::connect(pop3_port(&s));
+    c.line();
+    c.cmd("USER new@example.test");
+    assert_eq!(c.cmd("PASS fresh"), "+OK Logged in.");
+    assert_eq!(c.cmd("STAT"), "+OK 0 0");
+    assert!(c.cmd("RETR 1").starts_with("-ERR"));
+    assert!(c.cmd("QUIT").starts_with("+OK Logging out"));
+}
