@@ -894,9 +894,16 @@ pub fn maildir_uidlist(data: &[u8]) {
     };
     let uids: Vec<u32> = l.records.iter().map(|r| r.uid).collect();
     assert!(uids.windows(2).all(|w| w[0] < w[1]), "UIDs not ascending");
-    assert!(uids.last().is_none_or(|u| *u < l.next_uid), "next UID not above the last");
+    assert!(
+        uids.last().is_none_or(|u| *u < l.next_uid),
+        "next UID not above the last"
+    );
     for r in &l.records {
-        assert!(!r.base.is_empty() && !r.base.contains(['/', ':']), "base {:?}", r.base);
+        assert!(
+            !r.base.is_empty() && !r.base.contains(['/', ':']),
+            "base {:?}",
+            r.base
+        );
         assert!(r.ext.iter().all(|(k, _)| k.is_ascii_uppercase()));
     }
     let out = l.write([0x5a; 16]);
@@ -904,7 +911,12 @@ pub fn maildir_uidlist(data: &[u8]) {
     assert_eq!(again.version, 3);
     assert_eq!(again.guid, Some(l.guid.unwrap_or([0x5a; 16])));
     assert_eq!(
-        (again.uid_validity, again.next_uid, &again.header_ext, &again.records),
+        (
+            again.uid_validity,
+            again.next_uid,
+            &again.header_ext,
+            &again.records
+        ),
         (l.uid_validity, l.next_uid, &l.header_ext, &l.records),
         "uidlist round trip"
     );
@@ -925,7 +937,10 @@ pub fn maildir_keywords(data: &[u8]) {
         n += 1;
     }
     assert!(n <= keywords::MAX_KEYWORDS);
-    assert_eq!(Keywords::parse(&k.write()).expect("written keywords parse"), k);
+    assert_eq!(
+        Keywords::parse(&k.write()).expect("written keywords parse"),
+        k
+    );
 }
 
 /// Maildir++ `maildirsize` (mailstore::quota). Checks: totals are not
@@ -963,13 +978,23 @@ pub fn maildir_filename(data: &[u8]) {
         for (nf, nk) in [
             (f, k),
             (Flags::empty(), KeywordSet::default()),
-            (Flags::SEEN | Flags::DRAFT | Flags::TRASHED, KeywordSet(0b1010_0001)),
+            (
+                Flags::SEEN | Flags::DRAFT | Flags::TRASHED,
+                KeywordSet(0b1010_0001),
+            ),
         ] {
             let renamed = filename::with_flags(name, nf, nk);
-            assert_eq!(filename::flags(&renamed), (nf, nk), "{name:?} -> {renamed:?}");
+            assert_eq!(
+                filename::flags(&renamed),
+                (nf, nk),
+                "{name:?} -> {renamed:?}"
+            );
             assert_eq!(filename::base(&renamed), filename::base(name));
             for key in [b'S', b'W'] {
-                assert_eq!(filename::size_field(&renamed, key), filename::size_field(name, key));
+                assert_eq!(
+                    filename::size_field(&renamed, key),
+                    filename::size_field(name, key)
+                );
             }
         }
     }
