@@ -16,6 +16,7 @@
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -144,6 +145,8 @@ pub struct Smtpd {
     committed: Vec<u8>,
     /// Where the reserve is topped up (the running server's pool).
     spawner: Spawner<Token, Committed>,
+    /// A top-up job is queued or running.
+    topping_up: Arc<AtomicBool>,
 }
 
 impl Smtpd {
@@ -166,6 +169,7 @@ impl Smtpd {
             reserved,
             committed: Vec::new(),
             spawner,
+            topping_up: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -297,11 +301,22 @@ impl Smtpd {
         }
     }
 
+    /// Top up the reserve on the pool, when a batch is due: a job per
+    /// commit would wake a pool thread for nothing most of the time.
     fn top_up_later(&self) {
+        let missing = match self.reserved.lock() {
+            Ok(v) => RESERVE.saturating_sub(v.len()),
+            Err(_) => return,
+        };
+        if missing < RESERVE / 2 || self.topping_up.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let flag = Arc::clone(&self.topping_up);
         let (spool, reserved) = (self.spool.clone(), Arc::clone(&self.reserved));
         // Pool gone: begin() makes files itself, and the loop reports the pool.
-        let _ = self
-            .spawner
-            .background(Box::new(move || top_up(&spool, &reserved)));
+        let _ = self.spawner.background(Box::new(move || {
+            top_up(&spool, &reserved);
+            flag.store(false, Ordering::Release);
+        }));
     }
 }
