@@ -14,16 +14,17 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::config::Config;
 use common::ipc::{DeliverRequest, RecipientResult, Status};
 use common::privilege::{self, DirCreate};
-use common::spool::{Queue, QueueFile, QueueId, Spool};
+use common::spool::{Queue, QueueFile, QueueId, Spool, SpoolError};
 use common::users::UserTable;
 use common::{info, warning};
-use mailstore::{LfReader, Maildir};
+use mailstore::{CrlfToLf, LfReader, Maildir};
 
 use crate::aliases::Aliases;
 use crate::resolve::{self, Mailbox, Unresolved};
@@ -51,7 +52,14 @@ pub struct Agent {
     /// dozen system calls); each use first checks, as the owner, that the
     /// path still leads to the same new/.
     pub maildirs: MaildirCache,
+    /// active/ held open, with its owner (opened again after a failure).
+    pub active: ActiveDir,
 }
+
+/// The active queue directory, opened once (O_NOFOLLOW, O_DIRECTORY), and
+/// the uid that owns it: queue files must belong to it.
+#[derive(Debug, Default)]
+pub struct ActiveDir(Option<(std::fs::File, u32)>);
 
 /// Open Maildirs by (path, uid, gid), with (device, inode) of their new/.
 pub type MaildirCache = HashMap<(PathBuf, u32, u32), (Maildir, (u64, u64))>;
@@ -70,12 +78,7 @@ impl Agent {
             .ok_or_else(|| RequestError::QueueId(req.queue_id.clone()))?;
         // Opened once, O_NOFOLLOW, relative to active/, owned by active/'s
         // owner; envelope and message come from that one descriptor.
-        let opened = self
-            .spool
-            .open_dir(Queue::Active)
-            .map_err(common::spool::SpoolError::Io)
-            .and_then(|dir| QueueFile::open_in(&dir, &self.spool.dir(Queue::Active), &id));
-        let qf = match opened {
+        let qf = match self.open_queue_file(&id) {
             Ok(q) => q,
             Err(e) => {
                 // The queue file is gone or bad: every recipient is deferred;
@@ -127,6 +130,30 @@ impl Agent {
             });
         }
         Ok(results)
+    }
+
+    /// Open queue file `id` in active/ through the held directory; on any
+    /// failure, once more through a freshly opened one (active/ may have
+    /// been replaced or chowned since).
+    fn open_queue_file(&mut self, id: &QueueId) -> Result<QueueFile, SpoolError> {
+        let path = self.spool.dir(Queue::Active);
+        let mut fresh = false;
+        loop {
+            let (dir, owner) = match &self.active.0 {
+                Some((dir, owner)) => (dir, *owner),
+                None => {
+                    fresh = true;
+                    let dir = self.spool.open_dir(Queue::Active)?;
+                    let owner = dir.metadata()?.uid();
+                    let (dir, owner) = self.active.0.insert((dir, owner));
+                    (&*dir, *owner)
+                }
+            };
+            match QueueFile::open_owned(dir, owner, &path, id) {
+                Err(_) if !fresh => self.active.0 = None,
+                r => return r,
+            }
+        }
     }
 
     fn one(&mut self, qf: &QueueFile, rcpt: &str, headers: &Headers) -> Outcome {
@@ -292,14 +319,23 @@ fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
     let prefix = format!("Return-Path: <{}>\nDelivered-To: {rcpt}\n", qf.sender);
     let mut d = md.begin()?;
     d.write(prefix.as_bytes())?;
-    let mut lf = LfReader::new(qf.message()?);
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = lf.read(&mut buf)?;
-        if n == 0 {
-            break;
+    if let Some(m) = qf.message_bytes() {
+        // Read with the envelope: converted in one pass, no second read.
+        let mut lf = Vec::with_capacity(m.len());
+        let mut conv = CrlfToLf::default();
+        conv.convert(m, &mut lf);
+        conv.finish(&mut lf);
+        d.write(&lf)?;
+    } else {
+        let mut lf = LfReader::new(qf.message()?);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = lf.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            d.write(&buf[..n])?;
         }
-        d.write(&buf[..n])?;
     }
     d.commit().map(drop)
 }
@@ -327,6 +363,9 @@ struct Headers {
 
 /// Count Received: headers and collect Delivered-To: values.
 fn scan_headers(qf: &QueueFile) -> io::Result<Headers> {
+    if let Some(m) = qf.message_bytes() {
+        return Ok(headers_in(&m[..m.len().min(HEADER_SCAN)]));
+    }
     // The header section only: read in large pieces until its end (an empty
     // line) or HEADER_SCAN bytes.
     let mut r = qf.message()?.take(HEADER_SCAN as u64);
@@ -344,21 +383,29 @@ fn scan_headers(qf: &QueueFile) -> io::Result<Headers> {
             break;
         }
     }
+    Ok(headers_in(&buf))
+}
+
+/// The header section's Received: count and Delivered-To: values.
+fn headers_in(buf: &[u8]) -> Headers {
+    let starts = |line: &[u8], name: &[u8]| {
+        line.get(..name.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(name))
+    };
     let mut h = Headers::default();
     for line in buf.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             break;
         }
-        let lower = line.to_ascii_lowercase();
-        if lower.starts_with(b"received:") {
+        if starts(line, b"received:") {
             h.received += 1;
-        } else if lower.starts_with(b"delivered-to:") {
+        } else if starts(line, b"delivered-to:") {
             h.delivered_to
                 .push(String::from_utf8_lossy(&line[13..]).trim().to_string());
         }
     }
-    Ok(h)
+    h
 }
 
 #[cfg(test)]
@@ -409,6 +456,7 @@ mod tests {
             spool,
             config,
             maildirs: MaildirCache::new(),
+            active: ActiveDir::default(),
         };
         (a, dir)
     }

@@ -51,6 +51,7 @@ pub fn main() {
         spool: common::spool::Spool::new(worker.config.queue_dir()),
         config: worker.config.clone(),
         maildirs: deliver::MaildirCache::new(),
+        active: deliver::ActiveDir::default(),
     };
     if let Err(e) = listener.set_nonblocking(true) {
         common::fatal!("listener: {e}");
@@ -84,18 +85,17 @@ fn serve(
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // One buffer for the connection: a read usually takes a whole request.
+    let mut frames = ipc::FrameReader::new();
     loop {
         // Wait for a request while watching the stop flag.
-        if !wait_readable(&stream, Duration::from_millis(500)) {
+        if !frames.has_frame() && !wait_readable(&stream, Duration::from_millis(500)) {
             if worker.stopping() {
                 return Ok(());
             }
             continue;
         }
-        // One request at a time: a buffer takes length and body in one read
-        // (qmgr sends nothing more until it has the reply).
-        let mut r = io::BufReader::with_capacity(16 * 1024, &stream);
-        let Some(req) = ipc::read_frame::<_, DeliverRequest>(&mut r)? else {
+        let Some(req) = frames.read::<_, DeliverRequest>(&mut &stream)? else {
             return Ok(());
         };
         // A request left in the socket by a qmgr that has since died (it was

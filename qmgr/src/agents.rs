@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::ipc::{self, DeliverReply, DeliverRequest, RecipientResult, Status};
+use common::ipc::{self, DeliverReply, DeliverRequest, FrameReader, RecipientResult, Status};
 use common::warning;
 
 /// A job: deliver these recipients, tagged with the message's id.
@@ -30,7 +30,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Connections to the agent, kept between requests. At most one per pool
 /// thread is in use, so there are never more than the agent has processes.
-pub type Connections = Arc<Mutex<Vec<UnixStream>>>;
+pub type Connections = Arc<Mutex<Vec<Conn>>>;
+
+/// A connection to the agent and its reply buffer.
+pub struct Conn {
+    stream: UnixStream,
+    replies: FrameReader,
+}
 
 /// Deliver one request (on a pool thread): take a cached connection or open
 /// one, and put it back when it is still good.
@@ -49,21 +55,24 @@ pub fn run(conns: &Connections, socket: &PathBuf, job: Job) -> Done {
 }
 
 fn deliver(
-    conn: &mut Option<UnixStream>,
+    conn: &mut Option<Conn>,
     socket: &PathBuf,
     req: &DeliverRequest,
 ) -> Vec<RecipientResult> {
     // A cached connection whose agent has gone shows end of file: drop it.
-    if conn.as_ref().is_some_and(|s| !alive(s)) {
+    if conn.as_ref().is_some_and(|c| !alive(&c.stream)) {
         *conn = None;
     }
     let mut last_err = String::new();
     for _attempt in 0..3 {
         if conn.is_none() {
             match UnixStream::connect(socket) {
-                Ok(s) => {
-                    let _ = s.set_read_timeout(Some(REQUEST_TIMEOUT));
-                    *conn = Some(s);
+                Ok(stream) => {
+                    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+                    *conn = Some(Conn {
+                        stream,
+                        replies: FrameReader::new(),
+                    });
                 }
                 Err(e) => {
                     last_err = format!("delivery agent {} unavailable: {e}", socket.display());
@@ -72,8 +81,8 @@ fn deliver(
                 }
             }
         }
-        let Some(s) = conn.as_mut() else { continue };
-        if let Err(e) = ipc::write_frame(s, req) {
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(e) = ipc::write_frame(&mut c.stream, req) {
             // The agent never got the request: safe to try another one.
             last_err = format!("delivery agent: {e}");
             *conn = None;
@@ -82,8 +91,9 @@ fn deliver(
         // From here the agent may have delivered: never send the same request
         // twice; a failure defers, and the retry happens later (at most one
         // extra copy, as for any delivery in flight during a crash).
-        // One reply per request: a buffer takes length and body in one read.
-        match ipc::read_frame::<_, DeliverReply>(&mut std::io::BufReader::new(&*s)) {
+        // One reply per request; the connection's buffer takes length and
+        // body in one read.
+        match c.replies.read::<_, DeliverReply>(&mut c.stream) {
             Ok(Some(reply)) if valid(req, &reply) => return reply.results,
             Ok(Some(_)) => {
                 last_err = "delivery agent sent a reply that does not match the request".into()
