@@ -61,8 +61,41 @@ pub struct Agent {
 #[derive(Debug, Default)]
 pub struct ActiveDir(Option<(std::fs::File, u32)>);
 
-/// Open Maildirs by (path, uid, gid), with (device, inode) of their new/.
-pub type MaildirCache = HashMap<(PathBuf, u32, u32), (Maildir, (u64, u64))>;
+/// Open Maildirs by (path, uid, gid), with (device, inode) of their new/
+/// (the map, through Deref), and the deliveries renamed into a new/ that
+/// has not been fsynced since.
+#[derive(Default)]
+pub struct MaildirCache {
+    open: OpenMaildirs,
+    unsynced: Unsynced,
+}
+
+/// Maildirs by (path, uid, gid), with (device, inode) of their new/.
+type OpenMaildirs = HashMap<(PathBuf, u32, u32), (Maildir, (u64, u64))>;
+
+/// Deliveries whose new/ still needs its fsync, with the (request,
+/// recipient) of the batch each belongs to.
+type Unsynced = Vec<((usize, usize), Maildir)>;
+
+impl MaildirCache {
+    pub fn new() -> MaildirCache {
+        MaildirCache::default()
+    }
+}
+
+impl std::ops::Deref for MaildirCache {
+    type Target = OpenMaildirs;
+    fn deref(&self) -> &Self::Target {
+        &self.open
+    }
+}
+
+impl std::ops::DerefMut for MaildirCache {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.open
+    }
+}
+
 /// Most Maildirs held open (two descriptors each, well under the usual
 /// limit of 1024 open files).
 const MAILDIR_CACHE: usize = 128;
@@ -70,10 +103,111 @@ const MAILDIR_CACHE: usize = 128;
 /// One recipient's outcome: status, DSN code, text, relay.
 type Outcome = (Status, &'static str, String, &'static str);
 
+/// A recipient's result, logged and returned once its mailbox is durable.
+struct Finished {
+    id: QueueId,
+    address: String,
+    relay: &'static str,
+    delay: f64,
+    result: RecipientResult,
+}
+
 impl Agent {
     /// Deliver a request. Err means the request itself is bad (close the
     /// connection); per-recipient trouble is in the results.
     pub fn deliver(&mut self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, RequestError> {
+        let (mut done, bad) = self.deliver_batch(std::slice::from_ref(req));
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(done.pop().unwrap_or_default()),
+        }
+    }
+
+    /// Deliver a batch of requests (qmgr writes one in one go). Each
+    /// Maildir file is fsynced and renamed into new/ as it is written; each
+    /// new/ written to is fsynced once, after the whole batch, and only then
+    /// is any recipient logged or returned as sent (a failed fsync defers
+    /// the recipients delivered there). Stops at the first bad request:
+    /// returns the results of the requests before it, and its error (the
+    /// caller closes the connection).
+    pub fn deliver_batch(
+        &mut self,
+        reqs: &[DeliverRequest],
+    ) -> (Vec<Vec<RecipientResult>>, Option<RequestError>) {
+        let mut finished: Vec<Vec<Finished>> = Vec::with_capacity(reqs.len());
+        let mut bad = None;
+        for req in reqs {
+            let mut one = Vec::with_capacity(req.recipients.len());
+            if let Err(e) = self.deliver_unsynced(req, finished.len(), &mut one) {
+                bad = Some(e);
+                break;
+            }
+            finished.push(one);
+        }
+        self.sync_maildirs(&mut finished);
+        let results = finished
+            .into_iter()
+            .map(|req| {
+                req.into_iter()
+                    .map(|f| {
+                        let r = &f.result;
+                        let word = match r.status {
+                            Status::Sent => "sent",
+                            Status::Deferred => "deferred",
+                            Status::Bounced => "bounced",
+                        };
+                        info!(
+                            "{}: to=<{}>, relay={}, delay={:.2}, dsn={}, status={word} ({})",
+                            f.id,
+                            f.address,
+                            f.relay,
+                            f.delay.max(0.0),
+                            r.dsn,
+                            r.text
+                        );
+                        f.result
+                    })
+                    .collect()
+            })
+            .collect();
+        (results, bad)
+    }
+
+    /// fsync every new/ written to since the last time, once each; the
+    /// recipients delivered into one that fails are deferred.
+    fn sync_maildirs(&mut self, finished: &mut [Vec<Finished>]) {
+        let mut synced: Vec<(Maildir, Option<io::Error>)> = Vec::new();
+        for ((req, rcpt), md) in std::mem::take(&mut self.maildirs.unsynced) {
+            let i = match synced.iter().position(|(m, _)| m.shares_new(&md)) {
+                Some(i) => i,
+                None => {
+                    let r = md.sync_new().err();
+                    synced.push((md, r));
+                    synced.len() - 1
+                }
+            };
+            let (md, Some(e)) = &synced[i] else { continue };
+            if let Some(f) = finished.get_mut(req).and_then(|v| v.get_mut(rcpt)) {
+                f.result.status = Status::Deferred;
+                f.result.dsn = match e.raw_os_error() {
+                    Some(28) => "4.3.1",  // ENOSPC
+                    Some(122) => "4.2.2", // EDQUOT
+                    _ => "4.2.0",
+                }
+                .into();
+                f.result.text = format!("cannot sync {}/new: {e}", md.root().display());
+            }
+        }
+    }
+
+    /// One request of a batch (number `slot`): its recipients' results go
+    /// to `out`, their Maildirs to `self.maildirs.unsynced`.
+    fn deliver_unsynced(
+        &mut self,
+        req: &DeliverRequest,
+        slot: usize,
+        out: &mut Vec<Finished>,
+    ) -> Result<(), RequestError> {
         let id = QueueId::parse(&req.queue_id)
             .ok_or_else(|| RequestError::QueueId(req.queue_id.clone()))?;
         // Opened once, O_NOFOLLOW, relative to active/, owned by active/'s
@@ -85,19 +219,21 @@ impl Agent {
                 // qmgr deals with the file itself.
                 let why = format!("cannot read queue file: {e}");
                 warning!("{id}: {why}");
-                return Ok(req
-                    .recipients
-                    .iter()
-                    .map(|r| RecipientResult {
+                out.extend(req.recipients.iter().map(|r| Finished {
+                    id: id.clone(),
+                    address: r.address.clone(),
+                    relay: "local",
+                    delay: 0.0,
+                    result: RecipientResult {
                         index: r.index,
                         status: Status::Deferred,
                         dsn: "4.3.0".into(),
                         text: why.clone(),
-                    })
-                    .collect());
+                    },
+                }));
+                return Ok(());
             }
         };
-        let mut results = Vec::with_capacity(req.recipients.len());
         let headers = scan_headers(&qf).unwrap_or_default();
         for r in &req.recipients {
             let Some(rec) = qf.recipients.get(r.index as usize) else {
@@ -106,30 +242,30 @@ impl Agent {
             if rec.address != r.address {
                 return Err(RequestError::Address(id, r.index, r.address.clone()));
             }
+            let mark = self.maildirs.unsynced.len();
             let (status, dsn, text, relay) = self.one(&qf, &rec.address, &headers);
+            for u in &mut self.maildirs.unsynced[mark..] {
+                u.0 = (slot, out.len());
+            }
             let delay = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs_f64()
                 - qf.arrival as f64;
-            let word = match status {
-                Status::Sent => "sent",
-                Status::Deferred => "deferred",
-                Status::Bounced => "bounced",
-            };
-            info!(
-                "{id}: to=<{}>, relay={relay}, delay={:.2}, dsn={dsn}, status={word} ({text})",
-                rec.address,
-                delay.max(0.0)
-            );
-            results.push(RecipientResult {
-                index: r.index,
-                status,
-                dsn: dsn.into(),
-                text,
+            out.push(Finished {
+                id: id.clone(),
+                address: rec.address.clone(),
+                relay,
+                delay,
+                result: RecipientResult {
+                    index: r.index,
+                    status,
+                    dsn: dsn.into(),
+                    text,
+                },
             });
         }
-        Ok(results)
+        Ok(())
     }
 
     /// Open queue file `id` in active/ through the held directory; on any
@@ -244,7 +380,7 @@ fn write_mailbox(
                 if (st.st_dev, st.st_ino) != new_id {
                     return Err(io::Error::other("Maildir moved"));
                 }
-                maildir_write(&md, qf, rcpt)
+                maildir_write(&md, qf, rcpt, &mut cache.unsynced)
             });
             match r {
                 Ok(()) => return Ok(()),
@@ -281,7 +417,7 @@ fn write_mailbox(
     privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
             let md = Maildir::open_at(&home, &mbox.below_home, mbox.path.clone(), true)?;
-            maildir_write(&md, qf, rcpt)?;
+            maildir_write(&md, qf, rcpt, &mut cache.unsynced)?;
             if cache.len() >= MAILDIR_CACHE {
                 cache.clear();
             }
@@ -314,8 +450,14 @@ fn write_mailbox(
 }
 
 /// Deliver into an open Maildir (as its owner): the trace headers, then the
-/// message with CRLF turned into LF.
-fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
+/// message with CRLF turned into LF. The file is durable and in new/ when
+/// this returns; its name is durable after `Agent::sync_maildirs`.
+fn maildir_write(
+    md: &Maildir,
+    qf: &QueueFile,
+    rcpt: &str,
+    unsynced: &mut Unsynced,
+) -> io::Result<()> {
     let prefix = format!("Return-Path: <{}>\nDelivered-To: {rcpt}\n", qf.sender);
     let mut d = md.begin()?;
     d.write(prefix.as_bytes())?;
@@ -337,7 +479,9 @@ fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str) -> io::Result<()> {
             d.write(&buf[..n])?;
         }
     }
-    d.commit().map(drop)
+    d.commit_unsynced()?;
+    unsynced.push(((usize::MAX, usize::MAX), md.clone()));
+    Ok(())
 }
 
 /// asctime(3) form for the mbox From_ line, UTC.
@@ -540,6 +684,70 @@ mod tests {
         assert_eq!(r[0].status, Status::Deferred);
         assert!(r[0].text.contains("uid 4343"), "{r:?}");
         assert!(delivered(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_is_delivered_and_answered_in_order() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut a, dir) = agent("batch");
+        let mut reqs = Vec::new();
+        for i in 0..5 {
+            let body = format!("Subject: {i}\r\n\r\nbody {i}\r\n");
+            let id = queue(&a.spool, body.as_bytes());
+            a.spool
+                .move_to(&id, Queue::Incoming, Queue::Active)
+                .unwrap();
+            reqs.push(request(&id));
+        }
+        // The third one is gone from active/: deferred, the others sent.
+        std::fs::remove_file(
+            a.spool
+                .path(Queue::Active, &QueueId::parse(&reqs[2].queue_id).unwrap()),
+        )
+        .unwrap();
+        let (results, bad) = a.deliver_batch(&reqs);
+        assert!(bad.is_none());
+        let status: Vec<Status> = results.iter().map(|r| r[0].status).collect();
+        use Status::*;
+        assert_eq!(status, [Sent, Sent, Deferred, Sent, Sent]);
+        let mut got: Vec<String> = delivered(&dir)
+            .iter()
+            .map(|m| {
+                String::from_utf8_lossy(m)
+                    .lines()
+                    .nth(2)
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            ["Subject: 0", "Subject: 1", "Subject: 3", "Subject: 4"]
+        );
+        assert!(a.maildirs.unsynced.is_empty(), "every new/ synced");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_request_ends_the_batch_after_the_good_ones() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut a, dir) = agent("badbatch");
+        let mut reqs = Vec::new();
+        for _ in 0..3 {
+            let id = queue(&a.spool, b"Subject: x\r\n\r\nx\r\n");
+            a.spool
+                .move_to(&id, Queue::Incoming, Queue::Active)
+                .unwrap();
+            reqs.push(request(&id));
+        }
+        reqs[1].recipients[0].address = "someone@else.test".into();
+        let (results, bad) = a.deliver_batch(&reqs);
+        assert_eq!(results.len(), 1, "the request before the bad one");
+        assert_eq!(results[0][0].status, Status::Sent);
+        assert!(matches!(bad, Some(RequestError::Address(..))), "{bad:?}");
+        assert_eq!(delivered(&dir).len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

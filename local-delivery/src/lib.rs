@@ -14,7 +14,10 @@
 //!
 //! Each delivery prepends `Return-Path:` (RFC 5321 4.4) and `Delivered-To:`
 //! (Postfix's loop detection), converts CRLF to LF, and is durable before the
-//! result is sent (Maildir: fsync file, rename, fsync new/).
+//! result is sent (Maildir: fsync file, rename, fsync new/). qmgr may send
+//! several requests in one write (a batch, under load): they are delivered
+//! one after the other, each new/ written to is fsynced once after all of
+//! them, and then every result is logged and the replies go out in order.
 //!
 //! Parameters: virtual_mailbox_domains, virtual_mailbox_maps,
 //! virtual_mailbox_base, virtual_uid_maps, virtual_gid_maps, mydestination,
@@ -30,7 +33,7 @@ pub mod aliases;
 pub mod deliver;
 pub mod resolve;
 
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -98,19 +101,41 @@ fn serve(
         let Some(req) = frames.read::<_, DeliverRequest>(&mut &stream)? else {
             return Ok(());
         };
-        // A request left in the socket by a qmgr that has since died (it was
-        // queued before we accepted): its messages are back in incoming/ and
-        // will be requested again, so delivering now would only duplicate.
+        // A batch: this request and those that came with it (qmgr writes a
+        // batch in one write), delivered with one fsync of each new/.
+        let mut batch = vec![req];
+        while batch.len() < MAX_BATCH && frames.has_frame() {
+            match frames.read::<_, DeliverRequest>(&mut &stream)? {
+                Some(req) => batch.push(req),
+                None => break,
+            }
+        }
+        // Requests left in the socket by a qmgr that has since died (they
+        // were queued before we accepted): their messages are back in
+        // incoming/ and will be requested again, so delivering now would
+        // only duplicate.
         if peer_gone(&stream) {
-            warning!("{}: requester has gone; not delivered", req.queue_id);
+            for req in &batch {
+                warning!("{}: requester has gone; not delivered", req.queue_id);
+            }
             return Ok(());
         }
-        let results = agent
-            .deliver(&req)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        ipc::write_frame(&mut stream, &DeliverReply { results })?;
+        // Every result only after every mailbox of the batch is durable;
+        // the replies in one write, in the order of the requests.
+        let (results, bad) = agent.deliver_batch(&batch);
+        let mut out = Vec::new();
+        for results in results {
+            ipc::encode_frame(&mut out, &DeliverReply { results })?;
+        }
+        stream.write_all(&out)?;
+        if let Some(e) = bad {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
     }
 }
+
+/// Most requests delivered as one batch (qmgr sends at most 16).
+const MAX_BATCH: usize = 64;
 
 /// Has the other end closed the connection (end of file waiting to be read)?
 fn peer_gone(stream: &UnixStream) -> bool {

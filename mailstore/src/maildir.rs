@@ -10,9 +10,10 @@
 //!
 //! Durability: the file is written in tmp/, then `common::durable::commit`
 //! fsyncs it, renames it into new/ (never replacing a file) and fsyncs new/
-//! before `commit` returns; a crash before that leaves at most a file in
-//! tmp/, which readers ignore. Directories made on the way are fsync'ed into
-//! their parents.
+//! before `commit` returns (`commit_unsynced` leaves the fsync of new/ to
+//! the caller's `sync_new`, once for a batch of deliveries); a crash before
+//! that leaves at most a file in tmp/, which readers ignore. Directories
+//! made on the way are fsync'ed into their parents.
 //!
 //! Security: everything is reached through directory descriptors with
 //! *at() calls (`common::privilege::walk_dirs`): a symbolic link planted for
@@ -97,6 +98,16 @@ impl Maildir {
         &self.root
     }
 
+    /// fsync new/: makes the names of `Delivery::commit_unsynced` durable.
+    pub fn sync_new(&self) -> io::Result<()> {
+        privilege::sync_dir(&self.new)
+    }
+
+    /// Do `self` and `other` hold the same open new/ (one `sync_new` for both)?
+    pub fn shares_new(&self, other: &Maildir) -> bool {
+        Arc::ptr_eq(&self.new, &other.new)
+    }
+
     /// Start a delivery: a new file in tmp/.
     pub fn begin(&self) -> io::Result<Delivery> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -170,14 +181,31 @@ impl Delivery {
 
     /// fsync, rename into new/ (never over an existing file), fsync new/.
     /// Returns the final path.
-    pub fn commit(mut self) -> io::Result<PathBuf> {
+    pub fn commit(self) -> io::Result<PathBuf> {
+        self.finish(true)
+    }
+
+    /// `commit` without the fsync of new/: the message is complete in new/
+    /// but its name is durable only after `Maildir::sync_new`, which the
+    /// caller must call (once for several deliveries) before it reports any
+    /// of them delivered.
+    pub fn commit_unsynced(self) -> io::Result<PathBuf> {
+        self.finish(false)
+    }
+
+    fn finish(mut self, sync_new: bool) -> io::Result<PathBuf> {
         let f = self
             .file
             .take()
             .ok_or_else(|| io::Error::other("delivery already finished"))?;
         let f = f.into_inner().map_err(|e| e.into_error())?;
         let name = format!("{},S={}", self.base, self.size);
-        let r = durable::commit(
+        let commit = if sync_new {
+            durable::commit
+        } else {
+            durable::commit_unsynced
+        };
+        let r = commit(
             f,
             Some(&self.maildir.tmp),
             Path::new(&self.base),
@@ -231,6 +259,30 @@ mod tests {
         drop(d);
         assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(md.root().join("new")).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unsynced_commits_are_complete_in_new_and_synced_once() {
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-maildir-unsynced-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let md = Maildir::create(dir.join("Maildir")).unwrap();
+        let again = md.clone();
+        let other = Maildir::create(dir.join("Maildir")).unwrap();
+        assert!(md.shares_new(&again));
+        assert!(!md.shares_new(&other), "opened twice: two descriptors");
+        let mut paths = Vec::new();
+        for i in 0..3 {
+            let mut d = md.begin().unwrap();
+            d.write(format!("Subject: {i}\n\n").as_bytes()).unwrap();
+            paths.push(d.commit_unsynced().unwrap());
+        }
+        md.sync_new().unwrap();
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(fs::read(p).unwrap(), format!("Subject: {i}\n\n").as_bytes());
+        }
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -18,7 +18,11 @@
 //! maximal_queue_lifetime, bounce_queue_lifetime, qmgr_message_active_limit,
 //! virtual_mailbox_domains, mydestination, myhostname, mail_name,
 //! double_bounce_sender. Delivery concurrency is the maxproc of master.cf's
-//! `local` service.
+//! `local` service: that many batches of requests in flight, one per agent
+//! process. A job waits in qmgr until a slot is free; a free slot takes an
+//! even share of the waiting jobs (at most 16), so under load an agent
+//! delivers several messages per round trip and per fsync of new/, and a
+//! lone message goes at once.
 //!
 //! Diagnostics: see queue.rs; every failure is a `QmgrError` (error.rs),
 //! logged as one line.
@@ -30,6 +34,7 @@ pub mod queue;
 
 pub use error::QmgrError;
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -51,6 +56,8 @@ const MAX_WAKE_LINE: usize = 64;
 const MAX_NAMED: usize = 10_000;
 /// The pool key of delivery jobs (no connection has it).
 const DELIVERY: Token = Token(usize::MAX - 8);
+/// Most requests in one batch to a delivery agent.
+const MAX_BATCH: usize = 16;
 
 /// The program's entry point (posthorn-qmgr).
 pub fn main() {
@@ -127,6 +134,8 @@ fn run(
         conns: agents::Connections::default(),
         spawner: server.pool().spawner(),
         jobs: Vec::new(),
+        pending: VecDeque::new(),
+        slots,
         wake: true,
         named: Vec::new(),
         starved: false,
@@ -149,7 +158,7 @@ fn run(
         &mut LocalCounter::default(),
         stop,
     )?;
-    info!("stopping with {} deliveries in flight", q.in_flight);
+    info!("stopping with {} delivery batches in flight", q.in_flight);
     Ok(())
 }
 
@@ -159,8 +168,13 @@ struct Qmgr {
     qm: queue::QueueManager,
     local: std::path::PathBuf,
     conns: agents::Connections,
-    spawner: Spawner<Token, agents::Done>,
+    spawner: Spawner<Token, Vec<agents::Done>>,
+    /// New jobs of this loop round.
     jobs: Vec<agents::Job>,
+    /// Jobs waiting for a free delivery slot.
+    pending: VecDeque<agents::Job>,
+    /// Batches that may be in flight at once (agent processes).
+    slots: usize,
     /// Look at all of incoming/.
     wake: bool,
     /// Ids smtpd (or this qmgr, for bounces) queued: take just these.
@@ -170,6 +184,7 @@ struct Qmgr {
     last_incoming: Instant,
     last_deferred: Option<Instant>,
     run_delay: Duration,
+    /// Batches in flight.
     in_flight: usize,
 }
 
@@ -210,9 +225,9 @@ impl Wake {
 
 impl Service for Qmgr {
     type Conn = Wake;
-    type Done = agents::Done;
+    type Done = Vec<agents::Done>;
 
-    fn open(&mut self, _peer: Peer, _out: &mut Vec<u8>) -> (Wake, Next<agents::Done>) {
+    fn open(&mut self, _peer: Peer, _out: &mut Vec<u8>) -> (Wake, Next<Self::Done>) {
         (Wake::default(), Next::Continue)
     }
 
@@ -222,17 +237,17 @@ impl Service for Qmgr {
         Wake::default()
     }
 
-    fn input(&mut self, c: &mut Wake, data: &[u8], _out: &mut Vec<u8>) -> Next<agents::Done> {
+    fn input(&mut self, c: &mut Wake, data: &[u8], _out: &mut Vec<u8>) -> Next<Self::Done> {
         self.wake |= c.feed(data, &mut self.named);
         Next::Continue
     }
 
-    fn done(&mut self, _c: &mut Wake, r: agents::Done, _out: &mut Vec<u8>) -> Next<agents::Done> {
+    fn done(&mut self, _c: &mut Wake, r: Self::Done, _out: &mut Vec<u8>) -> Next<Self::Done> {
         self.orphan(r);
         Next::Continue
     }
 
-    fn resume(&mut self, _c: &mut Wake, _out: &mut Vec<u8>) -> Next<agents::Done> {
+    fn resume(&mut self, _c: &mut Wake, _out: &mut Vec<u8>) -> Next<Self::Done> {
         Next::Continue
     }
 
@@ -244,12 +259,14 @@ impl Service for Qmgr {
 
     fn closed(&mut self, _c: Wake, _lost: bool) {}
 
-    /// A delivery finished: record it. A finished message may have made
-    /// room (when the active limit left messages behind: look again), or
-    /// queued a bounce (taken by id).
-    fn orphan(&mut self, d: agents::Done) {
+    /// A batch of deliveries finished: record them. A finished message may
+    /// have made room (when the active limit left messages behind: look
+    /// again), or queued a bounce (taken by id).
+    fn orphan(&mut self, batch: Vec<agents::Done>) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.qm.done(&d.queue_id, d.results);
+        for d in batch {
+            self.qm.done(&d.queue_id, d.results);
+        }
         self.named.append(&mut self.qm.queued_here);
         if self.starved {
             self.wake = true;
@@ -285,18 +302,40 @@ impl Service for Qmgr {
             self.last_deferred = Some(Instant::now());
             self.qm.scan_deferred(&mut self.jobs);
         }
-        for job in self.jobs.drain(..) {
+        self.pending.extend(self.jobs.drain(..));
+        self.dispatch();
+    }
+}
+
+impl Qmgr {
+    /// Hand pending jobs to free delivery slots, in batches: with more jobs
+    /// than free slots, each free slot takes its share (at most MAX_BATCH),
+    /// so the agents deliver several messages with one fsync of new/ and
+    /// one round trip; with fewer, one job per slot, as soon as it comes.
+    fn dispatch(&mut self) {
+        while self.in_flight < self.slots && !self.pending.is_empty() {
+            let n = batch_size(self.pending.len(), self.slots - self.in_flight);
+            let batch: Vec<agents::Job> = self.pending.drain(..n).collect();
             let (conns, local) = (self.conns.clone(), self.local.clone());
             self.in_flight += 1;
             if self
                 .spawner
-                .submit(DELIVERY, Box::new(move || agents::run(&conns, &local, job)))
+                .submit(
+                    DELIVERY,
+                    Box::new(move || agents::run(&conns, &local, batch)),
+                )
                 .is_err()
             {
                 common::fatal!("delivery pool is gone");
             }
         }
     }
+}
+
+/// How many of `pending` jobs the next batch takes when `free` slots are
+/// free (both at least 1): an even share, at most MAX_BATCH.
+fn batch_size(pending: usize, free: usize) -> usize {
+    pending.div_ceil(free.max(1)).clamp(1, MAX_BATCH)
 }
 
 #[cfg(test)]
@@ -319,5 +358,14 @@ mod tests {
         assert!(w.feed(&[b'x'; 200], &mut named) | w.feed(b"\n", &mut named));
         assert_eq!(named.len(), 2, "no id taken from garbage");
         assert!(w.line.is_empty());
+    }
+
+    #[test]
+    fn batches_share_the_pending_jobs_among_free_slots() {
+        assert_eq!(batch_size(1, 8), 1, "one job goes at once");
+        assert_eq!(batch_size(8, 8), 1, "no batching while slots are free");
+        assert_eq!(batch_size(9, 8), 2);
+        assert_eq!(batch_size(30, 1), 16, "at most MAX_BATCH");
+        assert_eq!(batch_size(5, 0), 5, "free is at least 1");
     }
 }
