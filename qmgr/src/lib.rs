@@ -19,10 +19,11 @@
 //! virtual_mailbox_domains, mydestination, myhostname, mail_name,
 //! double_bounce_sender. Delivery concurrency is the maxproc of master.cf's
 //! `local` service: that many batches of requests in flight, one per agent
-//! process. A job waits in qmgr until a slot is free; a free slot takes an
-//! even share of the waiting jobs (at most 16), so under load an agent
-//! delivers several messages per round trip and per fsync of new/, and a
-//! lone message goes at once.
+//! process. A lone message goes at once; messages that come while a batch
+//! is out wait for it and then go together; with 4 waiting, or once the
+//! batch out is 100 ms old (checked each loop round, at least every
+//! second), other slots take them. So an agent delivers several messages
+//! per round trip and per fsync of new/ (see `Qmgr::dispatch`).
 //!
 //! Diagnostics: see queue.rs; every failure is a `QmgrError` (error.rs),
 //! logged as one line.
@@ -58,6 +59,10 @@ const MAX_NAMED: usize = 10_000;
 const DELIVERY: Token = Token(usize::MAX - 8);
 /// Most requests in one batch to a delivery agent.
 const MAX_BATCH: usize = 16;
+/// While a batch is out, this many waiting jobs go out as another batch.
+const RELEASE: usize = 4;
+/// How long new jobs wait for the batch out before other slots take them.
+const HOLD: Duration = Duration::from_millis(100);
 
 /// The program's entry point (posthorn-qmgr).
 pub fn main() {
@@ -136,6 +141,7 @@ fn run(
         jobs: Vec::new(),
         pending: VecDeque::new(),
         slots,
+        last_dispatch: Instant::now(),
         wake: true,
         named: Vec::new(),
         starved: false,
@@ -175,6 +181,8 @@ struct Qmgr {
     pending: VecDeque<agents::Job>,
     /// Batches that may be in flight at once (agent processes).
     slots: usize,
+    /// When the last batch went out.
+    last_dispatch: Instant,
     /// Look at all of incoming/.
     wake: bool,
     /// Ids smtpd (or this qmgr, for bounces) queued: take just these.
@@ -308,16 +316,29 @@ impl Service for Qmgr {
 }
 
 impl Qmgr {
-    /// Hand pending jobs to free delivery slots, in batches: with more jobs
-    /// than free slots, each free slot takes its share (at most MAX_BATCH),
-    /// so the agents deliver several messages with one fsync of new/ and
-    /// one round trip; with fewer, one job per slot, as soon as it comes.
+    /// Hand pending jobs to free delivery slots, in batches. With no batch
+    /// out, everything waiting goes at once (up to MAX_BATCH). While one is
+    /// out, new jobs wait for it (so a quiet stream of messages is delivered
+    /// a few at a time, with one fsync of new/ and one round trip for each
+    /// few) until RELEASE of them wait (they go as another batch, so a
+    /// busy queue keeps several agents working), or until the last batch
+    /// went out HOLD ago (a slow mailbox does not hold up the others for
+    /// long; then the free slots share them).
     fn dispatch(&mut self) {
         while self.in_flight < self.slots && !self.pending.is_empty() {
-            let n = batch_size(self.pending.len(), self.slots - self.in_flight);
+            let n = match batch_size(
+                self.pending.len(),
+                self.slots - self.in_flight,
+                self.in_flight,
+                self.last_dispatch.elapsed() >= HOLD,
+            ) {
+                Some(n) => n,
+                None => break,
+            };
             let batch: Vec<agents::Job> = self.pending.drain(..n).collect();
             let (conns, local) = (self.conns.clone(), self.local.clone());
             self.in_flight += 1;
+            self.last_dispatch = Instant::now();
             if self
                 .spawner
                 .submit(
@@ -332,10 +353,17 @@ impl Qmgr {
     }
 }
 
-/// How many of `pending` jobs the next batch takes when `free` slots are
-/// free (both at least 1): an even share, at most MAX_BATCH.
-fn batch_size(pending: usize, free: usize) -> usize {
-    pending.div_ceil(free.max(1)).clamp(1, MAX_BATCH)
+/// How many of `pending` jobs the next batch takes, with `free` slots free
+/// and `in_flight` batches out (`stale`: the last went out HOLD ago);
+/// None: wait for a batch to come back.
+fn batch_size(pending: usize, free: usize, in_flight: usize, stale: bool) -> Option<usize> {
+    if in_flight == 0 || pending >= RELEASE {
+        Some(pending.min(MAX_BATCH))
+    } else if stale {
+        Some(pending.div_ceil(free.max(1)).clamp(1, MAX_BATCH))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -361,11 +389,22 @@ mod tests {
     }
 
     #[test]
-    fn batches_share_the_pending_jobs_among_free_slots() {
-        assert_eq!(batch_size(1, 8), 1, "one job goes at once");
-        assert_eq!(batch_size(8, 8), 1, "no batching while slots are free");
-        assert_eq!(batch_size(9, 8), 2);
-        assert_eq!(batch_size(30, 1), 16, "at most MAX_BATCH");
-        assert_eq!(batch_size(5, 0), 5, "free is at least 1");
+    fn jobs_wait_for_the_batch_out_unless_many_wait_or_it_is_slow() {
+        // Nothing out: all that waits goes, up to MAX_BATCH.
+        assert_eq!(
+            batch_size(1, 8, 0, false),
+            Some(1),
+            "a lone job goes at once"
+        );
+        assert_eq!(batch_size(5, 8, 0, false), Some(5));
+        assert_eq!(batch_size(40, 8, 0, false), Some(16));
+        // A batch out: wait for it, unless RELEASE wait.
+        assert_eq!(batch_size(3, 7, 1, false), None);
+        assert_eq!(batch_size(4, 7, 1, false), Some(4));
+        assert_eq!(batch_size(30, 7, 3, false), Some(16));
+        // The last batch went out long ago: the free slots share the jobs.
+        assert_eq!(batch_size(1, 7, 1, true), Some(1));
+        assert_eq!(batch_size(3, 2, 1, true), Some(2));
+        assert_eq!(batch_size(5, 0, 8, true), Some(5), "free is at least 1");
     }
 }
