@@ -467,8 +467,23 @@ impl QueueWriter {
             .file
             .take()
             .ok_or_else(|| io::Error::other("queue file already closed"))?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.write_all_at(&self.msg_len.to_le_bytes(), self.len_offset)?;
+        // The length goes into the buffered bytes when they still hold it
+        // (a message under the buffer size: one write for the whole file),
+        // else into the file.
+        let (mut file, buf) = out.into_parts();
+        let mut buf = buf.map_err(|_| io::Error::other("queue file writer panicked"))?;
+        let start = (self.written + self.msg_len).saturating_sub(buf.len() as u64);
+        let len = self.msg_len.to_le_bytes();
+        match usize::try_from(self.len_offset.wrapping_sub(start)) {
+            Ok(at) if self.len_offset >= start && at + 8 <= buf.len() => {
+                buf[at..at + 8].copy_from_slice(&len);
+                file.write_all(&buf)?;
+            }
+            _ => {
+                file.write_all(&buf)?;
+                file.write_all_at(&len, self.len_offset)?;
+            }
+        }
         // The file must still be the one qmgr will find under its name (a
         // spool moved or broken under us is a failure). Checked before the
         // execute bit: from then on qmgr may take (move) the file at once.
