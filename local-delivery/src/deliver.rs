@@ -24,6 +24,7 @@ use common::privilege::{self, DirCreate};
 use common::spool::{Queue, QueueFile, QueueId, Spool, SpoolError};
 use common::users::UserTable;
 use common::{info, warning};
+use mailstore::maildir::Prepared;
 use mailstore::{CrlfToLf, LfReader, Maildir};
 
 use crate::aliases::Aliases;
@@ -73,9 +74,29 @@ pub struct MaildirCache {
 /// Maildirs by (path, uid, gid), with (device, inode) of their new/.
 type OpenMaildirs = HashMap<(PathBuf, u32, u32), (Maildir, (u64, u64))>;
 
-/// Deliveries whose new/ still needs its fsync, with the (request,
-/// recipient) of the batch each belongs to.
-type Unsynced = Vec<((usize, usize), Maildir)>;
+/// Deliveries of the batch not yet durable in new/.
+#[derive(Default)]
+struct Unsynced {
+    /// Publish each file as soon as it is written (a batch of one delivery:
+    /// nothing to gain by waiting, and one switch of ids fewer).
+    now: bool,
+    pending: Vec<Pending>,
+}
+
+/// A delivery of the batch: the (request, recipient) it belongs to, the
+/// mailbox owner's ids, and where the file is.
+struct Pending {
+    slot: (usize, usize),
+    owner: (u32, u32),
+    stage: Stage,
+}
+
+enum Stage {
+    /// Fsynced in tmp/ (`Delivery::prepare`).
+    Prepared(Prepared),
+    /// Renamed into this Maildir's new/, which still needs its fsync.
+    Published(Maildir),
+}
 
 impl MaildirCache {
     pub fn new() -> MaildirCache {
@@ -116,7 +137,7 @@ impl Agent {
     /// Deliver a request. Err means the request itself is bad (close the
     /// connection); per-recipient trouble is in the results.
     pub fn deliver(&mut self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, RequestError> {
-        let (mut done, bad) = self.deliver_batch(std::slice::from_ref(req));
+        let (mut done, bad) = self.deliver_batch(std::slice::from_ref(req), &|| true);
         match bad {
             Some(e) => Err(e),
             None => Ok(done.pop().unwrap_or_default()),
@@ -124,18 +145,24 @@ impl Agent {
     }
 
     /// Deliver a batch of requests (qmgr writes one in one go). Each
-    /// Maildir file is fsynced and renamed into new/ as it is written; each
-    /// new/ written to is fsynced once, after the whole batch, and only then
-    /// is any recipient logged or returned as sent (a failed fsync defers
-    /// the recipients delivered there). Stops at the first bad request:
-    /// returns the results of the requests before it, and its error (the
-    /// caller closes the connection).
+    /// Maildir file is written and fsynced in tmp/; after the whole batch,
+    /// and only if `wanted()` still says the results will be read, the
+    /// files are renamed into new/ and each new/ is fsynced once; only then
+    /// is any recipient logged or returned as sent (a failed rename or fsync
+    /// defers the recipients concerned). So a crash while the batch is
+    /// written leaves no message in new/ that qmgr will send again. (A batch
+    /// of one delivery is renamed as soon as it is written, as it always
+    /// was: the same exposure, one switch of ids fewer.) Stops
+    /// at the first bad request: returns the results of the requests before
+    /// it, and its error (the caller closes the connection).
     pub fn deliver_batch(
         &mut self,
         reqs: &[DeliverRequest],
+        wanted: &dyn Fn() -> bool,
     ) -> (Vec<Vec<RecipientResult>>, Option<RequestError>) {
         let mut finished: Vec<Vec<Finished>> = Vec::with_capacity(reqs.len());
         let mut bad = None;
+        self.maildirs.unsynced.now = reqs.len() == 1 && reqs[0].recipients.len() == 1;
         for req in reqs {
             let mut one = Vec::with_capacity(req.recipients.len());
             if let Err(e) = self.deliver_unsynced(req, finished.len(), &mut one) {
@@ -144,7 +171,20 @@ impl Agent {
             }
             finished.push(one);
         }
-        self.sync_maildirs(&mut finished);
+        if wanted() {
+            self.publish(&mut finished);
+        } else {
+            // Nobody will read the results: the prepared files go (dropped:
+            // removed from tmp/), and qmgr's successor sends them again.
+            self.maildirs.unsynced.pending.clear();
+            for f in finished.iter_mut().flatten() {
+                if f.result.status == Status::Sent {
+                    f.result.status = Status::Deferred;
+                    f.result.dsn = "4.3.0".into();
+                    f.result.text = "not delivered: the requester has gone".into();
+                }
+            }
+        }
         let results = finished
             .into_iter()
             .map(|req| {
@@ -173,29 +213,66 @@ impl Agent {
         (results, bad)
     }
 
-    /// fsync every new/ written to since the last time, once each; the
-    /// recipients delivered into one that fails are deferred.
-    fn sync_maildirs(&mut self, finished: &mut [Vec<Finished>]) {
-        let mut synced: Vec<(Maildir, Option<io::Error>)> = Vec::new();
-        for ((req, rcpt), md) in std::mem::take(&mut self.maildirs.unsynced) {
-            let i = match synced.iter().position(|(m, _)| m.shares_new(&md)) {
-                Some(i) => i,
-                None => {
-                    let r = md.sync_new().err();
-                    synced.push((md, r));
-                    synced.len() - 1
+    /// Move every prepared file of the batch into its new/ and fsync each
+    /// new/ once, with the owner's effective ids (one switch per owner);
+    /// the recipients whose rename or fsync fails are deferred.
+    fn publish(&mut self, finished: &mut [Vec<Finished>]) {
+        let mut groups: Vec<((u32, u32), Vec<Pending>)> = Vec::new();
+        for p in std::mem::take(&mut self.maildirs.unsynced.pending) {
+            match groups.iter_mut().find(|(o, _)| *o == p.owner) {
+                Some((_, g)) => g.push(p),
+                None => groups.push((p.owner, vec![p])),
+            }
+        }
+        for ((uid, gid), group) in groups {
+            let slots: Vec<(usize, usize)> = group.iter().map(|p| p.slot).collect();
+            let group_prepared = group.iter().any(|p| matches!(p.stage, Stage::Prepared(_)));
+            let publish = move || {
+                let mut failed = Vec::new();
+                let mut dirs: Vec<(Maildir, Vec<(usize, usize)>)> = Vec::new();
+                for p in group {
+                    let md = match p.stage {
+                        Stage::Published(md) => md,
+                        Stage::Prepared(file) => {
+                            let md = file.maildir().clone();
+                            if let Err(e) = file.publish() {
+                                let text = format!("cannot write {}: {e}", md.root().display());
+                                failed.push((p.slot, dsn_of(&e), text));
+                                continue;
+                            }
+                            md
+                        }
+                    };
+                    match dirs.iter_mut().find(|(m, _)| m.shares_new(&md)) {
+                        Some((_, s)) => s.push(p.slot),
+                        None => dirs.push((md, vec![p.slot])),
+                    }
                 }
+                for (md, slots) in dirs {
+                    if let Err(e) = md.sync_new() {
+                        let text = format!("cannot sync {}/new: {e}", md.root().display());
+                        failed.extend(slots.into_iter().map(|s| (s, dsn_of(&e), text.clone())));
+                    }
+                }
+                Ok(failed)
             };
-            let (md, Some(e)) = &synced[i] else { continue };
-            if let Some(f) = finished.get_mut(req).and_then(|v| v.get_mut(rcpt)) {
-                f.result.status = Status::Deferred;
-                f.result.dsn = match e.raw_os_error() {
-                    Some(28) => "4.3.1",  // ENOSPC
-                    Some(122) => "4.2.2", // EDQUOT
-                    _ => "4.2.0",
+            // Renames below a home with the owner's ids; only fsyncs of
+            // held directories left: no switch needed.
+            let failed = if group_prepared {
+                privilege::as_user(uid, gid, publish)
+            } else {
+                publish()
+            };
+            let failed = failed.unwrap_or_else(|e| {
+                let text = format!("cannot publish as uid {uid}: {e}");
+                slots.iter().map(|&s| (s, "4.3.0", text.clone())).collect()
+            });
+            for ((req, rcpt), dsn, text) in failed {
+                if let Some(f) = finished.get_mut(req).and_then(|v| v.get_mut(rcpt)) {
+                    f.result.status = Status::Deferred;
+                    f.result.dsn = dsn.into();
+                    f.result.text = text;
                 }
-                .into();
-                f.result.text = format!("cannot sync {}/new: {e}", md.root().display());
             }
         }
     }
@@ -242,10 +319,10 @@ impl Agent {
             if rec.address != r.address {
                 return Err(RequestError::Address(id, r.index, r.address.clone()));
             }
-            let mark = self.maildirs.unsynced.len();
+            let mark = self.maildirs.unsynced.pending.len();
             let (status, dsn, text, relay) = self.one(&qf, &rec.address, &headers);
-            for u in &mut self.maildirs.unsynced[mark..] {
-                u.0 = (slot, out.len());
+            for u in &mut self.maildirs.unsynced.pending[mark..] {
+                u.slot = (slot, out.len());
             }
             let delay = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -380,7 +457,7 @@ fn write_mailbox(
                 if (st.st_dev, st.st_ino) != new_id {
                     return Err(io::Error::other("Maildir moved"));
                 }
-                maildir_write(&md, qf, rcpt, &mut cache.unsynced)
+                maildir_write(&md, qf, rcpt, (mbox.uid, mbox.gid), &mut cache.unsynced)
             });
             match r {
                 Ok(()) => return Ok(()),
@@ -417,7 +494,7 @@ fn write_mailbox(
     privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
             let md = Maildir::open_at(&home, &mbox.below_home, mbox.path.clone(), true)?;
-            maildir_write(&md, qf, rcpt, &mut cache.unsynced)?;
+            maildir_write(&md, qf, rcpt, (mbox.uid, mbox.gid), &mut cache.unsynced)?;
             if cache.len() >= MAILDIR_CACHE {
                 cache.clear();
             }
@@ -449,13 +526,15 @@ fn write_mailbox(
     })
 }
 
-/// Deliver into an open Maildir (as its owner): the trace headers, then the
-/// message with CRLF turned into LF. The file is durable and in new/ when
-/// this returns; its name is durable after `Agent::sync_maildirs`.
+/// Deliver into an open Maildir (as its owner, `owner`): the trace
+/// headers, then the message with CRLF turned into LF. The file is on disk
+/// in tmp/ when this returns (or already in new/ with `unsynced.now`);
+/// `Agent::publish` moves it into new/ and fsyncs new/.
 fn maildir_write(
     md: &Maildir,
     qf: &QueueFile,
     rcpt: &str,
+    owner: (u32, u32),
     unsynced: &mut Unsynced,
 ) -> io::Result<()> {
     let prefix = format!("Return-Path: <{}>\nDelivered-To: {rcpt}\n", qf.sender);
@@ -479,9 +558,28 @@ fn maildir_write(
             d.write(&buf[..n])?;
         }
     }
-    d.commit_unsynced()?;
-    unsynced.push(((usize::MAX, usize::MAX), md.clone()));
+    let file = d.prepare()?;
+    let stage = if unsynced.now {
+        file.publish()?;
+        Stage::Published(md.clone())
+    } else {
+        Stage::Prepared(file)
+    };
+    unsynced.pending.push(Pending {
+        slot: (usize::MAX, usize::MAX),
+        owner,
+        stage,
+    });
     Ok(())
+}
+
+/// The enhanced status code of a mailbox write failure (RFC 3463).
+fn dsn_of(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(28) => "4.3.1",  // ENOSPC
+        Some(122) => "4.2.2", // EDQUOT
+        _ => "4.2.0",
+    }
 }
 
 /// asctime(3) form for the mbox From_ line, UTC.
@@ -706,7 +804,7 @@ mod tests {
                 .path(Queue::Active, &QueueId::parse(&reqs[2].queue_id).unwrap()),
         )
         .unwrap();
-        let (results, bad) = a.deliver_batch(&reqs);
+        let (results, bad) = a.deliver_batch(&reqs, &|| true);
         assert!(bad.is_none());
         let status: Vec<Status> = results.iter().map(|r| r[0].status).collect();
         use Status::*;
@@ -726,7 +824,25 @@ mod tests {
             got,
             ["Subject: 0", "Subject: 1", "Subject: 3", "Subject: 4"]
         );
-        assert!(a.maildirs.unsynced.is_empty(), "every new/ synced");
+        assert!(
+            a.maildirs.unsynced.pending.is_empty(),
+            "every file published"
+        );
+        // A batch whose requester has gone: nothing reaches new/ or stays in tmp/.
+        let late: Vec<DeliverRequest> = (0..2)
+            .map(|_| {
+                let id = queue(&a.spool, b"Subject: late\r\n\r\nlate\r\n");
+                a.spool
+                    .move_to(&id, Queue::Incoming, Queue::Active)
+                    .unwrap();
+                request(&id)
+            })
+            .collect();
+        let (results, _) = a.deliver_batch(&late, &|| false);
+        assert!(results.iter().all(|r| r[0].status == Status::Deferred));
+        assert_eq!(delivered(&dir).len(), 4);
+        let tmp = dir.join("home/demo/Maildir/tmp");
+        assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -743,7 +859,7 @@ mod tests {
             reqs.push(request(&id));
         }
         reqs[1].recipients[0].address = "someone@else.test".into();
-        let (results, bad) = a.deliver_batch(&reqs);
+        let (results, bad) = a.deliver_batch(&reqs, &|| true);
         assert_eq!(results.len(), 1, "the request before the bad one");
         assert_eq!(results[0][0].status, Status::Sent);
         assert!(matches!(bad, Some(RequestError::Address(..))), "{bad:?}");

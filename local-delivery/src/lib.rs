@@ -15,9 +15,11 @@
 //! Each delivery prepends `Return-Path:` (RFC 5321 4.4) and `Delivered-To:`
 //! (Postfix's loop detection), converts CRLF to LF, and is durable before the
 //! result is sent (Maildir: fsync file, rename, fsync new/). qmgr may send
-//! several requests in one write (a batch, under load): they are delivered
-//! one after the other, each new/ written to is fsynced once after all of
-//! them, and then every result is logged and the replies go out in order.
+//! several requests in one write (a batch, under load): their files are
+//! written and fsynced in tmp/ one after the other, then renamed into new/
+//! (each new/ fsynced once), and then every result is logged and the
+//! replies go out in order. A crash while a batch is written leaves nothing
+//! in new/, so it duplicates no more than a crash between two requests.
 //!
 //! Parameters: virtual_mailbox_domains, virtual_mailbox_maps,
 //! virtual_mailbox_base, virtual_uid_maps, virtual_gid_maps, mydestination,
@@ -121,8 +123,21 @@ fn serve(
             return Ok(());
         }
         // Every result only after every mailbox of the batch is durable;
-        // the replies in one write, in the order of the requests.
-        let (results, bad) = agent.deliver_batch(&batch);
+        // the replies in one write, in the order of the requests. A qmgr
+        // that went away meanwhile gets nothing published (it would only be
+        // delivered again).
+        let gone = std::cell::Cell::new(false);
+        let wanted = || {
+            gone.set(peer_gone(&stream));
+            !gone.get()
+        };
+        let (results, bad) = agent.deliver_batch(&batch, &wanted);
+        if gone.get() {
+            for req in &batch {
+                warning!("{}: requester has gone; not delivered", req.queue_id);
+            }
+            return Ok(());
+        }
         let mut out = Vec::new();
         for results in results {
             ipc::encode_frame(&mut out, &DeliverReply { results })?;

@@ -10,10 +10,12 @@
 //!
 //! Durability: the file is written in tmp/, then `common::durable::commit`
 //! fsyncs it, renames it into new/ (never replacing a file) and fsyncs new/
-//! before `commit` returns (`commit_unsynced` leaves the fsync of new/ to
-//! the caller's `sync_new`, once for a batch of deliveries); a crash before
-//! that leaves at most a file in tmp/, which readers ignore. Directories
-//! made on the way are fsync'ed into their parents.
+//! before `commit` returns; a crash before that leaves at most a file in
+//! tmp/, which readers ignore. A batch of deliveries goes in three steps
+//! instead: `Delivery::prepare` (fsync, still in tmp/) for each, then
+//! `Prepared::publish` (rename into new/) for each, then `Maildir::sync_new`
+//! once, so a crash while the batch is written leaves nothing in new/.
+//! Directories made on the way are fsync'ed into their parents.
 //!
 //! Security: everything is reached through directory descriptors with
 //! *at() calls (`common::privilege::walk_dirs`): a symbolic link planted for
@@ -98,7 +100,7 @@ impl Maildir {
         &self.root
     }
 
-    /// fsync new/: makes the names of `Delivery::commit_unsynced` durable.
+    /// fsync new/: makes the names of `Prepared::publish` durable.
     pub fn sync_new(&self) -> io::Result<()> {
         privilege::sync_dir(&self.new)
     }
@@ -185,12 +187,16 @@ impl Delivery {
         self.finish(true)
     }
 
-    /// `commit` without the fsync of new/: the message is complete in new/
-    /// but its name is durable only after `Maildir::sync_new`, which the
-    /// caller must call (once for several deliveries) before it reports any
-    /// of them delivered.
-    pub fn commit_unsynced(self) -> io::Result<PathBuf> {
-        self.finish(false)
+    /// fsync the file, which stays in tmp/: complete on disk, invisible to
+    /// readers, removed if the `Prepared` is dropped unpublished.
+    pub fn prepare(mut self) -> io::Result<Prepared> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("delivery already finished"))?;
+        f.flush()?;
+        f.get_ref().sync_all()?;
+        Ok(Prepared(self))
     }
 
     fn finish(mut self, sync_new: bool) -> io::Result<PathBuf> {
@@ -218,6 +224,27 @@ impl Delivery {
         }
         r?;
         Ok(self.maildir.root.join("new").join(name))
+    }
+}
+
+/// A delivery whose file is on disk in tmp/ (`Delivery::prepare`).
+#[derive(Debug)]
+pub struct Prepared(Delivery);
+
+impl Prepared {
+    /// Rename the file into new/ (never over an existing file). Its name is
+    /// durable only after `Maildir::sync_new`, which the caller must call
+    /// (once for several deliveries) before it reports any of them
+    /// delivered. Returns the final path.
+    pub fn publish(self) -> io::Result<PathBuf> {
+        // The file was fsynced by `prepare`; the fsync in `finish` finds
+        // nothing to write.
+        self.0.finish(false)
+    }
+
+    /// The Maildir it goes into.
+    pub fn maildir(&self) -> &Maildir {
+        &self.0.maildir
     }
 }
 
@@ -263,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn unsynced_commits_are_complete_in_new_and_synced_once() {
+    fn prepared_deliveries_stay_in_tmp_until_published() {
         let dir =
             std::env::temp_dir().join(format!("posthorn-maildir-unsynced-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -272,13 +299,25 @@ mod tests {
         let other = Maildir::create(dir.join("Maildir")).unwrap();
         assert!(md.shares_new(&again));
         assert!(!md.shares_new(&other), "opened twice: two descriptors");
-        let mut paths = Vec::new();
+        let mut prepared = Vec::new();
         for i in 0..3 {
             let mut d = md.begin().unwrap();
             d.write(format!("Subject: {i}\n\n").as_bytes()).unwrap();
-            paths.push(d.commit_unsynced().unwrap());
+            prepared.push(d.prepare().unwrap());
         }
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 3);
+        assert_eq!(fs::read_dir(md.root().join("new")).unwrap().count(), 0);
+        // One dropped unpublished: gone from tmp/, never in new/.
+        drop(prepared.pop());
+        let paths: Vec<PathBuf> = prepared
+            .into_iter()
+            .map(|p| {
+                assert!(p.maildir().shares_new(&md));
+                p.publish().unwrap()
+            })
+            .collect();
         md.sync_new().unwrap();
+        assert_eq!(paths.len(), 2);
         for (i, p) in paths.iter().enumerate() {
             assert_eq!(fs::read(p).unwrap(), format!("Subject: {i}\n\n").as_bytes());
         }
