@@ -4,8 +4,8 @@
 //!
 //! Owns the steps and their order; does not own file names or formats (the
 //! spool, mailstore and the users file choose theirs). Used by
-//! `mailstore::maildir::Delivery::commit` (and `commit_unsynced`, whose
-//! caller fsyncs the directory once for several files), `users::upsert`, and
+//! `mailstore::maildir::Delivery::commit` (whose batches use `rename_at`
+//! and fsync the directory once for several files), `users::upsert`, and
 //! `spool::Spool::move_to` (the no-replace rename). Queue files do not
 //! rename at commit: they are reserved under their name and marked complete
 //! (common::spool).
@@ -125,9 +125,7 @@ pub fn commit(
 
 /// `commit` without the last step: the data is on disk and the file has
 /// its name, which is durable only after the caller fsyncs `dir`
-/// (`privilege::sync_dir`). For several writes into one directory with one
-/// directory fsync (local delivery's batches): nothing may be reported done
-/// before that fsync.
+/// (`privilege::sync_dir`); nothing may be reported done before that.
 pub fn commit_unsynced(
     file: File,
     tmp_dir: Option<&File>,

@@ -209,7 +209,7 @@ impl Delivery {
         let commit = if sync_new {
             durable::commit
         } else {
-            durable::commit_unsynced
+            rename_prepared
         };
         let r = commit(
             f,
@@ -237,8 +237,6 @@ impl Prepared {
     /// (once for several deliveries) before it reports any of them
     /// delivered. Returns the final path.
     pub fn publish(self) -> io::Result<PathBuf> {
-        // The file was fsynced by `prepare`; the fsync in `finish` finds
-        // nothing to write.
         self.0.finish(false)
     }
 
@@ -246,6 +244,21 @@ impl Prepared {
     pub fn maildir(&self) -> &Maildir {
         &self.0.maildir
     }
+}
+
+/// `durable::commit`'s rename alone, for a file `Delivery::prepare`
+/// has fsynced already (the caller fsyncs new/ later).
+fn rename_prepared(
+    file: File,
+    tmp_dir: Option<&File>,
+    tmp: &Path,
+    dir: &File,
+    name: &Path,
+    replace: Replace,
+) -> Result<(), durable::DurableError> {
+    drop(file);
+    durable::rename_at(tmp_dir, tmp, Some(dir), name, replace)
+        .map_err(durable::DurableError::Rename)
 }
 
 impl Drop for Delivery {
