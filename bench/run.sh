@@ -136,12 +136,26 @@ count_files() {
     echo "${#f[@]}"
 }
 
+# journal_commits: transactions the bench file system's journal has committed
+# so far (first line of /proc/fs/jbd2/DEV-8/info), or "-" when it is not the
+# loop-mounted image. The CPU column does not count the jbd2 thread; this
+# shows how many commits each system causes.
+journal_commits() {
+    local dev info
+    [ "$FS_MOUNTED" = 1 ] || { echo -; return; }
+    dev=$(findmnt -n -o SOURCE --mountpoint "$FS" 2>/dev/null)
+    info=/proc/fs/jbd2/${dev##*/}-8/info
+    if [ -r "$info" ]; then awk 'NR == 1 { print $1 }' "$info"; else echo -; fi
+}
+
 # --- one measurement ----------------------------------------------------------
 
 # run_level SYSTEM LEVEL PORT MAILDIR_NEW ROOT_PID PGID
 # Sets LEVEL_ACC (msgs/s), LEVEL_DLV (msgs/s or "timeout"), LEVEL_RSS (MB),
 # LEVEL_CPU (ms of CPU per message, user + system, of the whole server tree),
-# LEVEL_USR and LEVEL_SYS (the same split), LEVEL_NPROC (processes at the end).
+# LEVEL_USR and LEVEL_SYS (the same split), LEVEL_NPROC (processes at the end),
+# LEVEL_JC (journal commits of the bench file system per message, "-" when it
+# is not the loop-mounted image).
 run_level() {
     local sys=$1 level=$2 port=$3 newdir=$4 root=$5 pg=$6
     local rssfile=$TMP/rss-$sys-$level out accepted failed t0 t1 n=0 deadline cpu0 cpu1
@@ -153,6 +167,7 @@ run_level() {
     # CPU of the server tree: sampled right before the load and right after
     # the last delivery; the difference divided by the messages.
     cpu0=$(tree_cpu "$root" "$pg")
+    jc0=$(journal_commits)
     t0=$EPOCHREALTIME
     # In the background and waited for, so that a signal to this script
     # interrupts the wait and the EXIT trap stops everything at once.
@@ -190,7 +205,10 @@ run_level() {
         fi
         sleep 0.05
     done
+    jc1=$(journal_commits)
     stop_sampler
+    LEVEL_JC=$(awk -v a="$jc0" -v b="$jc1" -v n="$n" 'BEGIN {
+        if (a == "-" || b == "-" || n < 1) print "-"; else printf "%.2f\n", (b - a) / n }')
     LEVEL_RSS=$(awk -v kb="$(cat "$rssfile")" 'BEGIN { printf "%.1f", kb / 1024 }')
     # Per delivered message (all of them when they all arrived).
     read -r LEVEL_USR LEVEL_SYS LEVEL_CPU LEVEL_NPROC < <(awk -v a="$cpu0" -v b="$cpu1" \
@@ -201,11 +219,12 @@ run_level() {
             printf "%.3f %.3f %.3f %d\n", u, s, u + s, y[3]
         }')
     log "$sys level $level: $out delivered/s=$LEVEL_DLV cpu_ms/msg=$LEVEL_CPU" \
-        "(user $LEVEL_USR, sys $LEVEL_SYS; $LEVEL_NPROC processes) peak_${MEM}_mb=$LEVEL_RSS"
+        "(user $LEVEL_USR, sys $LEVEL_SYS; $LEVEL_NPROC processes) peak_${MEM}_mb=$LEVEL_RSS" \
+        "journal_commits/msg=$LEVEL_JC"
     [ -d "$newdir" ] && check_fs "$sys Maildir" "$newdir"
 }
 
-declare -A ACC DLV RSS CPU USR SYS NPROC
+declare -A ACC DLV RSS CPU USR SYS NPROC JC
 
 # --- Postfix ------------------------------------------------------------------
 
@@ -341,6 +360,7 @@ bench_postfix() {
         USR[postfix,$level]=$LEVEL_USR
         SYS[postfix,$level]=$LEVEL_SYS
         NPROC[postfix,$level]=$LEVEL_NPROC
+        JC[postfix,$level]=$LEVEL_JC
     done
     PF_VERSION=$(/usr/sbin/postconf -c "$PF_CONF" -h mail_version 2>/dev/null || echo "?")
     stop_postfix
@@ -398,6 +418,7 @@ bench_posthorn() {
         USR[posthorn,$level]=$LEVEL_USR
         SYS[posthorn,$level]=$LEVEL_SYS
         NPROC[posthorn,$level]=$LEVEL_NPROC
+        JC[posthorn,$level]=$LEVEL_JC
     done
     stop_posthorn
 }
@@ -449,5 +470,9 @@ PF_VERSION="(not run)"
         printf '%-8s postfix %7s / %7s (%3s procs)   posthorn %7s / %7s (%3s procs)\n' "$level" \
             "${USR[postfix,$level]:--}" "${SYS[postfix,$level]:--}" "${NPROC[postfix,$level]:--}" \
             "${USR[posthorn,$level]:--}" "${SYS[posthorn,$level]:--}" "${NPROC[posthorn,$level]:--}"
+    done
+    echo "journal commits of the bench file system per message (jbd2's work, not in the CPU column):"
+    for level in $LEVELS; do
+        printf '%-8s postfix %7s   posthorn %7s\n' "$level" "${JC[postfix,$level]:--}" "${JC[posthorn,$level]:--}"
     done
 } | tee "$RESULTS"

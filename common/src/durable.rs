@@ -4,7 +4,8 @@
 //!
 //! Owns the steps and their order; does not own file names or formats (the
 //! spool, mailstore and the users file choose theirs). Used by
-//! `mailstore::maildir::Delivery::commit`, `users::change`, and
+//! `mailstore::maildir::Delivery::commit` (whose batches use `rename_at`
+//! and fsync the directory once for several files), `users::change`, and
 //! `spool::Spool::move_to` (the no-replace rename). Queue files do not
 //! rename at commit: they are reserved under their name and marked complete
 //! (common::spool).
@@ -118,10 +119,24 @@ pub fn commit(
     name: &Path,
     replace: Replace,
 ) -> Result<(), DurableError> {
+    commit_unsynced(file, tmp_dir, tmp, dir, name, replace)?;
+    privilege::sync_dir(dir).map_err(DurableError::SyncDir)
+}
+
+/// `commit` without the last step: the data is on disk and the file has
+/// its name, which is durable only after the caller fsyncs `dir`
+/// (`privilege::sync_dir`); nothing may be reported done before that.
+pub fn commit_unsynced(
+    file: File,
+    tmp_dir: Option<&File>,
+    tmp: &Path,
+    dir: &File,
+    name: &Path,
+    replace: Replace,
+) -> Result<(), DurableError> {
     file.sync_all().map_err(DurableError::Rename)?;
     drop(file);
-    rename_at(tmp_dir, tmp, Some(dir), name, replace).map_err(DurableError::Rename)?;
-    privilege::sync_dir(dir).map_err(DurableError::SyncDir)
+    rename_at(tmp_dir, tmp, Some(dir), name, replace).map_err(DurableError::Rename)
 }
 
 /// Replace (or create) the file at `path` with `data`, atomically and

@@ -30,19 +30,28 @@ fn config() -> bincode::config::Configuration<
 
 /// Write one message as a frame (one write call for small frames).
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
-    let body = bincode::serde::encode_to_vec(msg, config())
+    let mut buf = Vec::new();
+    encode_frame(&mut buf, msg)?;
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Append one message as a frame to `buf` (several frames go out in one
+/// write: qmgr's batches of requests, local's replies to them).
+pub fn encode_frame<T: Serialize>(buf: &mut Vec<u8>, msg: &T) -> io::Result<()> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    let len = bincode::serde::encode_into_std_write(msg, buf, config())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    if body.len() > MAX_FRAME {
+    if len > MAX_FRAME {
+        buf.truncate(start);
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "IPC message too large",
         ));
     }
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&body);
-    w.write_all(&buf)?;
-    w.flush()
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
 }
 
 /// Read one frame. `Ok(None)` on a clean end of stream before a frame.
@@ -53,24 +62,124 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_le_bytes(len) as usize;
+    let len = frame_len(len)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    decode(&body).map(Some)
+}
+
+/// A frame's length field, checked against MAX_FRAME.
+fn frame_len(b: [u8; 4]) -> io::Result<usize> {
+    let len = u32::from_le_bytes(b) as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("IPC frame of {len} bytes is too large"),
         ));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    let (msg, used) = bincode::serde::decode_from_slice(&body, config())
+    Ok(len)
+}
+
+/// Decode a frame's body, which must be exactly one message.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
+    let (msg, used) = bincode::serde::decode_from_slice(body, config())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad IPC message: {e}")))?;
-    if used != len {
+    if used != body.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "trailing bytes in IPC frame",
         ));
     }
-    Ok(Some(msg))
+    Ok(msg)
+}
+
+/// Reads frames from one stream through a buffer kept between frames: one
+/// `read` usually brings a whole frame, or several (a batch of requests),
+/// where `read_frame` needs two reads per frame or a fresh buffer each
+/// time. Bounded: the buffer grows to at most one frame of MAX_FRAME.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        FrameReader::new()
+    }
+}
+
+impl FrameReader {
+    /// Buffer size kept between frames.
+    const SIZE: usize = 16 * 1024;
+
+    pub fn new() -> FrameReader {
+        FrameReader {
+            buf: vec![0; FrameReader::SIZE],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Is a whole frame buffered, so that the next `read` needs no system
+    /// call? (Also true for a bad length field: `read` reports it.)
+    pub fn has_frame(&self) -> bool {
+        let have = &self.buf[self.start..self.end];
+        have.len() >= 4
+            && frame_len([have[0], have[1], have[2], have[3]])
+                .map_or(true, |len| have.len() >= 4 + len)
+    }
+
+    /// The next frame, reading from `r` as needed. `Ok(None)` on a clean end
+    /// of stream before a frame; end of stream inside one is an error.
+    pub fn read<R: Read, T: DeserializeOwned>(&mut self, r: &mut R) -> io::Result<Option<T>> {
+        loop {
+            let have = self.end - self.start;
+            // The whole frame's size once its length field is here.
+            let need = if have >= 4 {
+                let b = &self.buf[self.start..self.start + 4];
+                4 + frame_len([b[0], b[1], b[2], b[3]])?
+            } else {
+                4
+            };
+            if have >= 4 && have >= need {
+                let body = &self.buf[self.start + 4..self.start + need];
+                let msg = decode(body);
+                self.start += need;
+                if self.start == self.end {
+                    self.start = 0;
+                    self.end = 0;
+                    if self.buf.len() > FrameReader::SIZE {
+                        self.buf.truncate(FrameReader::SIZE);
+                        self.buf.shrink_to_fit();
+                    }
+                }
+                return msg.map(Some);
+            }
+            // Room for the whole frame after what is buffered.
+            if self.start + need > self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end = have;
+                self.start = 0;
+                if need > self.buf.len() {
+                    self.buf.resize(need, 0);
+                }
+            }
+            match r.read(&mut self.buf[self.end..]) {
+                Ok(0) if have == 0 => return Ok(None),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "end of stream inside an IPC frame",
+                    ))
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// qmgr -> local delivery: deliver these recipients of the message in active/.
@@ -176,5 +285,116 @@ mod tests {
         frame.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
         frame.resize(4 + 0x10, 0);
         assert!(read_frame::<_, DeliverReply>(&mut &frame[..]).is_err());
+    }
+
+    /// Hands out its bytes in reads of at most `step` bytes.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn request(address_len: usize) -> DeliverRequest {
+        DeliverRequest {
+            queue_id: "0123456789BCDF".into(),
+            sender: "a@b".into(),
+            arrival: 7,
+            recipients: vec![DeliverRecipient {
+                index: 0,
+                address: "x".repeat(address_len),
+            }],
+        }
+    }
+
+    #[test]
+    fn frame_reader_takes_batches_in_any_pieces() {
+        // Small frames, one larger than the reader's buffer, and small again.
+        let reqs: Vec<DeliverRequest> = [10, 0, 40_000, 3, 17_000]
+            .into_iter()
+            .map(request)
+            .collect();
+        let mut wire = Vec::new();
+        for r in &reqs {
+            encode_frame(&mut wire, r).unwrap();
+        }
+        for step in [1, 3, 7, 4096, wire.len()] {
+            let mut src = Trickle { data: &wire, step };
+            let mut fr = FrameReader::new();
+            for (i, want) in reqs.iter().enumerate() {
+                let got: DeliverRequest = fr.read(&mut src).unwrap().expect("a frame");
+                assert_eq!(&got, want, "frame {i}, reads of {step}");
+            }
+            assert!(!fr.has_frame());
+            assert_eq!(fr.read::<_, DeliverRequest>(&mut src).unwrap(), None);
+        }
+        // All in one read: the rest is there without another read.
+        let mut fr = FrameReader::new();
+        let mut small = Vec::new();
+        for r in [request(1), request(2), request(3)] {
+            encode_frame(&mut small, &r).unwrap();
+        }
+        let mut src = Trickle {
+            data: &small,
+            step: small.len(),
+        };
+        assert_eq!(
+            fr.read::<_, DeliverRequest>(&mut src).unwrap(),
+            Some(request(1))
+        );
+        assert!(fr.has_frame());
+        let mut nothing = Trickle { data: &[], step: 0 };
+        assert_eq!(
+            fr.read::<_, DeliverRequest>(&mut nothing).unwrap(),
+            Some(request(2))
+        );
+        assert_eq!(
+            fr.read::<_, DeliverRequest>(&mut nothing).unwrap(),
+            Some(request(3))
+        );
+        assert!(!fr.has_frame());
+    }
+
+    #[test]
+    fn frame_reader_errors() {
+        // End of stream inside a frame.
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, &request(5)).unwrap();
+        let cut = &wire[..wire.len() - 1];
+        let e = FrameReader::new()
+            .read::<_, DeliverRequest>(&mut Trickle { data: cut, step: 2 })
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // A length over MAX_FRAME: refused before anything is allocated.
+        let huge = (MAX_FRAME as u32 + 1).to_le_bytes();
+        let mut fr = FrameReader::new();
+        let e = fr
+            .read::<_, DeliverRequest>(&mut Trickle {
+                data: &huge,
+                step: 4,
+            })
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(fr.buf.len() <= FrameReader::SIZE);
+        // Trailing bytes inside a frame.
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, &request(5)).unwrap();
+        wire.push(0);
+        let n = (wire.len() - 4) as u32;
+        wire[..4].copy_from_slice(&n.to_le_bytes());
+        let e = FrameReader::new()
+            .read::<_, DeliverRequest>(&mut Trickle {
+                data: &wire,
+                step: 100,
+            })
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -108,22 +108,18 @@ pub fn log(level: Level, args: fmt::Arguments) {
         Level::Fatal => msg.push_str("fatal: "),
     }
     let _ = msg.write_fmt(args);
-    let msg: String = msg
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .take(MAX_LINE)
-        .collect();
+    let msg = sanitize(msg);
     let Some(l) = LOGGER.get() else {
         let _ = std::io::stderr().write_all(format!("posthorn: {msg}\n").as_bytes());
         return;
     };
     match &l.target {
         Target::Stderr => {
-            let line = format!("{} {} {}: {msg}\n", timestamp(), l.host, tag_now(&l.tag));
+            let line = stamped(l, &msg);
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
         Target::File(p) => {
-            let line = format!("{} {} {}: {msg}\n", timestamp(), l.host, tag_now(&l.tag));
+            let line = stamped(l, &msg);
             let ok = std::fs::OpenOptions::new()
                 .append(true)
                 .create(true)
@@ -161,21 +157,85 @@ pub fn log(level: Level, args: fmt::Arguments) {
     }
 }
 
+/// Control characters become '?', and the message is cut at MAX_LINE
+/// characters. Printable ASCII within the limit (nearly every line) is
+/// taken as it is, without a copy.
+fn sanitize(msg: String) -> String {
+    if msg.len() <= MAX_LINE && msg.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return msg;
+    }
+    msg.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(MAX_LINE)
+        .collect()
+}
+
+/// `TIMESTAMP HOST name/program[pid]: msg` and a newline, in one buffer.
+fn stamped(l: &Logger, msg: &str) -> String {
+    let mut line = String::with_capacity(48 + l.host.len() + l.tag.len() + msg.len());
+    push_timestamp(&mut line);
+    line.push(' ');
+    line.push_str(&l.host);
+    line.push(' ');
+    line.push_str(&l.tag);
+    line.push('[');
+    push_number(&mut line, u64::from(pid()), 1);
+    line.push_str("]: ");
+    line.push_str(msg);
+    line.push('\n');
+    line
+}
+
 /// RFC 3339 UTC time with microseconds.
 pub fn timestamp() -> String {
+    let mut s = String::with_capacity(27);
+    push_timestamp(&mut s);
+    s
+}
+
+/// Append `timestamp()`'s text (digits written directly: the formatting
+/// machinery cost more than the rest of a log line).
+fn push_timestamp(out: &mut String) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
     let (y, m, d) = civil_from_days((secs / 86400) as i64);
     let rem = secs % 86400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        now.subsec_micros()
-    )
+    push_number(out, y.max(0) as u64, 4);
+    out.push('-');
+    push_number(out, u64::from(m), 2);
+    out.push('-');
+    push_number(out, u64::from(d), 2);
+    out.push('T');
+    push_number(out, rem / 3600, 2);
+    out.push(':');
+    push_number(out, rem / 60 % 60, 2);
+    out.push(':');
+    push_number(out, rem % 60, 2);
+    out.push('.');
+    push_number(out, u64::from(now.subsec_micros()), 6);
+    out.push('Z');
+}
+
+/// Append `v` in decimal, zero-padded to `width` digits.
+fn push_number(out: &mut String, mut v: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for _ in digits.len() - i..width {
+        out.push('0');
+    }
+    for &b in &digits[i..] {
+        out.push(char::from(b));
+    }
 }
 
 /// RFC 5322 3.3 date-time in UTC, for Received: and Date: headers.
@@ -258,13 +318,18 @@ pub fn after_fork() {
 
 /// `name/program[pid]`.
 fn tag_now(tag: &str) -> String {
+    format!("{tag}[{}]", pid())
+}
+
+/// This process's pid (cached; see `PID`).
+fn pid() -> u32 {
     use std::sync::atomic::Ordering;
     let mut pid = PID.load(Ordering::Relaxed);
     if pid == 0 {
         pid = std::process::id();
         PID.store(pid, Ordering::Relaxed);
     }
-    format!("{tag}[{pid}]")
+    pid
 }
 
 #[cfg(test)]
@@ -280,6 +345,41 @@ mod tests {
             rfc5322_date(1_700_000_000),
             "Tue, 14 Nov 2023 22:13:20 +0000"
         );
+    }
+
+    #[test]
+    fn timestamps_and_numbers() {
+        let t = timestamp();
+        assert_eq!(t.len(), 27, "{t}");
+        let shape: String = t
+            .chars()
+            .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+            .collect();
+        assert_eq!(shape, "dddd-dd-ddTdd:dd:dd.ddddddZ");
+        let mut s = String::new();
+        push_number(&mut s, 7, 2);
+        push_number(&mut s, 0, 1);
+        push_number(&mut s, 12345, 2);
+        push_number(&mut s, u64::MAX, 1);
+        assert_eq!(s, format!("07012345{}", u64::MAX));
+    }
+
+    #[test]
+    fn sanitize_replaces_controls_and_cuts() {
+        let same = |m: &str| {
+            let want: String = m
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .take(MAX_LINE)
+                .collect();
+            assert_eq!(sanitize(m.to_string()), want, "{m:?}");
+        };
+        same("plain: to=<a@b>, status=sent (delivered to maildir)");
+        same("a\r\nforged: line\t\x7f end");
+        same("C1 \u{85} and \u{9f}, UTF-8 ü and ☃ stay");
+        same(&"x".repeat(MAX_LINE));
+        same(&"x".repeat(MAX_LINE + 1));
+        same(&"ü".repeat(MAX_LINE));
     }
 
     #[test]

@@ -33,6 +33,11 @@
 //! queues never replace an existing file (`durable::rename_at`, no-replace):
 //! an existing target is an `AlreadyExists` error that the caller logs.
 //!
+//! Reading: the envelope is parsed from large positioned reads (a small
+//! queue file comes in one); `QueueFile::open_owned` (local delivery) also
+//! keeps the first `MESSAGE_KEPT` bytes of the message, so a message up to
+//! that size is read from disk once for all its recipients.
+//!
 //! Security: the reader treats a queue file as untrusted input: every length is
 //! bounded and checked against the file size; a bad file is `Corrupt`, and the
 //! caller moves it to corrupt/ with a log line instead of crashing. A queue
@@ -61,6 +66,10 @@ const VERSION: u8 = 1;
 const MAX_RECORD: u32 = 64 * 1024;
 /// Largest envelope (all records before the message).
 const MAX_ENVELOPE: u64 = 64 << 20;
+/// Bytes per read while parsing an envelope (a small queue file whole).
+const ENVELOPE_READ: usize = 16 * 1024;
+/// Message bytes `QueueFile::open_owned` keeps in memory.
+pub const MESSAGE_KEPT: usize = 256 * 1024;
 
 /// The queues a message can be in, and the other spool directories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,8 +470,23 @@ impl QueueWriter {
             .file
             .take()
             .ok_or_else(|| io::Error::other("queue file already closed"))?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.write_all_at(&self.msg_len.to_le_bytes(), self.len_offset)?;
+        // The length goes into the buffered bytes when they still hold it
+        // (a message under the buffer size: one write for the whole file),
+        // else into the file.
+        let (mut file, buf) = out.into_parts();
+        let mut buf = buf.map_err(|_| io::Error::other("queue file writer panicked"))?;
+        let start = (self.written + self.msg_len).saturating_sub(buf.len() as u64);
+        let len = self.msg_len.to_le_bytes();
+        match usize::try_from(self.len_offset.wrapping_sub(start)) {
+            Ok(at) if self.len_offset >= start && at + 8 <= buf.len() => {
+                buf[at..at + 8].copy_from_slice(&len);
+                file.write_all(&buf)?;
+            }
+            _ => {
+                file.write_all(&buf)?;
+                file.write_all_at(&len, self.len_offset)?;
+            }
+        }
         // The file must still be the one qmgr will find under its name (a
         // spool moved or broken under us is a failure). Checked before the
         // execute bit: from then on qmgr may take (move) the file at once.
@@ -514,6 +538,8 @@ pub struct QueueFile {
     pub recipients: Vec<Recipient>,
     pub msg_offset: u64,
     pub msg_len: u64,
+    /// The first bytes of the message, when kept (`open_owned`).
+    kept: Option<Arc<[u8]>>,
 }
 
 impl QueueFile {
@@ -543,6 +569,20 @@ impl QueueFile {
     /// a regular file, owned by the owner of `dir`.
     pub fn open_in(dir: &File, dir_path: &Path, id: &QueueId) -> Result<QueueFile, SpoolError> {
         let owner = dir.metadata()?.uid();
+        QueueFile::open_owned(dir, owner, dir_path, id)
+    }
+
+    /// `open_in` for a caller that holds `dir` open and knows its owner
+    /// (local delivery: an open and one fstat per message). The first
+    /// `MESSAGE_KEPT` bytes of the message stay in memory, so a message of
+    /// up to that size is read from the file once (`message`,
+    /// `message_bytes`).
+    pub fn open_owned(
+        dir: &File,
+        owner: u32,
+        dir_path: &Path,
+        id: &QueueId,
+    ) -> Result<QueueFile, SpoolError> {
         let file = privilege::open_at(
             Some(dir),
             Path::new(id.as_str()),
@@ -550,36 +590,43 @@ impl QueueFile {
             0,
         )
         .map_err(not_followed)?;
-        let uid = file.metadata()?.uid();
+        let meta = file.metadata()?;
+        let uid = meta.uid();
         if uid != owner {
             return Err(SpoolError::Corrupt(format!(
                 "queue file owned by uid {uid}, not by uid {owner} who owns its queue directory; not read"
             )));
         }
-        QueueFile::from_file(file, dir_path.join(id.as_str()))
+        QueueFile::parse(file, &meta, dir_path.join(id.as_str()), MESSAGE_KEPT)
     }
 
     /// Read the envelope from an open queue file (which must be a regular
     /// file). `path` is only for messages.
     pub fn from_file(file: File, path: PathBuf) -> Result<QueueFile, SpoolError> {
         let meta = file.metadata()?;
+        QueueFile::parse(file, &meta, path, 0)
+    }
+
+    /// The reader behind `from_file` and `open_owned`: the file is read
+    /// from the start in large positioned reads (the first usually takes
+    /// all of a small file); up to `keep` bytes of the message that came
+    /// with them are kept.
+    fn parse(
+        file: File,
+        meta: &fs::Metadata,
+        path: PathBuf,
+        keep: usize,
+    ) -> Result<QueueFile, SpoolError> {
         if !meta.file_type().is_file() {
             return Err(SpoolError::Corrupt("not a regular file; not read".into()));
         }
         let size = meta.len();
         let file = Arc::new(file);
-        let mut r = io::BufReader::with_capacity(
-            16 * 1024,
-            MessageReader {
-                file: Arc::clone(&file),
-                pos: 0,
-                end: size,
-            },
-        );
+        let mut r = Chunks::new(&file, size, ENVELOPE_READ.max(keep));
         let corrupt = |m: &str| SpoolError::Corrupt(m.to_string());
-        let mut head = [0u8; 4];
-        r.read_exact(&mut head)
-            .map_err(|_| corrupt("shorter than its header"))?;
+        let head = r
+            .take(4)?
+            .ok_or_else(|| corrupt("shorter than its header"))?;
         if &head[..3] != MAGIC {
             return Err(corrupt("bad magic"));
         }
@@ -598,6 +645,7 @@ impl QueueFile {
             recipients: Vec::new(),
             msg_offset: 0,
             msg_len: 0,
+            kept: None,
         };
         let mut pos: u64 = 4;
         let (mut seen_t, mut seen_s) = (false, false);
@@ -605,9 +653,9 @@ impl QueueFile {
             if pos > MAX_ENVELOPE {
                 return Err(corrupt("envelope too large"));
             }
-            let mut rh = [0u8; 5];
-            r.read_exact(&mut rh)
-                .map_err(|_| corrupt("truncated before the message"))?;
+            let rh = r
+                .take(5)?
+                .ok_or_else(|| corrupt("truncated before the message"))?;
             let kind = rh[0];
             let len = u32::from_le_bytes([rh[1], rh[2], rh[3], rh[4]]);
             if len > MAX_RECORD || pos + 5 + u64::from(len) > size {
@@ -616,17 +664,17 @@ impl QueueFile {
                     kind as char
                 )));
             }
-            let mut data = vec![0u8; len as usize];
-            r.read_exact(&mut data)
-                .map_err(|_| corrupt("truncated record"))?;
-            let text =
-                || String::from_utf8(data.clone()).map_err(|_| corrupt("record is not UTF-8"));
+            let data = r
+                .take(len as usize)?
+                .ok_or_else(|| corrupt("truncated record"))?;
+            let text = || {
+                std::str::from_utf8(data)
+                    .map(str::to_string)
+                    .map_err(|_| corrupt("record is not UTF-8"))
+            };
             match kind {
                 b'T' => {
-                    let b: [u8; 8] = data
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| corrupt("bad arrival record"))?;
+                    let b: [u8; 8] = data.try_into().map_err(|_| corrupt("bad arrival record"))?;
                     qf.arrival = u64::from_le_bytes(b);
                     seen_t = true;
                 }
@@ -649,10 +697,7 @@ impl QueueFile {
                     });
                 }
                 b'M' => {
-                    let b: [u8; 8] = data
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| corrupt("bad message record"))?;
+                    let b: [u8; 8] = data.try_into().map_err(|_| corrupt("bad message record"))?;
                     qf.msg_len = u64::from_le_bytes(b);
                     qf.msg_offset = pos + 5 + 8;
                     // checked: a length near 2^64 must be Corrupt, not an
@@ -679,6 +724,12 @@ impl QueueFile {
         if qf.recipients.is_empty() {
             return Err(corrupt("no recipients"));
         }
+        if keep > 0 {
+            // What the reads brought of the message (it starts right here).
+            let mut kept = r.rest();
+            kept.truncate(keep);
+            qf.kept = Some(Arc::from(kept));
+        }
         Ok(qf)
     }
 
@@ -694,9 +745,19 @@ impl QueueFile {
     pub fn message(&self) -> io::Result<MessageReader> {
         Ok(MessageReader {
             file: Arc::clone(&self.file),
+            kept: self.kept.clone(),
+            start: self.msg_offset,
             pos: self.msg_offset,
             end: self.msg_offset + self.msg_len,
         })
+    }
+
+    /// The whole message, when it is in memory (read with the envelope by
+    /// `open_owned`); None for a larger message or another reader.
+    pub fn message_bytes(&self) -> Option<&[u8]> {
+        self.kept
+            .as_deref()
+            .filter(|k| k.len() as u64 == self.msg_len)
     }
 
     /// Record that recipients are done (delivered, or bounced and the bounce
@@ -734,11 +795,14 @@ impl QueueFile {
     }
 }
 
-/// The message bytes of a queue file: positioned reads on a shared
-/// descriptor, from `pos` up to `end`.
+/// The message bytes of a queue file: from the bytes kept in memory (which
+/// start at the message's offset `start`), then positioned reads on a
+/// shared descriptor, from `pos` up to `end`.
 #[derive(Debug)]
 pub struct MessageReader {
     file: Arc<File>,
+    kept: Option<Arc<[u8]>>,
+    start: u64,
     pos: u64,
     end: u64,
 }
@@ -750,9 +814,80 @@ impl Read for MessageReader {
         if n == 0 {
             return Ok(0);
         }
+        if let Some(kept) = &self.kept {
+            let at = usize::try_from(self.pos - self.start).unwrap_or(usize::MAX);
+            if let Some(have) = kept.get(at..).filter(|h| !h.is_empty()) {
+                let n = n.min(have.len());
+                buf[..n].copy_from_slice(&have[..n]);
+                self.pos += n as u64;
+                return Ok(n);
+            }
+        }
         let got = self.file.read_at(&mut buf[..n], self.pos)?;
         self.pos += got as u64;
         Ok(got)
+    }
+}
+
+/// Sequential reads of a queue file from its start, for the envelope
+/// parser: `step` bytes (or what is left of the file) per positioned read,
+/// into one buffer whose consumed part is dropped when more is needed.
+struct Chunks<'a> {
+    file: &'a File,
+    size: u64,
+    step: usize,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    base: u64,
+    /// Bytes of `buf` consumed.
+    used: usize,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(file: &'a File, size: u64, step: usize) -> Chunks<'a> {
+        Chunks {
+            file,
+            size,
+            step,
+            buf: Vec::new(),
+            base: 0,
+            used: 0,
+        }
+    }
+
+    /// The next `n` bytes; None when the file ends first.
+    fn take(&mut self, n: usize) -> io::Result<Option<&[u8]>> {
+        if self.buf.len() - self.used < n {
+            self.buf.drain(..self.used);
+            self.base += self.used as u64;
+            self.used = 0;
+            let have = self.base + self.buf.len() as u64;
+            let left = self.size.saturating_sub(have);
+            let short = (n - self.buf.len()) as u64;
+            if left < short {
+                return Ok(None);
+            }
+            // At least what is missing, at most the rest of the file.
+            let want = left.min(short.max(self.step as u64)) as usize;
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            if let Err(e) = self.file.read_exact_at(&mut self.buf[old..], have) {
+                return match e.kind() {
+                    // The file shrank under us: as truncated.
+                    io::ErrorKind::UnexpectedEof => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        }
+        let at = self.used;
+        self.used += n;
+        Ok(Some(&self.buf[at..at + n]))
+    }
+
+    /// What was read and not consumed.
+    fn rest(mut self) -> Vec<u8> {
+        self.buf.drain(..self.used);
+        self.buf
     }
 }
 
@@ -916,6 +1051,49 @@ mod tests {
             "the impostor is untouched"
         );
         assert!(QueueFile::read(&keep).unwrap().recipients[0].done);
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    #[test]
+    fn open_owned_keeps_the_message_and_reads_past_what_it_kept() {
+        let s = temp_spool("kept");
+        let dir = s.open_dir(Queue::Incoming).unwrap();
+        let owner = dir.metadata().unwrap().uid();
+        // Small: all in memory. Large: the first MESSAGE_KEPT bytes.
+        let small = b"Subject: small\r\n\r\nbody\r\n".to_vec();
+        let large: Vec<u8> = (0..MESSAGE_KEPT + 70_001)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for body in [small, large] {
+            let mut w = s.create(&env()).unwrap();
+            w.write(&body).unwrap();
+            let id = w.commit().unwrap();
+            let qf = QueueFile::open_owned(&dir, owner, &s.dir(Queue::Incoming), &id).unwrap();
+            assert_eq!(qf.recipients.len(), 2);
+            let mut read = Vec::new();
+            qf.message().unwrap().read_to_end(&mut read).unwrap();
+            assert_eq!(read, body, "{} bytes", body.len());
+            // In pieces that cross the end of the kept bytes.
+            let mut pieces = Vec::new();
+            let mut r = qf.message().unwrap();
+            let mut buf = [0u8; 7001];
+            loop {
+                let n = r.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                pieces.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(pieces, body);
+            match qf.message_bytes() {
+                Some(m) => assert_eq!(m, &body[..]),
+                None => assert!(body.len() > MESSAGE_KEPT),
+            }
+            // The envelope reader without keeping reads the same.
+            let plain = QueueFile::read(&s.path(Queue::Incoming, &id)).unwrap();
+            assert!(plain.message_bytes().is_none());
+            assert_eq!(plain.msg_len, body.len() as u64);
+        }
         fs::remove_dir_all(s.root()).unwrap();
     }
 

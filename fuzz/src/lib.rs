@@ -546,14 +546,27 @@ pub fn queue_file(data: &[u8]) {
 }
 
 /// IPC frames, decoded as each message type a peer may be sent; a decoded
-/// message must encode back to the same frame.
+/// message must encode back to the same frame. The buffered `FrameReader`
+/// (local's requests, qmgr's replies) must decode the same frames as
+/// `read_frame`, whatever pieces the stream arrives in.
 pub fn ipc_frame(data: &[u8]) {
-    use common::ipc::{self, DeliverReply, DeliverRequest};
+    use common::ipc::{self, DeliverReply, DeliverRequest, FrameReader};
+    /// Hands out `data` in reads of at most `step` bytes.
+    struct Pieces<'a>(&'a [u8], usize);
+    impl io::Read for Pieces<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
     fn each<T>(data: &[u8])
     where
         T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
     {
         let mut r = data;
+        let mut frames = Vec::new();
         // Several frames back to back, as a stream carries them.
         while let Ok(Some(msg)) = ipc::read_frame::<_, T>(&mut r) {
             let mut buf = Vec::new();
@@ -562,6 +575,16 @@ pub fn ipc_frame(data: &[u8]) {
                 .expect("decode")
                 .expect("a frame");
             assert_eq!(again, msg, "IPC round trip");
+            frames.push(msg);
+        }
+        for step in [1, 7, 4096, data.len().max(1)] {
+            let mut fr = FrameReader::new();
+            let mut src = Pieces(data, step);
+            let mut got = Vec::new();
+            while let Ok(Some(msg)) = fr.read::<_, T>(&mut src) {
+                got.push(msg);
+            }
+            assert_eq!(got, frames, "FrameReader with reads of {step}");
         }
     }
     each::<DeliverRequest>(data);

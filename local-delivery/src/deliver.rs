@@ -1,5 +1,13 @@
 //! One delivery request: validate it, deliver each recipient, report.
 //!
+//! Quota: a Maildir recipient with a quota (users file `quota_rule`, as
+//! Dovecot reads it) whose Maildir++ maildirsize says it is full, or would
+//! be with this message, is deferred with 4.2.2 "Mailbox full: Quota
+//! exceeded (mailbox for user is full)" (RFC 3463 4.2.2, Dovecot's text): a
+//! temporary failure, bounced by qmgr after the queue lifetime. The message
+//! is counted as written (LF line ends) and checked before it is committed;
+//! a user already full is refused before anything is written.
+//!
 //! Standards: RFC 5321 4.4 (Return-Path at final delivery), RFC 3463 codes.
 //!
 //! Security: runs as root. The queue file is opened once, O_NOFOLLOW,
@@ -9,19 +17,12 @@
 //! made with `make_dir_at`, and everything below a home written with the
 //! owner's effective ids (`as_user`, which refuses uid 0).
 //!
-//! Quota: a Maildir recipient with a quota (users file `quota_rule`, as
-//! Dovecot reads it) whose Maildir++ maildirsize says it is full, or would
-//! be with this message, is deferred with 4.2.2 "Mailbox full: Quota
-//! exceeded (mailbox for user is full)" (RFC 3463 4.2.2, Dovecot's text): a
-//! temporary failure, bounced by qmgr after the queue lifetime. The message
-//! is counted as written (LF line ends) and checked before it is committed;
-//! a user already full is refused before anything is written.
-//!
 //! Diagnostics: a queue file that cannot be opened safely is a warning naming
 //! the queue id, and its recipients are deferred.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,11 +30,12 @@ use common::config::Config;
 use common::ipc::{DeliverRequest, RecipientResult, Status};
 use common::privilege::{self, DirCreate};
 use common::quota::Quota;
-use common::spool::{Queue, QueueFile, QueueId, Spool};
+use common::spool::{Queue, QueueFile, QueueId, Spool, SpoolError};
 use common::users::UserTable;
 use common::{info, warning};
+use mailstore::maildir::Prepared;
 use mailstore::quota::OverQuota;
-use mailstore::{LfReader, Maildir, StoreError};
+use mailstore::{CrlfToLf, LfReader, Maildir, StoreError};
 
 use crate::aliases::Aliases;
 use crate::resolve::{self, Mailbox, Unresolved};
@@ -61,10 +63,70 @@ pub struct Agent {
     /// dozen system calls); each use first checks, as the owner, that the
     /// path still leads to the same new/.
     pub maildirs: MaildirCache,
+    /// active/ held open, with its owner (opened again after a failure).
+    pub active: ActiveDir,
 }
 
-/// Open Maildirs by (path, uid, gid), with (device, inode) of their new/.
-pub type MaildirCache = HashMap<(PathBuf, u32, u32), (Maildir, (u64, u64))>;
+/// The active queue directory, opened once (O_NOFOLLOW, O_DIRECTORY), and
+/// the uid that owns it: queue files must belong to it.
+#[derive(Debug, Default)]
+pub struct ActiveDir(Option<(std::fs::File, u32)>);
+
+/// Open Maildirs by (path, uid, gid), with (device, inode) of their new/
+/// (the map, through Deref), and the deliveries renamed into a new/ that
+/// has not been fsynced since.
+#[derive(Default)]
+pub struct MaildirCache {
+    open: OpenMaildirs,
+    unsynced: Unsynced,
+}
+
+/// Maildirs by (path, uid, gid), with (device, inode) of their new/.
+type OpenMaildirs = HashMap<(PathBuf, u32, u32), (Maildir, (u64, u64))>;
+
+/// Deliveries of the batch not yet durable in new/.
+#[derive(Default)]
+struct Unsynced {
+    /// Publish each file as soon as it is written (a batch of one delivery:
+    /// nothing to gain by waiting, and one switch of ids fewer).
+    now: bool,
+    pending: Vec<Pending>,
+}
+
+/// A delivery of the batch: the (request, recipient) it belongs to, the
+/// mailbox owner's ids, and where the file is.
+struct Pending {
+    slot: (usize, usize),
+    owner: (u32, u32),
+    stage: Stage,
+}
+
+enum Stage {
+    /// Fsynced in tmp/ (`Delivery::prepare`).
+    Prepared(Prepared),
+    /// Renamed into this Maildir's new/, which still needs its fsync.
+    Published(Maildir),
+}
+
+impl MaildirCache {
+    pub fn new() -> MaildirCache {
+        MaildirCache::default()
+    }
+}
+
+impl std::ops::Deref for MaildirCache {
+    type Target = OpenMaildirs;
+    fn deref(&self) -> &Self::Target {
+        &self.open
+    }
+}
+
+impl std::ops::DerefMut for MaildirCache {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.open
+    }
+}
+
 /// Most Maildirs held open (two descriptors each, well under the usual
 /// limit of 1024 open files).
 const MAILDIR_CACHE: usize = 128;
@@ -72,39 +134,193 @@ const MAILDIR_CACHE: usize = 128;
 /// One recipient's outcome: status, DSN code, text, relay.
 type Outcome = (Status, &'static str, String, &'static str);
 
+/// A recipient's result, logged and returned once its mailbox is durable.
+struct Finished {
+    id: QueueId,
+    address: String,
+    relay: &'static str,
+    delay: f64,
+    result: RecipientResult,
+}
+
 impl Agent {
     /// Deliver a request. Err means the request itself is bad (close the
     /// connection); per-recipient trouble is in the results.
     pub fn deliver(&mut self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, RequestError> {
+        let (mut done, bad) = self.deliver_batch(std::slice::from_ref(req), &|| true);
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(done.pop().unwrap_or_default()),
+        }
+    }
+
+    /// Deliver a batch of requests (qmgr writes one in one go). Each
+    /// Maildir file is written and fsynced in tmp/; after the whole batch,
+    /// and only if `wanted()` still says the results will be read, the
+    /// files are renamed into new/ and each new/ is fsynced once; only then
+    /// is any recipient logged or returned as sent (a failed rename or fsync
+    /// defers the recipients concerned). So a crash while the batch is
+    /// written leaves no message in new/ that qmgr will send again. (A batch
+    /// of one delivery is renamed as soon as it is written, as it always
+    /// was: the same exposure, one switch of ids fewer.) Stops
+    /// at the first bad request: returns the results of the requests before
+    /// it, and its error (the caller closes the connection).
+    pub fn deliver_batch(
+        &mut self,
+        reqs: &[DeliverRequest],
+        wanted: &dyn Fn() -> bool,
+    ) -> (Vec<Vec<RecipientResult>>, Option<RequestError>) {
+        let mut finished: Vec<Vec<Finished>> = Vec::with_capacity(reqs.len());
+        let mut bad = None;
+        self.maildirs.unsynced.now = reqs.len() == 1 && reqs[0].recipients.len() == 1;
+        for req in reqs {
+            let mut one = Vec::with_capacity(req.recipients.len());
+            if let Err(e) = self.deliver_unsynced(req, finished.len(), &mut one) {
+                bad = Some(e);
+                break;
+            }
+            finished.push(one);
+        }
+        if wanted() {
+            self.publish(&mut finished);
+        } else {
+            // Nobody will read the results: the prepared files go (dropped:
+            // removed from tmp/), and qmgr's successor sends them again.
+            self.maildirs.unsynced.pending.clear();
+            for f in finished.iter_mut().flatten() {
+                if f.result.status == Status::Sent {
+                    f.result.status = Status::Deferred;
+                    f.result.dsn = "4.3.0".into();
+                    f.result.text = "not delivered: the requester has gone".into();
+                }
+            }
+        }
+        let results = finished
+            .into_iter()
+            .map(|req| {
+                req.into_iter()
+                    .map(|f| {
+                        let r = &f.result;
+                        let word = match r.status {
+                            Status::Sent => "sent",
+                            Status::Deferred => "deferred",
+                            Status::Bounced => "bounced",
+                        };
+                        info!(
+                            "{}: to=<{}>, relay={}, delay={:.2}, dsn={}, status={word} ({})",
+                            f.id,
+                            f.address,
+                            f.relay,
+                            f.delay.max(0.0),
+                            r.dsn,
+                            r.text
+                        );
+                        f.result
+                    })
+                    .collect()
+            })
+            .collect();
+        (results, bad)
+    }
+
+    /// Move every prepared file of the batch into its new/ and fsync each
+    /// new/ once, with the owner's effective ids (one switch per owner);
+    /// the recipients whose rename or fsync fails are deferred.
+    fn publish(&mut self, finished: &mut [Vec<Finished>]) {
+        let mut groups: Vec<((u32, u32), Vec<Pending>)> = Vec::new();
+        for p in std::mem::take(&mut self.maildirs.unsynced.pending) {
+            match groups.iter_mut().find(|(o, _)| *o == p.owner) {
+                Some((_, g)) => g.push(p),
+                None => groups.push((p.owner, vec![p])),
+            }
+        }
+        for ((uid, gid), group) in groups {
+            let slots: Vec<(usize, usize)> = group.iter().map(|p| p.slot).collect();
+            let group_prepared = group.iter().any(|p| matches!(p.stage, Stage::Prepared(_)));
+            let publish = move || {
+                let mut failed = Vec::new();
+                let mut dirs: Vec<(Maildir, Vec<(usize, usize)>)> = Vec::new();
+                for p in group {
+                    let md = match p.stage {
+                        Stage::Published(md) => md,
+                        Stage::Prepared(file) => {
+                            let md = file.maildir().clone();
+                            if let Err(e) = file.publish() {
+                                let text = format!("cannot write {}: {e}", md.root().display());
+                                failed.push((p.slot, dsn_of(&e), text));
+                                continue;
+                            }
+                            md
+                        }
+                    };
+                    match dirs.iter_mut().find(|(m, _)| m.shares_new(&md)) {
+                        Some((_, s)) => s.push(p.slot),
+                        None => dirs.push((md, vec![p.slot])),
+                    }
+                }
+                for (md, slots) in dirs {
+                    if let Err(e) = md.sync_new() {
+                        let text = format!("cannot sync {}/new: {e}", md.root().display());
+                        failed.extend(slots.into_iter().map(|s| (s, dsn_of(&e), text.clone())));
+                    }
+                }
+                Ok(failed)
+            };
+            // Renames below a home with the owner's ids; only fsyncs of
+            // held directories left: no switch needed.
+            let failed = if group_prepared {
+                privilege::as_user(uid, gid, publish)
+            } else {
+                publish()
+            };
+            let failed = failed.unwrap_or_else(|e| {
+                let text = format!("cannot publish as uid {uid}: {e}");
+                slots.iter().map(|&s| (s, "4.3.0", text.clone())).collect()
+            });
+            for ((req, rcpt), dsn, text) in failed {
+                if let Some(f) = finished.get_mut(req).and_then(|v| v.get_mut(rcpt)) {
+                    f.result.status = Status::Deferred;
+                    f.result.dsn = dsn.into();
+                    f.result.text = text;
+                }
+            }
+        }
+    }
+
+    /// One request of a batch (number `slot`): its recipients' results go
+    /// to `out`, their Maildirs to `self.maildirs.unsynced`.
+    fn deliver_unsynced(
+        &mut self,
+        req: &DeliverRequest,
+        slot: usize,
+        out: &mut Vec<Finished>,
+    ) -> Result<(), RequestError> {
         let id = QueueId::parse(&req.queue_id)
             .ok_or_else(|| RequestError::QueueId(req.queue_id.clone()))?;
         // Opened once, O_NOFOLLOW, relative to active/, owned by active/'s
         // owner; envelope and message come from that one descriptor.
-        let opened = self
-            .spool
-            .open_dir(Queue::Active)
-            .map_err(common::spool::SpoolError::Io)
-            .and_then(|dir| QueueFile::open_in(&dir, &self.spool.dir(Queue::Active), &id));
-        let qf = match opened {
+        let qf = match self.open_queue_file(&id) {
             Ok(q) => q,
             Err(e) => {
                 // The queue file is gone or bad: every recipient is deferred;
                 // qmgr deals with the file itself.
                 let why = format!("cannot read queue file: {e}");
                 warning!("{id}: {why}");
-                return Ok(req
-                    .recipients
-                    .iter()
-                    .map(|r| RecipientResult {
+                out.extend(req.recipients.iter().map(|r| Finished {
+                    id: id.clone(),
+                    address: r.address.clone(),
+                    relay: "local",
+                    delay: 0.0,
+                    result: RecipientResult {
                         index: r.index,
                         status: Status::Deferred,
                         dsn: "4.3.0".into(),
                         text: why.clone(),
-                    })
-                    .collect());
+                    },
+                }));
+                return Ok(());
             }
         };
-        let mut results = Vec::with_capacity(req.recipients.len());
         let headers = scan_headers(&qf).unwrap_or_default();
         for r in &req.recipients {
             let Some(rec) = qf.recipients.get(r.index as usize) else {
@@ -113,30 +329,54 @@ impl Agent {
             if rec.address != r.address {
                 return Err(RequestError::Address(id, r.index, r.address.clone()));
             }
+            let mark = self.maildirs.unsynced.pending.len();
             let (status, dsn, text, relay) = self.one(&qf, &rec.address, &headers);
+            for u in &mut self.maildirs.unsynced.pending[mark..] {
+                u.slot = (slot, out.len());
+            }
             let delay = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs_f64()
                 - qf.arrival as f64;
-            let word = match status {
-                Status::Sent => "sent",
-                Status::Deferred => "deferred",
-                Status::Bounced => "bounced",
-            };
-            info!(
-                "{id}: to=<{}>, relay={relay}, delay={:.2}, dsn={dsn}, status={word} ({text})",
-                rec.address,
-                delay.max(0.0)
-            );
-            results.push(RecipientResult {
-                index: r.index,
-                status,
-                dsn: dsn.into(),
-                text,
+            out.push(Finished {
+                id: id.clone(),
+                address: rec.address.clone(),
+                relay,
+                delay,
+                result: RecipientResult {
+                    index: r.index,
+                    status,
+                    dsn: dsn.into(),
+                    text,
+                },
             });
         }
-        Ok(results)
+        Ok(())
+    }
+
+    /// Open queue file `id` in active/ through the held directory; on any
+    /// failure, once more through a freshly opened one (active/ may have
+    /// been replaced or chowned since).
+    fn open_queue_file(&mut self, id: &QueueId) -> Result<QueueFile, SpoolError> {
+        let path = self.spool.dir(Queue::Active);
+        let mut fresh = false;
+        loop {
+            let (dir, owner) = match &self.active.0 {
+                Some((dir, owner)) => (dir, *owner),
+                None => {
+                    fresh = true;
+                    let dir = self.spool.open_dir(Queue::Active)?;
+                    let owner = dir.metadata()?.uid();
+                    let (dir, owner) = self.active.0.insert((dir, owner));
+                    (&*dir, *owner)
+                }
+            };
+            match QueueFile::open_owned(dir, owner, &path, id) {
+                Err(_) if !fresh => self.active.0 = None,
+                r => return r,
+            }
+        }
     }
 
     fn one(&mut self, qf: &QueueFile, rcpt: &str, headers: &Headers) -> Outcome {
@@ -236,7 +476,7 @@ fn write_mailbox(
                 if (st.st_dev, st.st_ino) != new_id {
                     return Err(io::Error::other("Maildir moved"));
                 }
-                maildir_write(&md, qf, rcpt, &mbox.quota)
+                maildir_write(&md, qf, rcpt, &mbox.quota, (mbox.uid, mbox.gid), &mut cache.unsynced)
             });
             match r {
                 Ok(()) => return Ok(()),
@@ -275,7 +515,7 @@ fn write_mailbox(
     privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
             let md = Maildir::open_at(&home, &mbox.below_home, mbox.path.clone(), true)?;
-            maildir_write(&md, qf, rcpt, &mbox.quota)?;
+            maildir_write(&md, qf, rcpt, &mbox.quota, (mbox.uid, mbox.gid), &mut cache.unsynced)?;
             if cache.len() >= MAILDIR_CACHE {
                 cache.clear();
             }
@@ -319,31 +559,70 @@ fn quota_error(e: StoreError) -> io::Error {
     }
 }
 
-/// Deliver into an open Maildir (as its owner): the trace headers, then the
-/// message with CRLF turned into LF. With a quota: refused before writing
-/// when the user is full already, and before committing when this message
-/// would make it so.
-fn maildir_write(md: &Maildir, qf: &QueueFile, rcpt: &str, quota: &Quota) -> io::Result<()> {
+/// Deliver into an open Maildir (as its owner, `owner`): the trace
+/// headers, then the message with CRLF turned into LF. The file is on disk
+/// in tmp/ when this returns (or already in new/ with `unsynced.now`);
+/// `Agent::publish` moves it into new/ and fsyncs new/. With a quota:
+/// refused before writing when the user is full already, and before it is
+/// prepared when this message would make it so.
+fn maildir_write(
+    md: &Maildir,
+    qf: &QueueFile,
+    rcpt: &str,
+    quota: &Quota,
+    owner: (u32, u32),
+    unsynced: &mut Unsynced,
+) -> io::Result<()> {
     if !quota.is_unlimited() {
         md.check_quota(quota, 0).map_err(quota_error)?;
     }
     let prefix = format!("Return-Path: <{}>\nDelivered-To: {rcpt}\n", qf.sender);
     let mut d = md.begin()?;
     d.write(prefix.as_bytes())?;
-    let mut lf = LfReader::new(qf.message()?);
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = lf.read(&mut buf)?;
-        if n == 0 {
-            break;
+    if let Some(m) = qf.message_bytes() {
+        // Read with the envelope: converted in one pass, no second read.
+        let mut lf = Vec::with_capacity(m.len());
+        let mut conv = CrlfToLf::default();
+        conv.convert(m, &mut lf);
+        conv.finish(&mut lf);
+        d.write(&lf)?;
+    } else {
+        let mut lf = LfReader::new(qf.message()?);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = lf.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            d.write(&buf[..n])?;
         }
-        d.write(&buf[..n])?;
     }
     if !quota.is_unlimited() {
         // Dropped on error: the file in tmp/ is removed.
         md.check_quota(quota, d.size()).map_err(quota_error)?;
     }
-    d.commit().map(drop)
+    let file = d.prepare()?;
+    let stage = if unsynced.now {
+        file.publish()?;
+        Stage::Published(md.clone())
+    } else {
+        Stage::Prepared(file)
+    };
+    unsynced.pending.push(Pending {
+        slot: (usize::MAX, usize::MAX),
+        owner,
+        stage,
+    });
+    Ok(())
+}
+
+/// The enhanced status code of a mailbox write failure (RFC 3463).
+fn dsn_of(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(28) => "4.3.1",  // ENOSPC
+        Some(122) => "4.2.2", // EDQUOT
+        _ => "4.2.0",
+    }
 }
 
 /// asctime(3) form for the mbox From_ line, UTC.
@@ -369,6 +648,9 @@ struct Headers {
 
 /// Count Received: headers and collect Delivered-To: values.
 fn scan_headers(qf: &QueueFile) -> io::Result<Headers> {
+    if let Some(m) = qf.message_bytes() {
+        return Ok(headers_in(&m[..m.len().min(HEADER_SCAN)]));
+    }
     // The header section only: read in large pieces until its end (an empty
     // line) or HEADER_SCAN bytes.
     let mut r = qf.message()?.take(HEADER_SCAN as u64);
@@ -386,21 +668,29 @@ fn scan_headers(qf: &QueueFile) -> io::Result<Headers> {
             break;
         }
     }
+    Ok(headers_in(&buf))
+}
+
+/// The header section's Received: count and Delivered-To: values.
+fn headers_in(buf: &[u8]) -> Headers {
+    let starts = |line: &[u8], name: &[u8]| {
+        line.get(..name.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(name))
+    };
     let mut h = Headers::default();
     for line in buf.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             break;
         }
-        let lower = line.to_ascii_lowercase();
-        if lower.starts_with(b"received:") {
+        if starts(line, b"received:") {
             h.received += 1;
-        } else if lower.starts_with(b"delivered-to:") {
+        } else if starts(line, b"delivered-to:") {
             h.delivered_to
                 .push(String::from_utf8_lossy(&line[13..]).trim().to_string());
         }
     }
-    Ok(h)
+    h
 }
 
 #[cfg(test)]
@@ -457,6 +747,7 @@ mod tests {
             spool,
             config,
             maildirs: MaildirCache::new(),
+            active: ActiveDir::default(),
         };
         (a, dir)
     }
@@ -493,52 +784,6 @@ mod tests {
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    #[test]
-    fn over_quota_is_deferred_with_4_2_2() {
-        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut a, dir) = agent_with("quota", "userdb_quota_rule=*:storage=300");
-        let send = |a: &mut Agent, body: &[u8]| {
-            let id = queue(&a.spool, body);
-            a.spool
-                .move_to(&id, Queue::Incoming, Queue::Active)
-                .unwrap();
-            a.deliver(&request(&id)).unwrap().remove(0)
-        };
-        let r = send(&mut a, b"Subject: one\r\n\r\nsmall\r\n");
-        assert_eq!(r.status, Status::Sent, "{r:?}");
-        let md = dir.join("home/demo/Maildir");
-        let names: Vec<String> = std::fs::read_dir(md.join("new"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        // Return-Path, Delivered-To and the message, with LF.
-        let size = "Return-Path: <a@example.org>\nDelivered-To: demo@example.test\n".len()
-            + "Subject: one\n\nsmall\n".len();
-        assert!(
-            names[0].ends_with(&format!(",S={size},W={}", size + 5)),
-            "{names:?}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(md.join("maildirsize")).unwrap(),
-            format!("300S\n0 0\n{size} 1\n")
-        );
-        // Too large for what is left: deferred, nothing left behind.
-        let big = format!("Subject: two\r\n\r\n{}\r\n", "x".repeat(250));
-        let r = send(&mut a, big.as_bytes());
-        assert_eq!(r.status, Status::Deferred, "{r:?}");
-        assert_eq!(r.dsn, "4.2.2");
-        assert_eq!(
-            r.text,
-            "Mailbox full: Quota exceeded (mailbox for user is full)"
-        );
-        assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 1);
-        assert_eq!(std::fs::read_dir(md.join("tmp")).unwrap().count(), 0);
-        // A small one still fits.
-        let r = send(&mut a, b"Subject: three\r\n\r\nsmall\r\n");
-        assert_eq!(r.status, Status::Sent, "{r:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -586,6 +831,134 @@ mod tests {
         assert_eq!(r[0].status, Status::Deferred);
         assert!(r[0].text.contains("uid 4343"), "{r:?}");
         assert!(delivered(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_is_delivered_and_answered_in_order() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut a, dir) = agent("batch");
+        let mut reqs = Vec::new();
+        for i in 0..5 {
+            let body = format!("Subject: {i}\r\n\r\nbody {i}\r\n");
+            let id = queue(&a.spool, body.as_bytes());
+            a.spool
+                .move_to(&id, Queue::Incoming, Queue::Active)
+                .unwrap();
+            reqs.push(request(&id));
+        }
+        // The third one is gone from active/: deferred, the others sent.
+        std::fs::remove_file(
+            a.spool
+                .path(Queue::Active, &QueueId::parse(&reqs[2].queue_id).unwrap()),
+        )
+        .unwrap();
+        let (results, bad) = a.deliver_batch(&reqs, &|| true);
+        assert!(bad.is_none());
+        let status: Vec<Status> = results.iter().map(|r| r[0].status).collect();
+        use Status::*;
+        assert_eq!(status, [Sent, Sent, Deferred, Sent, Sent]);
+        let mut got: Vec<String> = delivered(&dir)
+            .iter()
+            .map(|m| {
+                String::from_utf8_lossy(m)
+                    .lines()
+                    .nth(2)
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            ["Subject: 0", "Subject: 1", "Subject: 3", "Subject: 4"]
+        );
+        assert!(
+            a.maildirs.unsynced.pending.is_empty(),
+            "every file published"
+        );
+        // A batch whose requester has gone: nothing reaches new/ or stays in tmp/.
+        let late: Vec<DeliverRequest> = (0..2)
+            .map(|_| {
+                let id = queue(&a.spool, b"Subject: late\r\n\r\nlate\r\n");
+                a.spool
+                    .move_to(&id, Queue::Incoming, Queue::Active)
+                    .unwrap();
+                request(&id)
+            })
+            .collect();
+        let (results, _) = a.deliver_batch(&late, &|| false);
+        assert!(results.iter().all(|r| r[0].status == Status::Deferred));
+        assert_eq!(delivered(&dir).len(), 4);
+        let tmp = dir.join("home/demo/Maildir/tmp");
+        assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_request_ends_the_batch_after_the_good_ones() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut a, dir) = agent("badbatch");
+        let mut reqs = Vec::new();
+        for _ in 0..3 {
+            let id = queue(&a.spool, b"Subject: x\r\n\r\nx\r\n");
+            a.spool
+                .move_to(&id, Queue::Incoming, Queue::Active)
+                .unwrap();
+            reqs.push(request(&id));
+        }
+        reqs[1].recipients[0].address = "someone@else.test".into();
+        let (results, bad) = a.deliver_batch(&reqs, &|| true);
+        assert_eq!(results.len(), 1, "the request before the bad one");
+        assert_eq!(results[0][0].status, Status::Sent);
+        assert!(matches!(bad, Some(RequestError::Address(..))), "{bad:?}");
+        assert_eq!(delivered(&dir).len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn over_quota_is_deferred_with_4_2_2() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut a, dir) = agent_with("quota", "userdb_quota_rule=*:storage=300");
+        let send = |a: &mut Agent, body: &[u8]| {
+            let id = queue(&a.spool, body);
+            a.spool
+                .move_to(&id, Queue::Incoming, Queue::Active)
+                .unwrap();
+            a.deliver(&request(&id)).unwrap().remove(0)
+        };
+        let r = send(&mut a, b"Subject: one\r\n\r\nsmall\r\n");
+        assert_eq!(r.status, Status::Sent, "{r:?}");
+        let md = dir.join("home/demo/Maildir");
+        let names: Vec<String> = std::fs::read_dir(md.join("new"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        // Return-Path, Delivered-To and the message, with LF.
+        let size = "Return-Path: <a@example.org>\nDelivered-To: demo@example.test\n".len()
+            + "Subject: one\n\nsmall\n".len();
+        assert!(
+            names[0].ends_with(&format!(",S={size},W={}", size + 5)),
+            "{names:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(md.join("maildirsize")).unwrap(),
+            format!("300S\n0 0\n{size} 1\n")
+        );
+        // Too large for what is left: deferred, nothing left behind.
+        let big = format!("Subject: two\r\n\r\n{}\r\n", "x".repeat(250));
+        let r = send(&mut a, big.as_bytes());
+        assert_eq!(r.status, Status::Deferred, "{r:?}");
+        assert_eq!(r.dsn, "4.2.2");
+        assert_eq!(
+            r.text,
+            "Mailbox full: Quota exceeded (mailbox for user is full)"
+        );
+        assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(md.join("tmp")).unwrap().count(), 0);
+        // A small one still fits.
+        let r = send(&mut a, b"Subject: three\r\n\r\nsmall\r\n");
+        assert_eq!(r.status, Status::Sent, "{r:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,7 +14,12 @@
 //!
 //! Each delivery prepends `Return-Path:` (RFC 5321 4.4) and `Delivered-To:`
 //! (Postfix's loop detection), converts CRLF to LF, and is durable before the
-//! result is sent (Maildir: fsync file, rename, fsync new/).
+//! result is sent (Maildir: fsync file, rename, fsync new/). qmgr may send
+//! several requests in one write (a batch, under load): their files are
+//! written and fsynced in tmp/ one after the other, then renamed into new/
+//! (each new/ fsynced once), and then every result is logged and the
+//! replies go out in order. A crash while a batch is written leaves nothing
+//! in new/, so it duplicates no more than a crash between two requests.
 //!
 //! Parameters: virtual_mailbox_domains, virtual_mailbox_maps,
 //! virtual_mailbox_base, virtual_uid_maps, virtual_gid_maps, mydestination,
@@ -30,7 +35,7 @@ pub mod aliases;
 pub mod deliver;
 pub mod resolve;
 
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -51,6 +56,7 @@ pub fn main() {
         spool: common::spool::Spool::new(worker.config.queue_dir()),
         config: worker.config.clone(),
         maildirs: deliver::MaildirCache::new(),
+        active: deliver::ActiveDir::default(),
     };
     if let Err(e) = listener.set_nonblocking(true) {
         common::fatal!("listener: {e}");
@@ -84,33 +90,67 @@ fn serve(
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // One buffer for the connection: a read usually takes a whole request.
+    let mut frames = ipc::FrameReader::new();
     loop {
         // Wait for a request while watching the stop flag.
-        if !wait_readable(&stream, Duration::from_millis(500)) {
+        if !frames.has_frame() && !wait_readable(&stream, Duration::from_millis(500)) {
             if worker.stopping() {
                 return Ok(());
             }
             continue;
         }
-        // One request at a time: a buffer takes length and body in one read
-        // (qmgr sends nothing more until it has the reply).
-        let mut r = io::BufReader::with_capacity(16 * 1024, &stream);
-        let Some(req) = ipc::read_frame::<_, DeliverRequest>(&mut r)? else {
+        let Some(req) = frames.read::<_, DeliverRequest>(&mut &stream)? else {
             return Ok(());
         };
-        // A request left in the socket by a qmgr that has since died (it was
-        // queued before we accepted): its messages are back in incoming/ and
-        // will be requested again, so delivering now would only duplicate.
+        // A batch: this request and those that came with it (qmgr writes a
+        // batch in one write), delivered with one fsync of each new/.
+        let mut batch = vec![req];
+        while batch.len() < MAX_BATCH && frames.has_frame() {
+            match frames.read::<_, DeliverRequest>(&mut &stream)? {
+                Some(req) => batch.push(req),
+                None => break,
+            }
+        }
+        // Requests left in the socket by a qmgr that has since died (they
+        // were queued before we accepted): their messages are back in
+        // incoming/ and will be requested again, so delivering now would
+        // only duplicate.
         if peer_gone(&stream) {
-            warning!("{}: requester has gone; not delivered", req.queue_id);
+            for req in &batch {
+                warning!("{}: requester has gone; not delivered", req.queue_id);
+            }
             return Ok(());
         }
-        let results = agent
-            .deliver(&req)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        ipc::write_frame(&mut stream, &DeliverReply { results })?;
+        // Every result only after every mailbox of the batch is durable;
+        // the replies in one write, in the order of the requests. A qmgr
+        // that went away meanwhile gets nothing published (it would only be
+        // delivered again).
+        let gone = std::cell::Cell::new(false);
+        let wanted = || {
+            gone.set(peer_gone(&stream));
+            !gone.get()
+        };
+        let (results, bad) = agent.deliver_batch(&batch, &wanted);
+        if gone.get() {
+            for req in &batch {
+                warning!("{}: requester has gone; not delivered", req.queue_id);
+            }
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        for results in results {
+            ipc::encode_frame(&mut out, &DeliverReply { results })?;
+        }
+        stream.write_all(&out)?;
+        if let Some(e) = bad {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
     }
 }
+
+/// Most requests delivered as one batch (qmgr sends at most 16).
+const MAX_BATCH: usize = 64;
 
 /// Has the other end closed the connection (end of file waiting to be read)?
 fn peer_gone(stream: &UnixStream) -> bool {

@@ -56,21 +56,28 @@ pub struct CrlfToLf {
 }
 
 impl CrlfToLf {
-    /// Append `input`, converted, to `out`.
-    pub fn convert(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        for &b in input {
-            if self.pending_cr {
-                self.pending_cr = false;
-                if b != b'\n' {
-                    out.push(b'\r');
+    /// Append `input`, converted, to `out`: the runs between CRs are
+    /// copied whole.
+    pub fn convert(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        let Some(&first) = input.first() else { return };
+        if std::mem::take(&mut self.pending_cr) && first != b'\n' {
+            out.push(b'\r');
+        }
+        out.reserve(input.len());
+        while let Some(i) = find_cr(input) {
+            out.extend_from_slice(&input[..i]);
+            match input.get(i + 1) {
+                // CR LF: the LF is copied with the next run.
+                Some(b'\n') => {}
+                Some(_) => out.push(b'\r'),
+                None => {
+                    self.pending_cr = true;
+                    return;
                 }
             }
-            if b == b'\r' {
-                self.pending_cr = true;
-            } else {
-                out.push(b);
-            }
+            input = &input[i + 1..];
         }
+        out.extend_from_slice(input);
     }
 
     /// Flush a trailing CR.
@@ -79,6 +86,29 @@ impl CrlfToLf {
             out.push(b'\r');
         }
     }
+}
+
+/// The first CR in `s`, looking at eight bytes at a time (a message has a
+/// CR about every 78 bytes; a byte loop costs several instructions each).
+fn find_cr(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = s.chunks_exact(8);
+    let mut at = 0;
+    for w in words.by_ref() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        // Zero bytes of v are the CRs of w (the classic has-zero-byte test;
+        // its lowest flagged byte is always a real one).
+        let v = u64::from_le_bytes(b) ^ (ONES * u64::from(b'\r'));
+        let hit = v.wrapping_sub(ONES) & !v & HIGH;
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = words.remainder();
+    tail.iter().position(|&b| b == b'\r').map(|i| at + i)
 }
 
 /// A reader that turns CRLF into LF on the way through (streaming, bounded
@@ -158,6 +188,66 @@ mod tests {
             c.convert(&input[split..], &mut out);
             c.finish(&mut out);
             assert_eq!(out, whole, "split at {split}");
+        }
+    }
+
+    /// The byte-at-a-time definition the run-copying `convert` must match,
+    /// on every string of up to 7 bytes over {a, CR, LF}, split anywhere.
+    #[test]
+    fn convert_matches_the_bytewise_definition() {
+        fn reference(input: &[u8]) -> Vec<u8> {
+            let (mut out, mut cr) = (Vec::new(), false);
+            for &b in input {
+                if std::mem::take(&mut cr) && b != b'\n' {
+                    out.push(b'\r');
+                }
+                if b == b'\r' {
+                    cr = true;
+                } else {
+                    out.push(b);
+                }
+            }
+            if cr {
+                out.push(b'\r');
+            }
+            out
+        }
+        let alphabet = [b'a', b'\r', b'\n'];
+        for len in 0..=7u32 {
+            for code in 0..3usize.pow(len) {
+                let input: Vec<u8> = (0..len)
+                    .map(|k| alphabet[code / 3usize.pow(k) % 3])
+                    .collect();
+                let want = reference(&input);
+                for split in 0..=input.len() {
+                    let (mut out, mut c) = (Vec::new(), CrlfToLf::default());
+                    c.convert(&input[..split], &mut out);
+                    c.convert(&input[split..], &mut out);
+                    c.finish(&mut out);
+                    assert_eq!(out, want, "{input:?} split at {split}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_cr_finds_the_first() {
+        for len in 0..40 {
+            for cr in 0..=len {
+                let mut v = vec![b'x'; len];
+                // Bytes around CR (0x0c, 0x0e, 0x8d) must not count.
+                for (i, b) in v.iter_mut().enumerate() {
+                    *b = [b'x', 0x0c, 0x0e, 0x8d][i % 4];
+                }
+                if cr < len {
+                    v[cr] = b'\r';
+                    if cr + 3 < len {
+                        v[cr + 3] = b'\r';
+                    }
+                }
+                let want = v.iter().position(|&b| b == b'\r');
+                assert_eq!(find_cr(&v), want, "len {len}, CR at {cr}");
+            }
         }
     }
 }

@@ -15,8 +15,11 @@
 //! Durability: the file is written in tmp/, then `common::durable::commit`
 //! fsyncs it, renames it into new/ (never replacing a file) and fsyncs new/
 //! before `commit` returns; a crash before that leaves at most a file in
-//! tmp/, which readers ignore. Directories made on the way are fsync'ed into
-//! their parents.
+//! tmp/, which readers ignore. A batch of deliveries goes in three steps
+//! instead: `Delivery::prepare` (fsync, still in tmp/) for each, then
+//! `Prepared::publish` (rename into new/) for each, then `Maildir::sync_new`
+//! once, so a crash while the batch is written leaves nothing in new/.
+//! Directories made on the way are fsync'ed into their parents.
 //!
 //! Security: everything is reached through directory descriptors with
 //! *at() calls (`common::privilege::walk_dirs`): a symbolic link planted for
@@ -113,6 +116,16 @@ impl Maildir {
         quota::check(&self.dir, &self.root, quota, bytes, 1)
     }
 
+    /// fsync new/: makes the names of `Prepared::publish` durable.
+    pub fn sync_new(&self) -> io::Result<()> {
+        privilege::sync_dir(&self.new)
+    }
+
+    /// Do `self` and `other` hold the same open new/ (one `sync_new` for both)?
+    pub fn shares_new(&self, other: &Maildir) -> bool {
+        Arc::ptr_eq(&self.new, &other.new)
+    }
+
     /// Start a delivery: a new file in tmp/.
     pub fn begin(&self) -> io::Result<Delivery> {
         for _ in 0..10 {
@@ -163,7 +176,23 @@ impl Delivery {
     /// existing file), fsync new/, then add a line to maildirsize if there
     /// is one (a failure there is logged: the message is delivered).
     /// Returns the final path.
-    pub fn commit(mut self) -> io::Result<PathBuf> {
+    pub fn commit(self) -> io::Result<PathBuf> {
+        self.finish(true)
+    }
+
+    /// fsync the file, which stays in tmp/: complete on disk, invisible to
+    /// readers, removed if the `Prepared` is dropped unpublished.
+    pub fn prepare(mut self) -> io::Result<Prepared> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("delivery already finished"))?;
+        f.flush()?;
+        f.get_ref().sync_all()?;
+        Ok(Prepared(self))
+    }
+
+    fn finish(mut self, sync_new: bool) -> io::Result<PathBuf> {
         let f = self
             .file
             .take()
@@ -175,7 +204,12 @@ impl Delivery {
             self.size.size(),
             self.size.vsize()
         );
-        let r = durable::commit(
+        let commit = if sync_new {
+            durable::commit
+        } else {
+            rename_prepared
+        };
+        let r = commit(
             f,
             Some(&self.maildir.tmp),
             Path::new(&self.base),
@@ -193,6 +227,40 @@ impl Delivery {
         }
         Ok(md.root.join("new").join(name))
     }
+}
+
+/// A delivery whose file is on disk in tmp/ (`Delivery::prepare`).
+#[derive(Debug)]
+pub struct Prepared(Delivery);
+
+impl Prepared {
+    /// Rename the file into new/ (never over an existing file). Its name is
+    /// durable only after `Maildir::sync_new`, which the caller must call
+    /// (once for several deliveries) before it reports any of them
+    /// delivered. Returns the final path.
+    pub fn publish(self) -> io::Result<PathBuf> {
+        self.0.finish(false)
+    }
+
+    /// The Maildir it goes into.
+    pub fn maildir(&self) -> &Maildir {
+        &self.0.maildir
+    }
+}
+
+/// `durable::commit`'s rename alone, for a file `Delivery::prepare`
+/// has fsynced already (the caller fsyncs new/ later).
+fn rename_prepared(
+    file: File,
+    tmp_dir: Option<&File>,
+    tmp: &Path,
+    dir: &File,
+    name: &Path,
+    replace: Replace,
+) -> Result<(), durable::DurableError> {
+    drop(file);
+    durable::rename_at(tmp_dir, tmp, Some(dir), name, replace)
+        .map_err(durable::DurableError::Rename)
 }
 
 impl Drop for Delivery {
@@ -237,6 +305,42 @@ mod tests {
         drop(d);
         assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(md.root().join("new")).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn prepared_deliveries_stay_in_tmp_until_published() {
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-maildir-unsynced-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let md = Maildir::create(dir.join("Maildir")).unwrap();
+        let again = md.clone();
+        let other = Maildir::create(dir.join("Maildir")).unwrap();
+        assert!(md.shares_new(&again));
+        assert!(!md.shares_new(&other), "opened twice: two descriptors");
+        let mut prepared = Vec::new();
+        for i in 0..3 {
+            let mut d = md.begin().unwrap();
+            d.write(format!("Subject: {i}\n\n").as_bytes()).unwrap();
+            prepared.push(d.prepare().unwrap());
+        }
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 3);
+        assert_eq!(fs::read_dir(md.root().join("new")).unwrap().count(), 0);
+        // One dropped unpublished: gone from tmp/, never in new/.
+        drop(prepared.pop());
+        let paths: Vec<PathBuf> = prepared
+            .into_iter()
+            .map(|p| {
+                assert!(p.maildir().shares_new(&md));
+                p.publish().unwrap()
+            })
+            .collect();
+        md.sync_new().unwrap();
+        assert_eq!(paths.len(), 2);
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(fs::read(p).unwrap(), format!("Subject: {i}\n\n").as_bytes());
+        }
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,17 +1,24 @@
-//! Talking to delivery agents: one request at a time per connection.
+//! Talking to delivery agents: a batch of requests at a time per connection.
 //!
 //! Owns the request/reply exchange with `private/local`, run as jobs on the
 //! server skeleton's pool (common::server::Pool) whose size is the maxproc of
-//! the transport's master.cf entry, so every job has an agent process to
-//! talk to. Connections are cached between requests and reopened when the
+//! the transport's master.cf entry, so every batch has an agent process to
+//! talk to. Connections are cached between batches and reopened when the
 //! agent restarts.
+//!
+//! Batches: the requests of a batch go out in one write and the agent
+//! answers each, in order, after all of them are delivered and durable
+//! (one fsync of each Maildir's new/ for the batch; see posthorn-local).
+//! A batch that fails part way defers the requests not answered: they were
+//! in flight, so at most they are delivered again later.
 
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::ipc::{self, DeliverReply, DeliverRequest, RecipientResult, Status};
+use common::ipc::{self, DeliverReply, DeliverRequest, FrameReader, RecipientResult, Status};
 use common::warning;
 
 /// A job: deliver these recipients, tagged with the message's id.
@@ -25,45 +32,81 @@ pub struct Done {
     pub results: Vec<RecipientResult>,
 }
 
-/// How long an agent may take for one request before we give up on it.
+/// How long an agent may take for a batch before we give up on it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Connections to the agent, kept between requests. At most one per pool
+/// Connections to the agent, kept between batches. At most one per pool
 /// thread is in use, so there are never more than the agent has processes.
-pub type Connections = Arc<Mutex<Vec<UnixStream>>>;
+pub type Connections = Arc<Mutex<Vec<Conn>>>;
 
-/// Deliver one request (on a pool thread): take a cached connection or open
-/// one, and put it back when it is still good.
-pub fn run(conns: &Connections, socket: &PathBuf, job: Job) -> Done {
+/// A connection to the agent and its reply buffer.
+pub struct Conn {
+    stream: UnixStream,
+    replies: FrameReader,
+}
+
+/// Deliver a batch (on a pool thread): take a cached connection or open
+/// one, and put it back when it is still good. One `Done` per job, in order.
+pub fn run(conns: &Connections, socket: &PathBuf, jobs: Vec<Job>) -> Vec<Done> {
     let mut conn = conns.lock().ok().and_then(|mut v| v.pop());
-    let results = deliver(&mut conn, socket, &job.req);
+    let reqs: Vec<&DeliverRequest> = jobs.iter().map(|j| &j.req).collect();
+    let results = deliver(&mut conn, socket, &reqs);
     if let Some(c) = conn {
         if let Ok(mut v) = conns.lock() {
             v.push(c);
         }
     }
-    Done {
-        queue_id: job.req.queue_id,
-        results,
-    }
+    jobs.into_iter()
+        .zip(results)
+        .map(|(j, results)| Done {
+            queue_id: j.req.queue_id,
+            results,
+        })
+        .collect()
+}
+
+/// Every recipient of `req` deferred with `why`.
+fn deferred(req: &DeliverRequest, why: &str) -> Vec<RecipientResult> {
+    warning!("{}: {why}", req.queue_id);
+    req.recipients
+        .iter()
+        .map(|r| RecipientResult {
+            index: r.index,
+            status: Status::Deferred,
+            dsn: "4.3.0".into(),
+            text: why.to_string(),
+        })
+        .collect()
 }
 
 fn deliver(
-    conn: &mut Option<UnixStream>,
+    conn: &mut Option<Conn>,
     socket: &PathBuf,
-    req: &DeliverRequest,
-) -> Vec<RecipientResult> {
+    reqs: &[&DeliverRequest],
+) -> Vec<Vec<RecipientResult>> {
     // A cached connection whose agent has gone shows end of file: drop it.
-    if conn.as_ref().is_some_and(|s| !alive(s)) {
+    if conn.as_ref().is_some_and(|c| !alive(&c.stream)) {
         *conn = None;
+    }
+    // All requests in one write.
+    let mut wire = Vec::new();
+    for req in reqs {
+        if let Err(e) = ipc::encode_frame(&mut wire, req) {
+            // Cannot happen for a request within the frame limit; fail safe.
+            let why = format!("delivery request not sent: {e}");
+            return reqs.iter().map(|r| deferred(r, &why)).collect();
+        }
     }
     let mut last_err = String::new();
     for _attempt in 0..3 {
         if conn.is_none() {
             match UnixStream::connect(socket) {
-                Ok(s) => {
-                    let _ = s.set_read_timeout(Some(REQUEST_TIMEOUT));
-                    *conn = Some(s);
+                Ok(stream) => {
+                    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+                    *conn = Some(Conn {
+                        stream,
+                        replies: FrameReader::new(),
+                    });
                 }
                 Err(e) => {
                     last_err = format!("delivery agent {} unavailable: {e}", socket.display());
@@ -72,38 +115,37 @@ fn deliver(
                 }
             }
         }
-        let Some(s) = conn.as_mut() else { continue };
-        if let Err(e) = ipc::write_frame(s, req) {
-            // The agent never got the request: safe to try another one.
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(e) = c.stream.write_all(&wire) {
+            // The agent never got the requests: safe to try another one.
             last_err = format!("delivery agent: {e}");
             *conn = None;
             continue;
         }
-        // From here the agent may have delivered: never send the same request
-        // twice; a failure defers, and the retry happens later (at most one
-        // extra copy, as for any delivery in flight during a crash).
-        // One reply per request: a buffer takes length and body in one read.
-        match ipc::read_frame::<_, DeliverReply>(&mut std::io::BufReader::new(&*s)) {
-            Ok(Some(reply)) if valid(req, &reply) => return reply.results,
-            Ok(Some(_)) => {
-                last_err = "delivery agent sent a reply that does not match the request".into()
-            }
-            Ok(None) => last_err = "delivery agent closed the connection".into(),
-            Err(e) => last_err = format!("delivery agent: {e}"),
+        // From here the agent may have delivered: never send the same
+        // request twice; a failure defers, and the retry happens later (at
+        // most one extra copy, as for any delivery in flight during a crash).
+        // One reply per request, in order; the connection's buffer takes
+        // several in one read.
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let why = match c.replies.read::<_, DeliverReply>(&mut c.stream) {
+                Ok(Some(reply)) if valid(req, &reply) => {
+                    out.push(reply.results);
+                    continue;
+                }
+                Ok(Some(_)) => "delivery agent sent a reply that does not match the request".into(),
+                Ok(None) => "delivery agent closed the connection".into(),
+                Err(e) => format!("delivery agent: {e}"),
+            };
+            // The rest of the batch is in doubt.
+            *conn = None;
+            out.extend(reqs[out.len()..].iter().map(|r| deferred(r, &why)));
+            break;
         }
-        *conn = None;
-        break;
+        return out;
     }
-    warning!("{}: {last_err}", req.queue_id);
-    req.recipients
-        .iter()
-        .map(|r| RecipientResult {
-            index: r.index,
-            status: Status::Deferred,
-            dsn: "4.3.0".into(),
-            text: last_err.clone(),
-        })
-        .collect()
+    reqs.iter().map(|r| deferred(r, &last_err)).collect()
 }
 
 /// Is the agent at the other end still there (no end of file pending)?
@@ -130,4 +172,98 @@ fn valid(req: &DeliverRequest, reply: &DeliverReply) -> bool {
             .iter()
             .zip(&req.recipients)
             .all(|(a, b)| a.index == b.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::ipc::DeliverRecipient;
+    use std::os::unix::net::UnixListener;
+
+    fn job(n: u32) -> Job {
+        Job {
+            req: DeliverRequest {
+                queue_id: format!("0000000000000{n}"),
+                sender: "a@b".into(),
+                arrival: 0,
+                recipients: vec![DeliverRecipient {
+                    index: n,
+                    address: format!("r{n}@example.test"),
+                }],
+            },
+        }
+    }
+
+    /// An agent on a real socket that reads `take` requests, answers the
+    /// first `answer` of them (sent) and closes.
+    fn agent(name: &str, take: usize, answer: usize) -> (PathBuf, std::thread::JoinHandle<()>) {
+        let path = std::env::temp_dir().join(format!(
+            "posthorn-agents-{name}-{}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut frames = FrameReader::new();
+            let mut reqs = Vec::new();
+            while reqs.len() < take {
+                let r: DeliverRequest = frames.read(&mut s).unwrap().unwrap();
+                reqs.push(r);
+            }
+            let mut out = Vec::new();
+            for r in &reqs[..answer] {
+                let results = r
+                    .recipients
+                    .iter()
+                    .map(|x| RecipientResult {
+                        index: x.index,
+                        status: Status::Sent,
+                        dsn: "2.0.0".into(),
+                        text: "delivered".into(),
+                    })
+                    .collect();
+                ipc::encode_frame(&mut out, &DeliverReply { results }).unwrap();
+            }
+            s.write_all(&out).unwrap();
+        });
+        (path, t)
+    }
+
+    #[test]
+    fn a_batch_is_answered_in_order() {
+        let (path, t) = agent("whole", 4, 4);
+        let conns = Connections::default();
+        let done = run(&conns, &path, (0..4).map(job).collect());
+        t.join().unwrap();
+        let ids: Vec<&str> = done.iter().map(|d| d.queue_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "00000000000000",
+                "00000000000001",
+                "00000000000002",
+                "00000000000003"
+            ]
+        );
+        assert!(done.iter().all(|d| d.results[0].status == Status::Sent));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_batch_cut_short_defers_the_unanswered() {
+        let (path, t) = agent("cut", 5, 2);
+        let conns = Connections::default();
+        let done = run(&conns, &path, (0..5).map(job).collect());
+        t.join().unwrap();
+        let status: Vec<Status> = done.iter().map(|d| d.results[0].status).collect();
+        use Status::*;
+        assert_eq!(status, [Sent, Sent, Deferred, Deferred, Deferred]);
+        assert_eq!(done[4].results[0].index, 4);
+        assert!(
+            conns.lock().unwrap().is_empty(),
+            "a broken connection is not kept"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
 }

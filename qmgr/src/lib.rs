@@ -18,7 +18,12 @@
 //! maximal_queue_lifetime, bounce_queue_lifetime, qmgr_message_active_limit,
 //! virtual_mailbox_domains, mydestination, myhostname, mail_name,
 //! double_bounce_sender. Delivery concurrency is the maxproc of master.cf's
-//! `local` service.
+//! `local` service: that many batches of requests in flight, one per agent
+//! process. A lone message goes at once; messages that come while a batch
+//! is out wait for it and then go together; with 4 waiting, or once the
+//! batch out is 100 ms old (checked each loop round, at least every
+//! second), other slots take them. So an agent delivers several messages
+//! per round trip and per fsync of new/ (see `Qmgr::dispatch`).
 //!
 //! Diagnostics: see queue.rs; every failure is a `QmgrError` (error.rs),
 //! logged as one line.
@@ -30,6 +35,7 @@ pub mod queue;
 
 pub use error::QmgrError;
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -51,6 +57,12 @@ const MAX_WAKE_LINE: usize = 64;
 const MAX_NAMED: usize = 10_000;
 /// The pool key of delivery jobs (no connection has it).
 const DELIVERY: Token = Token(usize::MAX - 8);
+/// Most requests in one batch to a delivery agent.
+const MAX_BATCH: usize = 16;
+/// While a batch is out, this many waiting jobs go out as another batch.
+const RELEASE: usize = 4;
+/// How long new jobs wait for the batch out before other slots take them.
+const HOLD: Duration = Duration::from_millis(100);
 
 /// The program's entry point (posthorn-qmgr).
 pub fn main() {
@@ -127,6 +139,9 @@ fn run(
         conns: agents::Connections::default(),
         spawner: server.pool().spawner(),
         jobs: Vec::new(),
+        pending: VecDeque::new(),
+        slots,
+        last_dispatch: Instant::now(),
         wake: true,
         named: Vec::new(),
         starved: false,
@@ -152,7 +167,7 @@ fn run(
         // the new one starts when this one has gone.
         stop,
     )?;
-    info!("stopping with {} deliveries in flight", q.in_flight);
+    info!("stopping with {} delivery batches in flight", q.in_flight);
     Ok(())
 }
 
@@ -162,8 +177,15 @@ struct Qmgr {
     qm: queue::QueueManager,
     local: std::path::PathBuf,
     conns: agents::Connections,
-    spawner: Spawner<Token, agents::Done>,
+    spawner: Spawner<Token, Vec<agents::Done>>,
+    /// New jobs of this loop round.
     jobs: Vec<agents::Job>,
+    /// Jobs waiting for a free delivery slot.
+    pending: VecDeque<agents::Job>,
+    /// Batches that may be in flight at once (agent processes).
+    slots: usize,
+    /// When the last batch went out.
+    last_dispatch: Instant,
     /// Look at all of incoming/.
     wake: bool,
     /// Ids smtpd (or this qmgr, for bounces) queued: take just these.
@@ -173,6 +195,7 @@ struct Qmgr {
     last_incoming: Instant,
     last_deferred: Option<Instant>,
     run_delay: Duration,
+    /// Batches in flight.
     in_flight: usize,
 }
 
@@ -213,9 +236,9 @@ impl Wake {
 
 impl Service for Qmgr {
     type Conn = Wake;
-    type Done = agents::Done;
+    type Done = Vec<agents::Done>;
 
-    fn open(&mut self, _peer: Peer, _out: &mut Vec<u8>) -> (Wake, Next<agents::Done>) {
+    fn open(&mut self, _peer: Peer, _out: &mut Vec<u8>) -> (Wake, Next<Self::Done>) {
         (Wake::default(), Next::Continue)
     }
 
@@ -225,17 +248,17 @@ impl Service for Qmgr {
         Wake::default()
     }
 
-    fn input(&mut self, c: &mut Wake, data: &[u8], _out: &mut Vec<u8>) -> Next<agents::Done> {
+    fn input(&mut self, c: &mut Wake, data: &[u8], _out: &mut Vec<u8>) -> Next<Self::Done> {
         self.wake |= c.feed(data, &mut self.named);
         Next::Continue
     }
 
-    fn done(&mut self, _c: &mut Wake, r: agents::Done, _out: &mut Vec<u8>) -> Next<agents::Done> {
+    fn done(&mut self, _c: &mut Wake, r: Self::Done, _out: &mut Vec<u8>) -> Next<Self::Done> {
         self.orphan(r);
         Next::Continue
     }
 
-    fn resume(&mut self, _c: &mut Wake, _out: &mut Vec<u8>) -> Next<agents::Done> {
+    fn resume(&mut self, _c: &mut Wake, _out: &mut Vec<u8>) -> Next<Self::Done> {
         Next::Continue
     }
 
@@ -247,12 +270,14 @@ impl Service for Qmgr {
 
     fn closed(&mut self, _c: Wake, _lost: bool) {}
 
-    /// A delivery finished: record it. A finished message may have made
-    /// room (when the active limit left messages behind: look again), or
-    /// queued a bounce (taken by id).
-    fn orphan(&mut self, d: agents::Done) {
+    /// A batch of deliveries finished: record them. A finished message may
+    /// have made room (when the active limit left messages behind: look
+    /// again), or queued a bounce (taken by id).
+    fn orphan(&mut self, batch: Vec<agents::Done>) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.qm.done(&d.queue_id, d.results);
+        for d in batch {
+            self.qm.done(&d.queue_id, d.results);
+        }
         self.named.append(&mut self.qm.queued_here);
         if self.starved {
             self.wake = true;
@@ -288,17 +313,59 @@ impl Service for Qmgr {
             self.last_deferred = Some(Instant::now());
             self.qm.scan_deferred(&mut self.jobs);
         }
-        for job in self.jobs.drain(..) {
+        self.pending.extend(self.jobs.drain(..));
+        self.dispatch();
+    }
+}
+
+impl Qmgr {
+    /// Hand pending jobs to free delivery slots, in batches. With no batch
+    /// out, everything waiting goes at once (up to MAX_BATCH). While one is
+    /// out, new jobs wait for it (so a quiet stream of messages is delivered
+    /// a few at a time, with one fsync of new/ and one round trip for each
+    /// few) until RELEASE of them wait (they go as another batch, so a
+    /// busy queue keeps several agents working), or until the last batch
+    /// went out HOLD ago (a slow mailbox does not hold up the others for
+    /// long; then the free slots share them).
+    fn dispatch(&mut self) {
+        while self.in_flight < self.slots && !self.pending.is_empty() {
+            let n = match batch_size(
+                self.pending.len(),
+                self.slots - self.in_flight,
+                self.in_flight,
+                self.last_dispatch.elapsed() >= HOLD,
+            ) {
+                Some(n) => n,
+                None => break,
+            };
+            let batch: Vec<agents::Job> = self.pending.drain(..n).collect();
             let (conns, local) = (self.conns.clone(), self.local.clone());
             self.in_flight += 1;
+            self.last_dispatch = Instant::now();
             if self
                 .spawner
-                .submit(DELIVERY, Box::new(move || agents::run(&conns, &local, job)))
+                .submit(
+                    DELIVERY,
+                    Box::new(move || agents::run(&conns, &local, batch)),
+                )
                 .is_err()
             {
                 common::fatal!("delivery pool is gone");
             }
         }
+    }
+}
+
+/// How many of `pending` jobs the next batch takes, with `free` slots free
+/// and `in_flight` batches out (`stale`: the last went out HOLD ago);
+/// None: wait for a batch to come back.
+fn batch_size(pending: usize, free: usize, in_flight: usize, stale: bool) -> Option<usize> {
+    if in_flight == 0 || pending >= RELEASE {
+        Some(pending.min(MAX_BATCH))
+    } else if stale {
+        Some(pending.div_ceil(free.max(1)).clamp(1, MAX_BATCH))
+    } else {
+        None
     }
 }
 
@@ -322,5 +389,25 @@ mod tests {
         assert!(w.feed(&[b'x'; 200], &mut named) | w.feed(b"\n", &mut named));
         assert_eq!(named.len(), 2, "no id taken from garbage");
         assert!(w.line.is_empty());
+    }
+
+    #[test]
+    fn jobs_wait_for_the_batch_out_unless_many_wait_or_it_is_slow() {
+        // Nothing out: all that waits goes, up to MAX_BATCH.
+        assert_eq!(
+            batch_size(1, 8, 0, false),
+            Some(1),
+            "a lone job goes at once"
+        );
+        assert_eq!(batch_size(5, 8, 0, false), Some(5));
+        assert_eq!(batch_size(40, 8, 0, false), Some(16));
+        // A batch out: wait for it, unless RELEASE wait.
+        assert_eq!(batch_size(3, 7, 1, false), None);
+        assert_eq!(batch_size(4, 7, 1, false), Some(4));
+        assert_eq!(batch_size(30, 7, 3, false), Some(16));
+        // The last batch went out long ago: the free slots share the jobs.
+        assert_eq!(batch_size(1, 7, 1, true), Some(1));
+        assert_eq!(batch_size(3, 2, 1, true), Some(2));
+        assert_eq!(batch_size(5, 0, 8, true), Some(5), "free is at least 1");
     }
 }

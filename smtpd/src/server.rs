@@ -3,7 +3,8 @@
 //! Owns what is smtpd's own between the skeleton (common::server: sockets,
 //! limits, time-outs, the pool) and the protocol (session.rs): the queue-file
 //! sink, the commit job that makes a message durable (fsync file, rename,
-//! fsync directory) on a pool thread, the reserve of empty queue files kept
+//! fsync directory) on a pool thread (or in the loop when the session is the
+//! process's only connection), the reserve of empty queue files kept
 //! ready so file creation stays off the event loop, and waking qmgr once per
 //! loop round after commits, with the ids committed. STARTTLS and implicit
 //! TLS are the skeleton's (`Next::StartTls`, `Service::tls_ready`); the
@@ -18,6 +19,7 @@
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,6 +149,10 @@ pub struct Smtpd {
     committed: Vec<u8>,
     /// Where the reserve is topped up (the running server's pool).
     spawner: Spawner<Token, Committed>,
+    /// A top-up job is queued or running.
+    topping_up: Arc<AtomicBool>,
+    /// Connections open in this process (refused ones included).
+    conns: usize,
 }
 
 impl Smtpd {
@@ -169,6 +175,8 @@ impl Smtpd {
             reserved,
             committed: Vec::new(),
             spawner,
+            topping_up: Arc::new(AtomicBool::new(false)),
+            conns: 0,
         }
     }
 
@@ -180,6 +188,13 @@ impl Smtpd {
             Step::Pause(d) => Next::Pause(d),
             Step::StartTls => Next::StartTls,
             Step::Commit => match c.sink.writer.take() {
+                // The only connection of this process: nothing else waits
+                // for the loop, so the commit runs here, without two thread
+                // hand-offs (another smtpd process accepts meanwhile).
+                Some(writer) if self.conns == 1 => {
+                    let r = writer.commit().map(|id| id.to_string());
+                    self.committed_one(c, r, out)
+                }
                 Some(writer) => {
                     Next::Run(Box::new(move || writer.commit().map(|id| id.to_string())))
                 }
@@ -231,13 +246,7 @@ impl Service for Smtpd {
     }
 
     fn done(&mut self, c: &mut Conn, r: Committed, out: &mut Vec<u8>) -> Next<Committed> {
-        if let Ok(id) = &r {
-            self.committed.extend_from_slice(id.as_bytes());
-            self.committed.push(b'\n');
-        }
-        self.top_up_later();
-        let step = c.session.commit_done(r, &mut self.policy, &mut c.sink);
-        self.next(c, step, out)
+        self.committed_one(c, r, out)
     }
 
     fn resume(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<Committed> {
@@ -269,6 +278,7 @@ impl Service for Smtpd {
     }
 
     fn closed(&mut self, mut c: Conn, lost: bool) {
+        self.conns = self.conns.saturating_sub(1);
         c.sink.abort();
         c.session
             .disconnected(if lost { "lost connection" } else { "" });
@@ -291,7 +301,20 @@ impl Service for Smtpd {
 }
 
 impl Smtpd {
+    /// A commit's outcome: note the id for qmgr, refill the reserve, and
+    /// let the session answer.
+    fn committed_one(&mut self, c: &mut Conn, r: Committed, out: &mut Vec<u8>) -> Next<Committed> {
+        if let Ok(id) = &r {
+            self.committed.extend_from_slice(id.as_bytes());
+            self.committed.push(b'\n');
+        }
+        self.top_up_later();
+        let step = c.session.commit_done(r, &mut self.policy, &mut c.sink);
+        self.next(c, step, out)
+    }
+
     fn conn(&mut self, peer: Peer) -> Conn {
+        self.conns += 1;
         let client = Client {
             addr: peer.addr,
             name: "unknown".into(),
@@ -307,11 +330,22 @@ impl Smtpd {
         }
     }
 
+    /// Top up the reserve on the pool, when a batch is due: a job per
+    /// commit would wake a pool thread for nothing most of the time.
     fn top_up_later(&self) {
+        let missing = match self.reserved.lock() {
+            Ok(v) => RESERVE.saturating_sub(v.len()),
+            Err(_) => return,
+        };
+        if missing < RESERVE / 2 || self.topping_up.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let flag = Arc::clone(&self.topping_up);
         let (spool, reserved) = (self.spool.clone(), Arc::clone(&self.reserved));
         // Pool gone: begin() makes files itself, and the loop reports the pool.
-        let _ = self
-            .spawner
-            .background(Box::new(move || top_up(&spool, &reserved)));
+        let _ = self.spawner.background(Box::new(move || {
+            top_up(&spool, &reserved);
+            flag.store(false, Ordering::Release);
+        }));
     }
 }
