@@ -46,19 +46,24 @@ fn messages() -> Vec<Vec<u8>> {
     ]
 }
 
-/// Deliver `messages()` to USER and return the delivered files' contents in
-/// arrival order (the order of their UIDs).
+/// Deliver `messages()` to USER, one at a time (each waited for, so that
+/// arrival order is UID order whatever the file names), and return the
+/// delivered files' contents in that order.
 fn deliver(s: &Suite) -> Vec<Vec<u8>> {
-    let msgs = messages();
     let mut c = Smtp::connect(s.port);
     c.cmd("EHLO pop3.example.org", 250);
-    for m in &msgs {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::new();
+    for (i, m) in messages().iter().enumerate() {
         c.mail("sender@example.org", &[USER], m);
+        let files = s.wait_mail(USER, i + 1);
+        let new: Vec<PathBuf> = files.into_iter().filter(|f| !seen.contains(f)).collect();
+        assert_eq!(new.len(), 1, "one new file per message");
+        out.push(read(&new[0]));
+        seen.extend(new);
     }
     c.cmd("QUIT", 221);
-    let files = s.wait_mail(USER, msgs.len());
-    // Maildir names begin with the delivery time: sorted = arrival order.
-    files.iter().map(|p| read(p)).collect()
+    out
 }
 
 /// LF on disk to CRLF, as POP3 sends it.
