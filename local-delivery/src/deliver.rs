@@ -476,7 +476,14 @@ fn write_mailbox(
                 if (st.st_dev, st.st_ino) != new_id {
                     return Err(io::Error::other("Maildir moved"));
                 }
-                maildir_write(&md, qf, rcpt, &mbox.quota, (mbox.uid, mbox.gid), &mut cache.unsynced)
+                maildir_write(
+                    &md,
+                    qf,
+                    rcpt,
+                    &mbox.quota,
+                    (mbox.uid, mbox.gid),
+                    &mut cache.unsynced,
+                )
             });
             match r {
                 Ok(()) => return Ok(()),
@@ -515,7 +522,14 @@ fn write_mailbox(
     privilege::as_user(mbox.uid, mbox.gid, move || {
         if mbox.maildir {
             let md = Maildir::open_at(&home, &mbox.below_home, mbox.path.clone(), true)?;
-            maildir_write(&md, qf, rcpt, &mbox.quota, (mbox.uid, mbox.gid), &mut cache.unsynced)?;
+            maildir_write(
+                &md,
+                qf,
+                rcpt,
+                &mbox.quota,
+                (mbox.uid, mbox.gid),
+                &mut cache.unsynced,
+            )?;
             if cache.len() >= MAILDIR_CACHE {
                 cache.clear();
             }

@@ -211,6 +211,38 @@ pub struct Folder {
     stamp: Option<Stamp>,
 }
 
+/// Files in tmp/ older than this are left-overs of deliveries that never
+/// finished (a crash between writing and renaming): Dovecot's
+/// MAILDIR_TMP_DELETE_SECS.
+const TMP_DELETE_SECS: i64 = 36 * 3600;
+
+/// Remove tmp/'s left-overs (Dovecot does this when it opens a folder for
+/// writing): regular files not written to for TMP_DELETE_SECS.
+/// A failure is logged, never fatal: the folder works without it.
+fn clean_tmp(tmp: &File, display: &Path) {
+    let Ok(entries) = fsat::list(tmp) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for e in entries.iter().filter(|e| e.kind == fsat::Kind::File) {
+        let Ok(st) = fsat::stat(tmp, &e.name) else {
+            continue;
+        };
+        if st.st_mtime < now - TMP_DELETE_SECS {
+            match fsat::unlink(tmp, &e.name) {
+                Ok(_) => common::warning!(
+                    "{}: removed {} left in tmp/ by an unfinished delivery",
+                    display.display(),
+                    e.name
+                ),
+                Err(err) => common::warning!("{}/tmp/{}: {err}", display.display(), e.name),
+            }
+        }
+    }
+}
+
 fn open_sub(dir: &File, display: &Path, name: &str) -> Result<File, StoreError> {
     fsat::open_dir(dir, name).at(&display.join(name))
 }
@@ -237,6 +269,9 @@ impl Folder {
         let cur = open_sub(&dir, &display, "cur")?;
         let new = open_sub(&dir, &display, "new")?;
         let tmp = open_sub(&dir, &display, "tmp")?;
+        if access == Access::ReadWrite {
+            clean_tmp(&tmp, &display);
+        }
         Ok(Folder {
             name: name.to_string(),
             access,

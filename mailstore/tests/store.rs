@@ -618,3 +618,35 @@ fn stale_names_are_followed_under_the_lock_without_waiting_for_it() {
     assert!(start.elapsed() < Duration::from_secs(1));
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn old_left_overs_in_tmp_are_removed_when_a_folder_is_opened_for_writing() {
+    let root = temp("tmp-cleanup");
+    let s = Store::create_user(&root, Options::default()).unwrap();
+    let tmp = root.join("tmp");
+    fs::write(tmp.join("old.M1P1.host"), b"half a message").unwrap();
+    fs::write(tmp.join("fresh.M2P1.host"), b"being written").unwrap();
+    // Two days old (Dovecot removes tmp/ files after 36 hours).
+    let two_days = nix::sys::time::TimeSpec::new(
+        (std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            - Duration::from_secs(48 * 3600))
+        .as_secs() as i64,
+        0,
+    );
+    nix::sys::stat::utimensat(
+        None,
+        &tmp.join("old.M1P1.host"),
+        &two_days,
+        &two_days,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    // Reading does not clean up; writing does.
+    s.folder(INBOX, Access::ReadOnly).unwrap();
+    assert_eq!(names(&tmp).len(), 2);
+    s.folder(INBOX, Access::ReadWrite).unwrap();
+    assert_eq!(names(&tmp), vec!["fresh.M2P1.host".to_string()]);
+    fs::remove_dir_all(&root).unwrap();
+}
