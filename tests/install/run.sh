@@ -557,6 +557,9 @@ PY
 }
 # maildir_file DIR TOKEN: the file in DIR/new holding TOKEN.
 maildir_file() { grep -l -- "$2" "$1"/new/* 2>/dev/null | head -n 1; }
+# arrived DIR TOKEN: there is one (for wait_for, which runs its command again
+# each time; a $(...) in its arguments would be looked at only once).
+arrived() { [ -n "$(maildir_file "$1" "$2")" ]; }
 # deliver ROUND: send, find both deliveries, check owners, modes and the log.
 # Sets VFILE to the virtual user's new message file and VTOKEN to its token.
 VFILE='' VTOKEN=''
@@ -568,7 +571,7 @@ deliver() {
         return 1
     fi
     pass "$round: SMTP to port 25 accepted mail for $VUSER and $SYSUSER@localhost (queued as $qid)"
-    if wait_for 30 test -n "$(maildir_file "$VMAILDIR" "$tok")"; then
+    if wait_for 30 arrived "$VMAILDIR" "$tok"; then
         f=$(maildir_file "$VMAILDIR" "$tok")
         VFILE=$f VTOKEN=$tok
         check "$round: $VUSER's message is in $VMAILDIR/new, owner posthorn-vmail, mode 0600" perms_are "$f" 600 posthorn-vmail posthorn-vmail
@@ -578,7 +581,7 @@ deliver() {
     fi
     local home
     home=$(getent passwd "$SYSUSER" | cut -d: -f6)
-    if wait_for 30 test -n "$(maildir_file "$home/Maildir" "$tok")"; then
+    if wait_for 30 arrived "$home/Maildir" "$tok"; then
         f=$(maildir_file "$home/Maildir" "$tok")
         check "$round: $SYSUSER's message is in ~$SYSUSER/Maildir/new, owner $SYSUSER, mode 0600" perms_are "$f" 600 "$SYSUSER" "$SYSUSER"
         check "$round: message starts with Return-Path and Delivered-To" sh -c "head -n 2 '$f' | tr '\n' ' ' | grep -q '^Return-Path: <tester@example.org> Delivered-To: $SYSUSER@localhost'"
@@ -605,18 +608,25 @@ pop3() {
 }
 listening_pop3() { [ -n "$(ss -Hltn 'sport = :110')" ] && [ -n "$(ss -Hltn 'sport = :995')" ]; }
 check "POP3 (110) and POP3S (995) are listening" wait_for 10 listening_pop3
-first_file=$VFILE first_token=$VTOKEN
+# The delivered file as it is now: the first login moves it to cur/ under
+# another name.
+first_file='' first_token=$VTOKEN
+if [ -n "$VFILE" ] && cp "$VFILE" "$WORK/first.msg"; then
+    first_file=$WORK/first.msg
+fi
 UIDL=
 pop3_read_stls() {
     local out
     out=$(pop3 read stls 110 "$first_file") || { echo "$out"; return 1; }
     echo "$out"
     UIDL=$(echo "$out" | sed -n 's/^UIDL //p')
+    echo "UIDL: $UIDL"
     # Dovecot's %08Xu%08Xv: UID and UIDVALIDITY, eight lower-case hex digits each.
     echo "$UIDL" | grep -Eqx '[0-9a-f]{16}' || { echo "UIDL $UIDL is not Dovecot's format"; return 1; }
 }
 if [ -n "$first_file" ]; then
-    check "POP3 STLS on port 110: poplib verifies the snakeoil certificate ($TLSNAME), logs in as $VUSER, RETR is the Maildir file byte for byte (CRLF), UIDL in Dovecot's format" pop3_read_stls
+    # In this shell: it sets UIDL.
+    check_here "POP3 STLS on port 110: poplib verifies the snakeoil certificate ($TLSNAME), logs in as $VUSER, RETR is the Maildir file byte for byte (CRLF), UIDL in Dovecot's format" pop3_read_stls
 else
     fail "POP3: no delivered message to read"
 fi
@@ -687,6 +697,8 @@ pop3_delete_ssl() {
 }
 if [ -n "$first_file" ] && [ -n "$UIDL" ]; then
     check "POP3S on port 995: the same UIDL, RETR byte for byte, DELE + QUIT deletes the message from the Maildir" pop3_delete_ssl
+else
+    fail "POP3S on port 995: DELE + QUIT (no message or no UIDL from the STLS step)"
 fi
 
 # A wrong password: Dovecot's reply after the delay, its log line, fail2ban.
