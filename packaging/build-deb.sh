@@ -14,9 +14,11 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-DAEMONS="master smtpd qmgr local anvil auth"
+DAEMONS="master smtpd qmgr local anvil auth pop3d pop3-login"
 OUT=$ROOT/target/debian
 STAGE=$OUT/stage
+# The cargo packages of the daemons (pop3-login is a program of posthorn-pop3d).
+CRATES="-p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil -p posthorn-auth -p posthorn-pop3d"
 PKG=posthorn
 
 die() {
@@ -38,8 +40,10 @@ VERSION=$(awk '
 ARCH=$(dpkg --print-architecture)
 
 if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
-    cargo build --release --locked -p posthorn-cli \
-        -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil -p posthorn-auth
+    # posthorn-pop3d's package builds both posthorn-pop3d and
+    # posthorn-pop3-login.
+    # shellcheck disable=SC2086 # $CRATES is a list of words
+    cargo build --release --locked -p posthorn-cli $CRATES
 fi
 REL=$ROOT/target/release
 for b in posthorn $(for d in $DAEMONS; do echo "posthorn-$d"; done); do
@@ -83,8 +87,9 @@ install -m 0644 etc/posthorn.service "$STAGE/lib/systemd/system/posthorn.service
 # Documentation: copyright, with the Rust crates linked into the programs.
 DOC=$STAGE/usr/share/doc/$PKG
 install -d "$DOC"
+# shellcheck disable=SC2086 # $CRATES is a list of words
 crates=$(cargo tree --locked --offline -e normal,no-proc-macro --prefix none -f '{p}|{l}' \
-    -p posthorn-cli -p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil -p posthorn-auth \
+    -p posthorn-cli $CRATES \
     2>/dev/null | sed 's/ (\*)$//' | grep -v '^$' | grep -v " ($ROOT" | sort -u) || crates=
 while IFS= read -r line; do
     if [ "$line" = @CRATES@ ]; then
@@ -136,12 +141,13 @@ Conflicts: mail-transport-agent
 Replaces: mail-transport-agent
 Section: mail
 Priority: optional
-Description: mail system: SMTP server, queue manager and local delivery
+Description: mail system: SMTP server, local delivery and POP3 server
  posthorn is a mail system shaped like Postfix and Dovecot: a master process
  supervises privilege-separated workers that talk over Unix sockets and a
- spool directory. This version receives mail over SMTP (port 25) and delivers
- it into Maildirs of virtual users (a Dovecot passwd-file) and of system
- users.
+ spool directory. This version receives mail over SMTP (port 25, STARTTLS),
+ delivers it into Maildirs of virtual users (a Dovecot passwd-file) and of
+ system users, and serves the virtual users' mailboxes over POP3 (port 110
+ with STLS, POP3S on port 995).
  .
  Configuration is in /etc/posthorn/main.cf with Postfix's parameter names;
  see posthorn(7) for an overview.

@@ -41,6 +41,8 @@ const PAGES: &[&str] = &[
     "man8/posthorn-local.8",
     "man8/posthorn-anvil.8",
     "man8/posthorn-auth.8",
+    "man8/posthorn-pop3-login.8",
+    "man8/posthorn-pop3d.8",
 ];
 
 /// What main.cf.5 says for a default computed at run time.
@@ -268,14 +270,7 @@ fn etc_master_cf_parses_and_runs_every_command() {
         );
     }
     // Where the services still to come slot in.
-    for name in [
-        "submission",
-        "submissions",
-        "imap",
-        "imaps",
-        "pop3",
-        "pop3s",
-    ] {
+    for name in ["submission", "submissions", "imap", "imaps"] {
         assert!(
             text.lines().any(|l| l
                 .strip_prefix('#')

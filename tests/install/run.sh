@@ -6,8 +6,13 @@
 # and user and a system user, start posthorn with its init script, send mail
 # over SMTP to port 25, find it in both Maildirs with the right owner and mode,
 # check the process owners (ps), the delivery lines in /var/log/mail.log and
-# `posthorn check`, restart and reload through the init script (mail must flow
-# after each), stop, purge, and check that nothing of posthorn's was left
+# `posthorn check`; read the virtual user's mail over POP3 with STLS (port
+# 110) and POP3S (995) with Python's poplib verifying the snakeoil certificate
+# the postinst configured (byte-exact RETR, UIDL, DELE + QUIT), check the
+# owners of the POP3 processes while a session is open, a wrong password
+# (reply, log line, fail2ban's dovecot filter); restart and reload through the
+# init script (mail must flow after each, and a POP3 session open across the
+# reload must go on working), stop, purge, and check that nothing of posthorn's was left
 # behind (tests/install/leftovers.sh decides what is posthorn's from the
 # .deb's file list and maintainer scripts; other programs' new files, such as
 # systemctl's /run/systemd/systemd-units-load, are only noted; files planted
@@ -25,8 +30,9 @@
 #   RESTORE_MTA=0     do not reinstall the MTA package posthorn replaced
 #   KEEP_LOG=1        keep the work directory with the detailed log
 #
-# Needs: root, apt-get/dpkg, python3, ss (iproute2); rsyslog and mandoc are
-# installed with apt-get when missing.
+# Needs: root, apt-get/dpkg, python3, ss (iproute2), openssl, fail2ban-regex
+# (package fail2ban; .ci/run installs it); rsyslog, mandoc and ssl-cert (the
+# snakeoil certificate) are installed with apt-get when missing.
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,6 +48,10 @@ VHOSTS=/var/mail/vhosts
 DOMAIN=example.test
 VUSER=alice@$DOMAIN
 VMAILDIR=$VHOSTS/$DOMAIN/alice/Maildir
+VPASS=secret-1
+SNAKEOIL_CERT=/etc/ssl/certs/ssl-cert-snakeoil.pem
+SNAKEOIL_KEY=/etc/ssl/private/ssl-cert-snakeoil.key
+POP3=tests/install/pop3_client.py
 SYSUSER=phsys
 SYSUSER_GECOS="posthorn install test"
 STARTED=$(date +%s)
@@ -78,6 +88,21 @@ check() {
         return 0
     fi
     fail "$name" "$out"
+    return 1
+}
+# check_here NAME COMMAND...: the same, with COMMAND run in this shell (not
+# in a subshell), for steps that start or wait for background processes.
+check_here() {
+    local name=$1 rc
+    shift
+    "$@" >"$WORK/step.out" 2>&1
+    rc=$?
+    printf '== %s (exit %s)\n%s\n' "$name" "$rc" "$(cat "$WORK/step.out")" >>"$LOG"
+    if [ "$rc" = 0 ]; then
+        pass "$name"
+        return 0
+    fi
+    fail "$name" "$(cat "$WORK/step.out")"
     return 1
 }
 # wait_for SECONDS COMMAND...: retry COMMAND every 0.2 s until it succeeds.
@@ -139,6 +164,9 @@ undo_state() {
         stop_posthorn
         apt-get purge -y -q posthorn || dpkg --purge posthorn || true
     fi
+    if recorded "pkg-installed:ssl-cert" && pkg_present ssl-cert; then
+        apt-get purge -y -q ssl-cert || true
+    fi
     if recorded "user:$SYSUSER" && getent passwd "$SYSUSER" >/dev/null; then
         userdel -r "$SYSUSER" 2>/dev/null || userdel "$SYSUSER" || true
     fi
@@ -166,6 +194,9 @@ undo_state() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [ -n "${HOLD_PID:-}" ]; then
+        kill "$HOLD_PID" 2>/dev/null || true
+    fi
     echo "== cleanup" >>"$LOG"
     undo_state >>"$LOG" 2>&1
     if [ -n "$(sed -n 's/^mta-removed://p' "$WORK/state.copy" 2>/dev/null)" ]; then
@@ -204,7 +235,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "FAIL  run as root (installs a package, binds port 25)"
     exit 1
 fi
-for tool in dpkg apt-get python3 ss ps; do
+for tool in dpkg apt-get python3 ss ps openssl; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "FAIL  $tool is required"
         exit 1
@@ -234,14 +265,14 @@ if getent passwd "$SYSUSER" >/dev/null; then
     fi
 fi
 
-listeners=$(ss -Hltnp 'sport = :25' 2>/dev/null)
+listeners=$(ss -Hltnp '( sport = :25 or sport = :110 or sport = :995 )' 2>/dev/null)
 if [ -n "$listeners" ]; then
-    fail "preflight: port 25 is free" "port 25 is taken by another program on this machine; stop it first:
+    fail "preflight: ports 25, 110 and 995 are free" "a port is taken by another program on this machine; stop it first:
 $listeners"
     summary
     exit 1
 fi
-pass "preflight: root, tools, port 25 free"
+pass "preflight: root, tools, ports 25, 110 and 995 free"
 
 check "the leftover rule (tests/install/leftovers-test.sh)" sh tests/install/leftovers-test.sh
 
@@ -288,6 +319,25 @@ check "rsyslog writes facility mail to $MAILLOG" wait_for 10 grep -q "$marker" "
 LOGSTART=$(stat -c %s "$MAILLOG" 2>/dev/null || echo 0)
 log_has() { tail -c +"$((LOGSTART + 1))" "$MAILLOG" | grep -q -- "$1"; }
 
+# --- the snakeoil certificate ----------------------------------------------------
+
+# The postinst points TLS at it, as Debian's postfix does; the POP3 steps
+# verify the server's certificate against it.
+ensure_snakeoil() {
+    if [ ! -f "$SNAKEOIL_CERT" ] || [ ! -f "$SNAKEOIL_KEY" ]; then
+        pkg_status ssl-cert | grep -q 'ok installed' || record "pkg-installed:ssl-cert"
+        apt-get install -y -q ssl-cert || return 1
+        [ -f "$SNAKEOIL_CERT" ] || make-ssl-cert generate-default-snakeoil || return 1
+    fi
+    openssl x509 -in "$SNAKEOIL_CERT" -noout -subject -ext subjectAltName
+    ls -l "$SNAKEOIL_KEY"
+}
+check "the ssl-cert snakeoil certificate exists ($SNAKEOIL_CERT)" ensure_snakeoil
+# The name it is made out to (its subject's CN), which clients verify.
+TLSNAME=$(openssl x509 -in "$SNAKEOIL_CERT" -noout -subject -nameopt RFC2253 2>/dev/null |
+    sed -n 's/^subject=.*CN=\([^,]*\).*/\1/p')
+note "snakeoil certificate for: ${TLSNAME:-?}"
+
 # --- what the machine looked like before -------------------------------------
 
 accounts() { { getent passwd | cut -d: -f1 | sed 's/^/user /'; getent group | cut -d: -f1 | sed 's/^/group /'; } | sort; }
@@ -322,11 +372,14 @@ done
 files_present() {
     local f missing=""
     for f in /usr/sbin/posthorn /usr/lib/posthorn/posthorn-master /usr/lib/posthorn/posthorn-smtpd \
-        /usr/lib/posthorn/posthorn-qmgr /usr/lib/posthorn/posthorn-local \
+        /usr/lib/posthorn/posthorn-qmgr /usr/lib/posthorn/posthorn-local /usr/lib/posthorn/posthorn-anvil \
+        /usr/lib/posthorn/posthorn-auth /usr/lib/posthorn/posthorn-pop3d /usr/lib/posthorn/posthorn-pop3-login \
         /usr/share/man/man1/posthorn.1.gz /usr/share/man/man5/main.cf.5.gz /usr/share/man/man5/master.cf.5.gz \
         /usr/share/man/man5/posthorn-users.5.gz /usr/share/man/man7/posthorn.7.gz \
         /usr/share/man/man8/posthorn-master.8.gz /usr/share/man/man8/posthorn-smtpd.8.gz \
         /usr/share/man/man8/posthorn-qmgr.8.gz /usr/share/man/man8/posthorn-local.8.gz \
+        /usr/share/man/man8/posthorn-auth.8.gz /usr/share/man/man8/posthorn-pop3-login.8.gz \
+        /usr/share/man/man8/posthorn-pop3d.8.gz \
         $CFG/main.cf $CFG/master.cf $CFG/users $INIT /lib/systemd/system/posthorn.service \
         /usr/share/doc/posthorn/copyright; do
         [ -e "$f" ] || missing="$missing $f"
@@ -345,7 +398,7 @@ conffiles_ok() {
 }
 check "conffiles registered: main.cf master.cf users init script" conffiles_ok
 if command -v man >/dev/null 2>&1; then
-    check "man finds main.cf(5) and posthorn-smtpd(8)" sh -c 'man -w 5 main.cf && man -w 8 posthorn-smtpd'
+    check "man finds main.cf(5), posthorn-smtpd(8) and posthorn-pop3d(8)" sh -c 'man -w 5 main.cf && man -w 8 posthorn-smtpd && man -w 8 posthorn-pop3d'
 fi
 
 accounts_ok() {
@@ -356,8 +409,22 @@ accounts_ok() {
     [ "$(echo "$pw" | cut -d: -f6)" = /var/spool/posthorn ] || { echo "home is not /var/spool/posthorn"; return 1; }
     case $(echo "$pw" | cut -d: -f7) in */nologin | /bin/false) ;; *) echo "login shell"; return 1 ;; esac
     [ "$(echo "$pw" | cut -d: -f3)" -lt 1000 ] || { echo "not a system uid"; return 1; }
+    # system_account USER HOME: a system account with no login shell.
+    system_account() {
+        local a
+        a=$(getent passwd "$1") || { echo "no user $1"; return 1; }
+        echo "$a"
+        getent group "$1" || { echo "no group $1"; return 1; }
+        [ "$(echo "$a" | cut -d: -f4)" = "$(getent group "$1" | cut -d: -f3)" ] || { echo "$1: not in group $1"; return 1; }
+        [ "$(echo "$a" | cut -d: -f6)" = "$2" ] || { echo "$1: home is not $2"; return 1; }
+        case $(echo "$a" | cut -d: -f7) in */nologin | /bin/false) ;; *) echo "$1: login shell"; return 1 ;; esac
+        [ "$(echo "$a" | cut -d: -f3)" -lt 1000 ] || { echo "$1: not a system uid"; return 1; }
+    }
+    system_account posthorn-login /nonexistent || return 1
+    system_account posthorn-vmail "$VHOSTS" || return 1
+    [ "$(id -u posthorn-vmail)" != "$(id -u posthorn)" ] || { echo "posthorn-vmail shares posthorn's uid"; return 1; }
 }
-check "accounts: system user posthorn (home /var/spool/posthorn, nologin), group postdrop" accounts_ok
+check "accounts: system users posthorn (home /var/spool/posthorn), posthorn-login, posthorn-vmail (home $VHOSTS), nologin; group postdrop" accounts_ok
 
 # path mode owner group
 perms_are() {
@@ -373,6 +440,7 @@ spool_ok() {
     for d in incoming active deferred hold corrupt private; do
         perms_are /var/spool/posthorn/$d 700 posthorn posthorn || bad=1
     done
+    perms_are /var/spool/posthorn/login 750 posthorn posthorn-login || bad=1
     perms_are /var/spool/posthorn/pid 755 root posthorn || bad=1
     perms_are "$VHOSTS" 755 root root || recorded "vhosts:existed" || bad=1
     perms_are $CFG/users 600 root root || bad=1
@@ -390,6 +458,21 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 fi
 check "init script registered (update-rc.d links)" sh -c 'ls /etc/rc2.d/S*posthorn && ls /etc/rc0.d/K*posthorn'
 
+# The postinst's settings: TLS with the snakeoil pair, virtual mailboxes
+# owned by posthorn-vmail.
+postinst_settings_ok() {
+    local set want
+    set=$("$P" config -n -c "$CFG") || return 1
+    echo "$set"
+    want="smtpd_tls_cert_file = $SNAKEOIL_CERT
+smtpd_tls_key_file = $SNAKEOIL_KEY
+virtual_uid_maps = static:$(id -u posthorn-vmail)
+virtual_gid_maps = static:$(getent group posthorn-vmail | cut -d: -f3)"
+    [ "$(echo "$set" | grep -E '^(smtpd_tls_(cert|key)_file|virtual_[ug]id_maps) =')" = "$want" ] ||
+        { echo "expected:"; echo "$want"; return 1; }
+}
+check "postinst set smtpd_tls_cert_file/key_file to the snakeoil pair and virtual_uid_maps/gid_maps to posthorn-vmail" postinst_settings_ok
+
 # --- configure ---------------------------------------------------------------
 
 if "$P" config -c "$CFG" -e "myhostname=mail.$DOMAIN" "virtual_mailbox_domains=$DOMAIN" >>"$LOG" 2>&1; then
@@ -401,7 +484,7 @@ fi
 check "posthorn config shows the settings" sh -c "$P config -c $CFG myhostname virtual_mailbox_domains | tee /dev/stderr | grep -qx 'virtual_mailbox_domains = $DOMAIN'"
 check "posthorn config -d prints computed defaults (myhostname is not @hostname@)" sh -c "! $P config -d -c $CFG myhostname mydomain | grep '@'"
 check "mydomain follows myhostname (main.cf(5): \$myhostname less its first label)" sh -c "$P config -c $CFG mydomain | grep -qx 'mydomain = $DOMAIN'"
-check "posthorn user add $VUSER" "$P" user add "$VUSER" --password 'secret-1' -c "$CFG"
+check "posthorn user add $VUSER" "$P" user add "$VUSER" --password "$VPASS" -c "$CFG"
 check "users file lists $VUSER with an ARGON2ID hash" grep -q "^$VUSER:{ARGON2ID}\\\$argon2id\\\$" $CFG/users
 check "users file still root:root 0600 after posthorn user add (only auth and local read it)" perms_are $CFG/users 600 root root
 check "useradd -m $SYSUSER (a system user)" useradd -m -c "$SYSUSER_GECOS" -s /bin/sh "$SYSUSER" && record "user:$SYSUSER"
@@ -474,7 +557,12 @@ PY
 }
 # maildir_file DIR TOKEN: the file in DIR/new holding TOKEN.
 maildir_file() { grep -l -- "$2" "$1"/new/* 2>/dev/null | head -n 1; }
+# arrived DIR TOKEN: there is one (for wait_for, which runs its command again
+# each time; a $(...) in its arguments would be looked at only once).
+arrived() { [ -n "$(maildir_file "$1" "$2")" ]; }
 # deliver ROUND: send, find both deliveries, check owners, modes and the log.
+# Sets VFILE to the virtual user's new message file and VTOKEN to its token.
+VFILE='' VTOKEN=''
 deliver() {
     local round=$1 tok qid f
     tok="posthorn-install-test-$round-$$-$STARTED"
@@ -483,16 +571,17 @@ deliver() {
         return 1
     fi
     pass "$round: SMTP to port 25 accepted mail for $VUSER and $SYSUSER@localhost (queued as $qid)"
-    if wait_for 30 test -n "$(maildir_file "$VMAILDIR" "$tok")"; then
+    if wait_for 30 arrived "$VMAILDIR" "$tok"; then
         f=$(maildir_file "$VMAILDIR" "$tok")
-        check "$round: $VUSER's message is in $VMAILDIR/new, owner posthorn, mode 0600" perms_are "$f" 600 posthorn posthorn
-        check "$round: $VUSER's Maildir is owner posthorn, mode 0700" perms_are "$VMAILDIR/new" 700 posthorn posthorn
+        VFILE=$f VTOKEN=$tok
+        check "$round: $VUSER's message is in $VMAILDIR/new, owner posthorn-vmail, mode 0600" perms_are "$f" 600 posthorn-vmail posthorn-vmail
+        check "$round: $VUSER's Maildir is owner posthorn-vmail, mode 0700" perms_are "$VMAILDIR/new" 700 posthorn-vmail posthorn-vmail
     else
         fail "$round: $VUSER's message arrives in $VMAILDIR/new" "$(ls -la "$VMAILDIR/new" 2>&1; tail -n 20 "$MAILLOG")"
     fi
     local home
     home=$(getent passwd "$SYSUSER" | cut -d: -f6)
-    if wait_for 30 test -n "$(maildir_file "$home/Maildir" "$tok")"; then
+    if wait_for 30 arrived "$home/Maildir" "$tok"; then
         f=$(maildir_file "$home/Maildir" "$tok")
         check "$round: $SYSUSER's message is in ~$SYSUSER/Maildir/new, owner $SYSUSER, mode 0600" perms_are "$f" 600 "$SYSUSER" "$SYSUSER"
         check "$round: message starts with Return-Path and Delivered-To" sh -c "head -n 2 '$f' | tr '\n' ' ' | grep -q '^Return-Path: <tester@example.org> Delivered-To: $SYSUSER@localhost'"
@@ -508,6 +597,134 @@ deliver() {
 }
 deliver "first start"
 
+# --- POP3 --------------------------------------------------------------------
+
+# pop3 ACTION MODE PORT [ARGS]: tests/install/pop3_client.py as $VUSER,
+# verifying the snakeoil certificate for $TLSNAME.
+pop3() {
+    local action=$1 mode=$2 port=$3
+    shift 3
+    python3 "$POP3" "$action" "$mode" "$port" "$SNAKEOIL_CERT" "$TLSNAME" "$VUSER" "$VPASS" "$@"
+}
+listening_pop3() { [ -n "$(ss -Hltn 'sport = :110')" ] && [ -n "$(ss -Hltn 'sport = :995')" ]; }
+check "POP3 (110) and POP3S (995) are listening" wait_for 10 listening_pop3
+# The delivered file as it is now: the first login moves it to cur/ under
+# another name.
+first_file='' first_token=$VTOKEN
+if [ -n "$VFILE" ] && cp "$VFILE" "$WORK/first.msg"; then
+    first_file=$WORK/first.msg
+fi
+UIDL=
+pop3_read_stls() {
+    local out
+    out=$(pop3 read stls 110 "$first_file") || { echo "$out"; return 1; }
+    echo "$out"
+    UIDL=$(echo "$out" | sed -n 's/^UIDL //p')
+    echo "UIDL: $UIDL"
+    # Dovecot's %08Xu%08Xv: UID and UIDVALIDITY, eight lower-case hex digits each.
+    echo "$UIDL" | grep -Eqx '[0-9a-f]{16}' || { echo "UIDL $UIDL is not Dovecot's format"; return 1; }
+}
+if [ -n "$first_file" ]; then
+    # In this shell: it sets UIDL.
+    check_here "POP3 STLS on port 110: poplib verifies the snakeoil certificate ($TLSNAME), logs in as $VUSER, RETR is the Maildir file byte for byte (CRLF), UIDL in Dovecot's format" pop3_read_stls
+else
+    fail "POP3: no delivered message to read"
+fi
+check "TLS verification is real: the certificate is refused for another name" sh -c \
+    "python3 $POP3 badname ssl 995 $SNAKEOIL_CERT not-$TLSNAME.invalid $VUSER x | grep '^REFUSED'"
+
+# A session held open in the background: tests/install/pop3_client.py hold,
+# its stdin a FIFO that this shell keeps open (HOLD_FD), its output in a file.
+HOLD_PID='' HOLD_FD=''
+# hold_start MODE PORT: open the session; fails unless it logs in.
+hold_start() {
+    rm -f "$WORK/hold.in" "$WORK/hold.out"
+    mkfifo "$WORK/hold.in" || return 1
+    pop3 hold "$1" "$2" <"$WORK/hold.in" >"$WORK/hold.out" 2>&1 &
+    HOLD_PID=$!
+    exec {HOLD_FD}>"$WORK/hold.in"
+    wait_for 30 grep -q '^READY' "$WORK/hold.out"
+    local rc=$?
+    cat "$WORK/hold.out"
+    return $rc
+}
+# hold_finish: let the held session go on (STAT, RETR every message, NOOP,
+# QUIT) and end.
+hold_finish() {
+    local rc
+    [ -n "$HOLD_PID" ] || { echo "no session is held"; return 1; }
+    echo go >&"$HOLD_FD"
+    exec {HOLD_FD}>&-
+    wait "$HOLD_PID"
+    rc=$?
+    HOLD_PID=
+    cat "$WORK/hold.out"
+    [ "$rc" = 0 ] && grep -q '^DONE' "$WORK/hold.out"
+}
+pop3_procs_ok() {
+    local m list disp bad=0
+    m=$(master_pid)
+    list=$(ps -eo pid=,ppid=,user:20=,args=)
+    echo "$list" | awk -v m="$m" '$1 == m || $2 == m'
+    # pop3-login: the two services' processes (maxproc 2 each), as posthorn-login.
+    echo "$list" | awk -v m="$m" '$2 == m && $4 == "posthorn-pop3-login" { n++; if ($3 != "posthorn-login") bad = 1 }
+        END { exit !(n >= 4 && !bad) }' || { echo "posthorn-pop3-login: not 4 processes as posthorn-login"; bad=1; }
+    disp=$(echo "$list" | awk -v m="$m" '$2 == m && $4 == "posthorn-pop3d" { print $1 }')
+    [ "$(echo "$disp" | wc -w)" = 1 ] || { echo "not one dispatcher: $disp"; return 1; }
+    echo "$list" | awk -v d="$disp" '$1 == d && $3 == "root" { f = 1 } END { exit !f }' ||
+        { echo "the dispatcher posthorn-pop3d is not root"; bad=1; }
+    echo "mailbox processes (children of the dispatcher $disp):"
+    echo "$list" | awk -v d="$disp" '$2 == d'
+    echo "$list" | awk -v d="$disp" '$2 == d && $4 == "posthorn-pop3d" { n++; if ($3 != "posthorn-vmail") bad = 1 }
+        END { exit !(n >= 1 && !bad) }' || { echo "no mailbox process as posthorn-vmail"; bad=1; }
+    echo "$list" | awk -v m="$m" '$2 == m && $4 == "posthorn-auth" && $3 == "root" { f = 1 } END { exit !f }' ||
+        { echo "posthorn-auth is not running as root"; bad=1; }
+    return $bad
+}
+if check_here "POP3 STLS session held open (logged in)" hold_start stls 110; then
+    check "ps: posthorn-pop3-login as posthorn-login, the dispatcher posthorn-pop3d as root, its child mailbox process posthorn-pop3d as posthorn-vmail, posthorn-auth as root" wait_for 10 pop3_procs_ok
+    check_here "the held session goes on: STAT, RETR, NOOP, QUIT" hold_finish
+fi
+check "the users file is 0600 root:root (only auth and local read it)" perms_are "$CFG/users" 600 root root
+check "$VUSER's Maildir belongs to posthorn-vmail (mode 0700)" perms_are "$VMAILDIR" 700 posthorn-vmail posthorn-vmail
+pop3_delete_ssl() {
+    pop3 delete ssl 995 "$first_file" "$UIDL" || return 1
+    # QUIT deleted it from the Maildir.
+    if grep -rl -- "$first_token" "$VMAILDIR/new" "$VMAILDIR/cur" 2>/dev/null; then
+        echo "still in the Maildir"
+        return 1
+    fi
+}
+if [ -n "$first_file" ] && [ -n "$UIDL" ]; then
+    check "POP3S on port 995: the same UIDL, RETR byte for byte, DELE + QUIT deletes the message from the Maildir" pop3_delete_ssl
+else
+    fail "POP3S on port 995: DELE + QUIT (no message or no UIDL from the STLS step)"
+fi
+
+# A wrong password: Dovecot's reply after the delay, its log line, fail2ban.
+wrong_password() {
+    local out
+    out=$(python3 "$POP3" fail stls 110 "$SNAKEOIL_CERT" "$TLSNAME" "$VUSER" wrong-password) || { echo "$out"; return 1; }
+    echo "$out"
+    echo "$out" | grep -qx 'REPLY -ERR \[AUTH\] Authentication failed\.'
+}
+check "POP3 with a wrong password: -ERR [AUTH] Authentication failed." wrong_password
+check "$MAILLOG has pop3-login's 'Disconnected (auth failed, 1 attempts in N secs): user=<$VUSER>, method=PLAIN, rip=127.0.0.1' line" \
+    wait_for 15 log_has "posthorn/pop3-login\[[0-9]*\]: Disconnected (auth failed, 1 attempts in [0-9]* secs): user=<$VUSER>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, TLS"
+check "$MAILLOG has pop3-login's 'Login: user=<$VUSER>, method=PLAIN, rip=127.0.0.1' line and pop3d's 'Disconnected: Logged out' line" sh -c \
+    "tail -c +$((LOGSTART + 1)) $MAILLOG | grep -q 'posthorn/pop3-login\[[0-9]*\]: Login: user=<$VUSER>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, TLS' &&
+     tail -c +$((LOGSTART + 1)) $MAILLOG | grep -q 'posthorn/pop3d\[[0-9]*\]: pop3($VUSER): Disconnected: Logged out top=0/0, retr=1/[0-9]*, del=1/1, size=[0-9]*'"
+fail2ban_matches() {
+    local out n
+    command -v fail2ban-regex >/dev/null 2>&1 || { echo "fail2ban-regex is not installed (package fail2ban; .ci/run installs it)"; return 1; }
+    tail -c +"$((LOGSTART + 1))" "$MAILLOG" >"$WORK/mail.log.run"
+    out=$(fail2ban-regex "$WORK/mail.log.run" 'dovecot[_daemon=posthorn/\S+]' 2>&1)
+    echo "$out"
+    n=$(echo "$out" | sed -n 's/^Lines: .* \([0-9][0-9]*\) matched.*/\1/p')
+    [ "${n:-0}" -ge 1 ]
+}
+check "fail2ban-regex: the dovecot filter (_daemon=posthorn/\S+) matches the failed login in $MAILLOG" fail2ban_matches
+
 # --- restart and reload ------------------------------------------------------
 
 before=$(master_pid)
@@ -518,8 +735,14 @@ check "restart: port 25 is listening" wait_for 10 listening25
 deliver "after restart"
 
 smtpd_pids() { procs | awk -v m="$(master_pid)" '$2 == m && $4 == "posthorn-smtpd" { print $1 }' | sort | tr '\n' ' '; }
+# The POP3 workers: pop3-login (comm is cut to 15 characters) and the dispatcher.
+pop3_pids() { procs | awk -v m="$(master_pid)" '$2 == m && $4 ~ /^posthorn-pop3/ { print $1 }' | sort | tr '\n' ' '; }
 before=$(master_pid)
 old_smtpd=$(smtpd_pids)
+# A POP3S session (TLS relayed by its login process) open across the reload.
+held=0
+check_here "reload: a POP3S session on 995 is open (logged in)" hold_start ssl 995 && held=1
+old_pop3=$(pop3_pids)
 check "$INIT reload" "$INIT" reload
 check "reload: the same master (pid $before)" test "$(master_pid)" = "$before"
 check "reload: master logged the reload" wait_for 10 log_has "posthorn/master\[[0-9]*\]: reload -- "
@@ -530,6 +753,31 @@ smtpd_replaced() {
     [ -n "$now" ] && [ "$now" != "$old_smtpd" ]
 }
 check "reload: smtpd workers replaced (were: $old_smtpd)" wait_for 15 smtpd_replaced
+# New pop3-login processes (2 per service) and a new dispatcher.
+pop3_restarted() {
+    local now p n=0
+    now=$(pop3_pids)
+    echo "now: $now"
+    for p in $now; do
+        case " $old_pop3 " in *" $p "*) ;; *) n=$((n + 1)) ;; esac
+    done
+    [ "$n" -ge 5 ]
+}
+# Every old one has exited.
+pop3_old_gone() {
+    local p left=""
+    for p in $old_pop3; do
+        kill -0 "$p" 2>/dev/null && left="$left $p"
+    done
+    [ -z "$left" ] || { echo "still running:$left"; ps -o pid=,user=,args= -p "${left# }"; return 1; }
+}
+check "reload: new pop3-login and pop3d workers started (the old ones: $old_pop3)" wait_for 15 pop3_restarted
+if [ "$held" = 1 ]; then
+    check_here "reload: the POP3S session opened before it goes on (STAT, RETR every message, NOOP, QUIT)" hold_finish
+fi
+check "reload: the old pop3-login and pop3d workers have exited once their sessions ended" wait_for 20 pop3_old_gone
+check "reload: a new POP3S session after it logs in and reads" sh -c \
+    "python3 $POP3 hold ssl 995 $SNAKEOIL_CERT $TLSNAME $VUSER $VPASS </dev/null | grep '^DONE'"
 deliver "after reload"
 check "$INIT force-reload" "$INIT" force-reload
 check "posthorn check is still clean" check_clean
@@ -559,14 +807,14 @@ check "purge removed /etc/posthorn /var/spool/posthorn /run/posthorn /var/lib/po
     $INIT /lib/systemd/system/posthorn.service /etc/systemd/system/multi-user.target.wants/posthorn.service
 check "purge removed the init links" sh -c '! ls /etc/rc?.d/*posthorn 2>/dev/null | grep -q .'
 check "no posthorn process after purge" no_package_procs
-check "purge kept $VHOSTS: it holds $VUSER's mail" sh -c "ls $VMAILDIR/new | grep -q ."
+check "purge kept $VHOSTS: it holds $VUSER's mail" sh -c "find $VMAILDIR/new $VMAILDIR/cur -type f | grep -q ."
 
 userdel -r "$SYSUSER" >>"$LOG" 2>&1
 accounts >"$WORK/accounts.after"
 accounts_same() {
     diff "$WORK/accounts.before" "$WORK/accounts.after"
 }
-check "accounts after purge are those before install (posthorn, postdrop removed unless they existed)" accounts_same
+check "accounts after purge are those before install (posthorn, posthorn-login, posthorn-vmail, postdrop removed unless they existed)" accounts_same
 snapshot >"$WORK/files.after"
 # Only what posthorn could have made counts (its package's files, paths
 # naming posthorn, and what its maintainer scripts create); other programs'
