@@ -176,9 +176,12 @@ pub fn check(dir: &Path) -> i32 {
     match std::fs::read_to_string(&mcf) {
         Ok(text) => {
             let dpl = cfg.int("default_process_limit").unwrap_or(100) as u32;
-            if let Err(e) = common::mastercf::parse(&mcf.display().to_string(), &text, dpl) {
-                eprintln!("posthorn: error: {e}");
-                errors += 1;
+            match common::mastercf::parse(&mcf.display().to_string(), &text, dpl) {
+                Ok(services) => errors += check_services(dir, &services),
+                Err(e) => {
+                    eprintln!("posthorn: error: {e}");
+                    errors += 1;
+                }
             }
         }
         Err(e) => {
@@ -218,6 +221,41 @@ pub fn check(dir: &Path) -> i32 {
     } else {
         0
     }
+}
+
+/// What each master.cf service needs with its own -o settings: a service in
+/// TLS wrapper mode (smtps, pop3s) needs a certificate, a login service
+/// needs login_user. Returns the number of errors.
+fn check_services(dir: &Path, services: &[common::mastercf::Service]) -> i32 {
+    let mut errors = 0;
+    for svc in services {
+        let Ok(c) = Config::load_with(dir, &svc.overrides) else {
+            continue; // main.cf's own errors are reported above
+        };
+        let at = format!("master.cf line {} ({})", svc.line, svc.name);
+        let wrapper =
+            |mode: &str, cert: &str| c.bool(mode).unwrap_or(false) && c.get(cert).trim().is_empty();
+        if (svc.command == "smtpd" && wrapper("smtpd_tls_wrappermode", "smtpd_tls_cert_file"))
+            || (svc.command == "pop3-login"
+                && wrapper("pop3d_tls_wrappermode", "mailbox_tls_cert_file"))
+        {
+            eprintln!(
+                "posthorn: error: {at}: TLS wrapper mode without a certificate: set smtpd_tls_cert_file (and smtpd_tls_key_file) in main.cf, or remove the service"
+            );
+            errors += 1;
+        }
+        if common::mastercf::LOGIN_COMMANDS.contains(&svc.command.as_str())
+            && common::privilege::is_root()
+            && common::privilege::lookup_user(&c.get("login_user")).is_none()
+        {
+            eprintln!(
+                "posthorn: error: {at}: login_user {:?} is not a user on this system (create it, or set login_user)",
+                c.get("login_user")
+            );
+            errors += 1;
+        }
+    }
+    errors
 }
 
 /// The TLS certificates and keys load as the daemons will load them (as

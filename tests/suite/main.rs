@@ -629,3 +629,44 @@ fn spool_failure_gets_452_never_250() {
         s.log().contains("queue file write error") || s.log().contains("cannot create queue file")
     );
 }
+
+#[test]
+fn check_names_a_tls_wrapper_service_without_a_certificate() {
+    let dir = std::env::temp_dir().join(format!("posthorn-check-wrapper-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("main.cf"),
+        format!(
+            "queue_directory = {0}/spool\nmail_owner = {1}\nlogin_user = {1}\n",
+            dir.display(),
+            common_user()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("master.cf"),
+        "127.0.0.1:2995 inet n - n - 1 pop3-login\n  -o pop3d_tls_wrappermode=yes\nlogin/pop3 unix - n n - 1 pop3d\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&dir)
+        .output()
+        .expect("posthorn check runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("master.cf line 1 (127.0.0.1:2995): TLS wrapper mode without a certificate"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The user running the tests (root, or nobody in the second run).
+fn common_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| "root".into(), |u| u.name)
+}
