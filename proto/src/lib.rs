@@ -17,9 +17,7 @@
 //! Diagnostics: nothing is logged here. Errors are returned as protocol
 //! replies (`smtp::Reply`) or small error types the caller maps to one.
 
+pub mod imap;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
-
-// The `imap` module comes later, in the same style: parsers, response
-// writers and literal receivers, no I/O.
