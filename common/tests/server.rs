@@ -3,7 +3,8 @@
 //! hold input and output, pool jobs, a graceful stop and a drain; TLS
 //! (implicit, and STARTTLS with pipelined plaintext discarded) with a rustls
 //! client and an rcgen CA; streaming output (`Next::Produce`); and handing
-//! connections (plain and TLS) to a second loop over a socketpair.
+//! connections (plain and TLS) to a second loop over a socketpair; a
+//! watched descriptor (`Next::Watch`) waking a session without input.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -30,6 +31,8 @@ struct Seen {
     clean: AtomicUsize,
     /// The most unsent output a streaming connection held after `produce`.
     max_out: AtomicUsize,
+    /// The writing ends of `watch` commands' socketpairs.
+    watch_ends: std::sync::Mutex<Vec<UnixStream>>,
 }
 
 /// Lines in, lines out: `pause`, `job`, `quit`, `starttls`, `big N`
@@ -58,6 +61,8 @@ struct Conn {
     big_done: usize,
     /// Descriptors received (and closed).
     fds: usize,
+    /// `watch`: the reading end the loop watches.
+    watched: Option<UnixStream>,
 }
 
 /// The byte at offset `i` of a `big` reply.
@@ -80,6 +85,16 @@ impl Lines {
                     return Next::Close;
                 }
                 b"fds" => out.extend_from_slice(format!("fds {}\n", c.fds).as_bytes()),
+                b"watch" => {
+                    use std::os::fd::AsRawFd;
+                    let (r, w) = UnixStream::pair().unwrap();
+                    r.set_nonblocking(true).unwrap();
+                    self.seen.watch_ends.lock().unwrap().push(w);
+                    let fd = r.as_raw_fd();
+                    c.watched = Some(r);
+                    out.extend_from_slice(b"watching\n");
+                    return Next::Watch(fd);
+                }
                 b"starttls" => {
                     out.extend_from_slice(b"go tls\n");
                     // RFC 3207 5: what came after the command is dropped.
@@ -156,6 +171,23 @@ impl Service for Lines {
 
     fn resume(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<u32> {
         self.run_lines(c, out)
+    }
+
+    fn notify(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<u32> {
+        let mut n = 0;
+        let mut buf = [0u8; 64];
+        if let Some(r) = c.watched.as_mut() {
+            while let Ok(k) = r.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+        }
+        if n > 0 {
+            out.extend_from_slice(format!("notified {n}\n").as_bytes());
+        }
+        Next::Continue
     }
 
     fn tls_ready(&mut self, _c: &mut Conn, info: &TlsInfo, out: &mut Vec<u8>) -> Next<u32> {
@@ -413,6 +445,35 @@ fn greets_echoes_runs_jobs_and_closes() {
     assert_eq!(c.line(), "b\n");
     assert_eq!(c.line(), "bye\n");
     assert_eq!(c.line(), "", "closed after the output");
+}
+
+#[test]
+fn a_watched_descriptor_wakes_the_session_without_input() {
+    let srv = serve(Limits::default());
+    let mut c = Client::new(srv.port);
+    assert_eq!(c.line(), "hello\n");
+    c.send("watch\n");
+    assert_eq!(c.line(), "watching\n");
+    let poke = |bytes: &[u8]| {
+        let ends = srv.seen.watch_ends.lock().unwrap();
+        (&ends[0]).write_all(bytes).unwrap();
+    };
+    poke(b"xy");
+    assert_eq!(
+        c.line(),
+        "notified 2\n",
+        "woken with no input from the client"
+    );
+    // Input still flows while watching.
+    c.send("a\n");
+    assert_eq!(c.line(), "a\n");
+    // An event while the session is held is delivered after it.
+    c.send("pause\n");
+    assert_eq!(c.line(), "paused\n");
+    poke(b"z");
+    assert_eq!(c.line(), "notified 1\n");
+    c.send("quit\n");
+    assert_eq!(c.line(), "bye\n");
 }
 
 #[test]

@@ -31,6 +31,7 @@ use super::relay::{Relay, RELAY_IDLE};
 use super::transport::{Input, Stream, Transport};
 use super::{
     Counter, Limits, Next, Peer, Pool, PoolGone, Refusal, ServerError, Service, RELAY_BIT, TICK,
+    WATCH_BIT,
 };
 use crate::daemon::Listener;
 use crate::status::{self, Status};
@@ -133,6 +134,10 @@ pub(super) struct Conn<C> {
     handoff: Option<(UnixStream, Vec<u8>)>,
     /// A handed-off TLS connection: relayed to the other process.
     pub(super) relay: Option<Relay>,
+    /// Next::Watch: the descriptor registered for `notify`.
+    watch: Option<std::os::fd::RawFd>,
+    /// The watched descriptor became readable; `notify` is due.
+    notified: bool,
 }
 
 impl<C> Conn<C> {
@@ -151,6 +156,7 @@ impl<C> Conn<C> {
 /// Carry out what the service asked for.
 fn apply<C, R: Send + 'static>(
     pool: &Pool<Token, R>,
+    registry: &Registry,
     c: &mut Conn<C>,
     token: Token,
     next: Next<R>,
@@ -166,6 +172,24 @@ fn apply<C, R: Send + 'static>(
         Next::StartTls => c.starttls = true,
         Next::Produce => c.producing = true,
         Next::HandOff { to, frame } => c.handoff = Some((to, frame)),
+        Next::Watch(fd) => {
+            if let Some(old) = c.watch.take() {
+                let _ = registry.deregister(&mut mio::unix::SourceFd(&old));
+            }
+            let watch_token = Token(token.0 | WATCH_BIT);
+            match registry.register(
+                &mut mio::unix::SourceFd(&fd),
+                watch_token,
+                Interest::READABLE,
+            ) {
+                Ok(()) => {
+                    c.watch = Some(fd);
+                    // Whatever happened before the registration.
+                    c.notified = true;
+                }
+                Err(e) => warning!("register a watched descriptor: {e}"),
+            }
+        }
     }
     Ok(())
 }
@@ -356,14 +380,24 @@ impl<C, R: Send + 'static> Loop<C, R> {
             producing: false,
             handoff: None,
             relay: None,
+            watch: None,
+            notified: false,
         };
-        let failed = next.is_some_and(|n| apply(&self.pool, &mut c, token, n).is_err());
+        let failed = next
+            .is_some_and(|n| apply(&self.pool, self.poll.registry(), &mut c, token, n).is_err());
         self.conns.insert(token, c);
         if failed {
             self.close(token, service, counter, false);
             return;
         }
         self.progress(token, service, counter);
+    }
+
+    /// The watched descriptor of a connection is readable.
+    pub(super) fn notified(&mut self, token: Token) {
+        if let Some(c) = self.conns.get_mut(&token) {
+            c.notified = true;
+        }
     }
 
     /// A readable event: the socket has something new.
@@ -405,7 +439,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
                 c.waiting = false;
                 if let Some(st) = c.state.as_mut() {
                     let next = service.done(st, result, &mut c.out);
-                    apply(&self.pool, c, token, next)?;
+                    apply(&self.pool, self.poll.registry(), c, token, next)?;
                 }
                 self.progress(token, service, counter);
             }
@@ -421,12 +455,25 @@ impl<C, R: Send + 'static> Loop<C, R> {
             pool,
             buf,
             limits,
+            poll,
             ..
         } = self;
+        let registry = poll.registry();
         loop {
             let Some(c) = conns.get_mut(&token) else {
                 return;
             };
+            if c.notified && c.relay.is_none() && !c.held() {
+                c.notified = false;
+                if let Some(st) = c.state.as_mut() {
+                    let next = service.notify(st, &mut c.out);
+                    if apply(pool, registry, c, token, next).is_err() {
+                        c.closing = true;
+                        return;
+                    }
+                    continue;
+                }
+            }
             if c.relay.is_some() || c.held() || c.drained || c.out.len() - c.sent > limits.out_high
             {
                 return;
@@ -465,7 +512,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
                     return;
                 }
             };
-            if apply(pool, c, token, next).is_err() {
+            if apply(pool, registry, c, token, next).is_err() {
                 c.closing = true;
                 return;
             }
@@ -532,7 +579,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
                 c.producing = false;
                 let before = c.out.len();
                 let next = service.produce(st, &mut c.out);
-                if apply(&self.pool, c, token, next).is_err() {
+                if apply(&self.pool, self.poll.registry(), c, token, next).is_err() {
                     c.closing = true;
                 }
                 empty_produces = if c.out.len() == before {
@@ -691,6 +738,12 @@ impl<C, R: Send + 'static> Loop<C, R> {
         if let Some(r) = c.relay.as_mut() {
             let _ = self.poll.registry().deregister(&mut r.peer);
         }
+        if let Some(fd) = c.watch.take() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut mio::unix::SourceFd(&fd));
+        }
         Some(c)
     }
 
@@ -757,7 +810,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
                 if !c.closing {
                     if let Some(st) = c.state.as_mut() {
                         let next = service.resume(st, &mut c.out);
-                        apply(&self.pool, c, t, next)?;
+                        apply(&self.pool, self.poll.registry(), c, t, next)?;
                     }
                 }
             }

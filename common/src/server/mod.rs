@@ -74,6 +74,9 @@ const LISTENER_BASE: usize = usize::MAX - 64;
 /// Connection tokens are below this; a relay's second socket has its
 /// connection's token with this bit set.
 const RELAY_BIT: usize = 1 << (usize::BITS - 2);
+/// A connection's watched descriptor (`Next::Watch`) has its connection's
+/// token with this bit set.
+const WATCH_BIT: usize = 1 << (usize::BITS - 3);
 /// How often the loop looks at time-outs and the stop flag when idle.
 const TICK: Duration = Duration::from_secs(1);
 /// After a stop, sessions in the middle of something get this long.
@@ -120,6 +123,13 @@ pub enum Next<R> {
     /// The service puts any input it has not used (pipelined commands) in
     /// `frame`.
     HandOff { to: UnixStream, frame: Vec<u8> },
+    /// Keep reading, and also call `notify` whenever this descriptor
+    /// becomes readable (an inotify instance: IMAP IDLE learning of new
+    /// mail). The connection's state owns the descriptor and must keep it
+    /// open until `closed`; the loop registers it once (a second `Watch`
+    /// replaces the first) and takes it out of the poll before `closed`.
+    /// `notify` must read what is pending: the poll is edge-triggered.
+    Watch(std::os::fd::RawFd),
 }
 
 /// Who connected.
@@ -180,6 +190,12 @@ pub trait Service {
     }
     /// A `Next::Run` job of this connection finished.
     fn done(&mut self, c: &mut Self::Conn, r: Self::Done, out: &mut Vec<u8>) -> Next<Self::Done>;
+    /// The descriptor of `Next::Watch` became readable. Called when the
+    /// session is not held (not waiting for a job, paused, producing):
+    /// an event that comes while it is, is delivered when it is no longer.
+    fn notify(&mut self, _c: &mut Self::Conn, _out: &mut Vec<u8>) -> Next<Self::Done> {
+        Next::Continue
+    }
     /// A `Next::Pause` is over.
     fn resume(&mut self, c: &mut Self::Conn, out: &mut Vec<u8>) -> Next<Self::Done>;
     /// The TLS handshake has finished (implicit TLS, or after
@@ -398,6 +414,12 @@ impl<S: Service> Server<S> {
                 }
                 if token.0 & RELAY_BIT != 0 {
                     lp.pump(Token(token.0 & !RELAY_BIT));
+                    continue;
+                }
+                if token.0 & WATCH_BIT != 0 {
+                    let token = Token(token.0 & !WATCH_BIT);
+                    lp.notified(token);
+                    lp.progress(token, service, counter);
                     continue;
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
