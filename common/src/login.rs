@@ -36,6 +36,7 @@ use crate::auth::{Mechanism, UserInfo};
 use crate::ipc;
 
 pub mod dispatch;
+pub mod log;
 
 /// The mailbox protocols that have login processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

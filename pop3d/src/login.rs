@@ -42,7 +42,7 @@
 //! `Disconnected (tried to use disallowed plaintext auth): ...`; after a
 //! login the caller has `log_login` write `Login: user=<bob>,
 //! method=PLAIN, rip=..., lip=..., mpid=1234, TLS`. The lines are made in
-//! `log` (login/log.rs); a warning when the caller calls out of turn.
+//! common::login::log, shared with imap-login; a warning when the caller calls out of turn.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -53,9 +53,8 @@ use common::{info, warning};
 use proto::pop3::{self, CapaState, Command, CommandError, LineBuffer, Reply, RespCode};
 use proto::sasl::{self, Exchange, Progress, SaslError};
 
-use log::{End, Peer, Record, Wait};
+use common::login::log::{End, Peer, Record, Wait};
 
-mod log;
 
 /// Input held while the session waits (for auth, TLS, a pause) is bounded
 /// by this; beyond it the session closes.

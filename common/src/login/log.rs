@@ -6,7 +6,7 @@
 //! when the connection and the first attempt began, why the session ended)
 //! and their rendering in Dovecot 2.3's shape: its reasons in parentheses
 //! and its login_log_format_elements. It does not own when a line is logged
-//! (the session does, once).
+//! (the session does, once). Shared by pop3-login and imap-login.
 //!
 //! Standards: none; the shape is Dovecot's (login-common), which fail2ban's
 //! dovecot filter matches: `^(?:Aborted login|Disconnected)(?:: [^(]+)?
@@ -26,7 +26,7 @@ use std::time::Instant;
 
 /// Why the session ended, for the line's first words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
+pub enum End {
     /// The client went away (or the caller closed without saying why).
     Disconnected,
     /// QUIT.
@@ -52,7 +52,7 @@ impl End {
 
 /// What the session was waiting for, for the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wait {
+pub enum Wait {
     /// The client's next SASL response.
     Sasl,
     /// Auth's answer.
@@ -67,7 +67,7 @@ enum Attempt {
 }
 
 /// The connection as the line names it.
-pub(super) struct Peer {
+pub struct Peer {
     pub rip: Option<IpAddr>,
     pub lip: Option<IpAddr>,
     pub tls: bool,
@@ -76,7 +76,7 @@ pub(super) struct Peer {
 }
 
 /// The facts the log lines are made of.
-pub(super) struct Record {
+pub struct Record {
     /// The last user name the client named.
     pub user: String,
     /// The user auth logged in.
@@ -95,8 +95,14 @@ pub(super) struct Record {
     logged: bool,
 }
 
+impl Default for Record {
+    fn default() -> Record {
+        Record::new()
+    }
+}
+
 impl Record {
-    pub(super) fn new() -> Record {
+    pub fn new() -> Record {
         Record {
             user: String::new(),
             logged_in: None,
@@ -114,22 +120,22 @@ impl Record {
 
     /// A login attempt begins (`method` None when there is no mechanism to
     /// name: USER refused, an unknown mechanism).
-    pub(super) fn attempt(&mut self, method: Option<&'static str>) {
+    pub fn attempt(&mut self, method: Option<&'static str>) {
         self.attempts = self.attempts.saturating_add(1);
         self.first_attempt.get_or_insert_with(Instant::now);
         self.method = method;
     }
 
-    pub(super) fn failed(&mut self) {
+    pub fn failed(&mut self) {
         self.last = Some(Attempt::Failed);
     }
 
-    pub(super) fn aborted(&mut self) {
+    pub fn aborted(&mut self) {
         self.last = Some(Attempt::Aborted);
     }
 
     /// The session ends (the first reason given stands), `waiting` for this.
-    pub(super) fn end(&mut self, end: End, waiting: Option<Wait>) {
+    pub fn end(&mut self, end: End, waiting: Option<Wait>) {
         if self.end.is_none() {
             self.end = Some(end);
             self.wait_at_end = waiting;
@@ -137,13 +143,13 @@ impl Record {
     }
 
     /// True the first time only: a session logs one line.
-    pub(super) fn first_log(&mut self) -> bool {
+    pub fn first_log(&mut self) -> bool {
         !std::mem::replace(&mut self.logged, true)
     }
 
     /// `Disconnected (REASON): ELEMENTS`, or None after a login. `waiting`
     /// is what the session waits for now.
-    pub(super) fn disconnect_line(&self, waiting: Option<Wait>, peer: &Peer) -> Option<String> {
+    pub fn disconnect_line(&self, waiting: Option<Wait>, peer: &Peer) -> Option<String> {
         if self.logged_in.is_some() {
             return None;
         }
@@ -157,7 +163,7 @@ impl Record {
     }
 
     /// `Login: ELEMENTS` with `mpid=`, or None before a login.
-    pub(super) fn login_line(&self, mpid: Option<u32>, peer: &Peer) -> Option<String> {
+    pub fn login_line(&self, mpid: Option<u32>, peer: &Peer) -> Option<String> {
         self.logged_in
             .as_ref()
             .map(|_| format!("Login: {}", self.elements(mpid, peer)))
