@@ -97,6 +97,10 @@ pub struct Handoff {
     pub mechanism: String,
     /// Client input after the authenticating command, not yet processed.
     pub leftover: Vec<u8>,
+    /// IMAP: the tag of the authenticating command, which the mailbox
+    /// process answers (`TAG OK [CAPABILITY ...] Logged in`, as Dovecot's
+    /// imap process does); None for POP3, whose login process answers.
+    pub tag: Option<String>,
     /// The login process's pid (Dovecot's mpid in log lines: here the
     /// login side's).
     pub login_pid: u32,

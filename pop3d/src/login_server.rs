@@ -115,6 +115,7 @@ impl LoginServer {
                     mechanism: c.mechanism.to_string(),
                     leftover,
                     login_pid: std::process::id(),
+                    tag: None,
                 };
                 match login::frame(&handoff) {
                     Ok(frame) => Next::HandOff { to, frame },

@@ -1,0 +1,176 @@
+//! The selected mailbox as one session sees it: the sequence numbers its
+//! client knows, and the changes not yet told.
+//!
+//! Owns the map from message sequence numbers to UIDs that the client
+//! holds (RFC 3501 2.3.1.2), which changes only when the session reports
+//! EXPUNGE (or VANISHED) and EXISTS, and the rules for when it may: an
+//! expunge is never reported during FETCH, STORE or SEARCH (RFC 3501 7.4.1;
+//! RFC 9051 7.5.1), only at the end of other commands; new messages and flag
+//! changes may be reported after any command. Does not own the folder's
+//! files (mailstore::Folder) or how a response is worded beyond these
+//! untagged lines.
+//!
+//! Standards: RFC 3501 2.3.1.2, 5.2, 5.5, 7.3.1 (EXISTS), 7.3.2 (RECENT),
+//! 7.4.1 (EXPUNGE); RFC 9051 7.5.1; RFC 7162 3.2.10 (VANISHED instead of
+//! EXPUNGE once QRESYNC is enabled).
+//!
+//! Diagnostics: none; store errors go back to the caller.
+
+use std::collections::HashSet;
+
+use mailstore::{Changes, Folder, StoreError};
+
+use super::write_fetch_flags;
+
+/// What may be reported at the end of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// EXPUNGE, EXISTS and flag changes (NOOP, CHECK, IDLE, UID commands,
+    /// and every command but FETCH/STORE/SEARCH).
+    All,
+    /// No EXPUNGE: FETCH, STORE, SEARCH by sequence number.
+    NoExpunges,
+}
+
+/// The selected mailbox.
+pub struct View {
+    pub folder: Folder,
+    pub read_only: bool,
+    /// Sequence number i+1 is `uids[i]`, as the client knows them.
+    pub uids: Vec<u32>,
+    /// Expunged in the folder, not yet reported (still in `uids`).
+    gone: HashSet<u32>,
+    /// Flag changes not yet reported (UIDs).
+    flags: HashSet<u32>,
+    /// UIDs this session holds \Recent for (RFC 3501 2.3.2).
+    pub recent: HashSet<u32>,
+}
+
+impl View {
+    /// A freshly synced folder: the client will learn all of it from the
+    /// SELECT response.
+    pub fn new(mut folder: Folder, read_only: bool) -> Result<View, StoreError> {
+        // What the open sync found is what SELECT reports: nothing pending.
+        folder.sync()?;
+        let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
+        Ok(View {
+            folder,
+            read_only,
+            uids,
+            gone: HashSet::new(),
+            flags: HashSet::new(),
+            recent: HashSet::new(),
+        })
+    }
+
+    /// Messages the client knows (the EXISTS it was told).
+    pub fn exists(&self) -> u32 {
+        self.uids.len() as u32
+    }
+
+    /// The sequence number of `uid`, if the client knows it.
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    /// Expunged but not yet reported.
+    pub fn is_gone(&self, uid: u32) -> bool {
+        self.gone.contains(&uid)
+    }
+
+    /// The largest UID the client knows (`*` in UID sets), 0 when empty.
+    pub fn last_uid(&self) -> u32 {
+        self.uids.last().copied().unwrap_or(0)
+    }
+
+    /// Look at the disk and take in its changes (reported later by
+    /// `report`).
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        let c = self.folder.sync()?;
+        self.absorb(c);
+        Ok(())
+    }
+
+    /// Note changes the session made itself or found.
+    pub fn absorb(&mut self, c: Changes) {
+        if c.uid_validity_changed {
+            // RFC 3501 2.3.1.1: the client must start over; tell every
+            // known message gone and every current one new.
+            self.gone.extend(self.uids.iter().copied());
+        }
+        for u in c.expunged {
+            if self.uids.binary_search(&u).is_ok() {
+                self.gone.insert(u);
+            }
+        }
+        for u in c.flags {
+            self.flags.insert(u);
+        }
+        for u in c.new {
+            self.recent.insert(u);
+        }
+    }
+
+    /// Our own flag change was reported already (a STORE's FETCH): no
+    /// second untagged FETCH for it.
+    pub fn flags_reported(&mut self, uid: u32) {
+        self.flags.remove(&uid);
+    }
+
+    /// Write the untagged lines the client is due: EXPUNGE (or VANISHED
+    /// with `qresync`) when `what` allows, EXISTS for new messages, FETCH
+    /// FLAGS for changed ones.
+    pub fn report(&mut self, what: Report, qresync: bool, out: &mut Vec<u8>) {
+        if what == Report::All && !self.gone.is_empty() {
+            if qresync {
+                // RFC 7162 3.2.10: VANISHED with the UIDs, no renumbering
+                // lines.
+                let mut gone: Vec<u32> = self.gone.iter().copied().collect();
+                gone.sort_unstable();
+                out.extend_from_slice(b"* VANISHED ");
+                proto::imap::response::write_seq_set(out, &gone);
+                out.extend_from_slice(b"\r\n");
+                self.uids.retain(|u| !self.gone.contains(u));
+            } else {
+                // RFC 3501 7.4.1: each EXPUNGE renumbers the rest, so the
+                // highest sequence number goes first (then numbers stay
+                // valid as they are sent).
+                let mut i = self.uids.len();
+                while i > 0 {
+                    i -= 1;
+                    if self.gone.contains(&self.uids[i]) {
+                        out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+                        self.uids.remove(i);
+                    }
+                }
+            }
+            self.gone.clear();
+        }
+        // New messages: the folder's list past what the client knows.
+        let last = self.last_uid();
+        let before = self.uids.len();
+        for m in self.folder.messages() {
+            if m.uid > last && !self.gone.contains(&m.uid) {
+                self.uids.push(m.uid);
+            }
+        }
+        if self.uids.len() != before {
+            out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
+            let recent = self.recent.len();
+            out.extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
+        }
+        if !self.flags.is_empty() {
+            let mut changed: Vec<u32> = self.flags.drain().collect();
+            changed.sort_unstable();
+            for uid in changed {
+                if self.gone.contains(&uid) {
+                    continue;
+                }
+                let Some(seq) = self.seq_of(uid) else {
+                    continue;
+                };
+                write_fetch_flags(self, seq, uid, true, out);
+            }
+        }
+    }
+}
