@@ -397,15 +397,14 @@ pub fn write_seq_set(out: &mut Vec<u8>, nums: &[u32]) {
 /// RFC 3501 9 `flag-list`: `(\Seen $Junk)`.
 pub fn write_flags(out: &mut Vec<u8>, flags: &[Flag]) {
     out.push(b'(');
-    for (i, f) in flags.iter().enumerate() {
+    // Keywords come from the store; one that is not an atom would break
+    // the list, so it is left out.
+    let valid = flags
+        .iter()
+        .filter(|f| !matches!(f, Flag::Keyword(k) if !is_atom(k.as_bytes())));
+    for (i, f) in valid.enumerate() {
         if i > 0 {
             out.push(b' ');
-        }
-        // Keywords come from the store; one that is not an atom would
-        // break the list, so it is left out.
-        if matches!(f, Flag::Keyword(k) if !is_atom(k.as_bytes())) {
-            out.pop();
-            continue;
         }
         out.extend_from_slice(f.as_str().as_bytes());
     }
@@ -497,6 +496,12 @@ mod tests {
             "\"Entw&APw-rfe\""
         );
         assert_eq!(w(|o| write_nstring(o, None)), "NIL");
+        let flags = [
+            Flag::Keyword("a b".into()),
+            Flag::Seen,
+            Flag::Keyword("$x".into()),
+        ];
+        assert_eq!(w(|o| write_flags(o, &flags)), "(\\Seen $x)");
         let long = vec![b'a'; MAX_QUOTED + 1];
         assert!(w(|o| write_string(o, &long)).starts_with("{1025}\r\n"));
     }
