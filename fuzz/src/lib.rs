@@ -34,7 +34,9 @@ use common::spool::{Envelope, QueueFile};
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
+mod imap;
 mod pop3;
+pub use imap::imap_command;
 pub use pop3::{pop3_command, pop3_login, pop3_session, sasl};
 
 /// A harness: takes the fuzzer's bytes, panics on a finding.
@@ -63,6 +65,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("maildirsize", maildirsize),
     ("maildir_filename", maildir_filename),
     ("maildir_subscriptions", maildir_subscriptions),
+    ("imap_command", imap_command),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it
