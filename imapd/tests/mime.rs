@@ -199,3 +199,145 @@ fn golden_messages_match_dovecot() {
         failures.join("\n")
     );
 }
+
+/// Every golden message cut short at every byte, and with bytes flipped:
+/// parsing and every item must not panic, and sections stay in bounds.
+#[test]
+fn truncated_and_mutated_messages_never_panic() {
+    let items = [
+        "ENVELOPE",
+        "BODYSTRUCTURE",
+        "BODY",
+        "BODY[HEADER]",
+        "BODY[TEXT]",
+        "BODY[1]",
+        "BODY[1.MIME]",
+        "BODY[2.1]",
+        "BODY[2.HEADER.FIELDS (From)]",
+        "BODY[HEADER.FIELDS.NOT (From)]",
+        "BINARY[1]",
+        "BINARY.SIZE[2]",
+    ];
+    for name in [
+        "rfc822",
+        "nested",
+        "mixed-attachment",
+        "malformed-addresses",
+        "quoted-strings",
+    ] {
+        let raw = fs::read(golden().join(name).join("message.eml")).expect("message.eml");
+        let step = (raw.len() / 300).max(1);
+        for cut in (0..raw.len()).step_by(step) {
+            let m = ParsedMessage::parse(&raw[..cut]);
+            for item in items {
+                let _ = answer(&m, item);
+            }
+            let _ = (
+                m.text_contains("x"),
+                m.sort_keys(),
+                m.thread_keys(),
+                m.sent_date(),
+            );
+            let mut mutated = raw.clone();
+            for (k, b) in [b'\n', b'-', b'"', b'(', b'<', 0, b'=', b':', b'\\']
+                .iter()
+                .enumerate()
+            {
+                let at = (cut + k * 7) % mutated.len();
+                mutated[at] = *b;
+            }
+            let m = ParsedMessage::parse(&mutated);
+            for item in items {
+                let _ = answer(&m, item);
+            }
+            let _ = (m.text_contains("x"), m.sort_keys(), m.thread_keys());
+        }
+    }
+}
+
+/// Dovecot's limits: 10,000 parts at most, 100 levels of nesting, and
+/// neither many parts nor deep nesting costs native stack.
+#[test]
+fn many_parts_and_deep_nesting_are_bounded() {
+    let mut many = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    for _ in 0..12_000 {
+        many.extend_from_slice(b"--b\r\n\r\nx\r\n");
+    }
+    many.extend_from_slice(b"--b--\r\n");
+    let m = ParsedMessage::parse(&many);
+    let bs = m.body_structure(true);
+    let count = bs.windows(6).filter(|w| w == b"\"text\"").count();
+    assert_eq!(
+        count,
+        posthorn_imapd::mime::MAX_TOTAL - 1,
+        "parts after the limit are not split"
+    );
+    assert!(m
+        .section(&Section {
+            part: vec![9999],
+            text: None
+        })
+        .is_some());
+    assert!(m
+        .section(&Section {
+            part: vec![10_000],
+            text: None
+        })
+        .is_none());
+
+    // message/rfc822 inside message/rfc822, 5,000 deep
+    let mut deep = Vec::new();
+    for _ in 0..5000 {
+        deep.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    deep.extend_from_slice(b"Subject: bottom\r\n\r\nbody\r\n");
+    let m = ParsedMessage::parse(&deep);
+    let bs = m.body_structure(true);
+    let levels = bs.windows(8).filter(|w| w == b"\"rfc822\"").count();
+    assert_eq!(levels, posthorn_imapd::mime::MAX_NESTED - 1);
+    assert!(bs.windows(14).any(|w| w == b"\"octet-stream\""));
+}
+
+#[test]
+fn bare_lf_is_read_as_crlf() {
+    let lf = ParsedMessage::parse(b"Subject: x\n\nline one\nline two\n");
+    let crlf = ParsedMessage::parse(b"Subject: x\r\n\r\nline one\r\nline two\r\n");
+    assert_eq!(lf.body_structure(true), crlf.body_structure(true));
+    assert_eq!(lf.raw(), crlf.raw());
+    assert_eq!(
+        lf.section(&Section {
+            part: vec![],
+            text: Some(SectionText::Text)
+        })
+        .as_deref(),
+        Some(&b"line one\r\nline two\r\n"[..])
+    );
+}
+
+#[test]
+fn partial_slices_like_rfc3501() {
+    assert_eq!(partial(b"0123456789", 2, Some(3)), b"234");
+    assert_eq!(partial(b"0123456789", 8, Some(10)), b"89");
+    assert_eq!(partial(b"0123456789", 10, Some(1)), b"");
+    assert_eq!(partial(b"0123456789", 3, None), b"3456789");
+    assert_eq!(partial(b"0123456789", u64::MAX, Some(u64::MAX)), b"");
+}
+
+#[test]
+fn nul_in_a_section_is_sent_as_0x80() {
+    let m = ParsedMessage::parse(b"Subject: x\r\n\r\na\0b\r\n");
+    assert_eq!(
+        m.section(&Section {
+            part: vec![1],
+            text: None
+        })
+        .as_deref(),
+        Some(&b"a\x80b\r\n"[..])
+    );
+    assert_eq!(
+        m.binary(&[1])
+            .and_then(Result::ok)
+            .map(|b| b.data.into_owned()),
+        Some(b"a\0b\r\n".to_vec())
+    );
+}
