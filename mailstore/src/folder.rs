@@ -7,8 +7,11 @@
 //! renamed by another session by its base name), flag and keyword changes
 //! (file renames; new keyword letters in dovecot-keywords), expunge,
 //! append and copy, and what changed since the last sync for IMAP's
-//! untagged responses. Does not own the file formats (uidlist.rs,
-//! keywords.rs, filename.rs) or the folder list (store.rs).
+//! untagged responses; each sync also brings posthorn-modseq in line
+//! (mod-sequences for new messages and changed flags, expunges logged,
+//! \Recent taken: RFC 7162, RFC 3501 2.3.2). Does not own the file formats
+//! (uidlist.rs, keywords.rs, filename.rs, modseq.rs) or the folder list
+//! (store.rs).
 //!
 //! Standards: RFC 3501 2.3.1.1 (UIDs strictly ascending, never reused;
 //! UIDVALIDITY changes when they are reassigned), 2.3.2 (flags and
@@ -21,7 +24,10 @@
 //! fdatasyncs and renames). Moves to cur/ and expunges fsync cur/ and new/.
 //! A process killed at any point leaves a lock that goes stale (dotlock.rs)
 //! and at most a .tmp file that is never read. Appended messages are
-//! fsync'ed before they are renamed into cur/.
+//! fsync'ed before they are renamed into cur/. posthorn-modseq is written
+//! the same way (posthorn-modseq.tmp, fsync, rename, fsync the directory)
+//! after the uidlist, under the same lock; a crash between the two leaves
+//! it behind, and the next sync gives what it lacks new mod-sequences.
 //!
 //! Concurrency: everything that gives UIDs or renames or removes files
 //! holds the folder's `dovecot-uidlist.lock`, as Dovecot does, so posthorn
@@ -56,6 +62,7 @@ use crate::error::{At, StoreError};
 use crate::filename::{self, Flags, KeywordSet, VsizeCounter};
 use crate::fsat::{self, Kind};
 use crate::keywords::{self, Keywords};
+use crate::modseq::{self, ModseqFile, Vanished};
 use crate::names;
 use crate::quota;
 use crate::store::{Access, Options, Store, FILE_MODE};
@@ -91,6 +98,11 @@ pub struct Message {
     pub vsize: Option<u64>,
     /// The uidlist's extension fields for this message (P, O, G, W, ...).
     pub ext: Vec<(u8, String)>,
+    /// Its mod-sequence (RFC 7162 MODSEQ): when its flags last changed or
+    /// it arrived, from posthorn-modseq.
+    pub modseq: u64,
+    /// RFC 3501 \Recent for this session (the rule: `Store::select`).
+    pub recent: bool,
 }
 
 impl Message {
@@ -209,6 +221,12 @@ pub struct Folder {
     /// Virtual sizes counted since the list was last written.
     ext_dirty: bool,
     stamp: Option<Stamp>,
+    /// posthorn-modseq as of the last sync.
+    modseq: ModseqFile,
+    /// Take \Recent (IMAP SELECT: `Store::select`).
+    pub(crate) take_recent: bool,
+    /// The UIDs this session took \Recent for.
+    recent: HashSet<u32>,
 }
 
 /// Files in tmp/ older than this are left-overs of deliveries that never
@@ -292,6 +310,9 @@ impl Folder {
             pending: Changes::default(),
             ext_dirty: false,
             stamp: None,
+            modseq: ModseqFile::default(),
+            take_recent: false,
+            recent: HashSet::new(),
         })
     }
 
@@ -641,6 +662,10 @@ impl Folder {
         if rewrite {
             self.write_list(lock)?;
         }
+        if changes.uid_validity_changed {
+            self.recent.clear();
+        }
+        self.reconcile_modseq(lock)?;
         self.ext_dirty = false;
         self.stamp = Some(stamp);
         Ok(changes)
@@ -688,6 +713,8 @@ impl Folder {
             size,
             vsize,
             ext: ext.to_vec(),
+            modseq: 0,
+            recent: false,
         })
     }
 
@@ -779,6 +806,166 @@ impl Folder {
             Replace::Yes,
         )
         .map_err(|e| StoreError::io(&path, e.into()))
+    }
+
+    fn modseq_path(&self) -> PathBuf {
+        self.display.join(modseq::FILE)
+    }
+
+    /// Read posthorn-modseq (under the lock): None if it is missing or
+    /// corrupt (logged).
+    fn read_modseq(&self) -> Result<Option<ModseqFile>, StoreError> {
+        let path = self.modseq_path();
+        match fsat::read_bounded(&self.dir, modseq::FILE, modseq::MAX_FILE) {
+            Ok(Some(data)) => match ModseqFile::parse(&data) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) => {
+                    warning!(
+                        "{}; rebuilding it: mod-sequences start again above the current time in microseconds",
+                        StoreError::corrupt(&path, e)
+                    );
+                    Ok(None)
+                }
+            },
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                warning!("{}: {e}; rebuilding it", path.display());
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// Bring posthorn-modseq in line with the messages a sync just found
+    /// (under the lock): new mod-sequences for new messages and changed
+    /// flags, expunges logged, \Recent taken or seen; written back when
+    /// it changed.
+    fn reconcile_modseq(&mut self, lock: &DotLock) -> Result<(), StoreError> {
+        let (mut f, mut changed) = match self.read_modseq()? {
+            Some(f) => (f, false),
+            None => {
+                if !self.messages.is_empty() && self.modseq.highest != 0 {
+                    warning!(
+                        "{}: missing; rebuilt, mod-sequences start again above the current time in microseconds",
+                        self.modseq_path().display()
+                    );
+                }
+                let floor = modseq::time_floor().max(self.modseq.highest);
+                (ModseqFile::rebuilt(self.uid_validity, floor), true)
+            }
+        };
+        let current: Vec<_> = self
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.flags, m.keywords))
+            .collect();
+        changed |= f.reconcile(self.uid_validity, &current);
+        // RFC 3501 2.3.2: see `Store::select`.
+        let first_recent = f.first_recent;
+        if self.take_recent && f.first_recent < self.next_uid {
+            f.first_recent = self.next_uid;
+            changed = true;
+        }
+        for m in &mut self.messages {
+            m.modseq = f.messages.get(&m.uid).map_or(f.highest, |e| e.modseq);
+            if self.take_recent {
+                if m.uid >= first_recent {
+                    self.recent.insert(m.uid);
+                }
+                m.recent = self.recent.contains(&m.uid);
+            } else {
+                m.recent = m.uid >= first_recent;
+            }
+        }
+        let live: HashSet<u32> = self.messages.iter().map(|m| m.uid).collect();
+        self.recent.retain(|u| live.contains(u));
+        if changed {
+            self.write_modseq(lock, &f)?;
+        }
+        self.modseq = f;
+        Ok(())
+    }
+
+    /// Write posthorn-modseq: a fresh .tmp file, fsync, rename over the
+    /// old one, fsync the directory; only while the lock is still ours.
+    fn write_modseq(&self, lock: &DotLock, f: &ModseqFile) -> Result<(), StoreError> {
+        let path = self.modseq_path();
+        let tmp = format!("{}.tmp", modseq::FILE);
+        fsat::unlink(&self.dir, &tmp).at(&path)?;
+        let mut out = fsat::create_excl(&self.dir, &tmp, FILE_MODE).at(&path)?;
+        out.write_all(&f.write()).at(&path)?;
+        if !lock.is_ours() {
+            let _ = fsat::unlink(&self.dir, &tmp);
+            return Err(StoreError::io(
+                lock.path(),
+                io::Error::other("the lock was taken over by another process (held too long)"),
+            ));
+        }
+        durable::commit(
+            out,
+            Some(&self.dir),
+            Path::new(&tmp),
+            &self.dir,
+            Path::new(modseq::FILE),
+            Replace::Yes,
+        )
+        .map_err(|e| StoreError::io(&path, e.into()))
+    }
+
+    /// RFC 7162 HIGHESTMODSEQ as of the last sync.
+    pub fn highest_modseq(&self) -> u64 {
+        self.modseq.highest
+    }
+
+    /// A message's mod-sequence (RFC 7162 MODSEQ), as of the last sync.
+    pub fn modseq(&self, uid: u32) -> Option<u64> {
+        self.message(uid).map(|m| m.modseq)
+    }
+
+    /// The UIDs of messages whose mod-sequence is above `modseq`
+    /// (RFC 7162 CHANGEDSINCE, and the flags half of QRESYNC), ascending.
+    pub fn changed_since(&self, modseq: u64) -> Vec<u32> {
+        self.messages
+            .iter()
+            .filter(|m| m.modseq > modseq)
+            .map(|m| m.uid)
+            .collect()
+    }
+
+    /// UIDs expunged after `modseq`, as of the last sync (RFC 7162 QRESYNC
+    /// `VANISHED (EARLIER)`, 3.2.5.2). When the log does not reach back to
+    /// `modseq` (a rebuilt file, or more than MAX_EXPUNGE_RANGES ranges
+    /// expunged since), `exact` is false and `uids` is every UID below
+    /// UIDNEXT that is not a message now: any of them may have vanished,
+    /// and the server sends them all (RFC 7162 3.2.10 lets it include UIDs
+    /// the client never knew; it should intersect them with the client's
+    /// known-UIDs set when one was given).
+    pub fn expunged_since(&self, modseq: u64) -> Vanished {
+        let v = self.modseq.expunged_since(modseq);
+        if v.exact {
+            return v;
+        }
+        let mut uids = Vec::new();
+        let mut next = 1u32;
+        for m in &self.messages {
+            if m.uid > next {
+                uids.push((next, m.uid - 1));
+            }
+            next = m.uid + 1;
+        }
+        if self.next_uid > next {
+            uids.push((next, self.next_uid - 1));
+        }
+        Vanished { uids, exact: false }
+    }
+
+    /// The UIDs that are \Recent for this session, ascending.
+    pub fn recent(&self) -> Vec<u32> {
+        self.messages
+            .iter()
+            .filter(|m| m.recent)
+            .map(|m| m.uid)
+            .collect()
     }
 
     /// Open a message's file (its bytes as stored: LF line ends). A file
@@ -941,13 +1128,44 @@ impl Folder {
     }
 
     /// Several flag changes under one lock. A message expunged meanwhile is
-    /// `Expunged` (the others before it are done).
+    /// `Expunged` (the others before it are done). The changed messages get
+    /// one new mod-sequence.
     pub fn set_flags_many(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {
+        self.store_flags(updates, None).map(|_| ())
+    }
+
+    /// `set_flags_many` with RFC 7162 3.1.3 UNCHANGEDSINCE: with
+    /// `unchanged_since`, the folder is synced first (under the same lock)
+    /// and messages whose mod-sequence is above it are left alone; their
+    /// UIDs are returned (the MODIFIED response code). UIDs no longer in
+    /// the folder after that sync are skipped (the sync's `Changes` report
+    /// them expunged).
+    pub fn store_flags(
+        &mut self,
+        updates: &[FlagUpdate],
+        unchanged_since: Option<u64>,
+    ) -> Result<Vec<u32>, StoreError> {
         self.writable()?;
         let lock = self.lock()?;
+        let mut modified = Vec::new();
+        let mut todo: Vec<&FlagUpdate> = updates.iter().collect();
+        if let Some(limit) = unchanged_since {
+            let c = self.sync_locked(&lock)?;
+            self.pending.merge(c);
+            todo.retain(|u| match self.message(u.uid) {
+                Some(m) if m.modseq > limit => {
+                    modified.push(u.uid);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+        }
+        modified.sort_unstable();
+        modified.dedup();
         let mut renamed = false;
         let r = (|| {
-            for u in updates {
+            for u in todo {
                 let i = self
                     .index_of(u.uid)
                     .ok_or(StoreError::NoSuchMessage(u.uid))?;
@@ -983,9 +1201,13 @@ impl Folder {
         })();
         if renamed {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
+            // Gives the renamed messages their new mod-sequence (their flags
+            // now differ from posthorn-modseq's).
+            let c = self.sync_locked(&lock)?;
+            self.pending.merge(c);
         }
         drop(lock);
-        r
+        r.map(|()| modified)
     }
 
     /// Remove messages (RFC 3501 EXPUNGE, POP3 DELE at QUIT): unlink the
@@ -1042,8 +1264,10 @@ impl Folder {
         if !gone.is_empty() {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
             privilege::sync_dir(&self.new).at(&self.display.join("new"))?;
-            self.write_list(&lock)?;
-            self.stamp = None;
+            // Writes the list without them and logs them in posthorn-modseq
+            // (RFC 7162 3.2.10) at one new mod-sequence.
+            let c = self.sync_locked(&lock)?;
+            self.pending.merge(c);
         }
         drop(lock);
         if count > 0 {
