@@ -525,6 +525,7 @@ impl Folder {
     fn sync_locked(&mut self, lock: &DotLock) -> Result<Changes, StoreError> {
         let stamp = self.stamp()?;
         let list = self.read_list()?;
+        let had_list = list.is_some();
         let mut rewrite = false;
         let mut changes = Changes::default();
         let known = self.uid_validity != 0;
@@ -665,7 +666,7 @@ impl Folder {
         if changes.uid_validity_changed {
             self.recent.clear();
         }
-        self.reconcile_modseq(lock)?;
+        self.reconcile_modseq(lock, had_list)?;
         self.ext_dirty = false;
         self.stamp = Some(stamp);
         Ok(changes)
@@ -840,11 +841,13 @@ impl Folder {
     /// (under the lock): new mod-sequences for new messages and changed
     /// flags, expunges logged, \Recent taken or seen; written back when
     /// it changed.
-    fn reconcile_modseq(&mut self, lock: &DotLock) -> Result<(), StoreError> {
+    /// A missing file is logged when the folder has been synced before
+    /// (`had_list`: a uidlist was there), i.e. not for a new folder.
+    fn reconcile_modseq(&mut self, lock: &DotLock, had_list: bool) -> Result<(), StoreError> {
         let (mut f, mut changed) = match self.read_modseq()? {
             Some(f) => (f, false),
             None => {
-                if !self.messages.is_empty() && self.modseq.highest != 0 {
+                if had_list || self.modseq.highest != 0 {
                     warning!(
                         "{}: missing; rebuilt, mod-sequences start again above the current time in microseconds",
                         self.modseq_path().display()
@@ -910,6 +913,12 @@ impl Folder {
             Replace::Yes,
         )
         .map_err(|e| StoreError::io(&path, e.into()))
+    }
+
+    /// An inotify watcher on this folder for IMAP IDLE (watcher.rs): poll
+    /// its descriptor, `drain` it, then `sync`.
+    pub fn watcher(&self) -> Result<crate::Watcher, StoreError> {
+        crate::Watcher::new(&self.dir, &self.new, &self.cur, &self.display)
     }
 
     /// RFC 7162 HIGHESTMODSEQ as of the last sync.
@@ -1380,6 +1389,40 @@ impl Folder {
         uids: &[u32],
         dest: &mut Folder,
     ) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.copy_inner(uids, dest, true)
+    }
+
+    /// Move messages to `dest` (RFC 6851 MOVE): copied as `copy_to` does
+    /// (hard links into `dest`'s tmp/, renamed into its cur/, `dest`'s
+    /// uidlist written, all fsync'ed, under `dest`'s lock), then expunged
+    /// here (unlinked under this folder's lock). The locks are taken one
+    /// after the other, never both at once, so two sessions moving in
+    /// opposite directions cannot deadlock. A crash between the two steps
+    /// leaves a message in both folders, never in neither; a crash before
+    /// the rename leaves a link in `dest`'s tmp/ that `clean_tmp` removes.
+    /// Returns (source UID, new UID) pairs (RFC 4315 COPYUID); the source
+    /// UIDs are gone from this folder, and the session reports them as it
+    /// reports its own EXPUNGE (the next `sync` does not). The quota is not
+    /// checked: a move does not add to a user's mail. If the copy fails part
+    /// way, nothing is expunged and the error is returned.
+    pub fn move_to(
+        &mut self,
+        uids: &[u32],
+        dest: &mut Folder,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.writable()?;
+        let pairs = self.copy_inner(uids, dest, false)?;
+        let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        self.expunge(&moved)?;
+        Ok(pairs)
+    }
+
+    fn copy_inner(
+        &mut self,
+        uids: &[u32],
+        dest: &mut Folder,
+        check_quota: bool,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
         dest.writable()?;
         let mut picked = Vec::new();
         for &uid in uids {
@@ -1387,13 +1430,15 @@ impl Folder {
             picked.push(i);
         }
         let bytes: u64 = picked.iter().map(|&i| self.messages[i].size).sum();
-        quota::check(
-            &dest.root,
-            &dest.root_display,
-            &dest.options.quota,
-            bytes,
-            picked.len() as u64,
-        )?;
+        if check_quota {
+            quota::check(
+                &dest.root,
+                &dest.root_display,
+                &dest.options.quota,
+                bytes,
+                picked.len() as u64,
+            )?;
+        }
         let names_of: Vec<Vec<String>> = {
             let mut v = Vec::new();
             for &i in &picked {
@@ -1492,7 +1537,17 @@ impl Folder {
         })?;
         let path = dest.display.join("tmp").join(tmp);
         let mut out = durable::create_new(Some(&dest.tmp), Path::new(tmp), FILE_MODE).at(&path)?;
-        let r = io::copy(&mut src, &mut out).and_then(|_| out.sync_all());
+        // The copy keeps the internal date (the mtime), as a link does.
+        let r = io::copy(&mut src, &mut out)
+            .and_then(|_| src.metadata())
+            .and_then(|md| {
+                let ts = nix::sys::time::TimeSpec::new(
+                    std::os::unix::fs::MetadataExt::mtime(&md),
+                    std::os::unix::fs::MetadataExt::mtime_nsec(&md),
+                );
+                nix::sys::stat::futimens(out.as_raw_fd(), &ts, &ts).map_err(io::Error::from)
+            })
+            .and_then(|_| out.sync_all());
         if let Err(e) = r {
             let _ = fsat::unlink(&dest.tmp, tmp);
             return Err(StoreError::io(&path, e));

@@ -43,13 +43,16 @@ pub mod store;
 pub mod subscriptions;
 pub mod uidlist;
 pub mod uidvalidity;
+pub mod watcher;
 
 pub use error::{ParseError, StoreError};
 pub use filename::{Flags, KeywordSet};
 pub use folder::{Changes, FlagUpdate, Folder, Message};
 pub use maildir::Maildir;
+pub use modseq::Vanished;
 pub use names::{SpecialUse, INBOX};
 pub use store::{Access, FolderInfo, Options, Store};
+pub use watcher::Watcher;
 
 /// Convert CRLF to LF while streaming (a CR at the end of one chunk is held
 /// until the next). Bare CR and bare LF pass unchanged.

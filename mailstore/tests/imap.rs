@@ -263,3 +263,118 @@ fn append_keeps_the_internal_date() {
     assert!(t.elapsed().unwrap_or_default() < start.elapsed() + Duration::from_secs(2));
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn move_gives_new_uids_and_the_source_reports_them_gone() {
+    let (d, md, s) = setup("move", 3);
+    let mut inbox = s.select(INBOX).unwrap();
+    let mut other = s.folder(INBOX, Access::ReadOnly).unwrap();
+    inbox.set_flags(2, Flags::SEEN, &["Work"]).unwrap();
+    let mut arch = s.folder("Archive", Access::ReadWrite).unwrap();
+    arch.append(&mut &b"x\n"[..], Flags::empty(), &[], None)
+        .unwrap();
+    let base2 = inbox.message(2).unwrap().base.clone();
+    let before = other.highest_modseq();
+    let pairs = inbox.move_to(&[2, 3], &mut arch).unwrap();
+    assert_eq!(pairs, [(2, 2), (3, 3)]);
+    assert_eq!(
+        inbox.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
+        [1]
+    );
+    assert_eq!(arch.message(2).unwrap().base, base2);
+    assert_eq!(arch.message(2).unwrap().flags, Flags::SEEN);
+    assert_eq!(arch.keyword_names(2).unwrap(), ["Work"]);
+    assert_eq!(fs::read_dir(md.join("cur")).unwrap().count(), 1);
+    assert!(fs::read_dir(md.join(".Archive/tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+    // The other session on the source sees an expunge, with VANISHED data.
+    let c = other.sync().unwrap();
+    assert_eq!(c.expunged, [2, 3]);
+    assert_eq!(other.expunged_since(before).uids, [(2, 3)]);
+    // In the destination they are new, with a mod-sequence of their own.
+    assert!(arch.modseq(2).unwrap() > arch.modseq(1).unwrap());
+    // A move within one folder (another handle of it): a new UID.
+    let mut same = s.folder(INBOX, Access::ReadWrite).unwrap();
+    assert_eq!(inbox.move_to(&[1], &mut same).unwrap(), [(1, 4)]);
+    assert_eq!(inbox.sync().unwrap().new, [4]);
+    assert_eq!(fs::read_dir(md.join("cur")).unwrap().count(), 1);
+    // Unknown UIDs: an error, nothing moved.
+    assert!(inbox.move_to(&[99], &mut arch).is_err());
+    fs::remove_dir_all(&d).unwrap();
+}
+
+/// Wait up to `limit` for the watcher to report a change: how long it took.
+fn wait_change(w: &mailstore::Watcher, limit: Duration) -> Option<Duration> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
+        let left = limit.saturating_sub(start.elapsed()).as_millis() as u16;
+        if poll(&mut fds, PollTimeout::from(left.max(1))).unwrap() > 0 && w.drain().unwrap() {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+#[test]
+fn idle_watcher_wakes_for_delivery_and_another_sessions_flags() {
+    let (d, md, s) = setup("idle", 1);
+    let mut idler = s.select(INBOX).unwrap();
+    let w = idler.watcher().unwrap();
+    assert!(!w.drain().unwrap(), "nothing pending yet");
+    let (tx, rx) = std::sync::mpsc::channel::<&str>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let s2 = s.clone();
+    let md2 = md.clone();
+    let other = std::thread::spawn(move || {
+        let mut f = s2.folder(INBOX, Access::ReadWrite).unwrap();
+        for what in rx {
+            match what {
+                "flags" => f.set_flags(1, Flags::FLAGGED, &[]).unwrap(),
+                "deliver" => {
+                    deliver(&md2, "Subject: idle\n\nx\n");
+                }
+                "expunge" => {
+                    f.sync().unwrap();
+                    f.expunge(&[1]).unwrap();
+                }
+                _ => unreachable!("only the three above are sent"),
+            }
+            done_tx.send(()).unwrap();
+        }
+    });
+    // Our own sync settles: its events drained, nothing more comes.
+    idler.sync().unwrap();
+    let _ = w.drain();
+    for (what, check) in [("flags", 0), ("deliver", 1), ("expunge", 2)] {
+        tx.send(what).unwrap();
+        let took = wait_change(&w, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no wake-up for {what}"));
+        assert!(took < Duration::from_millis(500), "{what}: {took:?}");
+        done_rx.recv().unwrap();
+        let c = idler.sync().unwrap();
+        match check {
+            0 => assert_eq!(c.flags, [1]),
+            1 => assert_eq!(c.new, [2]),
+            _ => assert_eq!(c.expunged, [1]),
+        }
+        // What the sync did itself may wake it once more; then it is quiet.
+        let _ = wait_change(&w, Duration::from_millis(50));
+        idler.sync().unwrap();
+        let _ = w.drain();
+    }
+    drop(tx);
+    other.join().unwrap();
+    // A sync that changes nothing takes the lock (a file in the folder
+    // directory) but does not count as a change.
+    std::thread::sleep(Duration::from_millis(1100));
+    idler.sync().unwrap();
+    let _ = w.drain();
+    idler.sync().unwrap();
+    assert!(!w.drain().unwrap());
+    fs::remove_dir_all(&d).unwrap();
+}
