@@ -178,6 +178,17 @@ impl Changes {
     }
 }
 
+/// One message of `Folder::append_many` (IMAP MULTIAPPEND).
+pub struct AppendMessage<'a> {
+    /// The message, CRLF or LF line ends.
+    pub message: &'a mut dyn Read,
+    pub flags: Flags,
+    /// Keyword names (new ones get a letter of their own).
+    pub keywords: Vec<String>,
+    /// INTERNALDATE (the file's mtime); None: now.
+    pub internal_date: Option<SystemTime>,
+}
+
 /// A flag change for `Folder::set_flags_many`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlagUpdate {
@@ -1294,8 +1305,9 @@ impl Folder {
 
     /// Store a new message (IMAP APPEND): `message` with CRLF or LF line
     /// ends is written with LF to tmp/, checked against the quota, fsync'ed,
-    /// given `internal_date` as its mtime, renamed into cur/ with its flags
-    /// and synced. Returns its UID.
+    /// given `internal_date` as its mtime (what `internal_date` reports, as
+    /// Dovecot does), renamed into cur/ with its flags and synced. Returns
+    /// its UID.
     pub fn append(
         &mut self,
         message: &mut dyn Read,
@@ -1303,25 +1315,119 @@ impl Folder {
         keywords: &[&str],
         internal_date: Option<SystemTime>,
     ) -> Result<u32, StoreError> {
-        self.writable()?;
-        let base = filename::unique_base();
-        let tmp_path = self.display.join("tmp").join(&base);
-        let r = self.append_tmp(&base, &tmp_path, message, flags, keywords, internal_date);
-        if r.is_err() {
-            let _ = fsat::unlink(&self.tmp, &base);
-        }
-        r
+        let uids = self.append_many(&mut [AppendMessage {
+            message,
+            flags,
+            keywords: keywords.iter().map(|s| s.to_string()).collect(),
+            internal_date,
+        }])?;
+        uids.first().copied().ok_or_else(|| {
+            StoreError::io(&self.display, io::Error::other("appended message vanished"))
+        })
     }
 
-    fn append_tmp(
+    /// Store several messages, all or none (RFC 3502 MULTIAPPEND): each is
+    /// written to tmp/ and fsync'ed as `append` does, and the quota is
+    /// checked for all of them together; any failure there removes them all
+    /// and nothing is visible. Then, under the lock, they are renamed into
+    /// cur/ one after the other; a rename that fails takes back those
+    /// already renamed (unlinked before anyone else can sync, since the
+    /// lock is held). Only a crash of the machine during those renames can
+    /// leave some of them in the folder. Returns their UIDs in order
+    /// (ascending: their names sort in the order they were made; RFC 4315
+    /// APPENDUID).
+    pub fn append_many(
         &mut self,
+        messages: &mut [AppendMessage<'_>],
+    ) -> Result<Vec<u32>, StoreError> {
+        self.writable()?;
+        let mut written: Vec<(String, String, u64)> = Vec::with_capacity(messages.len());
+        let r = (|| {
+            for m in messages.iter_mut() {
+                let base = filename::unique_base();
+                let tmp_path = self.display.join("tmp").join(&base);
+                let w = self.write_tmp(&base, &tmp_path, m.message, m.internal_date);
+                match w {
+                    Ok((name, size)) => written.push((base, name, size)),
+                    Err(e) => {
+                        let _ = fsat::unlink(&self.tmp, &base);
+                        return Err(e);
+                    }
+                }
+            }
+            let bytes = written.iter().map(|w| w.2).sum();
+            quota::check(
+                &self.root,
+                &self.root_display,
+                &self.options.quota,
+                bytes,
+                written.len() as u64,
+            )
+        })();
+        if let Err(e) = r {
+            for (base, _, _) in &written {
+                let _ = fsat::unlink(&self.tmp, base);
+            }
+            return Err(e);
+        }
+        let lock = self.lock()?;
+        let mut placed: Vec<String> = Vec::with_capacity(written.len());
+        let r = (|| {
+            for (m, (base, name, _)) in messages.iter().zip(&written) {
+                let set = self.letters_for(&m.keywords)?;
+                let target = filename::with_flags(name, m.flags, set);
+                fsat::rename(&self.tmp, base, &self.cur, &target, Replace::No)
+                    .at(&self.display.join("tmp").join(base))?;
+                placed.push(target);
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            for target in &placed {
+                let _ = fsat::unlink(&self.cur, target);
+            }
+            for (base, _, _) in &written {
+                let _ = fsat::unlink(&self.tmp, base);
+            }
+            return Err(e);
+        }
+        privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
+        let c = self.sync_locked(&lock)?;
+        self.pending.merge(c);
+        drop(lock);
+        let bytes: u64 = written.iter().map(|w| w.2).sum();
+        if let Err(e) = quota::update(
+            &self.root,
+            &self.root_display,
+            bytes as i64,
+            written.len() as i64,
+        ) {
+            warning!("{e}");
+        }
+        let by_base: HashMap<&str, u32> = self
+            .messages
+            .iter()
+            .map(|m| (m.base.as_str(), m.uid))
+            .collect();
+        written
+            .iter()
+            .map(|(_, name, _)| {
+                by_base.get(name.as_str()).copied().ok_or_else(|| {
+                    StoreError::io(&self.display, io::Error::other("appended message vanished"))
+                })
+            })
+            .collect()
+    }
+
+    /// Write one message to tmp/`base` with LF line ends, fsync it and set
+    /// its mtime: its name with `,S=` and `,W=`, and its size.
+    fn write_tmp(
+        &self,
         base: &str,
         tmp_path: &Path,
         message: &mut dyn Read,
-        flags: Flags,
-        keywords: &[&str],
         internal_date: Option<SystemTime>,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<(String, u64), StoreError> {
         let f = durable::create_new(Some(&self.tmp), Path::new(base), FILE_MODE).at(tmp_path)?;
         let mut w = BufWriter::with_capacity(32 * 1024, f);
         let mut conv = CrlfToLf::default();
@@ -1345,40 +1451,14 @@ impl Folder {
         let f = w
             .into_inner()
             .map_err(|e| StoreError::io(tmp_path, e.into_error()))?;
-        quota::check(
-            &self.root,
-            &self.root_display,
-            &self.options.quota,
-            counter.size(),
-            1,
-        )?;
         f.sync_all().at(tmp_path)?;
         if let Some(t) = internal_date {
             let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
             let ts = nix::sys::time::TimeSpec::from(d);
             nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(tmp_path)?;
         }
-        drop(f);
         let name = format!("{base},S={},W={}", counter.size(), counter.vsize());
-        let kw: Vec<String> = keywords.iter().map(|s| s.to_string()).collect();
-        let lock = self.lock()?;
-        let set = self.letters_for(&kw)?;
-        let target = filename::with_flags(&name, flags, set);
-        fsat::rename(&self.tmp, base, &self.cur, &target, Replace::No).at(tmp_path)?;
-        privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
-        let c = self.sync_locked(&lock)?;
-        self.pending.merge(c);
-        drop(lock);
-        if let Err(e) = quota::update(&self.root, &self.root_display, counter.size() as i64, 1) {
-            warning!("{e}");
-        }
-        self.messages
-            .iter()
-            .find(|m| m.base == name)
-            .map(|m| m.uid)
-            .ok_or_else(|| {
-                StoreError::io(&self.display, io::Error::other("appended message vanished"))
-            })
+        Ok((name, counter.size()))
     }
 
     /// Copy messages to `dest` (IMAP COPY) with their flags and keywords:

@@ -47,7 +47,7 @@ pub mod watcher;
 
 pub use error::{ParseError, StoreError};
 pub use filename::{Flags, KeywordSet};
-pub use folder::{Changes, FlagUpdate, Folder, Message};
+pub use folder::{AppendMessage, Changes, FlagUpdate, Folder, Message};
 pub use maildir::Maildir;
 pub use modseq::Vanished;
 pub use names::{SpecialUse, INBOX};

@@ -378,3 +378,65 @@ fn idle_watcher_wakes_for_delivery_and_another_sessions_flags() {
     assert!(!w.drain().unwrap());
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// A reader that fails part way (a client that went away mid-literal).
+struct Broken;
+
+impl std::io::Read for Broken {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("connection lost"))
+    }
+}
+
+#[test]
+fn multiappend_is_all_or_nothing() {
+    use mailstore::AppendMessage;
+    let (d, md, s) = setup("multiappend", 1);
+    let mut f = s.select(INBOX).unwrap();
+    let (mut a, mut b, mut broken) = (&b"Subject: a\r\n\r\na\r\n"[..], &b"b\n"[..], Broken);
+    let err = f.append_many(&mut [
+        AppendMessage {
+            message: &mut a,
+            flags: Flags::SEEN,
+            keywords: vec![],
+            internal_date: None,
+        },
+        AppendMessage {
+            message: &mut broken,
+            flags: Flags::empty(),
+            keywords: vec![],
+            internal_date: None,
+        },
+    ]);
+    assert!(err.is_err());
+    assert!(fs::read_dir(md.join("tmp")).unwrap().next().is_none());
+    assert_eq!(f.sync().unwrap().new, Vec::<u32>::new());
+    assert_eq!(f.uid_next(), 2);
+
+    let when = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    let (mut a, mut b2) = (&b"Subject: a\r\n\r\na\r\n"[..], &mut b);
+    let uids = f
+        .append_many(&mut [
+            AppendMessage {
+                message: &mut a,
+                flags: Flags::SEEN,
+                keywords: vec!["Work".into()],
+                internal_date: Some(when),
+            },
+            AppendMessage {
+                message: &mut b2,
+                flags: Flags::empty(),
+                keywords: vec![],
+                internal_date: None,
+            },
+        ])
+        .unwrap();
+    assert_eq!(uids, [2, 3]);
+    assert_eq!(f.message(2).unwrap().flags, Flags::SEEN);
+    assert_eq!(f.keyword_names(2).unwrap(), ["Work"]);
+    assert_eq!(f.internal_date(2).unwrap(), when);
+    assert_eq!(f.recent(), [1, 2, 3]);
+    assert_eq!(f.modseq(2), f.modseq(3), "one operation, one modseq");
+    assert!(fs::read_dir(md.join("tmp")).unwrap().next().is_none());
+    fs::remove_dir_all(&d).unwrap();
+}
