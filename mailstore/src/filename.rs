@@ -62,6 +62,17 @@ impl Flags {
         self.0 == 0
     }
 
+    /// The flags as bits (the constants above), as posthorn-modseq stores
+    /// them.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Flags from bits; bits that are no flag are dropped.
+    pub fn from_bits_truncate(bits: u8) -> Flags {
+        Flags(bits & 0x3f)
+    }
+
     pub fn contains(self, other: Flags) -> bool {
         self.0 & other.0 == other.0
     }

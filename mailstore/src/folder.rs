@@ -7,8 +7,11 @@
 //! renamed by another session by its base name), flag and keyword changes
 //! (file renames; new keyword letters in dovecot-keywords), expunge,
 //! append and copy, and what changed since the last sync for IMAP's
-//! untagged responses. Does not own the file formats (uidlist.rs,
-//! keywords.rs, filename.rs) or the folder list (store.rs).
+//! untagged responses; each sync also brings posthorn-modseq in line
+//! (mod-sequences for new messages and changed flags, expunges logged,
+//! \Recent taken: RFC 7162, RFC 3501 2.3.2). Does not own the file formats
+//! (uidlist.rs, keywords.rs, filename.rs, modseq.rs) or the folder list
+//! (store.rs).
 //!
 //! Standards: RFC 3501 2.3.1.1 (UIDs strictly ascending, never reused;
 //! UIDVALIDITY changes when they are reassigned), 2.3.2 (flags and
@@ -21,7 +24,10 @@
 //! fdatasyncs and renames). Moves to cur/ and expunges fsync cur/ and new/.
 //! A process killed at any point leaves a lock that goes stale (dotlock.rs)
 //! and at most a .tmp file that is never read. Appended messages are
-//! fsync'ed before they are renamed into cur/.
+//! fsync'ed before they are renamed into cur/. posthorn-modseq is written
+//! the same way (posthorn-modseq.tmp, fsync, rename, fsync the directory)
+//! after the uidlist, under the same lock; a crash between the two leaves
+//! it behind, and the next sync gives what it lacks new mod-sequences.
 //!
 //! Concurrency: everything that gives UIDs or renames or removes files
 //! holds the folder's `dovecot-uidlist.lock`, as Dovecot does, so posthorn
@@ -56,6 +62,7 @@ use crate::error::{At, StoreError};
 use crate::filename::{self, Flags, KeywordSet, VsizeCounter};
 use crate::fsat::{self, Kind};
 use crate::keywords::{self, Keywords};
+use crate::modseq::{self, ModseqFile, Vanished};
 use crate::names;
 use crate::quota;
 use crate::store::{Access, Options, Store, FILE_MODE};
@@ -91,6 +98,11 @@ pub struct Message {
     pub vsize: Option<u64>,
     /// The uidlist's extension fields for this message (P, O, G, W, ...).
     pub ext: Vec<(u8, String)>,
+    /// Its mod-sequence (RFC 7162 MODSEQ): when its flags last changed or
+    /// it arrived, from posthorn-modseq.
+    pub modseq: u64,
+    /// RFC 3501 \Recent for this session (the rule: `Store::select`).
+    pub recent: bool,
 }
 
 impl Message {
@@ -166,6 +178,17 @@ impl Changes {
     }
 }
 
+/// One message of `Folder::append_many` (IMAP MULTIAPPEND).
+pub struct AppendMessage<'a> {
+    /// The message, CRLF or LF line ends.
+    pub message: &'a mut dyn Read,
+    pub flags: Flags,
+    /// Keyword names (new ones get a letter of their own).
+    pub keywords: Vec<String>,
+    /// INTERNALDATE (the file's mtime); None: now.
+    pub internal_date: Option<SystemTime>,
+}
+
 /// A flag change for `Folder::set_flags_many`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlagUpdate {
@@ -209,6 +232,12 @@ pub struct Folder {
     /// Virtual sizes counted since the list was last written.
     ext_dirty: bool,
     stamp: Option<Stamp>,
+    /// posthorn-modseq as of the last sync.
+    modseq: ModseqFile,
+    /// Take \Recent (IMAP SELECT: `Store::select`).
+    pub(crate) take_recent: bool,
+    /// The UIDs this session took \Recent for.
+    recent: HashSet<u32>,
 }
 
 /// Files in tmp/ older than this are left-overs of deliveries that never
@@ -292,6 +321,9 @@ impl Folder {
             pending: Changes::default(),
             ext_dirty: false,
             stamp: None,
+            modseq: ModseqFile::default(),
+            take_recent: false,
+            recent: HashSet::new(),
         })
     }
 
@@ -504,6 +536,7 @@ impl Folder {
     fn sync_locked(&mut self, lock: &DotLock) -> Result<Changes, StoreError> {
         let stamp = self.stamp()?;
         let list = self.read_list()?;
+        let had_list = list.is_some();
         let mut rewrite = false;
         let mut changes = Changes::default();
         let known = self.uid_validity != 0;
@@ -641,6 +674,10 @@ impl Folder {
         if rewrite {
             self.write_list(lock)?;
         }
+        if changes.uid_validity_changed {
+            self.recent.clear();
+        }
+        self.reconcile_modseq(lock, had_list)?;
         self.ext_dirty = false;
         self.stamp = Some(stamp);
         Ok(changes)
@@ -688,6 +725,8 @@ impl Folder {
             size,
             vsize,
             ext: ext.to_vec(),
+            modseq: 0,
+            recent: false,
         })
     }
 
@@ -779,6 +818,174 @@ impl Folder {
             Replace::Yes,
         )
         .map_err(|e| StoreError::io(&path, e.into()))
+    }
+
+    fn modseq_path(&self) -> PathBuf {
+        self.display.join(modseq::FILE)
+    }
+
+    /// Read posthorn-modseq (under the lock): None if it is missing or
+    /// corrupt (logged).
+    fn read_modseq(&self) -> Result<Option<ModseqFile>, StoreError> {
+        let path = self.modseq_path();
+        match fsat::read_bounded(&self.dir, modseq::FILE, modseq::MAX_FILE) {
+            Ok(Some(data)) => match ModseqFile::parse(&data) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) => {
+                    warning!(
+                        "{}; rebuilding it: mod-sequences start again above the current time in microseconds",
+                        StoreError::corrupt(&path, e)
+                    );
+                    Ok(None)
+                }
+            },
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                warning!("{}: {e}; rebuilding it", path.display());
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// Bring posthorn-modseq in line with the messages a sync just found
+    /// (under the lock): new mod-sequences for new messages and changed
+    /// flags, expunges logged, \Recent taken or seen; written back when
+    /// it changed.
+    /// A missing file is logged when the folder has been synced before
+    /// (`had_list`: a uidlist was there), i.e. not for a new folder.
+    fn reconcile_modseq(&mut self, lock: &DotLock, had_list: bool) -> Result<(), StoreError> {
+        let (mut f, mut changed) = match self.read_modseq()? {
+            Some(f) => (f, false),
+            None => {
+                if had_list || self.modseq.highest != 0 {
+                    warning!(
+                        "{}: missing; rebuilt, mod-sequences start again above the current time in microseconds",
+                        self.modseq_path().display()
+                    );
+                }
+                let floor = modseq::time_floor().max(self.modseq.highest);
+                (ModseqFile::rebuilt(self.uid_validity, floor), true)
+            }
+        };
+        let current: Vec<_> = self
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.flags, m.keywords))
+            .collect();
+        changed |= f.reconcile(self.uid_validity, &current);
+        // RFC 3501 2.3.2: see `Store::select`.
+        let first_recent = f.first_recent;
+        if self.take_recent && f.first_recent < self.next_uid {
+            f.first_recent = self.next_uid;
+            changed = true;
+        }
+        for m in &mut self.messages {
+            m.modseq = f.messages.get(&m.uid).map_or(f.highest, |e| e.modseq);
+            if self.take_recent {
+                if m.uid >= first_recent {
+                    self.recent.insert(m.uid);
+                }
+                m.recent = self.recent.contains(&m.uid);
+            } else {
+                m.recent = m.uid >= first_recent;
+            }
+        }
+        let live: HashSet<u32> = self.messages.iter().map(|m| m.uid).collect();
+        self.recent.retain(|u| live.contains(u));
+        if changed {
+            self.write_modseq(lock, &f)?;
+        }
+        self.modseq = f;
+        Ok(())
+    }
+
+    /// Write posthorn-modseq: a fresh .tmp file, fsync, rename over the
+    /// old one, fsync the directory; only while the lock is still ours.
+    fn write_modseq(&self, lock: &DotLock, f: &ModseqFile) -> Result<(), StoreError> {
+        let path = self.modseq_path();
+        let tmp = format!("{}.tmp", modseq::FILE);
+        fsat::unlink(&self.dir, &tmp).at(&path)?;
+        let mut out = fsat::create_excl(&self.dir, &tmp, FILE_MODE).at(&path)?;
+        out.write_all(&f.write()).at(&path)?;
+        if !lock.is_ours() {
+            let _ = fsat::unlink(&self.dir, &tmp);
+            return Err(StoreError::io(
+                lock.path(),
+                io::Error::other("the lock was taken over by another process (held too long)"),
+            ));
+        }
+        durable::commit(
+            out,
+            Some(&self.dir),
+            Path::new(&tmp),
+            &self.dir,
+            Path::new(modseq::FILE),
+            Replace::Yes,
+        )
+        .map_err(|e| StoreError::io(&path, e.into()))
+    }
+
+    /// An inotify watcher on this folder for IMAP IDLE (watcher.rs): poll
+    /// its descriptor, `drain` it, then `sync`.
+    pub fn watcher(&self) -> Result<crate::Watcher, StoreError> {
+        crate::Watcher::new(&self.dir, &self.new, &self.cur, &self.display)
+    }
+
+    /// RFC 7162 HIGHESTMODSEQ as of the last sync.
+    pub fn highest_modseq(&self) -> u64 {
+        self.modseq.highest
+    }
+
+    /// A message's mod-sequence (RFC 7162 MODSEQ), as of the last sync.
+    pub fn modseq(&self, uid: u32) -> Option<u64> {
+        self.message(uid).map(|m| m.modseq)
+    }
+
+    /// The UIDs of messages whose mod-sequence is above `modseq`
+    /// (RFC 7162 CHANGEDSINCE, and the flags half of QRESYNC), ascending.
+    pub fn changed_since(&self, modseq: u64) -> Vec<u32> {
+        self.messages
+            .iter()
+            .filter(|m| m.modseq > modseq)
+            .map(|m| m.uid)
+            .collect()
+    }
+
+    /// UIDs expunged after `modseq`, as of the last sync (RFC 7162 QRESYNC
+    /// `VANISHED (EARLIER)`, 3.2.5.2). When the log does not reach back to
+    /// `modseq` (a rebuilt file, or more than MAX_EXPUNGE_RANGES ranges
+    /// expunged since), `exact` is false and `uids` is every UID below
+    /// UIDNEXT that is not a message now: any of them may have vanished,
+    /// and the server sends them all (RFC 7162 3.2.10 lets it include UIDs
+    /// the client never knew; it should intersect them with the client's
+    /// known-UIDs set when one was given).
+    pub fn expunged_since(&self, modseq: u64) -> Vanished {
+        let v = self.modseq.expunged_since(modseq);
+        if v.exact {
+            return v;
+        }
+        let mut uids = Vec::new();
+        let mut next = 1u32;
+        for m in &self.messages {
+            if m.uid > next {
+                uids.push((next, m.uid - 1));
+            }
+            next = m.uid + 1;
+        }
+        if self.next_uid > next {
+            uids.push((next, self.next_uid - 1));
+        }
+        Vanished { uids, exact: false }
+    }
+
+    /// The UIDs that are \Recent for this session, ascending.
+    pub fn recent(&self) -> Vec<u32> {
+        self.messages
+            .iter()
+            .filter(|m| m.recent)
+            .map(|m| m.uid)
+            .collect()
     }
 
     /// Open a message's file (its bytes as stored: LF line ends). A file
@@ -941,13 +1148,44 @@ impl Folder {
     }
 
     /// Several flag changes under one lock. A message expunged meanwhile is
-    /// `Expunged` (the others before it are done).
+    /// `Expunged` (the others before it are done). The changed messages get
+    /// one new mod-sequence.
     pub fn set_flags_many(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {
+        self.store_flags(updates, None).map(|_| ())
+    }
+
+    /// `set_flags_many` with RFC 7162 3.1.3 UNCHANGEDSINCE: with
+    /// `unchanged_since`, the folder is synced first (under the same lock)
+    /// and messages whose mod-sequence is above it are left alone; their
+    /// UIDs are returned (the MODIFIED response code). UIDs no longer in
+    /// the folder after that sync are skipped (the sync's `Changes` report
+    /// them expunged).
+    pub fn store_flags(
+        &mut self,
+        updates: &[FlagUpdate],
+        unchanged_since: Option<u64>,
+    ) -> Result<Vec<u32>, StoreError> {
         self.writable()?;
         let lock = self.lock()?;
+        let mut modified = Vec::new();
+        let mut todo: Vec<&FlagUpdate> = updates.iter().collect();
+        if let Some(limit) = unchanged_since {
+            let c = self.sync_locked(&lock)?;
+            self.pending.merge(c);
+            todo.retain(|u| match self.message(u.uid) {
+                Some(m) if m.modseq > limit => {
+                    modified.push(u.uid);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+        }
+        modified.sort_unstable();
+        modified.dedup();
         let mut renamed = false;
         let r = (|| {
-            for u in updates {
+            for u in todo {
                 let i = self
                     .index_of(u.uid)
                     .ok_or(StoreError::NoSuchMessage(u.uid))?;
@@ -983,9 +1221,13 @@ impl Folder {
         })();
         if renamed {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
+            // Gives the renamed messages their new mod-sequence (their flags
+            // now differ from posthorn-modseq's).
+            let c = self.sync_locked(&lock)?;
+            self.pending.merge(c);
         }
         drop(lock);
-        r
+        r.map(|()| modified)
     }
 
     /// Remove messages (RFC 3501 EXPUNGE, POP3 DELE at QUIT): unlink the
@@ -1042,8 +1284,10 @@ impl Folder {
         if !gone.is_empty() {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
             privilege::sync_dir(&self.new).at(&self.display.join("new"))?;
-            self.write_list(&lock)?;
-            self.stamp = None;
+            // Writes the list without them and logs them in posthorn-modseq
+            // (RFC 7162 3.2.10) at one new mod-sequence.
+            let c = self.sync_locked(&lock)?;
+            self.pending.merge(c);
         }
         drop(lock);
         if count > 0 {
@@ -1061,8 +1305,9 @@ impl Folder {
 
     /// Store a new message (IMAP APPEND): `message` with CRLF or LF line
     /// ends is written with LF to tmp/, checked against the quota, fsync'ed,
-    /// given `internal_date` as its mtime, renamed into cur/ with its flags
-    /// and synced. Returns its UID.
+    /// given `internal_date` as its mtime (what `internal_date` reports, as
+    /// Dovecot does), renamed into cur/ with its flags and synced. Returns
+    /// its UID.
     pub fn append(
         &mut self,
         message: &mut dyn Read,
@@ -1070,25 +1315,119 @@ impl Folder {
         keywords: &[&str],
         internal_date: Option<SystemTime>,
     ) -> Result<u32, StoreError> {
-        self.writable()?;
-        let base = filename::unique_base();
-        let tmp_path = self.display.join("tmp").join(&base);
-        let r = self.append_tmp(&base, &tmp_path, message, flags, keywords, internal_date);
-        if r.is_err() {
-            let _ = fsat::unlink(&self.tmp, &base);
-        }
-        r
+        let uids = self.append_many(&mut [AppendMessage {
+            message,
+            flags,
+            keywords: keywords.iter().map(|s| s.to_string()).collect(),
+            internal_date,
+        }])?;
+        uids.first().copied().ok_or_else(|| {
+            StoreError::io(&self.display, io::Error::other("appended message vanished"))
+        })
     }
 
-    fn append_tmp(
+    /// Store several messages, all or none (RFC 3502 MULTIAPPEND): each is
+    /// written to tmp/ and fsync'ed as `append` does, and the quota is
+    /// checked for all of them together; any failure there removes them all
+    /// and nothing is visible. Then, under the lock, they are renamed into
+    /// cur/ one after the other; a rename that fails takes back those
+    /// already renamed (unlinked before anyone else can sync, since the
+    /// lock is held). Only a crash of the machine during those renames can
+    /// leave some of them in the folder. Returns their UIDs in order
+    /// (ascending: their names sort in the order they were made; RFC 4315
+    /// APPENDUID).
+    pub fn append_many(
         &mut self,
+        messages: &mut [AppendMessage<'_>],
+    ) -> Result<Vec<u32>, StoreError> {
+        self.writable()?;
+        let mut written: Vec<(String, String, u64)> = Vec::with_capacity(messages.len());
+        let r = (|| {
+            for m in messages.iter_mut() {
+                let base = filename::unique_base();
+                let tmp_path = self.display.join("tmp").join(&base);
+                let w = self.write_tmp(&base, &tmp_path, m.message, m.internal_date);
+                match w {
+                    Ok((name, size)) => written.push((base, name, size)),
+                    Err(e) => {
+                        let _ = fsat::unlink(&self.tmp, &base);
+                        return Err(e);
+                    }
+                }
+            }
+            let bytes = written.iter().map(|w| w.2).sum();
+            quota::check(
+                &self.root,
+                &self.root_display,
+                &self.options.quota,
+                bytes,
+                written.len() as u64,
+            )
+        })();
+        if let Err(e) = r {
+            for (base, _, _) in &written {
+                let _ = fsat::unlink(&self.tmp, base);
+            }
+            return Err(e);
+        }
+        let lock = self.lock()?;
+        let mut placed: Vec<String> = Vec::with_capacity(written.len());
+        let r = (|| {
+            for (m, (base, name, _)) in messages.iter().zip(&written) {
+                let set = self.letters_for(&m.keywords)?;
+                let target = filename::with_flags(name, m.flags, set);
+                fsat::rename(&self.tmp, base, &self.cur, &target, Replace::No)
+                    .at(&self.display.join("tmp").join(base))?;
+                placed.push(target);
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            for target in &placed {
+                let _ = fsat::unlink(&self.cur, target);
+            }
+            for (base, _, _) in &written {
+                let _ = fsat::unlink(&self.tmp, base);
+            }
+            return Err(e);
+        }
+        privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
+        let c = self.sync_locked(&lock)?;
+        self.pending.merge(c);
+        drop(lock);
+        let bytes: u64 = written.iter().map(|w| w.2).sum();
+        if let Err(e) = quota::update(
+            &self.root,
+            &self.root_display,
+            bytes as i64,
+            written.len() as i64,
+        ) {
+            warning!("{e}");
+        }
+        let by_base: HashMap<&str, u32> = self
+            .messages
+            .iter()
+            .map(|m| (m.base.as_str(), m.uid))
+            .collect();
+        written
+            .iter()
+            .map(|(_, name, _)| {
+                by_base.get(name.as_str()).copied().ok_or_else(|| {
+                    StoreError::io(&self.display, io::Error::other("appended message vanished"))
+                })
+            })
+            .collect()
+    }
+
+    /// Write one message to tmp/`base` with LF line ends, fsync it and set
+    /// its mtime: its name with `,S=` and `,W=`, and its size.
+    fn write_tmp(
+        &self,
         base: &str,
         tmp_path: &Path,
         message: &mut dyn Read,
-        flags: Flags,
-        keywords: &[&str],
         internal_date: Option<SystemTime>,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<(String, u64), StoreError> {
         let f = durable::create_new(Some(&self.tmp), Path::new(base), FILE_MODE).at(tmp_path)?;
         let mut w = BufWriter::with_capacity(32 * 1024, f);
         let mut conv = CrlfToLf::default();
@@ -1112,40 +1451,14 @@ impl Folder {
         let f = w
             .into_inner()
             .map_err(|e| StoreError::io(tmp_path, e.into_error()))?;
-        quota::check(
-            &self.root,
-            &self.root_display,
-            &self.options.quota,
-            counter.size(),
-            1,
-        )?;
         f.sync_all().at(tmp_path)?;
         if let Some(t) = internal_date {
             let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
             let ts = nix::sys::time::TimeSpec::from(d);
             nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(tmp_path)?;
         }
-        drop(f);
         let name = format!("{base},S={},W={}", counter.size(), counter.vsize());
-        let kw: Vec<String> = keywords.iter().map(|s| s.to_string()).collect();
-        let lock = self.lock()?;
-        let set = self.letters_for(&kw)?;
-        let target = filename::with_flags(&name, flags, set);
-        fsat::rename(&self.tmp, base, &self.cur, &target, Replace::No).at(tmp_path)?;
-        privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
-        let c = self.sync_locked(&lock)?;
-        self.pending.merge(c);
-        drop(lock);
-        if let Err(e) = quota::update(&self.root, &self.root_display, counter.size() as i64, 1) {
-            warning!("{e}");
-        }
-        self.messages
-            .iter()
-            .find(|m| m.base == name)
-            .map(|m| m.uid)
-            .ok_or_else(|| {
-                StoreError::io(&self.display, io::Error::other("appended message vanished"))
-            })
+        Ok((name, counter.size()))
     }
 
     /// Copy messages to `dest` (IMAP COPY) with their flags and keywords:
@@ -1156,6 +1469,40 @@ impl Folder {
         uids: &[u32],
         dest: &mut Folder,
     ) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.copy_inner(uids, dest, true)
+    }
+
+    /// Move messages to `dest` (RFC 6851 MOVE): copied as `copy_to` does
+    /// (hard links into `dest`'s tmp/, renamed into its cur/, `dest`'s
+    /// uidlist written, all fsync'ed, under `dest`'s lock), then expunged
+    /// here (unlinked under this folder's lock). The locks are taken one
+    /// after the other, never both at once, so two sessions moving in
+    /// opposite directions cannot deadlock. A crash between the two steps
+    /// leaves a message in both folders, never in neither; a crash before
+    /// the rename leaves a link in `dest`'s tmp/ that `clean_tmp` removes.
+    /// Returns (source UID, new UID) pairs (RFC 4315 COPYUID); the source
+    /// UIDs are gone from this folder, and the session reports them as it
+    /// reports its own EXPUNGE (the next `sync` does not). The quota is not
+    /// checked: a move does not add to a user's mail. If the copy fails part
+    /// way, nothing is expunged and the error is returned.
+    pub fn move_to(
+        &mut self,
+        uids: &[u32],
+        dest: &mut Folder,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.writable()?;
+        let pairs = self.copy_inner(uids, dest, false)?;
+        let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        self.expunge(&moved)?;
+        Ok(pairs)
+    }
+
+    fn copy_inner(
+        &mut self,
+        uids: &[u32],
+        dest: &mut Folder,
+        check_quota: bool,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
         dest.writable()?;
         let mut picked = Vec::new();
         for &uid in uids {
@@ -1163,13 +1510,15 @@ impl Folder {
             picked.push(i);
         }
         let bytes: u64 = picked.iter().map(|&i| self.messages[i].size).sum();
-        quota::check(
-            &dest.root,
-            &dest.root_display,
-            &dest.options.quota,
-            bytes,
-            picked.len() as u64,
-        )?;
+        if check_quota {
+            quota::check(
+                &dest.root,
+                &dest.root_display,
+                &dest.options.quota,
+                bytes,
+                picked.len() as u64,
+            )?;
+        }
         let names_of: Vec<Vec<String>> = {
             let mut v = Vec::new();
             for &i in &picked {
@@ -1268,7 +1617,17 @@ impl Folder {
         })?;
         let path = dest.display.join("tmp").join(tmp);
         let mut out = durable::create_new(Some(&dest.tmp), Path::new(tmp), FILE_MODE).at(&path)?;
-        let r = io::copy(&mut src, &mut out).and_then(|_| out.sync_all());
+        // The copy keeps the internal date (the mtime), as a link does.
+        let r = io::copy(&mut src, &mut out)
+            .and_then(|_| src.metadata())
+            .and_then(|md| {
+                let ts = nix::sys::time::TimeSpec::new(
+                    std::os::unix::fs::MetadataExt::mtime(&md),
+                    std::os::unix::fs::MetadataExt::mtime_nsec(&md),
+                );
+                nix::sys::stat::futimens(out.as_raw_fd(), &ts, &ts).map_err(io::Error::from)
+            })
+            .and_then(|_| out.sync_all());
         if let Err(e) = r {
             let _ = fsat::unlink(&dest.tmp, tmp);
             return Err(StoreError::io(&path, e));

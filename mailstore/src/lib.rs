@@ -7,11 +7,13 @@
 //! `Folder` (messages, UIDs, flags, expunge, append, copy; folder.rs),
 //! `pop3` (the session lock and the maildrop), delivery into new/
 //! (maildir.rs), the file formats (uidlist.rs, keywords.rs,
-//! subscriptions.rs, quota.rs, filename.rs, names.rs) and the locks
+//! subscriptions.rs, quota.rs, filename.rs, names.rs, modseq.rs for
+//! IMAP's mod-sequences, expunge log and \Recent) and the locks
 //! (dotlock.rs). Does not own who a mailbox belongs to or the protocols.
 //!
 //! Standards: the Maildir specification; Maildir++ (folders, quota); RFC
-//! 3501 2.3.1.1, 2.3.2, 5.1.3 (UIDs, flags, modified UTF-7); RFC 1939 and
+//! 3501 2.3.1.1, 2.3.2, 5.1.3 (UIDs, flags, \Recent, modified UTF-7); RFC
+//! 7162 (mod-sequences, VANISHED); RFC 6851 (MOVE); RFC 1939 and
 //! 2449 (POP3 sizes, UIDL, [IN-USE]); RFC 6154 (special-use); Dovecot's
 //! maildir storage formats (each module says which).
 //!
@@ -33,6 +35,7 @@ pub mod fsat;
 pub mod keywords;
 pub mod maildir;
 pub mod mbox;
+pub mod modseq;
 pub mod names;
 pub mod pop3;
 pub mod quota;
@@ -40,13 +43,16 @@ pub mod store;
 pub mod subscriptions;
 pub mod uidlist;
 pub mod uidvalidity;
+pub mod watcher;
 
 pub use error::{ParseError, StoreError};
 pub use filename::{Flags, KeywordSet};
-pub use folder::{Changes, FlagUpdate, Folder, Message};
+pub use folder::{AppendMessage, Changes, FlagUpdate, Folder, Message};
 pub use maildir::Maildir;
+pub use modseq::Vanished;
 pub use names::{SpecialUse, INBOX};
 pub use store::{Access, FolderInfo, Options, Store};
+pub use watcher::Watcher;
 
 /// Convert CRLF to LF while streaming (a CR at the end of one chunk is held
 /// until the next). Bare CR and bare LF pass unchanged.

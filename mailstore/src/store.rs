@@ -412,6 +412,29 @@ impl Store {
         Ok(f)
     }
 
+    /// Open folder `name` for IMAP SELECT: read-write, and this session
+    /// takes \Recent (RFC 3501 2.3.2).
+    ///
+    /// The \Recent rule: posthorn-modseq keeps the first UID not yet
+    /// taken (`R`). A folder opened with `select` takes, at each sync,
+    /// every message with a UID at or above it and moves it to UIDNEXT
+    /// under the lock, so a message is recent in exactly one such session
+    /// (the first to sync after it arrived, whether by delivery to new/,
+    /// APPEND, COPY, MOVE or another program); it stays recent there until
+    /// the folder is closed. Folders opened with `folder` (EXAMINE, STATUS,
+    /// APPEND/COPY targets, POP3) take nothing and show as recent what no
+    /// session has taken yet. Dovecot keeps its own record (its index), so
+    /// a message may be recent once in each server. When posthorn-modseq
+    /// is rebuilt every message is recent again (RFC 3501: when in doubt,
+    /// recent).
+    pub fn select(&self, name: &str) -> Result<Folder, StoreError> {
+        let name = names::validate(name)?;
+        let mut f = Folder::open(self, &name, Access::ReadWrite)?;
+        f.take_recent = true;
+        f.sync()?;
+        Ok(f)
+    }
+
     /// What the user's mail takes (maildirsize, recalculated when needed).
     pub fn quota_usage(&self) -> Result<Usage, StoreError> {
         quota::usage(&self.root, &self.display, &self.options.quota)

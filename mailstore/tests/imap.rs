@@ -1,0 +1,442 @@
+//! What the IMAP server needs of the store, on real directories with two
+//! `Folder` handles at once (two sessions): mod-sequences (RFC 7162
+//! CONDSTORE/QRESYNC) that both agree on and that survive a lost or corrupt
+//! posthorn-modseq, VANISHED data, \Recent given to one session only (RFC
+//! 3501 2.3.2), MOVE (RFC 6851), the IDLE watcher and APPEND's internal
+//! date.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use mailstore::folder::FlagUpdate;
+use mailstore::{Access, Flags, Maildir, Options, Store, INBOX};
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("posthorn-imap-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// As local delivery does it: tmp/, then a rename into new/.
+fn deliver(md: &Path, body: &str) -> PathBuf {
+    let m = Maildir::create(md).unwrap();
+    let mut d = m.begin().unwrap();
+    d.write(body.as_bytes()).unwrap();
+    d.commit().unwrap()
+}
+
+fn setup(name: &str, messages: usize) -> (PathBuf, PathBuf, Store) {
+    let d = temp(name);
+    let md = d.join("Maildir");
+    let s = Store::create_user(&md, Options::default()).unwrap();
+    for i in 0..messages {
+        deliver(&md, &format!("Subject: {i}\n\nbody {i}\n"));
+    }
+    (d, md, s)
+}
+
+fn modseqs(f: &mailstore::Folder) -> Vec<(u32, u64)> {
+    f.messages().iter().map(|m| (m.uid, m.modseq)).collect()
+}
+
+#[test]
+fn two_sessions_agree_on_modseqs() {
+    let (d, md, s) = setup("agree", 3);
+    let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let mut b = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let h0 = a.highest_modseq();
+    assert!(h0 > 0);
+    assert_eq!(b.highest_modseq(), h0);
+    assert!(a.messages().iter().all(|m| m.modseq > 0 && m.modseq <= h0));
+    assert_eq!(modseqs(&a), modseqs(&b));
+
+    // A flag change by a: one new modseq, which b sees after its sync.
+    a.set_flags(2, Flags::SEEN, &["Work"]).unwrap();
+    let h1 = a.highest_modseq();
+    assert_eq!(h1, h0 + 1);
+    assert_eq!(a.modseq(2), Some(h1));
+    assert_eq!(a.modseq(1).unwrap(), b.modseq(1).unwrap());
+    let c = b.sync().unwrap();
+    assert_eq!(c.flags, [2]);
+    assert_eq!(b.highest_modseq(), h1);
+    assert_eq!(modseqs(&a), modseqs(&b));
+    assert_eq!(b.changed_since(h0), [2]);
+
+    // Several in one operation: one modseq for all.
+    b.set_flags_many(&[
+        FlagUpdate {
+            uid: 1,
+            flags: Flags::FLAGGED,
+            keywords: vec![],
+        },
+        FlagUpdate {
+            uid: 3,
+            flags: Flags::FLAGGED,
+            keywords: vec![],
+        },
+    ])
+    .unwrap();
+    assert_eq!(b.highest_modseq(), h1 + 1);
+    assert_eq!(b.changed_since(h1), [1, 3]);
+    a.sync().unwrap();
+    assert_eq!(modseqs(&a), modseqs(&b));
+
+    // A new message: a modseq of its own, above the others.
+    deliver(&md, "Subject: late\n\nx\n");
+    let c = a.sync().unwrap();
+    assert_eq!(c.new, [4]);
+    assert_eq!(a.modseq(4), Some(h1 + 2));
+    b.sync().unwrap();
+    assert_eq!(modseqs(&a), modseqs(&b));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_rename_behind_our_back_gets_a_new_modseq() {
+    let (d, md, s) = setup("behind", 2);
+    let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let h0 = a.highest_modseq();
+    let file = a.message(1).unwrap().file.clone();
+    let cur = md.join("cur");
+    // A Maildir client sets \Seen by renaming, without any lock.
+    let renamed = file.replace(":2,", ":2,S");
+    fs::rename(cur.join(&file), cur.join(&renamed)).unwrap();
+    let c = a.sync().unwrap();
+    assert_eq!(c.flags, [1]);
+    assert_eq!(a.modseq(1), Some(h0 + 1));
+    assert_eq!(a.highest_modseq(), h0 + 1);
+    // Seen once: not again.
+    a.sync().unwrap();
+    assert_eq!(a.highest_modseq(), h0 + 1);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn an_expunge_is_seen_by_the_other_session_with_vanished_data() {
+    let (d, _md, s) = setup("vanished", 5);
+    let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let mut b = s.folder(INBOX, Access::ReadOnly).unwrap();
+    let before = b.highest_modseq();
+    assert_eq!(a.expunge(&[2, 3, 5]).unwrap(), [2, 3, 5]);
+    let h = a.highest_modseq();
+    assert_eq!(h, before + 1);
+    let c = b.sync().unwrap();
+    assert_eq!(c.expunged, [2, 3, 5]);
+    assert_eq!(b.highest_modseq(), h);
+    let v = b.expunged_since(before);
+    assert!(v.exact);
+    assert_eq!(v.uids, [(2, 3), (5, 5)]);
+    assert!(b.expunged_since(h).uids.is_empty());
+    // Asked about a time before the log begins: everything that is not a
+    // message now, below UIDNEXT, may have vanished.
+    let v = b.expunged_since(1);
+    assert!(!v.exact);
+    assert_eq!(v.uids, [(2, 3), (5, 5)]);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn unchanged_since_refuses_messages_changed_meanwhile() {
+    let (d, _md, s) = setup("unchanged", 3);
+    let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let mut b = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let known = b.highest_modseq();
+    a.set_flags(2, Flags::SEEN, &[]).unwrap();
+    // b has not synced: it still thinks 2 is unchanged since `known`.
+    let up = |uid| FlagUpdate {
+        uid,
+        flags: Flags::TRASHED,
+        keywords: vec![],
+    };
+    let modified = b.store_flags(&[up(1), up(2), up(3)], Some(known)).unwrap();
+    assert_eq!(modified, [2]);
+    assert_eq!(b.message(2).unwrap().flags, Flags::SEEN);
+    assert_eq!(b.message(1).unwrap().flags, Flags::TRASHED);
+    assert_eq!(b.modseq(1), Some(known + 2));
+    // 2's change by a reaches b as a flag change.
+    assert_eq!(b.sync().unwrap().flags, [2]);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_lost_or_corrupt_modseq_file_keeps_highestmodseq_growing() {
+    let (d, md, s) = setup("rebuild", 2);
+    let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+    a.set_flags(1, Flags::SEEN, &[]).unwrap();
+    let h0 = a.highest_modseq();
+    let file = md.join("posthorn-modseq");
+    let damages = [None, Some(&b"1 V1 H"[..]), Some(b"garbage\n"), Some(b"")];
+    for (round, damage) in damages.into_iter().enumerate() {
+        match damage {
+            None => fs::remove_file(&file).unwrap(),
+            Some(bytes) => fs::write(&file, bytes).unwrap(),
+        }
+        // Another session (a new process) opens it.
+        let b = s.folder(INBOX, Access::ReadWrite).unwrap();
+        let h = b.highest_modseq();
+        assert!(h > h0, "{h} > {h0} after {damage:?}");
+        let v = b.expunged_since(h0);
+        assert!(!v.exact, "nothing known about expunges before the rebuild");
+        assert!(b.messages().iter().all(|m| m.modseq > h0));
+        // The open session catches up and carries on from there.
+        let flags = [Flags::SEEN, Flags::FLAGGED][round % 2];
+        a.set_flags(2, flags, &[]).unwrap();
+        assert!(a.highest_modseq() > h);
+        assert!(fs::read_to_string(&file).unwrap().starts_with("1 V"));
+    }
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn modseqs_survive_reopening_and_a_new_uidvalidity_keeps_them_growing() {
+    let (d, md, s) = setup("reopen", 2);
+    let (h, ms) = {
+        let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+        a.set_flags(1, Flags::SEEN, &[]).unwrap();
+        (a.highest_modseq(), modseqs(&a))
+    };
+    let b = s.folder(INBOX, Access::ReadOnly).unwrap();
+    assert_eq!((b.highest_modseq(), modseqs(&b)), (h, ms));
+    drop(b);
+    // The uidlist is lost: new UIDVALIDITY, modseqs still above `h`.
+    fs::remove_file(md.join("dovecot-uidlist")).unwrap();
+    let c = s.folder(INBOX, Access::ReadWrite).unwrap();
+    assert!(c.highest_modseq() > h);
+    assert!(c.messages().iter().all(|m| m.modseq > h));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn recent_goes_to_one_selecting_session() {
+    let (d, md, s) = setup("recent", 2);
+    // EXAMINE: sees recent, takes nothing.
+    let mut ex = s.folder(INBOX, Access::ReadOnly).unwrap();
+    assert_eq!(ex.recent(), [1, 2]);
+    let mut a = s.select(INBOX).unwrap();
+    assert_eq!(a.recent(), [1, 2]);
+    let mut b = s.select(INBOX).unwrap();
+    assert!(b.recent().is_empty(), "taken by a");
+    ex.sync().unwrap();
+    deliver(&md, "Subject: 3\n\nx\n");
+    // Whichever selecting session syncs first gets it; b here.
+    let c = b.sync().unwrap();
+    assert_eq!(c.new, [3]);
+    assert_eq!(b.recent(), [3]);
+    a.sync().unwrap();
+    assert_eq!(a.recent(), [1, 2], "a keeps what it took");
+    assert!(!a.message(3).unwrap().recent);
+    // A plain read-write open (POP3, an APPEND target) takes nothing.
+    let mut p = s.folder(INBOX, Access::ReadWrite).unwrap();
+    p.append(&mut &b"x\n"[..], Flags::empty(), &[], None)
+        .unwrap();
+    assert_eq!(p.recent(), [4]);
+    let c = a.sync().unwrap();
+    assert_eq!(c.new, [4]);
+    assert_eq!(a.recent(), [1, 2, 4]);
+    // Expunged: no longer recent anywhere.
+    a.expunge(&[1]).unwrap();
+    assert_eq!(a.recent(), [2, 4]);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn append_keeps_the_internal_date() {
+    let (d, md, s) = setup("date", 0);
+    let mut f = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let when = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    let uid = f
+        .append(&mut &b"x\r\n"[..], Flags::empty(), &[], Some(when))
+        .unwrap();
+    assert_eq!(f.internal_date(uid).unwrap(), when);
+    // As Dovecot does: the file's mtime, which a flag rename keeps.
+    let file = md.join("cur").join(&f.message(uid).unwrap().file);
+    assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), when);
+    f.set_flags(uid, Flags::SEEN, &[]).unwrap();
+    assert_eq!(f.internal_date(uid).unwrap(), when);
+    let start = Instant::now();
+    let now_uid = f
+        .append(&mut &b"y\n"[..], Flags::empty(), &[], None)
+        .unwrap();
+    let t = f.internal_date(now_uid).unwrap();
+    assert!(t.elapsed().unwrap_or_default() < start.elapsed() + Duration::from_secs(2));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn move_gives_new_uids_and_the_source_reports_them_gone() {
+    let (d, md, s) = setup("move", 3);
+    let mut inbox = s.select(INBOX).unwrap();
+    let mut other = s.folder(INBOX, Access::ReadOnly).unwrap();
+    inbox.set_flags(2, Flags::SEEN, &["Work"]).unwrap();
+    let mut arch = s.folder("Archive", Access::ReadWrite).unwrap();
+    arch.append(&mut &b"x\n"[..], Flags::empty(), &[], None)
+        .unwrap();
+    let base2 = inbox.message(2).unwrap().base.clone();
+    let before = other.highest_modseq();
+    let pairs = inbox.move_to(&[2, 3], &mut arch).unwrap();
+    assert_eq!(pairs, [(2, 2), (3, 3)]);
+    assert_eq!(
+        inbox.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
+        [1]
+    );
+    assert_eq!(arch.message(2).unwrap().base, base2);
+    assert_eq!(arch.message(2).unwrap().flags, Flags::SEEN);
+    assert_eq!(arch.keyword_names(2).unwrap(), ["Work"]);
+    assert_eq!(fs::read_dir(md.join("cur")).unwrap().count(), 1);
+    assert!(fs::read_dir(md.join(".Archive/tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+    // The other session on the source sees an expunge, with VANISHED data.
+    let c = other.sync().unwrap();
+    assert_eq!(c.expunged, [2, 3]);
+    assert_eq!(other.expunged_since(before).uids, [(2, 3)]);
+    // In the destination they are new, with a mod-sequence of their own.
+    assert!(arch.modseq(2).unwrap() > arch.modseq(1).unwrap());
+    // A move within one folder (another handle of it): a new UID.
+    let mut same = s.folder(INBOX, Access::ReadWrite).unwrap();
+    assert_eq!(inbox.move_to(&[1], &mut same).unwrap(), [(1, 4)]);
+    assert_eq!(inbox.sync().unwrap().new, [4]);
+    assert_eq!(fs::read_dir(md.join("cur")).unwrap().count(), 1);
+    // Unknown UIDs: an error, nothing moved.
+    assert!(inbox.move_to(&[99], &mut arch).is_err());
+    fs::remove_dir_all(&d).unwrap();
+}
+
+/// Wait up to `limit` for the watcher to report a change: how long it took.
+fn wait_change(w: &mailstore::Watcher, limit: Duration) -> Option<Duration> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
+        let left = limit.saturating_sub(start.elapsed()).as_millis() as u16;
+        if poll(&mut fds, PollTimeout::from(left.max(1))).unwrap() > 0 && w.drain().unwrap() {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+#[test]
+fn idle_watcher_wakes_for_delivery_and_another_sessions_flags() {
+    let (d, md, s) = setup("idle", 1);
+    let mut idler = s.select(INBOX).unwrap();
+    let w = idler.watcher().unwrap();
+    assert!(!w.drain().unwrap(), "nothing pending yet");
+    let (tx, rx) = std::sync::mpsc::channel::<&str>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let s2 = s.clone();
+    let md2 = md.clone();
+    let other = std::thread::spawn(move || {
+        let mut f = s2.folder(INBOX, Access::ReadWrite).unwrap();
+        for what in rx {
+            match what {
+                "flags" => f.set_flags(1, Flags::FLAGGED, &[]).unwrap(),
+                "deliver" => {
+                    deliver(&md2, "Subject: idle\n\nx\n");
+                }
+                "expunge" => {
+                    f.sync().unwrap();
+                    f.expunge(&[1]).unwrap();
+                }
+                _ => unreachable!("only the three above are sent"),
+            }
+            done_tx.send(()).unwrap();
+        }
+    });
+    // Our own sync settles: its events drained, nothing more comes.
+    idler.sync().unwrap();
+    let _ = w.drain();
+    for (what, check) in [("flags", 0), ("deliver", 1), ("expunge", 2)] {
+        tx.send(what).unwrap();
+        let took = wait_change(&w, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no wake-up for {what}"));
+        assert!(took < Duration::from_millis(500), "{what}: {took:?}");
+        done_rx.recv().unwrap();
+        let c = idler.sync().unwrap();
+        match check {
+            0 => assert_eq!(c.flags, [1]),
+            1 => assert_eq!(c.new, [2]),
+            _ => assert_eq!(c.expunged, [1]),
+        }
+        // What the sync did itself may wake it once more; then it is quiet.
+        let _ = wait_change(&w, Duration::from_millis(50));
+        idler.sync().unwrap();
+        let _ = w.drain();
+    }
+    drop(tx);
+    other.join().unwrap();
+    // A sync that changes nothing takes the lock (a file in the folder
+    // directory) but does not count as a change.
+    std::thread::sleep(Duration::from_millis(1100));
+    idler.sync().unwrap();
+    let _ = w.drain();
+    idler.sync().unwrap();
+    assert!(!w.drain().unwrap());
+    fs::remove_dir_all(&d).unwrap();
+}
+
+/// A reader that fails part way (a client that went away mid-literal).
+struct Broken;
+
+impl std::io::Read for Broken {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("connection lost"))
+    }
+}
+
+#[test]
+fn multiappend_is_all_or_nothing() {
+    use mailstore::AppendMessage;
+    let (d, md, s) = setup("multiappend", 1);
+    let mut f = s.select(INBOX).unwrap();
+    let (mut a, mut b, mut broken) = (&b"Subject: a\r\n\r\na\r\n"[..], &b"b\n"[..], Broken);
+    let err = f.append_many(&mut [
+        AppendMessage {
+            message: &mut a,
+            flags: Flags::SEEN,
+            keywords: vec![],
+            internal_date: None,
+        },
+        AppendMessage {
+            message: &mut broken,
+            flags: Flags::empty(),
+            keywords: vec![],
+            internal_date: None,
+        },
+    ]);
+    assert!(err.is_err());
+    assert!(fs::read_dir(md.join("tmp")).unwrap().next().is_none());
+    assert_eq!(f.sync().unwrap().new, Vec::<u32>::new());
+    assert_eq!(f.uid_next(), 2);
+
+    let when = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    let (mut a, mut b2) = (&b"Subject: a\r\n\r\na\r\n"[..], &mut b);
+    let uids = f
+        .append_many(&mut [
+            AppendMessage {
+                message: &mut a,
+                flags: Flags::SEEN,
+                keywords: vec!["Work".into()],
+                internal_date: Some(when),
+            },
+            AppendMessage {
+                message: &mut b2,
+                flags: Flags::empty(),
+                keywords: vec![],
+                internal_date: None,
+            },
+        ])
+        .unwrap();
+    assert_eq!(uids, [2, 3]);
+    assert_eq!(f.message(2).unwrap().flags, Flags::SEEN);
+    assert_eq!(f.keyword_names(2).unwrap(), ["Work"]);
+    assert_eq!(f.internal_date(2).unwrap(), when);
+    assert_eq!(f.recent(), [1, 2, 3]);
+    assert_eq!(f.modseq(2), f.modseq(3), "one operation, one modseq");
+    assert!(fs::read_dir(md.join("tmp")).unwrap().next().is_none());
+    fs::remove_dir_all(&d).unwrap();
+}
