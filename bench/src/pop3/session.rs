@@ -25,9 +25,10 @@ use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use posthorn_bench::maildir::user_name;
+use posthorn_bench::rng::Rng;
+
 use super::args::Config;
-use super::maildir::user_name;
-use super::rng::Rng;
 use super::stats::{Cmd, ErrorKind, Stats};
 use super::wire::{self, Reply, WireError};
 
@@ -512,7 +513,7 @@ impl SessionRun<'_> {
         self.ok("RETR", reply)?;
         let got = wire::read_multiline(r, self.buf, |_| {})
             .map_err(|err| Failure::Wire { cmd: "RETR", err })?;
-        self.stats.retr_octets += got;
+        self.stats.octets += got;
         self.stats.cmd(Cmd::Retr).record(t.elapsed());
         Ok(got)
     }
@@ -529,6 +530,7 @@ fn parse_two(text: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use posthorn_bench::stats::Kind as _;
     use std::io::BufRead;
     use std::net::TcpListener;
     use std::sync::Arc;
@@ -740,7 +742,7 @@ mod tests {
         assert_eq!(st.cmd_ref(Cmd::Retr).count(), 160);
         assert_eq!(st.cmd_ref(Cmd::Connect).count(), 40);
         assert_eq!(st.session.count(), 40);
-        for k in ErrorKind::ALL {
+        for &k in ErrorKind::ALL {
             assert_eq!(st.errors(k), 0, "{}", k.key());
         }
         // Exclusive by default: never two sessions in one mailbox.
@@ -785,7 +787,7 @@ mod tests {
             .iter()
             .map(|m| (m.len() + m.iter().filter(|&&b| b == b'\n').count()) as u64)
             .sum();
-        assert_eq!(st.retr_octets, 2 * one);
+        assert_eq!(st.octets, 2 * one);
     }
 
     #[test]
