@@ -397,6 +397,33 @@ stop_dovecot() {
     DV_PID=""
 }
 
+# dovecot_common_differences PROTOCOL PORT TLS_PORT DEBIAN_PORT DEBIAN_TLS_PORT:
+# the lines of the settings both private instances change, and why.
+dovecot_common_differences() {
+    local proto=$1 port=$2 tls_port=$3 dport=$4 dtls=$5
+    cat <<EOF
+  protocols = $proto ($(dovecot_protocols_debian)): only ${proto^^} is measured
+  listen = 127.0.0.1, $proto port $port, ${proto}s port $tls_port (Debian: *, $dport, $dtls): a private instance on loopback
+  instance_name, base_dir, state_dir in the temp directory (Debian: /run/dovecot, /var/lib/dovecot): private
+  log_path = a file (Debian: syslog): logs go somewhere, as posthorn dev's go to a file
+  passdb and userdb passwd-file on the shared users file (Debian: PAM, /etc/passwd): posthorn's virtual users
+  userdb default_fields home=MAILBOXES/%d/%n, mail_location = maildir:~/Maildir
+    (Debian: mbox:~/mail:INBOX=/var/mail/%u): posthorn's Maildir layout, virtual_mailbox_base/DOMAIN/LOCAL
+  auth_cache_size = $AUTH_CACHE (Dovecot's default: 0, no cache): set so that both systems would cache
+    verified logins, as posthorn's auth does by default. It has no effect here: Dovecot 2.3's passwd-file
+    passdb and userdb define no cache key (src/auth/passdb-passwd-file.c), so every Dovecot login runs
+    SHA512-CRYPT (${HASH_MS:-?} ms of CPU here) and its auth process counts no cache lookups ("dovecot auth").
+    Like for like: BENCH_POSTHORN_OPTS="-o auth_cache_ttl=0" runs posthorn without its cache.
+EOF
+}
+
+# hash_ms: CPU ms of one SHA512-CRYPT (5000 rounds) verification here:
+# glibc's crypt(3), which Dovecot uses, timed through perl over 100 passwords.
+hash_ms() {
+    perl -e 'my @a = times; crypt("bench$_", q($6$0123456789abcdef$)) for 1 .. 100;
+        my @b = times; printf "%.2f", ($b[0] - $a[0] + $b[1] - $a[1]) * 10' 2>/dev/null || true
+}
+
 # dovecot_auth_cache: Dovecot's own count of auth cache hits (its auth
 # process logs them on SIGUSR2), to show the cache did its work.
 dovecot_auth_cache() {
@@ -508,4 +535,17 @@ bench_posthorn() {
     fi
     [ -n "$PH_PID" ] && stop_posthorn
     return 0
+}
+
+# cell SYS KEY ARRAY: the value, "n/a" when posthorn was not measured, "-" when missing.
+cell() {
+    local -n arr=$3
+    local v=${arr[$1,$2]:-}
+    if [ -n "$v" ]; then
+        echo "$v"
+    elif [ "$1" = posthorn ] && [ "$PH_STATUS" != measured ]; then
+        echo "n/a"
+    else
+        echo "-"
+    fi
 }

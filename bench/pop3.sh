@@ -167,20 +167,9 @@ dovecot_differences() {
 Dovecot settings that differ from Debian's defaults (everything else is Dovecot's default:
   a pop3-login process and a pop3 process per connection (service_count = 1), mail_fsync =
   optimized, pop3_lock_session = no, mail_max_userip_connections = 10, index files in the Maildir):
-  protocols = pop3 ($(dovecot_protocols_debian)): only POP3 is measured
-  listen = 127.0.0.1, pop3 port $DV_PORT, pop3s port $DV_PORT_TLS (Debian: *, 110, 995): a private instance on loopback
-  instance_name, base_dir, state_dir in the temp directory (Debian: /run/dovecot, /var/lib/dovecot): private
-  log_path = a file (Debian: syslog): logs go somewhere, as posthorn dev's go to a file
-  passdb and userdb passwd-file on the shared users file (Debian: PAM, /etc/passwd): posthorn's virtual users
-  userdb default_fields home=MAILBOXES/%d/%n, mail_location = maildir:~/Maildir
-    (Debian: mbox:~/mail:INBOX=/var/mail/%u): posthorn's Maildir layout, virtual_mailbox_base/DOMAIN/LOCAL
-  auth_cache_size = $AUTH_CACHE (Dovecot's default: 0, no cache): set so that both systems would cache
-    verified logins, as posthorn's auth does by default. It has no effect here: Dovecot 2.3's passwd-file
-    passdb and userdb define no cache key (src/auth/passdb-passwd-file.c), so every Dovecot login runs
-    SHA512-CRYPT (${HASH_MS:-?} ms of CPU here) and its auth process counts no cache lookups ("dovecot auth").
-    Like for like: BENCH_POSTHORN_OPTS="-o auth_cache_ttl=0" runs posthorn without its cache.
-  Debian's namespace inbox with special-use folders: not included (POP3 reads only INBOX)
 EOF
+    dovecot_common_differences pop3 "$DV_PORT" "$DV_PORT_TLS" 110 995
+    echo "  Debian's namespace inbox with special-use folders: not included (POP3 reads only INBOX)"
 }
 
 bench_dovecot() {
@@ -212,26 +201,10 @@ make_data "$USERS"
 
 DV_VERSION="(not run)"
 DV_CACHE=""
-# CPU ms of one SHA512-CRYPT (5000 rounds) verification here: glibc's
-# crypt(3), which Dovecot uses, timed through perl over 100 passwords.
-HASH_MS=$(perl -e 'my @a = times; crypt("bench$_", q($6$0123456789abcdef$)) for 1 .. 100;
-    my @b = times; printf "%.2f", ($b[0] - $a[0] + $b[1] - $a[1]) * 10' 2>/dev/null || true)
+HASH_MS=$(hash_ms)
 PH_STATUS="(not run)"
 [ "$ONLY" != posthorn ] && bench_dovecot
 [ "$ONLY" != dovecot ] && bench_posthorn pop3d "$PH_PORT" "+OK"
-
-# cell SYS KEY ARRAY: the value, "n/a" when posthorn was not measured, "-" when missing.
-cell() {
-    local -n arr=$3
-    local v=${arr[$1,$2]:-}
-    if [ -n "$v" ]; then
-        echo "$v"
-    elif [ "$1" = posthorn ] && [ "$PH_STATUS" != measured ]; then
-        echo "n/a"
-    else
-        echo "-"
-    fi
-}
 
 {
     if [ -n "$DURATION" ]; then per_level="$DURATION s"; else per_level="$SESSIONS sessions"; fi
