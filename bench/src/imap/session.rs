@@ -698,3 +698,265 @@ fn bare_lf(body: &[u8]) -> bool {
         .enumerate()
         .any(|(i, &b)| b == b'\n' && (i == 0 || body[i - 1] != b'\r'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use posthorn_bench::stats::Kind as _;
+
+    /// How the fake server misbehaves.
+    #[derive(Clone, Copy, Default)]
+    struct Faults {
+        /// RFC822.SIZE of message 2 one octet more than its body.
+        wrong_size: bool,
+        /// BODY.PEEK[] sets \Seen.
+        peek_sets_seen: bool,
+        /// SEARCH UNSEEN leaves out the last unseen message.
+        short_search: bool,
+        /// LOGOUT without BYE.
+        no_bye: bool,
+        /// Bodies with bare LF line ends.
+        bare_lf: bool,
+    }
+
+    /// Seen flags per user, kept across sessions as a server does.
+    type Flags = Arc<Mutex<HashMap<String, Vec<bool>>>>;
+
+    fn body(i: usize, lf: bool) -> Vec<u8> {
+        let eol = if lf { "\n" } else { "\r\n" };
+        let mut m = format!("Subject: m{i}{eol}{eol}").into_bytes();
+        for k in 0..=i * 7 {
+            m.extend_from_slice(format!("line {k} of message {i} {{3}}{eol}").as_bytes());
+        }
+        m
+    }
+
+    /// A fake IMAP server of 5 messages per user; returns its port.
+    fn fake_server(f: Faults) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let flags: Flags = Arc::default();
+        thread::spawn(move || {
+            for s in l.incoming() {
+                let s = s.unwrap();
+                let flags = flags.clone();
+                thread::spawn(move || serve(s, f, &flags));
+            }
+        });
+        port
+    }
+
+    fn serve(s: TcpStream, f: Faults, flags: &Flags) {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let bodies: Vec<Vec<u8>> = (1..=5).map(|i| body(i, f.bare_lf)).collect();
+        let mut user = String::new();
+        let _ = w.write_all(b"* OK fake ready\r\n");
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut it = line.trim_end().splitn(3, ' ');
+            let (tag, cmd, args) = (
+                it.next().unwrap_or(""),
+                it.next().unwrap_or("").to_ascii_uppercase(),
+                it.next().unwrap_or(""),
+            );
+            let mut out = String::new();
+            let mut fl = flags.lock().unwrap();
+            match cmd.as_str() {
+                "LOGIN" => {
+                    user = args.split(' ').next().unwrap_or("").to_string();
+                    fl.entry(user.clone()).or_insert_with(|| vec![false; 5]);
+                }
+                "SELECT" => out.push_str(
+                    "* FLAGS (\\Seen)\r\n* 5 EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY 7] ok\r\n",
+                ),
+                "FETCH" if args.starts_with("1:*") => {
+                    for (i, b) in bodies.iter().enumerate() {
+                        let size = b.len() + usize::from(f.wrong_size && i == 1);
+                        let seen = if fl[&user][i] { "\\Seen" } else { "" };
+                        out.push_str(&format!(
+                            "* {} FETCH (UID {} RFC822.SIZE {size} FLAGS ({seen}))\r\n",
+                            i + 1,
+                            i + 11
+                        ));
+                    }
+                }
+                "FETCH" => {
+                    let n: usize = args.split(' ').next().unwrap().parse().unwrap();
+                    let mut head = format!("* {n} FETCH (");
+                    if f.peek_sets_seen {
+                        fl.get_mut(&user).unwrap()[n - 1] = true;
+                        head.push_str("FLAGS (\\Seen) ");
+                    }
+                    let b = &bodies[n - 1];
+                    let _ = w.write_all(format!("{head}BODY[] {{{}}}\r\n", b.len()).as_bytes());
+                    let _ = w.write_all(b);
+                    out.push_str(")\r\n");
+                }
+                "STORE" => {
+                    let set = args.split(' ').next().unwrap();
+                    for n in set.split(',') {
+                        let n: usize = n.parse().unwrap();
+                        fl.get_mut(&user).unwrap()[n - 1] = true;
+                        out.push_str(&format!("* {n} FETCH (FLAGS (\\Seen))\r\n"));
+                    }
+                }
+                "SEARCH" => {
+                    let mut unseen: Vec<String> = (1..=5)
+                        .filter(|&n| !fl[&user][n - 1])
+                        .map(|n| n.to_string())
+                        .collect();
+                    if f.short_search {
+                        unseen.pop();
+                    }
+                    out.push_str(
+                        &format!("* SEARCH {}\r\n", unseen.join(" ")).replace(" \r", "\r"),
+                    );
+                }
+                "LOGOUT" if !f.no_bye => out.push_str("* BYE bye\r\n"),
+                _ => {}
+            }
+            drop(fl);
+            out.push_str(&format!("{tag} OK done\r\n"));
+            if w.write_all(out.as_bytes()).is_err() || cmd == "LOGOUT" {
+                return;
+            }
+        }
+    }
+
+    fn config(port: u16) -> Config {
+        Config {
+            port,
+            clients: 2,
+            sessions: Some(12),
+            users: 3,
+            password: "pw".into(),
+            max_failures: 12,
+            quiet_errors: true,
+            ..Config::default()
+        }
+    }
+
+    fn run(cfg: Config) -> Stats {
+        let shared = Shared::new(cfg, Instant::now());
+        let mut total = Stats::default();
+        thread::scope(|s| {
+            let hs: Vec<_> = (0..shared.cfg.clients)
+                .map(|i| {
+                    let sh = &shared;
+                    s.spawn(move || run_client(sh, i as u64))
+                })
+                .collect();
+            for h in hs {
+                total.merge(&h.join().unwrap().stats);
+            }
+        });
+        total
+    }
+
+    #[test]
+    fn sessions_against_a_correct_server() {
+        let st = run(config(fake_server(Faults::default())));
+        assert_eq!(
+            (st.ok_sessions, st.failed_sessions),
+            (12, 0),
+            "{}",
+            st.errors_line()
+        );
+        // LOGIN SELECT FETCH 3xFETCH STORE SEARCH NOOP LOGOUT.
+        assert_eq!(st.commands, 12 * 10);
+        assert_eq!(st.cmd_ref(Cmd::FetchBody).count(), 36);
+        assert_eq!(st.cmd_ref(Cmd::Connect).count(), 12);
+        for &k in ErrorKind::ALL {
+            assert_eq!(st.errors(k), 0, "{}", k.key());
+        }
+        assert!(st.octets > 0);
+    }
+
+    #[test]
+    fn long_sessions_count_rounds() {
+        let mut cfg = config(fake_server(Faults::default()));
+        cfg.mode = Mode::Long;
+        let st = run(cfg);
+        assert_eq!(
+            (st.ok_sessions, st.failed_sessions),
+            (12, 0),
+            "{}",
+            st.errors_line()
+        );
+        // Two clients: LOGIN and LOGOUT once each, 8 commands a round.
+        assert_eq!(st.commands, 12 * 8 + 2 * 2);
+        assert_eq!(st.cmd_ref(Cmd::Login).count(), 2);
+    }
+
+    #[test]
+    fn each_fault_fails_sessions_under_its_kind() {
+        let d = Faults::default;
+        // (fault, bodies fetched per session, the kind it must count as).
+        // One body a session for SEARCH: the first session of each mailbox
+        // then leaves unseen messages for the short answer to leave out.
+        for (f, fetch, kind) in [
+            (
+                Faults {
+                    wrong_size: true,
+                    ..d()
+                },
+                5,
+                ErrorKind::SizeMismatch,
+            ),
+            (
+                Faults {
+                    peek_sets_seen: true,
+                    ..d()
+                },
+                5,
+                ErrorKind::Protocol,
+            ),
+            (
+                Faults {
+                    short_search: true,
+                    ..d()
+                },
+                1,
+                ErrorKind::Protocol,
+            ),
+            (
+                Faults {
+                    no_bye: true,
+                    ..d()
+                },
+                3,
+                ErrorKind::Protocol,
+            ),
+            (
+                Faults {
+                    bare_lf: true,
+                    ..d()
+                },
+                3,
+                ErrorKind::Protocol,
+            ),
+        ] {
+            let mut cfg = config(fake_server(f));
+            cfg.max_failures = 3;
+            cfg.fetch = fetch;
+            let st = run(cfg);
+            assert!(st.failed_sessions >= 3, "{kind:?}: {}", st.errors_line());
+            assert_eq!(
+                st.errors(kind),
+                st.failed_sessions,
+                "{kind:?}: {}",
+                st.errors_line()
+            );
+        }
+    }
+}
