@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::maildir::MaildirConfig;
+use posthorn_bench::maildir::MaildirConfig;
 
 pub const USAGE: &str = "\
 usage: posthorn-pop3-bench [flags]

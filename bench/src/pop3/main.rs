@@ -32,8 +32,6 @@
 //! Parameters: see `args::USAGE` (`posthorn-pop3-bench --help`).
 
 mod args;
-mod maildir;
-mod rng;
 mod session;
 mod stats;
 mod wire;
@@ -43,9 +41,12 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
+use posthorn_bench::maildir;
+use posthorn_bench::stats::rate;
+
 use args::{Config, Parsed};
 use session::{ClientResult, Shared};
-use stats::{Cmd, ErrorKind, Histogram, Stats};
+use stats::Stats;
 
 /// Stack per client thread; a session holds a line buffer and a size list.
 const CLIENT_STACK: usize = 256 * 1024;
@@ -137,18 +138,6 @@ fn run(shared: &Shared) -> std::io::Result<Vec<ClientResult>> {
     })
 }
 
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-fn rate(n: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        n as f64 / seconds
-    } else {
-        0.0
-    }
-}
-
 /// The human-readable report.
 fn report(cfg: &Config, t: &Stats, seconds: f64) -> String {
     let mut o = String::new();
@@ -179,42 +168,10 @@ fn report(cfg: &Config, t: &Stats, seconds: f64) -> String {
         t.failed_sessions,
         rate(t.ok_sessions, seconds),
         rate(t.commands, seconds),
-        rate(t.retr_octets, seconds) / 1e6,
+        rate(t.octets, seconds) / 1e6,
     );
-    let _ = writeln!(
-        o,
-        "{:<12} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "latency ms", "count", "p50", "p99", "max", "mean"
-    );
-    let row = |o: &mut String, name: &str, h: &Histogram| {
-        let _ = writeln!(
-            o,
-            "{name:<12} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-            h.count(),
-            ms(h.percentile_us(50.0)),
-            ms(h.percentile_us(99.0)),
-            ms(h.max_us()),
-            h.mean_us() / 1000.0
-        );
-    };
-    for c in Cmd::ALL {
-        row(&mut o, c.key(), t.cmd_ref(c));
-    }
-    row(&mut o, "session", &t.session);
-    let errs: Vec<String> = ErrorKind::ALL
-        .iter()
-        .filter(|&&k| t.errors(k) > 0)
-        .map(|&k| format!("{}={}", k.key(), t.errors(k)))
-        .collect();
-    let _ = writeln!(
-        o,
-        "errors: {}",
-        if errs.is_empty() {
-            "none".to_string()
-        } else {
-            errs.join(" ")
-        }
-    );
+    t.latency_table(&mut o, "session");
+    let _ = writeln!(o, "{}", t.errors_line());
     o
 }
 
@@ -228,24 +185,9 @@ fn result_line(t: &Stats, seconds: f64) -> String {
         t.commands,
         rate(t.ok_sessions, seconds),
         rate(t.commands, seconds),
-        t.retr_octets
+        t.octets
     );
-    let mut lat = |name: &str, h: &Histogram| {
-        let _ = write!(
-            o,
-            " {name}_p50_ms={:.3} {name}_p99_ms={:.3} {name}_max_ms={:.3}",
-            ms(h.percentile_us(50.0)),
-            ms(h.percentile_us(99.0)),
-            ms(h.max_us())
-        );
-    };
-    lat("session", &t.session);
-    for c in Cmd::ALL {
-        lat(c.key(), t.cmd_ref(c));
-    }
-    for k in ErrorKind::ALL {
-        let _ = write!(o, " err_{}={}", k.key(), t.errors(k));
-    }
+    t.result_fields(&mut o);
     o
 }
 
@@ -254,12 +196,14 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    use stats::{Cmd, ErrorKind};
+
     #[test]
     fn result_line_has_every_key_in_order() {
         let mut t = Stats::default();
         t.ok_sessions = 10;
         t.commands = 100;
-        t.retr_octets = 12345;
+        t.octets = 12345;
         t.session.record(Duration::from_micros(1500));
         t.cmd(Cmd::Retr).record(Duration::from_micros(250));
         t.error(ErrorKind::SizeMismatch);

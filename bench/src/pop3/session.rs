@@ -4,11 +4,12 @@
 //! RETR of random messages (or all of them), QUIT, in lock step (each reply
 //! read before the next command), with the checks a careful client makes:
 //! LIST and UIDL list exactly the messages STAT counts, LIST's sizes add up
-//! to STAT's, and each RETR delivers exactly the octets LIST announced. Owns
-//! the work shared by all clients: claiming sessions until `--sessions`
-//! succeeded or `--seconds` passed, and handing out mailboxes in rotation
-//! (one session per mailbox at a time unless `--shared-mailboxes`). Does not
-//! own line reading (`wire`) or the statistics (`stats`).
+//! to STAT's, and each RETR delivers exactly the octets LIST announced. Uses
+//! `posthorn_bench::work` for the work shared by all clients: claiming
+//! sessions until `--sessions` succeeded or `--seconds` passed, and handing
+//! out mailboxes in rotation (one session per mailbox at a time unless
+//! `--shared-mailboxes`). Does not own line reading (`wire`) or the
+//! statistics (`stats`).
 //!
 //! Standards: RFC 1939 4 (greeting, AUTHORIZATION state), 5 (STAT, LIST,
 //! RETR in the TRANSACTION state), 6 (QUIT; nothing is deleted here, no
@@ -20,14 +21,14 @@
 
 use std::io::{self, BufReader, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use posthorn_bench::maildir::user_name;
+use posthorn_bench::rng::Rng;
+use posthorn_bench::work::{Mailboxes, Work};
+
 use super::args::Config;
-use super::maildir::user_name;
-use super::rng::Rng;
 use super::stats::{Cmd, ErrorKind, Stats};
 use super::wire::{self, Reply, WireError};
 
@@ -40,112 +41,29 @@ const FAILURE_PAUSE: Duration = Duration::from_millis(20);
 /// Read buffer per connection: a RETR of a 12 KiB message in one or two reads.
 const READ_BUFFER: usize = 64 * 1024;
 
-/// The mailboxes, handed out in rotation.
-struct Mailboxes {
-    /// (busy flags, next index to try)
-    state: Mutex<(Vec<bool>, usize)>,
-    freed: Condvar,
-    exclusive: bool,
-    count: u64,
-    rotation: AtomicU64,
-}
-
-impl Mailboxes {
-    fn new(n: u32, exclusive: bool) -> Self {
-        Mailboxes {
-            state: Mutex::new((vec![false; n as usize], 0)),
-            freed: Condvar::new(),
-            exclusive,
-            count: u64::from(n.max(1)),
-            rotation: AtomicU64::new(0),
-        }
-    }
-
-    /// The next mailbox in rotation; when exclusive, the next one that no
-    /// other client holds, waiting for one to be released if need be.
-    fn acquire(&self) -> usize {
-        if !self.exclusive {
-            return (self.rotation.fetch_add(1, Ordering::Relaxed) % self.count) as usize;
-        }
-        // A poisoned lock means another client panicked; its flags are
-        // still consistent (set and cleared in one statement), keep going.
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let (busy, next) = &mut *st;
-            let n = busy.len();
-            if let Some(i) = (0..n).map(|k| (*next + k) % n).find(|&i| !busy[i]) {
-                busy[i] = true;
-                *next = (i + 1) % n;
-                return i;
-            }
-            st = self.freed.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn release(&self, i: usize) {
-        if self.exclusive {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.0[i] = false;
-            drop(st);
-            self.freed.notify_one();
-        }
-    }
-}
-
 /// State shared by all clients of one run.
 pub struct Shared {
     pub cfg: Config,
-    /// Sessions claimed and not (yet) failed.
-    claimed: AtomicU64,
-    failed: AtomicU64,
-    deadline: Option<Instant>,
+    work: Work,
     mailboxes: Mailboxes,
 }
 
 impl Shared {
     pub fn new(cfg: Config, start: Instant) -> Self {
         Shared {
-            claimed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            deadline: cfg.seconds.map(|s| start + s),
+            work: Work::new(
+                cfg.sessions,
+                cfg.seconds.map(|s| start + s),
+                cfg.max_failures,
+            ),
             mailboxes: Mailboxes::new(cfg.users, cfg.exclusive),
             cfg,
         }
     }
 
-    /// Claims one more session, or None when the work is done: enough
-    /// sessions claimed, the time is up, or too many failed.
-    fn claim(&self) -> bool {
-        if self.failed.load(Ordering::Relaxed) >= self.cfg.max_failures {
-            return false;
-        }
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
-        }
-        let Some(target) = self.cfg.sessions else {
-            self.claimed.fetch_add(1, Ordering::Relaxed);
-            return true;
-        };
-        let mut c = self.claimed.load(Ordering::Relaxed);
-        loop {
-            if c >= target {
-                return false;
-            }
-            match self
-                .claimed
-                .compare_exchange_weak(c, c + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return true,
-                Err(now) => c = now,
-            }
-        }
-    }
-
     /// Records a failed session and gives its claim back for another try.
     fn fail(&self, user: &str, f: &Failure) {
-        let n = self.failed.fetch_add(1, Ordering::Relaxed);
-        self.claimed.fetch_sub(1, Ordering::Relaxed);
-        if n < REPORT_FIRST && !self.cfg.quiet_errors {
+        if self.work.fail() < REPORT_FIRST && !self.cfg.quiet_errors {
             eprintln!("posthorn-pop3-bench: {user}: {f}");
         }
     }
@@ -166,7 +84,7 @@ pub fn run_client(shared: &Shared, id: u64) -> ClientResult {
     let mut res = ClientResult::default();
     let mut buf = Vec::with_capacity(256);
     let mut sizes = Vec::new();
-    while shared.claim() {
+    while shared.work.claim() {
         let mbox = shared.mailboxes.acquire();
         let user = user_name(&cfg.user_pattern, cfg.first_user + mbox as u32);
         let t0 = Instant::now();
@@ -512,7 +430,7 @@ impl SessionRun<'_> {
         self.ok("RETR", reply)?;
         let got = wire::read_multiline(r, self.buf, |_| {})
             .map_err(|err| Failure::Wire { cmd: "RETR", err })?;
-        self.stats.retr_octets += got;
+        self.stats.octets += got;
         self.stats.cmd(Cmd::Retr).record(t.elapsed());
         Ok(got)
     }
@@ -529,6 +447,7 @@ fn parse_two(text: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use posthorn_bench::stats::Kind as _;
     use std::io::BufRead;
     use std::net::TcpListener;
     use std::sync::Arc;
@@ -547,7 +466,7 @@ mod tests {
     }
 
     /// Per mailbox: how many sessions are in it now, and the most ever.
-    type InUse = Arc<Mutex<std::collections::HashMap<String, (u32, u32)>>>;
+    type InUse = Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, u32)>>>;
 
     /// Messages with LF line ends, some beginning with dots.
     fn mailbox() -> Vec<Vec<u8>> {
@@ -740,7 +659,7 @@ mod tests {
         assert_eq!(st.cmd_ref(Cmd::Retr).count(), 160);
         assert_eq!(st.cmd_ref(Cmd::Connect).count(), 40);
         assert_eq!(st.session.count(), 40);
-        for k in ErrorKind::ALL {
+        for &k in ErrorKind::ALL {
             assert_eq!(st.errors(k), 0, "{}", k.key());
         }
         // Exclusive by default: never two sessions in one mailbox.
@@ -785,7 +704,7 @@ mod tests {
             .iter()
             .map(|m| (m.len() + m.iter().filter(|&&b| b == b'\n').count()) as u64)
             .sum();
-        assert_eq!(st.retr_octets, 2 * one);
+        assert_eq!(st.octets, 2 * one);
     }
 
     #[test]

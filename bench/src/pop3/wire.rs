@@ -19,6 +19,8 @@
 use std::fmt;
 use std::io::{self, BufRead};
 
+use posthorn_bench::line::{self, chomp, is_timeout, LineError};
+
 /// Longest status line accepted, CRLF included. RFC 2449 4 allows 512
 /// octets; a little slack for servers that add more text.
 pub const MAX_STATUS_LINE: usize = 4096;
@@ -42,13 +44,8 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WireError::Io(e) => match e.kind() {
-                // What a read or write timeout on the socket looks like.
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                    write!(f, "no reply within --timeout seconds")
-                }
-                _ => write!(f, "{e}"),
-            },
+            WireError::Io(e) if is_timeout(e) => write!(f, "no reply within --timeout seconds"),
+            WireError::Io(e) => write!(f, "{e}"),
             WireError::Closed => write!(f, "connection closed by the server"),
             WireError::LineTooLong(max) => write!(f, "line longer than {max} octets"),
             WireError::BadStatus(line) => write!(f, "not a POP3 status line: {line:?}"),
@@ -64,11 +61,20 @@ impl From<io::Error> for WireError {
     }
 }
 
+impl From<LineError> for WireError {
+    fn from(e: LineError) -> Self {
+        match e {
+            LineError::Io(e) => WireError::Io(e),
+            LineError::Closed => WireError::Closed,
+            LineError::TooLong(max) => WireError::LineTooLong(max),
+        }
+    }
+}
+
 impl WireError {
     /// True for a socket time-out.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, WireError::Io(e)
-            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+        matches!(self, WireError::Io(e) if is_timeout(e))
     }
 }
 
@@ -97,44 +103,10 @@ impl fmt::Display for Reply {
     }
 }
 
-/// Reads one line, through its LF, into `buf` (cleared first). At most `max`
-/// octets; EOF before the LF is `Closed`.
-pub fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<(), WireError> {
-    buf.clear();
-    loop {
-        let avail = match r.fill_buf() {
-            Ok(a) => a,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if avail.is_empty() {
-            return Err(WireError::Closed);
-        }
-        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (avail.len(), false),
-        };
-        if buf.len() + take > max {
-            return Err(WireError::LineTooLong(max));
-        }
-        buf.extend_from_slice(&avail[..take]);
-        r.consume(take);
-        if done {
-            return Ok(());
-        }
-    }
-}
-
-/// `line` without its CRLF (or bare LF).
-fn chomp(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
 /// Reads a status line. RFC 1939 3: `+OK` or `-ERR`, upper case, then
 /// optionally a space and text.
 pub fn read_reply<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> Result<Reply, WireError> {
-    read_line(r, buf, MAX_STATUS_LINE)?;
+    line::read_line(r, buf, MAX_STATUS_LINE)?;
     parse_status(chomp(buf))
 }
 
@@ -177,7 +149,7 @@ pub fn read_multiline<R: BufRead>(
 ) -> Result<u64, WireError> {
     let mut octets = 0u64;
     loop {
-        read_line(r, buf, MAX_DATA_LINE)?;
+        line::read_line(r, buf, MAX_DATA_LINE)?;
         let content = chomp(buf);
         // RFC 1939 3: a line of just "." ends the response.
         if content == b"." {

@@ -1,7 +1,7 @@
 //! A small deterministic pseudo-random generator (SplitMix64), std only.
 //!
-//! Owns the random choices of posthorn-pop3-bench: which messages a session
-//! retrieves, and the sizes and words of the generated test Maildirs. Seeded
+//! Owns the random choices of the POP3 and IMAP generators: which messages a
+//! session retrieves, and the sizes and words of the generated test Maildirs. Seeded
 //! from `--seed`, so a run (and a generated mailbox set) can be repeated
 //! exactly. Not for anything that needs unpredictability.
 //!

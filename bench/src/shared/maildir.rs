@@ -1,4 +1,4 @@
-//! Test mailboxes for the POP3 benchmark: Maildirs full of plausible mail.
+//! Test mailboxes for the POP3 and IMAP benchmarks: Maildirs full of plausible mail.
 //!
 //! Owns `make-maildirs`: for each user `BASE/DOMAIN/LOCAL/Maildir/` with
 //! `new/`, `cur/` and `tmp/`, and `--messages` files in `new/` of random
@@ -26,7 +26,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// Base of the Date fields and file names: 2026-01-01 00:00:00 UTC.
 const BASE_TIME: u64 = 1_767_225_600;
