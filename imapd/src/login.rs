@@ -137,7 +137,10 @@ enum State {
     /// Waiting for `auth_result` on this tag.
     Authenticating(Tag),
     /// A failed login's delay; `resume` answers the tag.
-    FailDelay { tag: Tag, close: bool },
+    FailDelay {
+        tag: Tag,
+        close: bool,
+    },
     Tls,
     LoggedIn,
     Closed,
@@ -235,7 +238,10 @@ impl LoginSession {
                     .with_code(ResponseCode::AuthenticationFailed)
                     .write(&mut self.out);
                 if close {
-                    return self.bye_close("Too many invalid authentication attempts.", End::AuthFailures);
+                    return self.bye_close(
+                        "Too many invalid authentication attempts.",
+                        End::AuthFailures,
+                    );
                 }
                 self.process()
             }
@@ -260,8 +266,7 @@ impl LoginSession {
 
     /// The auth service's answer to `Step::Authenticate`.
     pub fn auth_result(&mut self, outcome: AuthOutcome) -> Step {
-        let State::Authenticating(tag) = std::mem::replace(&mut self.state, State::Commands)
-        else {
+        let State::Authenticating(tag) = std::mem::replace(&mut self.state, State::Commands) else {
             common::warning!("imap login: auth result without a request");
             return self.close(End::Disconnected);
         };
@@ -481,10 +486,11 @@ impl LoginSession {
 
     fn command(&mut self, tag: Tag, body: CommandBody) -> Option<Step> {
         self.bad_commands = 0;
+        let caps = self.capabilities();
+        let plaintext = self.plaintext_allowed();
         let out = &mut self.out;
         match body {
             CommandBody::Capability => {
-                let caps = self.capabilities();
                 out.extend_from_slice(b"* CAPABILITY ");
                 out.extend_from_slice(caps.join(" ").as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -514,7 +520,7 @@ impl LoginSession {
             CommandBody::Login { user, password } => {
                 let user = String::from_utf8_lossy(&user.bytes).into_owned();
                 self.log.user = user.clone();
-                if !self.plaintext_allowed() {
+                if !plaintext {
                     self.log.attempt(None);
                     // Dovecot's warning that the password has gone out.
                     out.extend_from_slice(b"* BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, but your client did it anyway. If anyone was listening, the password was exposed.\r\n");

@@ -63,7 +63,11 @@ impl Service for Mailbox {
     type Done = ();
 
     fn open(&mut self, peer: Peer, out: &mut Vec<u8>) -> (Conn, Next<()>) {
-        let start = match peer.handoff.as_deref().map(common::login::unframe::<SessionStart>) {
+        let start = match peer
+            .handoff
+            .as_deref()
+            .map(common::login::unframe::<SessionStart>)
+        {
             Some(Ok(s)) => s,
             Some(Err(e)) => {
                 warning!("bad session hand-off: {e}");
@@ -216,7 +220,14 @@ pub fn main() {
         ends,
     };
     let mut counter = LocalCounter::default();
-    if let Err(e) = server.run(listener, &mut service, &server_limits, &mut counter, &stop, &drain) {
+    if let Err(e) = server.run(
+        listener,
+        &mut service,
+        &server_limits,
+        &mut counter,
+        &stop,
+        &drain,
+    ) {
         common::fatal!("{e}");
     }
 }

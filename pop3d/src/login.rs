@@ -55,7 +55,6 @@ use proto::sasl::{self, Exchange, Progress, SaslError};
 
 use common::login::log::{End, Peer, Record, Wait};
 
-
 /// Input held while the session waits (for auth, TLS, a pause) is bounded
 /// by this; beyond it the session closes.
 pub const MAX_PENDING: usize = 64 * 1024;

@@ -73,9 +73,8 @@ pub fn message(s: &mut Session, flags: Vec<Flag>, date: Option<DateTime>, size: 
     let mut reject = false;
     if let Some(a) = s.append_mut() {
         if a.failed.is_none() && a.total.saturating_add(size) > limit {
-            a.failed = Some(
-                Status::no(Some(&a.tag), "Message too big.").with_code(ResponseCode::TooBig),
-            );
+            a.failed =
+                Some(Status::no(Some(&a.tag), "Message too big.").with_code(ResponseCode::TooBig));
         }
         // RFC 3501 6.3.11: refuse before the client sends the message.
         reject = a.failed.is_some();
@@ -153,8 +152,7 @@ pub fn end(s: &mut Session) {
             };
             s.ok_code(&a.tag, code, "Append completed.");
             // A message appended to the selected folder shows up at once.
-            if s
-                .selected
+            if s.selected
                 .as_ref()
                 .is_some_and(|v| v.folder.name() == a.mailbox)
             {

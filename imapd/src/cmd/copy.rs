@@ -12,7 +12,10 @@ use crate::session::Session;
 pub fn copy(s: &mut Session, tag: &Tag, uid: bool, set: &SequenceSet, m: &Mailbox, mv: bool) {
     if !uid && !seq_set_in_range(s, set) {
         let what = if mv { "MOVE" } else { "COPY" };
-        s.bad(tag, &format!("Error in IMAP command {what}: Invalid messageset"));
+        s.bad(
+            tag,
+            &format!("Error in IMAP command {what}: Invalid messageset"),
+        );
         return;
     }
     let uids = resolve(s, set, uid);
@@ -47,7 +50,14 @@ pub fn copy(s: &mut Session, tag: &Tag, uid: bool, set: &SequenceSet, m: &Mailbo
                 "Some of the requested messages no longer exist.",
             );
         }
-        return s.ok(tag, if mv { "No messages moved." } else { "No messages copied." });
+        return s.ok(
+            tag,
+            if mv {
+                "No messages moved."
+            } else {
+                "No messages copied."
+            },
+        );
     }
     let same = dest.name() == view.folder.name();
     let r = if mv {

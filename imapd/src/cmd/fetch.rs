@@ -13,7 +13,7 @@
 use std::io::Read;
 use std::time::UNIX_EPOCH;
 
-use mailstore::{Flags, FlagUpdate, StoreError};
+use mailstore::{FlagUpdate, Flags, StoreError};
 use proto::imap::{FetchAttr, FetchModifiers, ResponseCode, SectionText, SequenceSet, Tag};
 
 use super::{resolve, seq_set_in_range};
@@ -128,13 +128,12 @@ fn section_name(s: &proto::imap::Section) -> String {
 /// The message's bytes with CRLF line ends.
 fn read_crlf(view: &mut View, uid: u32) -> Result<Vec<u8>, StoreError> {
     let f = view.folder.open_message(uid)?;
-    let mut r = mailstore::LfReader::new(f);
+    let mut r = mailstore::pop3::CrlfReader::new(f);
     let mut out = Vec::new();
-    r.read_to_end(&mut out)
-        .map_err(|e| StoreError::Io {
-            path: view.folder.path().to_path_buf(),
-            source: e,
-        })?;
+    r.read_to_end(&mut out).map_err(|e| StoreError::Io {
+        path: view.folder.path().to_path_buf(),
+        source: e,
+    })?;
     Ok(out)
 }
 
@@ -273,9 +272,7 @@ pub fn fetch(
                         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                         .map_or(0, |d| d.as_secs() as i64);
                     out.extend_from_slice(b"INTERNALDATE \"");
-                    out.extend_from_slice(
-                        proto::imap::response::format_date_time(t, 0).as_bytes(),
-                    );
+                    out.extend_from_slice(proto::imap::response::format_date_time(t, 0).as_bytes());
                     out.push(b'"');
                 }
                 FetchAttr::Rfc822Size => {

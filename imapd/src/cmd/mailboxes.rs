@@ -60,13 +60,13 @@ pub fn delete(s: &mut Session, tag: &Tag, m: &Mailbox) {
         Ok(n) => n,
         Err(why) => return bad_name(s, tag, &why),
     };
-    if s
-        .selected
-        .as_ref()
-        .is_some_and(|v| v.folder.name() == name)
-    {
+    if s.selected.as_ref().is_some_and(|v| v.folder.name() == name) {
         // Dovecot refuses too: the client must select another first.
-        return s.no(tag, Some(proto::imap::ResponseCode::InUse), "Can't delete the selected mailbox.");
+        return s.no(
+            tag,
+            Some(proto::imap::ResponseCode::InUse),
+            "Can't delete the selected mailbox.",
+        );
     }
     match s.store.delete(&name) {
         Ok(()) => s.ok(tag, "Delete completed."),
@@ -158,7 +158,7 @@ fn entries(s: &Session) -> Result<Vec<Entry>, mailstore::StoreError> {
             }
             Entry {
                 client: client_name(s, &f.name),
-                subscribed: subs.iter().any(|x| *x == f.name),
+                subscribed: subs.contains(&f.name),
                 attrs,
                 store: f.name,
             }
@@ -174,7 +174,8 @@ pub fn list(s: &mut Session, tag: &Tag, args: &ListArgs) {
         .unwrap_or_default();
     // RFC 3501 6.3.8: an empty pattern asks for the separator and root.
     if !args.extended && args.patterns.len() == 1 && args.patterns[0].bytes.is_empty() {
-        s.out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
+        s.out
+            .extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
         return s.ok(tag, "List completed.");
     }
     let all = match entries(s) {
@@ -295,7 +296,8 @@ fn write_status(s: &mut Session, store: &str, client: &str, items: &[StatusItem]
     }
     s.out.extend_from_slice(b"* STATUS ");
     proto::imap::response::write_mailbox(&mut s.out, client, s.enabled.utf8);
-    s.out.extend_from_slice(format!(" ({})\r\n", vals.join(" ")).as_bytes());
+    s.out
+        .extend_from_slice(format!(" ({})\r\n", vals.join(" ")).as_bytes());
 }
 
 #[cfg(test)]

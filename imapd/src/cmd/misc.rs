@@ -20,7 +20,11 @@ pub fn enable(s: &mut Session, tag: &Tag, caps: &[String]) {
             _ => false,
         };
         if newly {
-            enabled.push(if c == "IMAP4REV2" { "IMAP4rev2" } else { c.as_str() });
+            enabled.push(if c == "IMAP4REV2" {
+                "IMAP4rev2"
+            } else {
+                c.as_str()
+            });
         }
     }
     s.out.extend_from_slice(b"* ENABLED");

@@ -40,17 +40,12 @@ impl Candidate<'_> {
 
     fn message(&mut self) -> Option<&ParsedMessage> {
         if self.parsed.is_none() {
-            let raw = self
-                .view
-                .folder
-                .open_message(self.uid)
-                .ok()
-                .and_then(|f| {
-                    let mut v = Vec::new();
-                    std::io::Read::read_to_end(&mut mailstore::LfReader::new(f), &mut v)
-                        .ok()
-                        .map(|_| v)
-                });
+            let raw = self.view.folder.open_message(self.uid).ok().and_then(|f| {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut mailstore::pop3::CrlfReader::new(f), &mut v)
+                    .ok()
+                    .map(|_| v)
+            });
             self.parsed = Some(raw.map(|r| ParsedMessage::parse(&r)));
         }
         self.parsed.as_ref().and_then(|p| p.as_ref())
@@ -90,7 +85,11 @@ fn text(a: &proto::imap::AString) -> String {
 }
 
 /// Does the message match `key`?
-fn matches(c: &mut Candidate<'_>, key: &SearchKey, uids_of: &dyn Fn(&SequenceSet, bool) -> Vec<u32>) -> bool {
+fn matches(
+    c: &mut Candidate<'_>,
+    key: &SearchKey,
+    uids_of: &dyn Fn(&SequenceSet, bool) -> Vec<u32>,
+) -> bool {
     use SearchKey as K;
     let has = |c: &Candidate<'_>, f: Flags| c.flags().contains(f);
     match key {
@@ -162,7 +161,8 @@ fn matches(c: &mut Candidate<'_>, key: &SearchKey, uids_of: &dyn Fn(&SequenceSet
 
 fn header(c: &mut Candidate<'_>, field: &str, s: &proto::imap::AString) -> bool {
     let needle = text(s);
-    c.message().is_some_and(|m| m.header_contains(field, &needle))
+    c.message()
+        .is_some_and(|m| m.header_contains(field, &needle))
 }
 
 fn uses_modseq(k: &SearchKey) -> bool {
@@ -180,18 +180,28 @@ pub fn search(s: &mut Session, tag: &Tag, uid: bool, args: &SearchArgs) {
         if cs != "UTF-8" && cs != "US-ASCII" {
             s.no(
                 tag,
-                Some(ResponseCode::BadCharset(vec!["UTF-8".into(), "US-ASCII".into()])),
+                Some(ResponseCode::BadCharset(vec![
+                    "UTF-8".into(),
+                    "US-ASCII".into(),
+                ])),
                 "Unknown charset",
             );
             return;
         }
     }
     // Sequence sets inside keys resolve against the view as it is now.
-    let all_known: Vec<u32> = s.selected.as_ref().map(|v| v.uids.clone()).unwrap_or_default();
+    let all_known: Vec<u32> = s
+        .selected
+        .as_ref()
+        .map(|v| v.uids.clone())
+        .unwrap_or_default();
     let resolved: Vec<(SequenceSet, bool, Vec<u32>)> = {
         let mut v = Vec::new();
         collect_sets(&args.keys, &mut |set, by_uid| {
-            if !v.iter().any(|(s2, u2, _): &(SequenceSet, bool, Vec<u32>)| s2 == set && *u2 == by_uid) {
+            if !v
+                .iter()
+                .any(|(s2, u2, _): &(SequenceSet, bool, Vec<u32>)| s2 == set && *u2 == by_uid)
+            {
                 v.push((set.clone(), by_uid, resolve(s, set, by_uid)));
             }
         });
@@ -225,7 +235,10 @@ pub fn search(s: &mut Session, tag: &Tag, uid: bool, args: &SearchArgs) {
             max_modseq = max_modseq.max(c.view.folder.modseq(u).unwrap_or(0));
         }
     }
-    let nums: Vec<u32> = hits.iter().map(|&(seq, u)| if uid { u } else { seq }).collect();
+    let nums: Vec<u32> = hits
+        .iter()
+        .map(|&(seq, u)| if uid { u } else { seq })
+        .collect();
     let out = &mut s.out;
     match &args.ret {
         None => {

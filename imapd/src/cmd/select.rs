@@ -24,7 +24,8 @@ pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, re
     if s.selected.take().is_some() {
         // RFC 7162 3.2.11 / RFC 9051 7.1: the old mailbox is closed.
         if s.enabled.condstore || s.enabled.imap4rev2 {
-            s.out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
+            s.out
+                .extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
         }
     }
     let name = match store_name(s, m) {
@@ -62,9 +63,7 @@ pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, re
             .iter()
             .position(|m| !m.flags.contains(Flags::SEEN))
         {
-            out.extend_from_slice(
-                format!("* OK [UNSEEN {}] First unseen.\r\n", i + 1).as_bytes(),
-            );
+            out.extend_from_slice(format!("* OK [UNSEEN {}] First unseen.\r\n", i + 1).as_bytes());
         }
     }
     out.extend_from_slice(
@@ -77,11 +76,7 @@ pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, re
     );
     if s.enabled.condstore {
         out.extend_from_slice(
-            format!(
-                "* OK [HIGHESTMODSEQ {}] Highest\r\n",
-                f.highest_modseq()
-            )
-            .as_bytes(),
+            format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", f.highest_modseq()).as_bytes(),
         );
     }
     let (code, text) = if read_only {
@@ -111,7 +106,14 @@ pub fn close(s: &mut Session, tag: &Tag, expunge: bool) {
             }
         }
     }
-    s.ok(tag, if expunge { "Close completed." } else { "Unselect completed." });
+    s.ok(
+        tag,
+        if expunge {
+            "Close completed."
+        } else {
+            "Unselect completed."
+        },
+    );
 }
 
 /// EXPUNGE, or UID EXPUNGE of `set` (RFC 4315 2.1): remove the \Deleted

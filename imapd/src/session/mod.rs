@@ -28,9 +28,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use mailstore::{Store, StoreError};
-use proto::imap::{
-    CommandBody, CommandReader, Event, Flag, Limits, ResponseCode, Status, Tag,
-};
+use proto::imap::{CommandBody, CommandReader, Event, Flag, Limits, ResponseCode, Status, Tag};
 
 use crate::cmd;
 use view::{Report, View};
@@ -289,7 +287,7 @@ impl Session {
             Event::Line(line) => {
                 if let State::Idle(tag) = std::mem::replace(&mut self.state, State::Commands) {
                     // RFC 2177 3: DONE ends IDLE; anything else is BAD.
-                    if proto::imap::command::parse_done(&line) {
+                    if proto::imap::parse_done(&line) {
                         Status::ok(Some(&tag), "Idle completed.").write(&mut self.out);
                     } else {
                         Status::bad(Some(&tag), "Expected DONE.").write(&mut self.out);
@@ -530,7 +528,9 @@ impl Session {
                 self.no(&tag, None, "COMPRESS is not supported yet.");
                 Report::All
             }
-            CommandBody::GetQuota(_) | CommandBody::GetQuotaRoot(_) | CommandBody::SetQuota { .. } => {
+            CommandBody::GetQuota(_)
+            | CommandBody::GetQuotaRoot(_)
+            | CommandBody::SetQuota { .. } => {
                 self.no(&tag, None, "QUOTA is not supported yet.");
                 Report::All
             }
@@ -593,8 +593,7 @@ impl Session {
             return;
         };
         if let Err(e) = view.sync() {
-            self.log
-                .push(format!("{}: sync: {e}", view.folder.name()));
+            self.log.push(format!("{}: sync: {e}", view.folder.name()));
         }
         view.report(what, qresync, &mut self.out);
     }
@@ -612,7 +611,9 @@ impl Session {
     }
 
     pub fn ok_code(&mut self, tag: &Tag, code: ResponseCode, text: &str) {
-        Status::ok(Some(tag), text).with_code(code).write(&mut self.out);
+        Status::ok(Some(tag), text)
+            .with_code(code)
+            .write(&mut self.out);
     }
 
     pub fn no(&mut self, tag: &Tag, code: Option<ResponseCode>, text: &str) {
@@ -644,10 +645,7 @@ impl Session {
                 "Mailbox has children, delete them first".into(),
             ),
             StoreError::Inbox(what) => (None, format!("INBOX can't be {what}.")),
-            StoreError::ReadOnly(_) => (
-                Some(ResponseCode::Cannot),
-                "Mailbox is read-only.".into(),
-            ),
+            StoreError::ReadOnly(_) => (Some(ResponseCode::Cannot), "Mailbox is read-only.".into()),
             StoreError::Expunged(_) | StoreError::NoSuchMessage(_) => (
                 Some(ResponseCode::ExpungeIssued),
                 "Some of the requested messages no longer exist.".into(),

@@ -1,0 +1,4 @@
+//! posthorn-imapd: see lib.rs and posthorn-imapd(8).
+fn main() {
+    posthorn_imapd::main()
+}

@@ -1,0 +1,148 @@
+//! The session after login over a real Maildir in a temp directory: client
+//! lines in, server lines out, fed whole and byte by byte.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mailstore::{Options, Store};
+use posthorn_imapd::session::{Session, SessionConfig};
+
+fn maildir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("posthorn-imapd-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d.join("Maildir")
+}
+
+fn deliver(md: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(md.join("new").join(name), text).unwrap();
+}
+
+fn session(md: &std::path::Path) -> Session {
+    let store = Store::create_user(md, Options::default()).unwrap();
+    let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+    let (mut s, _) = Session::start(cfg, "alice".into(), store, Some("a0"), b"");
+    let greeting = String::from_utf8(std::mem::take(&mut s.out)).unwrap();
+    assert!(greeting.starts_with("a0 OK [CAPABILITY IMAP4rev1 "), "{greeting}");
+    s
+}
+
+fn say(s: &mut Session, line: &str) -> String {
+    s.input(line.as_bytes());
+    String::from_utf8_lossy(&std::mem::take(&mut s.out)).into_owned()
+}
+
+fn say_bytewise(s: &mut Session, line: &str) -> String {
+    for b in line.as_bytes() {
+        s.input(std::slice::from_ref(b));
+    }
+    String::from_utf8_lossy(&std::mem::take(&mut s.out)).into_owned()
+}
+
+const MSG: &str = "From: Bob <bob@example.org>\nTo: alice@example.org\nSubject: hello\nDate: Mon, 2 Nov 2026 10:00:00 +0000\nMessage-ID: <1@example.org>\n\nHi Alice.\n";
+
+#[test]
+fn select_fetch_store_search_expunge() {
+    let md = maildir("basic");
+    let mut s = session(&md);
+    deliver(&md, "1700000000.M1P1.host", MSG);
+    deliver(&md, "1700000001.M2P1.host", MSG);
+    let r = say(&mut s, "a1 SELECT INBOX\r\n");
+    assert!(r.contains("* 2 EXISTS\r\n"), "{r}");
+    assert!(r.contains("* 2 RECENT\r\n"), "{r}");
+    assert!(r.contains("* OK [UNSEEN 1] First unseen.\r\n"), "{r}");
+    assert!(r.ends_with("a1 OK [READ-WRITE] Select completed.\r\n"), "{r}");
+    let r = say(&mut s, "a2 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n");
+    let size = MSG.len() + MSG.matches('\n').count();
+    assert_eq!(
+        r,
+        format!("* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE {size})\r\n* 2 FETCH (UID 2 FLAGS (\\Recent) RFC822.SIZE {size})\r\na2 OK Fetch completed.\r\n")
+    );
+    let crlf = MSG.replace('\n', "\r\n");
+    let r = say_bytewise(&mut s, "a3 FETCH 2 BODY.PEEK[]\r\n");
+    assert_eq!(
+        r,
+        format!("* 2 FETCH (BODY[] {{{size}}}\r\n{crlf})\r\na3 OK Fetch completed.\r\n")
+    );
+    let r = say(&mut s, "a4 FETCH 1 (BODY[HEADER.FIELDS (SUBJECT)])\r\n");
+    assert_eq!(
+        r,
+        "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: hello\r\n\r\n FLAGS (\\Seen \\Recent))\r\na4 OK Fetch completed.\r\n"
+    );
+    let r = say(&mut s, "a5 SEARCH UNSEEN\r\n");
+    assert_eq!(r, "* SEARCH 2\r\na5 OK Search completed.\r\n");
+    let r = say(&mut s, "a6 STORE 2 +FLAGS (\\Deleted $Junk)\r\n");
+    assert_eq!(
+        r,
+        "* 2 FETCH (FLAGS (\\Deleted \\Recent $Junk))\r\na6 OK Store completed.\r\n"
+    );
+    let r = say(&mut s, "a7 UID SEARCH DELETED\r\n");
+    assert_eq!(r, "* SEARCH 2\r\na7 OK Search completed.\r\n");
+    let r = say(&mut s, "a8 EXPUNGE\r\n");
+    assert_eq!(r, "* 2 EXPUNGE\r\na8 OK Expunge completed.\r\n");
+    let r = say(&mut s, "a9 UID FETCH 1:* FLAGS\r\n");
+    assert_eq!(r, "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\na9 OK Fetch completed.\r\n");
+    let r = say(&mut s, "b1 LOGOUT\r\n");
+    assert_eq!(r, "* BYE Logging out\r\nb1 OK Logout completed.\r\n");
+}
+
+#[test]
+fn mailboxes_append_copy_move() {
+    let md = maildir("boxes");
+    let mut s = session(&md);
+    let r = say(&mut s, "a1 LIST \"\" *\r\n");
+    assert!(r.contains("* LIST (\\HasNoChildren) \".\" \"INBOX\"\r\n"), "{r}");
+    assert!(r.contains("\\Sent) \".\" \"Sent\"\r\n"), "{r}");
+    let r = say(&mut s, "a2 CREATE Archive.2026\r\n");
+    assert_eq!(r, "a2 OK Create completed.\r\n");
+    let r = say(&mut s, "a3 LIST \"\" Archive*\r\n");
+    assert_eq!(
+        r,
+        "* LIST (\\HasChildren \\Archive) \".\" \"Archive\"\r\n* LIST (\\HasNoChildren) \".\" \"Archive.2026\"\r\na3 OK List completed.\r\n"
+    );
+    let r = say(&mut s, "a4 CREATE ../etc\r\n");
+    assert!(r.starts_with("a4 NO "), "{r}");
+    let msg = "Subject: appended\r\n\r\nbody\r\n";
+    let r = say(
+        &mut s,
+        &format!("a5 APPEND Archive.2026 (\\Seen) \"05-Nov-2026 10:00:00 +0000\" {{{}+}}\r\n{msg}\r\n", msg.len()),
+    );
+    assert!(r.starts_with("a5 OK [APPENDUID "), "{r}");
+    assert!(r.ends_with(" 1] Append completed.\r\n"), "{r}");
+    let r = say(&mut s, "a6 APPEND Nope {3+}\r\nabc\r\n");
+    assert_eq!(r, "a6 NO [TRYCREATE] Mailbox doesn't exist.\r\n");
+    let r = say(&mut s, "a7 STATUS Archive.2026 (MESSAGES UNSEEN UIDNEXT)\r\n");
+    assert_eq!(
+        r,
+        "* STATUS \"Archive.2026\" (MESSAGES 1 UNSEEN 0 UIDNEXT 2)\r\na7 OK Status completed.\r\n"
+    );
+    let r = say(&mut s, "a8 SELECT Archive.2026\r\n");
+    assert!(r.contains("* 1 EXISTS\r\n"), "{r}");
+    let r = say(&mut s, "a9 FETCH 1 (INTERNALDATE BODY.PEEK[TEXT])\r\n");
+    assert_eq!(
+        r,
+        "* 1 FETCH (INTERNALDATE \" 5-Nov-2026 10:00:00 +0000\" BODY[TEXT] {6}\r\nbody\r\n)\r\na9 OK Fetch completed.\r\n"
+    );
+    let r = say(&mut s, "b1 UID COPY 1 INBOX\r\n");
+    assert!(r.starts_with("b1 OK [COPYUID "), "{r}");
+    let r = say(&mut s, "b2 MOVE 1 Sent\r\n");
+    assert!(r.starts_with("* OK [COPYUID "), "{r}");
+    assert!(r.ends_with("* 1 EXPUNGE\r\nb2 OK Move completed.\r\n"), "{r}");
+    let r = say(&mut s, "b3 STATUS Sent (MESSAGES)\r\n");
+    assert_eq!(r, "* STATUS \"Sent\" (MESSAGES 1)\r\nb3 OK Status completed.\r\n");
+}
+
+#[test]
+fn idle_reports_new_mail() {
+    let md = maildir("idle");
+    let mut s = session(&md);
+    say(&mut s, "a1 SELECT INBOX\r\n");
+    let r = say(&mut s, "a2 IDLE\r\n");
+    assert_eq!(r, "+ idling\r\n");
+    deliver(&md, "1700000005.M5P1.host", MSG);
+    s.notify();
+    let r = String::from_utf8_lossy(&std::mem::take(&mut s.out)).into_owned();
+    assert_eq!(r, "* 1 EXISTS\r\n* 1 RECENT\r\n");
+    let r = say(&mut s, "DONE\r\n");
+    assert_eq!(r, "a2 OK Idle completed.\r\n");
+}
