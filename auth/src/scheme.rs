@@ -242,6 +242,20 @@ fn parse_argon2(data: &str, scheme: Scheme) -> Result<Stored, SchemeError> {
     if h.salt.is_none() {
         return Err(bad("no salt".into()));
     }
+    // The bounds first: argon2's Params multiplies p by 8 without a check
+    // (an overflow panic under overflow checks; found by the fuzz harness).
+    for (key, max) in [
+        ("m", MAX_ARGON2_M_KIB),
+        ("t", MAX_ARGON2_T),
+        ("p", MAX_ARGON2_P),
+    ] {
+        if let Some(v) = h.params.get_decimal(key).filter(|&v| v > max) {
+            return Err(SchemeError::TooCostly {
+                scheme: scheme.name(),
+                why: format!("{key}={v} is over the bound ({key} <= {max})"),
+            });
+        }
+    }
     let p = Params::try_from(&h).map_err(|e| bad(e.to_string()))?;
     if p.m_cost() > MAX_ARGON2_M_KIB || p.t_cost() > MAX_ARGON2_T || p.p_cost() > MAX_ARGON2_P {
         return Err(SchemeError::TooCostly {
@@ -486,6 +500,13 @@ mod tests {
     ];
 
     #[test]
+    fn argon2_parallelism_that_overflows_is_refused_not_a_panic() {
+        // Found by the fuzz harness: argon2's Params computes 8 * p.
+        let field = "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1111111111$DkRyrE8qkCO/h7JbbKOYxg$L5iVhkGnNUN+vFFuM9mtZ18GXAlednlw1XzPmmu2p10";
+        assert!(matches!(parse(field), Err(SchemeError::TooCostly { .. })));
+    }
+
+    #[test]
     fn doveadm_hashes_verify() {
         for (field, scheme) in DOVEADM {
             let s = parse(field).unwrap_or_else(|e| panic!("{field}: {e}"));
@@ -554,7 +575,7 @@ mod tests {
             ("{ARGON2ID}$argon2i$v=19$m=32768,t=4,p=1$DkRyrE8qkCO/h7JbbKOYxg$L5iVhkGnNUN+vFFuM9mtZ18GXAlednlw1XzPmmu2p10", "ARGON2ID: malformed hash: algorithm argon2i in a ARGON2ID field"),
             ("{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$LpEjiuxG3WMa+VieIQtJnQ", "ARGON2ID: malformed hash: no hash"),
             ("{ARGON2ID}nonsense", "ARGON2ID: malformed hash: "),
-            ("{ARGON2ID}$argon2id$v=19$m=4294967295,t=3,p=1$LpEjiuxG3WMa+VieIQtJnQ$kSpD2tZXOhjlV0NT+6VcmBVfiwCsOEdWvkrtxtW1EOg", "ARGON2ID: m=4294967295,t=3,p=1 is over the bounds"),
+            ("{ARGON2ID}$argon2id$v=19$m=4294967295,t=3,p=1$LpEjiuxG3WMa+VieIQtJnQ$kSpD2tZXOhjlV0NT+6VcmBVfiwCsOEdWvkrtxtW1EOg", "ARGON2ID: m=4294967295 is over the bound"),
             ("{NOPE}x", "unknown password scheme \"NOPE\""),
         ];
         for (field, want) in cases {
