@@ -192,8 +192,8 @@ fn feed(
                 Next::Continue => break,
                 Next::Close => return None,
                 Next::Pause(_) => panic!("auth never pauses"),
-                Next::StartTls | Next::Produce | Next::HandOff { .. } => {
-                    panic!("auth has no TLS, streaming or hand-off")
+                Next::StartTls | Next::Produce | Next::HandOff { .. } | Next::Watch(_) => {
+                    panic!("auth has no TLS, streaming, hand-off or watch")
                 }
                 Next::Run(job) => {
                     hashed = true;

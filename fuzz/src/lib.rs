@@ -848,8 +848,8 @@ fn auth_run(pieces: &[&[u8]]) -> (Vec<u8>, Vec<u64>) {
                 Next::Continue => break,
                 Next::Close => break 'feed,
                 Next::Pause(_) => panic!("auth never pauses"),
-                Next::StartTls | Next::Produce | Next::HandOff { .. } => {
-                    panic!("auth has no TLS, streaming or hand-off")
+                Next::StartTls | Next::Produce | Next::HandOff { .. } | Next::Watch(_) => {
+                    panic!("auth has no TLS, streaming, hand-off or watch")
                 }
                 Next::Run(job) => {
                     let r = job();

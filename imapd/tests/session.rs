@@ -23,7 +23,10 @@ fn session(md: &std::path::Path) -> Session {
     let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
     let (mut s, _) = Session::start(cfg, "alice".into(), store, Some("a0"), b"");
     let greeting = String::from_utf8(std::mem::take(&mut s.out)).unwrap();
-    assert!(greeting.starts_with("a0 OK [CAPABILITY IMAP4rev1 "), "{greeting}");
+    assert!(
+        greeting.starts_with("a0 OK [CAPABILITY IMAP4rev1 "),
+        "{greeting}"
+    );
     s
 }
 
@@ -51,7 +54,10 @@ fn select_fetch_store_search_expunge() {
     assert!(r.contains("* 2 EXISTS\r\n"), "{r}");
     assert!(r.contains("* 2 RECENT\r\n"), "{r}");
     assert!(r.contains("* OK [UNSEEN 1] First unseen.\r\n"), "{r}");
-    assert!(r.ends_with("a1 OK [READ-WRITE] Select completed.\r\n"), "{r}");
+    assert!(
+        r.ends_with("a1 OK [READ-WRITE] Select completed.\r\n"),
+        "{r}"
+    );
     let r = say(&mut s, "a2 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n");
     let size = MSG.len() + MSG.matches('\n').count();
     assert_eq!(
@@ -81,7 +87,10 @@ fn select_fetch_store_search_expunge() {
     let r = say(&mut s, "a8 EXPUNGE\r\n");
     assert_eq!(r, "* 2 EXPUNGE\r\na8 OK Expunge completed.\r\n");
     let r = say(&mut s, "a9 UID FETCH 1:* FLAGS\r\n");
-    assert_eq!(r, "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\na9 OK Fetch completed.\r\n");
+    assert_eq!(
+        r,
+        "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\na9 OK Fetch completed.\r\n"
+    );
     let r = say(&mut s, "b1 LOGOUT\r\n");
     assert_eq!(r, "* BYE Logging out\r\nb1 OK Logout completed.\r\n");
 }
@@ -91,7 +100,10 @@ fn mailboxes_append_copy_move() {
     let md = maildir("boxes");
     let mut s = session(&md);
     let r = say(&mut s, "a1 LIST \"\" *\r\n");
-    assert!(r.contains("* LIST (\\HasNoChildren) \".\" \"INBOX\"\r\n"), "{r}");
+    assert!(
+        r.contains("* LIST (\\HasNoChildren) \".\" \"INBOX\"\r\n"),
+        "{r}"
+    );
     assert!(r.contains("\\Sent) \".\" \"Sent\"\r\n"), "{r}");
     let r = say(&mut s, "a2 CREATE Archive.2026\r\n");
     assert_eq!(r, "a2 OK Create completed.\r\n");
@@ -105,13 +117,19 @@ fn mailboxes_append_copy_move() {
     let msg = "Subject: appended\r\n\r\nbody\r\n";
     let r = say(
         &mut s,
-        &format!("a5 APPEND Archive.2026 (\\Seen) \"05-Nov-2026 10:00:00 +0000\" {{{}+}}\r\n{msg}\r\n", msg.len()),
+        &format!(
+            "a5 APPEND Archive.2026 (\\Seen) \"05-Nov-2026 10:00:00 +0000\" {{{}+}}\r\n{msg}\r\n",
+            msg.len()
+        ),
     );
     assert!(r.starts_with("a5 OK [APPENDUID "), "{r}");
     assert!(r.ends_with(" 1] Append completed.\r\n"), "{r}");
     let r = say(&mut s, "a6 APPEND Nope {3+}\r\nabc\r\n");
     assert_eq!(r, "a6 NO [TRYCREATE] Mailbox doesn't exist.\r\n");
-    let r = say(&mut s, "a7 STATUS Archive.2026 (MESSAGES UNSEEN UIDNEXT)\r\n");
+    let r = say(
+        &mut s,
+        "a7 STATUS Archive.2026 (MESSAGES UNSEEN UIDNEXT)\r\n",
+    );
     assert_eq!(
         r,
         "* STATUS \"Archive.2026\" (MESSAGES 1 UNSEEN 0 UIDNEXT 2)\r\na7 OK Status completed.\r\n"
@@ -127,9 +145,15 @@ fn mailboxes_append_copy_move() {
     assert!(r.starts_with("b1 OK [COPYUID "), "{r}");
     let r = say(&mut s, "b2 MOVE 1 Sent\r\n");
     assert!(r.starts_with("* OK [COPYUID "), "{r}");
-    assert!(r.ends_with("* 1 EXPUNGE\r\nb2 OK Move completed.\r\n"), "{r}");
+    assert!(
+        r.ends_with("* 1 EXPUNGE\r\nb2 OK Move completed.\r\n"),
+        "{r}"
+    );
     let r = say(&mut s, "b3 STATUS Sent (MESSAGES)\r\n");
-    assert_eq!(r, "* STATUS \"Sent\" (MESSAGES 1)\r\nb3 OK Status completed.\r\n");
+    assert_eq!(
+        r,
+        "* STATUS \"Sent\" (MESSAGES 1)\r\nb3 OK Status completed.\r\n"
+    );
 }
 
 #[test]
