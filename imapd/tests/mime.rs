@@ -17,7 +17,10 @@ fn golden() -> PathBuf {
 
 /// The file name regen.sh stores an item's answer under.
 fn file_name(item: &str) -> String {
-    let s = item.to_lowercase().replace(".peek", "");
+    let s = item
+        .to_lowercase()
+        .replace(".peek", "")
+        .replace("[]", "_full");
     let mut out = String::new();
     let mut sep = false;
     for c in s.chars() {
@@ -102,6 +105,7 @@ fn literal(prefix: &str, data: &[u8]) -> Vec<u8> {
 /// What the server would send as the value of `item`.
 fn answer(m: &ParsedMessage, item: &str) -> Vec<u8> {
     const UNKNOWN_CTE: &[u8] = b"NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding";
+    const PARSE: &[u8] = b"NO [PARSE] Invalid data in MIME part";
     let upper = item.to_ascii_uppercase();
     if upper == "ENVELOPE" {
         return m.envelope();
@@ -132,18 +136,20 @@ fn answer(m: &ParsedMessage, item: &str) -> Vec<u8> {
         return match m.binary_size(&numbers) {
             Ok(n) => n.to_string().into_bytes(),
             Err(BinaryError::UnknownCte) => UNKNOWN_CTE.to_vec(),
+            Err(BinaryError::Parse) => PARSE.to_vec(),
         };
     }
     if upper.starts_with("BINARY") {
         return match m.binary(&numbers) {
             None => literal("", b""),
             Some(Err(BinaryError::UnknownCte)) => UNKNOWN_CTE.to_vec(),
+            Some(Err(BinaryError::Parse)) => PARSE.to_vec(),
             Some(Ok(b)) => {
                 let data = match part {
                     Some((o, c)) => partial(&b.data, o, Some(c)),
                     None => &b.data[..],
                 };
-                literal(if b.decoded { "~" } else { "" }, data)
+                literal(if b.literal8 { "~" } else { "" }, data)
             }
         };
     }
