@@ -156,6 +156,51 @@ fn answer(m: &ParsedMessage, item: &str) -> Vec<u8> {
     panic!("item {item}")
 }
 
+/// "3-Mar-2026" as days since 1970-01-01.
+fn day(date: &str) -> i64 {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let mut it = date.split('-');
+    let d: i64 = it.next().and_then(|v| v.parse().ok()).expect("day");
+    let m = it
+        .next()
+        .map(str::to_ascii_lowercase)
+        .and_then(|m| MONTHS.iter().position(|x| *x == m))
+        .expect("month");
+    let y: i64 = it.next().and_then(|v| v.parse().ok()).expect("year");
+    // days from civil (Howard Hinnant's algorithm)
+    let (y, m) = if m < 2 {
+        (y - 1, m as i64 + 10)
+    } else {
+        (y, m as i64 - 2)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// One SEARCH criterion of a `searches` file against the message.
+fn search(m: &ParsedMessage, crit: &str) -> bool {
+    let (key, rest) = crit.split_once(' ').expect("criterion");
+    let quoted = |s: &str| s.trim().trim_matches('"').to_string();
+    match key.to_ascii_uppercase().as_str() {
+        "BODY" => m.body_contains(&quoted(rest)),
+        "TEXT" => m.text_contains(&quoted(rest)),
+        "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => m.header_contains(key, &quoted(rest)),
+        "HEADER" => {
+            let (field, needle) = rest.split_once(' ').expect("header criterion");
+            m.header_contains(field, &quoted(needle))
+        }
+        "SENTON" => m.sent_day() == day(rest),
+        "SENTBEFORE" => m.sent_day() < day(rest),
+        "SENTSINCE" => m.sent_day() >= day(rest),
+        other => panic!("search key {other}"),
+    }
+}
+
 fn items(dir: &Path) -> Vec<String> {
     let mut text = fs::read_to_string(golden().join("default-items")).expect("default-items");
     if let Ok(more) = fs::read_to_string(dir.join("items")) {
@@ -345,5 +390,37 @@ fn nul_in_a_section_is_sent_as_0x80() {
             .and_then(Result::ok)
             .map(|b| b.data.into_owned()),
         Some(b"a\0b\r\n".to_vec())
+    );
+}
+
+/// Each case's `searches`: SEARCH criteria and whether Dovecot matched.
+#[test]
+fn golden_searches_match_dovecot() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for entry in fs::read_dir(golden()).expect("golden dir") {
+        let dir = entry.expect("entry").path();
+        let Ok(expected) = fs::read_to_string(dir.join("expected/searches")) else {
+            continue;
+        };
+        let m = ParsedMessage::parse(&fs::read(dir.join("message.eml")).expect("message.eml"));
+        for line in expected.lines() {
+            let (crit, want) = line.rsplit_once('\t').expect("criterion<TAB>answer");
+            let got = if search(&m, crit) { "1" } else { "0" };
+            checked += 1;
+            if got != want {
+                failures.push(format!(
+                    "{}: {crit}: dovecot {want}, ours {got}",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    assert!(checked >= 50, "search cases missing");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} searches differ:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }

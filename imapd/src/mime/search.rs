@@ -35,7 +35,7 @@ use mail_parser::DateTime;
 
 use super::address::{self, Address};
 use super::binary::{base64, quoted_printable};
-use super::parser::{Field, MULTIPART, RFC822};
+use super::parser::{Field, MULTIPART, RFC822, TEXT};
 use super::ParsedMessage;
 
 /// Message ids kept from one References field.
@@ -81,52 +81,50 @@ impl ParsedMessage {
         &self.parts[0].fields
     }
 
-    /// RFC 3501 SEARCH HEADER: some `field` of the message contains
-    /// `needle`, decoded, case-insensitively. An empty needle matches any
-    /// message that has the field.
+    /// RFC 3501 SEARCH HEADER (and FROM, TO, CC, BCC, SUBJECT): some
+    /// `field` of the message contains `needle`, decoded,
+    /// case-insensitively. Address fields are compared in their parsed
+    /// form, `Name <mailbox@domain>` joined by ", ", as Dovecot does (so
+    /// text that does not parse as an address is not found). An empty
+    /// needle matches any message that has the field.
     pub fn header_contains(&self, field: &str, needle: &str) -> bool {
         let needle = fold(needle);
         self.root_fields()
             .iter()
             .filter(|f| f.is(field))
-            .any(|f| fold(&decode_header(&f.value)).contains(&needle))
+            .any(|f| fold(&field_value(f)).contains(&needle))
     }
 
-    /// RFC 3501 SEARCH BODY: the body text (every part, decoded; the
-    /// headers of attached messages count as body) contains `needle`.
+    /// RFC 3501 SEARCH BODY: the text of the message's text parts (every
+    /// text/* leaf, also inside attached messages), decoded and converted
+    /// to UTF-8, contains `needle`. As Dovecot: preamble, epilogue,
+    /// boundaries, non-text parts and the headers of attached messages are
+    /// not searched.
     pub fn body_contains(&self, needle: &str) -> bool {
         let needle = fold(needle);
         fold(&self.body_text()).contains(&needle)
     }
 
-    /// RFC 3501 SEARCH TEXT: the header or the body contains `needle`.
+    /// RFC 3501 SEARCH TEXT: a header field of any part (the message's,
+    /// each part's MIME header, attached messages' headers) or the body
+    /// text contains `needle`.
     pub fn text_contains(&self, needle: &str) -> bool {
         let needle = fold(needle);
-        let header = self
-            .root_fields()
+        self.parts
             .iter()
-            .map(field_text)
-            .collect::<String>();
-        fold(&header).contains(&needle) || fold(&self.body_text()).contains(&needle)
+            .flat_map(|p| p.fields.iter())
+            .any(|f| fold(&field_text(f)).contains(&needle))
+            || fold(&self.body_text()).contains(&needle)
     }
 
-    /// The decoded text of the body: each leaf part's content, charset
-    /// converted, and the header fields of enclosed messages.
+    /// The decoded text BODY searches: each text/* leaf part's content,
+    /// transfer encoding undone, charset converted, one part per line.
     pub fn body_text(&self) -> String {
         let mut out = String::new();
-        for (i, p) in self.parts.iter().enumerate().skip(1) {
-            // the header of a message inside message/rfc822
-            if p.parent.is_some_and(|q| self.parts[q].flags & RFC822 != 0) {
-                for f in &p.fields {
-                    out.push_str(&field_text(f));
-                }
-            }
-            if p.flags & (MULTIPART | RFC822) == 0 {
+        for (i, p) in self.parts.iter().enumerate() {
+            if p.flags & (MULTIPART | RFC822) == 0 && p.flags & TEXT != 0 {
                 self.part_text(i, &mut out);
             }
-        }
-        if self.parts[0].flags & (MULTIPART | RFC822) == 0 {
-            self.part_text(0, &mut out);
         }
         out
     }
@@ -161,10 +159,10 @@ impl ParsedMessage {
         }
     }
 
-    /// RFC 3501 SENTBEFORE/SENTON/SENTSINCE: the Date: field as (seconds
-    /// UTC, offset east of UTC in minutes); `None` when missing or not a
-    /// date (the server then uses INTERNALDATE, as Dovecot does). The last
-    /// Date field counts, as in ENVELOPE.
+    /// The Date: field as (seconds UTC, offset east of UTC in minutes);
+    /// `None` when missing or not a date. The last Date field counts, as
+    /// in ENVELOPE. For SORT DATE the server falls back to INTERNALDATE
+    /// (RFC 5256 3); for SENT* see [`ParsedMessage::sent_day`].
     pub fn sent_date(&self) -> Option<(i64, i32)> {
         let f = self.root_fields().iter().rev().find(|f| f.is("Date"))?;
         let text = String::from_utf8_lossy(&f.value).replace('\n', " ");
@@ -175,6 +173,17 @@ impl ParsedMessage {
         let offset = (i32::from(d.tz_hour) * 60 + i32::from(d.tz_minute))
             * if d.tz_before_gmt { -1 } else { 1 };
         Some((d.to_timestamp(), offset))
+    }
+
+    /// RFC 3501 SENTBEFORE, SENTON, SENTSINCE compare this day (days since
+    /// 1970-01-01 of the Date: field in its own time zone, "disregarding
+    /// time and timezone") with the criterion's date. A missing or broken
+    /// Date: is day 0, 1-Jan-1970, as Dovecot treats it.
+    pub fn sent_day(&self) -> i64 {
+        match self.sent_date() {
+            Some((t, offset)) => (t + i64::from(offset) * 60).div_euclid(86_400),
+            None => 0,
+        }
     }
 
     fn addresses(&self, name: &str) -> Vec<Address> {
@@ -236,13 +245,48 @@ fn fold(s: &str) -> String {
     s.to_lowercase()
 }
 
-/// A field as text for TEXT searches: "Name: decoded value\n".
+/// Fields whose value is searched as parsed addresses.
+const ADDRESS_FIELDS: [&str; 6] = ["From", "To", "Cc", "Bcc", "Sender", "Reply-To"];
+
+/// A field's value as searched: decoded, and for address fields written
+/// back from the parsed addresses ("Name <a@b>, group: c@d;").
+fn field_value(f: &Field) -> String {
+    if !ADDRESS_FIELDS.iter().any(|n| f.is(n)) {
+        return decode_header(&f.value);
+    }
+    let text = |v: &Option<Vec<u8>>| v.as_deref().map(decode_header).unwrap_or_default();
+    let mut out = String::new();
+    for a in address::parse(&f.value) {
+        match (&a.mailbox, &a.domain) {
+            (None, None) => {
+                out.push(';');
+                continue;
+            }
+            (Some(group), None) => {
+                if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                out.push_str(&decode_header(group));
+                out.push_str(": ");
+                continue;
+            }
+            _ => {}
+        }
+        if !out.is_empty() && !out.ends_with(": ") {
+            out.push_str(", ");
+        }
+        let addr = format!("{}@{}", text(&a.mailbox), text(&a.domain));
+        match &a.name {
+            Some(n) => out.push_str(&format!("{} <{addr}>", decode_header(n))),
+            None => out.push_str(&addr),
+        }
+    }
+    out
+}
+
+/// A field as text for TEXT searches: "Name: value\n".
 fn field_text(f: &Field) -> String {
-    format!(
-        "{}: {}\n",
-        String::from_utf8_lossy(&f.name),
-        decode_header(&f.value)
-    )
+    format!("{}: {}\n", String::from_utf8_lossy(&f.name), field_value(f))
 }
 
 fn first_mailbox(list: &[Address]) -> String {
@@ -550,7 +594,8 @@ mod tests {
         assert!(m.header_contains("from", ""));
         assert!(!m.header_contains("cc", ""));
         assert!(m.body_contains("grüsse") || m.body_contains("GRÜSSE") || m.body_contains("grüße"));
-        assert!(m.body_contains("SECRET"));
+        // non-text parts are not searched, as in Dovecot
+        assert!(!m.body_contains("SECRET"));
         assert!(!m.body_contains("köln"));
         assert!(m.text_contains("köln"));
     }

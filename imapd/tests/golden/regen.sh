@@ -4,7 +4,9 @@
 #
 # Each case is a directory holding message.eml (stored as the posthorn store
 # hands it over: CRLF, except bare-lf/) and, optionally, `items`: extra FETCH
-# items for that case, one per line. default-items applies to every case.
+# items for that case, one per line (default-items applies to every case),
+# and `searches`: SEARCH criteria, one per line, answered in
+# expected/searches with 1 (message matched) or 0.
 # For every item, the value Dovecot sends in `* 1 FETCH (ITEM VALUE)` is
 # written byte for byte to expected/<item with [] () <> spaces mapped>; an
 # item Dovecot refuses is written as its tagged NO/BAD line.
@@ -88,6 +90,14 @@ def session(item):
                 return lines
 
     command(b"x", b"EXAMINE INBOX")
+    if item.startswith("__SEARCH__ "):
+        lines = command(b"s", b"SEARCH CHARSET UTF-8 %s" % item[11:].encode())
+        command(b"z", b"LOGOUT")
+        p.wait()
+        found = [l for l in lines if l.startswith(b"* SEARCH")]
+        if not lines[-1].startswith(b"s OK") or not found:
+            return lines[-1]
+        return b"1" if found[0].strip() == b"* SEARCH 1" else b"0"
     lines = command(b"f", b"FETCH 1 (%s)" % item.encode())
     command(b"z", b"LOGOUT")
     p.wait()
@@ -108,6 +118,23 @@ def session(item):
 
 for item in items:
     open(os.path.join(case, "expected", fname(item)), "wb").write(session(item))
+
+# SEARCH: one criterion per line of `searches`; expected/searches gets
+# "criterion<TAB>1" when message 1 matched, "<TAB>0" when not. Strings
+# with 8-bit characters go as LITERAL+ literals, with CHARSET UTF-8.
+path = os.path.join(case, "searches")
+if os.path.exists(path):
+    out = []
+    for crit in open(path, encoding="utf-8").read().splitlines():
+        if not crit.strip():
+            continue
+        def lit(m):
+            raw = m.group(1).encode()
+            return "{%d+}\r\n" % len(raw) + m.group(1) if any(b > 127 for b in raw) else m.group(0)
+        wire = re.sub(r'"([^"]*)"', lit, crit)
+        value = session("__SEARCH__ " + wire)
+        out.append("%s\t%s\n" % (crit, value.decode()))
+    open(os.path.join(case, "expected", "searches"), "w", encoding="utf-8").write("".join(out))
 PY
 	echo "$c: $(ls "$here/$c/expected" | wc -l) items"
 done
