@@ -43,7 +43,7 @@ mod write;
 
 pub use binary::{Binary, BinaryError};
 pub use parser::{MAX_NESTED, MAX_TOTAL};
-pub use search::{SortKeys, ThreadKeys};
+pub use search::{base_subject, decode_header, SortKeys, ThreadKeys};
 pub use section::{partial, Section, SectionText};
 
 use envelope::Envelope;
@@ -126,7 +126,7 @@ impl ParsedMessage {
     }
 }
 
-/// Bare LF to CRLF; borrowed when there is none.
+/// Bare LF to CRLF (RFC 5322 2.3 line ends); CR alone is kept.
 fn crlf(raw: &[u8]) -> Vec<u8> {
     let bare = raw
         .iter()

@@ -5,8 +5,16 @@
 //! Owns the decoding for comparison (RFC 2047 encoded words, base64 and
 //! quoted-printable bodies, charsets to UTF-8) and the RFC 5256 key
 //! extraction. It does not own the search program, the INTERNALDATE
-//! fallback when Date: is missing or broken (the caller has the
+//! fallback SORT needs when Date: is missing (the caller has the
 //! INTERNALDATE), or collation beyond the case folding below.
+//!
+//! What is searched is what Dovecot 2.3 searches, checked against it by
+//! the golden `searches` (tests/golden/README.md): BODY looks at text/*
+//! parts only (not preamble, epilogue, boundaries, attachments of other
+//! types, nor the headers of attached messages); TEXT adds every header
+//! field of every part; From, To, Cc, Bcc, Sender and Reply-To are
+//! compared as parsed addresses written back ("Name <box@host>"); a
+//! missing or broken Date: is 1-Jan-1970 for SENT*.
 //!
 //! Standards: RFC 3501 6.4.4 (SEARCH: case-insensitive substring of the
 //! header field, of the body, of header and body; SENTBEFORE, SENTON,
