@@ -424,3 +424,71 @@ fn golden_searches_match_dovecot() {
         failures.join("\n")
     );
 }
+
+/// The sort/ case: NN.eml in one mailbox and Dovecot's SORT answers.
+#[test]
+fn golden_sorts_match_dovecot() {
+    use posthorn_imapd::mime::SortKeys;
+    let dir = golden().join("sort");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .expect("sort dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    let keys: Vec<SortKeys> = files
+        .iter()
+        .map(|f| ParsedMessage::parse(&fs::read(f).expect("eml")).sort_keys())
+        .collect();
+    let expected = fs::read_to_string(dir.join("expected/sort")).expect("expected/sort");
+    let mut failures = Vec::new();
+    for line in expected.lines() {
+        let (crit, want) = line.split_once('\t').expect("criteria<TAB>order");
+        let words: Vec<String> = crit
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(' ')
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        // RFC 5256 3: criteria in turn, then the sequence number
+        order.sort_by(|&a, &b| {
+            let mut reverse = false;
+            for w in &words {
+                if w == "REVERSE" {
+                    reverse = true;
+                    continue;
+                }
+                let (ka, kb) = (&keys[a], &keys[b]);
+                let ord = match w.as_str() {
+                    "SUBJECT" => ka.subject.cmp(&kb.subject),
+                    "FROM" => ka.from.cmp(&kb.from),
+                    "TO" => ka.to.cmp(&kb.to),
+                    "CC" => ka.cc.cmp(&kb.cc),
+                    "DATE" => ka.date.cmp(&kb.date),
+                    "DISPLAYFROM" => ka.display_from.cmp(&kb.display_from),
+                    "DISPLAYTO" => ka.display_to.cmp(&kb.display_to),
+                    other => panic!("sort key {other}"),
+                };
+                let ord = if reverse { ord.reverse() } else { ord };
+                reverse = false;
+                if ord != std::cmp::Ordering::Equal {
+                    return ord;
+                }
+            }
+            a.cmp(&b)
+        });
+        let got = order
+            .iter()
+            .map(|i| (i + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if got != want {
+            failures.push(format!("{crit}: dovecot {want}, ours {got}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "sorts differ:\n{}",
+        failures.join("\n")
+    );
+}

@@ -26,9 +26,10 @@
 //! RFC 5957 (DISPLAYFROM, DISPLAYTO); RFC 5322 3.3 (date-time) and 3.6.4
 //! (msg-id).
 //!
-//! Case-insensitive here means Unicode lower-casing of both sides, close to
-//! Dovecot's i;unicode-casemap for the scripts mail is written in, without
-//! its decomposition. Charsets are those mail-parser knows without its
+//! Case-insensitive here means both sides upper-cased character by
+//! character and decomposed (NFKD, for Latin, Greek and Cyrillic), as
+//! Dovecot's i;unicode-casemap; sort keys are folded the same way so byte
+//! order matches Dovecot's. Charsets are those mail-parser knows without its
 //! full_encoding feature: UTF-8, UTF-7, UTF-16 and the single-byte sets;
 //! multi-byte Asian sets are read as UTF-8 with replacement characters.
 //!
@@ -43,6 +44,7 @@ use mail_parser::DateTime;
 
 use super::address::{self, Address};
 use super::binary::{base64, quoted_printable};
+use super::decompose::decompose;
 use super::parser::{Field, MULTIPART, RFC822, TEXT};
 use super::ParsedMessage;
 
@@ -52,16 +54,17 @@ const MAX_IDS: usize = 1000;
 /// The keys RFC 5256 SORT (and RFC 5957 DISPLAY*) orders by.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SortKeys {
-    /// RFC 5256 2.1 base subject, lower-cased.
+    /// RFC 5256 2.1 base subject, case-folded.
     pub subject: String,
-    /// Mailbox (local part) of the first From address, lower-cased.
+    /// Mailbox (local part) of the first From address (a group's name
+    /// when From starts with a group), case-folded.
     pub from: String,
-    /// Mailbox of the first To address, lower-cased.
+    /// Mailbox of the first To address, case-folded.
     pub to: String,
-    /// Mailbox of the first Cc address, lower-cased.
+    /// Mailbox of the first Cc address, case-folded.
     pub cc: String,
     /// RFC 5957: display name of the first From address, else its
-    /// addr-spec; decoded, lower-cased.
+    /// addr-spec; decoded, case-folded.
     pub display_from: String,
     /// RFC 5957 for To.
     pub display_to: String,
@@ -77,7 +80,7 @@ pub struct ThreadKeys {
     /// References (or, without it, the first In-Reply-To id), oldest first,
     /// without angle brackets.
     pub references: Vec<String>,
-    /// Base subject (lower-cased) for ORDEREDSUBJECT and REFERENCES
+    /// Base subject (case-folded) for ORDEREDSUBJECT and REFERENCES
     /// subject grouping.
     pub subject: String,
     /// The subject had a reply or forward marker (RFC 5256 2.1).
@@ -249,8 +252,24 @@ impl ParsedMessage {
 }
 
 /// Case folding for comparisons.
-fn fold(s: &str) -> String {
-    s.to_lowercase()
+/// Case folding for comparisons and sort keys, as Dovecot's
+/// i;unicode-casemap (RFC 5051): each character to its single-character
+/// title (here: upper) case, "ß" staying "ß", then decomposed ("Ä" to "A"
+/// and U+0308; `decompose.rs` holds the table).
+pub(crate) fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let mut up = c.to_uppercase();
+        let t = match (up.next(), up.next()) {
+            (Some(u), None) => u,
+            _ => c,
+        };
+        match decompose(t) {
+            Some(d) => out.push_str(d),
+            None => out.push(t),
+        }
+    }
+    out
 }
 
 /// Fields whose value is searched as parsed addresses.
@@ -297,25 +316,29 @@ fn field_text(f: &Field) -> String {
     format!("{}: {}\n", String::from_utf8_lossy(&f.name), field_value(f))
 }
 
+/// The first address's mailbox; a group's name when the list starts with
+/// a group, as Dovecot sorts it.
 fn first_mailbox(list: &[Address]) -> String {
-    // group start entries have no domain; skip them and group ends
-    list.iter()
-        .find(|a| a.domain.is_some())
+    list.first()
         .and_then(|a| a.mailbox.as_deref())
         .map(|m| fold(&String::from_utf8_lossy(m)))
         .unwrap_or_default()
 }
 
+/// RFC 5957: the first address's display name, else its addr-spec (a
+/// group: its name).
 fn display(list: &[Address]) -> String {
-    let Some(a) = list.iter().find(|a| a.domain.is_some()) else {
+    let Some(a) = list.first() else {
         return String::new();
     };
     match &a.name {
         Some(n) if !n.is_empty() => fold(&decode_header(n)),
         _ => {
-            let m = String::from_utf8_lossy(a.mailbox.as_deref().unwrap_or_default());
-            let d = String::from_utf8_lossy(a.domain.as_deref().unwrap_or_default());
-            fold(&format!("{m}@{d}"))
+            let m = String::from_utf8_lossy(a.mailbox.as_deref().unwrap_or_default()).into_owned();
+            match &a.domain {
+                Some(d) => fold(&format!("{m}@{}", String::from_utf8_lossy(d))),
+                None => fold(&m),
+            }
         }
     }
 }
@@ -613,9 +636,9 @@ mod tests {
         let m = msg("Date: Tue, 3 Mar 2026 09:59:58 +0100\r\nSubject: Re: hi\r\nFrom: \"Z\" <Bob@x>\r\nMessage-ID: <m@x>\r\nIn-Reply-To: <p@x>\r\n\r\n");
         assert_eq!(m.sent_date(), Some((1_772_528_398, 60)));
         let k = m.sort_keys();
-        assert_eq!(k.subject, "hi");
-        assert_eq!(k.from, "bob");
-        assert_eq!(k.display_from, "z");
+        assert_eq!(k.subject, "HI");
+        assert_eq!(k.from, "BOB");
+        assert_eq!(k.display_from, "Z");
         let t = m.thread_keys();
         assert_eq!(t.message_id.as_deref(), Some("m@x"));
         assert_eq!(t.references, vec!["p@x".to_string()]);

@@ -6,7 +6,8 @@
 # hands it over: CRLF, except bare-lf/) and, optionally, `items`: extra FETCH
 # items for that case, one per line (default-items applies to every case),
 # and `searches`: SEARCH criteria, one per line, answered in
-# expected/searches with 1 (message matched) or 0.
+# expected/searches with 1 (message matched) or 0. A directory with
+# `criteria` instead is a SORT case (see sort_case below).
 # For every item, the value Dovecot sends in `* 1 FETCH (ITEM VALUE)` is
 # written byte for byte to expected/<item with [] () <> spaces mapped>; an
 # item Dovecot refuses is written as its tagged NO/BAD line.
@@ -32,8 +33,61 @@ mail_location = maildir:$tmp/mail
 mail_uid = 65534
 mail_gid = 65534
 CONF
+# A SORT case: NN.eml appended in order to one mailbox, then
+# `SORT <criteria> UTF-8 ALL` for each line of `criteria`; expected/sort
+# gets "criteria<TAB>sequence numbers".
+sort_case() {
+	rm -rf "$here/$1/expected"
+	mkdir -p "$here/$1/expected"
+	python3 - "$here/$1" "$tmp" "$imap" <<'PY'
+import glob, os, re, shutil, subprocess, sys
+case, tmp, imap = sys.argv[1], sys.argv[2], sys.argv[3]
+for d in ("mail", "run", "state", "home"):
+    shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
+for d in ("mail/cur", "mail/new", "mail/tmp", "run", "state", "home"):
+    os.makedirs(os.path.join(tmp, d))
+subprocess.run(["chown", "-R", "65534:65534", tmp], check=True)
+p = subprocess.Popen(
+    ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+     "env", "-i", "USER=golden", "HOME=%s/home" % tmp, imap,
+     "-c", "%s/dovecot.conf" % tmp],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+def command(tag, cmd):
+    p.stdin.write(tag + b" " + cmd + b"\r\n")
+    p.stdin.flush()
+    lines = []
+    while True:
+        l = p.stdout.readline()
+        if not l:
+            raise SystemExit("imap closed the connection")
+        lines.append(l.rstrip(b"\r\n"))
+        if l.startswith(tag + b" "):
+            return lines
+
+for i, f in enumerate(sorted(glob.glob(os.path.join(case, "[0-9]*.eml")))):
+    data = open(f, "rb").read()
+    lines = command(b"a%d" % i, b"APPEND INBOX {%d+}\r\n" % len(data) + data)
+    assert lines[-1].startswith(b"a%d OK" % i), lines[-1]
+command(b"x", b"SELECT INBOX")
+out = []
+for i, crit in enumerate(open(os.path.join(case, "criteria")).read().splitlines()):
+    lines = command(b"s%d" % i, b"SORT %s UTF-8 ALL" % crit.encode())
+    found = [l for l in lines if l.startswith(b"* SORT")]
+    out.append("%s\t%s\n" % (crit, found[0][len(b"* SORT"):].strip().decode()))
+command(b"z", b"LOGOUT")
+p.wait()
+open(os.path.join(case, "expected", "sort"), "w").write("".join(out))
+PY
+	echo "$1: $(wc -l <"$here/$1/expected/sort") sorts"
+}
+
 cases=${*:-$(cd "$here" && ls -d */ | tr -d /)}
 for c in $cases; do
+	if [ -f "$here/$c/criteria" ]; then
+		sort_case "$c"
+		continue
+	fi
 	items="$tmp/items"
 	cat "$here/default-items" >"$items"
 	[ -f "$here/$c/items" ] && cat "$here/$c/items" >>"$items"
