@@ -17,7 +17,10 @@ fn golden() -> PathBuf {
 
 /// The file name regen.sh stores an item's answer under.
 fn file_name(item: &str) -> String {
-    let s = item.to_lowercase().replace(".peek", "");
+    let s = item
+        .to_lowercase()
+        .replace(".peek", "")
+        .replace("[]", "_full");
     let mut out = String::new();
     let mut sep = false;
     for c in s.chars() {
@@ -102,6 +105,7 @@ fn literal(prefix: &str, data: &[u8]) -> Vec<u8> {
 /// What the server would send as the value of `item`.
 fn answer(m: &ParsedMessage, item: &str) -> Vec<u8> {
     const UNKNOWN_CTE: &[u8] = b"NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding";
+    const PARSE: &[u8] = b"NO [PARSE] Invalid data in MIME part";
     let upper = item.to_ascii_uppercase();
     if upper == "ENVELOPE" {
         return m.envelope();
@@ -132,22 +136,69 @@ fn answer(m: &ParsedMessage, item: &str) -> Vec<u8> {
         return match m.binary_size(&numbers) {
             Ok(n) => n.to_string().into_bytes(),
             Err(BinaryError::UnknownCte) => UNKNOWN_CTE.to_vec(),
+            Err(BinaryError::Parse) => PARSE.to_vec(),
         };
     }
     if upper.starts_with("BINARY") {
         return match m.binary(&numbers) {
             None => literal("", b""),
             Some(Err(BinaryError::UnknownCte)) => UNKNOWN_CTE.to_vec(),
+            Some(Err(BinaryError::Parse)) => PARSE.to_vec(),
             Some(Ok(b)) => {
                 let data = match part {
                     Some((o, c)) => partial(&b.data, o, Some(c)),
                     None => &b.data[..],
                 };
-                literal(if b.decoded { "~" } else { "" }, data)
+                literal(if b.literal8 { "~" } else { "" }, data)
             }
         };
     }
     panic!("item {item}")
+}
+
+/// "3-Mar-2026" as days since 1970-01-01.
+fn day(date: &str) -> i64 {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let mut it = date.split('-');
+    let d: i64 = it.next().and_then(|v| v.parse().ok()).expect("day");
+    let m = it
+        .next()
+        .map(str::to_ascii_lowercase)
+        .and_then(|m| MONTHS.iter().position(|x| *x == m))
+        .expect("month");
+    let y: i64 = it.next().and_then(|v| v.parse().ok()).expect("year");
+    // days from civil (Howard Hinnant's algorithm)
+    let (y, m) = if m < 2 {
+        (y - 1, m as i64 + 10)
+    } else {
+        (y, m as i64 - 2)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// One SEARCH criterion of a `searches` file against the message.
+fn search(m: &ParsedMessage, crit: &str) -> bool {
+    let (key, rest) = crit.split_once(' ').expect("criterion");
+    let quoted = |s: &str| s.trim().trim_matches('"').to_string();
+    match key.to_ascii_uppercase().as_str() {
+        "BODY" => m.body_contains(&quoted(rest)),
+        "TEXT" => m.text_contains(&quoted(rest)),
+        "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => m.header_contains(key, &quoted(rest)),
+        "HEADER" => {
+            let (field, needle) = rest.split_once(' ').expect("header criterion");
+            m.header_contains(field, &quoted(needle))
+        }
+        "SENTON" => m.sent_day() == day(rest),
+        "SENTBEFORE" => m.sent_day() < day(rest),
+        "SENTSINCE" => m.sent_day() >= day(rest),
+        other => panic!("search key {other}"),
+    }
 }
 
 fn items(dir: &Path) -> Vec<String> {
@@ -339,5 +390,105 @@ fn nul_in_a_section_is_sent_as_0x80() {
             .and_then(Result::ok)
             .map(|b| b.data.into_owned()),
         Some(b"a\0b\r\n".to_vec())
+    );
+}
+
+/// Each case's `searches`: SEARCH criteria and whether Dovecot matched.
+#[test]
+fn golden_searches_match_dovecot() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for entry in fs::read_dir(golden()).expect("golden dir") {
+        let dir = entry.expect("entry").path();
+        let Ok(expected) = fs::read_to_string(dir.join("expected/searches")) else {
+            continue;
+        };
+        let m = ParsedMessage::parse(&fs::read(dir.join("message.eml")).expect("message.eml"));
+        for line in expected.lines() {
+            let (crit, want) = line.rsplit_once('\t').expect("criterion<TAB>answer");
+            let got = if search(&m, crit) { "1" } else { "0" };
+            checked += 1;
+            if got != want {
+                failures.push(format!(
+                    "{}: {crit}: dovecot {want}, ours {got}",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    assert!(checked >= 50, "search cases missing");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} searches differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The sort/ case: NN.eml in one mailbox and Dovecot's SORT answers.
+#[test]
+fn golden_sorts_match_dovecot() {
+    use posthorn_imapd::mime::SortKeys;
+    let dir = golden().join("sort");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .expect("sort dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    let keys: Vec<SortKeys> = files
+        .iter()
+        .map(|f| ParsedMessage::parse(&fs::read(f).expect("eml")).sort_keys())
+        .collect();
+    let expected = fs::read_to_string(dir.join("expected/sort")).expect("expected/sort");
+    let mut failures = Vec::new();
+    for line in expected.lines() {
+        let (crit, want) = line.split_once('\t').expect("criteria<TAB>order");
+        let words: Vec<String> = crit
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(' ')
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        // RFC 5256 3: criteria in turn, then the sequence number
+        order.sort_by(|&a, &b| {
+            let mut reverse = false;
+            for w in &words {
+                if w == "REVERSE" {
+                    reverse = true;
+                    continue;
+                }
+                let (ka, kb) = (&keys[a], &keys[b]);
+                let ord = match w.as_str() {
+                    "SUBJECT" => ka.subject.cmp(&kb.subject),
+                    "FROM" => ka.from.cmp(&kb.from),
+                    "TO" => ka.to.cmp(&kb.to),
+                    "CC" => ka.cc.cmp(&kb.cc),
+                    "DATE" => ka.date.cmp(&kb.date),
+                    "DISPLAYFROM" => ka.display_from.cmp(&kb.display_from),
+                    "DISPLAYTO" => ka.display_to.cmp(&kb.display_to),
+                    other => panic!("sort key {other}"),
+                };
+                let ord = if reverse { ord.reverse() } else { ord };
+                reverse = false;
+                if ord != std::cmp::Ordering::Equal {
+                    return ord;
+                }
+            }
+            a.cmp(&b)
+        });
+        let got = order
+            .iter()
+            .map(|i| (i + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if got != want {
+            failures.push(format!("{crit}: dovecot {want}, ours {got}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "sorts differ:\n{}",
+        failures.join("\n")
     );
 }

@@ -16,7 +16,8 @@
 //! Layout: `parser` (headers and the part tree, Dovecot's message-parser),
 //! `rfc822` (tokens), `address` (address lists), `write` (IMAP strings),
 //! `envelope`, `structure` (BODY/BODYSTRUCTURE), `section`, `binary`,
-//! `search` (SEARCH text, dates, SORT and THREAD keys).
+//! `search` (SEARCH text, dates, SORT and THREAD keys), `decompose` (its
+//! case-folding table).
 //!
 //! Standards: RFC 3501 6.4.4 (SEARCH), 6.4.5 and 7.4.2 (FETCH items),
 //! RFC 9051 6.4.4, 6.4.5, 7.5.2; RFC 3516 (BINARY); RFC 5256 (SORT and
@@ -33,6 +34,7 @@
 
 mod address;
 mod binary;
+mod decompose;
 mod envelope;
 mod parser;
 mod rfc822;
@@ -43,7 +45,7 @@ mod write;
 
 pub use binary::{Binary, BinaryError};
 pub use parser::{MAX_NESTED, MAX_TOTAL};
-pub use search::{SortKeys, ThreadKeys};
+pub use search::{base_subject, decode_header, SortKeys, ThreadKeys};
 pub use section::{partial, Section, SectionText};
 
 use envelope::Envelope;
@@ -126,7 +128,7 @@ impl ParsedMessage {
     }
 }
 
-/// Bare LF to CRLF; borrowed when there is none.
+/// Bare LF to CRLF (RFC 5322 2.3 line ends); CR alone is kept.
 fn crlf(raw: &[u8]) -> Vec<u8> {
     let bare = raw
         .iter()

@@ -454,6 +454,13 @@ impl<'a> Parser<'a> {
     /// plain ones in order, then the merged ones sorted by name (Dovecot's
     /// rfc2231_parse). Broken parameters are skipped a byte at a time.
     pub(crate) fn params(&mut self) -> Vec<Param> {
+        let saved = std::mem::replace(&mut self.nul_replacement, true);
+        let result = self.params_inner();
+        self.nul_replacement = saved;
+        result
+    }
+
+    fn params_inner(&mut self) -> Vec<Param> {
         let mut result = Vec::new();
         // (key, index, extended, value)
         let mut cont: Vec<(Vec<u8>, u32, bool, Vec<u8>)> = Vec::new();

@@ -5,8 +5,16 @@
 //! Owns the decoding for comparison (RFC 2047 encoded words, base64 and
 //! quoted-printable bodies, charsets to UTF-8) and the RFC 5256 key
 //! extraction. It does not own the search program, the INTERNALDATE
-//! fallback when Date: is missing or broken (the caller has the
+//! fallback SORT needs when Date: is missing (the caller has the
 //! INTERNALDATE), or collation beyond the case folding below.
+//!
+//! What is searched is what Dovecot 2.3 searches, checked against it by
+//! the golden `searches` (tests/golden/README.md): BODY looks at text/*
+//! parts only (not preamble, epilogue, boundaries, attachments of other
+//! types, nor the headers of attached messages); TEXT adds every header
+//! field of every part; From, To, Cc, Bcc, Sender and Reply-To are
+//! compared as parsed addresses written back ("Name <box@host>"); a
+//! missing or broken Date: is 1-Jan-1970 for SENT*.
 //!
 //! Standards: RFC 3501 6.4.4 (SEARCH: case-insensitive substring of the
 //! header field, of the body, of header and body; SENTBEFORE, SENTON,
@@ -18,9 +26,10 @@
 //! RFC 5957 (DISPLAYFROM, DISPLAYTO); RFC 5322 3.3 (date-time) and 3.6.4
 //! (msg-id).
 //!
-//! Case-insensitive here means Unicode lower-casing of both sides, close to
-//! Dovecot's i;unicode-casemap for the scripts mail is written in, without
-//! its decomposition. Charsets are those mail-parser knows without its
+//! Case-insensitive here means both sides upper-cased character by
+//! character and decomposed (NFKD, for Latin, Greek and Cyrillic), as
+//! Dovecot's i;unicode-casemap; sort keys are folded the same way so byte
+//! order matches Dovecot's. Charsets are those mail-parser knows without its
 //! full_encoding feature: UTF-8, UTF-7, UTF-16 and the single-byte sets;
 //! multi-byte Asian sets are read as UTF-8 with replacement characters.
 //!
@@ -35,7 +44,8 @@ use mail_parser::DateTime;
 
 use super::address::{self, Address};
 use super::binary::{base64, quoted_printable};
-use super::parser::{Field, MULTIPART, RFC822};
+use super::decompose::decompose;
+use super::parser::{Field, MULTIPART, RFC822, TEXT};
 use super::ParsedMessage;
 
 /// Message ids kept from one References field.
@@ -44,16 +54,17 @@ const MAX_IDS: usize = 1000;
 /// The keys RFC 5256 SORT (and RFC 5957 DISPLAY*) orders by.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SortKeys {
-    /// RFC 5256 2.1 base subject, lower-cased.
+    /// RFC 5256 2.1 base subject, case-folded.
     pub subject: String,
-    /// Mailbox (local part) of the first From address, lower-cased.
+    /// Mailbox (local part) of the first From address (a group's name
+    /// when From starts with a group), case-folded.
     pub from: String,
-    /// Mailbox of the first To address, lower-cased.
+    /// Mailbox of the first To address, case-folded.
     pub to: String,
-    /// Mailbox of the first Cc address, lower-cased.
+    /// Mailbox of the first Cc address, case-folded.
     pub cc: String,
     /// RFC 5957: display name of the first From address, else its
-    /// addr-spec; decoded, lower-cased.
+    /// addr-spec; decoded, case-folded.
     pub display_from: String,
     /// RFC 5957 for To.
     pub display_to: String,
@@ -69,7 +80,7 @@ pub struct ThreadKeys {
     /// References (or, without it, the first In-Reply-To id), oldest first,
     /// without angle brackets.
     pub references: Vec<String>,
-    /// Base subject (lower-cased) for ORDEREDSUBJECT and REFERENCES
+    /// Base subject (case-folded) for ORDEREDSUBJECT and REFERENCES
     /// subject grouping.
     pub subject: String,
     /// The subject had a reply or forward marker (RFC 5256 2.1).
@@ -81,52 +92,50 @@ impl ParsedMessage {
         &self.parts[0].fields
     }
 
-    /// RFC 3501 SEARCH HEADER: some `field` of the message contains
-    /// `needle`, decoded, case-insensitively. An empty needle matches any
-    /// message that has the field.
+    /// RFC 3501 SEARCH HEADER (and FROM, TO, CC, BCC, SUBJECT): some
+    /// `field` of the message contains `needle`, decoded,
+    /// case-insensitively. Address fields are compared in their parsed
+    /// form, `Name <mailbox@domain>` joined by ", ", as Dovecot does (so
+    /// text that does not parse as an address is not found). An empty
+    /// needle matches any message that has the field.
     pub fn header_contains(&self, field: &str, needle: &str) -> bool {
         let needle = fold(needle);
         self.root_fields()
             .iter()
             .filter(|f| f.is(field))
-            .any(|f| fold(&decode_header(&f.value)).contains(&needle))
+            .any(|f| fold(&field_value(f)).contains(&needle))
     }
 
-    /// RFC 3501 SEARCH BODY: the body text (every part, decoded; the
-    /// headers of attached messages count as body) contains `needle`.
+    /// RFC 3501 SEARCH BODY: the text of the message's text parts (every
+    /// text/* leaf, also inside attached messages), decoded and converted
+    /// to UTF-8, contains `needle`. As Dovecot: preamble, epilogue,
+    /// boundaries, non-text parts and the headers of attached messages are
+    /// not searched.
     pub fn body_contains(&self, needle: &str) -> bool {
         let needle = fold(needle);
         fold(&self.body_text()).contains(&needle)
     }
 
-    /// RFC 3501 SEARCH TEXT: the header or the body contains `needle`.
+    /// RFC 3501 SEARCH TEXT: a header field of any part (the message's,
+    /// each part's MIME header, attached messages' headers) or the body
+    /// text contains `needle`.
     pub fn text_contains(&self, needle: &str) -> bool {
         let needle = fold(needle);
-        let header = self
-            .root_fields()
+        self.parts
             .iter()
-            .map(field_text)
-            .collect::<String>();
-        fold(&header).contains(&needle) || fold(&self.body_text()).contains(&needle)
+            .flat_map(|p| p.fields.iter())
+            .any(|f| fold(&field_text(f)).contains(&needle))
+            || fold(&self.body_text()).contains(&needle)
     }
 
-    /// The decoded text of the body: each leaf part's content, charset
-    /// converted, and the header fields of enclosed messages.
+    /// The decoded text BODY searches: each text/* leaf part's content,
+    /// transfer encoding undone, charset converted, one part per line.
     pub fn body_text(&self) -> String {
         let mut out = String::new();
-        for (i, p) in self.parts.iter().enumerate().skip(1) {
-            // the header of a message inside message/rfc822
-            if p.parent.is_some_and(|q| self.parts[q].flags & RFC822 != 0) {
-                for f in &p.fields {
-                    out.push_str(&field_text(f));
-                }
-            }
-            if p.flags & (MULTIPART | RFC822) == 0 {
+        for (i, p) in self.parts.iter().enumerate() {
+            if p.flags & (MULTIPART | RFC822) == 0 && p.flags & TEXT != 0 {
                 self.part_text(i, &mut out);
             }
-        }
-        if self.parts[0].flags & (MULTIPART | RFC822) == 0 {
-            self.part_text(0, &mut out);
         }
         out
     }
@@ -161,10 +170,10 @@ impl ParsedMessage {
         }
     }
 
-    /// RFC 3501 SENTBEFORE/SENTON/SENTSINCE: the Date: field as (seconds
-    /// UTC, offset east of UTC in minutes); `None` when missing or not a
-    /// date (the server then uses INTERNALDATE, as Dovecot does). The last
-    /// Date field counts, as in ENVELOPE.
+    /// The Date: field as (seconds UTC, offset east of UTC in minutes);
+    /// `None` when missing or not a date. The last Date field counts, as
+    /// in ENVELOPE. For SORT DATE the server falls back to INTERNALDATE
+    /// (RFC 5256 3); for SENT* see [`ParsedMessage::sent_day`].
     pub fn sent_date(&self) -> Option<(i64, i32)> {
         let f = self.root_fields().iter().rev().find(|f| f.is("Date"))?;
         let text = String::from_utf8_lossy(&f.value).replace('\n', " ");
@@ -175,6 +184,17 @@ impl ParsedMessage {
         let offset = (i32::from(d.tz_hour) * 60 + i32::from(d.tz_minute))
             * if d.tz_before_gmt { -1 } else { 1 };
         Some((d.to_timestamp(), offset))
+    }
+
+    /// RFC 3501 SENTBEFORE, SENTON, SENTSINCE compare this day (days since
+    /// 1970-01-01 of the Date: field in its own time zone, "disregarding
+    /// time and timezone") with the criterion's date. A missing or broken
+    /// Date: is day 0, 1-Jan-1970, as Dovecot treats it.
+    pub fn sent_day(&self) -> i64 {
+        match self.sent_date() {
+            Some((t, offset)) => (t + i64::from(offset) * 60).div_euclid(86_400),
+            None => 0,
+        }
     }
 
     fn addresses(&self, name: &str) -> Vec<Address> {
@@ -232,38 +252,93 @@ impl ParsedMessage {
 }
 
 /// Case folding for comparisons.
-fn fold(s: &str) -> String {
-    s.to_lowercase()
+/// Case folding for comparisons and sort keys, as Dovecot's
+/// i;unicode-casemap (RFC 5051): each character to its single-character
+/// title (here: upper) case, "ß" staying "ß", then decomposed ("Ä" to "A"
+/// and U+0308; `decompose.rs` holds the table).
+pub(crate) fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let mut up = c.to_uppercase();
+        let t = match (up.next(), up.next()) {
+            (Some(u), None) => u,
+            _ => c,
+        };
+        match decompose(t) {
+            Some(d) => out.push_str(d),
+            None => out.push(t),
+        }
+    }
+    out
 }
 
-/// A field as text for TEXT searches: "Name: decoded value\n".
+/// Fields whose value is searched as parsed addresses.
+const ADDRESS_FIELDS: [&str; 6] = ["From", "To", "Cc", "Bcc", "Sender", "Reply-To"];
+
+/// A field's value as searched: decoded, and for address fields written
+/// back from the parsed addresses ("Name <a@b>, group: c@d;").
+fn field_value(f: &Field) -> String {
+    if !ADDRESS_FIELDS.iter().any(|n| f.is(n)) {
+        return decode_header(&f.value);
+    }
+    let text = |v: &Option<Vec<u8>>| v.as_deref().map(decode_header).unwrap_or_default();
+    let mut out = String::new();
+    for a in address::parse(&f.value) {
+        match (&a.mailbox, &a.domain) {
+            (None, None) => {
+                out.push(';');
+                continue;
+            }
+            (Some(group), None) => {
+                if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                out.push_str(&decode_header(group));
+                out.push_str(": ");
+                continue;
+            }
+            _ => {}
+        }
+        if !out.is_empty() && !out.ends_with(": ") {
+            out.push_str(", ");
+        }
+        let addr = format!("{}@{}", text(&a.mailbox), text(&a.domain));
+        match &a.name {
+            Some(n) => out.push_str(&format!("{} <{addr}>", decode_header(n))),
+            None => out.push_str(&addr),
+        }
+    }
+    out
+}
+
+/// A field as text for TEXT searches: "Name: value\n".
 fn field_text(f: &Field) -> String {
-    format!(
-        "{}: {}\n",
-        String::from_utf8_lossy(&f.name),
-        decode_header(&f.value)
-    )
+    format!("{}: {}\n", String::from_utf8_lossy(&f.name), field_value(f))
 }
 
+/// The first address's mailbox; a group's name when the list starts with
+/// a group, as Dovecot sorts it.
 fn first_mailbox(list: &[Address]) -> String {
-    // group start entries have no domain; skip them and group ends
-    list.iter()
-        .find(|a| a.domain.is_some())
+    list.first()
         .and_then(|a| a.mailbox.as_deref())
         .map(|m| fold(&String::from_utf8_lossy(m)))
         .unwrap_or_default()
 }
 
+/// RFC 5957: the first address's display name, else its addr-spec (a
+/// group: its name).
 fn display(list: &[Address]) -> String {
-    let Some(a) = list.iter().find(|a| a.domain.is_some()) else {
+    let Some(a) = list.first() else {
         return String::new();
     };
     match &a.name {
         Some(n) if !n.is_empty() => fold(&decode_header(n)),
         _ => {
-            let m = String::from_utf8_lossy(a.mailbox.as_deref().unwrap_or_default());
-            let d = String::from_utf8_lossy(a.domain.as_deref().unwrap_or_default());
-            fold(&format!("{m}@{d}"))
+            let m = String::from_utf8_lossy(a.mailbox.as_deref().unwrap_or_default()).into_owned();
+            match &a.domain {
+                Some(d) => fold(&format!("{m}@{}", String::from_utf8_lossy(d))),
+                None => fold(&m),
+            }
         }
     }
 }
@@ -550,7 +625,8 @@ mod tests {
         assert!(m.header_contains("from", ""));
         assert!(!m.header_contains("cc", ""));
         assert!(m.body_contains("grüsse") || m.body_contains("GRÜSSE") || m.body_contains("grüße"));
-        assert!(m.body_contains("SECRET"));
+        // non-text parts are not searched, as in Dovecot
+        assert!(!m.body_contains("SECRET"));
         assert!(!m.body_contains("köln"));
         assert!(m.text_contains("köln"));
     }
@@ -560,9 +636,9 @@ mod tests {
         let m = msg("Date: Tue, 3 Mar 2026 09:59:58 +0100\r\nSubject: Re: hi\r\nFrom: \"Z\" <Bob@x>\r\nMessage-ID: <m@x>\r\nIn-Reply-To: <p@x>\r\n\r\n");
         assert_eq!(m.sent_date(), Some((1_772_528_398, 60)));
         let k = m.sort_keys();
-        assert_eq!(k.subject, "hi");
-        assert_eq!(k.from, "bob");
-        assert_eq!(k.display_from, "z");
+        assert_eq!(k.subject, "HI");
+        assert_eq!(k.from, "BOB");
+        assert_eq!(k.display_from, "Z");
         let t = m.thread_keys();
         assert_eq!(t.message_id.as_deref(), Some("m@x"));
         assert_eq!(t.references, vec!["p@x".to_string()]);
