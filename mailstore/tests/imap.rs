@@ -440,3 +440,66 @@ fn multiappend_is_all_or_nothing() {
     assert!(fs::read_dir(md.join("tmp")).unwrap().next().is_none());
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// Two sessions in two threads change flags while mail arrives: every
+/// change gets a modseq of its own (no two operations share one), neither
+/// sees HIGHESTMODSEQ go down, and at the end they agree on every modseq.
+#[test]
+fn concurrent_sessions_never_share_or_lower_a_modseq() {
+    let (d, md, s) = setup("concurrent", 10);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deliverer = {
+        let (md, stop) = (md.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 30 {
+                deliver(&md, &format!("Subject: {n}\n\nx\n"));
+                n += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let sessions: Vec<_> = (0..2)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut f = s.folder(INBOX, Access::ReadWrite).unwrap();
+                let mut mine = Vec::new();
+                let mut seen = f.highest_modseq();
+                for i in 0..40u32 {
+                    let uid = 1 + (i * 3 + t) % 10;
+                    let flags = [Flags::SEEN, Flags::FLAGGED, Flags::empty()][(i % 3) as usize];
+                    let before = f.highest_modseq();
+                    f.set_flags(uid, flags, &[]).unwrap();
+                    let h = f.highest_modseq();
+                    if f.modseq(uid) == Some(h) && h > before {
+                        mine.push(h);
+                    }
+                    f.sync().unwrap();
+                    assert!(f.highest_modseq() >= seen, "HIGHESTMODSEQ went down");
+                    seen = f.highest_modseq();
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = Vec::new();
+    for t in sessions {
+        all.extend(t.join().unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    deliverer.join().unwrap();
+    let n = all.len();
+    assert!(n > 20, "most changes were made: {n}");
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "two operations shared a modseq");
+    let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let mut b = s.folder(INBOX, Access::ReadOnly).unwrap();
+    a.sync().unwrap();
+    b.sync().unwrap();
+    assert_eq!(a.highest_modseq(), b.highest_modseq());
+    assert_eq!(modseqs(&a), modseqs(&b));
+    assert_eq!(a.messages().len(), 40);
+    fs::remove_dir_all(&d).unwrap();
+}
