@@ -671,6 +671,8 @@ impl Folder {
         self.next_uid = list.next_uid;
         self.guid = Some(list.guid.unwrap_or_else(random_guid));
         self.header_ext = list.header_ext;
+        let old_modseq: HashMap<u32, u64> =
+            self.messages.iter().map(|m| (m.uid, m.modseq)).collect();
         self.messages = messages;
         self.keywords = None;
         if rewrite {
@@ -680,6 +682,21 @@ impl Folder {
             self.recent.clear();
         }
         self.reconcile_modseq(lock, had_list)?;
+        if !changes.uid_validity_changed {
+            // A new mod-sequence with the flags as they were (changed and
+            // changed back, or a rebuilt posthorn-modseq): CONDSTORE clients
+            // are told too (RFC 7162 3.2).
+            for m in &self.messages {
+                if old_modseq
+                    .get(&m.uid)
+                    .is_some_and(|&o| o != 0 && o != m.modseq)
+                {
+                    changes.flags.push(m.uid);
+                }
+            }
+            changes.flags.sort_unstable();
+            changes.flags.dedup();
+        }
         self.ext_dirty = false;
         self.stamp = Some(stamp);
         Ok(changes)
@@ -1018,6 +1035,7 @@ impl Folder {
         modified.sort_unstable();
         modified.dedup();
         let mut renamed = false;
+        let mut own = HashSet::new();
         let r = (|| {
             for u in todo {
                 let i = self
@@ -1034,6 +1052,7 @@ impl Folder {
                     match fsat::rename(from, &m.file, &self.cur, &target, Replace::Yes) {
                         Ok(()) => {
                             renamed = true;
+                            own.insert(u.uid);
                             let m = &mut self.messages[i];
                             m.file = target;
                             m.in_new = false;
@@ -1056,8 +1075,10 @@ impl Folder {
         if renamed {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
             // Gives the renamed messages their new mod-sequence (their flags
-            // now differ from posthorn-modseq's).
-            let c = self.sync_locked(&lock)?;
+            // now differ from posthorn-modseq's); the session reports its
+            // own changes itself (STORE's FETCH responses).
+            let mut c = self.sync_locked(&lock)?;
+            c.flags.retain(|u| !own.contains(u));
             self.pending.merge(c);
         }
         drop(lock);

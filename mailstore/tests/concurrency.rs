@@ -1,6 +1,8 @@
 //! Several sessions on one folder at once, in threads and in processes,
 //! while mail is delivered into new/; and processes killed with SIGKILL
-//! while they hold the uidlist lock or are half-way through a sync.
+//! while they hold the uidlist lock or are half-way through a sync (after
+//! which posthorn-modseq still parses and HIGHESTMODSEQ has not gone
+//! down).
 //!
 //! Every session records which base name each UID it saw belongs to; all
 //! records must agree (one UID per message, one message per UID, UIDs
@@ -356,6 +358,7 @@ fn sigkill_at_any_point_loses_nothing() {
     Store::open(&md).unwrap();
     let s = Store::open(&md).unwrap();
     let mut all = Vec::new();
+    let mut last_modseq = 0;
     for round in 0..4u64 {
         let out = d.join(format!("churn{round}.out"));
         fs::write(&out, "").unwrap();
@@ -386,6 +389,14 @@ fn sigkill_at_any_point_loses_nothing() {
         }
         let list = fs::read(md.join("dovecot-uidlist")).unwrap();
         mailstore::uidlist::UidList::parse(&list).unwrap();
+        // posthorn-modseq is never left half-written, and HIGHESTMODSEQ
+        // never goes down across the kills.
+        let ms = fs::read(md.join("posthorn-modseq")).unwrap();
+        let ms = mailstore::modseq::ModseqFile::parse(&ms).unwrap();
+        assert_eq!(ms.highest, f.highest_modseq());
+        assert!(f.highest_modseq() > last_modseq, "round {round}");
+        assert!(f.messages().iter().all(|m| m.modseq > 0));
+        last_modseq = f.highest_modseq();
         all.push(seen);
     }
     // Nothing delivered is lost: every file is a message with a UID (the

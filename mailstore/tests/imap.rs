@@ -503,3 +503,21 @@ fn concurrent_sessions_never_share_or_lower_a_modseq() {
     assert_eq!(a.messages().len(), 40);
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn flags_changed_and_changed_back_are_reported_with_the_new_modseq() {
+    let (d, _md, s) = setup("back", 1);
+    let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let mut b = s.folder(INBOX, Access::ReadWrite).unwrap();
+    a.set_flags(1, Flags::SEEN, &[]).unwrap();
+    a.set_flags(1, Flags::empty(), &[]).unwrap();
+    assert!(
+        a.sync().unwrap().is_empty(),
+        "its own changes are not reported"
+    );
+    let c = b.sync().unwrap();
+    assert_eq!(c.flags, [1]);
+    assert_eq!(b.modseq(1), a.modseq(1));
+    assert_eq!(b.message(1).unwrap().flags, Flags::empty());
+    fs::remove_dir_all(&d).unwrap();
+}
