@@ -157,6 +157,11 @@ fn unchanged_since_refuses_messages_changed_meanwhile() {
     assert_eq!(b.modseq(1), Some(known + 2));
     // 2's change by a reaches b as a flag change.
     assert_eq!(b.sync().unwrap().flags, [2]);
+    // RFC 7162 3.1.3: UNCHANGEDSINCE 0 fails for every message.
+    assert_eq!(b.store_flags(&[up(1), up(3)], Some(0)).unwrap(), [1, 3]);
+    // Without the test every change is made.
+    assert!(b.store_flags(&[up(2)], None).unwrap().is_empty());
+    assert_eq!(b.message(2).unwrap().flags, Flags::TRASHED);
     fs::remove_dir_all(&d).unwrap();
 }
 
