@@ -1140,7 +1140,7 @@ impl Folder {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
             privilege::sync_dir(&self.new).at(&self.display.join("new"))?;
             // Writes the list without them and logs them in posthorn-modseq
-            // (RFC 7162 3.2.10) at one new mod-sequence.
+            // at one new mod-sequence (RFC 7162 3.2).
             let c = self.sync_locked(&lock)?;
             self.pending.merge(c);
         }

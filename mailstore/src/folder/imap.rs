@@ -171,9 +171,11 @@ impl Folder {
     /// `modseq` (a rebuilt file, or more than MAX_EXPUNGE_RANGES ranges
     /// expunged since), `exact` is false and `uids` is every UID below
     /// UIDNEXT that is not a message now: any of them may have vanished,
-    /// and the server sends them all (RFC 7162 3.2.10 lets it include UIDs
-    /// the client never knew; it should intersect them with the client's
-    /// known-UIDs set when one was given).
+    /// and the server sends them all, intersected with the UIDs the client
+    /// named (QRESYNC's known-UIDs, or the UID FETCH set) when it named
+    /// some. That says more than was expunged, never less; Dovecot answers
+    /// the same way when its log does not reach back (imap-fetch.c,
+    /// get_expunges_fallback).
     pub fn expunged_since(&self, modseq: u64) -> Vanished {
         let v = self.modseq.expunged_since(modseq);
         if v.exact {
