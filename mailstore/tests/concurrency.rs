@@ -248,6 +248,28 @@ fn child() {
                 }
             }
         }
+        // Change flags 40 times, writing the modseq each change got; panics
+        // (a failed child) if HIGHESTMODSEQ is ever seen going down.
+        "modseq" => {
+            let mut f = s.folder(INBOX, Access::ReadWrite).unwrap();
+            let mut seen = f.highest_modseq();
+            let mut text = String::new();
+            let me = std::process::id();
+            for i in 0..40u32 {
+                let uid = 1 + (i * 7 + me) % 5;
+                let flags = [Flags::SEEN, Flags::empty()][((i + me) % 2) as usize];
+                let before = f.highest_modseq();
+                f.set_flags(uid, flags, &[]).unwrap();
+                let h = f.highest_modseq();
+                if f.message(uid).map(|m| m.modseq) == Some(h) && h > before {
+                    text.push_str(&format!("{h}\n"));
+                }
+                f.sync().unwrap();
+                assert!(f.highest_modseq() >= seen, "HIGHESTMODSEQ went down");
+                seen = f.highest_modseq();
+            }
+            fs::write(&out, text).unwrap();
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -409,5 +431,50 @@ fn sigkill_at_any_point_loses_nothing() {
         fs::read_dir(md.join("tmp")).unwrap().count() <= 4,
         "at most one cut-off delivery per kill"
     );
+    fs::remove_dir_all(&d).unwrap();
+}
+
+/// Two processes change flags on one folder at once: no two operations get
+/// the same mod-sequence, neither sees HIGHESTMODSEQ go down, and a third
+/// session agrees with what they handed out.
+#[test]
+fn processes_never_share_a_modseq() {
+    let d = temp("modseq");
+    let md = d.join("Maildir");
+    let m = Maildir::create(&md).unwrap();
+    for i in 0..5 {
+        let mut dl = m.begin().unwrap();
+        dl.write(format!("Subject: {i}\n\n{i}\n").as_bytes())
+            .unwrap();
+        dl.commit().unwrap();
+    }
+    let s = Store::open(&md).unwrap();
+    let start = s.folder(INBOX, Access::ReadWrite).unwrap().highest_modseq();
+    let outs: Vec<PathBuf> = (0..2).map(|i| d.join(format!("modseq{i}.out"))).collect();
+    let mut kids: Vec<Kid> = outs.iter().map(|o| spawn_child("modseq", &md, o)).collect();
+    for k in &mut kids {
+        assert!(k.0.wait().unwrap().success(), "a child failed");
+    }
+    let mut all: Vec<u64> = Vec::new();
+    for o in &outs {
+        all.extend(
+            fs::read_to_string(o)
+                .unwrap()
+                .lines()
+                .map(|l| l.parse::<u64>().unwrap()),
+        );
+    }
+    let n = all.len();
+    assert!(n > 20, "most changes were made: {n}");
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "two operations shared a modseq");
+    assert!(all[0] > start);
+    let f = s.folder(INBOX, Access::ReadOnly).unwrap();
+    assert!(f.highest_modseq() >= *all.last().unwrap());
+    assert!(f
+        .messages()
+        .iter()
+        .all(|m| all.contains(&m.modseq) || m.modseq <= start));
     fs::remove_dir_all(&d).unwrap();
 }
