@@ -1225,7 +1225,15 @@ impl Folder {
             }
             return Err(e);
         }
-        let lock = self.lock()?;
+        let lock = match self.lock() {
+            Ok(l) => l,
+            Err(e) => {
+                for (base, _, _) in &written {
+                    let _ = fsat::unlink(&self.tmp, base);
+                }
+                return Err(e);
+            }
+        };
         let mut placed: Vec<String> = Vec::with_capacity(written.len());
         let r = (|| {
             for (m, (base, name, _)) in messages.iter().zip(&written) {
