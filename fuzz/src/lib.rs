@@ -61,6 +61,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("pop3_session", pop3_session),
     ("sasl", sasl),
     ("maildir_uidlist", maildir_uidlist),
+    ("maildir_modseq", maildir_modseq),
     ("maildir_keywords", maildir_keywords),
     ("maildirsize", maildirsize),
     ("maildir_filename", maildir_filename),
@@ -946,6 +947,44 @@ pub fn maildir_uidlist(data: &[u8]) {
         (l.uid_validity, l.next_uid, &l.header_ext, &l.records),
         "uidlist round trip"
     );
+}
+
+/// A folder's `posthorn-modseq` (mailstore::modseq). Checks: a file that
+/// parses has UIDs and mod-sequences in range (0 < modseq <= HIGHESTMODSEQ,
+/// expunges above the floor); written back it parses to the same file; a
+/// reconcile with its own messages changes nothing, and one with a message
+/// fewer raises HIGHESTMODSEQ by one and logs that UID.
+pub fn maildir_modseq(data: &[u8]) {
+    use mailstore::modseq::ModseqFile;
+    let Ok(f) = ModseqFile::parse(data) else {
+        return;
+    };
+    assert!(f.floor <= f.highest && f.highest <= mailstore::modseq::MAX_MODSEQ);
+    for e in f.messages.values() {
+        assert!(e.modseq > 0 && e.modseq <= f.highest, "modseq in range");
+    }
+    for r in &f.expunged {
+        assert!(r.first > 0 && r.first <= r.last, "expunge range");
+        assert!(r.modseq > f.floor && r.modseq <= f.highest);
+    }
+    let again = ModseqFile::parse(&f.write()).expect("a written file parses");
+    assert_eq!(again, f, "modseq round trip");
+    let current: Vec<_> = f
+        .messages
+        .iter()
+        .map(|(u, e)| (*u, e.flags, e.keywords))
+        .collect();
+    let mut g = f.clone();
+    assert!(!g.reconcile(f.uid_validity, &current), "nothing changed");
+    assert_eq!(g, f);
+    if let Some((&gone, _)) = f.messages.iter().next() {
+        if f.highest < mailstore::modseq::MAX_MODSEQ {
+            assert!(g.reconcile(f.uid_validity, &current[1..]));
+            assert_eq!(g.highest, f.highest + 1);
+            let v = g.expunged_since(f.highest);
+            assert!(v.uids.iter().any(|&(a, b)| a <= gone && gone <= b));
+        }
+    }
 }
 
 /// A folder's `dovecot-keywords` (mailstore::keywords). Checks: at most 26

@@ -62,13 +62,15 @@ use crate::error::{At, StoreError};
 use crate::filename::{self, Flags, KeywordSet, VsizeCounter};
 use crate::fsat::{self, Kind};
 use crate::keywords::{self, Keywords};
-use crate::modseq::{self, ModseqFile, Vanished};
+use crate::modseq::ModseqFile;
 use crate::names;
 use crate::quota;
 use crate::store::{Access, Options, Store, FILE_MODE};
 use crate::uidlist::{self, Record, UidList};
 use crate::uidvalidity;
 use crate::CrlfToLf;
+
+mod imap;
 
 const UIDLIST: &str = "dovecot-uidlist";
 const UIDLIST_TMP: &str = "dovecot-uidlist.tmp";
@@ -669,6 +671,8 @@ impl Folder {
         self.next_uid = list.next_uid;
         self.guid = Some(list.guid.unwrap_or_else(random_guid));
         self.header_ext = list.header_ext;
+        let old_modseq: HashMap<u32, u64> =
+            self.messages.iter().map(|m| (m.uid, m.modseq)).collect();
         self.messages = messages;
         self.keywords = None;
         if rewrite {
@@ -678,6 +682,21 @@ impl Folder {
             self.recent.clear();
         }
         self.reconcile_modseq(lock, had_list)?;
+        if !changes.uid_validity_changed {
+            // A new mod-sequence with the flags as they were (changed and
+            // changed back, or a rebuilt posthorn-modseq): CONDSTORE clients
+            // are told too (RFC 7162 3.2).
+            for m in &self.messages {
+                if old_modseq
+                    .get(&m.uid)
+                    .is_some_and(|&o| o != 0 && o != m.modseq)
+                {
+                    changes.flags.push(m.uid);
+                }
+            }
+            changes.flags.sort_unstable();
+            changes.flags.dedup();
+        }
         self.ext_dirty = false;
         self.stamp = Some(stamp);
         Ok(changes)
@@ -818,174 +837,6 @@ impl Folder {
             Replace::Yes,
         )
         .map_err(|e| StoreError::io(&path, e.into()))
-    }
-
-    fn modseq_path(&self) -> PathBuf {
-        self.display.join(modseq::FILE)
-    }
-
-    /// Read posthorn-modseq (under the lock): None if it is missing or
-    /// corrupt (logged).
-    fn read_modseq(&self) -> Result<Option<ModseqFile>, StoreError> {
-        let path = self.modseq_path();
-        match fsat::read_bounded(&self.dir, modseq::FILE, modseq::MAX_FILE) {
-            Ok(Some(data)) => match ModseqFile::parse(&data) {
-                Ok(f) => Ok(Some(f)),
-                Err(e) => {
-                    warning!(
-                        "{}; rebuilding it: mod-sequences start again above the current time in microseconds",
-                        StoreError::corrupt(&path, e)
-                    );
-                    Ok(None)
-                }
-            },
-            Ok(None) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                warning!("{}: {e}; rebuilding it", path.display());
-                Ok(None)
-            }
-            Err(e) => Err(StoreError::io(&path, e)),
-        }
-    }
-
-    /// Bring posthorn-modseq in line with the messages a sync just found
-    /// (under the lock): new mod-sequences for new messages and changed
-    /// flags, expunges logged, \Recent taken or seen; written back when
-    /// it changed.
-    /// A missing file is logged when the folder has been synced before
-    /// (`had_list`: a uidlist was there), i.e. not for a new folder.
-    fn reconcile_modseq(&mut self, lock: &DotLock, had_list: bool) -> Result<(), StoreError> {
-        let (mut f, mut changed) = match self.read_modseq()? {
-            Some(f) => (f, false),
-            None => {
-                if had_list || self.modseq.highest != 0 {
-                    warning!(
-                        "{}: missing; rebuilt, mod-sequences start again above the current time in microseconds",
-                        self.modseq_path().display()
-                    );
-                }
-                let floor = modseq::time_floor().max(self.modseq.highest);
-                (ModseqFile::rebuilt(self.uid_validity, floor), true)
-            }
-        };
-        let current: Vec<_> = self
-            .messages
-            .iter()
-            .map(|m| (m.uid, m.flags, m.keywords))
-            .collect();
-        changed |= f.reconcile(self.uid_validity, &current);
-        // RFC 3501 2.3.2: see `Store::select`.
-        let first_recent = f.first_recent;
-        if self.take_recent && f.first_recent < self.next_uid {
-            f.first_recent = self.next_uid;
-            changed = true;
-        }
-        for m in &mut self.messages {
-            m.modseq = f.messages.get(&m.uid).map_or(f.highest, |e| e.modseq);
-            if self.take_recent {
-                if m.uid >= first_recent {
-                    self.recent.insert(m.uid);
-                }
-                m.recent = self.recent.contains(&m.uid);
-            } else {
-                m.recent = m.uid >= first_recent;
-            }
-        }
-        let live: HashSet<u32> = self.messages.iter().map(|m| m.uid).collect();
-        self.recent.retain(|u| live.contains(u));
-        if changed {
-            self.write_modseq(lock, &f)?;
-        }
-        self.modseq = f;
-        Ok(())
-    }
-
-    /// Write posthorn-modseq: a fresh .tmp file, fsync, rename over the
-    /// old one, fsync the directory; only while the lock is still ours.
-    fn write_modseq(&self, lock: &DotLock, f: &ModseqFile) -> Result<(), StoreError> {
-        let path = self.modseq_path();
-        let tmp = format!("{}.tmp", modseq::FILE);
-        fsat::unlink(&self.dir, &tmp).at(&path)?;
-        let mut out = fsat::create_excl(&self.dir, &tmp, FILE_MODE).at(&path)?;
-        out.write_all(&f.write()).at(&path)?;
-        if !lock.is_ours() {
-            let _ = fsat::unlink(&self.dir, &tmp);
-            return Err(StoreError::io(
-                lock.path(),
-                io::Error::other("the lock was taken over by another process (held too long)"),
-            ));
-        }
-        durable::commit(
-            out,
-            Some(&self.dir),
-            Path::new(&tmp),
-            &self.dir,
-            Path::new(modseq::FILE),
-            Replace::Yes,
-        )
-        .map_err(|e| StoreError::io(&path, e.into()))
-    }
-
-    /// An inotify watcher on this folder for IMAP IDLE (watcher.rs): poll
-    /// its descriptor, `drain` it, then `sync`.
-    pub fn watcher(&self) -> Result<crate::Watcher, StoreError> {
-        crate::Watcher::new(&self.dir, &self.new, &self.cur, &self.display)
-    }
-
-    /// RFC 7162 HIGHESTMODSEQ as of the last sync.
-    pub fn highest_modseq(&self) -> u64 {
-        self.modseq.highest
-    }
-
-    /// A message's mod-sequence (RFC 7162 MODSEQ), as of the last sync.
-    pub fn modseq(&self, uid: u32) -> Option<u64> {
-        self.message(uid).map(|m| m.modseq)
-    }
-
-    /// The UIDs of messages whose mod-sequence is above `modseq`
-    /// (RFC 7162 CHANGEDSINCE, and the flags half of QRESYNC), ascending.
-    pub fn changed_since(&self, modseq: u64) -> Vec<u32> {
-        self.messages
-            .iter()
-            .filter(|m| m.modseq > modseq)
-            .map(|m| m.uid)
-            .collect()
-    }
-
-    /// UIDs expunged after `modseq`, as of the last sync (RFC 7162 QRESYNC
-    /// `VANISHED (EARLIER)`, 3.2.5.2). When the log does not reach back to
-    /// `modseq` (a rebuilt file, or more than MAX_EXPUNGE_RANGES ranges
-    /// expunged since), `exact` is false and `uids` is every UID below
-    /// UIDNEXT that is not a message now: any of them may have vanished,
-    /// and the server sends them all (RFC 7162 3.2.10 lets it include UIDs
-    /// the client never knew; it should intersect them with the client's
-    /// known-UIDs set when one was given).
-    pub fn expunged_since(&self, modseq: u64) -> Vanished {
-        let v = self.modseq.expunged_since(modseq);
-        if v.exact {
-            return v;
-        }
-        let mut uids = Vec::new();
-        let mut next = 1u32;
-        for m in &self.messages {
-            if m.uid > next {
-                uids.push((next, m.uid - 1));
-            }
-            next = m.uid + 1;
-        }
-        if self.next_uid > next {
-            uids.push((next, self.next_uid - 1));
-        }
-        Vanished { uids, exact: false }
-    }
-
-    /// The UIDs that are \Recent for this session, ascending.
-    pub fn recent(&self) -> Vec<u32> {
-        self.messages
-            .iter()
-            .filter(|m| m.recent)
-            .map(|m| m.uid)
-            .collect()
     }
 
     /// Open a message's file (its bytes as stored: LF line ends). A file
@@ -1184,6 +1035,7 @@ impl Folder {
         modified.sort_unstable();
         modified.dedup();
         let mut renamed = false;
+        let mut own = HashSet::new();
         let r = (|| {
             for u in todo {
                 let i = self
@@ -1200,6 +1052,7 @@ impl Folder {
                     match fsat::rename(from, &m.file, &self.cur, &target, Replace::Yes) {
                         Ok(()) => {
                             renamed = true;
+                            own.insert(u.uid);
                             let m = &mut self.messages[i];
                             m.file = target;
                             m.in_new = false;
@@ -1222,8 +1075,10 @@ impl Folder {
         if renamed {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
             // Gives the renamed messages their new mod-sequence (their flags
-            // now differ from posthorn-modseq's).
-            let c = self.sync_locked(&lock)?;
+            // now differ from posthorn-modseq's); the session reports its
+            // own changes itself (STORE's FETCH responses).
+            let mut c = self.sync_locked(&lock)?;
+            c.flags.retain(|u| !own.contains(u));
             self.pending.merge(c);
         }
         drop(lock);
@@ -1285,7 +1140,7 @@ impl Folder {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
             privilege::sync_dir(&self.new).at(&self.display.join("new"))?;
             // Writes the list without them and logs them in posthorn-modseq
-            // (RFC 7162 3.2.10) at one new mod-sequence.
+            // at one new mod-sequence (RFC 7162 3.2).
             let c = self.sync_locked(&lock)?;
             self.pending.merge(c);
         }
@@ -1370,7 +1225,15 @@ impl Folder {
             }
             return Err(e);
         }
-        let lock = self.lock()?;
+        let lock = match self.lock() {
+            Ok(l) => l,
+            Err(e) => {
+                for (base, _, _) in &written {
+                    let _ = fsat::unlink(&self.tmp, base);
+                }
+                return Err(e);
+            }
+        };
         let mut placed: Vec<String> = Vec::with_capacity(written.len());
         let r = (|| {
             for (m, (base, name, _)) in messages.iter().zip(&written) {

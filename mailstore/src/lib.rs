@@ -20,12 +20,12 @@
 //! Security: every file operation goes through directory descriptors
 //! without following links (fsat.rs, common::privilege), as the mailbox
 //! owner; every file read is bounded and every parser returns errors, never
-//! panics (fuzz/: maildir_uidlist, maildir_keywords, maildirsize,
-//! maildir_filename).
+//! panics (fuzz/: maildir_uidlist, maildir_modseq, maildir_keywords,
+//! maildirsize, maildir_filename).
 //!
 //! Diagnostics: one error type, `StoreError`, whose messages name the file;
-//! repairs (a rebuilt uidlist, a replaced stale lock, a fixed duplicate)
-//! are logged as warnings.
+//! repairs (a rebuilt uidlist or posthorn-modseq, a replaced stale lock, a
+//! fixed duplicate) are logged as warnings.
 
 pub mod dotlock;
 pub mod error;

@@ -80,7 +80,7 @@ pub struct Vanished {
     /// False when the mod-sequence asked about is below the floor: the log
     /// no longer reaches back that far. `Folder::expunged_since` then
     /// gives every UID below UIDNEXT that is not a message now (any of them
-    /// may have vanished since), which RFC 7162 3.2.10 allows.
+    /// may have vanished since).
     pub exact: bool,
 }
 

@@ -1,6 +1,8 @@
 //! Several sessions on one folder at once, in threads and in processes,
 //! while mail is delivered into new/; and processes killed with SIGKILL
-//! while they hold the uidlist lock or are half-way through a sync.
+//! while they hold the uidlist lock or are half-way through a sync (after
+//! which posthorn-modseq still parses and HIGHESTMODSEQ has not gone
+//! down).
 //!
 //! Every session records which base name each UID it saw belongs to; all
 //! records must agree (one UID per message, one message per UID, UIDs
@@ -246,6 +248,28 @@ fn child() {
                 }
             }
         }
+        // Change flags 40 times, writing the modseq each change got; panics
+        // (a failed child) if HIGHESTMODSEQ is ever seen going down.
+        "modseq" => {
+            let mut f = s.folder(INBOX, Access::ReadWrite).unwrap();
+            let mut seen = f.highest_modseq();
+            let mut text = String::new();
+            let me = std::process::id();
+            for i in 0..40u32 {
+                let uid = 1 + (i * 7 + me) % 5;
+                let flags = [Flags::SEEN, Flags::empty()][((i + me) % 2) as usize];
+                let before = f.highest_modseq();
+                f.set_flags(uid, flags, &[]).unwrap();
+                let h = f.highest_modseq();
+                if f.message(uid).map(|m| m.modseq) == Some(h) && h > before {
+                    text.push_str(&format!("{h}\n"));
+                }
+                f.sync().unwrap();
+                assert!(f.highest_modseq() >= seen, "HIGHESTMODSEQ went down");
+                seen = f.highest_modseq();
+            }
+            fs::write(&out, text).unwrap();
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -356,6 +380,7 @@ fn sigkill_at_any_point_loses_nothing() {
     Store::open(&md).unwrap();
     let s = Store::open(&md).unwrap();
     let mut all = Vec::new();
+    let mut last_modseq = 0;
     for round in 0..4u64 {
         let out = d.join(format!("churn{round}.out"));
         fs::write(&out, "").unwrap();
@@ -386,6 +411,14 @@ fn sigkill_at_any_point_loses_nothing() {
         }
         let list = fs::read(md.join("dovecot-uidlist")).unwrap();
         mailstore::uidlist::UidList::parse(&list).unwrap();
+        // posthorn-modseq is never left half-written, and HIGHESTMODSEQ
+        // never goes down across the kills.
+        let ms = fs::read(md.join("posthorn-modseq")).unwrap();
+        let ms = mailstore::modseq::ModseqFile::parse(&ms).unwrap();
+        assert_eq!(ms.highest, f.highest_modseq());
+        assert!(f.highest_modseq() > last_modseq, "round {round}");
+        assert!(f.messages().iter().all(|m| m.modseq > 0));
+        last_modseq = f.highest_modseq();
         all.push(seen);
     }
     // Nothing delivered is lost: every file is a message with a UID (the
@@ -398,5 +431,50 @@ fn sigkill_at_any_point_loses_nothing() {
         fs::read_dir(md.join("tmp")).unwrap().count() <= 4,
         "at most one cut-off delivery per kill"
     );
+    fs::remove_dir_all(&d).unwrap();
+}
+
+/// Two processes change flags on one folder at once: no two operations get
+/// the same mod-sequence, neither sees HIGHESTMODSEQ go down, and a third
+/// session agrees with what they handed out.
+#[test]
+fn processes_never_share_a_modseq() {
+    let d = temp("modseq");
+    let md = d.join("Maildir");
+    let m = Maildir::create(&md).unwrap();
+    for i in 0..5 {
+        let mut dl = m.begin().unwrap();
+        dl.write(format!("Subject: {i}\n\n{i}\n").as_bytes())
+            .unwrap();
+        dl.commit().unwrap();
+    }
+    let s = Store::open(&md).unwrap();
+    let start = s.folder(INBOX, Access::ReadWrite).unwrap().highest_modseq();
+    let outs: Vec<PathBuf> = (0..2).map(|i| d.join(format!("modseq{i}.out"))).collect();
+    let mut kids: Vec<Kid> = outs.iter().map(|o| spawn_child("modseq", &md, o)).collect();
+    for k in &mut kids {
+        assert!(k.0.wait().unwrap().success(), "a child failed");
+    }
+    let mut all: Vec<u64> = Vec::new();
+    for o in &outs {
+        all.extend(
+            fs::read_to_string(o)
+                .unwrap()
+                .lines()
+                .map(|l| l.parse::<u64>().unwrap()),
+        );
+    }
+    let n = all.len();
+    assert!(n > 20, "most changes were made: {n}");
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "two operations shared a modseq");
+    assert!(all[0] > start);
+    let f = s.folder(INBOX, Access::ReadOnly).unwrap();
+    assert!(f.highest_modseq() >= *all.last().unwrap());
+    assert!(f
+        .messages()
+        .iter()
+        .all(|m| all.contains(&m.modseq) || m.modseq <= start));
     fs::remove_dir_all(&d).unwrap();
 }
