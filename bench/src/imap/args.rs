@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use posthorn_bench::number;
+use posthorn_bench::work::sessions_or_seconds;
 
 pub const USAGE: &str = "\
 usage: posthorn-imap-bench [--mode sessions|long|idle] [flags]
@@ -221,13 +222,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     if cfg.user_pattern.contains([' ', '\r', '\n']) || cfg.password.contains(['\r', '\n']) {
         return invalid("user names and the password cannot hold line ends (or spaces in names)");
     }
-    cfg.sessions = match (sessions, cfg.seconds) {
-        (Some(0), _) => return invalid("--sessions must be at least 1"),
-        (Some(n), _) => Some(n),
-        (None, Some(_)) => None,
-        (None, None) => Some(100),
-    };
-    cfg.max_failures = max_failures.unwrap_or(cfg.sessions.unwrap_or(1000).max(1));
+    (cfg.sessions, cfg.max_failures) = sessions_or_seconds(sessions, cfg.seconds, max_failures)?;
     Ok(Parsed::Run(cfg))
 }
 

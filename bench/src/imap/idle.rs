@@ -20,6 +20,7 @@ use std::thread;
 use std::time::Instant;
 
 use posthorn_bench::maildir::user_name;
+use posthorn_bench::work;
 
 use super::args::Config;
 use super::session::{report_failure, Conn};
@@ -105,24 +106,14 @@ pub fn run(cfg: &Config) -> std::io::Result<IdleResult> {
 /// with its own Stats, and returns them merged.
 fn in_threads(cfg: &Config, work: impl Fn(&mut Stats) + Sync) -> std::io::Result<Stats> {
     let n = cfg.clients.min(cfg.connections).max(1);
-    thread::scope(|s| {
-        let mut handles = Vec::with_capacity(n);
-        for i in 0..n {
-            let work = &work;
-            let h = thread::Builder::new()
-                .name(format!("idle-{i}"))
-                .stack_size(STACK)
-                .spawn_scoped(s, move || {
-                    let mut st = Stats::default();
-                    work(&mut st);
-                    st
-                })?;
-            handles.push(h);
-        }
-        let mut total = Stats::default();
-        for h in handles {
-            total.merge(&h.join().unwrap_or_default());
-        }
-        Ok(total)
-    })
+    let all = work::in_threads(n, "idle", STACK, |_| {
+        let mut st = Stats::default();
+        work(&mut st);
+        st
+    })?;
+    let mut total = Stats::default();
+    for st in &all {
+        total.merge(st);
+    }
+    Ok(total)
 }

@@ -49,13 +49,13 @@ mod wire;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::thread;
 use std::time::Instant;
 
 use posthorn_bench::stats::rate;
+use posthorn_bench::work;
 
 use args::{Config, Mode, Parsed};
-use session::{ClientResult, Shared};
+use session::Shared;
 use stats::Stats;
 
 /// Stack per client thread; a session holds a response buffer and a view
@@ -118,40 +118,13 @@ fn main() -> ExitCode {
 fn clients(cfg: Config) -> std::io::Result<Outcome> {
     let start = Instant::now();
     let shared = Shared::new(cfg, start);
-    let results: Vec<ClientResult> = thread::scope(|s| {
-        let mut handles = Vec::with_capacity(shared.cfg.clients);
-        for i in 0..shared.cfg.clients {
-            let sh = &shared;
-            let h = thread::Builder::new()
-                .name(format!("client-{i}"))
-                .stack_size(CLIENT_STACK)
-                .spawn_scoped(s, move || session::run_client(sh, i as u64))?;
-            handles.push(h);
-        }
-        Ok::<_, std::io::Error>(
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect(),
-        )
+    let results = work::in_threads(shared.cfg.clients, "client", CLIENT_STACK, |i| {
+        session::run_client(&shared, i as u64)
     })?;
-    let mut stats = Stats::default();
-    for r in &results {
-        stats.merge(&r.stats);
-    }
-    let first = results
-        .iter()
-        .filter_map(|r| r.first_start)
-        .min()
-        .unwrap_or(start);
-    let last = results
-        .iter()
-        .filter_map(|r| r.last_end)
-        .max()
-        .unwrap_or_else(Instant::now);
+    let (stats, seconds) = work::merge_clients(&results, start);
     Ok(Outcome {
         stats,
-        seconds: last.saturating_duration_since(first).as_secs_f64(),
+        seconds,
         held: 0,
         setup_seconds: 0.0,
     })

@@ -31,9 +31,10 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use posthorn_bench::line;
 use posthorn_bench::maildir::user_name;
 use posthorn_bench::rng::Rng;
-use posthorn_bench::work::{Mailboxes, Work};
+use posthorn_bench::work::{self, Mailboxes, Work};
 
 use super::args::{Config, Mode};
 use super::stats::{Cmd, ErrorKind, Stats};
@@ -86,12 +87,7 @@ pub fn report_failure(cfg: &Config, n: u64, user: &str, f: &Failure) {
 }
 
 /// What one client thread measured, and when it started and ended work.
-#[derive(Debug, Default, Clone)]
-pub struct ClientResult {
-    pub stats: Stats,
-    pub first_start: Option<Instant>,
-    pub last_end: Option<Instant>,
-}
+pub type ClientResult = work::ClientResult<Cmd, ErrorKind>;
 
 /// Runs client number `id` until the shared work is done: whole sessions
 /// (mode a) or rounds in one long session (mode b).
@@ -327,14 +323,8 @@ impl Conn {
     /// Connects and reads the greeting; records `Cmd::Connect`.
     pub fn connect(cfg: &Config, stats: &mut Stats) -> Result<Conn, Failure> {
         let t0 = Instant::now();
-        let stream = TcpStream::connect((cfg.host.as_str(), cfg.port)).map_err(Failure::Connect)?;
-        let setup = |s: &TcpStream| -> io::Result<TcpStream> {
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(cfg.timeout))?;
-            s.set_write_timeout(Some(cfg.timeout))?;
-            s.try_clone()
-        };
-        let w = setup(&stream).map_err(Failure::Connect)?;
+        let (stream, w) =
+            line::connect(&cfg.host, cfg.port, cfg.timeout).map_err(Failure::Connect)?;
         let mut c = Conn {
             r: BufReader::with_capacity(READ_BUFFER, stream),
             w,

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use posthorn_bench::maildir::MaildirConfig;
+use posthorn_bench::work::sessions_or_seconds;
 
 pub const USAGE: &str = "\
 usage: posthorn-pop3-bench [flags]
@@ -259,13 +260,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, ArgError
     if cfg.user_pattern.contains([' ', '\r', '\n']) || cfg.password.contains(['\r', '\n']) {
         return invalid("user names and the password cannot hold line ends (or spaces in names)");
     }
-    cfg.sessions = match (sessions, cfg.seconds) {
-        (Some(0), _) => return invalid("--sessions must be at least 1"),
-        (Some(n), _) => Some(n),
-        (None, Some(_)) => None,
-        (None, None) => Some(100),
-    };
-    cfg.max_failures = max_failures.unwrap_or(cfg.sessions.unwrap_or(1000).max(1));
+    (cfg.sessions, cfg.max_failures) =
+        sessions_or_seconds(sessions, cfg.seconds, max_failures).map_err(ArgError::Invalid)?;
     Ok(Parsed::Run(cfg))
 }
 

@@ -38,14 +38,14 @@ mod wire;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::thread;
 use std::time::Instant;
 
 use posthorn_bench::maildir;
 use posthorn_bench::stats::rate;
+use posthorn_bench::work;
 
 use args::{Config, Parsed};
-use session::{ClientResult, Shared};
+use session::Shared;
 use stats::Stats;
 
 /// Stack per client thread; a session holds a line buffer and a size list.
@@ -67,28 +67,17 @@ fn main() -> ExitCode {
     };
     let start = Instant::now();
     let shared = Shared::new(cfg, start);
-    let results = match run(&shared) {
+    let clients = shared.cfg.clients;
+    let results = match work::in_threads(clients, "client", CLIENT_STACK, |i| {
+        session::run_client(&shared, i as u64)
+    }) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("posthorn-pop3-bench: cannot start client threads: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut total = Stats::default();
-    for r in &results {
-        total.merge(&r.stats);
-    }
-    let first = results
-        .iter()
-        .filter_map(|r| r.first_start)
-        .min()
-        .unwrap_or(start);
-    let last = results
-        .iter()
-        .filter_map(|r| r.last_end)
-        .max()
-        .unwrap_or_else(Instant::now);
-    let seconds = last.saturating_duration_since(first).as_secs_f64();
+    let (total, seconds) = work::merge_clients(&results, start);
     print!("{}", report(&shared.cfg, &total, seconds));
     println!("{}", result_line(&total, seconds));
     let complete = shared.cfg.sessions.is_none_or(|n| total.ok_sessions >= n);
@@ -117,25 +106,6 @@ fn make_maildirs(md: &maildir::MaildirConfig) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Runs all clients to completion; a client that panicked contributes
-/// nothing.
-fn run(shared: &Shared) -> std::io::Result<Vec<ClientResult>> {
-    thread::scope(|s| {
-        let mut handles = Vec::with_capacity(shared.cfg.clients);
-        for i in 0..shared.cfg.clients {
-            let h = thread::Builder::new()
-                .name(format!("client-{i}"))
-                .stack_size(CLIENT_STACK)
-                .spawn_scoped(s, move || session::run_client(shared, i as u64))?;
-            handles.push(h);
-        }
-        Ok(handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect())
-    })
 }
 
 /// The human-readable report.

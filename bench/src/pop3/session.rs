@@ -24,9 +24,10 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use posthorn_bench::line;
 use posthorn_bench::maildir::user_name;
 use posthorn_bench::rng::Rng;
-use posthorn_bench::work::{Mailboxes, Work};
+use posthorn_bench::work::{self, Mailboxes, Work};
 
 use super::args::Config;
 use super::stats::{Cmd, ErrorKind, Stats};
@@ -70,12 +71,7 @@ impl Shared {
 }
 
 /// What one client thread measured, and when it started and ended work.
-#[derive(Debug, Default, Clone)]
-pub struct ClientResult {
-    pub stats: Stats,
-    pub first_start: Option<Instant>,
-    pub last_end: Option<Instant>,
-}
+pub type ClientResult = work::ClientResult<Cmd, ErrorKind>;
 
 /// Runs client number `id` until the shared work is done.
 pub fn run_client(shared: &Shared, id: u64) -> ClientResult {
@@ -202,14 +198,8 @@ impl SessionRun<'_> {
     fn run(&mut self) -> Result<(), Failure> {
         let cfg = self.cfg;
         let t0 = Instant::now();
-        let stream = TcpStream::connect((cfg.host.as_str(), cfg.port)).map_err(Failure::Connect)?;
-        let setup = |s: &TcpStream| -> io::Result<TcpStream> {
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(cfg.timeout))?;
-            s.set_write_timeout(Some(cfg.timeout))?;
-            s.try_clone()
-        };
-        let mut w = setup(&stream).map_err(Failure::Connect)?;
+        let (stream, mut w) =
+            line::connect(&cfg.host, cfg.port, cfg.timeout).map_err(Failure::Connect)?;
         let mut r = BufReader::with_capacity(READ_BUFFER, stream);
 
         // RFC 1939 4: the server greets with +OK.

@@ -1,7 +1,10 @@
-//! Bounded line reading for the load generators' clients.
+//! Bounded line reading for the load generators' clients, and their
+//! connections.
 //!
-//! Owns reading one line through its LF from a buffered stream, with a bound
-//! on its length, and the line without its line end. Does not own what a
+//! Owns opening a client connection (TCP_NODELAY, read and write time-outs,
+//! a second handle for writing), reading one line through its LF from a
+//! buffered stream, with a bound on its length, and the line without its
+//! line end. Does not own what a
 //! line means (each protocol's `wire` module).
 //!
 //! Security: the peer is the server under test, but lines are still bounded:
@@ -12,6 +15,8 @@
 
 use std::fmt;
 use std::io::{self, BufRead};
+use std::net::TcpStream;
+use std::time::Duration;
 
 /// What went wrong while reading a line.
 #[derive(Debug)]
@@ -40,6 +45,17 @@ impl From<io::Error> for LineError {
     fn from(e: io::Error) -> Self {
         LineError::Io(e)
     }
+}
+
+/// Connects to `host:port` with TCP_NODELAY and `timeout` on reads and
+/// writes; returns the stream to read from and a handle to write to.
+pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<(TcpStream, TcpStream)> {
+    let s = TcpStream::connect((host, port))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let w = s.try_clone()?;
+    Ok((s, w))
 }
 
 /// True for what a read or write timeout on a socket looks like.

@@ -6,12 +6,19 @@
 //! its count of successes), and handing out mailboxes in rotation, one client
 //! per mailbox at a time unless shared.
 //!
+//! Also owns running the clients on threads and putting their results
+//! together, and the rules for `--sessions`/`--seconds`/`--max-failures`.
+//!
 //! Diagnostics: none; `Work::fail` returns how many failed before, for the
 //! caller to print the first few.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::stats::{Kind, Stats};
 
 /// The mailboxes, handed out in rotation.
 pub struct Mailboxes {
@@ -125,6 +132,94 @@ impl Work {
     }
 }
 
+/// What one client thread measured, and when it started and ended work.
+#[derive(Debug, Clone)]
+pub struct ClientResult<C: Kind, E: Kind> {
+    pub stats: Stats<C, E>,
+    pub first_start: Option<Instant>,
+    pub last_end: Option<Instant>,
+}
+
+impl<C: Kind, E: Kind> Default for ClientResult<C, E> {
+    fn default() -> Self {
+        ClientResult {
+            stats: Stats::default(),
+            first_start: None,
+            last_end: None,
+        }
+    }
+}
+
+/// The clients' figures merged, and the seconds from the first start to
+/// the last end (from `start` when no client started).
+pub fn merge_clients<C: Kind, E: Kind>(
+    results: &[ClientResult<C, E>],
+    start: Instant,
+) -> (Stats<C, E>, f64) {
+    let mut total = Stats::default();
+    for r in results {
+        total.merge(&r.stats);
+    }
+    let first = results
+        .iter()
+        .filter_map(|r| r.first_start)
+        .min()
+        .unwrap_or(start);
+    let last = results
+        .iter()
+        .filter_map(|r| r.last_end)
+        .max()
+        .unwrap_or_else(Instant::now);
+    (total, last.saturating_duration_since(first).as_secs_f64())
+}
+
+/// Runs `f(i)` for i in 0..n, each on a thread of its own named NAME-i with
+/// `stack` bytes of stack, and returns the results in order; a thread that
+/// panicked gives `T::default()`.
+pub fn in_threads<T: Send + Default>(
+    n: usize,
+    name: &str,
+    stack: usize,
+    f: impl Fn(usize) -> T + Sync,
+) -> io::Result<Vec<T>> {
+    thread::scope(|s| {
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let f = &f;
+            let h = thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .stack_size(stack)
+                .spawn_scoped(s, move || f(i))?;
+            handles.push(h);
+        }
+        Ok(handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect())
+    })
+}
+
+/// The count of successes to reach and the failures to stop after, from
+/// `--sessions`, `--seconds` and `--max-failures`: 100 sessions unless
+/// `--seconds` is given (then none, or both: whichever ends first);
+/// failures default to the sessions, or 1000 with `--seconds` alone.
+pub fn sessions_or_seconds(
+    sessions: Option<u64>,
+    seconds: Option<Duration>,
+    max_failures: Option<u64>,
+) -> Result<(Option<u64>, u64), String> {
+    let sessions = match (sessions, seconds) {
+        (Some(0), _) => return Err("--sessions must be at least 1".into()),
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None,
+        (None, None) => Some(100),
+    };
+    Ok((
+        sessions,
+        max_failures.unwrap_or(sessions.unwrap_or(1000).max(1)),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +246,19 @@ mod tests {
         assert_eq!(m.acquire(), 0);
         let s = Mailboxes::new(2, false);
         assert_eq!((s.acquire(), s.acquire(), s.acquire()), (0, 1, 0));
+    }
+
+    #[test]
+    fn threads_and_counts() {
+        let v = in_threads(3, "t", 64 * 1024, |i| i * 2).unwrap();
+        assert_eq!(v, vec![0, 2, 4]);
+        let secs = Some(Duration::from_secs(1));
+        assert_eq!(sessions_or_seconds(None, None, None), Ok((Some(100), 100)));
+        assert_eq!(sessions_or_seconds(None, secs, None), Ok((None, 1000)));
+        assert_eq!(
+            sessions_or_seconds(Some(7), secs, Some(2)),
+            Ok((Some(7), 2))
+        );
+        assert!(sessions_or_seconds(Some(0), None, None).is_err());
     }
 }
