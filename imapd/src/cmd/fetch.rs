@@ -361,7 +361,7 @@ pub fn fetch(
                                 None => &b.data,
                             };
                             out.push(b' ');
-                            literal(out, data, b.decoded);
+                            literal(out, data, b.literal8);
                         }
                         Some(Err(_)) => {
                             unknown_cte = true;
