@@ -10,7 +10,7 @@
 //!
 //! What is searched is what Dovecot 2.3 searches, checked against it by
 //! the golden `searches` (tests/golden/README.md): BODY looks at text/*
-//! parts only (not preamble, epilogue, boundaries, attachments of other
+//! and message/* leaf parts only (not preamble, epilogue, boundaries, attachments of other
 //! types, nor the headers of attached messages); TEXT adds every header
 //! field of every part; From, To, Cc, Bcc, Sender and Reply-To are
 //! compared as parsed addresses written back ("Name <box@host>"); a
@@ -107,8 +107,9 @@ impl ParsedMessage {
     }
 
     /// RFC 3501 SEARCH BODY: the text of the message's text parts (every
-    /// text/* leaf, also inside attached messages), decoded and converted
-    /// to UTF-8, contains `needle`. As Dovecot: preamble, epilogue,
+    /// text/* leaf, also inside attached messages, and message/* leaves
+    /// such as message/delivery-status), decoded and converted to UTF-8,
+    /// contains `needle`. As Dovecot: preamble, epilogue,
     /// boundaries, non-text parts and the headers of attached messages are
     /// not searched.
     pub fn body_contains(&self, needle: &str) -> bool {
@@ -128,12 +129,16 @@ impl ParsedMessage {
             || fold(&self.body_text()).contains(&needle)
     }
 
-    /// The decoded text BODY searches: each text/* leaf part's content,
+    /// The decoded text BODY searches: each text/* or message/* leaf part's content,
     /// transfer encoding undone, charset converted, one part per line.
     pub fn body_text(&self) -> String {
         let mut out = String::new();
         for (i, p) in self.parts.iter().enumerate() {
-            if p.flags & (MULTIPART | RFC822) == 0 && p.flags & TEXT != 0 {
+            let message = self.content[i]
+                .ctype
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"message"));
+            if p.flags & (MULTIPART | RFC822) == 0 && (p.flags & TEXT != 0 || message) {
                 self.part_text(i, &mut out);
             }
         }

@@ -34,8 +34,9 @@ mail_uid = 65534
 mail_gid = 65534
 CONF
 # A SORT case: NN.eml appended in order to one mailbox, then
-# `SORT <criteria> UTF-8 ALL` for each line of `criteria`; expected/sort
-# gets "criteria<TAB>sequence numbers".
+# `SORT <criteria> UTF-8 ALL` for each line of `criteria` (a line
+# THREAD=<algorithm> sends `THREAD <algorithm> UTF-8 ALL`); expected/sort
+# gets "criteria<TAB>sequence numbers" (or the thread list).
 sort_case() {
 	rm -rf "$here/$1/expected"
 	mkdir -p "$here/$1/expected"
@@ -72,6 +73,12 @@ for i, f in enumerate(sorted(glob.glob(os.path.join(case, "[0-9]*.eml")))):
 command(b"x", b"SELECT INBOX")
 out = []
 for i, crit in enumerate(open(os.path.join(case, "criteria")).read().splitlines()):
+    if crit.startswith("THREAD="):
+        # THREAD=<algorithm>: the THREAD response instead
+        lines = command(b"s%d" % i, b"THREAD %s UTF-8 ALL" % crit[7:].encode())
+        found = [l for l in lines if l.startswith(b"* THREAD")]
+        out.append("%s\t%s\n" % (crit, found[0][len(b"* THREAD"):].strip().decode()))
+        continue
     lines = command(b"s%d" % i, b"SORT %s UTF-8 ALL" % crit.encode())
     found = [l for l in lines if l.startswith(b"* SORT")]
     out.append("%s\t%s\n" % (crit, found[0][len(b"* SORT"):].strip().decode()))
