@@ -224,7 +224,7 @@ pub fn check(dir: &Path) -> i32 {
 }
 
 /// What each master.cf service needs with its own -o settings: a service in
-/// TLS wrapper mode (smtps, pop3s) needs a certificate, a login service
+/// TLS wrapper mode (smtps, pop3s, imaps) needs a certificate, a login service
 /// needs login_user. Returns the number of errors.
 fn check_services(dir: &Path, services: &[common::mastercf::Service]) -> i32 {
     let mut errors = 0;
@@ -238,6 +238,8 @@ fn check_services(dir: &Path, services: &[common::mastercf::Service]) -> i32 {
         if (svc.command == "smtpd" && wrapper("smtpd_tls_wrappermode", "smtpd_tls_cert_file"))
             || (svc.command == "pop3-login"
                 && wrapper("pop3d_tls_wrappermode", "mailbox_tls_cert_file"))
+            || (svc.command == "imap-login"
+                && wrapper("imapd_tls_wrappermode", "mailbox_tls_cert_file"))
         {
             eprintln!(
                 "posthorn: error: {at}: TLS wrapper mode without a certificate: set smtpd_tls_cert_file (and smtpd_tls_key_file) in main.cf, or remove the service"

@@ -8,9 +8,9 @@
 //! 127.0.0.1 only. The code paths are production's: only privilege and ports
 //! differ.
 //!
-//! Ports (plus --port-offset): SMTP 2525, POP3 2110 (STLS) and POP3S 2995;
-//! reserved for later services: submission 2587, smtps 2465, imap 2143,
-//! imaps 2993.
+//! Ports (plus --port-offset): SMTP 2525, POP3 2110 (STLS) and POP3S 2995,
+//! IMAP 2143 (STARTTLS) and IMAPS 2993; reserved for later services:
+//! submission 2587, smtps 2465.
 //!
 //! Mail for postmaster and root goes to the first user's Maildir: dev writes
 //! an aliases file (`postmaster: root`, `root: FIRST-USER`) named by
@@ -75,7 +75,7 @@ pub fn run(a: DevArgs) -> i32 {
                 for l in listening {
                     println!("  listening:     {l}");
                 }
-                let reserved: Vec<String> = DEV_PORTS[1..5]
+                let reserved: Vec<String> = DEV_PORTS[1..3]
                     .iter()
                     .map(|(n, p)| format!("{n} {}", p + a.port_offset))
                     .collect();
@@ -311,6 +311,7 @@ fn main_cf(
 
 fn master_cf(smtp_port: u16, offset: u16) -> String {
     let (pop3, pop3s) = (2110 + offset, 2995 + offset);
+    let (imap, imaps) = (2143 + offset, 2993 + offset);
     format!(
         "# posthorn development services, written by `posthorn dev`.\n\
          # service          type  private unpriv  chroot  wakeup  maxproc command + args\n\
@@ -319,6 +320,10 @@ fn master_cf(smtp_port: u16, offset: u16) -> String {
          127.0.0.1:{pop3s}     inet  n       -       n       -       1       pop3-login\n  \
            -o pop3d_tls_wrappermode=yes\n\
          login/pop3         unix  -       n       n       -       1       pop3d\n\
+         127.0.0.1:{imap}     inet  n       -       n       -       1       imap-login\n\
+         127.0.0.1:{imaps}     inet  n       -       n       -       1       imap-login\n  \
+           -o imapd_tls_wrappermode=yes\n\
+         login/imap         unix  -       n       n       -       1       imapd\n\
          qmgr               unix  -       -       n       300     1       qmgr\n\
          local              unix  -       n       n       -       8       local\n\
          anvil              unix  -       -       n       -       1       anvil\n\

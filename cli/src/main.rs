@@ -72,6 +72,8 @@ fn main() {
         "posthorn-anvil" => return posthorn_anvil::main(),
         "posthorn-pop3d" => return posthorn_pop3d::main(),
         "posthorn-pop3-login" => return posthorn_pop3d::login_main(),
+        "posthorn-imapd" => return posthorn_imapd::main(),
+        "posthorn-imap-login" => return posthorn_imapd::login_main(),
         "posthorn-auth" => return posthorn_auth::main(),
         _ => {}
     }

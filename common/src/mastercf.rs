@@ -29,11 +29,13 @@ pub const KNOWN_COMMANDS: &[&str] = &[
     "auth",
     "pop3-login",
     "pop3d",
+    "imap-login",
+    "imapd",
 ];
 
 /// Commands whose `-u` means "drop to login_user" (pre-authentication
 /// protocol and TLS; doc/mail-access.md) rather than mail_owner.
-pub const LOGIN_COMMANDS: &[&str] = &["pop3-login"];
+pub const LOGIN_COMMANDS: &[&str] = &["pop3-login", "imap-login"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceType {
@@ -269,14 +271,19 @@ pub fn parse(
                 ),
             ));
         }
-        if command == "pop3d" && !fields[0].starts_with("login/") {
-            return Err(err(
-                line,
-                "pop3d is the post-login dispatcher: its service is login/pop3 (unix)".into(),
-            ));
-        }
-        if command == "pop3-login" && kind != ServiceType::Inet {
-            return Err(err(line, "pop3-login is an inet service".into()));
+        for (dispatcher, login) in [("pop3d", "pop3-login"), ("imapd", "imap-login")] {
+            if command == dispatcher && !fields[0].starts_with("login/") {
+                let proto = &dispatcher[..dispatcher.len() - 1];
+                return Err(err(
+                    line,
+                    format!(
+                        "{dispatcher} is the post-login dispatcher: its service is login/{proto} (unix)"
+                    ),
+                ));
+            }
+            if command == login && kind != ServiceType::Inet {
+                return Err(err(line, format!("{login} is an inet service")));
+            }
         }
         // smtpd and the others wake qmgr through private/qmgr.
         if command == "qmgr" && (kind != ServiceType::Unix || !private) {

@@ -164,6 +164,20 @@ params! {
         "yes: offer APOP (RFC 1939 section 7): a timestamp in the greeting and the APOP command. It works only for users whose password is stored in the PLAIN scheme, which auth refuses unless auth_allow_plain_passwords is yes; leave it off.";
     "pop3d_uidl_format" = "%08Xu%08Xv";
         "The UIDL of a message, as Dovecot's pop3_uidl_format: %u is the IMAP UID, %v the UIDVALIDITY, %08Xu and %08Xv the same as eight hex digits (lower case, as Dovecot prints them), %f the Maildir file name's base, %% a percent sign. A UIDL that Dovecot recorded in the uid list (its P field) is kept. Change it only before clients have seen the old UIDLs: they download everything again.";
+    "imapd_timeout" = "30m";
+        "How long an IMAP session after login may be idle before it is closed (RFC 3501 section 5.4 asks for at least 30 minutes; IDLE counts as activity only when the client renews it, as RFC 2177 says clients do every 29 minutes).";
+    "imapd_login_timeout" = "180s";
+        "How long an IMAP connection may stay idle before it has logged in.";
+    "imapd_tls_wrappermode" = "no";
+        "yes: the IMAP listener speaks TLS from the first byte (IMAPS, port 993; set with -o in master.cf). no: plain IMAP with STARTTLS (port 143).";
+    "imapd_max_connections" = "1000";
+        "The most simultaneous connections one imap-login process serves, including those it relays for TLS after login.";
+    "imapd_client_connection_count_limit" = "50";
+        "The most simultaneous IMAP connections one client address may hold (per imap-login process: login_user cannot reach anvil). 0 means no limit.";
+    "imapd_append_limit" = "67108864";
+        "The largest message a client may APPEND, in bytes (announced as APPENDLIMIT, RFC 7889). A larger one is refused before the client sends it; a MULTIAPPEND may carry at most this much in all.";
+    "imapd_max_line_length" = "65536";
+        "The longest IMAP command in bytes, literals of commands other than APPEND included (Dovecot's imap_max_line_length). A longer one is answered BAD and discarded.";
 }
 
 /// Look up a parameter by name.

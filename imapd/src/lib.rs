@@ -34,13 +34,13 @@ pub fn login_limits() -> Limits {
     }
 }
 
-/// The reader's bounds after login, from imap_max_line_length and
+/// The reader's bounds after login, from imapd_max_line_length and
 /// imapd_append_limit (Dovecot's imap_max_line_length 64 KiB; 64 MiB).
 pub fn session_limits(cfg: &common::config::Config) -> Limits {
     let int = |name: &str, default: u64| cfg.int(name).unwrap_or(default);
     let max_literal = int("imapd_append_limit", 64 << 20);
     Limits {
-        max_line: usize::try_from(int("imap_max_line_length", 64 << 10)).unwrap_or(64 << 10),
+        max_line: usize::try_from(int("imapd_max_line_length", 64 << 10)).unwrap_or(64 << 10),
         max_literal,
         max_discard: max_literal,
         ..Limits::default()

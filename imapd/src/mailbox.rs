@@ -19,7 +19,7 @@
 //! the client for either.
 //!
 //! Parameters: imapd_timeout, mailbox_client_limit, imapd_append_limit,
-//! imap_max_line_length.
+//! imapd_max_line_length.
 //!
 //! Diagnostics: `imap(USER): Disconnected: Logged out in=N out=M`
 //! (Dovecot's line), store errors with the user.
