@@ -35,8 +35,10 @@ use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, StartTl
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
 mod imap;
+mod imap_session;
 mod pop3;
 pub use imap::imap_command;
+pub use imap_session::{imap_login, imap_session};
 pub use pop3::{pop3_command, pop3_login, pop3_session, sasl};
 
 /// A harness: takes the fuzzer's bytes, panics on a finding.
@@ -67,6 +69,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("maildir_filename", maildir_filename),
     ("maildir_subscriptions", maildir_subscriptions),
     ("imap_command", imap_command),
+    ("imap_login", imap_login),
+    ("imap_session", imap_session),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it
