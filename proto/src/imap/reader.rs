@@ -37,7 +37,7 @@
 
 use std::collections::VecDeque;
 
-use super::command::{parse_command, Command};
+use super::command::{is_command_name, parse_command, Command};
 use super::lexer::Lexer;
 use super::types::{DateTime, Flag, Mailbox, Tag};
 use super::{CommandError, Limits, ParseError};
@@ -165,9 +165,12 @@ impl CommandReader {
     /// discarded with the rest of the command.
     pub fn reject_append(&mut self) {
         if let State::AppendData { left } = self.state {
+            // Whether the client was told to send: then its bytes come
+            // and are dropped (a caller that calls this too late).
+            let told = self.append_sync && !self.pending.contains(&Event::Continue);
             self.pending.retain(|e| *e != Event::Continue);
             self.append = None;
-            self.state = if self.append_sync {
+            self.state = if self.append_sync && !told {
                 State::Line
             } else {
                 State::Discard {
@@ -344,8 +347,20 @@ impl CommandReader {
                 Err(error) => Some(self.refuse(error, lit)),
             };
         }
-        // A literal inside a command: it counts toward max_line, CRLF too.
+        // A literal inside a command. Before inviting it, the command must
+        // have a tag and a name we know (RFC 3501 7.5: the server may
+        // answer BAD instead of "+"), so no "+" is ever sent to something
+        // that is not IMAP.
         let tag = self.current_tag();
+        if tag.is_none() || !self.known_name() {
+            let error = if tag.is_none() {
+                ParseError::BadTag
+            } else {
+                ParseError::UnknownCommand
+            };
+            return Some(self.refuse(CommandError { tag, error }, lit));
+        }
+        // It counts toward max_line, CRLF too.
         let total = (self.buf.len() as u64)
             .saturating_add(2)
             .saturating_add(lit.size);
@@ -524,6 +539,20 @@ impl CommandReader {
         }
     }
 
+    /// Whether the command being read has a name `parse_command` knows
+    /// (after the tag; UID's sub-command is checked by the parser).
+    fn known_name(&self) -> bool {
+        let Some(sp) = self.buf.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let rest = &self.buf[sp + 1..];
+        let end = rest
+            .iter()
+            .position(|&b| !b.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        is_command_name(&rest[..end])
+    }
+
     /// The tag of the command being read, when it has been read whole.
     fn current_tag(&self) -> Option<Tag> {
         if self.append.is_some() {
@@ -578,8 +607,8 @@ fn literal_at_end(line: &[u8]) -> Option<Literal> {
     if digits == 0 {
         return None;
     }
-    let open = inner.len() - digits - 1;
-    if inner.get(open) != Some(&b'{') {
+    let open = inner.len().checked_sub(digits + 1)?;
+    if inner[open] != b'{' {
         return None;
     }
     let size = inner[open + 1..].iter().try_fold(0u64, |acc, &d| {

@@ -385,6 +385,27 @@ fn over_long_lines_recover() {
     assert_eq!(ev[2], cmd("b", "NOOP"));
 }
 
+/// No "+" for a line that is not an IMAP command we know.
+#[test]
+fn no_continuation_for_unknown_commands() {
+    let l = Limits::default();
+    let ev = events(&l, b"a FROB {5}\r\nb NOOP\r\n");
+    assert_eq!(
+        ev,
+        vec![err(Some("a"), ParseError::UnknownCommand), cmd("b", "NOOP")]
+    );
+    let ev = events(&l, b"{5}\r\n+a NOOP {3}\r\n}\r\n123}\r\nb NOOP\r\n");
+    assert_eq!(ev[0], err(None, ParseError::BadTag));
+    assert_eq!(ev[1], err(None, ParseError::BadTag));
+    assert_eq!(ev[4], cmd("b", "NOOP"));
+    // A non-synchronizing literal of an unknown command is dropped.
+    let ev = events(&l, b"a FROB {8+}\r\nc NOOP\r\n\r\nb NOOP\r\n");
+    assert_eq!(
+        ev,
+        vec![err(Some("a"), ParseError::UnknownCommand), cmd("b", "NOOP")]
+    );
+}
+
 #[test]
 fn over_deep_nesting_is_bad() {
     let ev = events(&small(), b"a SEARCH (((((ALL)))))\r\nb NOOP\r\n");
