@@ -162,7 +162,9 @@ impl CommandReader {
     /// answers the tag itself, e.g. NO [TRYCREATE]). For a synchronizing
     /// literal the `Continue` is withdrawn and the client, which waits for
     /// it, sends nothing more; a non-synchronizing one is read and
-    /// discarded with the rest of the command.
+    /// discarded with the rest of the command. Called later, while the
+    /// message streams (a write failed, the quota ran out), the rest of the
+    /// message and of the command are discarded the same way.
     pub fn reject_append(&mut self) {
         if let State::AppendData { left } = self.state {
             // Whether the client was told to send: then its bytes come

@@ -254,6 +254,30 @@ fn reject_append_before_continue() {
     }
 }
 
+/// A message refused while it streams: the rest of it and of the command
+/// are dropped, the next command is read.
+#[test]
+fn reject_append_while_streaming() {
+    let mut r = CommandReader::new(Limits::default());
+    let mut input: &[u8] = b"a APPEND x {10}\r\n0123";
+    assert!(matches!(
+        r.next(&mut input),
+        Some(Event::AppendStart { .. })
+    ));
+    assert!(matches!(
+        r.next(&mut input),
+        Some(Event::AppendMessage { .. })
+    ));
+    assert_eq!(r.next(&mut input), Some(Event::Continue));
+    assert_eq!(r.next(&mut input), Some(Event::AppendData(b"0123")));
+    r.reject_append();
+    let mut input: &[u8] = b"456789 {3+}\r\nabc\r\nb NOOP\r\n";
+    match r.next(&mut input) {
+        Some(Event::Command(c)) => assert_eq!(c.tag.as_str(), "b"),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn small() -> Limits {
     Limits {
         max_line: 64,
