@@ -11,7 +11,7 @@ enum Ev {
     Continue,
     Line(Vec<u8>),
     AppendStart(String, Vec<u8>),
-    AppendMessage(Vec<Flag>, Option<DateTime>, u64, bool),
+    AppendMessage(Vec<Flag>, Option<DateTime>, u64, bool, bool),
     Data(Vec<u8>),
     MessageEnd,
     AppendEnd,
@@ -44,7 +44,8 @@ fn run(limits: &Limits, pieces: &[&[u8]]) -> (Vec<Ev>, CommandReader) {
                     date,
                     size,
                     binary,
-                } => Ev::AppendMessage(flags, date, size, binary),
+                    utf8,
+                } => Ev::AppendMessage(flags, date, size, binary, utf8),
                 Event::AppendData(d) => {
                     if let Some(Ev::Data(prev)) = out.last_mut() {
                         prev.extend_from_slice(d);
@@ -141,7 +142,7 @@ fn append_streams_messages() {
         ev,
         vec![
             Ev::AppendStart("A003".into(), b"saved-messages".to_vec()),
-            Ev::AppendMessage(vec![Flag::Seen], date, 11, false),
+            Ev::AppendMessage(vec![Flag::Seen], date, 11, false, false),
             Ev::Continue,
             Ev::Data(b"Date: x\r\n\r\n".to_vec()),
             Ev::MessageEnd,
@@ -159,13 +160,13 @@ fn append_streams_messages() {
         ev,
         vec![
             Ev::AppendStart("a".into(), b"INBOX".to_vec()),
-            Ev::AppendMessage(vec![], None, 3, false),
+            Ev::AppendMessage(vec![], None, 3, false, false),
             Ev::Data(b"abc".to_vec()),
             Ev::MessageEnd,
-            Ev::AppendMessage(vec![Flag::Draft], None, 2, true),
+            Ev::AppendMessage(vec![Flag::Draft], None, 2, true, false),
             Ev::Data(b"\0x".to_vec()),
             Ev::MessageEnd,
-            Ev::AppendMessage(vec![], None, 0, false),
+            Ev::AppendMessage(vec![], None, 0, false, false),
             Ev::MessageEnd,
             Ev::AppendEnd,
         ]
@@ -186,6 +187,35 @@ fn append_streams_messages() {
             cmd("b", "NOOP")
         ]
     );
+}
+
+/// RFC 6855 4: `UTF8 (~{n})` under UTF8=ACCEPT, in a MULTIAPPEND.
+#[test]
+fn append_utf8_literal() {
+    let ev = events(
+        &Limits::default(),
+        b"a APPEND x UTF8 (~{2+}\r\nab) (\\Seen) UTF8 (~{1+}\r\nc)\r\nb APPEND x UTF8 ({1+}\r\nc)\r\n",
+    );
+    assert_eq!(
+        ev,
+        vec![
+            Ev::AppendStart("a".into(), b"x".to_vec()),
+            Ev::AppendMessage(vec![], None, 2, false, true),
+            Ev::Data(b"ab".to_vec()),
+            Ev::MessageEnd,
+            Ev::AppendMessage(vec![Flag::Seen], None, 1, false, true),
+            Ev::Data(b"c".to_vec()),
+            Ev::MessageEnd,
+            Ev::AppendEnd,
+            err(Some("b"), ParseError::Syntax("UTF8 needs a literal8")),
+        ]
+    );
+    let ev = events(
+        &Limits::default(),
+        b"a APPEND x UTF8 (~{1+}\r\nc\r\nb NOOP\r\n",
+    );
+    assert_eq!(ev[4], err(Some("a"), ParseError::Syntax("expected )")));
+    assert_eq!(ev[5], cmd("b", "NOOP"));
 }
 
 /// A message is never held by the reader: its bytes come out as they go in.
