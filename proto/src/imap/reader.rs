@@ -13,8 +13,9 @@
 //! the command continuation request), 6.3.11 (APPEND); RFC 3502 (MULTIAPPEND);
 //! RFC 7888 4-5 (LITERAL+ and LITERAL-: non-synchronizing literals, at most
 //! 4096 octets under LITERAL-); RFC 3516 4.1 (`~{n}` literal8 in APPEND);
-//! RFC 7889 (APPENDLIMIT, TOOBIG); RFC 6855 4 (`UTF8 (~{n})` messages); RFC 4959 / RFC 3501 6.2.2 (AUTHENTICATE
-//! continuation lines, read raw with `read_raw_line`); RFC 2177 3 (DONE).
+//! RFC 7889 (APPENDLIMIT, TOOBIG); RFC 6855 4 (`UTF8 (~{n})` messages);
+//! RFC 4959 / RFC 3501 6.2.2 (AUTHENTICATE continuation lines, read raw
+//! with `read_raw_line`); RFC 2177 3 (DONE).
 //!
 //! Security: every byte is untrusted. The reader holds at most one command
 //! (`Limits::max_line` octets, literals of commands other than APPEND
