@@ -678,6 +678,55 @@ fn id_params(lx: &mut Lexer<'_>) -> R<Option<IdParams>> {
     Ok(Some(pairs))
 }
 
+/// Every command name `parse_command` knows (and APPEND), for the reader's
+/// check before it invites a literal.
+const COMMAND_NAMES: &[&str] = &[
+    "CAPABILITY",
+    "NOOP",
+    "LOGOUT",
+    "STARTTLS",
+    "AUTHENTICATE",
+    "LOGIN",
+    "ENABLE",
+    "SELECT",
+    "EXAMINE",
+    "CREATE",
+    "DELETE",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "RENAME",
+    "LIST",
+    "LSUB",
+    "NAMESPACE",
+    "STATUS",
+    "CHECK",
+    "CLOSE",
+    "UNSELECT",
+    "IDLE",
+    "EXPUNGE",
+    "UID",
+    "FETCH",
+    "STORE",
+    "COPY",
+    "MOVE",
+    "SEARCH",
+    "SORT",
+    "THREAD",
+    "ID",
+    "COMPRESS",
+    "GETQUOTA",
+    "GETQUOTAROOT",
+    "SETQUOTA",
+    "APPEND",
+];
+
+/// Whether `name` (any case) is a command name `parse_command` knows.
+pub(crate) fn is_command_name(name: &[u8]) -> bool {
+    COMMAND_NAMES
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// The IDLE continuation: RFC 2177 3 "DONE" (any case) ends IDLE; any
 /// other line is a protocol error.
 pub fn parse_done(line: &[u8]) -> bool {

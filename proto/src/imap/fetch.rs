@@ -122,7 +122,7 @@ pub(crate) fn fetch_attrs(lx: &mut Lexer<'_>) -> R<Vec<FetchAttr>> {
 fn fetch_att(lx: &mut Lexer<'_>) -> R<FetchAttr> {
     // The name runs up to "[" (atom chars exclude "]" but not "["),
     // so read it by hand.
-    let name = lx.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'8'));
+    let name = lx.take_while(|b| b.is_ascii_alphanumeric() || b == b'.');
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
     let attr = match name.as_str() {
         "ENVELOPE" => FetchAttr::Envelope,

@@ -9,6 +9,24 @@
 //! state (which command is allowed when), the mailbox store, SASL (see
 //! `crate::sasl`) and the socket live in imapd.
 //!
+//! The daemon's loop, in outline:
+//!
+//! ```text
+//! let mut rest = &bytes_read[..];
+//! while let Some(ev) = reader.next(&mut rest) {
+//!     match ev {
+//!         Event::Command(c) => run it (after AUTHENTICATE or IDLE:
+//!                              reader.read_raw_line()),
+//!         Event::Continue => write "+ OK\r\n",
+//!         Event::AppendStart/AppendMessage/AppendData/... => Maildir tmp file
+//!                              (reader.reject_append() to refuse),
+//!         Event::Error { error, fatal } => write error.status() (or
+//!                              error.bye() and close when fatal),
+//!         Event::Line(l) => SASL response or DONE (parse_done),
+//!     }
+//! }
+//! ```
+//!
 //! Standards: RFC 3501 and RFC 9051 (base protocol), RFC 7888 (LITERAL+,
 //! LITERAL-), RFC 7162 (CONDSTORE, QRESYNC), RFC 4731 (ESEARCH), RFC 5182
 //! (SEARCHRES), RFC 5256 (SORT, THREAD), RFC 5258 (LIST-EXTENDED), RFC 5819

@@ -13,8 +13,9 @@
 //! the command continuation request), 6.3.11 (APPEND); RFC 3502 (MULTIAPPEND);
 //! RFC 7888 4-5 (LITERAL+ and LITERAL-: non-synchronizing literals, at most
 //! 4096 octets under LITERAL-); RFC 3516 4.1 (`~{n}` literal8 in APPEND);
-//! RFC 7889 (APPENDLIMIT, TOOBIG); RFC 4959 / RFC 3501 6.2.2 (AUTHENTICATE
-//! continuation lines, read raw with `read_raw_line`); RFC 2177 3 (DONE).
+//! RFC 7889 (APPENDLIMIT, TOOBIG); RFC 6855 4 (`UTF8 (~{n})` messages);
+//! RFC 4959 / RFC 3501 6.2.2 (AUTHENTICATE continuation lines, read raw
+//! with `read_raw_line`); RFC 2177 3 (DONE).
 //!
 //! Security: every byte is untrusted. The reader holds at most one command
 //! (`Limits::max_line` octets, literals of commands other than APPEND
@@ -37,7 +38,7 @@
 
 use std::collections::VecDeque;
 
-use super::command::{parse_command, Command};
+use super::command::{is_command_name, parse_command, Command};
 use super::lexer::Lexer;
 use super::types::{DateTime, Flag, Mailbox, Tag};
 use super::{CommandError, Limits, ParseError};
@@ -65,6 +66,9 @@ pub enum Event<'a> {
         date: Option<DateTime>,
         size: u64,
         binary: bool,
+        /// Sent as `UTF8 (~{n})` (RFC 6855 4: the client has enabled
+        /// UTF8=ACCEPT and the message may have UTF-8 headers).
+        utf8: bool,
     },
     /// Message bytes, a piece of the caller's input; how the message is cut
     /// into pieces depends on how the input was.
@@ -119,6 +123,8 @@ pub struct CommandReader {
     append: Option<Tag>,
     /// The last message announced was synchronizing (for reject_append).
     append_sync: bool,
+    /// The last message was `UTF8 (~{n})`: a ")" follows it.
+    append_paren: bool,
     pending: VecDeque<Event<'static>>,
 }
 
@@ -132,6 +138,7 @@ impl CommandReader {
             raw: false,
             append: None,
             append_sync: false,
+            append_paren: false,
             pending: VecDeque::new(),
         }
     }
@@ -162,12 +169,17 @@ impl CommandReader {
     /// answers the tag itself, e.g. NO [TRYCREATE]). For a synchronizing
     /// literal the `Continue` is withdrawn and the client, which waits for
     /// it, sends nothing more; a non-synchronizing one is read and
-    /// discarded with the rest of the command.
+    /// discarded with the rest of the command. Called later, while the
+    /// message streams (a write failed, the quota ran out), the rest of the
+    /// message and of the command are discarded the same way.
     pub fn reject_append(&mut self) {
         if let State::AppendData { left } = self.state {
+            // Whether the client was told to send: then its bytes come
+            // and are dropped (a caller that calls this too late).
+            let told = self.append_sync && !self.pending.contains(&Event::Continue);
             self.pending.retain(|e| *e != Event::Continue);
             self.append = None;
-            self.state = if self.append_sync {
+            self.state = if self.append_sync && !told {
                 State::Line
             } else {
                 State::Discard {
@@ -329,9 +341,9 @@ impl CommandReader {
             });
         };
         let head_end = self.line_start + lit.start;
-        if let Some(r) = self.append_head(head_end) {
+        if let Some(r) = self.append_head(head_end, &lit) {
             return match r {
-                Ok((tag, mailbox, flags, date)) => {
+                Ok((tag, mailbox, head)) => {
                     self.pending.push_back(Event::AppendStart {
                         tag: tag.clone(),
                         mailbox,
@@ -339,13 +351,25 @@ impl CommandReader {
                     self.append = Some(tag.clone());
                     self.buf.clear();
                     self.line_start = 0;
-                    self.append_message(Some(tag), flags, date, lit)
+                    self.append_message(Some(tag), head, lit)
                 }
                 Err(error) => Some(self.refuse(error, lit)),
             };
         }
-        // A literal inside a command: it counts toward max_line, CRLF too.
+        // A literal inside a command. Before inviting it, the command must
+        // have a tag and a name we know (RFC 3501 7.5: the server may
+        // answer BAD instead of "+"), so no "+" is ever sent to something
+        // that is not IMAP.
         let tag = self.current_tag();
+        if tag.is_none() || !self.known_name() {
+            let error = if tag.is_none() {
+                ParseError::BadTag
+            } else {
+                ParseError::UnknownCommand
+            };
+            return Some(self.refuse(CommandError { tag, error }, lit));
+        }
+        // It counts toward max_line, CRLF too.
         let total = (self.buf.len() as u64)
             .saturating_add(2)
             .saturating_add(lit.size);
@@ -392,9 +416,17 @@ impl CommandReader {
     /// [date-time SP] literal)`).
     fn append_next<'a>(&mut self) -> Option<Event<'a>> {
         let tag = self.append.clone();
-        let line = std::mem::take(&mut self.buf);
+        let mut line = std::mem::take(&mut self.buf);
         self.line_start = 0;
         self.state = State::Line;
+        // RFC 6855 4: utf8-literal = "UTF8" SP "(" literal8 ")".
+        if std::mem::take(&mut self.append_paren) {
+            if line.first() != Some(&b')') {
+                self.append = None;
+                return Some(self.error(tag, ParseError::Syntax("expected )"), false));
+            }
+            line.remove(0);
+        }
         if line.is_empty() {
             self.append = None;
             return Some(Event::AppendEnd);
@@ -408,9 +440,9 @@ impl CommandReader {
             return Some(self.error_event(syntax("bad text after the message")));
         };
         let mut lx = Lexer::new(&line[..lit.start], &self.limits);
-        let head = lx.sp().and_then(|()| message_head(&mut lx));
+        let head = lx.sp().and_then(|()| message_head(&mut lx, &lit));
         match head {
-            Ok((flags, date)) => self.append_message(tag, flags, date, lit),
+            Ok(head) => self.append_message(tag, head, lit),
             Err(error) => {
                 self.append = None;
                 Some(self.refuse(CommandError { tag, error }, lit))
@@ -423,8 +455,7 @@ impl CommandReader {
     fn append_message<'a>(
         &mut self,
         tag: Option<Tag>,
-        flags: Vec<Flag>,
-        date: Option<DateTime>,
+        head: MessageHead,
         lit: Literal,
     ) -> Option<Event<'a>> {
         // RFC 7889 / RFC 7888 4: too big for APPENDLIMIT, or for LITERAL-.
@@ -440,11 +471,13 @@ impl CommandReader {
             return self.pending.pop_front();
         }
         self.append_sync = lit.sync;
+        self.append_paren = head.utf8;
         self.pending.push_back(Event::AppendMessage {
-            flags,
-            date,
+            flags: head.flags,
+            date: head.date,
             size: lit.size,
-            binary: lit.eight,
+            binary: lit.eight && !head.utf8,
+            utf8: head.utf8,
         });
         if lit.sync {
             self.pending.push_back(Event::Continue);
@@ -456,11 +489,11 @@ impl CommandReader {
     /// Whether the command so far (up to `head_end`, where a literal is
     /// announced) is an APPEND whose message literal this is: None when it
     /// is not APPEND or the literal is an argument (a mailbox literal).
-    #[allow(clippy::type_complexity)]
     fn append_head(
         &self,
         head_end: usize,
-    ) -> Option<Result<(Tag, Mailbox, Vec<Flag>, Option<DateTime>), CommandError>> {
+        lit: &Literal,
+    ) -> Option<Result<(Tag, Mailbox, MessageHead), CommandError>> {
         let head = &self.buf[..head_end];
         let sp = head.iter().position(|&b| b == b' ')?;
         let rest = &head[sp + 1..];
@@ -476,11 +509,11 @@ impl CommandReader {
         let r = (|| {
             let mailbox = lx.mailbox()?;
             lx.sp()?;
-            let (flags, date) = message_head(&mut lx)?;
-            Ok((mailbox, flags, date))
+            let head = message_head(&mut lx, lit)?;
+            Ok((mailbox, head))
         })();
         Some(match r {
-            Ok((mailbox, flags, date)) => Ok((tag, mailbox, flags, date)),
+            Ok((mailbox, head)) => Ok((tag, mailbox, head)),
             Err(error) => Err(CommandError {
                 tag: Some(tag),
                 error,
@@ -524,6 +557,20 @@ impl CommandReader {
         }
     }
 
+    /// Whether the command being read has a name `parse_command` knows
+    /// (after the tag; UID's sub-command is checked by the parser).
+    fn known_name(&self) -> bool {
+        let Some(sp) = self.buf.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let rest = &self.buf[sp + 1..];
+        let end = rest
+            .iter()
+            .position(|&b| !b.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        is_command_name(&rest[..end])
+    }
+
     /// The tag of the command being read, when it has been read whole.
     fn current_tag(&self) -> Option<Tag> {
         if self.append.is_some() {
@@ -534,21 +581,41 @@ impl CommandReader {
     }
 }
 
-/// `[flag-list SP] [date-time SP]` up to the end (RFC 3501 9 `append`,
-/// the SP before the literal included).
-fn message_head(lx: &mut Lexer<'_>) -> Result<(Vec<Flag>, Option<DateTime>), ParseError> {
-    let mut flags = Vec::new();
-    let mut date = None;
+/// What precedes a message literal in APPEND.
+struct MessageHead {
+    flags: Vec<Flag>,
+    date: Option<DateTime>,
+    utf8: bool,
+}
+
+/// `[flag-list SP] [date-time SP] ["UTF8" SP "("]` up to the end (RFC 3501
+/// 9 `append`, the SP before the literal included; RFC 6855 4
+/// `utf8-literal`, which must be a literal8).
+fn message_head(lx: &mut Lexer<'_>, lit: &Literal) -> Result<MessageHead, ParseError> {
+    let mut head = MessageHead {
+        flags: Vec::new(),
+        date: None,
+        utf8: false,
+    };
     if lx.peek() == Some(b'(') {
-        flags = lx.flag_list()?;
+        head.flags = lx.flag_list()?;
         lx.sp()?;
     }
     if lx.peek() == Some(b'"') {
-        date = Some(lx.date_time()?);
+        head.date = Some(lx.date_time()?);
         lx.sp()?;
     }
+    if lx.peek_keyword() == "UTF8" {
+        lx.keyword()?;
+        lx.sp()?;
+        lx.expect(b'(', "expected (")?;
+        if !lit.eight {
+            return Err(ParseError::Syntax("UTF8 needs a literal8"));
+        }
+        head.utf8 = true;
+    }
     lx.end()?;
-    Ok((flags, date))
+    Ok(head)
 }
 
 /// A literal announcement at the end of a line.
@@ -578,8 +645,8 @@ fn literal_at_end(line: &[u8]) -> Option<Literal> {
     if digits == 0 {
         return None;
     }
-    let open = inner.len() - digits - 1;
-    if inner.get(open) != Some(&b'{') {
+    let open = inner.len().checked_sub(digits + 1)?;
+    if inner[open] != b'{' {
         return None;
     }
     let size = inner[open + 1..].iter().try_fold(0u64, |acc, &d| {

@@ -11,7 +11,7 @@ enum Ev {
     Continue,
     Line(Vec<u8>),
     AppendStart(String, Vec<u8>),
-    AppendMessage(Vec<Flag>, Option<DateTime>, u64, bool),
+    AppendMessage(Vec<Flag>, Option<DateTime>, u64, bool, bool),
     Data(Vec<u8>),
     MessageEnd,
     AppendEnd,
@@ -44,7 +44,8 @@ fn run(limits: &Limits, pieces: &[&[u8]]) -> (Vec<Ev>, CommandReader) {
                     date,
                     size,
                     binary,
-                } => Ev::AppendMessage(flags, date, size, binary),
+                    utf8,
+                } => Ev::AppendMessage(flags, date, size, binary, utf8),
                 Event::AppendData(d) => {
                     if let Some(Ev::Data(prev)) = out.last_mut() {
                         prev.extend_from_slice(d);
@@ -141,7 +142,7 @@ fn append_streams_messages() {
         ev,
         vec![
             Ev::AppendStart("A003".into(), b"saved-messages".to_vec()),
-            Ev::AppendMessage(vec![Flag::Seen], date, 11, false),
+            Ev::AppendMessage(vec![Flag::Seen], date, 11, false, false),
             Ev::Continue,
             Ev::Data(b"Date: x\r\n\r\n".to_vec()),
             Ev::MessageEnd,
@@ -159,13 +160,13 @@ fn append_streams_messages() {
         ev,
         vec![
             Ev::AppendStart("a".into(), b"INBOX".to_vec()),
-            Ev::AppendMessage(vec![], None, 3, false),
+            Ev::AppendMessage(vec![], None, 3, false, false),
             Ev::Data(b"abc".to_vec()),
             Ev::MessageEnd,
-            Ev::AppendMessage(vec![Flag::Draft], None, 2, true),
+            Ev::AppendMessage(vec![Flag::Draft], None, 2, true, false),
             Ev::Data(b"\0x".to_vec()),
             Ev::MessageEnd,
-            Ev::AppendMessage(vec![], None, 0, false),
+            Ev::AppendMessage(vec![], None, 0, false, false),
             Ev::MessageEnd,
             Ev::AppendEnd,
         ]
@@ -186,6 +187,35 @@ fn append_streams_messages() {
             cmd("b", "NOOP")
         ]
     );
+}
+
+/// RFC 6855 4: `UTF8 (~{n})` under UTF8=ACCEPT, in a MULTIAPPEND.
+#[test]
+fn append_utf8_literal() {
+    let ev = events(
+        &Limits::default(),
+        b"a APPEND x UTF8 (~{2+}\r\nab) (\\Seen) UTF8 (~{1+}\r\nc)\r\nb APPEND x UTF8 ({1+}\r\nc)\r\n",
+    );
+    assert_eq!(
+        ev,
+        vec![
+            Ev::AppendStart("a".into(), b"x".to_vec()),
+            Ev::AppendMessage(vec![], None, 2, false, true),
+            Ev::Data(b"ab".to_vec()),
+            Ev::MessageEnd,
+            Ev::AppendMessage(vec![Flag::Seen], None, 1, false, true),
+            Ev::Data(b"c".to_vec()),
+            Ev::MessageEnd,
+            Ev::AppendEnd,
+            err(Some("b"), ParseError::Syntax("UTF8 needs a literal8")),
+        ]
+    );
+    let ev = events(
+        &Limits::default(),
+        b"a APPEND x UTF8 (~{1+}\r\nc\r\nb NOOP\r\n",
+    );
+    assert_eq!(ev[4], err(Some("a"), ParseError::Syntax("expected )")));
+    assert_eq!(ev[5], cmd("b", "NOOP"));
 }
 
 /// A message is never held by the reader: its bytes come out as they go in.
@@ -248,6 +278,30 @@ fn reject_append_before_continue() {
         Some(Event::AppendMessage { .. })
     ));
     r.reject_append();
+    match r.next(&mut input) {
+        Some(Event::Command(c)) => assert_eq!(c.tag.as_str(), "b"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A message refused while it streams: the rest of it and of the command
+/// are dropped, the next command is read.
+#[test]
+fn reject_append_while_streaming() {
+    let mut r = CommandReader::new(Limits::default());
+    let mut input: &[u8] = b"a APPEND x {10}\r\n0123";
+    assert!(matches!(
+        r.next(&mut input),
+        Some(Event::AppendStart { .. })
+    ));
+    assert!(matches!(
+        r.next(&mut input),
+        Some(Event::AppendMessage { .. })
+    ));
+    assert_eq!(r.next(&mut input), Some(Event::Continue));
+    assert_eq!(r.next(&mut input), Some(Event::AppendData(b"0123")));
+    r.reject_append();
+    let mut input: &[u8] = b"456789 {3+}\r\nabc\r\nb NOOP\r\n";
     match r.next(&mut input) {
         Some(Event::Command(c)) => assert_eq!(c.tag.as_str(), "b"),
         other => panic!("{other:?}"),
@@ -385,6 +439,27 @@ fn over_long_lines_recover() {
     assert_eq!(ev[2], cmd("b", "NOOP"));
 }
 
+/// No "+" for a line that is not an IMAP command we know.
+#[test]
+fn no_continuation_for_unknown_commands() {
+    let l = Limits::default();
+    let ev = events(&l, b"a FROB {5}\r\nb NOOP\r\n");
+    assert_eq!(
+        ev,
+        vec![err(Some("a"), ParseError::UnknownCommand), cmd("b", "NOOP")]
+    );
+    let ev = events(&l, b"{5}\r\n+a NOOP {3}\r\n}\r\n123}\r\nb NOOP\r\n");
+    assert_eq!(ev[0], err(None, ParseError::BadTag));
+    assert_eq!(ev[1], err(None, ParseError::BadTag));
+    assert_eq!(ev[4], cmd("b", "NOOP"));
+    // A non-synchronizing literal of an unknown command is dropped.
+    let ev = events(&l, b"a FROB {8+}\r\nc NOOP\r\n\r\nb NOOP\r\n");
+    assert_eq!(
+        ev,
+        vec![err(Some("a"), ParseError::UnknownCommand), cmd("b", "NOOP")]
+    );
+}
+
 #[test]
 fn over_deep_nesting_is_bad() {
     let ev = events(&small(), b"a SEARCH (((((ALL)))))\r\nb NOOP\r\n");
@@ -412,5 +487,29 @@ fn split_independence() {
     for input in inputs {
         events(&l, input);
         events(&Limits::default(), input);
+    }
+}
+
+/// Every one-byte mutation of a few sessions gives the same events whole,
+/// byte by byte and in pieces of 7, and never panics (what the fuzz target
+/// checks, replayed here without AFL).
+#[test]
+fn mutations_split_independence() {
+    let inputs: [&[u8]; 4] = [
+        b"a LOGIN {3}\r\nbob {6+}\r\nsecret\r\nb IDLE\r\nDONE\r\n",
+        b"a APPEND x (\\Seen) \"01-Jan-2000 00:00:00 +0000\" {3}\r\nabc ~{2+}\r\nde\r\nb NOOP\r\n",
+        b"a FETCH 1:* (BODY.PEEK[1.HEADER.FIELDS (A {1+}\r\nB)]<0.5>)\r\nb AUTHENTICATE X\r\n=\r\n",
+        b"a SEARCH OR (SEEN 1:2) NOT HEADER a {2+}\r\nbc\r\nb APPEND y {70+}\r\n",
+    ];
+    for l in [small(), Limits::default()] {
+        for input in inputs {
+            for i in 0..input.len() {
+                for m in [b'\n', b'\r', b'{', b'}', b'+', b'~', b'9', b' ', b'(', 0] {
+                    let mut v = input.to_vec();
+                    v[i] = m;
+                    events(&l, &v);
+                }
+            }
+        }
     }
 }

@@ -506,6 +506,36 @@ mod tests {
         assert!(w(|o| write_string(o, &long)).starts_with("{1025}\r\n"));
     }
 
+    /// What the writers produce parses back to the same bytes.
+    #[test]
+    fn strings_round_trip() {
+        use crate::imap::{parse_command, CommandBody, Limits};
+        let long = vec![b'q'; 2000];
+        let cases: [&[u8]; 10] = [
+            b"plain",
+            b"",
+            b"NIL",
+            b"with space",
+            b"quote\"back\\slash",
+            b"cr\rlf\n",
+            "ünïcode".as_bytes(),
+            b"\xff\xfe",
+            b"a]b(c)",
+            &long,
+        ];
+        for c in cases {
+            let mut line = b"t LOGIN ".to_vec();
+            write_astring(&mut line, c);
+            line.push(b' ');
+            write_string(&mut line, c);
+            let cmd = parse_command(&line, &Limits::default()).expect("parses back");
+            let CommandBody::Login { user, password } = cmd.body else {
+                panic!("login")
+            };
+            assert_eq!((user.bytes.as_slice(), password.bytes.as_slice()), (c, c));
+        }
+    }
+
     #[test]
     fn sequence_sets_round_trip() {
         use crate::imap::types::SequenceSet;
