@@ -394,7 +394,7 @@ impl LoginSession {
             let mut rest = &self.input[pos..];
             let before = rest.len();
             // Owned: the session keeps no borrow of its input.
-            let event = self.reader.next(&mut rest).map(owned);
+            let event = self.reader.next(&mut rest).map(crate::session::owned);
             pos += before - rest.len();
             let Some(event) = event else {
                 break Step::Continue;
@@ -638,30 +638,4 @@ impl LoginSession {
         self.state = State::Authenticating(tag);
         Some(Step::Authenticate(creds))
     }
-}
-
-/// The event without its borrow of the input (message bytes are dropped:
-/// no APPEND runs here).
-fn owned(e: Event<'_>) -> Option<Event<'static>> {
-    Some(match e {
-        Event::Command(c) => Event::Command(c),
-        Event::Continue => Event::Continue,
-        Event::Line(l) => Event::Line(l),
-        Event::AppendStart { tag, mailbox } => Event::AppendStart { tag, mailbox },
-        Event::AppendMessage {
-            flags,
-            date,
-            size,
-            binary,
-        } => Event::AppendMessage {
-            flags,
-            date,
-            size,
-            binary,
-        },
-        Event::AppendData(_) => return None,
-        Event::AppendMessageEnd => Event::AppendMessageEnd,
-        Event::AppendEnd => Event::AppendEnd,
-        Event::Error { error, fatal } => Event::Error { error, fatal },
-    })
 }

@@ -301,10 +301,7 @@ impl Session {
                 None
             }
             Event::AppendMessage {
-                flags,
-                date,
-                size,
-                binary: _,
+                flags, date, size, ..
             } => {
                 cmd::append::message(self, flags, date, size);
                 None
@@ -717,7 +714,7 @@ pub fn write_fetch_flags(view: &mut View, seq: u32, uid: u32, with_uid: bool, ou
 
 /// The event without its borrow of the input (APPEND data is taken by the
 /// caller before).
-fn owned(e: Event<'_>) -> Option<Event<'static>> {
+pub(crate) fn owned(e: Event<'_>) -> Option<Event<'static>> {
     Some(match e {
         Event::Command(c) => Event::Command(c),
         Event::Continue => Event::Continue,
@@ -728,11 +725,13 @@ fn owned(e: Event<'_>) -> Option<Event<'static>> {
             date,
             size,
             binary,
+            utf8,
         } => Event::AppendMessage {
             flags,
             date,
             size,
             binary,
+            utf8,
         },
         Event::AppendData(_) => return None,
         Event::AppendMessageEnd => Event::AppendMessageEnd,
