@@ -201,8 +201,9 @@ fn resync_scenario(name: &str, bytewise: bool) {
     let r = d.say(&format!("d5 EXAMINE INBOX (QRESYNC ({} {m0}))\r\n", uv + 1));
     assert!(!r.contains("VANISHED") && !r.contains("FETCH"), "{r}");
 
-    // Once QRESYNC is on, expunges are VANISHED (3.2.10) and the new
-    // HIGHESTMODSEQ follows; a silent STORE still gives the MODSEQ.
+    // Once QRESYNC is on, expunges are VANISHED (3.2.10) and EXPUNGE's
+    // tagged OK has the new HIGHESTMODSEQ (3.2.7); a silent STORE still
+    // gives the MODSEQ.
     let r = c.say("c3 STORE 1 +FLAGS.SILENT (\\Deleted)\r\n");
     let m1 = modseq(&md, 1);
     assert_eq!(
@@ -214,9 +215,7 @@ fn resync_scenario(name: &str, bytewise: bool) {
     assert!(h2 > m1);
     assert_eq!(
         r,
-        format!(
-            "* VANISHED 1\r\n* OK [HIGHESTMODSEQ {h2}] Highest\r\nc4 OK Expunge completed.\r\n"
-        )
+        format!("* VANISHED 1\r\nc4 OK [HIGHESTMODSEQ {h2}] Expunge completed.\r\n")
     );
     // UID FETCH with VANISHED (3.2.6): the expunged UIDs of the set, then
     // the changed messages.
@@ -479,4 +478,41 @@ fn highestmodseq_never_decreases() {
             "* OK [HIGHESTMODSEQ {h}] Highest\r\n* STATUS \"INBOX\" (HIGHESTMODSEQ {h})\r\nc2 OK Status completed.\r\n"
         )
     );
+}
+
+/// RFC 7162 3.2: while an expunge waits (FETCH may not report it), a
+/// client must not be told a HIGHESTMODSEQ past it; once VANISHED is
+/// out, the new one follows.
+#[test]
+fn highestmodseq_held_back_while_expunge_waits() {
+    let md = maildir("held");
+    let mut a = Client::new(&md, false);
+    for n in 1..=3 {
+        deliver(&md, n);
+    }
+    a.say("a1 ENABLE QRESYNC\r\n");
+    let h0 = highest_in(&a.say("a2 SELECT INBOX\r\n"));
+    let m2 = modseq(&md, 2);
+    let mut b = Client::new(&md, false);
+    b.say("b1 SELECT INBOX\r\n");
+    b.say("b2 STORE 1 +FLAGS.SILENT (\\Deleted)\r\n");
+    b.say("b3 EXPUNGE\r\n");
+    b.say("b4 UID STORE 3 +FLAGS.SILENT (\\Seen)\r\n");
+    let m3 = modseq(&md, 3);
+    assert_eq!(
+        a.say("a3 FETCH 2 (FLAGS)\r\n"),
+        format!(
+            "* 2 FETCH (FLAGS (\\Recent) MODSEQ ({m2}))\r\n\
+             * 3 FETCH (UID 3 FLAGS (\\Seen \\Recent) MODSEQ ({m3}))\r\n\
+             * OK [HIGHESTMODSEQ {h0}] Highest\r\n\
+             a3 OK Fetch completed.\r\n"
+        )
+    );
+    let h = inbox(&md).1;
+    assert_eq!(h, m3);
+    assert_eq!(
+        a.say("a4 NOOP\r\n"),
+        format!("* VANISHED 1\r\n* OK [HIGHESTMODSEQ {h}] Highest\r\na4 OK NOOP completed.\r\n")
+    );
+    assert_eq!(a.say("a5 NOOP\r\n"), "a5 OK NOOP completed.\r\n");
 }

@@ -4,7 +4,8 @@
 //! Standards: RFC 3501 6.3.1-6.3.2 (the SELECT responses: FLAGS, EXISTS,
 //! RECENT, OK [UNSEEN], [PERMANENTFLAGS], [UIDNEXT], [UIDVALIDITY],
 //! [READ-WRITE]/[READ-ONLY]), 6.4.2 (CLOSE expunges silently), 6.4.3
-//! (EXPUNGE); RFC 9051 6.3.2 (LIST-style response, no RECENT/UNSEEN under
+//! (EXPUNGE; RFC 7162 3.2.7 and 3.2.9: with QRESYNC its tagged OK
+//! carries the new HIGHESTMODSEQ); RFC 9051 6.3.2 (LIST-style response, no RECENT/UNSEEN under
 //! IMAP4rev2); RFC 3691 (UNSELECT); RFC 4315 2.1 (UID EXPUNGE); RFC 7162
 //! 3.1.2.1 (HIGHESTMODSEQ; never NOMODSEQ: every folder keeps
 //! mod-sequences), 3.1.8 (the CONDSTORE parameter), 3.2.5 (the QRESYNC
@@ -20,7 +21,7 @@ use mailstore::{Access, Flags};
 use proto::imap::{Mailbox, Qresync, ResponseCode, SelectParams, SeqNum, SequenceSet, Tag};
 
 use super::{bad_name, resolve, store_name};
-use crate::session::view::{write_vanished_earlier, View};
+use crate::session::view::{write_vanished_earlier, Report, View};
 use crate::session::Session;
 
 /// The flags the SELECT response lists (Dovecot's).
@@ -363,13 +364,30 @@ pub fn expunge(s: &mut Session, tag: &Tag, set: Option<&SequenceSet>) {
         .map(|m| m.uid)
         .filter(|u| only.as_ref().is_none_or(|o| o.binary_search(u).is_ok()))
         .collect();
+    let mut expunged = false;
     if !deleted.is_empty() {
         match view.folder.expunge(&deleted) {
-            Ok(gone) => view.absorb(mailstore::Changes {
-                expunged: gone,
-                ..Default::default()
-            }),
+            Ok(gone) => {
+                expunged = !gone.is_empty();
+                view.absorb(mailstore::Changes {
+                    expunged: gone,
+                    ..Default::default()
+                });
+            }
             Err(e) => return s.store_error(tag, &e),
+        }
+    }
+    if expunged && s.enabled.qresync {
+        // RFC 7162 3.2.7, 3.2.9: the new HIGHESTMODSEQ in the tagged OK,
+        // after the VANISHED (and whatever else is due) it covers.
+        if let Some(view) = s.selected.as_mut() {
+            view.tagged_highest = true;
+        }
+        s.sync_report(Report::All);
+        if let Some(view) = s.selected.as_mut() {
+            view.tagged_highest = false;
+            let h = view.told_modseq();
+            return s.ok_code(tag, ResponseCode::HighestModSeq(h), "Expunge completed.");
         }
     }
     s.ok(tag, "Expunge completed.");

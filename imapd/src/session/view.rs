@@ -53,6 +53,9 @@ pub struct View {
     told_modseq: u64,
     /// The largest MODSEQ sent in a FETCH since the last report.
     sent_modseq: u64,
+    /// The command's tagged OK will carry the HIGHESTMODSEQ (EXPUNGE,
+    /// RFC 7162 3.2.7): no untagged one from `report`.
+    pub tagged_highest: bool,
 }
 
 impl View {
@@ -72,6 +75,7 @@ impl View {
             recent: HashSet::new(),
             told_modseq,
             sent_modseq: 0,
+            tagged_highest: false,
         })
     }
 
@@ -241,12 +245,17 @@ impl View {
         } else {
             (highest > self.told_modseq && highest > self.sent_modseq).then_some(highest)
         };
-        if let Some(m) = send {
+        if let Some(m) = send.filter(|_| !self.tagged_highest || delayed) {
             out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {m}] Highest\r\n").as_bytes());
         }
         if !delayed {
             self.told_modseq = self.told_modseq.max(highest);
         }
+    }
+
+    /// The HIGHESTMODSEQ the client has been told everything up to.
+    pub fn told_modseq(&self) -> u64 {
+        self.told_modseq
     }
 }
 
