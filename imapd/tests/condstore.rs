@@ -271,7 +271,7 @@ fn qresync_needs_enable() {
     // ENABLE QRESYNC implies CONDSTORE (3.2.3); the sets are checked.
     assert_eq!(
         c.say("a6 ENABLE QRESYNC CONDSTORE\r\n"),
-        "* ENABLED QRESYNC\r\na6 OK Enabled.\r\n"
+        "* ENABLED QRESYNC CONDSTORE\r\na6 OK Enabled.\r\n"
     );
     assert_eq!(
         c.say("a7 SELECT INBOX (QRESYNC (1 1 1:*))\r\n"),
@@ -280,6 +280,11 @@ fn qresync_needs_enable() {
     assert_eq!(
         c.say("a8 SELECT INBOX (QRESYNC (1 1 1:5 (1:3 1,4)))\r\n"),
         "a8 BAD Error in IMAP command SELECT: Invalid QRESYNC sets\r\n"
+    );
+    // Enabled already: nothing new to list.
+    assert_eq!(
+        c.say("a9 ENABLE CONDSTORE QRESYNC\r\n"),
+        "* ENABLED\r\na9 OK Enabled.\r\n"
     );
 }
 
