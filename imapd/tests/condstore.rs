@@ -521,3 +521,42 @@ fn highestmodseq_held_back_while_expunge_waits() {
     );
     assert_eq!(a.say("a5 NOOP\r\n"), "a5 OK NOOP completed.\r\n");
 }
+
+/// Under QRESYNC, IDLE reports another session's expunge as VANISHED
+/// with MODSEQ in flag updates, and UID EXPUNGE's tagged OK carries the
+/// HIGHESTMODSEQ (RFC 7162 3.2.9).
+#[test]
+fn qresync_idle_and_uid_expunge() {
+    let md = maildir("idle");
+    let mut a = Client::new(&md, false);
+    for n in 1..=4 {
+        deliver(&md, n);
+    }
+    a.say("a1 ENABLE QRESYNC\r\n");
+    a.say("a2 SELECT INBOX\r\n");
+    assert_eq!(a.say("a3 IDLE\r\n"), "+ idling\r\n");
+    let mut b = Client::new(&md, false);
+    b.say("b1 SELECT INBOX\r\n");
+    b.say("b2 UID STORE 2 +FLAGS.SILENT (\\Deleted)\r\n");
+    b.say("b3 UID EXPUNGE 2\r\n");
+    b.say("b4 UID STORE 3 +FLAGS.SILENT (\\Flagged)\r\n");
+    a.s.notify();
+    let r = String::from_utf8_lossy(&std::mem::take(&mut a.s.out)).into_owned();
+    let (m3, h) = (modseq(&md, 3), inbox(&md).1);
+    assert_eq!(
+        r,
+        format!(
+            "* VANISHED 2\r\n\
+             * 2 FETCH (UID 3 FLAGS (\\Flagged \\Recent) MODSEQ ({m3}))\r\n"
+        )
+    );
+    assert_eq!(h, m3);
+    assert_eq!(a.say("DONE\r\n"), "a3 OK Idle completed.\r\n");
+    a.say("a4 UID STORE 4 +FLAGS.SILENT (\\Deleted)\r\n");
+    let r = a.say("a5 UID EXPUNGE 1:4\r\n");
+    let h = inbox(&md).1;
+    assert_eq!(
+        r,
+        format!("* VANISHED 4\r\na5 OK [HIGHESTMODSEQ {h}] Expunge completed.\r\n")
+    );
+}
