@@ -392,3 +392,67 @@ pub fn expunge(s: &mut Session, tag: &Tag, set: Option<&SequenceSet>) {
     }
     s.ok(tag, "Expunge completed.");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(s: &str) -> SequenceSet {
+        SequenceSet::parse(s.as_bytes(), 100).unwrap()
+    }
+
+    fn ranges(s: &str) -> Ranges {
+        match set(s) {
+            SequenceSet::Ranges(r) => set_ranges(&r, 99),
+            SequenceSet::Saved => unreachable!("no $ in these tests"),
+        }
+    }
+
+    #[test]
+    fn range_arithmetic() {
+        assert_eq!(ranges("5:1,3,7,8,10:*"), vec![(1, 5), (7, 8), (10, 99)]);
+        assert_eq!(
+            ranges("4294967295,1"),
+            vec![(1, 1), (4294967295, 4294967295)]
+        );
+        let a = ranges("1:10,20:30");
+        assert_eq!(
+            intersect(&a, &ranges("5:22,30")),
+            vec![(5, 10), (20, 22), (30, 30)]
+        );
+        assert_eq!(
+            subtract(&a, &ranges("1,3:4,10:25")),
+            vec![(2, 2), (5, 9), (26, 30)]
+        );
+        assert_eq!(
+            subtract(&[(1, u32::MAX)], &[(u32::MAX, u32::MAX)]),
+            vec![(1, u32::MAX - 1)]
+        );
+        assert_eq!(drop_through(a.clone(), 7), vec![(8, 10), (20, 30)]);
+        assert!(contains(&a, 25) && !contains(&a, 15) && !contains(&a, 31));
+    }
+
+    #[test]
+    fn sequence_match_pairs() {
+        // RFC 7162 3.2.5.2's example sets: each end of each UID range.
+        assert_eq!(
+            sample_pairs(&set("1:5,7"), &set("10,12:15,20")),
+            Some(vec![(1, 10), (2, 12), (5, 15), (7, 20)])
+        );
+        // Sizes differ: refused.
+        assert_eq!(sample_pairs(&set("1:3"), &set("1,4")), None);
+        assert_eq!(sample_pairs(&set("1"), &set("1:2")), None);
+        // Huge ranges cost what small ones do.
+        assert_eq!(
+            sample_pairs(&set("1:4000000000"), &set("1:4000000000")),
+            Some(vec![(1, 1), (4000000000, 4000000000)])
+        );
+        assert!(check_qresync(&Qresync {
+            uid_validity: 1,
+            modseq: 1,
+            known_uids: Some(set("1:*")),
+            seq_match: None,
+        })
+        .is_err());
+    }
+}
