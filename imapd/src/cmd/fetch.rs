@@ -4,7 +4,9 @@
 //! RFC822/RFC822.TEXT but not by .PEEK or RFC822.HEADER, FLAGS sent when
 //! that changes them, UID FETCH always includes UID); RFC 9051 6.4.5;
 //! RFC 3516 (BINARY, BINARY.SIZE, literal8, UNKNOWN-CTE); RFC 7162 3.1.4
-//! (MODSEQ, CHANGEDSINCE; MODSEQ in every FETCH once CONDSTORE is on).
+//! (MODSEQ, CHANGEDSINCE; MODSEQ in every FETCH once CONDSTORE is on; both
+//! enable CONDSTORE), 3.2.6 (UID FETCH VANISHED: `* VANISHED (EARLIER)`
+//! first; BAD without ENABLE QRESYNC).
 //!
 //! Diagnostics: a message that cannot be read is logged and left out of
 //! the response, which ends NO [SERVERBUG]; an expunged one gives
@@ -16,9 +18,10 @@ use std::time::UNIX_EPOCH;
 use mailstore::{FlagUpdate, Flags, StoreError};
 use proto::imap::{FetchAttr, FetchModifiers, ResponseCode, SectionText, SequenceSet, Tag};
 
+use super::select::{intersect, set_ranges, subtract};
 use super::{resolve, seq_set_in_range};
 use crate::mime::{self, ParsedMessage};
-use crate::session::view::View;
+use crate::session::view::{write_vanished_earlier, View};
 use crate::session::Session;
 
 /// System flags as IMAP names them, in Dovecot's order.
@@ -146,6 +149,23 @@ fn literal(out: &mut Vec<u8>, data: &[u8], binary: bool) {
     out.extend_from_slice(data);
 }
 
+/// RFC 7162 3.2.6: the UIDs of the UID FETCH set expunged since `since`.
+/// `*` reaches to the largest UID there could have been. UIDs the
+/// session still shows (expunged, not yet reported) are left to the
+/// VANISHED at the end of the command.
+fn vanished_earlier(
+    view: &View,
+    set: &[(proto::imap::SeqNum, proto::imap::SeqNum)],
+    since: u64,
+    out: &mut Vec<u8>,
+) {
+    let wanted = set_ranges(set, u32::MAX);
+    let v = view.folder.expunged_since(since);
+    let shown: Vec<(u32, u32)> = view.uids.iter().map(|&u| (u, u)).collect();
+    let gone = subtract(&intersect(&v.uids, &wanted), &shown);
+    write_vanished_earlier(out, &gone);
+}
+
 pub fn fetch(
     s: &mut Session,
     tag: &Tag,
@@ -158,14 +178,25 @@ pub fn fetch(
         s.bad(tag, "Error in IMAP command FETCH: Invalid messageset");
         return;
     }
+    // RFC 7162 3.2.6: VANISHED needs ENABLE QRESYNC (the parser has
+    // checked it comes with UID FETCH and CHANGEDSINCE).
+    if modifiers.vanished && !s.enabled.qresync {
+        s.bad(tag, "Error in IMAP command UID FETCH: QRESYNC not enabled");
+        return;
+    }
     let uids = resolve(s, set, uid);
-    if modifiers.changed_since.is_some() {
-        s.enabled.condstore = true;
+    if modifiers.changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
+        super::misc::enable_condstore(s);
     }
     let condstore = s.enabled.condstore;
     let Some(view) = s.selected.as_mut() else {
         return;
     };
+    if let (true, Some(since), SequenceSet::Ranges(r)) =
+        (modifiers.vanished, modifiers.changed_since, set)
+    {
+        vanished_earlier(view, r, since, &mut s.out);
+    }
     let body = attrs.iter().any(needs_body);
     let parse = attrs.iter().any(needs_parse);
     let seen = !view.read_only && attrs.iter().any(sets_seen);
@@ -262,6 +293,7 @@ pub fn fetch(
                 }
                 FetchAttr::ModSeq => {
                     let m = view.folder.modseq(u).unwrap_or(1);
+                    view.modseq_sent(m);
                     out.extend_from_slice(format!("MODSEQ ({m})").as_bytes());
                 }
                 FetchAttr::InternalDate => {
@@ -395,9 +427,8 @@ pub fn fetch(
             write_flags(view, u, out);
         }
         if want_modseq && !attrs.contains(&FetchAttr::ModSeq) {
-            item(out);
-            let m = view.folder.modseq(u).unwrap_or(1);
-            out.extend_from_slice(format!("MODSEQ ({m})").as_bytes());
+            // `item` would add the space `write_modseq` brings.
+            view.write_modseq(u, out);
         }
         out.extend_from_slice(b")\r\n");
         if seen {

@@ -255,6 +255,10 @@ pub fn status(s: &mut Session, tag: &Tag, m: &Mailbox, items: &[StatusItem]) {
     if let Err(e) = s.store.folder(&name, Access::ReadOnly) {
         return s.store_error(tag, &e);
     }
+    if items.contains(&StatusItem::HighestModSeq) {
+        // RFC 7162 3.1: STATUS (HIGHESTMODSEQ) enables CONDSTORE.
+        super::misc::enable_condstore(s);
+    }
     write_status(s, &name, &client, items);
     s.ok(tag, "Status completed.");
 }

@@ -215,6 +215,10 @@ pub fn search(s: &mut Session, tag: &Tag, uid: bool, args: &SearchArgs) {
             .unwrap_or_default()
     };
     let with_modseq = args.keys.iter().any(uses_modseq);
+    if with_modseq {
+        // RFC 7162 3.1: SEARCH MODSEQ enables CONDSTORE.
+        super::misc::enable_condstore(s);
+    }
     let Some(view) = s.selected.as_mut() else {
         return;
     };

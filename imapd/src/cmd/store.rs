@@ -2,8 +2,10 @@
 //!
 //! Standards: RFC 3501 6.4.6 (FLAGS, +FLAGS, -FLAGS, .SILENT; the untagged
 //! FETCH with the new flags), RFC 9051 6.4.6, RFC 7162 3.1.3
-//! (UNCHANGEDSINCE, MODIFIED, MODSEQ in the FETCH), RFC 4315 (UID STORE's
-//! FETCH carries UID).
+//! (UNCHANGEDSINCE, which enables CONDSTORE; MODIFIED with sequence numbers
+//! or UIDs as the command used; the FETCH with MODSEQ even when .SILENT),
+//! RFC 4315 (UID STORE's FETCH carries UID; so does every STORE's once
+//! QRESYNC is enabled, as Dovecot's).
 //!
 //! Keywords: any atom a client sends becomes a keyword of the folder
 //! (PERMANENTFLAGS has `\*`); \Recent cannot be stored (RFC 3501 2.3.2).
@@ -14,7 +16,7 @@ use mailstore::{FlagUpdate, Flags};
 use proto::imap::{Flag, ResponseCode, SequenceSet, StoreMode, Tag};
 
 use super::{resolve, seq_set_in_range};
-use crate::session::{write_fetch_flags, Session};
+use crate::session::Session;
 
 fn system(f: &Flag) -> Option<Flags> {
     Some(match f {
@@ -44,15 +46,21 @@ pub fn store(
     }
     let uids = resolve(s, set, uid);
     if unchanged_since.is_some() {
-        s.enabled.condstore = true;
+        super::misc::enable_condstore(s);
     }
     let condstore = s.enabled.condstore;
+    let with_uid = uid || s.enabled.qresync;
     let Some(view) = s.selected.as_mut() else {
         return;
     };
     if view.read_only {
         s.no(tag, Some(ResponseCode::Cannot), "Mailbox is read-only.");
         return;
+    }
+    // +FLAGS and -FLAGS start from the flags as they are now, not as the
+    // last command saw them (the changes found are reported later).
+    if let Err(e) = view.sync() {
+        return s.store_error(tag, &e);
     }
     let mut sys = Flags::empty();
     let mut kw: BTreeSet<String> = BTreeSet::new();
@@ -113,39 +121,40 @@ pub fn store(
         Err(e) => return s.store_error(tag, &e),
     };
     // RFC 3501 6.4.6: the new flags of every message named (not only the
-    // changed ones), unless .SILENT; RFC 7162 3.1.3: with UNCHANGEDSINCE
-    // the FETCH goes out even when silent, with MODSEQ.
+    // changed ones), unless .SILENT. RFC 7162 3.1.3: MODSEQ in each once
+    // CONDSTORE is on; with .SILENT, a FETCH of the MODSEQ alone for each
+    // message changed, and with UNCHANGEDSINCE for each that passed the
+    // test (the client learns its mod-sequence).
     for &u in &uids {
         if modified.contains(&u) || view.folder.message(u).is_none() {
             continue;
         }
         let changed = updates.iter().any(|x| x.uid == u);
-        if silent && !(condstore && changed) {
-            if changed {
-                view.flags_reported(u);
-            }
-            continue;
+        if changed {
+            view.flags_reported(u);
         }
         let Some(seq) = view.seq_of(u) else { continue };
-        let start = s.out.len();
-        write_fetch_flags(view, seq, u, uid, &mut s.out);
-        if condstore {
-            // Insert MODSEQ before the closing parenthesis.
-            let m = view.folder.modseq(u).unwrap_or(1);
-            let end = s.out.len() - 3;
-            let tail = s.out.split_off(end);
-            s.out.extend_from_slice(format!(" MODSEQ ({m})").as_bytes());
-            s.out.extend_from_slice(&tail);
+        if !silent {
+            view.write_flags_fetch(seq, u, with_uid, condstore, &mut s.out);
+        } else if condstore && (changed || unchanged_since.is_some()) {
+            s.out
+                .extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+            if with_uid {
+                s.out.extend_from_slice(format!("UID {u} ").as_bytes());
+            }
+            let mut modseq = Vec::new();
+            view.write_modseq(u, &mut modseq);
+            // write_modseq leads with a space.
+            s.out.extend_from_slice(&modseq[1..]);
+            s.out.extend_from_slice(b")\r\n");
         }
-        let _ = start;
-        view.flags_reported(u);
     }
     if !modified.is_empty() {
         let mut m = modified.clone();
         if !uid {
             m = m.iter().filter_map(|&u| view.seq_of(u)).collect();
         }
-        return s.ok_code(tag, ResponseCode::Modified(m), "Conditional STORE failed");
+        return s.ok_code(tag, ResponseCode::Modified(m), "Conditional store failed.");
     }
     if expunged {
         s.no(

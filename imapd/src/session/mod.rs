@@ -63,6 +63,7 @@ impl SessionConfig {
             "LIST-STATUS",
             "ESEARCH",
             "CONDSTORE",
+            "QRESYNC",
             "BINARY",
             "UTF8=ACCEPT",
         ]
@@ -90,7 +91,8 @@ pub enum Step {
     Watch(RawFd),
 }
 
-/// RFC 5161 ENABLEd extensions.
+/// RFC 5161 ENABLEd extensions (and CONDSTORE switched on by its other
+/// enabling commands, RFC 7162 3.1; QRESYNC implies CONDSTORE, 3.2.3).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Enabled {
     pub condstore: bool,
@@ -585,21 +587,21 @@ impl Session {
 
     /// Sync the selected folder and write what the client is due.
     pub fn sync_report(&mut self, what: Report) {
-        let qresync = self.enabled.qresync;
+        let enabled = self.enabled;
         let Some(view) = self.selected.as_mut() else {
             return;
         };
         if let Err(e) = view.sync() {
             self.log.push(format!("{}: sync: {e}", view.folder.name()));
         }
-        view.report(what, qresync, &mut self.out);
+        view.report(what, enabled, &mut self.out);
     }
 
     /// Report without syncing (after a command that synced itself).
     pub fn report(&mut self, what: Report) {
-        let qresync = self.enabled.qresync;
+        let enabled = self.enabled;
         if let Some(view) = self.selected.as_mut() {
-            view.report(what, qresync, &mut self.out);
+            view.report(what, enabled, &mut self.out);
         }
     }
 

@@ -11,8 +11,10 @@
 //! untagged lines.
 //!
 //! Standards: RFC 3501 2.3.1.2, 5.2, 5.5, 7.3.1 (EXISTS), 7.3.2 (RECENT),
-//! 7.4.1 (EXPUNGE); RFC 9051 7.5.1; RFC 7162 3.2.10 (VANISHED instead of
-//! EXPUNGE once QRESYNC is enabled).
+//! 7.4.1 (EXPUNGE); RFC 9051 7.5.1; RFC 7162 3.1.4.1 (MODSEQ in every
+//! untagged FETCH once CONDSTORE is enabled), 3.2 (HIGHESTMODSEQ after
+//! changes the client saw no MODSEQ for, and not past a delayed expunge),
+//! 3.2.10 (VANISHED instead of EXPUNGE once QRESYNC is enabled).
 //!
 //! Diagnostics: none; store errors go back to the caller.
 
@@ -20,7 +22,8 @@ use std::collections::HashSet;
 
 use mailstore::{Changes, Folder, StoreError};
 
-use super::write_fetch_flags;
+use super::Enabled;
+use crate::cmd::fetch::write_flags;
 
 /// What may be reported at the end of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,15 @@ pub struct View {
     flags: HashSet<u32>,
     /// UIDs this session holds \Recent for (RFC 3501 2.3.2).
     pub recent: HashSet<u32>,
+    /// The HIGHESTMODSEQ the client has been told everything up to (the
+    /// SELECT's, then the folder's after each report with no expunge left
+    /// waiting): Dovecot's sync_last_full_modseq.
+    told_modseq: u64,
+    /// The largest MODSEQ sent in a FETCH since the last report.
+    sent_modseq: u64,
+    /// The command's tagged OK will carry the HIGHESTMODSEQ (EXPUNGE,
+    /// RFC 7162 3.2.7): no untagged one from `report`.
+    pub tagged_highest: bool,
 }
 
 impl View {
@@ -53,6 +65,7 @@ impl View {
         // What the open sync found is what SELECT reports: nothing pending.
         folder.sync()?;
         let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
+        let told_modseq = folder.highest_modseq();
         Ok(View {
             folder,
             read_only,
@@ -60,6 +73,9 @@ impl View {
             gone: HashSet::new(),
             flags: HashSet::new(),
             recent: HashSet::new(),
+            told_modseq,
+            sent_modseq: 0,
+            tagged_highest: false,
         })
     }
 
@@ -111,6 +127,40 @@ impl View {
         }
     }
 
+    /// A FETCH response carried `MODSEQ (modseq)`.
+    pub fn modseq_sent(&mut self, modseq: u64) {
+        self.sent_modseq = self.sent_modseq.max(modseq);
+    }
+
+    /// `* N FETCH (UID n FLAGS (...) MODSEQ (m))` for a message of the view:
+    /// UID when `with_uid`, MODSEQ when `modseq` (RFC 7162 3.1.4.1).
+    pub fn write_flags_fetch(
+        &mut self,
+        seq: u32,
+        uid: u32,
+        with_uid: bool,
+        modseq: bool,
+        out: &mut Vec<u8>,
+    ) {
+        out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+        if with_uid {
+            out.extend_from_slice(format!("UID {uid} ").as_bytes());
+        }
+        out.extend_from_slice(b"FLAGS ");
+        write_flags(self, uid, out);
+        if modseq {
+            self.write_modseq(uid, out);
+        }
+        out.extend_from_slice(b")\r\n");
+    }
+
+    /// ` MODSEQ (m)` for a message, noted as sent.
+    pub fn write_modseq(&mut self, uid: u32, out: &mut Vec<u8>) {
+        let m = self.folder.modseq(uid).unwrap_or(1);
+        self.modseq_sent(m);
+        out.extend_from_slice(format!(" MODSEQ ({m})").as_bytes());
+    }
+
     /// Our own flag change was reported already (a STORE's FETCH): no
     /// second untagged FETCH for it.
     pub fn flags_reported(&mut self, uid: u32) {
@@ -118,11 +168,12 @@ impl View {
     }
 
     /// Write the untagged lines the client is due: EXPUNGE (or VANISHED
-    /// with `qresync`) when `what` allows, EXISTS for new messages, FETCH
-    /// FLAGS for changed ones.
-    pub fn report(&mut self, what: Report, qresync: bool, out: &mut Vec<u8>) {
+    /// once QRESYNC is enabled) when `what` allows, EXISTS for new
+    /// messages, FETCH FLAGS (and MODSEQ once CONDSTORE is) for changed
+    /// ones, and with QRESYNC the HIGHESTMODSEQ they bring the client to.
+    pub fn report(&mut self, what: Report, enabled: Enabled, out: &mut Vec<u8>) {
         if what == Report::All && !self.gone.is_empty() {
-            if qresync {
+            if enabled.qresync {
                 // RFC 7162 3.2.10: VANISHED with the UIDs, no renumbering
                 // lines.
                 let mut gone: Vec<u32> = self.gone.iter().copied().collect();
@@ -169,8 +220,60 @@ impl View {
                 let Some(seq) = self.seq_of(uid) else {
                     continue;
                 };
-                write_fetch_flags(self, seq, uid, true, out);
+                self.write_flags_fetch(seq, uid, true, enabled.condstore, out);
             }
         }
+        if enabled.qresync {
+            self.report_highest_modseq(out);
+        }
+        self.sent_modseq = 0;
     }
+
+    /// RFC 7162 3.2: a QRESYNC client keeps the HIGHESTMODSEQ it last saw
+    /// and resynchronizes from it, so tell it the new one after changes
+    /// that carried no MODSEQ (VANISHED, EXISTS); and while an expunge is
+    /// still to be reported (FETCH, STORE and SEARCH hold them back), a
+    /// client that took a MODSEQ of a FETCH as its HIGHESTMODSEQ would
+    /// lose that expunge: tell it the last value it had everything for.
+    /// As Dovecot's imap_sync_send_highestmodseq (untagged here: this runs
+    /// before the tagged line is known).
+    fn report_highest_modseq(&mut self, out: &mut Vec<u8>) {
+        let highest = self.folder.highest_modseq();
+        let delayed = !self.gone.is_empty();
+        let send = if delayed {
+            (self.sent_modseq > self.told_modseq).then_some(self.told_modseq)
+        } else {
+            (highest > self.told_modseq && highest > self.sent_modseq).then_some(highest)
+        };
+        if let Some(m) = send.filter(|_| !self.tagged_highest || delayed) {
+            out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {m}] Highest\r\n").as_bytes());
+        }
+        if !delayed {
+            self.told_modseq = self.told_modseq.max(highest);
+        }
+    }
+
+    /// The HIGHESTMODSEQ the client has been told everything up to.
+    pub fn told_modseq(&self) -> u64 {
+        self.told_modseq
+    }
+}
+
+/// `* VANISHED (EARLIER) ranges` (RFC 7162 3.2.10), nothing when empty.
+pub fn write_vanished_earlier(out: &mut Vec<u8>, ranges: &[(u32, u32)]) {
+    if ranges.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b"* VANISHED (EARLIER) ");
+    for (i, &(a, b)) in ranges.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if a == b {
+            out.extend_from_slice(a.to_string().as_bytes());
+        } else {
+            out.extend_from_slice(format!("{a}:{b}").as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
