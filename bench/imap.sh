@@ -332,6 +332,15 @@ target() {
     }'
 }
 
+# A load with any error makes the run a failed one.
+FAILED_LOADS=""
+for k in "${!ERRS[@]}"; do
+    [ -z "${ERRS[$k]}" ] || FAILED_LOADS="$FAILED_LOADS $k"
+done
+for k in "${!IDLE_ERRS[@]}"; do
+    [ -z "${IDLE_ERRS[$k]}" ] || FAILED_LOADS="$FAILED_LOADS $k,idle"
+done
+
 {
     if [ -n "$DURATION" ]; then per_level="$DURATION s"; else per_level="$SESSIONS sessions"; fi
     echo "posthorn vs Dovecot $DV_VERSION, IMAP: $FULL_USERS mailboxes of $MESSAGES messages ($MIN_SIZE-$MAX_SIZE octets," \
@@ -421,6 +430,11 @@ target() {
             echo
         done
     done
+    if [ -n "$FAILED_LOADS" ]; then
+        echo "run FAILED: errors in${FAILED_LOADS} (see the errors above and the generator's output)"
+    else
+        echo "run: no errors (every response of every load checked)"
+    fi
     echo "targets (issue 8), posthorn against Dovecot in this run:"
     echo "  (a) sessions/s at 10 clients >= 3x: $(ratio "${SPS[posthorn,10]:-}" "${SPS[dovecot,10]:-}")" \
         "$(target a "$(ratio "${SPS[posthorn,10]:-}" "${SPS[dovecot,10]:-}")" ">=" 3)"
@@ -441,3 +455,4 @@ target() {
 if [ "$ONLY" = posthorn ] && [ "$PH_STATUS" != measured ]; then
     die "posthorn was not measured: $PH_STATUS"
 fi
+[ -z "$FAILED_LOADS" ] || die "errors in${FAILED_LOADS}: the run failed"
