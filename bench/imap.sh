@@ -162,7 +162,7 @@ trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 declare -A IDLE_HELD IDLE_BEFORE IDLE_AFTER IDLE_PER IDLE_NP0 IDLE_NP1 IDLE_SETUP IDLE_ERRS IDLE_RSS_PER
 
 # run_idle SYSTEM PORT ROOT_PID PGID: load (c). Sets IDLE_*[SYSTEM] (read
-# through idle_cell's nameref). PSS (and RSS) of the tree
+# through cell's nameref). PSS (and RSS) of the tree
 # before, then the generator opens BENCH_IDLE connections; once it says all
 # are selected, BENCH_IDLE_SETTLE seconds later, PSS again; per connection =
 # the difference / connections held.
@@ -282,7 +282,7 @@ EOF
   service imap { process_limit = $((IDLE + 100)) } (Dovecot: 1024), service imap-login { process_limit =
     $((IDLE + 100)) } and default_process_limit = $((IDLE + 100)) (Dovecot: 100), default_client_limit =
     $((2 * (IDLE + 100) + 1000)) (Dovecot: 1000): room for $IDLE idle connections, each an imap process,
-    and for the auth, anvil and log connections they bring; ulimit -n $NOFILE
+    and for the auth, anvil and log connections they bring; ulimit -n $(ulimit -n)
   Debian's namespace inbox with special-use folders: not included (only INBOX is used)
 EOF
 }
@@ -303,16 +303,7 @@ bench_dovecot() {
 
 # --- main ---------------------------------------------------------------------
 
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-    if [ "$ONLY" = dovecot ]; then
-        cargo build --release -p posthorn-bench >&2 || die "cargo build -p posthorn-bench failed"
-    else
-        cargo build --release -p posthorn-bench -p posthorn-cli >&2 ||
-            die "cargo build failed (BENCH_ONLY=dovecot builds only the load generator)"
-    fi
-fi
-[ -x "$BENCH_BIN" ] || die "$BENCH_BIN is missing: build posthorn-bench first"
-[ -x "$MAILDIR_BIN" ] || die "$MAILDIR_BIN is missing: build posthorn-bench first"
+build_binaries
 
 # 1,000 connections: a descriptor each in the generator, several per
 # connection in the server (the servers inherit this limit).
@@ -332,19 +323,6 @@ PH_STATUS="(not run)"
 [ "$ONLY" != posthorn ] && bench_dovecot
 [ "$ONLY" != dovecot ] && bench_posthorn imapd "$PH_PORT" "* OK"
 
-# idle_cell SYS ARRAY: like cell, for the per-system (c) figures.
-idle_cell() {
-    local -n arr=$2
-    local v=${arr[$1]:-}
-    if [ -n "$v" ]; then
-        echo "$v"
-    elif [ "$1" = posthorn ] && [ "$PH_STATUS" != measured ]; then
-        echo "n/a"
-    else
-        echo "-"
-    fi
-}
-
 # target WHAT VALUE OP LIMIT: "met" or "not met" (or "pending" without a value).
 target() {
     awk -v v="$2" -v op="$3" -v l="$4" 'BEGIN {
@@ -353,6 +331,15 @@ target() {
         print (ok ? "met" : "not met")
     }'
 }
+
+# A load with any error makes the run a failed one.
+FAILED_LOADS=""
+for k in "${!ERRS[@]}"; do
+    [ -z "${ERRS[$k]}" ] || FAILED_LOADS="$FAILED_LOADS $k"
+done
+for k in "${!IDLE_ERRS[@]}"; do
+    [ -z "${IDLE_ERRS[$k]}" ] || FAILED_LOADS="$FAILED_LOADS $k,idle"
+done
 
 {
     if [ -n "$DURATION" ]; then per_level="$DURATION s"; else per_level="$SESSIONS sessions"; fi
@@ -411,9 +398,9 @@ target() {
             "whole process tree before and ${IDLE_SETTLE}s after all were selected"
         for sys in dovecot posthorn; do
             printf '%-8s held %5s of %s in %7s s; PSS %8s -> %8s MB: %7s KiB per connection (RSS %7s KiB); processes %5s -> %5s; errors: %s\n' \
-                "$sys" "$(idle_cell "$sys" IDLE_HELD)" "$IDLE" "$(idle_cell "$sys" IDLE_SETUP)" \
-                "$(idle_cell "$sys" IDLE_BEFORE)" "$(idle_cell "$sys" IDLE_AFTER)" "$(idle_cell "$sys" IDLE_PER)" \
-                "$(idle_cell "$sys" IDLE_RSS_PER)" "$(idle_cell "$sys" IDLE_NP0)" "$(idle_cell "$sys" IDLE_NP1)" \
+                "$sys" "$(cell "$sys" "" IDLE_HELD)" "$IDLE" "$(cell "$sys" "" IDLE_SETUP)" \
+                "$(cell "$sys" "" IDLE_BEFORE)" "$(cell "$sys" "" IDLE_AFTER)" "$(cell "$sys" "" IDLE_PER)" \
+                "$(cell "$sys" "" IDLE_RSS_PER)" "$(cell "$sys" "" IDLE_NP0)" "$(cell "$sys" "" IDLE_NP1)" \
                 "${IDLE_ERRS[$sys]:-$( [ "$sys" = posthorn ] && [ "$PH_STATUS" != measured ] && echo n/a || echo none)}"
         done
     fi
@@ -443,12 +430,17 @@ target() {
             echo
         done
     done
+    if [ -n "$FAILED_LOADS" ]; then
+        echo "run FAILED: errors in${FAILED_LOADS} (see the errors above and the generator's output)"
+    else
+        echo "run: no errors (every response of every load checked)"
+    fi
     echo "targets (issue 8), posthorn against Dovecot in this run:"
     echo "  (a) sessions/s at 10 clients >= 3x: $(ratio "${SPS[posthorn,10]:-}" "${SPS[dovecot,10]:-}")" \
         "$(target a "$(ratio "${SPS[posthorn,10]:-}" "${SPS[dovecot,10]:-}")" ">=" 3)"
     echo "  (b) commands/s >= 1.5x: $(ratio "${CPS[posthorn,long]:-}" "${CPS[dovecot,long]:-}")" \
         "$(target b "$(ratio "${CPS[posthorn,long]:-}" "${CPS[dovecot,long]:-}")" ">=" 1.5)"
-    echo "  (c) PSS per idle connection <= 48 KiB: $(idle_cell posthorn IDLE_PER)" \
+    echo "  (c) PSS per idle connection <= 48 KiB: $(cell posthorn "" IDLE_PER)" \
         "$(target c "${IDLE_PER[posthorn]:-}" "<=" 48)"
     echo "  p99 no worse than Dovecot's: session p99 at 10 clients $(cell posthorn 10 P99) vs $(cell dovecot 10 P99) ms" \
         "$(target p99 "${P99[posthorn,10]:-}" "<=" "${P99[dovecot,10]:-0}"),"\
@@ -463,3 +455,4 @@ target() {
 if [ "$ONLY" = posthorn ] && [ "$PH_STATUS" != measured ]; then
     die "posthorn was not measured: $PH_STATUS"
 fi
+[ -z "$FAILED_LOADS" ] || die "errors in${FAILED_LOADS}: the run failed"

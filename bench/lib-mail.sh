@@ -55,6 +55,23 @@ cleanup() {
 
 # --- helpers ------------------------------------------------------------------
 
+# build_binaries: the load generators (posthorn-bench) and, unless
+# BENCH_ONLY=dovecot, posthorn (posthorn-cli), in release mode, unless
+# BENCH_SKIP_BUILD=1; BENCH_BIN and MAILDIR_BIN must then be there.
+build_binaries() {
+    if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+        if [ "$ONLY" = dovecot ]; then
+            cargo build --release -p posthorn-bench >&2 || die "cargo build -p posthorn-bench failed"
+        else
+            cargo build --release -p posthorn-bench -p posthorn-cli >&2 ||
+                die "cargo build failed (BENCH_ONLY=dovecot builds only the load generators)"
+        fi
+    fi
+    [ -x "$BENCH_BIN" ] || die "$BENCH_BIN is missing: build posthorn-bench first"
+    [ -x "$MAILDIR_BIN" ] || die "$MAILDIR_BIN is missing: build posthorn-bench first"
+}
+
+
 # kv KEY LINE: the value of KEY=value in a generator result line.
 kv() {
     awk -v k="$1" '{ for (i = 1; i <= NF; i++) { n = index($i, "="); if (substr($i, 1, n - 1) == k) print substr($i, n + 1) } }' <<<"$2"
@@ -249,6 +266,30 @@ store() {
 
 # --- Dovecot ------------------------------------------------------------------
 
+# stop_tree PID NAME WHY: SIGTERM to PID (a child of this shell that leads
+# its own process group), SIGKILL after 10 s, reaped; then the rest of its
+# process group, if any outlived it (logged as WHY).
+stop_tree() {
+    local pid=$1 name=$2 why=$3 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name $pid did not stop on SIGTERM within 10s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    if group_alive "$pid"; then
+        log "$why; stopping them"
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        sleep 1
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+}
+
+
 # stop_system_dovecot: the package's own instance must not run (it would
 # hold ports 110/995/143/993 and take CPU during the measurements).
 stop_system_dovecot() {
@@ -377,23 +418,7 @@ EOF
 }
 
 stop_dovecot() {
-    local i
-    kill -TERM "$DV_PID" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$DV_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$DV_PID" 2>/dev/null; then
-        log "dovecot master $DV_PID did not stop on SIGTERM within 10s; killing it"
-        kill -KILL "$DV_PID" 2>/dev/null || true
-    fi
-    wait "$DV_PID" 2>/dev/null || true
-    if group_alive "$DV_PID"; then
-        log "dovecot children outlived the master; stopping them"
-        kill -TERM -- "-$DV_PID" 2>/dev/null || true
-        sleep 1
-        kill -KILL -- "-$DV_PID" 2>/dev/null || true
-    fi
+    stop_tree "$DV_PID" "dovecot master" "dovecot children outlived the master"
     DV_PID=""
 }
 
@@ -434,11 +459,12 @@ dovecot_auth_cache() {
             break
         fi
     done
-    for ((i = 0; i < 10; i++)); do
+    for ((i = 0; i < 25; i++)); do
         grep -q 'cache hits' "$TMP/dovecot/dovecot.log" && break
         sleep 0.2
     done
-    DV_CACHE=$(grep -h 'cache hits' "$TMP/dovecot/dovecot.log" | tail -n 1 | sed 's/.*Info: //')
+    # Not logged in time (a busy log process): say so rather than fail the run.
+    DV_CACHE=$({ grep -h 'cache hits' "$TMP/dovecot/dovecot.log" || true; } | tail -n 1 | sed 's/.*Info: //')
     log "dovecot auth: ${DV_CACHE:-no cache statistics logged}"
 }
 
@@ -490,23 +516,7 @@ start_posthorn() {
 }
 
 stop_posthorn() {
-    local i
-    kill -TERM "$PH_PID" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$PH_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$PH_PID" 2>/dev/null; then
-        log "posthorn dev $PH_PID did not stop on SIGTERM within 10s; killing it"
-        kill -KILL "$PH_PID" 2>/dev/null || true
-    fi
-    wait "$PH_PID" 2>/dev/null || true
-    if group_alive "$PH_PID"; then
-        log "posthorn children outlived the dev process; stopping them"
-        kill -TERM -- "-$PH_PID" 2>/dev/null || true
-        sleep 1
-        kill -KILL -- "-$PH_PID" 2>/dev/null || true
-    fi
+    stop_tree "$PH_PID" "posthorn dev" "posthorn children outlived the dev process"
     PH_PID=""
 }
 
@@ -537,10 +547,13 @@ bench_posthorn() {
     return 0
 }
 
-# cell SYS KEY ARRAY: the value, "n/a" when posthorn was not measured, "-" when missing.
+# cell SYS KEY ARRAY: ARRAY[SYS,KEY] (ARRAY[SYS] when KEY is empty), "n/a"
+# when posthorn was not measured, "-" when missing.
 cell() {
     local -n arr=$3
-    local v=${arr[$1,$2]:-}
+    local k=$1,$2
+    [ -n "$2" ] || k=$1 # an array per system, not per system and level
+    local v=${arr[$k]:-}
     if [ -n "$v" ]; then
         echo "$v"
     elif [ "$1" = posthorn ] && [ "$PH_STATUS" != measured ]; then

@@ -183,15 +183,7 @@ bench_dovecot() {
 
 # --- main ---------------------------------------------------------------------
 
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-    if [ "$ONLY" = dovecot ]; then
-        cargo build --release -p posthorn-bench >&2 || die "cargo build -p posthorn-bench failed"
-    else
-        cargo build --release -p posthorn-bench -p posthorn-cli >&2 ||
-            die "cargo build failed (BENCH_ONLY=dovecot builds only the load generator)"
-    fi
-fi
-[ -x "$BENCH_BIN" ] || die "$BENCH_BIN is missing: build posthorn-bench first"
+build_binaries
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 TMP=$(mktemp -d /tmp/posthorn-bench-pop3.XXXXXX)

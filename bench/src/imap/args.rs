@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use posthorn_bench::number;
 use posthorn_bench::work::sessions_or_seconds;
+use posthorn_bench::{check_clients, check_users, number, split_flag};
 
 pub const USAGE: &str = "\
 usage: posthorn-imap-bench [--mode sessions|long|idle] [flags]
@@ -144,10 +144,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     let mut sessions = None;
     let mut max_failures = None;
     while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--shared-mailboxes" => {
@@ -200,27 +197,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             _ => return Err(format!("unknown flag {arg:?} (try --help)")),
         }
     }
-    let invalid = |s: &str| Err(s.to_string());
-    if cfg.users == 0 {
-        return invalid("--users must be at least 1");
-    }
-    if !cfg.user_pattern.contains("%d") {
-        return invalid("--user-pattern must contain %d (the user's number)");
-    }
-    if cfg.first_user.checked_add(cfg.users - 1).is_none() {
-        return invalid("--first-user + --users is too large");
-    }
-    if cfg.clients == 0 {
-        return invalid("--clients must be at least 1");
-    }
+    check_users(cfg.users, &cfg.user_pattern, cfg.first_user)?;
+    check_clients(cfg.clients, cfg.timeout, &cfg.password)?;
     if cfg.connections == 0 {
-        return invalid("--connections must be at least 1");
-    }
-    if cfg.timeout.is_zero() {
-        return invalid("--timeout must be at least 1");
-    }
-    if cfg.user_pattern.contains([' ', '\r', '\n']) || cfg.password.contains(['\r', '\n']) {
-        return invalid("user names and the password cannot hold line ends (or spaces in names)");
+        return Err("--connections must be at least 1".into());
     }
     (cfg.sessions, cfg.max_failures) = sessions_or_seconds(sessions, cfg.seconds, max_failures)?;
     Ok(Parsed::Run(cfg))

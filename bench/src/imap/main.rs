@@ -153,10 +153,15 @@ fn report(cfg: &Config, out: &Outcome) -> String {
         if cfg.mode == Mode::Long { "round" } else { "session" },
     );
     let label = match cfg.mode {
-        Mode::Sessions => {
+        Mode::Sessions | Mode::Long => {
+            let unit = if cfg.mode == Mode::Long {
+                "round"
+            } else {
+                "session"
+            };
             let _ = writeln!(
                 o,
-                "{} sessions ok, {} failed in {:.3} s: {:.1} sessions/s, {:.1} commands/s, {:.2} MB/s fetched",
+                "{} {unit}s ok, {} failed in {:.3} s: {:.1} {unit}s/s, {:.1} commands/s, {:.2} MB/s fetched",
                 t.ok_sessions,
                 t.failed_sessions,
                 out.seconds,
@@ -164,20 +169,7 @@ fn report(cfg: &Config, out: &Outcome) -> String {
                 rate(t.commands, out.seconds),
                 rate(t.octets, out.seconds) / 1e6,
             );
-            "session"
-        }
-        Mode::Long => {
-            let _ = writeln!(
-                o,
-                "{} rounds ok, {} failed in {:.3} s: {:.1} rounds/s, {:.1} commands/s, {:.2} MB/s fetched",
-                t.ok_sessions,
-                t.failed_sessions,
-                out.seconds,
-                rate(t.ok_sessions, out.seconds),
-                rate(t.commands, out.seconds),
-                rate(t.octets, out.seconds) / 1e6,
-            );
-            "round"
+            unit
         }
         Mode::Idle => {
             let _ = writeln!(

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use posthorn_bench::maildir::MaildirConfig;
 use posthorn_bench::work::sessions_or_seconds;
+use posthorn_bench::{check_clients, check_users, split_flag};
 
 pub const USAGE: &str = "\
 usage: posthorn-pop3-bench [flags]
@@ -160,10 +161,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, ArgError
     let mut sessions = None;
     let mut max_failures = None;
     while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--retr-all" if !make => {
@@ -230,15 +228,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, ArgError
         }
     }
     let invalid = |s: &str| Err(ArgError::Invalid(s.into()));
-    if cfg.users == 0 {
-        return invalid("--users must be at least 1");
-    }
-    if !cfg.user_pattern.contains("%d") {
-        return invalid("--user-pattern must contain %d (the user's number)");
-    }
-    if cfg.first_user.checked_add(cfg.users - 1).is_none() {
-        return invalid("--first-user + --users is too large");
-    }
+    check_users(cfg.users, &cfg.user_pattern, cfg.first_user).map_err(ArgError::Invalid)?;
     if make {
         if md.dir.as_os_str().is_empty() {
             return invalid("make-maildirs needs --dir");
@@ -251,15 +241,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, ArgError
         }
         return Ok(Parsed::MakeMaildirs(md));
     }
-    if cfg.clients == 0 {
-        return invalid("--clients must be at least 1");
-    }
-    if cfg.timeout.is_zero() {
-        return invalid("--timeout must be at least 1");
-    }
-    if cfg.user_pattern.contains([' ', '\r', '\n']) || cfg.password.contains(['\r', '\n']) {
-        return invalid("user names and the password cannot hold line ends (or spaces in names)");
-    }
+    check_clients(cfg.clients, cfg.timeout, &cfg.password).map_err(ArgError::Invalid)?;
     (cfg.sessions, cfg.max_failures) =
         sessions_or_seconds(sessions, cfg.seconds, max_failures).map_err(ArgError::Invalid)?;
     Ok(Parsed::Run(cfg))
