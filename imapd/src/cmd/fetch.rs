@@ -52,7 +52,7 @@ pub fn write_flags(view: &mut View, uid: u32, out: &mut Vec<u8>) {
                 out.extend_from_slice(name.as_bytes());
             }
         }
-        if view.recent.contains(&uid) || m.recent {
+        if m.recent {
             sep(out);
             out.extend_from_slice(b"\\Recent");
         }

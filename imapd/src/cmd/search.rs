@@ -38,6 +38,11 @@ impl Candidate<'_> {
             .map_or(Flags::empty(), |m| m.flags)
     }
 
+    /// \Recent for this session (mailstore's rule: `Store::select`).
+    fn recent(&self) -> bool {
+        self.view.folder.message(self.uid).is_some_and(|m| m.recent)
+    }
+
     fn message(&mut self) -> Option<&ParsedMessage> {
         if self.parsed.is_none() {
             let raw = self.view.folder.open_message(self.uid).ok().and_then(|f| {
@@ -104,9 +109,9 @@ fn matches(
         K::Undraft => !has(c, Flags::DRAFT),
         K::Unflagged => !has(c, Flags::FLAGGED),
         K::Unseen => !has(c, Flags::SEEN),
-        K::Recent => c.view.recent.contains(&c.uid),
-        K::Old => !c.view.recent.contains(&c.uid),
-        K::New => c.view.recent.contains(&c.uid) && !has(c, Flags::SEEN),
+        K::Recent => c.recent(),
+        K::Old => !c.recent(),
+        K::New => c.recent() && !has(c, Flags::SEEN),
         K::Keyword(k) | K::Unkeyword(k) => {
             let found = c
                 .view

@@ -45,8 +45,6 @@ pub struct View {
     gone: HashSet<u32>,
     /// Flag changes not yet reported (UIDs).
     flags: HashSet<u32>,
-    /// UIDs this session holds \Recent for (RFC 3501 2.3.2).
-    pub recent: HashSet<u32>,
     /// The HIGHESTMODSEQ the client has been told everything up to (the
     /// SELECT's, then the folder's after each report with no expunge left
     /// waiting): Dovecot's sync_last_full_modseq.
@@ -72,7 +70,6 @@ impl View {
             uids,
             gone: HashSet::new(),
             flags: HashSet::new(),
-            recent: HashSet::new(),
             told_modseq,
             sent_modseq: 0,
             tagged_highest: false,
@@ -121,9 +118,6 @@ impl View {
         }
         for u in c.flags {
             self.flags.insert(u);
-        }
-        for u in c.new {
-            self.recent.insert(u);
         }
     }
 
@@ -207,8 +201,11 @@ impl View {
         }
         if self.uids.len() != before {
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
-            let recent = self.recent.len();
-            out.extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
+            // RFC 9051 has no \Recent.
+            if !enabled.imap4rev2 {
+                let recent = self.folder.recent().len();
+                out.extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
+            }
         }
         if !self.flags.is_empty() {
             let mut changed: Vec<u32> = self.flags.drain().collect();
