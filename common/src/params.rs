@@ -176,6 +176,8 @@ params! {
         "The most simultaneous IMAP connections one client address may hold (per imap-login process: login_user cannot reach anvil). 0 means no limit.";
     "imapd_append_limit" = "67108864";
         "The largest message a client may APPEND, in bytes (announced as APPENDLIMIT, RFC 7889). A larger one is refused before the client sends it; a MULTIAPPEND may carry at most this much in all.";
+    "imapd_max_userip_connections" = "10";
+        "The most simultaneous IMAP sessions one user may have from one client address (Dovecot's mail_max_userip_connections); one more is refused at login with NO [LIMIT]. 0 means no limit.";
     "imapd_max_line_length" = "65536";
         "The longest IMAP command in bytes, literals of commands other than APPEND included (Dovecot's imap_max_line_length). A longer one is answered BAD and discarded.";
 }

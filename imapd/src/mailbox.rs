@@ -19,12 +19,14 @@
 //! the client for either.
 //!
 //! Parameters: imapd_timeout, mailbox_client_limit, imapd_append_limit,
-//! imapd_max_line_length.
+//! imapd_max_line_length, imapd_max_userip_connections.
 //!
 //! Diagnostics: `imap(USER): Disconnected: Logged out in=N out=M`
 //! (Dovecot's line), store errors with the user.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
@@ -36,7 +38,8 @@ use mailstore::{Options, Store};
 use crate::session::{Session, SessionConfig, Step};
 
 pub enum Conn {
-    Active(Box<Session>),
+    /// A session, and the (user, address) it counts against.
+    Active(Box<Session>, (String, Option<IpAddr>)),
     Closing,
 }
 
@@ -44,6 +47,10 @@ pub struct Mailbox {
     cfg: Arc<SessionConfig>,
     /// Where a session's end is reported (our end of the hand-off socket).
     ends: Option<UnixStream>,
+    /// Sessions per (user, client address): Dovecot's
+    /// mail_max_userip_connections.
+    per_user_ip: HashMap<(String, Option<IpAddr>), u32>,
+    max_user_ip: u32,
 }
 
 fn next(s: &mut Session, step: Step, out: &mut Vec<u8>) -> Next<()> {
@@ -55,6 +62,18 @@ fn next(s: &mut Session, step: Step, out: &mut Vec<u8>) -> Next<()> {
         Step::Continue => Next::Continue,
         Step::Close => Next::Close,
         Step::Watch(fd) => Next::Watch(fd),
+    }
+}
+
+impl Mailbox {
+    /// One byte to the dispatcher: a session it handed over is over (its
+    /// load count).
+    fn session_ended(&mut self) {
+        if let Some(e) = self.ends.as_mut() {
+            if e.write_all(b"x").is_err() {
+                self.ends = None;
+            }
+        }
     }
 }
 
@@ -84,6 +103,26 @@ impl Service for Mailbox {
             ..Options::default()
         };
         let user = start.user.user.clone();
+        let key = (user.clone(), start.handoff.client);
+        let n = self.per_user_ip.get(&key).copied().unwrap_or(0);
+        if self.max_user_ip > 0 && n >= self.max_user_ip {
+            info!(
+                "imap({user}): Disconnected: Maximum number of connections from user+IP exceeded (imapd_max_userip_connections={})",
+                self.max_user_ip
+            );
+            if let Some(tag) = &start.handoff.tag {
+                out.extend_from_slice(
+                    format!(
+                        "{tag} NO [LIMIT] Maximum number of connections from user+IP exceeded (imapd_max_userip_connections={})\r\n",
+                        self.max_user_ip
+                    )
+                    .as_bytes(),
+                );
+            }
+            // Counted as a session for the dispatcher: report its end.
+            self.session_ended();
+            return (Conn::Closing, Next::Close);
+        }
         // A new user's Maildir is made with its special-use folders, as
         // delivery would.
         let store = match Store::open_with(&start.user.maildir, options)
@@ -108,8 +147,9 @@ impl Service for Mailbox {
             start.handoff.tag.as_deref(),
             &start.handoff.leftover,
         );
+        *self.per_user_ip.entry(key.clone()).or_insert(0) += 1;
         let n = next(&mut session, step, out);
-        (Conn::Active(Box::new(session)), n)
+        (Conn::Active(Box::new(session), key), n)
     }
 
     fn refuse(&mut self, _peer: Peer, _why: Refusal, out: &mut Vec<u8>) -> Conn {
@@ -119,7 +159,7 @@ impl Service for Mailbox {
 
     fn input(&mut self, c: &mut Conn, data: &[u8], out: &mut Vec<u8>) -> Next<()> {
         match c {
-            Conn::Active(s) => {
+            Conn::Active(s, _) => {
                 let step = s.input(data);
                 next(s, step, out)
             }
@@ -129,7 +169,7 @@ impl Service for Mailbox {
 
     fn notify(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<()> {
         match c {
-            Conn::Active(s) => {
+            Conn::Active(s, _) => {
                 let step = s.notify();
                 next(s, step, out)
             }
@@ -146,14 +186,14 @@ impl Service for Mailbox {
     }
 
     fn timed_out(&mut self, c: &mut Conn, out: &mut Vec<u8>) {
-        if let Conn::Active(s) = c {
+        if let Conn::Active(s, _) = c {
             s.timed_out();
             out.append(&mut s.out);
         }
     }
 
     fn stopping(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> bool {
-        if let Conn::Active(s) = c {
+        if let Conn::Active(s, _) = c {
             s.shutdown();
             out.append(&mut s.out);
         }
@@ -161,17 +201,18 @@ impl Service for Mailbox {
     }
 
     fn closed(&mut self, c: Conn, _lost: bool) {
-        if let Conn::Active(s) = c {
+        if let Conn::Active(s, key) = c {
             info!(
                 "imap({}): Disconnected: Logged out in={} out={}",
                 s.user, s.bytes_in, s.bytes_out
             );
-            // One byte: this session is over (the dispatcher's count).
-            if let Some(e) = self.ends.as_mut() {
-                if e.write_all(b"x").is_err() {
-                    self.ends = None;
+            if let Some(n) = self.per_user_ip.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_user_ip.remove(&key);
                 }
             }
+            self.session_ended();
         }
     }
 
@@ -215,9 +256,15 @@ pub fn main() {
         Ok(s) => s,
         Err(e) => common::fatal!("{e}"),
     };
+    let max_user_ip = match cfg.int("imapd_max_userip_connections") {
+        Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        Err(e) => common::config_fatal!("{e}"),
+    };
     let mut service = Mailbox {
         cfg: Arc::new(SessionConfig::standard(limits)),
         ends,
+        per_user_ip: HashMap::new(),
+        max_user_ip,
     };
     let mut counter = LocalCounter::default();
     if let Err(e) = server.run(
