@@ -157,6 +157,9 @@ pub struct LoginSession {
     tls: bool,
     failures: u32,
     bad_commands: u32,
+    /// The APPEND just refused (BAD before login): the reader's own refusal
+    /// of its message, if any, is not a second answer to the tag.
+    append_refused: Option<Tag>,
     log: Record,
     /// Responses to send.
     pub out: Vec<u8>,
@@ -173,6 +176,7 @@ impl LoginSession {
             state: State::Commands,
             failures: 0,
             bad_commands: 0,
+            append_refused: None,
             log: Record::new(),
             out: Vec::with_capacity(512),
         }
@@ -334,6 +338,11 @@ impl LoginSession {
         self.log.disconnect_line(self.waiting(), &self.peer())
     }
 
+    /// The `Login:` line after `Step::LoggedIn`, for tests.
+    pub fn login_line(&self, mpid: Option<u32>) -> Option<String> {
+        self.log.login_line(mpid, &self.peer())
+    }
+
     fn peer(&self) -> Peer {
         Peer {
             rip: self.conn.rip,
@@ -409,6 +418,7 @@ impl LoginSession {
     }
 
     fn event(&mut self, event: Event<'static>) -> Option<Step> {
+        let append_refused = self.append_refused.take();
         match event {
             Event::Command(cmd) => {
                 let tag = cmd.tag.clone();
@@ -431,12 +441,19 @@ impl LoginSession {
             // RFC 3501 6.3.11: APPEND needs the authenticated state.
             Event::AppendStart { tag, .. } => {
                 self.reader.reject_append();
+                self.append_refused = Some(tag.clone());
                 self.bad(&tag, "Please log in first.")
             }
             Event::AppendMessage { .. } => {
                 self.reader.reject_append();
                 None
             }
+            // One answer per command (RFC 3501 2.2.2): a message too big
+            // for the login limits was refused above already.
+            Event::Error {
+                error,
+                fatal: false,
+            } if append_refused.is_some() && error.tag == append_refused => None,
             Event::AppendData(_) | Event::AppendMessageEnd | Event::AppendEnd => None,
             Event::Error { error, fatal } => {
                 if fatal {
