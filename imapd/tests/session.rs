@@ -80,7 +80,7 @@ fn select_fetch_store_search_expunge() {
     let r = say(&mut s, "a6 STORE 2 +FLAGS (\\Deleted $Junk)\r\n");
     assert_eq!(
         r,
-        "* 2 FETCH (FLAGS (\\Deleted \\Recent $Junk))\r\na6 OK Store completed.\r\n"
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk)\r\n* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk \\*)] Flags permitted.\r\n* 2 FETCH (FLAGS (\\Deleted \\Recent $Junk))\r\na6 OK Store completed.\r\n"
     );
     let r = say(&mut s, "a7 UID SEARCH DELETED\r\n");
     assert_eq!(r, "* SEARCH 2\r\na7 OK Search completed.\r\n");

@@ -110,6 +110,10 @@ pub fn end(s: &mut Session) {
         st.write(&mut s.out);
         return;
     }
+    // Dovecot's cmd-append.c: an empty message is refused, none stored.
+    if a.received.iter().any(|(data, _, _)| data.is_empty()) {
+        return s.no(&a.tag, None, "Can't save a zero byte message.");
+    }
     let mut folder = match s.store.folder(&a.mailbox, mailstore::Access::ReadWrite) {
         Ok(f) => f,
         Err(e) => return s.store_error(&a.tag, &e),
@@ -150,15 +154,15 @@ pub fn end(s: &mut Session) {
                 uid_validity: folder.uid_validity(),
                 uids,
             };
-            s.ok_code(&a.tag, code, "Append completed.");
-            // A message appended to the selected folder shows up at once.
+            // A message appended to the selected folder shows up at once,
+            // its EXISTS before the tagged OK (RFC 3501 6.3.11, as Dovecot).
             if s.selected
                 .as_ref()
                 .is_some_and(|v| v.folder.name() == a.mailbox)
             {
                 s.sync_report(crate::session::view::Report::All);
-                // The EXISTS belongs before the tagged OK: move it there.
             }
+            s.ok_code(&a.tag, code, "Append completed.");
         }
         Err(e) => s.store_error(&a.tag, &e),
     }

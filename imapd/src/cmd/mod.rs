@@ -44,7 +44,14 @@ pub fn store_name(s: &Session, m: &Mailbox) -> Result<String, String> {
     }
     let name = name.replace(SEPARATOR, &mailstore::names::SEPARATOR.to_string());
     mailstore::names::validate(&name).map_err(|e| match e {
-        mailstore::StoreError::BadName { why, .. } => format!("Invalid mailbox name: {why}"),
+        // The store's reasons name its separator; the client's is ours.
+        mailstore::StoreError::BadName { why, .. } => format!(
+            "Invalid mailbox name: {}",
+            why.replace(
+                &format!("'{}'", mailstore::names::SEPARATOR),
+                &format!("'{SEPARATOR}'")
+            )
+        ),
         other => other.to_string(),
     })
 }

@@ -27,6 +27,27 @@ use crate::session::Session;
 /// The flags the SELECT response lists (Dovecot's).
 const FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
+/// `* FLAGS` and `* OK [PERMANENTFLAGS]` with the folder's keywords, as
+/// Dovecot lists them (RFC 3501 7.2.6: at SELECT, and again when a STORE
+/// makes a new keyword).
+pub fn write_flags(folder: &mut mailstore::Folder, read_only: bool, out: &mut Vec<u8>) {
+    let mut flags = FLAGS.to_string();
+    if let Ok(k) = folder.keywords() {
+        for (_, name) in k.iter() {
+            flags.push(' ');
+            flags.push_str(name);
+        }
+    }
+    out.extend_from_slice(format!("* FLAGS ({flags})\r\n").as_bytes());
+    if read_only {
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+    } else {
+        out.extend_from_slice(
+            format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.\r\n").as_bytes(),
+        );
+    }
+}
+
 pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, read_only: bool) {
     // RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected; a
     // selected one is closed first (without expunging).
@@ -70,15 +91,8 @@ pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, re
         Err(e) => return s.store_error(tag, &e),
     };
     let out = &mut s.out;
+    write_flags(&mut view.folder, read_only, out);
     let f = &view.folder;
-    out.extend_from_slice(format!("* FLAGS ({FLAGS})\r\n").as_bytes());
-    if read_only {
-        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
-    } else {
-        out.extend_from_slice(
-            format!("* OK [PERMANENTFLAGS ({FLAGS} \\*)] Flags permitted.\r\n").as_bytes(),
-        );
-    }
     out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
     if !s.enabled.imap4rev2 {
         out.extend_from_slice(format!("* {} RECENT\r\n", f.recent().len()).as_bytes());

@@ -116,10 +116,16 @@ pub fn store(
             keywords: nk.into_iter().collect(),
         });
     }
+    let keyword_count = |f: &mut mailstore::Folder| f.keywords().map_or(0, |k| k.iter().count());
+    let keywords_before = keyword_count(&mut view.folder);
     let modified = match view.folder.store_flags(&updates, unchanged_since) {
         Ok(m) => m,
         Err(e) => return s.store_error(tag, &e),
     };
+    // RFC 3501 7.2.6: a new keyword changes the mailbox's flags.
+    if keyword_count(&mut view.folder) > keywords_before {
+        super::select::write_flags(&mut view.folder, false, &mut s.out);
+    }
     // RFC 3501 6.4.6: the new flags of every message named (not only the
     // changed ones), unless .SILENT. RFC 7162 3.1.3: MODSEQ in each once
     // CONDSTORE is on; with .SILENT, a FETCH of the MODSEQ alone for each
