@@ -802,7 +802,7 @@ fn login_transcripts() {
 
 #[test]
 fn session_transcripts() {
-    run_dir("session", 12);
+    run_dir("session", 13);
 }
 
 /// The runner refuses what it does not understand instead of running the
