@@ -452,6 +452,15 @@ impl SessionRun {
     }
 }
 
+/// The temp directory goes with the run.
+impl Drop for SessionRun {
+    fn drop(&mut self) {
+        if let Some(dir) = self.maildir.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl Driver for SessionRun {
     fn feed(&mut self, piece: &[u8], bytewise: bool) {
         use posthorn_imapd::session::Step;
@@ -569,7 +578,16 @@ fn session_run(lines: &[&str]) -> Result<(SessionRun, usize), SetupError> {
             _ => return Ok(false),
         }
         Ok(true)
-    })?;
+    });
+    let first = match first {
+        Ok(f) => f,
+        Err(e) => {
+            if let Some(dir) = root.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(e);
+        }
+    };
     let (s, step) = Session::start(Arc::new(cfg), user, store, tag.as_deref(), &leftover);
     let mut run = SessionRun {
         s,
