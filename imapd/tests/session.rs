@@ -170,3 +170,22 @@ fn idle_reports_new_mail() {
     let r = say(&mut s, "DONE\r\n");
     assert_eq!(r, "a2 OK Idle completed.\r\n");
 }
+
+/// Regression: an APPEND to the selected mailbox gave its EXISTS after the
+/// tagged OK (found by tests/suite/imap.rs); RFC 3501 6.3.11 wants the
+/// client told at once, so a client acting on the OK knows the new count.
+#[test]
+fn append_to_the_selected_mailbox_reports_exists_before_ok() {
+    let md = maildir("append-selected");
+    let mut s = session(&md);
+    say(&mut s, "a1 SELECT INBOX\r\n");
+    let r = say(&mut s, "a2 APPEND INBOX {6+}\r\nx: y\r\n\r\n");
+    assert!(
+        r.starts_with("* 1 EXISTS\r\n* 1 RECENT\r\na2 OK [APPENDUID "),
+        "{r}"
+    );
+    assert!(r.ends_with(" 1] Append completed.\r\n"), "{r}");
+    // Appending elsewhere reports nothing about the selected mailbox.
+    let r = say(&mut s, "a3 APPEND Sent {6+}\r\nx: y\r\n\r\n");
+    assert!(r.starts_with("a3 OK [APPENDUID "), "{r}");
+}
