@@ -189,3 +189,22 @@ fn append_to_the_selected_mailbox_reports_exists_before_ok() {
     let r = say(&mut s, "a3 APPEND Sent {6+}\r\nx: y\r\n\r\n");
     assert!(r.starts_with("a3 OK [APPENDUID "), "{r}");
 }
+
+/// Regression: the messages SELECT reported \Recent were not the session's
+/// own, so SEARCH RECENT missed them and the RECENT after new mail counted
+/// only the new ones (found by tests/suite/imap.rs): RFC 3501 7.3.2, RECENT
+/// is the number of messages with \Recent.
+#[test]
+fn recent_counts_include_the_messages_select_reported() {
+    let md = maildir("recent");
+    let mut s = session(&md);
+    deliver(&md, "1700000000.M1P1.host", MSG);
+    deliver(&md, "1700000001.M2P1.host", MSG);
+    let r = say(&mut s, "a1 SELECT INBOX\r\n");
+    assert!(r.contains("* 2 RECENT\r\n"), "{r}");
+    let r = say(&mut s, "a2 SEARCH RECENT\r\n");
+    assert_eq!(r, "* SEARCH 1 2\r\na2 OK Search completed.\r\n");
+    deliver(&md, "1700000002.M3P1.host", MSG);
+    let r = say(&mut s, "a3 NOOP\r\n");
+    assert_eq!(r, "* 3 EXISTS\r\n* 3 RECENT\r\na3 OK NOOP completed.\r\n");
+}

@@ -53,13 +53,16 @@ impl View {
         // What the open sync found is what SELECT reports: nothing pending.
         folder.sync()?;
         let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
+        // The \Recent messages SELECT reports are this session's too (RFC
+        // 3501 2.3.2): later RECENT counts and SEARCH RECENT include them.
+        let recent = folder.recent().into_iter().collect();
         Ok(View {
             folder,
             read_only,
             uids,
             gone: HashSet::new(),
             flags: HashSet::new(),
-            recent: HashSet::new(),
+            recent,
         })
     }
 
