@@ -325,3 +325,180 @@ fn imaplib_over_starttls_and_imaps_reads_mail_byte_exact() {
         "{log}"
     );
 }
+
+/// The untagged OK lines of a SELECT: (UIDVALIDITY, UIDNEXT).
+fn select_codes(r: &[String]) -> (u32, u32) {
+    let v = r
+        .iter()
+        .find(|l| l.contains("[UIDVALIDITY "))
+        .expect("UIDVALIDITY");
+    let n = r.iter().find(|l| l.contains("[UIDNEXT ")).expect("UIDNEXT");
+    (number(v, "UIDVALIDITY"), number(n, "UIDNEXT"))
+}
+
+const FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// A message APPEND must keep byte for byte: 8-bit header, a lone dot,
+/// no line end after the last line.
+const APPENDED: &[u8] =
+    b"Subject: appended\r\nX-Bytes: \xc3\xa4 8-bit\r\n\r\n.\r\nbody\r\nlast line without newline";
+
+#[test]
+fn append_copy_move_expunge_close_and_unselect() {
+    let s = Suite::start("imap-append", &[], &[]);
+    let files = deliver(&s, USER, &messages()[..2]);
+    let mut c = Imap::login(imap_port(&s), USER, PASS);
+    assert_eq!(c.cmd("c1 CREATE Folder"), ["c1 OK Create completed."]);
+    let r = c.cmd("c2 STATUS Folder (MESSAGES UIDNEXT UIDVALIDITY)");
+    let w = number(&r[0], "UIDVALIDITY");
+    assert_eq!(
+        r,
+        [
+            format!("* STATUS \"Folder\" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY {w})"),
+            "c2 OK Status completed.".into()
+        ]
+    );
+    let r = c.cmd("s1 SELECT INBOX");
+    let (v, _) = select_codes(&r);
+    assert_eq!(
+        r,
+        [
+            format!("* FLAGS ({FLAGS})"),
+            format!("* OK [PERMANENTFLAGS ({FLAGS} \\*)] Flags permitted."),
+            "* 2 EXISTS".into(),
+            "* 2 RECENT".into(),
+            "* OK [UNSEEN 1] First unseen.".into(),
+            format!("* OK [UIDVALIDITY {v}] UIDs valid"),
+            "* OK [UIDNEXT 3] Predicted next UID".into(),
+            "s1 OK [READ-WRITE] Select completed.".into(),
+        ]
+    );
+    assert_ne!(v, w, "two mailboxes, two UIDVALIDITYs");
+    // APPEND to the selected mailbox, synchronizing literal: flags,
+    // keyword and date kept, the message byte for byte, EXISTS at once.
+    c.send(&format!(
+        "a1 APPEND INBOX (\\Seen \\Flagged $Label1) \"01-Jan-2020 12:34:56 +0200\" {{{}}}",
+        APPENDED.len()
+    ));
+    assert_eq!(c.line(), "+ OK");
+    c.raw(APPENDED);
+    c.raw(b"\r\n");
+    assert_eq!(
+        c.until_tagged("a1")
+            .iter()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect::<Vec<_>>(),
+        [
+            "* 3 EXISTS".to_string(),
+            "* 3 RECENT".into(),
+            format!("a1 OK [APPENDUID {v} 3] Append completed.")
+        ]
+    );
+    c.send("f1 FETCH 3 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])");
+    let r = c.until_tagged("f1");
+    let mut want = format!(
+        "* 3 FETCH (UID 3 FLAGS (\\Flagged \\Seen \\Recent $Label1) INTERNALDATE \" 1-Jan-2020 10:34:56 +0000\" RFC822.SIZE {0} BODY[] {{{0}}}\r\n",
+        APPENDED.len()
+    )
+    .into_bytes();
+    want.extend_from_slice(APPENDED);
+    want.push(b')');
+    assert_eq!(
+        String::from_utf8_lossy(&r[0]),
+        String::from_utf8_lossy(&want)
+    );
+    assert_eq!(r[0], want, "APPEND kept every byte");
+    assert_eq!(r[1], b"f1 OK Fetch completed.");
+    // APPEND elsewhere with a non-synchronizing literal (LITERAL+).
+    c.raw(format!("a2 APPEND Folder {{{}+}}\r\n", APPENDED.len()).as_bytes());
+    c.raw(APPENDED);
+    c.raw(b"\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&c.until_tagged("a2")[0]),
+        format!("a2 OK [APPENDUID {w} 1] Append completed.")
+    );
+    // COPY: COPYUID with the source and destination UIDs.
+    assert_eq!(
+        c.cmd("k1 COPY 1:2 Folder"),
+        [format!("k1 OK [COPYUID {w} 1:2 2:3] Copy completed.")]
+    );
+    // MOVE (RFC 6851 4.3): COPYUID untagged, then the EXPUNGE.
+    assert_eq!(
+        c.cmd("m1 UID MOVE 3 Folder"),
+        [
+            format!("* OK [COPYUID {w} 3 4] Moved UIDs."),
+            "* 3 EXPUNGE".into(),
+            "m1 OK Move completed.".into()
+        ]
+    );
+    // UID EXPUNGE takes only the named \Deleted message; EXPUNGE the rest.
+    assert_eq!(
+        c.cmd("d1 STORE 1:2 +FLAGS.SILENT (\\Deleted)"),
+        ["d1 OK Store completed."]
+    );
+    assert_eq!(
+        c.cmd("e1 UID EXPUNGE 2"),
+        ["* 2 EXPUNGE", "e1 OK Expunge completed."]
+    );
+    assert_eq!(
+        c.cmd("e2 UID FETCH 1:* (FLAGS)"),
+        [
+            "* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))",
+            "e2 OK Fetch completed."
+        ]
+    );
+    assert_eq!(
+        c.cmd("e3 EXPUNGE"),
+        ["* 1 EXPUNGE", "e3 OK Expunge completed."]
+    );
+    assert_eq!(
+        c.cmd("e4 STATUS INBOX (MESSAGES UIDNEXT)"),
+        [
+            "* STATUS \"INBOX\" (MESSAGES 0 UIDNEXT 4)",
+            "e4 OK Status completed."
+        ]
+    );
+    // Folder: the appended message (1), the copies (2, 3), the moved one (4).
+    let r = c.cmd("x1 SELECT Folder");
+    assert_eq!(select_codes(&r), (w, 5));
+    c.send("x2 UID FETCH 1:* (BODY.PEEK[])");
+    let r = c.until_tagged("x2");
+    assert_eq!(r.len(), 5, "four messages and OK");
+    let bodies: Vec<Vec<u8>> = r[..4].iter().map(|r| fetched(r, "BODY[]")).collect();
+    assert_eq!(bodies[0], APPENDED);
+    assert!(bodies[1] == crlf(&files[0]), "COPY kept UID 1's bytes");
+    assert!(bodies[2] == crlf(&files[1]), "COPY kept UID 2's bytes");
+    assert_eq!(bodies[3], APPENDED, "MOVE kept the bytes");
+    // UNSELECT leaves \Deleted messages; CLOSE expunges them silently.
+    assert_eq!(
+        c.cmd("x3 STORE 1 +FLAGS.SILENT (\\Deleted)"),
+        ["x3 OK Store completed."]
+    );
+    assert_eq!(c.cmd("x4 UNSELECT"), ["x4 OK Unselect completed."]);
+    assert_eq!(
+        c.cmd("x5 STATUS Folder (MESSAGES)"),
+        [
+            "* STATUS \"Folder\" (MESSAGES 4)",
+            "x5 OK Status completed."
+        ]
+    );
+    let r = c.cmd("x6 SELECT Folder");
+    assert!(r.contains(&"* 4 EXISTS".to_string()), "{r:?}");
+    assert_eq!(
+        c.cmd("x7 STORE 2 +FLAGS.SILENT (\\Deleted)"),
+        ["x7 OK Store completed."]
+    );
+    assert_eq!(c.cmd("x8 CLOSE"), ["x8 OK Close completed."]);
+    assert_eq!(
+        c.cmd("x9 STATUS Folder (MESSAGES UIDNEXT)"),
+        [
+            "* STATUS \"Folder\" (MESSAGES 2 UIDNEXT 5)",
+            "x9 OK Status completed."
+        ]
+    );
+    // After CLOSE no mailbox is selected.
+    assert_eq!(c.cmd("y1 FETCH 1 FLAGS"), ["y1 BAD No mailbox selected."]);
+    let r = c.cmd("y2 LOGOUT");
+    assert_eq!(r, ["* BYE Logging out", "y2 OK Logout completed."]);
+    assert!(c.eof());
+}
