@@ -502,3 +502,200 @@ fn append_copy_move_expunge_close_and_unselect() {
     assert_eq!(r, ["* BYE Logging out", "y2 OK Logout completed."]);
     assert!(c.eof());
 }
+
+#[test]
+fn idle_is_woken_by_a_delivery_at_once() {
+    let s = Suite::start("imap-idle", &[], &[]);
+    let mut c = Imap::login(imap_port(&s), USER, PASS);
+    let r = c.cmd("s1 SELECT INBOX");
+    assert!(r.contains(&"* 0 EXISTS".to_string()), "{r:?}");
+    let mut smtp = Smtp::connect(s.port);
+    smtp.cmd("EHLO idle.example.org", 250);
+    for n in 1..=2 {
+        c.send(&format!("i{n} IDLE"));
+        assert_eq!(c.line(), "+ idling");
+        smtp.mail(
+            "sender@example.org",
+            &[USER],
+            format!("Subject: wake up {n}\r\n\r\nnow\r\n").as_bytes(),
+        );
+        // Measured from the end of the SMTP transaction, so the time
+        // includes queueing and delivery: a poll interval would show.
+        let t = Instant::now();
+        assert_eq!(c.line(), format!("* {n} EXISTS"));
+        let waited = t.elapsed();
+        eprintln!("IDLE {n}: EXISTS {waited:?} after the SMTP reply");
+        assert!(
+            waited < Duration::from_secs(2),
+            "IDLE heard of the delivery after {waited:?}"
+        );
+        assert_eq!(c.line(), format!("* {n} RECENT"));
+        c.send("DONE");
+        assert_eq!(c.line(), format!("i{n} OK Idle completed."));
+    }
+    smtp.cmd("QUIT", 221);
+    // Anything but DONE ends IDLE with BAD.
+    c.send("i3 IDLE");
+    assert_eq!(c.line(), "+ idling");
+    c.send("NOOP");
+    assert_eq!(c.line(), "i3 BAD Expected DONE.");
+    assert_eq!(c.cmd("i4 NOOP"), ["i4 OK NOOP completed."]);
+}
+
+#[test]
+fn two_sessions_see_each_others_flags_and_expunges() {
+    let s = Suite::start("imap-two", &[], &[]);
+    deliver(&s, USER, &messages());
+    let mut a = Imap::login(imap_port(&s), USER, PASS);
+    let mut b = Imap::login(imap_port(&s), USER, PASS);
+    let ra = a.cmd("a1 SELECT INBOX");
+    let rb = b.cmd("b1 SELECT INBOX");
+    assert_eq!(select_codes(&ra), select_codes(&rb));
+    // \Recent went to the session that selected first (RFC 3501 2.3.2).
+    assert!(ra.contains(&"* 3 RECENT".to_string()), "{ra:?}");
+    assert!(rb.contains(&"* 0 RECENT".to_string()), "{rb:?}");
+    assert_eq!(
+        a.cmd("a2 STORE 1 +FLAGS (\\Flagged)"),
+        [
+            "* 1 FETCH (FLAGS (\\Flagged \\Recent))",
+            "a2 OK Store completed."
+        ]
+    );
+    assert_eq!(
+        b.cmd("b2 NOOP"),
+        [
+            "* 1 FETCH (UID 1 FLAGS (\\Flagged))",
+            "b2 OK NOOP completed."
+        ]
+    );
+    // B marks 2 deleted and expunges; A hears of both at its NOOP.
+    assert_eq!(
+        b.cmd("b3 STORE 2 +FLAGS.SILENT (\\Deleted)"),
+        ["b3 OK Store completed."]
+    );
+    assert_eq!(
+        b.cmd("b4 EXPUNGE"),
+        ["* 2 EXPUNGE", "b4 OK Expunge completed."]
+    );
+    let r = a.cmd("a3 NOOP");
+    assert_eq!(r.first().map(String::as_str), Some("* 2 EXPUNGE"), "{r:?}");
+    assert_eq!(r.last().map(String::as_str), Some("a3 OK NOOP completed."));
+    assert!(r.len() <= 3, "{r:?}");
+    // Both now agree: UIDs 1 and 3, 1 flagged.
+    for (c, t) in [(&mut a, "a4"), (&mut b, "b5")] {
+        let r = c.cmd(&format!("{t} FETCH 1:* (UID FLAGS)"));
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert!(
+            r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Flagged"),
+            "{r:?}"
+        );
+        assert!(r[1].starts_with("* 2 FETCH (UID 3 FLAGS ("), "{r:?}");
+    }
+    // An expunge is not told during FETCH by sequence number (RFC 3501
+    // 7.4.1): it waits for a command that may tell it.
+    assert_eq!(
+        a.cmd("a5 STORE 2 +FLAGS.SILENT (\\Deleted)"),
+        ["a5 OK Store completed."]
+    );
+    assert_eq!(
+        a.cmd("a6 EXPUNGE"),
+        ["* 2 EXPUNGE", "a6 OK Expunge completed."]
+    );
+    let r = b.cmd("b6 FETCH 2 (UID)");
+    assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+    let r = b.cmd("b7 NOOP");
+    assert_eq!(r.first().map(String::as_str), Some("* 2 EXPUNGE"), "{r:?}");
+    assert_eq!(
+        b.cmd("b8 UID SEARCH ALL"),
+        ["* SEARCH 1", "b8 OK Search completed."]
+    );
+}
+
+#[test]
+fn uidvalidity_and_uids_survive_a_restart() {
+    let mut s = Suite::start("imap-restart", &[], &[]);
+    deliver(&s, USER, &messages());
+    let mut c = Imap::login(imap_port(&s), USER, PASS);
+    assert_eq!(c.cmd("c1 CREATE Keep"), ["c1 OK Create completed."]);
+    c.raw(b"c2 APPEND Keep {6+}\r\nx: y\r\n\r\n");
+    let r = c.until_tagged("c2");
+    let keep = String::from_utf8_lossy(&r[0]).into_owned();
+    assert!(keep.ends_with(" 1] Append completed."), "{keep}");
+    let r = c.cmd("c3 SELECT INBOX");
+    let (v, next) = select_codes(&r);
+    assert_eq!(next, 4);
+    // Expunge UID 3: its UID must not come back for the next message.
+    c.cmd("c4 UID STORE 3 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(
+        c.cmd("c5 EXPUNGE"),
+        ["* 3 EXPUNGE", "c5 OK Expunge completed."]
+    );
+    let before = c.cmd("c6 UID FETCH 1:* (UID RFC822.SIZE)");
+    c.cmd("c7 LOGOUT");
+    s.stop();
+    s.spawn(&[], &[]);
+    let mut c = Imap::login(imap_port(&s), USER, PASS);
+    let r = c.cmd("d1 SELECT INBOX");
+    assert_eq!(select_codes(&r), (v, 4), "UIDVALIDITY and UIDNEXT kept");
+    let after = c.cmd("d2 UID FETCH 1:* (UID RFC822.SIZE)");
+    assert_eq!(
+        before[..before.len() - 1],
+        after[..after.len() - 1],
+        "UIDs after a restart"
+    );
+    let r = c.cmd("d3 STATUS Keep (UIDVALIDITY UIDNEXT MESSAGES)");
+    assert_eq!(
+        r[0],
+        format!(
+            "* STATUS \"Keep\" (UIDVALIDITY {} UIDNEXT 2 MESSAGES 1)",
+            number(&keep, "APPENDUID")
+        )
+    );
+    // New mail after the restart gets the next UID, not the expunged one.
+    deliver(&s, USER, &messages()[1..2]);
+    let r = c.cmd("d4 NOOP");
+    assert_eq!(r[0], "* 3 EXISTS", "{r:?}");
+    assert_eq!(
+        c.cmd("d5 FETCH 3 (UID)"),
+        ["* 3 FETCH (UID 4)", "d5 OK Fetch completed."]
+    );
+}
+
+#[test]
+fn huge_literals_are_refused_before_the_continuation() {
+    let s = Suite::start("imap-literal", &[], &[]);
+    let (mut c, _) = Imap::connect(imap_port(&s));
+    // Before login: a synchronizing literal past the bound is refused at
+    // once, no "+", and the connection goes on.
+    c.send("a1 LOGIN {99999999}");
+    assert_eq!(c.line(), "a1 BAD [TOOBIG] Literal too big.");
+    assert_eq!(c.cmd("a2 NOOP"), ["a2 OK NOOP completed."]);
+    // A literal within bounds gets "+ OK" and works.
+    c.send(&format!("a3 LOGIN {{{}}}", USER.len()));
+    assert_eq!(c.line(), "+ OK");
+    c.send(&format!("{USER} {PASS}"));
+    let r = c.until_tagged("a3");
+    assert!(
+        String::from_utf8_lossy(&r[0]).starts_with("a3 OK [CAPABILITY IMAP4rev1 "),
+        "{r:?}"
+    );
+    // After login: APPEND past APPENDLIMIT is refused before "+".
+    c.send("b1 APPEND INBOX {999999999}");
+    assert_eq!(c.line(), "b1 NO [TOOBIG] Message too big.");
+    c.send("b2 APPEND INBOX (\\Seen) {67108865}");
+    assert_eq!(c.line(), "b2 NO [TOOBIG] Message too big.");
+    assert_eq!(c.cmd("b3 NOOP"), ["b3 OK NOOP completed."]);
+    assert_eq!(
+        c.cmd("b4 STATUS INBOX (MESSAGES)"),
+        ["* STATUS \"INBOX\" (MESSAGES 0)", "b4 OK Status completed."]
+    );
+    // A non-synchronizing one cannot be refused before it is sent: the
+    // server says BYE and closes rather than read it.
+    c.send("b5 APPEND INBOX {999999999+}");
+    assert_eq!(c.line(), "* BYE [TOOBIG] Message too big.");
+    assert!(c.eof());
+    let (mut c, _) = Imap::connect(imap_port(&s));
+    c.send("a1 LOGIN {99999999+}");
+    assert_eq!(c.line(), "* BYE [TOOBIG] Literal too big.");
+    assert!(c.eof());
+}
