@@ -699,3 +699,163 @@ fn huge_literals_are_refused_before_the_continuation() {
     assert_eq!(c.line(), "* BYE [TOOBIG] Literal too big.");
     assert!(c.eof());
 }
+
+/// Every directory under `dir`, relative to it.
+fn dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.push(e.path().strip_prefix(dir).unwrap().to_path_buf());
+                todo.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn mailbox_names_stay_inside_the_users_own_mail() {
+    let s = Suite::start(
+        "imap-names",
+        &["other@example.test:secret"],
+        &["auth_failure_delay=1s"],
+    );
+    deliver(
+        &s,
+        OTHER,
+        &[b"Subject: for other only\r\n\r\nsecret text\r\n".to_vec()],
+    );
+    let mail = s.dir.join("mail");
+    let before = dirs(&mail);
+    let mut c = Imap::login(imap_port(&s), USER, PASS);
+    let sep = "NO Character not allowed in mailbox name: '/'";
+    let empty = "NO Invalid mailbox name: empty level (leading, trailing or double '/')";
+    let mut all = Vec::new();
+    for (cmd, want) in [
+        ("CREATE ../x", sep),
+        ("SELECT ../../etc", sep),
+        ("SELECT \"/etc\"", sep),
+        ("CREATE a/b", sep),
+        ("EXAMINE \"INBOX/../../other\"", sep),
+        ("STATUS ../other (MESSAGES)", sep),
+        ("RENAME Sent ../../x", sep),
+        ("DELETE ../other", sep),
+        ("APPEND ../../x {1+}\r\nx", sep),
+        // '.' is the hierarchy separator: ".." is an empty level.
+        ("CREATE ..", empty),
+        ("CREATE .hidden", empty),
+        ("SELECT foo..bar", empty),
+        ("CREATE \"INBOX..\"", empty),
+        // '/' and control characters smuggled in modified UTF-7.
+        ("CREATE &AC8-etc", "NO Mailbox name is not valid mUTF-7"),
+        (
+            "CREATE &AAE-x",
+            "NO Invalid mailbox name: control character",
+        ),
+        ("CREATE \"a\x7fb\"", "NO Mailbox name is not valid mUTF-7"),
+        ("SELECT \"\"", "NO Invalid mailbox name: empty"),
+        // Another user's names are just names in one's own mail.
+        ("SELECT ~other", "NO [NONEXISTENT] Mailbox doesn't exist."),
+        (
+            "STATUS ~other (MESSAGES)",
+            "NO [NONEXISTENT] Mailbox doesn't exist.",
+        ),
+        (
+            "SELECT \"~other@example.test\"",
+            "NO [NONEXISTENT] Mailbox doesn't exist.",
+        ),
+        ("SELECT other", "NO [NONEXISTENT] Mailbox doesn't exist."),
+        ("LIST \"~other\" \"*\"", "OK List completed."),
+        ("LIST \"\" \"../*\"", "OK List completed."),
+        ("LIST \"../\" \"*\"", "OK List completed."),
+        ("LIST \"\" \"~other*\"", "OK List completed."),
+    ] {
+        let r = c.cmd(&format!("t {cmd}"));
+        assert_eq!(r, [format!("t {want}")], "{cmd}");
+        all.extend(r);
+    }
+    // After UTF8=ACCEPT names are UTF-8: '/' is still refused.
+    assert_eq!(
+        c.cmd("u1 ENABLE UTF8=ACCEPT"),
+        ["* ENABLED UTF8=ACCEPT", "u1 OK Enabled."]
+    );
+    assert_eq!(c.cmd("u2 SELECT \"../x\""), [format!("u2 {sep}")]);
+    assert_eq!(c.cmd("u3 CREATE \"\u{e4}/x\""), [format!("u3 {sep}")]);
+    let r = c.cmd("u4 LIST \"\" *");
+    assert_eq!(
+        r,
+        [
+            "* LIST (\\HasNoChildren) \".\" \"INBOX\"",
+            "* LIST (\\HasNoChildren \\Archive) \".\" \"Archive\"",
+            "* LIST (\\HasNoChildren \\Drafts) \".\" \"Drafts\"",
+            "* LIST (\\HasNoChildren \\Junk) \".\" \"Junk\"",
+            "* LIST (\\HasNoChildren \\Sent) \".\" \"Sent\"",
+            "* LIST (\\HasNoChildren \\Trash) \".\" \"Trash\"",
+            "u4 OK List completed.",
+        ]
+    );
+    assert_eq!(
+        c.cmd("u5 STATUS INBOX (MESSAGES)"),
+        ["* STATUS \"INBOX\" (MESSAGES 0)", "u5 OK Status completed."]
+    );
+    all.extend(r);
+    assert!(!all.iter().any(|l| l.contains("for other only")), "{all:?}");
+    c.cmd("u6 LOGOUT");
+    assert_eq!(dirs(&mail), before, "no directory made or removed");
+    // Logging in as other: demo's password does not do, nor does PLAIN
+    // with other as the authorization identity and demo's credentials.
+    let plain =
+        |authz: &str, user: &str, pass: &str| base64(format!("{authz}\0{user}\0{pass}").as_bytes());
+    let (mut c, _) = Imap::connect(imap_port(&s));
+    let failed = "NO [AUTHENTICATIONFAILED] Authentication failed.";
+    assert_eq!(
+        c.cmd(&format!("p1 LOGIN {OTHER} {PASS}")),
+        [format!("p1 {failed}")]
+    );
+    assert_eq!(
+        c.cmd(&format!(
+            "p2 AUTHENTICATE PLAIN {}",
+            plain(OTHER, USER, PASS)
+        )),
+        [format!("p2 {failed}")]
+    );
+    // Other's own login sees its message, still unseen.
+    let (mut o, _) = Imap::connect(imap_port(&s));
+    let r = o.cmd(&format!(
+        "o0 AUTHENTICATE PLAIN {}",
+        plain("", OTHER, OTHER_PASS)
+    ));
+    assert!(r[0].starts_with("o0 OK [CAPABILITY IMAP4rev1 "), "{r:?}");
+    assert_eq!(
+        o.cmd("o1 STATUS INBOX (MESSAGES UNSEEN)"),
+        [
+            "* STATUS \"INBOX\" (MESSAGES 1 UNSEEN 1)",
+            "o1 OK Status completed."
+        ]
+    );
+}
+
+/// RFC 4648 base64, for SASL PLAIN.
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
