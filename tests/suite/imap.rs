@@ -859,3 +859,66 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn failed_logins_look_the_same_and_are_delayed() {
+    let s = Suite::start("imap-fail", &[], &["auth_failure_delay=1s"]);
+    let failed = "NO [AUTHENTICATIONFAILED] Authentication failed.";
+    for (n, cmd) in [
+        format!("LOGIN {USER} wrong"),
+        "LOGIN nobody@example.test demo".to_string(),
+        format!(
+            "AUTHENTICATE PLAIN {}",
+            base64(format!("\0{USER}\0wrong").as_bytes())
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (mut c, _) = Imap::connect(imap_port(&s));
+        let t = Instant::now();
+        let r = c.cmd(&format!("f{n} {cmd}"));
+        let waited = t.elapsed();
+        assert_eq!(r, [format!("f{n} {failed}")], "{cmd}");
+        assert!(
+            waited >= Duration::from_millis(900),
+            "{cmd}: answered after {waited:?}, before the failure delay"
+        );
+        assert_eq!(
+            c.cmd("z LOGOUT"),
+            ["* BYE Logging out", "z OK Logout completed."]
+        );
+        assert!(c.eof());
+    }
+    s.wait_log("(auth failed, 1 attempts in ");
+    let log = s.log();
+    assert!(
+        log.contains("posthorn/imap-login[")
+            && log.contains("user=<nobody@example.test>, method=PLAIN, rip=127.0.0.1"),
+        "{log}"
+    );
+    assert!(!log.contains("wrong"), "no password in the log:\n{log}");
+    if !harness::tool("fail2ban-regex") {
+        return;
+    }
+    let out = Command::new("fail2ban-regex")
+        .arg(s.dir.join("log"))
+        .arg(r"dovecot[_daemon=posthorn/\S+]")
+        .output()
+        .expect("fail2ban-regex runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let matched = text
+        .lines()
+        .find(|l| l.starts_with("Lines:"))
+        .and_then(|l| l.split(',').find(|p| p.contains("matched")))
+        .and_then(|p| {
+            p.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+        .unwrap_or(0);
+    assert!(
+        matched >= 3,
+        "fail2ban's dovecot filter matched {matched} lines:\n{text}\nlog:\n{log}"
+    );
+}
