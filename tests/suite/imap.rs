@@ -922,3 +922,63 @@ fn failed_logins_look_the_same_and_are_delayed() {
         "fail2ban's dovecot filter matched {matched} lines:\n{text}\nlog:\n{log}"
     );
 }
+
+/// Run curl as demo; (exit code, stdout).
+fn curl(s: &Suite, url: &str, extra: &[&str]) -> (Option<i32>, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert"])
+        .arg(ca(s))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    (out.status.code(), out.stdout)
+}
+
+#[test]
+fn curl_lists_and_fetches_over_imaps_and_starttls() {
+    if !harness::tool("curl") {
+        return;
+    }
+    let s = Suite::start("imap-curl", &[], &[]);
+    let files = deliver(&s, USER, &messages());
+    let login = format!("{USER}:{PASS}");
+    let base = format!("imaps://127.0.0.1:{}/", imaps_port(&s));
+    let (code, list) = curl(&s, &base, &["-u", &login]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&list),
+        "* LIST (\\HasNoChildren) \".\" \"INBOX\"\r\n\
+         * LIST (\\HasNoChildren \\Archive) \".\" \"Archive\"\r\n\
+         * LIST (\\HasNoChildren \\Drafts) \".\" \"Drafts\"\r\n\
+         * LIST (\\HasNoChildren \\Junk) \".\" \"Junk\"\r\n\
+         * LIST (\\HasNoChildren \\Sent) \".\" \"Sent\"\r\n\
+         * LIST (\\HasNoChildren \\Trash) \".\" \"Trash\"\r\n"
+    );
+    for (i, f) in files.iter().enumerate() {
+        let uid = i + 1;
+        let (code, got) = curl(&s, &format!("{base}INBOX;UID={uid}"), &["-u", &login]);
+        assert_eq!(code, Some(0), "UID {uid}");
+        assert!(
+            got == crlf(f),
+            "curl UID {uid}: {} bytes, the delivered file (CRLF) has {}",
+            got.len(),
+            crlf(f).len()
+        );
+    }
+    // STARTTLS on the plain port (imap:// with --ssl-reqd): a search.
+    let plain = format!("imap://127.0.0.1:{}/", imap_port(&s));
+    let (code, found) = curl(
+        &s,
+        &format!("{plain}INBOX?SUBJECT%20second"),
+        &["-u", &login, "--ssl-reqd"],
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(String::from_utf8_lossy(&found), "* SEARCH 2\r\n");
+    // A UID that is not there, and a wrong password: curl's own errors
+    // (78: remote file not found, 67: login denied).
+    let (code, _) = curl(&s, &format!("{base}INBOX;UID=99"), &["-u", &login]);
+    assert_eq!(code, Some(78));
+    let (code, _) = curl(&s, &base, &["-u", &format!("{USER}:wrong")]);
+    assert_eq!(code, Some(67));
+}
