@@ -982,3 +982,135 @@ fn curl_lists_and_fetches_over_imaps_and_starttls() {
     let (code, _) = curl(&s, &base, &["-u", &format!("{USER}:wrong")]);
     assert_eq!(code, Some(67));
 }
+
+/// Files in a local Maildir folder (new/ and cur/), by the UID mbsync put
+/// in their names (`,U=n`).
+fn synced(dir: &Path) -> Vec<(u32, Vec<u8>)> {
+    let mut v: Vec<(u32, Vec<u8>)> = ["new", "cur"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(dir.join(d)).unwrap().flatten())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let uid = name
+                .split(",U=")
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no UID in {name}"));
+            (uid, read(&e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A message without the `X-TUID:` header line mbsync adds.
+fn without_tuid(m: &[u8]) -> Vec<u8> {
+    let at = m
+        .windows(8)
+        .position(|w| w == b"X-TUID: ")
+        .filter(|&i| i == 0 || m[i - 1] == b'\n')
+        .unwrap_or_else(|| panic!("no X-TUID: in {}", String::from_utf8_lossy(m)));
+    let end = at + m[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    [&m[..at], &m[end..]].concat()
+}
+
+#[test]
+fn mbsync_syncs_a_folder_both_ways_byte_exact() {
+    if !harness::tool("mbsync") {
+        return;
+    }
+    let s = Suite::start("imap-mbsync", &[], &[]);
+    let files = deliver(&s, USER, &messages());
+    let mut c = Imap::login(imap_port(&s), USER, PASS);
+    assert_eq!(c.cmd("c1 CREATE Folder"), ["c1 OK Create completed."]);
+    c.raw(format!("c2 APPEND Folder (\\Seen) {{{}+}}\r\n", APPENDED.len()).as_bytes());
+    c.raw(APPENDED);
+    c.raw(b"\r\n");
+    c.until_tagged("c2");
+    let work = s.dir.join("mbsync");
+    let local = work.join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let run = |tls: &str, port: u16| {
+        let rc = work.join("mbsyncrc");
+        std::fs::write(
+            &rc,
+            format!(
+                "IMAPAccount posthorn\nHost localhost\nPort {port}\nUser {USER}\nPass {PASS}\n\
+                 SSLType {tls}\nCertificateFile {}\n\n\
+                 IMAPStore remote\nAccount posthorn\n\n\
+                 MaildirStore local\nPath {1}/\nInbox {1}/INBOX\nSubFolders Verbatim\n\n\
+                 Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Folder\nCreate Both\nSyncState *\n",
+                ca(&s).display(),
+                local.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new("mbsync")
+            .arg("-c")
+            .arg(&rc)
+            .arg("sync")
+            .env("HOME", &work)
+            .output()
+            .expect("mbsync runs");
+        assert!(
+            out.status.success(),
+            "mbsync ({tls}): {}{}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            s.log()
+        );
+    };
+    run("IMAPS", imaps_port(&s));
+    // The near side holds the server's messages with LF line ends, as on
+    // the server's disk, and the X-TUID: header mbsync adds to every
+    // message it carries over (to find it again); apart from that, byte
+    // for byte.
+    let inbox = synced(&local.join("INBOX"));
+    assert_eq!(inbox.len(), 3);
+    for ((uid, got), f) in inbox.iter().zip(&files) {
+        let got = without_tuid(got);
+        assert!(
+            got == *f,
+            "INBOX UID {uid}: {} bytes, not the delivered {}:\n{}",
+            got.len(),
+            f.len(),
+            String::from_utf8_lossy(&got[..got.len().min(400)])
+        );
+    }
+    let folder = synced(&local.join("Folder"));
+    assert_eq!(folder.len(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&without_tuid(&folder[0].1)),
+        String::from_utf8_lossy(&crlf_to_lf(APPENDED))
+    );
+    // A message written into the local Maildir (flagged and seen) reaches
+    // the server over STARTTLS.
+    let made = b"Subject: from mbsync\nFrom: near@example.org\n\nmade locally\n.\nend\n";
+    std::fs::write(local.join("Folder/cur/1700000000.local1.host:2,FS"), made).unwrap();
+    run("STARTTLS", imap_port(&s));
+    let r = c.cmd("x1 EXAMINE Folder");
+    assert!(r.contains(&"* 2 EXISTS".to_string()), "{r:?}");
+    c.send("x2 FETCH 2 (UID FLAGS BODY.PEEK[])");
+    let r = c.until_tagged("x2");
+    let line = String::from_utf8_lossy(&r[0]).into_owned();
+    assert!(
+        line.starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged \\Seen"),
+        "{line}"
+    );
+    // Apart from mbsync's X-TUID: header, the server has the local file
+    // byte for byte (CRLF on the wire).
+    let body = fetched(&r[0], "BODY[]");
+    assert_eq!(
+        String::from_utf8_lossy(&without_tuid(&body)),
+        String::from_utf8_lossy(&crlf(made))
+    );
+    // And the near side now knows it by that UID, its file unchanged.
+    let folder = synced(&local.join("Folder"));
+    assert_eq!(folder.len(), 2);
+    assert_eq!(folder[1], (2, made.to_vec()));
+    // A sync with nothing to do changes nothing.
+    run("IMAPS", imaps_port(&s));
+    assert_eq!(synced(&local.join("Folder")), folder);
+    assert_eq!(synced(&local.join("INBOX")), inbox);
+}
