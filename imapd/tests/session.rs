@@ -208,3 +208,51 @@ fn recent_counts_include_the_messages_select_reported() {
     let r = say(&mut s, "a3 NOOP\r\n");
     assert_eq!(r, "* 3 EXISTS\r\n* 3 RECENT\r\na3 OK NOOP completed.\r\n");
 }
+
+/// Regression (found by tests/suite/imap.rs): a message that arrived while
+/// two sessions had the mailbox selected was \Recent in both, and RECENT
+/// counted expunged messages (`* 2 EXISTS` with `* 4 RECENT`). RFC 3501
+/// 2.3.2: only the first session told has \Recent; 7.3.2: RECENT is the
+/// number of messages with it.
+#[test]
+fn recent_goes_to_one_session_and_forgets_expunged_messages() {
+    let md = maildir("recent-two");
+    let mut a = session(&md);
+    for i in 0..3 {
+        deliver(&md, &format!("170000000{i}.M{i}P1.host"), MSG);
+    }
+    let r = say(&mut a, "a1 SELECT INBOX\r\n");
+    assert!(r.contains("* 3 RECENT\r\n"), "{r}");
+    let store = Store::open_with(&md, Options::default()).unwrap();
+    let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+    let (mut b, _) = Session::start(cfg, "alice".into(), store, Some("b0"), b"");
+    let r = say(&mut b, "b1 SELECT INBOX\r\n");
+    assert!(r.contains("* 0 RECENT\r\n"), "{r}");
+    let r = say(
+        &mut a,
+        "a2 STORE 2:3 +FLAGS.SILENT (\\Deleted)\r\na3 EXPUNGE\r\n",
+    );
+    assert_eq!(
+        r,
+        "a2 OK Store completed.\r\n* 3 EXPUNGE\r\n* 2 EXPUNGE\r\na3 OK Expunge completed.\r\n"
+    );
+    deliver(&md, "1700000009.M9P1.host", MSG);
+    // B syncs first: the new message is B's \Recent.
+    let r = say(&mut b, "b2 NOOP\r\n");
+    assert_eq!(
+        r,
+        "* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 2 EXISTS\r\n* 1 RECENT\r\nb2 OK NOOP completed.\r\n"
+    );
+    let r = say(&mut a, "a4 NOOP\r\n");
+    assert_eq!(r, "* 2 EXISTS\r\n* 1 RECENT\r\na4 OK NOOP completed.\r\n");
+    let r = say(&mut a, "a5 FETCH 1:* FLAGS\r\n");
+    assert_eq!(
+        r,
+        "* 1 FETCH (FLAGS (\\Recent))\r\n* 2 FETCH (FLAGS ())\r\na5 OK Fetch completed.\r\n"
+    );
+    let r = say(&mut b, "b3 FETCH 2 FLAGS\r\n");
+    assert_eq!(
+        r,
+        "* 2 FETCH (FLAGS (\\Recent))\r\nb3 OK Fetch completed.\r\n"
+    );
+}

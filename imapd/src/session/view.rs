@@ -110,7 +110,11 @@ impl View {
             self.flags.insert(u);
         }
         for u in c.new {
-            self.recent.insert(u);
+            // \Recent only when this session took it (RFC 3501 2.3.2: the
+            // first session to be told; the store knows which that is).
+            if self.folder.message(u).is_some_and(|m| m.recent) {
+                self.recent.insert(u);
+            }
         }
     }
 
@@ -159,7 +163,8 @@ impl View {
         }
         if self.uids.len() != before {
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
-            let recent = self.recent.len();
+            // RFC 3501 7.3.2: the messages with \Recent, not the expunged.
+            let recent = self.uids.iter().filter(|u| self.recent.contains(u)).count();
             out.extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
         }
         if !self.flags.is_empty() {
