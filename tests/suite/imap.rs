@@ -609,6 +609,26 @@ fn two_sessions_see_each_others_flags_and_expunges() {
         b.cmd("b8 UID SEARCH ALL"),
         ["* SEARCH 1", "b8 OK Search completed."]
     );
+    // In IDLE, A hears of B's flag change and expunge as they happen.
+    deliver(&s, USER, &messages()[1..2]);
+    // B looked first: \Recent is B's. A's RECENT counts the message it
+    // still has from its SELECT (UID 1), not the expunged ones.
+    assert_eq!(
+        b.cmd("b9 NOOP"),
+        ["* 2 EXISTS", "* 1 RECENT", "b9 OK NOOP completed."]
+    );
+    assert_eq!(
+        a.cmd("a7 NOOP"),
+        ["* 2 EXISTS", "* 1 RECENT", "a7 OK NOOP completed."]
+    );
+    a.send("a8 IDLE");
+    assert_eq!(a.line(), "+ idling");
+    b.cmd("c1 STORE 2 +FLAGS (\\Deleted)");
+    assert_eq!(a.line(), "* 2 FETCH (UID 4 FLAGS (\\Deleted))");
+    b.cmd("c2 EXPUNGE");
+    assert_eq!(a.line(), "* 2 EXPUNGE");
+    a.send("DONE");
+    assert_eq!(a.line(), "a8 OK Idle completed.");
 }
 
 #[test]
@@ -1113,4 +1133,34 @@ fn mbsync_syncs_a_folder_both_ways_byte_exact() {
     run("IMAPS", imaps_port(&s));
     assert_eq!(synced(&local.join("Folder")), folder);
     assert_eq!(synced(&local.join("INBOX")), inbox);
+}
+
+#[test]
+fn a_command_pipelined_after_starttls_is_not_executed() {
+    let s = Suite::start("imap-stls", &[], &[]);
+    let out = Command::new("python3")
+        .arg(client("imap_starttls_injection.py"))
+        .arg(imap_port(&s).to_string())
+        .arg(ca(&s))
+        .args([USER, PASS])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            "STARTTLS a OK Begin TLS negotiation now.",
+            "AFTER c OK NOOP completed.",
+            "AFTER d BAD Please log in first.",
+            "AFTER * BYE Logging out",
+            "AFTER e OK Logout completed.",
+        ],
+        "the injected LOGIN was executed"
+    );
 }
