@@ -259,6 +259,7 @@ fn imaplib_over_starttls_and_imaps_reads_mail_byte_exact() {
     let s = Suite::start("imap-imaplib", &[], &[]);
     let sent = messages();
     let files = deliver(&s, USER, &sent);
+    // The trace headers are the only difference from what was sent.
     for (f, m) in files.iter().zip(&sent) {
         assert_eq!(strip_trace(f), crlf_to_lf(m).as_slice());
     }
@@ -316,7 +317,6 @@ fn imaplib_over_starttls_and_imaps_reads_mail_byte_exact() {
         uids.push(msgs.iter().map(|m| m[0].clone()).collect::<Vec<_>>());
         assert_eq!(uids.last().unwrap(), &["1", "2", "3"]);
     }
-    // The trace headers are the only difference from what was sent.
     let log = s.log();
     assert!(
         log.contains(&format!(
