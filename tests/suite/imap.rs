@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{self, crlf_to_lf, read, strip_trace, Smtp, Suite};
@@ -533,13 +533,52 @@ fn idle_is_woken_by_a_delivery_at_once() {
         c.send("DONE");
         assert_eq!(c.line(), format!("i{n} OK Idle completed."));
     }
+    // The same over IMAPS, where the login process relays the TLS.
+    let mut py = Command::new("python3")
+        .arg(client("imap_idle.py"))
+        .arg(imaps_port(&s).to_string())
+        .arg(ca(&s))
+        .args([USER, PASS])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut out = BufReader::new(py.stdout.take().unwrap());
+    let mut l = String::new();
+    out.read_line(&mut l).unwrap();
+    assert_eq!(l, "READY + idling\n");
+    smtp.mail(
+        "sender@example.org",
+        &[USER],
+        b"Subject: wake up over TLS\r\n\r\nnow\r\n",
+    );
+    let t = Instant::now();
+    l.clear();
+    out.read_line(&mut l).unwrap();
+    let waited = t.elapsed();
+    eprintln!("IDLE over IMAPS: EXISTS {waited:?} after the SMTP reply");
+    assert_eq!(l, "LINE * 3 EXISTS\n");
+    assert!(
+        waited < Duration::from_secs(2),
+        "IDLE over IMAPS heard of the delivery after {waited:?}"
+    );
+    py.stdin.as_mut().unwrap().write_all(b"done\n").unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "LINE * 1 RECENT\nDONE c OK Idle completed.\n");
+    assert!(py.wait().unwrap().success());
+    // The plain session hears of it at its next command.
+    assert_eq!(
+        c.cmd("i5 NOOP"),
+        ["* 3 EXISTS", "* 2 RECENT", "i5 OK NOOP completed."]
+    );
     smtp.cmd("QUIT", 221);
     // Anything but DONE ends IDLE with BAD.
-    c.send("i3 IDLE");
+    c.send("i4 IDLE");
     assert_eq!(c.line(), "+ idling");
     c.send("NOOP");
-    assert_eq!(c.line(), "i3 BAD Expected DONE.");
-    assert_eq!(c.cmd("i4 NOOP"), ["i4 OK NOOP completed."]);
+    assert_eq!(c.line(), "i4 BAD Expected DONE.");
+    assert_eq!(c.cmd("i6 NOOP"), ["i6 OK NOOP completed."]);
 }
 
 #[test]
