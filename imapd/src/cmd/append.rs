@@ -150,15 +150,16 @@ pub fn end(s: &mut Session) {
                 uid_validity: folder.uid_validity(),
                 uids,
             };
-            s.ok_code(&a.tag, code, "Append completed.");
-            // A message appended to the selected folder shows up at once.
+            // RFC 3501 6.3.11: a message appended to the selected folder
+            // shows up at once, its EXISTS before the tagged OK (a client
+            // that acts on the OK knows the new count).
             if s.selected
                 .as_ref()
                 .is_some_and(|v| v.folder.name() == a.mailbox)
             {
                 s.sync_report(crate::session::view::Report::All);
-                // The EXISTS belongs before the tagged OK: move it there.
             }
+            s.ok_code(&a.tag, code, "Append completed.");
         }
         Err(e) => s.store_error(&a.tag, &e),
     }
