@@ -47,7 +47,7 @@ pub struct Mailbox {
 }
 
 fn next(s: &mut Session, step: Step, out: &mut Vec<u8>) -> Next<()> {
-    out.append(&mut s.out);
+    out.append(&mut s.take_output());
     for l in s.take_log() {
         warning!("{l}");
     }
@@ -148,14 +148,14 @@ impl Service for Mailbox {
     fn timed_out(&mut self, c: &mut Conn, out: &mut Vec<u8>) {
         if let Conn::Active(s) = c {
             s.timed_out();
-            out.append(&mut s.out);
+            out.append(&mut s.take_output());
         }
     }
 
     fn stopping(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> bool {
         if let Conn::Active(s) = c {
             s.shutdown();
-            out.append(&mut s.out);
+            out.append(&mut s.take_output());
         }
         true
     }
