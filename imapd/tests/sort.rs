@@ -117,19 +117,22 @@ fn search_criteria_charset_and_errors() {
     // the search program is SEARCH's
     let r = say(&mut s, "a1 SORT (SIZE) UTF-8 FROM carl\r\n");
     assert_eq!(r, "* SORT 6 5\r\na1 OK Sort completed.\r\n");
-    let r = say(&mut s, "a2 SORT (SUBJECT) US-ASCII 1:4 NOT SUBJECT lunch\r\n");
+    let r = say(
+        &mut s,
+        "a2 SORT (SUBJECT) US-ASCII 1:4 NOT SUBJECT lunch\r\n",
+    );
     assert_eq!(r, "* SORT 1 2 3\r\na2 OK Sort completed.\r\n");
     let r = say(&mut s, "a3 SORT (DATE) UTF-8 SUBJECT nothing-like-this\r\n");
     assert_eq!(r, "* SORT\r\na3 OK Sort completed.\r\n");
     let r = say(&mut s, "a4 THREAD ORDEREDSUBJECT UTF-8 SUBJECT lunch\r\n");
     assert_eq!(r, "* THREAD (4 8)\r\na4 OK Thread completed.\r\n");
-    let r = say(&mut s, "a5 THREAD REFERENCES UTF-8 SUBJECT nothing-like-this\r\n");
+    let r = say(
+        &mut s,
+        "a5 THREAD REFERENCES UTF-8 SUBJECT nothing-like-this\r\n",
+    );
     assert_eq!(r, "* THREAD \r\na5 OK Thread completed.\r\n");
     let r = say(&mut s, "a6 SORT (SIZE) KOI8-R ALL\r\n");
-    assert_eq!(
-        r,
-        "a6 NO [BADCHARSET (UTF-8 US-ASCII)] Unknown charset\r\n"
-    );
+    assert_eq!(r, "a6 NO [BADCHARSET (UTF-8 US-ASCII)] Unknown charset\r\n");
     let r = say(&mut s, "a7 THREAD REFS UTF-8 ALL\r\n");
     assert_eq!(r, "a7 BAD Unknown thread algorithm.\r\n");
     let r = say(&mut s, "a8 SORT RETURN (COUNT) (SIZE) UTF-8 ALL\r\n");

@@ -203,6 +203,7 @@ impl Session {
             None => Status::preauth("Logged in").with_code(caps),
         }
         .write(&mut s.out);
+        s.bytes_out = s.out.len() as u64;
         let step = s.input(leftover);
         (s, step)
     }
@@ -275,6 +276,7 @@ impl Session {
     }
 
     fn process(&mut self) -> Step {
+        let out_before = self.out.len();
         let mut pos = 0;
         let mut step = Step::Continue;
         loop {
@@ -317,7 +319,8 @@ impl Session {
             }
         }
         self.input.drain(..pos.min(self.input.len()));
-        self.bytes_out += self.out.len() as u64;
+        // what this call wrote (before compression), for the log line
+        self.bytes_out += self.out.len().saturating_sub(out_before) as u64;
         step
     }
 
