@@ -168,3 +168,37 @@ fn needs_a_selected_mailbox() {
     let r = say(&mut s, "a2 THREAD REFERENCES UTF-8 ALL\r\n");
     assert_eq!(r, "a2 BAD No mailbox selected.\r\n");
 }
+
+/// Search programs with SORT and THREAD on the thread-refs mailbox: only
+/// the matched messages are threaded (a message left out is a dummy, and
+/// a duplicate Message-ID's second holder can take its place). Dovecot
+/// 2.3.19.1 answered these lines (by hand, tests/golden/README.md's way).
+#[test]
+fn searched_threads_match_dovecot() {
+    let mut s = mailbox_of("thread-refs", "searched");
+    let cases = [
+        (
+            "THREAD REFERENCES UTF-8 NOT SUBJECT \"lost\"",
+            "* THREAD ((1 (4)(2 (14)(3 11)))(9))(8 7)((16)(15))((17)(18))(19)((22)(20)(21))(12 13)",
+        ),
+        (
+            "THREAD REFERENCES UTF-8 NOT UID 1,2",
+            "* THREAD ((10)(5)(6))(8 7)(9 (14)(4)(3 11))((16)(15))((17)(18))(19)((22)(20)(21))(12 13)",
+        ),
+        ("UID THREAD REFERENCES UTF-8 1:5", "* THREAD (5)(1 (4)(2 3))"),
+        ("THREAD ORDEREDSUBJECT UTF-8 SUBJECT nomatch", "* THREAD "),
+        ("THREAD REFERENCES UTF-8 SUBJECT nomatch", "* THREAD "),
+        ("SORT (DATE) UTF-8 SUBJECT nomatch", "* SORT"),
+        ("SORT (DATE) UTF-8 1:3,7", "* SORT 1 2 3 7"),
+        (
+            "SORT (SUBJECT) UTF-8 OR SUBJECT orphan SUBJECT loop",
+            "* SORT 7 8 17 18 15 16",
+        ),
+    ];
+    for (i, (cmd, want)) in cases.iter().enumerate() {
+        let r = say(&mut s, &format!("t{i} {cmd}\r\n"));
+        let (first, _) = r.split_once("\r\n").unwrap();
+        assert_eq!(first, *want, "{cmd}");
+        assert!(r.ends_with(" completed.\r\n"), "{cmd}: {r}");
+    }
+}
