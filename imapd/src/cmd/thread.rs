@@ -517,4 +517,55 @@ mod tests {
         assert!(out.starts_with("(1 2 3 "), "{}", &out[..20]);
         assert!(out.ends_with(" 20000)"));
     }
+
+    /// Random reference graphs (loops, self-references, duplicates,
+    /// missing ids, shared subjects): every message is written exactly
+    /// once, parentheses balance, nothing panics.
+    #[test]
+    fn random_graphs_write_each_message_once() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        let subjects = ["a", "Re: a", "b", "Fwd: b", "", "[x]", "c (fwd)"];
+        for _ in 0..2_000 {
+            let n = 1 + next(30) as usize;
+            let msgs: Vec<Msg> = (0..n)
+                .map(|i| {
+                    let id = if next(8) == 0 {
+                        String::new()
+                    } else {
+                        format!("{}@x", next(40))
+                    };
+                    let refs: Vec<String> =
+                        (0..next(5)).map(|_| format!("{}@x", next(40))).collect();
+                    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+                    let subject = subjects[next(subjects.len() as u64) as usize];
+                    msg(i as u32 + 1, &id, &refs, subject, next(5) as i64)
+                })
+                .collect();
+            for out in [references(&msgs), ordered_subject(&msgs)] {
+                let mut depth = 0i32;
+                for c in out.chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    assert!(depth >= 0, "{out}");
+                }
+                assert_eq!(depth, 0, "{out}");
+                let mut nums: Vec<u32> = out
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.parse().unwrap())
+                    .collect();
+                nums.sort_unstable();
+                assert_eq!(nums, (1..=n as u32).collect::<Vec<_>>(), "{out}");
+            }
+        }
+    }
 }

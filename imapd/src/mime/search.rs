@@ -463,6 +463,10 @@ pub fn base_subject(subject: &str) -> (String, bool) {
         // (3) and (4): leaders and blobs, until nothing changes
         loop {
             let before = s.len();
+            // subj-leader includes plain WSP (what "[fwd: x]" leaves)
+            if s.starts_with(' ') {
+                s = s.trim_start().to_string();
+            }
             if let Some(rest) = strip_refwd(&s) {
                 s = rest;
                 reply = true;
@@ -594,6 +598,8 @@ mod tests {
             ("hello".to_string(), true)
         );
         assert_eq!(base_subject("[fwd: Re: x]"), ("x".to_string(), true));
+        // the space "[fwd:" leaves is a leader too (Dovecot: "D")
+        assert_eq!(base_subject("[fwd: d]"), ("d".to_string(), true));
         assert_eq!(
             base_subject("  plain   subject "),
             ("plain subject".to_string(), false)
