@@ -127,10 +127,10 @@ fn thread_random_case_matches_dovecot() {
     check_case("thread-random");
 }
 
-/// More cases made elsewhere (e.g. random mailboxes answered by Dovecot
-/// the way regen.sh's sort_case does): `POSTHORN_SORT_CASES=DIR cargo
-/// test -p posthorn-imapd --test sort -- --ignored` checks every case
-/// directory under DIR.
+/// More cases made elsewhere, such as the random mailboxes
+/// tests/golden/random-sort.py has Dovecot answer: `POSTHORN_SORT_CASES=DIR
+/// cargo test -p posthorn-imapd --test sort -- --ignored` checks every
+/// case directory under DIR.
 #[test]
 #[ignore = "needs POSTHORN_SORT_CASES"]
 fn cases_from_elsewhere() {
