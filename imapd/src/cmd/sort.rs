@@ -43,9 +43,13 @@ struct Entry {
 }
 
 impl Entry {
-    /// RFC 5256 3 DATE: the sent date, else INTERNALDATE.
+    /// RFC 5256 3 DATE: the sent date, else INTERNALDATE (also for a
+    /// Date: of exactly the epoch, which Dovecot cannot tell from none).
     fn date(&self) -> i64 {
-        self.keys.date.unwrap_or(self.arrival)
+        match self.keys.date {
+            Some(d) if d != 0 => d,
+            _ => self.arrival,
+        }
     }
 
     fn cmp_by(&self, other: &Entry, key: SortKey) -> Ordering {

@@ -14,11 +14,22 @@
 //! batch of output so the client can act on it: a sync flush, zlib's
 //! Z_SYNC_FLUSH, ending with the empty stored block 00 00 ff ff).
 //!
+//! Differences from Dovecot 2.3 (cmd-compress.c): its OK says "Begin
+//! compression." (ours: "DEFLATE active", RFC 4978's example), and it
+//! answers BAD, staying uncompressed, when bytes follow COMPRESS in the
+//! same read; here they are taken as the client's compressed stream (RFC
+//! 4978 3: the client compresses from the CRLF of its command on).
+//!
 //! Security: the decompressor never makes more than the caller's `max`
 //! bytes per call, whatever the ratio of the input (a "zip bomb" is
 //! inflated no faster than the session reads it); compressed input the
 //! caller has not had inflated yet is kept, and is at most what the
-//! socket delivered in one read.
+//! socket delivered in one read. The session inflates all of a read in one
+//! call, chunk by chunk, compressing the output after each chunk: memory
+//! stays bounded by the reader's limits and the compressed output, but
+//! the work one read can cause is up to ~1000 times its size (DEFLATE's
+//! ratio), as pipelined commands can cause much output without
+//! compression; there is no output backpressure inside a call.
 //!
 //! Diagnostics: corrupt input is an error for the session to end the
 //! connection with (and log).
