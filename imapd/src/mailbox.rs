@@ -55,6 +55,7 @@ fn next(s: &mut Session, step: Step, out: &mut Vec<u8>) -> Next<()> {
         Step::Continue => Next::Continue,
         Step::Close => Next::Close,
         Step::Watch(fd) => Next::Watch(fd),
+        Step::More => Next::Produce,
     }
 }
 
@@ -143,6 +144,18 @@ impl Service for Mailbox {
 
     fn resume(&mut self, _c: &mut Conn, _out: &mut Vec<u8>) -> Next<()> {
         Next::Continue
+    }
+
+    /// After `Step::More` (compressed input waiting): the client has taken
+    /// most of the output.
+    fn produce(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<()> {
+        match c {
+            Conn::Active(s) => {
+                let step = s.resume();
+                next(s, step, out)
+            }
+            Conn::Closing => Next::Continue,
+        }
     }
 
     fn timed_out(&mut self, c: &mut Conn, out: &mut Vec<u8>) {

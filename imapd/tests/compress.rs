@@ -214,3 +214,32 @@ fn zip_bomb_meets_the_line_limit() {
     assert!(text.starts_with("* BAD "), "{text}");
     assert!(text.ends_with("b1 OK NOOP completed.\r\n"), "{text}");
 }
+
+#[test]
+fn output_waits_for_the_client() {
+    // 300,000 NOOPs with their own tags: their answers (about 8 MB, a
+    // few hundred KiB compressed) are not made in one call: the session
+    // stops at 256 KiB of compressed output with Step::More, and goes on
+    // when resumed.
+    let (mut s, mut c, _) = compressed("more");
+    let n = 300_000;
+    let plain: String = (0..n).map(|i| format!("t{i} NOOP\r\n")).collect();
+    let wire = c.deflate(plain.as_bytes());
+    let mut step = s.input(&wire);
+    let mut text = String::new();
+    let mut calls = 1;
+    loop {
+        let out = s.take_output();
+        assert!(out.len() < 300 * 1024, "{}", out.len());
+        text.push_str(&c.inflate(&out));
+        if step != Step::More {
+            break;
+        }
+        step = s.resume();
+        calls += 1;
+    }
+    assert_eq!(step, Step::Continue);
+    assert!(calls > 1, "{calls}");
+    assert_eq!(text.matches(" OK NOOP completed.\r\n").count(), n);
+    assert!(text.ends_with(&format!("t{} OK NOOP completed.\r\n", n - 1)));
+}

@@ -24,12 +24,12 @@
 //! bytes per call, whatever the ratio of the input (a "zip bomb" is
 //! inflated no faster than the session reads it); compressed input the
 //! caller has not had inflated yet is kept, and is at most what the
-//! socket delivered in one read. The session inflates all of a read in one
-//! call, chunk by chunk, compressing the output after each chunk: memory
-//! stays bounded by the reader's limits and the compressed output, but
-//! the work one read can cause is up to ~1000 times its size (DEFLATE's
-//! ratio), as pipelined commands can cause much output without
-//! compression; there is no output backpressure inside a call.
+//! socket delivered in one read. The session inflates chunk by chunk,
+//! compressing the output after each, and stops once `OUT_HIGH` bytes of
+//! output wait (`Step::More`: the loop reads nothing more and calls
+//! `Session::resume` when the client has taken them), so neither the
+//! input nor the output a small compressed read can expand to (DEFLATE's
+//! ratio is up to ~1000) is held at once.
 //!
 //! Diagnostics: corrupt input is an error for the session to end the
 //! connection with (and log).
@@ -42,6 +42,10 @@ use super::{Session, State, Step};
 
 /// Inflated bytes handed to the reader at a time.
 pub const CHUNK: usize = 16 * 1024;
+
+/// Compressed output above which the session stops inflating until the
+/// client has taken it (`Step::More`, then `Session::resume`).
+pub const OUT_HIGH: usize = 256 * 1024;
 
 /// The compressed stream from the client is not valid DEFLATE.
 #[derive(Debug, thiserror::Error)]
@@ -195,13 +199,43 @@ impl Session {
         self.compress_switch = true;
     }
 
+    /// The client has taken most of the output after `Step::More`: go on
+    /// with the compressed input that is waiting.
+    pub fn resume(&mut self) -> Step {
+        if matches!(self.state, State::Closed) {
+            return Step::Close;
+        }
+        self.plain_from = self.out.len();
+        let step = self.inflate_input(Step::Continue);
+        self.seal(true);
+        step
+    }
+
     /// Inflate the compressed input, `CHUNK` bytes at a time, each run
     /// through the reader (and its output compressed) before the next is
-    /// made. `step`: what the calls so far asked for.
-    pub(super) fn inflate_input(&mut self, mut step: Step) -> Step {
+    /// made; stop with `Step::More` when the output is over `OUT_HIGH`.
+    /// `step`: what the calls so far asked for.
+    pub(super) fn inflate_input(&mut self, step: Step) -> Step {
+        let step = self.inflate_steps(step);
+        match (step, self.held_watch) {
+            (Step::More, _) | (Step::Close, _) | (_, None) => step,
+            (_, Some(fd)) => {
+                self.held_watch = None;
+                Step::Watch(fd)
+            }
+        }
+    }
+
+    fn inflate_steps(&mut self, mut step: Step) -> Step {
         loop {
             if step == Step::Close || matches!(self.state, State::Closed) {
                 return Step::Close;
+            }
+            if self.out.len() >= OUT_HIGH {
+                if let Step::Watch(fd) = step {
+                    self.held_watch = Some(fd);
+                }
+                return Step::More;
             }
             let Some(d) = self.deflate.as_mut() else {
                 return step;

@@ -99,6 +99,9 @@ pub enum Step {
     /// Send `out`, keep reading, and call `notify` when this descriptor is
     /// readable (IDLE's inotify watcher).
     Watch(RawFd),
+    /// Send `out`, read nothing, and call `resume` once the client has
+    /// taken most of it: compressed input is waiting (compress.rs).
+    More,
 }
 
 /// RFC 5161 ENABLEd extensions.
@@ -165,6 +168,8 @@ pub struct Session {
     plain_from: usize,
     /// COMPRESS was just accepted: the rest of the input is compressed.
     compress_switch: bool,
+    /// A `Step::Watch` held back while `Step::More` was returned.
+    held_watch: Option<RawFd>,
 }
 
 impl Session {
@@ -196,6 +201,7 @@ impl Session {
             deflate: None,
             plain_from: 0,
             compress_switch: false,
+            held_watch: None,
         };
         let caps = ResponseCode::Capability(s.cfg.capabilities.clone());
         match tag.and_then(|t| Tag::new(t.as_bytes())) {
