@@ -79,6 +79,26 @@ pub(crate) fn load(view: &mut View, uid: u32) -> Option<ParsedMessage> {
     Some(ParsedMessage::parse(&v))
 }
 
+/// The most of a message's header `load_header` reads.
+pub(crate) const MAX_HEADER: u64 = 4 << 20;
+
+/// A message's header only (through the blank line that ends it, at most
+/// `MAX_HEADER` bytes), parsed: all SORT and THREAD keys need, without
+/// reading bodies and attachments.
+pub(crate) fn load_header(view: &mut View, uid: u32) -> Option<ParsedMessage> {
+    use std::io::{BufRead, Read};
+    let f = view.folder.open_message(uid).ok()?;
+    let mut r = std::io::BufReader::new(mailstore::pop3::CrlfReader::new(f).take(MAX_HEADER));
+    let mut v = Vec::new();
+    loop {
+        let n = r.read_until(b'\n', &mut v).ok()?;
+        if n == 0 || v == b"\r\n" || v.ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    Some(ParsedMessage::parse(&v))
+}
+
 /// INTERNALDATE in seconds since the epoch (0 when unknown).
 pub(crate) fn internal_secs(view: &mut View, uid: u32) -> i64 {
     view.folder

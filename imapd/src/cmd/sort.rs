@@ -18,14 +18,15 @@
 //! Checked against Dovecot 2.3: tests/sort.rs replays the golden
 //! tests/golden/sort/ mailbox and compares with Dovecot's stored answers.
 //!
-//! Security: one message is parsed at a time for its keys (the keys are
-//! kept, not the message); the sort is O(n log n) comparisons.
+//! Security: only a message's header is read and parsed for its keys (at
+//! most search::MAX_HEADER bytes, one message at a time; the keys are kept,
+//! not the message); the sort is O(n log n) comparisons.
 
 use std::cmp::Ordering;
 
 use proto::imap::{SearchArgs, SortCriterion, SortKey, Tag};
 
-use super::search::{charset_ok, internal_secs, load, matching, uses_modseq, Matches};
+use super::search::{charset_ok, internal_secs, load_header, matching, uses_modseq, Matches};
 use crate::mime::SortKeys;
 use crate::session::view::View;
 use crate::session::Session;
@@ -78,7 +79,9 @@ fn needs_text(criteria: &[SortCriterion]) -> bool {
 
 fn entry(view: &mut View, seq: u32, uid: u32, text: bool) -> Entry {
     let keys = if text {
-        load(view, uid).map(|m| m.sort_keys()).unwrap_or_default()
+        load_header(view, uid)
+            .map(|m| m.sort_keys())
+            .unwrap_or_default()
     } else {
         SortKeys::default()
     };

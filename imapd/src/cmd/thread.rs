@@ -36,7 +36,7 @@ use std::collections::HashMap;
 
 use proto::imap::{SearchArgs, Tag, ThreadAlgorithm};
 
-use super::search::{charset_ok, internal_secs, load, matching, Matches};
+use super::search::{charset_ok, internal_secs, load_header, matching, Matches};
 use crate::mime::ThreadKeys;
 use crate::session::Session;
 
@@ -65,7 +65,7 @@ pub fn thread(s: &mut Session, tag: &Tag, uid: bool, alg: &ThreadAlgorithm, args
     let msgs: Vec<Msg> = hits
         .iter()
         .map(|&(seq, u)| {
-            let parsed = load(view, u);
+            let parsed = load_header(view, u);
             let keys = parsed.as_ref().map(|m| m.thread_keys()).unwrap_or_default();
             let sent = parsed.as_ref().and_then(|m| m.sent_date()).map(|d| d.0);
             // Dovecot: a sent date of 0 (none, or 1-Jan-1970) is replaced
