@@ -119,6 +119,13 @@ fn thread_refs_case_matches_dovecot() {
     check_case("thread-refs");
 }
 
+/// Duplicated Subject, Date, From and Message-ID fields: SORT and THREAD
+/// read the first of each (ENVELOPE shows the last), as Dovecot does.
+#[test]
+fn sort_duplicates_case_matches_dovecot() {
+    check_case("sort-duplicates");
+}
+
 /// One of 120 random mailboxes (random References, In-Reply-To,
 /// Message-IDs, subjects, dates) that all matched Dovecot; this one
 /// found the "[fwd: d]" base subject bug.

@@ -65,12 +65,12 @@ pub fn thread(s: &mut Session, tag: &Tag, uid: bool, alg: &ThreadAlgorithm, args
     let msgs: Vec<Msg> = hits
         .iter()
         .map(|&(seq, u)| {
-            let parsed = load_header(view, u);
-            let keys = parsed.as_ref().map(|m| m.thread_keys()).unwrap_or_default();
-            let sent = parsed.as_ref().and_then(|m| m.sent_date()).map(|d| d.0);
+            let keys = load_header(view, u)
+                .map(|m| m.thread_keys())
+                .unwrap_or_default();
             // Dovecot: a sent date of 0 (none, or 1-Jan-1970) is replaced
             // by the received date.
-            let date = match sent {
+            let date = match keys.date {
                 Some(d) if d != 0 => d,
                 _ => internal_secs(view, u),
             };
@@ -477,6 +477,7 @@ mod tests {
                 references: refs.iter().map(|r| r.to_string()).collect(),
                 subject: base.to_uppercase(),
                 subject_is_reply: reply,
+                date: Some(date),
             },
             date,
         }
