@@ -27,7 +27,7 @@ Usage: imap_client.py ACTION MODE PORT CAFILE NAME USER PASSWORD [ARGS]
            "* N EXISTS" with N above the count, print "EXISTS <N>", DONE,
            LOGOUT; print "DONE".
            fail: LOGIN with PASSWORD (a wrong one) and print
-           "REPLY <status> <text>" of the tagged reply; LOGOUT.
+           "REPLY <status> <text>" of the tagged reply; close without LOGOUT.
 Exits non-zero with the reason on any failure.
 """
 import imaplib
@@ -115,7 +115,7 @@ def login(p, user, password):
 
 
 def select_inbox(p):
-    typ, dat = ok("SELECT INBOX", *p.select("INBOX"))
+    dat = ok("SELECT INBOX", *p.select("INBOX"))
     exists = int(dat[0])
     _, v = p.response("UIDVALIDITY")
     if not v or v[0] is None:
@@ -128,12 +128,12 @@ def find(p, want, sent):
     m = re.search(rb"^Message-ID: *(<[^>\r\n]*>)", sent, re.M | re.I)
     if not m:
         raise SystemExit("the sent message has no Message-ID")
-    typ, dat = ok("UID SEARCH", *p.uid("SEARCH", "HEADER", "Message-ID", '"%s"' % m.group(1).decode()))
+    dat = ok("UID SEARCH", *p.uid("SEARCH", "HEADER", "Message-ID", '"%s"' % m.group(1).decode()))
     uids = dat[0].split()
     if len(uids) != 1:
         raise SystemExit(f"UID SEARCH HEADER Message-ID {m.group(1)!r}: {uids}")
     uid = int(uids[0])
-    typ, dat = ok("UID FETCH", *p.uid("FETCH", str(uid), "(RFC822.SIZE FLAGS BODY.PEEK[])"))
+    dat = ok("UID FETCH", *p.uid("FETCH", str(uid), "(RFC822.SIZE FLAGS BODY.PEEK[])"))
     body, meta = None, b""
     for part in dat:
         if isinstance(part, tuple):
@@ -171,7 +171,9 @@ def main():
     if action == "fail":
         typ, dat = p._simple_command("LOGIN", user, p._quote(password))
         print("REPLY", typ, dat[-1].decode())
-        p.logout()
+        # Close without LOGOUT, as a client that gives up does: the log
+        # line is then "Disconnected (auth failed, ...)", not "Aborted login".
+        p.shutdown()
         if typ == "OK":
             raise SystemExit("a wrong password was accepted")
         return
