@@ -16,9 +16,10 @@
 # file and, less the trace headers, against what was sent; UID EXPUNGE),
 # check the owners of the IMAP processes while a session IDLEs and that new
 # mail reaches it, a wrong password (NO [AUTHENTICATIONFAILED], the log line,
-# fail2ban's dovecot filter); restart and reload through the
-# init script (mail must flow after each, and a POP3 session open across the
-# reload must go on working), stop, purge, and check that nothing of posthorn's was left
+# fail2ban's dovecot filter); restart and reload through the init script
+# (mail must flow after each, a POP3 session open across the reload must go
+# on working, and an IMAP session IDLEing across it must be told of mail
+# sent after it), stop, purge, and check that nothing of posthorn's was left
 # behind (tests/install/leftovers.sh decides what is posthorn's from the
 # .deb's file list and maintainer scripts; other programs' new files, such as
 # systemctl's /run/systemd/systemd-units-load, are only noted; files planted
@@ -879,6 +880,14 @@ old_smtpd=$(smtpd_pids)
 # A POP3S session (TLS relayed by its login process) open across the reload.
 held=0
 check_here "reload: a POP3S session on 995 is open (logged in)" hold_start ssl 995 && held=1
+# And an IMAPS session in IDLE (relayed by its imap-login process).
+idle_held=0
+if check_here "reload: an IMAPS session on 993 is open and IDLEs" idle_start; then
+    idle_held=1
+else
+    [ -z "$IDLE_PID" ] || kill "$IDLE_PID" 2>/dev/null
+    IDLE_PID=
+fi
 old_pop3=$(pop3_pids)
 check "$INIT reload" "$INIT" reload
 check "reload: the same master (pid $before)" test "$(master_pid)" = "$before"
@@ -911,6 +920,11 @@ pop3_old_gone() {
 check "reload: new pop3-login and pop3d workers started (the old ones: $old_pop3)" wait_for 15 pop3_restarted
 if [ "$held" = 1 ]; then
     check_here "reload: the POP3S session opened before it goes on (STAT, RETR every message, NOOP, QUIT)" hold_finish
+fi
+if [ "$idle_held" = 1 ]; then
+    check "reload: SMTP to port 25 accepts mail for $VUSER while the IMAPS session opened before the reload IDLEs" \
+        send_mail "posthorn-install-test-reload-idle-$$-$STARTED"
+    check_here "reload: the IMAPS session opened before it is told of the new mail (* N EXISTS), then DONE and LOGOUT" idle_finish
 fi
 check "reload: the old pop3-login and pop3d workers have exited once their sessions ended" wait_for 20 pop3_old_gone
 check "reload: a new POP3S session after it logs in and reads" sh -c \
