@@ -58,6 +58,7 @@ impl SessionConfig {
             "IDLE",
             "NAMESPACE",
             "UIDPLUS",
+            "MULTIAPPEND",
             "MOVE",
             "UNSELECT",
             "CHILDREN",
