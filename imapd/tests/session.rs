@@ -256,3 +256,51 @@ fn recent_goes_to_one_session_and_forgets_expunged_messages() {
         "* 2 FETCH (FLAGS (\\Recent))\r\nb3 OK Fetch completed.\r\n"
     );
 }
+
+#[test]
+fn imap4rev2_search_answers_esearch() {
+    let md = maildir("rev2");
+    let mut s = session(&md);
+    deliver(&md, "1700000000.M1P1.host", MSG);
+    deliver(&md, "1700000001.M2P1.host", MSG);
+    say(&mut s, "a1 ENABLE IMAP4rev2\r\n");
+    let r = say(&mut s, "a2 SELECT INBOX\r\n");
+    assert!(!r.contains("RECENT"), "no \\Recent in IMAP4rev2: {r}");
+    let r = say(&mut s, "a3 SEARCH ALL\r\n");
+    assert_eq!(
+        r,
+        "* ESEARCH (TAG \"a3\") ALL 1:2\r\na3 OK Search completed.\r\n"
+    );
+    let r = say(&mut s, "a4 UID SEARCH DELETED\r\n");
+    assert_eq!(
+        r,
+        "* ESEARCH (TAG \"a4\") UID\r\na4 OK Search completed.\r\n"
+    );
+}
+
+#[test]
+fn a_selected_mailbox_deleted_by_another_session_ends_the_session() {
+    let md = maildir("deleted");
+    let mut a = session(&md);
+    say(&mut a, "a1 CREATE Doomed\r\n");
+    let r = say(&mut a, "a2 SELECT Doomed\r\n");
+    assert!(
+        r.ends_with("a2 OK [READ-WRITE] Select completed.\r\n"),
+        "{r}"
+    );
+    let store = Store::open(&md).unwrap();
+    let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+    let (mut b, _) = Session::start(cfg, "alice".into(), store, Some("b0"), b"");
+    b.out.clear();
+    assert_eq!(
+        say(&mut b, "b1 DELETE Doomed\r\n"),
+        "b1 OK Delete completed.\r\n"
+    );
+    let step = a.input(b"a3 NOOP\r\n");
+    let r = String::from_utf8_lossy(&std::mem::take(&mut a.out)).into_owned();
+    assert_eq!(
+        r,
+        "* BYE Selected mailbox was deleted, have to disconnect.\r\n"
+    );
+    assert_eq!(step, posthorn_imapd::session::Step::Close);
+}

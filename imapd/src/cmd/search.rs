@@ -222,8 +222,14 @@ pub fn search(s: &mut Session, tag: &Tag, uid: bool, args: &SearchArgs) {
         .iter()
         .map(|&(seq, u)| if uid { u } else { seq })
         .collect();
+    // RFC 9051 6.4.4: under IMAP4rev2 the answer is always ESEARCH (no
+    // RETURN is RETURN (ALL)).
+    let ret = match (&args.ret, s.enabled.imap4rev2) {
+        (None, true) => Some(Vec::new()),
+        (r, _) => r.clone(),
+    };
     let out = &mut s.out;
-    match &args.ret {
+    match &ret {
         None => {
             out.extend_from_slice(b"* SEARCH");
             for n in &nums {

@@ -256,6 +256,9 @@ impl Session {
             self.sync_report(Report::All);
         }
         self.seal(true);
+        if matches!(self.state, State::Closed) {
+            return Step::Close;
+        }
         Step::Continue
     }
 
@@ -438,11 +441,17 @@ impl Session {
             }
             CommandBody::Noop => {
                 self.sync_report(Report::All);
+                if matches!(self.state, State::Closed) {
+                    return Some(Step::Close);
+                }
                 self.ok(&tag, "NOOP completed.");
                 return None;
             }
             CommandBody::Check => {
                 self.sync_report(Report::All);
+                if matches!(self.state, State::Closed) {
+                    return Some(Step::Close);
+                }
                 self.ok(&tag, "Check completed.");
                 return None;
             }
@@ -624,6 +633,9 @@ impl Session {
             }
         };
         self.finish(start, report);
+        if matches!(self.state, State::Closed) {
+            return Some(Step::Close);
+        }
         None
     }
 
@@ -641,7 +653,11 @@ impl Session {
             .map_or(start, |i| start + i + 2);
         let tagged = self.out.split_off(line_start);
         self.sync_report(report);
-        self.out.extend_from_slice(&tagged);
+        // A session ended by the sync (its mailbox was deleted) says BYE
+        // and nothing more.
+        if !matches!(self.state, State::Closed) {
+            self.out.extend_from_slice(&tagged);
+        }
     }
 
     /// RFC 2177: IDLE.
@@ -681,7 +697,16 @@ impl Session {
             return;
         };
         if let Err(e) = view.sync() {
-            self.log.push(format!("{}: sync: {e}", view.folder.name()));
+            let name = view.folder.name().to_string();
+            if name != mailstore::INBOX && !self.store.exists(&name).unwrap_or(true) {
+                // Deleted by another session: Dovecot's answer.
+                Status::bye("Selected mailbox was deleted, have to disconnect.")
+                    .write(&mut self.out);
+                self.selected = None;
+                self.state = State::Closed;
+                return;
+            }
+            self.log.push(format!("{name}: sync: {e}"));
         }
         view.report(what, enabled, &mut self.out);
     }
