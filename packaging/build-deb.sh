@@ -14,11 +14,12 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-DAEMONS="master smtpd qmgr local anvil auth pop3d pop3-login"
+DAEMONS="master smtpd qmgr local anvil auth pop3d pop3-login imapd imap-login"
 OUT=$ROOT/target/debian
 STAGE=$OUT/stage
-# The cargo packages of the daemons (pop3-login is a program of posthorn-pop3d).
-CRATES="-p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil -p posthorn-auth -p posthorn-pop3d"
+# The cargo packages of the daemons (pop3-login is a program of posthorn-pop3d,
+# imap-login one of posthorn-imapd).
+CRATES="-p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil -p posthorn-auth -p posthorn-pop3d -p posthorn-imapd"
 PKG=posthorn
 
 die() {
@@ -41,7 +42,8 @@ ARCH=$(dpkg --print-architecture)
 
 if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
     # posthorn-pop3d's package builds both posthorn-pop3d and
-    # posthorn-pop3-login.
+    # posthorn-pop3-login; posthorn-imapd's both posthorn-imapd and
+    # posthorn-imap-login.
     # shellcheck disable=SC2086 # $CRATES is a list of words
     cargo build --release --locked -p posthorn-cli $CRATES
 fi
@@ -141,13 +143,14 @@ Conflicts: mail-transport-agent
 Replaces: mail-transport-agent
 Section: mail
 Priority: optional
-Description: mail system: SMTP server, local delivery and POP3 server
+Description: mail system: SMTP server, local delivery, POP3 and IMAP server
  posthorn is a mail system shaped like Postfix and Dovecot: a master process
  supervises privilege-separated workers that talk over Unix sockets and a
  spool directory. This version receives mail over SMTP (port 25, STARTTLS),
  delivers it into Maildirs of virtual users (a Dovecot passwd-file) and of
  system users, and serves the virtual users' mailboxes over POP3 (port 110
- with STLS, POP3S on port 995).
+ with STLS, POP3S on port 995) and IMAP (port 143 with STARTTLS, IMAPS on
+ port 993).
  .
  Configuration is in /etc/posthorn/main.cf with Postfix's parameter names;
  see posthorn(7) for an overview.

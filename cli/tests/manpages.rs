@@ -43,6 +43,8 @@ const PAGES: &[&str] = &[
     "man8/posthorn-auth.8",
     "man8/posthorn-pop3-login.8",
     "man8/posthorn-pop3d.8",
+    "man8/posthorn-imap-login.8",
+    "man8/posthorn-imapd.8",
 ];
 
 /// What main.cf.5 says for a default computed at run time.
@@ -270,7 +272,7 @@ fn etc_master_cf_parses_and_runs_every_command() {
         );
     }
     // Where the services still to come slot in.
-    for name in ["submission", "submissions", "imap", "imaps"] {
+    for name in ["submission", "submissions"] {
         assert!(
             text.lines().any(|l| l
                 .strip_prefix('#')

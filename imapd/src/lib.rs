@@ -10,7 +10,8 @@
 //!   the authenticated and selected states (session/, cmd/) over the
 //!   user's Maildir (mailstore); the message model in mime/.
 //!
-//! Under construction (issue 8): not yet in master.cf or `posthorn dev`.
+//! In master.cf as `imap`/`imaps` (imap-login) and `login/imap` (imapd);
+//! `posthorn dev` listens on 2143 (STARTTLS) and 2993 (IMAPS).
 
 pub mod cmd;
 pub mod login;

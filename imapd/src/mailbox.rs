@@ -54,7 +54,7 @@ pub struct Mailbox {
 }
 
 fn next(s: &mut Session, step: Step, out: &mut Vec<u8>) -> Next<()> {
-    out.append(&mut s.out);
+    out.append(&mut s.take_output());
     for l in s.take_log() {
         warning!("{l}");
     }
@@ -62,6 +62,7 @@ fn next(s: &mut Session, step: Step, out: &mut Vec<u8>) -> Next<()> {
         Step::Continue => Next::Continue,
         Step::Close => Next::Close,
         Step::Watch(fd) => Next::Watch(fd),
+        Step::More => Next::Produce,
     }
 }
 
@@ -185,17 +186,29 @@ impl Service for Mailbox {
         Next::Continue
     }
 
+    /// After `Step::More` (compressed input waiting): the client has taken
+    /// most of the output.
+    fn produce(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<()> {
+        match c {
+            Conn::Active(s, _) => {
+                let step = s.resume();
+                next(s, step, out)
+            }
+            Conn::Closing => Next::Continue,
+        }
+    }
+
     fn timed_out(&mut self, c: &mut Conn, out: &mut Vec<u8>) {
         if let Conn::Active(s, _) = c {
             s.timed_out();
-            out.append(&mut s.out);
+            out.append(&mut s.take_output());
         }
     }
 
     fn stopping(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> bool {
         if let Conn::Active(s, _) = c {
             s.shutdown();
-            out.append(&mut s.out);
+            out.append(&mut s.take_output());
         }
         true
     }

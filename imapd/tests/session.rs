@@ -170,3 +170,137 @@ fn idle_reports_new_mail() {
     let r = say(&mut s, "DONE\r\n");
     assert_eq!(r, "a2 OK Idle completed.\r\n");
 }
+
+/// Regression: an APPEND to the selected mailbox gave its EXISTS after the
+/// tagged OK (found by tests/suite/imap.rs); RFC 3501 6.3.11 wants the
+/// client told at once, so a client acting on the OK knows the new count.
+#[test]
+fn append_to_the_selected_mailbox_reports_exists_before_ok() {
+    let md = maildir("append-selected");
+    let mut s = session(&md);
+    say(&mut s, "a1 SELECT INBOX\r\n");
+    let r = say(&mut s, "a2 APPEND INBOX {6+}\r\nx: y\r\n\r\n");
+    assert!(
+        r.starts_with("* 1 EXISTS\r\n* 1 RECENT\r\na2 OK [APPENDUID "),
+        "{r}"
+    );
+    assert!(r.ends_with(" 1] Append completed.\r\n"), "{r}");
+    // Appending elsewhere reports nothing about the selected mailbox.
+    let r = say(&mut s, "a3 APPEND Sent {6+}\r\nx: y\r\n\r\n");
+    assert!(r.starts_with("a3 OK [APPENDUID "), "{r}");
+}
+
+/// Regression: the messages SELECT reported \Recent were not the session's
+/// own, so SEARCH RECENT missed them and the RECENT after new mail counted
+/// only the new ones (found by tests/suite/imap.rs): RFC 3501 7.3.2, RECENT
+/// is the number of messages with \Recent.
+#[test]
+fn recent_counts_include_the_messages_select_reported() {
+    let md = maildir("recent");
+    let mut s = session(&md);
+    deliver(&md, "1700000000.M1P1.host", MSG);
+    deliver(&md, "1700000001.M2P1.host", MSG);
+    let r = say(&mut s, "a1 SELECT INBOX\r\n");
+    assert!(r.contains("* 2 RECENT\r\n"), "{r}");
+    let r = say(&mut s, "a2 SEARCH RECENT\r\n");
+    assert_eq!(r, "* SEARCH 1 2\r\na2 OK Search completed.\r\n");
+    deliver(&md, "1700000002.M3P1.host", MSG);
+    let r = say(&mut s, "a3 NOOP\r\n");
+    assert_eq!(r, "* 3 EXISTS\r\n* 3 RECENT\r\na3 OK NOOP completed.\r\n");
+}
+
+/// Regression (found by tests/suite/imap.rs): a message that arrived while
+/// two sessions had the mailbox selected was \Recent in both, and RECENT
+/// counted expunged messages (`* 2 EXISTS` with `* 4 RECENT`). RFC 3501
+/// 2.3.2: only the first session told has \Recent; 7.3.2: RECENT is the
+/// number of messages with it.
+#[test]
+fn recent_goes_to_one_session_and_forgets_expunged_messages() {
+    let md = maildir("recent-two");
+    let mut a = session(&md);
+    for i in 0..3 {
+        deliver(&md, &format!("170000000{i}.M{i}P1.host"), MSG);
+    }
+    let r = say(&mut a, "a1 SELECT INBOX\r\n");
+    assert!(r.contains("* 3 RECENT\r\n"), "{r}");
+    let store = Store::open_with(&md, Options::default()).unwrap();
+    let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+    let (mut b, _) = Session::start(cfg, "alice".into(), store, Some("b0"), b"");
+    let r = say(&mut b, "b1 SELECT INBOX\r\n");
+    assert!(r.contains("* 0 RECENT\r\n"), "{r}");
+    let r = say(
+        &mut a,
+        "a2 STORE 2:3 +FLAGS.SILENT (\\Deleted)\r\na3 EXPUNGE\r\n",
+    );
+    assert_eq!(
+        r,
+        "a2 OK Store completed.\r\n* 3 EXPUNGE\r\n* 2 EXPUNGE\r\na3 OK Expunge completed.\r\n"
+    );
+    deliver(&md, "1700000009.M9P1.host", MSG);
+    // B syncs first: the new message is B's \Recent.
+    let r = say(&mut b, "b2 NOOP\r\n");
+    assert_eq!(
+        r,
+        "* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 2 EXISTS\r\n* 1 RECENT\r\nb2 OK NOOP completed.\r\n"
+    );
+    let r = say(&mut a, "a4 NOOP\r\n");
+    assert_eq!(r, "* 2 EXISTS\r\n* 1 RECENT\r\na4 OK NOOP completed.\r\n");
+    let r = say(&mut a, "a5 FETCH 1:* FLAGS\r\n");
+    assert_eq!(
+        r,
+        "* 1 FETCH (FLAGS (\\Recent))\r\n* 2 FETCH (FLAGS ())\r\na5 OK Fetch completed.\r\n"
+    );
+    let r = say(&mut b, "b3 FETCH 2 FLAGS\r\n");
+    assert_eq!(
+        r,
+        "* 2 FETCH (FLAGS (\\Recent))\r\nb3 OK Fetch completed.\r\n"
+    );
+}
+
+#[test]
+fn imap4rev2_search_answers_esearch() {
+    let md = maildir("rev2");
+    let mut s = session(&md);
+    deliver(&md, "1700000000.M1P1.host", MSG);
+    deliver(&md, "1700000001.M2P1.host", MSG);
+    say(&mut s, "a1 ENABLE IMAP4rev2\r\n");
+    let r = say(&mut s, "a2 SELECT INBOX\r\n");
+    assert!(!r.contains("RECENT"), "no \\Recent in IMAP4rev2: {r}");
+    let r = say(&mut s, "a3 SEARCH ALL\r\n");
+    assert_eq!(
+        r,
+        "* ESEARCH (TAG \"a3\") ALL 1:2\r\na3 OK Search completed.\r\n"
+    );
+    let r = say(&mut s, "a4 UID SEARCH DELETED\r\n");
+    assert_eq!(
+        r,
+        "* ESEARCH (TAG \"a4\") UID\r\na4 OK Search completed.\r\n"
+    );
+}
+
+#[test]
+fn a_selected_mailbox_deleted_by_another_session_ends_the_session() {
+    let md = maildir("deleted");
+    let mut a = session(&md);
+    say(&mut a, "a1 CREATE Doomed\r\n");
+    let r = say(&mut a, "a2 SELECT Doomed\r\n");
+    assert!(
+        r.ends_with("a2 OK [READ-WRITE] Select completed.\r\n"),
+        "{r}"
+    );
+    let store = Store::open(&md).unwrap();
+    let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+    let (mut b, _) = Session::start(cfg, "alice".into(), store, Some("b0"), b"");
+    b.out.clear();
+    assert_eq!(
+        say(&mut b, "b1 DELETE Doomed\r\n"),
+        "b1 OK Delete completed.\r\n"
+    );
+    let step = a.input(b"a3 NOOP\r\n");
+    let r = String::from_utf8_lossy(&std::mem::take(&mut a.out)).into_owned();
+    assert_eq!(
+        r,
+        "* BYE Selected mailbox was deleted, have to disconnect.\r\n"
+    );
+    assert_eq!(step, posthorn_imapd::session::Step::Close);
+}

@@ -10,9 +10,16 @@
 # 110) and POP3S (995) with Python's poplib verifying the snakeoil certificate
 # the postinst configured (byte-exact RETR, UIDL, DELE + QUIT), check the
 # owners of the POP3 processes while a session is open, a wrong password
-# (reply, log line, fail2ban's dovecot filter); restart and reload through the
-# init script (mail must flow after each, and a POP3 session open across the
-# reload must go on working), stop, purge, and check that nothing of posthorn's was left
+# (reply, log line, fail2ban's dovecot filter); read it over IMAP with
+# STARTTLS (port 143) and IMAPS (993) with Python's imaplib, again verifying
+# the certificate (LOGIN, SELECT INBOX, FETCH byte-exact against the Maildir
+# file and, less the trace headers, against what was sent; UID EXPUNGE),
+# check the owners of the IMAP processes while a session IDLEs and that new
+# mail reaches it, a wrong password (NO [AUTHENTICATIONFAILED], the log line,
+# fail2ban's dovecot filter); restart and reload through the init script
+# (mail must flow after each, a POP3 session open across the reload must go
+# on working, and an IMAP session IDLEing across it must be told of mail
+# sent after it), stop, purge, and check that nothing of posthorn's was left
 # behind (tests/install/leftovers.sh decides what is posthorn's from the
 # .deb's file list and maintainer scripts; other programs' new files, such as
 # systemctl's /run/systemd/systemd-units-load, are only noted; files planted
@@ -52,6 +59,7 @@ VPASS=secret-1
 SNAKEOIL_CERT=/etc/ssl/certs/ssl-cert-snakeoil.pem
 SNAKEOIL_KEY=/etc/ssl/private/ssl-cert-snakeoil.key
 POP3=tests/install/pop3_client.py
+IMAP=tests/install/imap_client.py
 SYSUSER=phsys
 SYSUSER_GECOS="posthorn install test"
 STARTED=$(date +%s)
@@ -197,6 +205,9 @@ cleanup() {
     if [ -n "${HOLD_PID:-}" ]; then
         kill "$HOLD_PID" 2>/dev/null || true
     fi
+    if [ -n "${IDLE_PID:-}" ]; then
+        kill "$IDLE_PID" 2>/dev/null || true
+    fi
     echo "== cleanup" >>"$LOG"
     undo_state >>"$LOG" 2>&1
     if [ -n "$(sed -n 's/^mta-removed://p' "$WORK/state.copy" 2>/dev/null)" ]; then
@@ -265,14 +276,14 @@ if getent passwd "$SYSUSER" >/dev/null; then
     fi
 fi
 
-listeners=$(ss -Hltnp '( sport = :25 or sport = :110 or sport = :995 )' 2>/dev/null)
+listeners=$(ss -Hltnp '( sport = :25 or sport = :110 or sport = :995 or sport = :143 or sport = :993 )' 2>/dev/null)
 if [ -n "$listeners" ]; then
-    fail "preflight: ports 25, 110 and 995 are free" "a port is taken by another program on this machine; stop it first:
+    fail "preflight: ports 25, 110, 995, 143 and 993 are free" "a port is taken by another program on this machine; stop it first:
 $listeners"
     summary
     exit 1
 fi
-pass "preflight: root, tools, ports 25, 110 and 995 free"
+pass "preflight: root, tools, ports 25, 110, 995, 143 and 993 free"
 
 check "the leftover rule (tests/install/leftovers-test.sh)" sh tests/install/leftovers-test.sh
 
@@ -379,7 +390,9 @@ files_present() {
         /usr/share/man/man8/posthorn-master.8.gz /usr/share/man/man8/posthorn-smtpd.8.gz \
         /usr/share/man/man8/posthorn-qmgr.8.gz /usr/share/man/man8/posthorn-local.8.gz \
         /usr/share/man/man8/posthorn-auth.8.gz /usr/share/man/man8/posthorn-pop3-login.8.gz \
-        /usr/share/man/man8/posthorn-pop3d.8.gz \
+        /usr/share/man/man8/posthorn-pop3d.8.gz /usr/lib/posthorn/posthorn-imapd \
+        /usr/lib/posthorn/posthorn-imap-login /usr/share/man/man8/posthorn-imap-login.8.gz \
+        /usr/share/man/man8/posthorn-imapd.8.gz \
         $CFG/main.cf $CFG/master.cf $CFG/users $INIT /lib/systemd/system/posthorn.service \
         /usr/share/doc/posthorn/copyright; do
         [ -e "$f" ] || missing="$missing $f"
@@ -398,7 +411,7 @@ conffiles_ok() {
 }
 check "conffiles registered: main.cf master.cf users init script" conffiles_ok
 if command -v man >/dev/null 2>&1; then
-    check "man finds main.cf(5), posthorn-smtpd(8) and posthorn-pop3d(8)" sh -c 'man -w 5 main.cf && man -w 8 posthorn-smtpd && man -w 8 posthorn-pop3d'
+    check "man finds main.cf(5), posthorn-smtpd(8), posthorn-pop3d(8) and posthorn-imapd(8)" sh -c 'man -w 5 main.cf && man -w 8 posthorn-smtpd && man -w 8 posthorn-pop3d && man -w 8 posthorn-imapd'
 fi
 
 accounts_ok() {
@@ -533,13 +546,16 @@ check "ps: the master process is named posthorn-master" master_named
 # --- mail --------------------------------------------------------------------
 
 # send_mail TOKEN: one message to the virtual and the system user over SMTP on
-# port 25; prints the queue id.
+# port 25; prints the queue id. The message as sent is kept in
+# $WORK/sent-TOKEN.eml (the IMAP steps compare what they fetch with it).
 send_mail() {
-    python3 - "$1" "$VUSER" "$SYSUSER@localhost" <<'PY'
+    python3 - "$WORK/sent-$1.eml" "$1" "$VUSER" "$SYSUSER@localhost" <<'PY'
 import re, smtplib, sys
-tok, rcpts = sys.argv[1], sys.argv[2:]
+sent, tok, rcpts = sys.argv[1], sys.argv[2], sys.argv[3:]
 msg = (f"From: tester@example.org\r\nTo: {', '.join(rcpts)}\r\nSubject: {tok}\r\n"
        f"Message-ID: <{tok}@example.org>\r\n\r\nThis is {tok}.\r\n").encode()
+with open(sent, "wb") as f:
+    f.write(msg)
 with smtplib.SMTP("127.0.0.1", 25, timeout=30) as s:
     code, _ = s.ehlo("client.example.org")
     assert code == 250, code
@@ -725,6 +741,128 @@ fail2ban_matches() {
 }
 check "fail2ban-regex: the dovecot filter (_daemon=posthorn/\S+) matches the failed login in $MAILLOG" fail2ban_matches
 
+# --- IMAP --------------------------------------------------------------------
+
+# imap ACTION MODE PORT [ARGS]: tests/install/imap_client.py as $VUSER,
+# verifying the snakeoil certificate for $TLSNAME.
+imap() {
+    local action=$1 mode=$2 port=$3
+    shift 3
+    python3 "$IMAP" "$action" "$mode" "$port" "$SNAKEOIL_CERT" "$TLSNAME" "$VUSER" "$VPASS" "$@"
+}
+listening_imap() { [ -n "$(ss -Hltn 'sport = :143')" ] && [ -n "$(ss -Hltn 'sport = :993')" ]; }
+check "IMAP (143) and IMAPS (993) are listening" wait_for 10 listening_imap
+# A message of its own: the POP3 steps deleted the first one.
+deliver "for IMAP"
+imap_file='' imap_token=$VTOKEN
+if [ -n "$VFILE" ] && cp "$VFILE" "$WORK/imap.msg"; then
+    imap_file=$WORK/imap.msg
+fi
+IMAPUID=
+imap_read_starttls() {
+    local out
+    out=$(imap read starttls 143 "$imap_file" "$WORK/sent-$imap_token.eml") || { echo "$out"; return 1; }
+    echo "$out"
+    IMAPUID=$(echo "$out" | sed -n 's/^UID //p')
+    echo "$IMAPUID" | grep -Eqx '[0-9]+ [0-9]+' || { echo "no UID and UIDVALIDITY"; return 1; }
+}
+if [ -n "$imap_file" ]; then
+    # In this shell: it sets IMAPUID.
+    check_here "IMAP STARTTLS on port 143: imaplib verifies the snakeoil certificate ($TLSNAME), LOGIN as $VUSER, SELECT INBOX, UID SEARCH finds the message, FETCH BODY.PEEK[] is the Maildir file byte for byte (CRLF) and, less Return-Path/Delivered-To/Received, the message sent" imap_read_starttls
+else
+    fail "IMAP: no delivered message to read"
+fi
+
+# A session IDLEs in the background: the process owners while it is open,
+# then new mail must reach it as "* N EXISTS" (inotify, the skeleton's
+# Next::Watch).
+IDLE_PID=''
+idle_start() {
+    rm -f "$WORK/idle.out"
+    imap idle ssl 993 >"$WORK/idle.out" 2>&1 &
+    IDLE_PID=$!
+    wait_for 30 grep -q '^IDLING' "$WORK/idle.out"
+    local rc=$?
+    cat "$WORK/idle.out"
+    return $rc
+}
+idle_finish() {
+    local rc
+    [ -n "$IDLE_PID" ] || { echo "no session is idling"; return 1; }
+    wait "$IDLE_PID"
+    rc=$?
+    IDLE_PID=
+    cat "$WORK/idle.out"
+    [ "$rc" = 0 ] && grep -q '^EXISTS' "$WORK/idle.out" && grep -q '^DONE' "$WORK/idle.out"
+}
+imap_procs_ok() {
+    local m list disp bad=0
+    m=$(master_pid)
+    list=$(ps -eo pid=,ppid=,user:20=,args=)
+    echo "$list" | awk -v m="$m" '$1 == m || $2 == m'
+    # imap-login: the two services' processes (maxproc 2 each), as posthorn-login.
+    echo "$list" | awk -v m="$m" '$2 == m && $4 == "posthorn-imap-login" { n++; if ($3 != "posthorn-login") bad = 1 }
+        END { exit !(n >= 4 && !bad) }' || { echo "posthorn-imap-login: not 4 processes as posthorn-login"; bad=1; }
+    disp=$(echo "$list" | awk -v m="$m" '$2 == m && $4 == "posthorn-imapd" { print $1 }')
+    [ "$(echo "$disp" | wc -w)" = 1 ] || { echo "not one dispatcher: $disp"; return 1; }
+    echo "$list" | awk -v d="$disp" '$1 == d && $3 == "root" { f = 1 } END { exit !f }' ||
+        { echo "the dispatcher posthorn-imapd is not root"; bad=1; }
+    echo "mailbox processes (children of the dispatcher $disp):"
+    echo "$list" | awk -v d="$disp" '$2 == d'
+    echo "$list" | awk -v d="$disp" '$2 == d && $4 == "posthorn-imapd" { n++; if ($3 != "posthorn-vmail") bad = 1 }
+        END { exit !(n >= 1 && !bad) }' || { echo "no mailbox process as posthorn-vmail"; bad=1; }
+    return $bad
+}
+if check_here "IMAPS session on 993: logged in, INBOX selected, IDLE" idle_start; then
+    check "ps: posthorn-imap-login as posthorn-login, the dispatcher posthorn-imapd as root, its child mailbox process posthorn-imapd as posthorn-vmail" wait_for 10 imap_procs_ok
+    # Not `deliver`: the idling session may move the file from new/ to cur/
+    # before deliver looks for it there.
+    check "during IDLE: SMTP to port 25 accepts mail for $VUSER and $SYSUSER@localhost" \
+        send_mail "posthorn-install-test-idle-$$-$STARTED"
+    check_here "the IDLEing session is told of the new mail (* N EXISTS), then DONE and LOGOUT" idle_finish
+else
+    [ -z "$IDLE_PID" ] || kill "$IDLE_PID" 2>/dev/null
+    IDLE_PID=
+fi
+imap_delete_ssl() {
+    imap delete ssl 993 "$imap_file" "$WORK/sent-$imap_token.eml" "$IMAPUID" || return 1
+    # UID EXPUNGE removed it from the Maildir.
+    if grep -rl -- "$imap_token" "$VMAILDIR/new" "$VMAILDIR/cur" 2>/dev/null; then
+        echo "still in the Maildir"
+        return 1
+    fi
+}
+if [ -n "$imap_file" ] && [ -n "$IMAPUID" ]; then
+    check "IMAPS on port 993: the same UID and UIDVALIDITY, FETCH byte for byte, UID STORE \\Deleted + UID EXPUNGE removes the message from the Maildir" imap_delete_ssl
+else
+    fail "IMAPS on port 993: UID EXPUNGE (no message or no UID from the STARTTLS step)"
+fi
+
+# A wrong password: Dovecot's reply after the delay, its log line, fail2ban.
+imap_wrong_password() {
+    local out
+    out=$(python3 "$IMAP" fail starttls 143 "$SNAKEOIL_CERT" "$TLSNAME" "$VUSER" wrong-password) || { echo "$out"; return 1; }
+    echo "$out"
+    echo "$out" | grep -qx 'REPLY NO \[AUTHENTICATIONFAILED\] Authentication failed\.'
+}
+check "IMAP with a wrong password: NO [AUTHENTICATIONFAILED] Authentication failed." imap_wrong_password
+check "$MAILLOG has imap-login's 'Disconnected (auth failed, 1 attempts in N secs): user=<$VUSER>, method=PLAIN, rip=127.0.0.1' line" \
+    wait_for 15 log_has "posthorn/imap-login\[[0-9]*\]: Disconnected (auth failed, 1 attempts in [0-9]* secs): user=<$VUSER>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, TLS"
+check "$MAILLOG has imap-login's 'Login: user=<$VUSER>, method=PLAIN, rip=127.0.0.1' line and imapd's 'imap($VUSER): Disconnected: Logged out in=N out=M' line" sh -c \
+    "tail -c +$((LOGSTART + 1)) $MAILLOG | grep -q 'posthorn/imap-login\[[0-9]*\]: Login: user=<$VUSER>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, TLS' &&
+     tail -c +$((LOGSTART + 1)) $MAILLOG | grep -q 'posthorn/imapd\[[0-9]*\]: imap($VUSER): Disconnected: Logged out in=[0-9]* out=[0-9]*'"
+# Only imap-login's lines: the POP3 failure matched already.
+fail2ban_matches_imap() {
+    local out n
+    command -v fail2ban-regex >/dev/null 2>&1 || { echo "fail2ban-regex is not installed (package fail2ban; .ci/run installs it)"; return 1; }
+    tail -c +"$((LOGSTART + 1))" "$MAILLOG" | grep 'posthorn/imap-login\[' >"$WORK/mail.log.imap"
+    out=$(fail2ban-regex "$WORK/mail.log.imap" 'dovecot[_daemon=posthorn/\S+]' 2>&1)
+    echo "$out"
+    n=$(echo "$out" | sed -n 's/^Lines: .* \([0-9][0-9]*\) matched.*/\1/p')
+    [ "${n:-0}" -ge 1 ]
+}
+check "fail2ban-regex: the dovecot filter (_daemon=posthorn/\S+) matches imap-login's failed login in $MAILLOG" fail2ban_matches_imap
+
 # --- restart and reload ------------------------------------------------------
 
 before=$(master_pid)
@@ -742,6 +880,14 @@ old_smtpd=$(smtpd_pids)
 # A POP3S session (TLS relayed by its login process) open across the reload.
 held=0
 check_here "reload: a POP3S session on 995 is open (logged in)" hold_start ssl 995 && held=1
+# And an IMAPS session in IDLE (relayed by its imap-login process).
+idle_held=0
+if check_here "reload: an IMAPS session on 993 is open and IDLEs" idle_start; then
+    idle_held=1
+else
+    [ -z "$IDLE_PID" ] || kill "$IDLE_PID" 2>/dev/null
+    IDLE_PID=
+fi
 old_pop3=$(pop3_pids)
 check "$INIT reload" "$INIT" reload
 check "reload: the same master (pid $before)" test "$(master_pid)" = "$before"
@@ -774,6 +920,11 @@ pop3_old_gone() {
 check "reload: new pop3-login and pop3d workers started (the old ones: $old_pop3)" wait_for 15 pop3_restarted
 if [ "$held" = 1 ]; then
     check_here "reload: the POP3S session opened before it goes on (STAT, RETR every message, NOOP, QUIT)" hold_finish
+fi
+if [ "$idle_held" = 1 ]; then
+    check "reload: SMTP to port 25 accepts mail for $VUSER while the IMAPS session opened before the reload IDLEs" \
+        send_mail "posthorn-install-test-reload-idle-$$-$STARTED"
+    check_here "reload: the IMAPS session opened before it is told of the new mail (* N EXISTS), then DONE and LOGOUT" idle_finish
 fi
 check "reload: the old pop3-login and pop3d workers have exited once their sessions ended" wait_for 20 pop3_old_gone
 check "reload: a new POP3S session after it logs in and reads" sh -c \

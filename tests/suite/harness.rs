@@ -33,10 +33,15 @@ impl Suite {
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // Ports: a block per test process (pid) and per suite within it.
-        let offset = 20000
-            + (std::process::id() % 300) as u16 * 40
-            + NEXT_OFFSET.fetch_add(1, Ordering::SeqCst);
+        // Ports: a block per test process (pid) and a step per suite
+        // within it. The step is not 1: `posthorn dev` listens on several
+        // base ports (2110, 2143, 2465, 2525, 2587, 2993, 2995) and with
+        // consecutive offsets one suite's IMAPS port (2993 + k + 2) was
+        // another's POP3S port (2995 + k). No two of the first 100 multiples
+        // of 19 is a difference of two base ports, so suites of one process
+        // never share a port.
+        let n = NEXT_OFFSET.fetch_add(1, Ordering::SeqCst) % 100;
+        let offset = 10000 + (std::process::id() % 8) as u16 * 2000 + n * 19;
         let mut s = Suite {
             dir: base,
             port: 2525 + offset,

@@ -7,6 +7,7 @@ mod availability;
 mod crash;
 mod crashloop;
 mod harness;
+mod imap;
 mod pop3;
 mod privsep;
 mod skeleton;

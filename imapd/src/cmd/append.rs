@@ -154,8 +154,9 @@ pub fn end(s: &mut Session) {
                 uid_validity: folder.uid_validity(),
                 uids,
             };
-            // A message appended to the selected folder shows up at once,
-            // its EXISTS before the tagged OK (RFC 3501 6.3.11, as Dovecot).
+            // RFC 3501 6.3.11: a message appended to the selected folder
+            // shows up at once, its EXISTS before the tagged OK (a client
+            // that acts on the OK knows the new count).
             if s.selected
                 .as_ref()
                 .is_some_and(|v| v.folder.name() == a.mailbox)

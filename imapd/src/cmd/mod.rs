@@ -14,9 +14,12 @@ pub mod copy;
 pub mod fetch;
 pub mod mailboxes;
 pub mod misc;
+pub mod quota;
 pub mod search;
 pub mod select;
+pub mod sort;
 pub mod store;
+pub mod thread;
 
 use proto::imap::{Mailbox, SeqNum, SequenceSet, Tag};
 

@@ -45,13 +45,7 @@ impl Candidate<'_> {
 
     fn message(&mut self) -> Option<&ParsedMessage> {
         if self.parsed.is_none() {
-            let raw = self.view.folder.open_message(self.uid).ok().and_then(|f| {
-                let mut v = Vec::new();
-                std::io::Read::read_to_end(&mut mailstore::pop3::CrlfReader::new(f), &mut v)
-                    .ok()
-                    .map(|_| v)
-            });
-            self.parsed = Some(raw.map(|r| ParsedMessage::parse(&r)));
+            self.parsed = Some(load(self.view, self.uid));
         }
         self.parsed.as_ref().and_then(|p| p.as_ref())
     }
@@ -62,12 +56,7 @@ impl Candidate<'_> {
     }
 
     fn internal_secs(&mut self) -> i64 {
-        self.view
-            .folder
-            .internal_date(self.uid)
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64)
+        internal_secs(self.view, self.uid)
     }
 
     fn size(&mut self) -> u64 {
@@ -83,6 +72,45 @@ impl Candidate<'_> {
             None => self.internal_day(),
         }
     }
+}
+
+/// A message of the view, parsed (None when it cannot be read: gone
+/// under us, or an I/O error; it then matches no text key and sorts with
+/// empty keys).
+pub(crate) fn load(view: &mut View, uid: u32) -> Option<ParsedMessage> {
+    let f = view.folder.open_message(uid).ok()?;
+    let mut v = Vec::new();
+    std::io::Read::read_to_end(&mut mailstore::pop3::CrlfReader::new(f), &mut v).ok()?;
+    Some(ParsedMessage::parse(&v))
+}
+
+/// The most of a message's header `load_header` reads.
+pub(crate) const MAX_HEADER: u64 = 4 << 20;
+
+/// A message's header only (through the blank line that ends it, at most
+/// `MAX_HEADER` bytes), parsed: all SORT and THREAD keys need, without
+/// reading bodies and attachments.
+pub(crate) fn load_header(view: &mut View, uid: u32) -> Option<ParsedMessage> {
+    use std::io::{BufRead, Read};
+    let f = view.folder.open_message(uid).ok()?;
+    let mut r = std::io::BufReader::new(mailstore::pop3::CrlfReader::new(f).take(MAX_HEADER));
+    let mut v = Vec::new();
+    loop {
+        let n = r.read_until(b'\n', &mut v).ok()?;
+        if n == 0 || v == b"\r\n" || v.ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    Some(ParsedMessage::parse(&v))
+}
+
+/// INTERNALDATE in seconds since the epoch (0 when unknown).
+pub(crate) fn internal_secs(view: &mut View, uid: u32) -> i64 {
+    view.folder
+        .internal_date(uid)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn text(a: &proto::imap::AString) -> String {
@@ -170,7 +198,7 @@ fn header(c: &mut Candidate<'_>, field: &str, s: &proto::imap::AString) -> bool 
         .is_some_and(|m| m.header_contains(field, &needle))
 }
 
-fn uses_modseq(k: &SearchKey) -> bool {
+pub(crate) fn uses_modseq(k: &SearchKey) -> bool {
     match k {
         SearchKey::ModSeq { .. } => true,
         SearchKey::Not(k) => uses_modseq(k),
@@ -181,75 +209,27 @@ fn uses_modseq(k: &SearchKey) -> bool {
 }
 
 pub fn search(s: &mut Session, tag: &Tag, uid: bool, args: &SearchArgs) {
-    if let Some(cs) = &args.charset {
-        if cs != "UTF-8" && cs != "US-ASCII" {
-            s.no(
-                tag,
-                Some(ResponseCode::BadCharset(vec![
-                    "UTF-8".into(),
-                    "US-ASCII".into(),
-                ])),
-                "Unknown charset",
-            );
-            return;
-        }
+    if !charset_ok(s, tag, args.charset.as_deref()) {
+        return;
     }
-    // Sequence sets inside keys resolve against the view as it is now.
-    let all_known: Vec<u32> = s
-        .selected
-        .as_ref()
-        .map(|v| v.uids.clone())
-        .unwrap_or_default();
-    let resolved: Vec<(SequenceSet, bool, Vec<u32>)> = {
-        let mut v = Vec::new();
-        collect_sets(&args.keys, &mut |set, by_uid| {
-            if !v
-                .iter()
-                .any(|(s2, u2, _): &(SequenceSet, bool, Vec<u32>)| s2 == set && *u2 == by_uid)
-            {
-                v.push((set.clone(), by_uid, resolve(s, set, by_uid)));
-            }
-        });
-        v
-    };
-    let uids_of = |set: &SequenceSet, by_uid: bool| -> Vec<u32> {
-        resolved
-            .iter()
-            .find(|(s2, u2, _)| s2 == set && *u2 == by_uid)
-            .map(|(_, _, r)| r.clone())
-            .unwrap_or_default()
-    };
     let with_modseq = args.keys.iter().any(uses_modseq);
     if with_modseq {
         // RFC 7162 3.1: SEARCH MODSEQ enables CONDSTORE.
         super::misc::enable_condstore(s);
     }
-    let Some(view) = s.selected.as_mut() else {
-        return;
-    };
-    let mut hits: Vec<(u32, u32)> = Vec::new();
-    let mut max_modseq = 0;
-    for (i, &u) in all_known.iter().enumerate() {
-        if view.is_gone(u) || view.folder.message(u).is_none() {
-            continue;
-        }
-        let mut c = Candidate {
-            view,
-            uid: u,
-            seq: i as u32 + 1,
-            parsed: None,
-        };
-        if args.keys.iter().all(|k| matches(&mut c, k, &uids_of)) {
-            hits.push((c.seq, u));
-            max_modseq = max_modseq.max(c.view.folder.modseq(u).unwrap_or(0));
-        }
-    }
+    let Matches { hits, max_modseq } = matching(s, &args.keys);
     let nums: Vec<u32> = hits
         .iter()
         .map(|&(seq, u)| if uid { u } else { seq })
         .collect();
+    // RFC 9051 6.4.4: under IMAP4rev2 the answer is always ESEARCH (no
+    // RETURN is RETURN (ALL)).
+    let ret = match (&args.ret, s.enabled.imap4rev2) {
+        (None, true) => Some(Vec::new()),
+        (r, _) => r.clone(),
+    };
     let out = &mut s.out;
-    match &args.ret {
+    match &ret {
         None => {
             out.extend_from_slice(b"* SEARCH");
             for n in &nums {
@@ -289,6 +269,84 @@ pub fn search(s: &mut Session, tag: &Tag, uid: bool, args: &SearchArgs) {
         }
     }
     s.ok(tag, "Search completed.");
+}
+
+/// CHARSET: UTF-8 and US-ASCII (the default) are known; another gets
+/// NO [BADCHARSET (UTF-8 US-ASCII)] (RFC 3501 6.4.4, RFC 5256 3) and false.
+pub(crate) fn charset_ok(s: &mut Session, tag: &Tag, charset: Option<&str>) -> bool {
+    match charset {
+        None | Some("UTF-8") | Some("US-ASCII") => true,
+        Some(_) => {
+            s.no(
+                tag,
+                Some(ResponseCode::BadCharset(vec![
+                    "UTF-8".into(),
+                    "US-ASCII".into(),
+                ])),
+                "Unknown charset",
+            );
+            false
+        }
+    }
+}
+
+/// The messages of the selected view that `keys` (ANDed) match.
+pub(crate) struct Matches {
+    /// (sequence number, UID), ascending.
+    pub hits: Vec<(u32, u32)>,
+    /// The highest MODSEQ among them (RFC 7162 3.1.5), 0 when none.
+    pub max_modseq: u64,
+}
+
+/// Evaluate the search program over the selected view (SEARCH, SORT and
+/// THREAD share it). Messages expunged but not yet reported are left out.
+pub(crate) fn matching(s: &mut Session, keys: &[SearchKey]) -> Matches {
+    // Sequence sets inside keys resolve against the view as it is now.
+    let all_known: Vec<u32> = s
+        .selected
+        .as_ref()
+        .map(|v| v.uids.clone())
+        .unwrap_or_default();
+    let resolved: Vec<(SequenceSet, bool, Vec<u32>)> = {
+        let mut v = Vec::new();
+        collect_sets(keys, &mut |set, by_uid| {
+            if !v
+                .iter()
+                .any(|(s2, u2, _): &(SequenceSet, bool, Vec<u32>)| s2 == set && *u2 == by_uid)
+            {
+                v.push((set.clone(), by_uid, resolve(s, set, by_uid)));
+            }
+        });
+        v
+    };
+    let uids_of = |set: &SequenceSet, by_uid: bool| -> Vec<u32> {
+        resolved
+            .iter()
+            .find(|(s2, u2, _)| s2 == set && *u2 == by_uid)
+            .map(|(_, _, r)| r.clone())
+            .unwrap_or_default()
+    };
+    let mut hits: Vec<(u32, u32)> = Vec::new();
+    let mut max_modseq = 0;
+    let Some(view) = s.selected.as_mut() else {
+        return Matches { hits, max_modseq };
+    };
+    for (i, &u) in all_known.iter().enumerate() {
+        if view.is_gone(u) || view.folder.message(u).is_none() {
+            continue;
+        }
+        let mut c = Candidate {
+            view,
+            uid: u,
+            seq: i as u32 + 1,
+            parsed: None,
+        };
+        if keys.iter().all(|k| matches(&mut c, k, &uids_of)) {
+            hits.push((c.seq, u));
+            max_modseq = max_modseq.max(c.view.folder.modseq(u).unwrap_or(0));
+        }
+    }
+    Matches { hits, max_modseq }
 }
 
 /// Every sequence set inside the keys, with whether it holds UIDs.

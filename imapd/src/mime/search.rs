@@ -85,6 +85,9 @@ pub struct ThreadKeys {
     pub subject: String,
     /// The subject had a reply or forward marker (RFC 5256 2.1).
     pub subject_is_reply: bool,
+    /// Sent date (the first Date field) in seconds UTC; `None`: use
+    /// INTERNALDATE.
+    pub date: Option<i64>,
 }
 
 impl ParsedMessage {
@@ -177,18 +180,18 @@ impl ParsedMessage {
 
     /// The Date: field as (seconds UTC, offset east of UTC in minutes);
     /// `None` when missing or not a date. The last Date field counts, as
-    /// in ENVELOPE. For SORT DATE the server falls back to INTERNALDATE
+    /// in ENVELOPE (SORT's key is the first's, as Dovecot's). For SORT DATE
+    /// the server falls back to INTERNALDATE
     /// (RFC 5256 3); for SENT* see [`ParsedMessage::sent_day`].
     pub fn sent_date(&self) -> Option<(i64, i32)> {
         let f = self.root_fields().iter().rev().find(|f| f.is("Date"))?;
-        let text = String::from_utf8_lossy(&f.value).replace('\n', " ");
-        let d = DateTime::parse_rfc822(&text)?;
-        if !d.is_valid() {
-            return None;
-        }
-        let offset = (i32::from(d.tz_hour) * 60 + i32::from(d.tz_minute))
-            * if d.tz_before_gmt { -1 } else { 1 };
-        Some((d.to_timestamp(), offset))
+        date_of(f)
+    }
+
+    /// The first field named `name`: SORT and THREAD read the first of
+    /// duplicated fields, as Dovecot does (ENVELOPE the last).
+    fn first(&self, name: &str) -> Option<&Field> {
+        self.root_fields().iter().find(|f| f.is(name))
     }
 
     /// RFC 3501 SENTBEFORE, SENTON, SENTSINCE compare this day (days since
@@ -212,12 +215,7 @@ impl ParsedMessage {
 
     /// RFC 5256 3 and RFC 5957 sort keys.
     pub fn sort_keys(&self) -> SortKeys {
-        let subject = self
-            .root_fields()
-            .iter()
-            .rev()
-            .find(|f| f.is("Subject"))
-            .map(|f| decode_header(&f.value));
+        let subject = self.first("Subject").map(|f| decode_header(&f.value));
         let (base, _) = base_subject(subject.as_deref().unwrap_or(""));
         let from = self.addresses("From");
         let to = self.addresses("To");
@@ -228,35 +226,50 @@ impl ParsedMessage {
             cc: first_mailbox(&self.addresses("Cc")),
             display_from: display(&from),
             display_to: display(&to),
-            date: self.sent_date().map(|(t, _)| t),
+            date: self.first("Date").and_then(date_of).map(|(t, _)| t),
         }
     }
 
     /// RFC 5256 4 thread keys.
     pub fn thread_keys(&self) -> ThreadKeys {
-        let last = |n: &str| self.root_fields().iter().rev().find(|f| f.is(n));
-        let message_id = last("Message-ID").and_then(|f| msg_ids(&f.value).into_iter().next());
-        let mut references = last("References")
+        let message_id = self
+            .first("Message-ID")
+            .and_then(|f| msg_ids(&f.value).into_iter().next());
+        let mut references = self
+            .first("References")
             .map(|f| msg_ids(&f.value))
             .unwrap_or_default();
         if references.is_empty() {
-            references = last("In-Reply-To")
+            references = self
+                .first("In-Reply-To")
                 .and_then(|f| msg_ids(&f.value).into_iter().next())
                 .into_iter()
                 .collect();
         }
-        let subject = last("Subject").map(|f| decode_header(&f.value));
+        let subject = self.first("Subject").map(|f| decode_header(&f.value));
         let (base, reply) = base_subject(subject.as_deref().unwrap_or(""));
         ThreadKeys {
             message_id,
             references,
             subject: fold(&base),
             subject_is_reply: reply,
+            date: self.first("Date").and_then(date_of).map(|(t, _)| t),
         }
     }
 }
 
-/// Case folding for comparisons.
+/// A Date field's value as (seconds UTC, offset east of UTC in minutes).
+fn date_of(f: &Field) -> Option<(i64, i32)> {
+    let text = String::from_utf8_lossy(&f.value).replace('\n', " ");
+    let d = DateTime::parse_rfc822(&text)?;
+    if !d.is_valid() {
+        return None;
+    }
+    let offset =
+        (i32::from(d.tz_hour) * 60 + i32::from(d.tz_minute)) * if d.tz_before_gmt { -1 } else { 1 };
+    Some((d.to_timestamp(), offset))
+}
+
 /// Case folding for comparisons and sort keys, as Dovecot's
 /// i;unicode-casemap (RFC 5051): each character to its single-character
 /// title (here: upper) case, "ß" staying "ß", then decomposed ("Ä" to "A"
@@ -463,6 +476,10 @@ pub fn base_subject(subject: &str) -> (String, bool) {
         // (3) and (4): leaders and blobs, until nothing changes
         loop {
             let before = s.len();
+            // subj-leader includes plain WSP (what "[fwd: x]" leaves)
+            if s.starts_with(' ') {
+                s = s.trim_start().to_string();
+            }
             if let Some(rest) = strip_refwd(&s) {
                 s = rest;
                 reply = true;
@@ -594,6 +611,8 @@ mod tests {
             ("hello".to_string(), true)
         );
         assert_eq!(base_subject("[fwd: Re: x]"), ("x".to_string(), true));
+        // the space "[fwd:" leaves is a leader too (Dovecot: "D")
+        assert_eq!(base_subject("[fwd: d]"), ("d".to_string(), true));
         assert_eq!(
             base_subject("  plain   subject "),
             ("plain subject".to_string(), false)

@@ -10,7 +10,9 @@
 //!
 //! Standards: RFC 3501 6.3-6.4 and 7, RFC 9051, RFC 2177 (IDLE), RFC 5161
 //! (ENABLE), RFC 2342 (NAMESPACE), RFC 2971 (ID), RFC 4315 (UIDPLUS), RFC
-//! 6851 (MOVE), RFC 3691 (UNSELECT), RFC 7162 (CONDSTORE/QRESYNC).
+//! 6851 (MOVE), RFC 3691 (UNSELECT), RFC 7162 (CONDSTORE/QRESYNC), RFC 4978
+//! (COMPRESS: compress.rs; input is inflated before the reader sees it,
+//! `out` compressed at the end of every call).
 //!
 //! Security: runs as the mailbox owner; every mailbox name goes through
 //! mailstore's validation (no `..`, `/`, absolute or control characters:
@@ -22,6 +24,7 @@
 //! line), store errors with the user (mailbox.rs logs what `take_log`
 //! returns).
 
+pub mod compress;
 pub mod view;
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -55,6 +58,7 @@ impl SessionConfig {
             "IDLE",
             "NAMESPACE",
             "UIDPLUS",
+            "MULTIAPPEND",
             "MOVE",
             "UNSELECT",
             "CHILDREN",
@@ -66,6 +70,14 @@ impl SessionConfig {
             "QRESYNC",
             "BINARY",
             "UTF8=ACCEPT",
+            "SORT",
+            "SORT=DISPLAY",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
+            "QUOTA=RES-MESSAGE",
+            "COMPRESS=DEFLATE",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -89,6 +101,9 @@ pub enum Step {
     /// Send `out`, keep reading, and call `notify` when this descriptor is
     /// readable (IDLE's inotify watcher).
     Watch(RawFd),
+    /// Send `out`, read nothing, and call `resume` once the client has
+    /// taken most of it: compressed input is waiting (compress.rs).
+    More,
 }
 
 /// RFC 5161 ENABLEd extensions (and CONDSTORE switched on by its other
@@ -150,6 +165,14 @@ pub struct Session {
     pub out: Vec<u8>,
     /// Lines for the log (errors the client only hears about as NO).
     log: Vec<String>,
+    /// RFC 4978 COMPRESS=DEFLATE, once active (compress.rs).
+    deflate: Option<Box<compress::Deflate>>,
+    /// Where the output not yet compressed starts in `out`.
+    plain_from: usize,
+    /// COMPRESS was just accepted: the rest of the input is compressed.
+    compress_switch: bool,
+    /// A `Step::Watch` held back while `Step::More` was returned.
+    held_watch: Option<RawFd>,
 }
 
 impl Session {
@@ -178,6 +201,10 @@ impl Session {
             bytes_out: 0,
             out: Vec::with_capacity(4096),
             log: Vec::new(),
+            deflate: None,
+            plain_from: 0,
+            compress_switch: false,
+            held_watch: None,
         };
         let caps = ResponseCode::Capability(s.cfg.capabilities.clone());
         match tag.and_then(|t| Tag::new(t.as_bytes())) {
@@ -185,6 +212,7 @@ impl Session {
             None => Status::preauth("Logged in").with_code(caps),
         }
         .write(&mut s.out);
+        s.bytes_out = s.out.len() as u64;
         let step = s.input(leftover);
         (s, step)
     }
@@ -195,8 +223,26 @@ impl Session {
             return Step::Close;
         }
         self.bytes_in += data.len() as u64;
-        self.input.extend_from_slice(data);
-        self.process()
+        self.plain_from = self.out.len();
+        let step = match self.deflate.as_mut() {
+            Some(d) => {
+                d.feed(data);
+                Step::Continue
+            }
+            None => {
+                self.input.extend_from_slice(data);
+                self.process()
+            }
+        };
+        let step = self.inflate_input(step);
+        self.seal(true);
+        step
+    }
+
+    /// The output to send, taken (compressed once COMPRESS is active;
+    /// `out` holds only what is ready to send between calls).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
     }
 
     /// The watcher's descriptor is readable: in IDLE, report what changed
@@ -205,22 +251,31 @@ impl Session {
         if let Some(w) = &self.watcher {
             let _ = w.drain();
         }
+        self.plain_from = self.out.len();
         if matches!(self.state, State::Idle(_)) {
             self.sync_report(Report::All);
+        }
+        self.seal(true);
+        if matches!(self.state, State::Closed) {
+            return Step::Close;
         }
         Step::Continue
     }
 
     /// The client was idle too long.
     pub fn timed_out(&mut self) {
+        self.plain_from = self.out.len();
         Status::bye("Disconnected for inactivity.").write(&mut self.out);
         self.state = State::Closed;
+        self.seal(true);
     }
 
     /// The daemon is stopping.
     pub fn shutdown(&mut self) {
+        self.plain_from = self.out.len();
         Status::bye("Server shutting down.").write(&mut self.out);
         self.state = State::Closed;
+        self.seal(true);
     }
 
     /// Log lines gathered since the last call.
@@ -233,6 +288,7 @@ impl Session {
     }
 
     fn process(&mut self) -> Step {
+        let out_before = self.out.len();
         let mut pos = 0;
         let mut step = Step::Continue;
         loop {
@@ -265,9 +321,18 @@ impl Session {
                     break;
                 }
             }
+            if std::mem::take(&mut self.compress_switch) {
+                // RFC 4978 3: what follows COMPRESS is compressed.
+                let rest = self.input.split_off(pos);
+                if let Some(d) = self.deflate.as_mut() {
+                    d.feed(&rest);
+                }
+                break;
+            }
         }
         self.input.drain(..pos.min(self.input.len()));
-        self.bytes_out += self.out.len() as u64;
+        // what this call wrote (before compression), for the log line
+        self.bytes_out += self.out.len().saturating_sub(out_before) as u64;
         step
     }
 
@@ -376,11 +441,17 @@ impl Session {
             }
             CommandBody::Noop => {
                 self.sync_report(Report::All);
+                if matches!(self.state, State::Closed) {
+                    return Some(Step::Close);
+                }
                 self.ok(&tag, "NOOP completed.");
                 return None;
             }
             CommandBody::Check => {
                 self.sync_report(Report::All);
+                if matches!(self.state, State::Closed) {
+                    return Some(Step::Close);
+                }
                 self.ok(&tag, "Check completed.");
                 return None;
             }
@@ -519,22 +590,52 @@ impl Session {
                 cmd::copy::copy(self, &tag, uid, &set, &mailbox, true);
                 Report::All
             }
-            CommandBody::Sort { .. } | CommandBody::Thread { .. } => {
-                self.no(&tag, None, "SORT and THREAD are not supported yet.");
+            CommandBody::Sort {
+                uid,
+                criteria,
+                args,
+            } => {
+                cmd::sort::sort(self, &tag, uid, &criteria, &args);
+                if uid {
+                    Report::All
+                } else {
+                    Report::NoExpunges
+                }
+            }
+            CommandBody::Thread {
+                uid,
+                algorithm,
+                args,
+            } => {
+                cmd::thread::thread(self, &tag, uid, &algorithm, &args);
+                if uid {
+                    Report::All
+                } else {
+                    Report::NoExpunges
+                }
+            }
+            CommandBody::Compress(alg) => {
+                // reports itself: nothing may follow its OK uncompressed
+                self.compress(&tag, &alg);
+                return None;
+            }
+            CommandBody::GetQuota(root) => {
+                cmd::quota::get_quota(self, &tag, &root);
                 Report::All
             }
-            CommandBody::Compress(_) => {
-                self.no(&tag, None, "COMPRESS is not supported yet.");
+            CommandBody::GetQuotaRoot(mailbox) => {
+                cmd::quota::get_quota_root(self, &tag, &mailbox);
                 Report::All
             }
-            CommandBody::GetQuota(_)
-            | CommandBody::GetQuotaRoot(_)
-            | CommandBody::SetQuota { .. } => {
-                self.no(&tag, None, "QUOTA is not supported yet.");
+            CommandBody::SetQuota { .. } => {
+                cmd::quota::set_quota(self, &tag);
                 Report::All
             }
         };
         self.finish(start, report);
+        if matches!(self.state, State::Closed) {
+            return Some(Step::Close);
+        }
         None
     }
 
@@ -552,7 +653,11 @@ impl Session {
             .map_or(start, |i| start + i + 2);
         let tagged = self.out.split_off(line_start);
         self.sync_report(report);
-        self.out.extend_from_slice(&tagged);
+        // A session ended by the sync (its mailbox was deleted) says BYE
+        // and nothing more.
+        if !matches!(self.state, State::Closed) {
+            self.out.extend_from_slice(&tagged);
+        }
     }
 
     /// RFC 2177: IDLE.
@@ -592,7 +697,16 @@ impl Session {
             return;
         };
         if let Err(e) = view.sync() {
-            self.log.push(format!("{}: sync: {e}", view.folder.name()));
+            let name = view.folder.name().to_string();
+            if name != mailstore::INBOX && !self.store.exists(&name).unwrap_or(true) {
+                // Deleted by another session: Dovecot's answer.
+                Status::bye("Selected mailbox was deleted, have to disconnect.")
+                    .write(&mut self.out);
+                self.selected = None;
+                self.state = State::Closed;
+                return;
+            }
+            self.log.push(format!("{name}: sync: {e}"));
         }
         view.report(what, enabled, &mut self.out);
     }

@@ -201,9 +201,14 @@ impl View {
         }
         if self.uids.len() != before {
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
-            // RFC 9051 has no \Recent.
+            // RFC 9051 has no \Recent; RFC 3501 7.3.2: the messages with
+            // \Recent (the store's rule), not the expunged.
             if !enabled.imap4rev2 {
-                let recent = self.folder.recent().len();
+                let recent = self
+                    .uids
+                    .iter()
+                    .filter(|&&u| self.folder.message(u).is_some_and(|m| m.recent))
+                    .count();
                 out.extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
             }
         }
