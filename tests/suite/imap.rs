@@ -814,17 +814,23 @@ fn mailbox_names_stay_inside_the_users_own_mail() {
             "CREATE &AAE-x",
             "NO Invalid mailbox name: control character",
         ),
-        ("CREATE \"a\x7fb\"", "NO Mailbox name is not valid mUTF-7"),
+        (
+            "CREATE \"a\x7fb\"",
+            "NO Invalid mailbox name: control character",
+        ),
         ("SELECT \"\"", "NO Invalid mailbox name: empty"),
-        // Another user's names are just names in one's own mail.
-        ("SELECT ~other", "NO [NONEXISTENT] Mailbox doesn't exist."),
+        // `~user` (another user's mail elsewhere) is refused outright.
+        (
+            "SELECT ~other",
+            "NO Invalid mailbox name: it may not begin with '~'",
+        ),
         (
             "STATUS ~other (MESSAGES)",
-            "NO [NONEXISTENT] Mailbox doesn't exist.",
+            "NO Invalid mailbox name: it may not begin with '~'",
         ),
         (
             "SELECT \"~other@example.test\"",
-            "NO [NONEXISTENT] Mailbox doesn't exist.",
+            "NO Invalid mailbox name: it may not begin with '~'",
         ),
         ("SELECT other", "NO [NONEXISTENT] Mailbox doesn't exist."),
         ("LIST \"~other\" \"*\"", "OK List completed."),

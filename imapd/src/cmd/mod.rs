@@ -34,6 +34,14 @@ pub fn store_name(s: &Session, m: &Mailbox) -> Result<String, String> {
         return Ok(mailstore::INBOX.to_string());
     }
     let raw = m.as_str().ok_or("Mailbox name is not valid UTF-8")?;
+    if raw.chars().any(char::is_control) {
+        return Err("Invalid mailbox name: control character".into());
+    }
+    // `~user` names another user's mail in Dovecot's and UW's syntax
+    // (mail_full_filesystem_access); here it names nothing and is refused.
+    if raw.starts_with('~') {
+        return Err("Invalid mailbox name: it may not begin with '~'".into());
+    }
     let name = if s.enabled.utf8 {
         raw.to_string()
     } else {
