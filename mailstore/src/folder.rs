@@ -21,7 +21,11 @@
 //!
 //! Durability: the uidlist is written to `dovecot-uidlist.tmp`, fsync'ed,
 //! renamed over the list, and the folder directory fsync'ed (Dovecot
-//! fdatasyncs and renames). Moves to cur/ and expunges fsync cur/ and new/.
+//! fdatasyncs and renames). Moves to cur/ and expunges fsync cur/ and new/;
+//! a flag change (a rename within cur/) does not fsync cur/: the durable
+//! posthorn-modseq that follows it keeps mod-sequences growing if the
+//! rename is lost in a crash (the message then shows its old flags again,
+//! with a new mod-sequence).
 //! A process killed at any point leaves a lock that goes stale (dotlock.rs)
 //! and at most a .tmp file that is never read. Appended messages are
 //! fsync'ed before they are renamed into cur/. posthorn-modseq is written
@@ -79,6 +83,12 @@ const KEYWORDS: &str = "dovecot-keywords";
 /// the one seen (Dovecot's MAILDIR_SYNC_SECS): changes within one clock
 /// tick share an mtime.
 const SYNC_SECS: i64 = 1;
+/// The same on a file system with sub-second timestamps (any of the three
+/// has a non-zero nanosecond part), in nanoseconds: the kernel stamps a
+/// change with its coarse clock, at most one tick (10 ms at HZ=100) behind
+/// the time read before the stat, so a change made after a stat that found
+/// a timestamp this much older than that time gets a later one.
+const SYNC_NANOS: i128 = 100_000_000;
 
 /// A message of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -429,14 +439,25 @@ impl Folder {
         if self.ext_dirty {
             return Ok(false);
         }
-        let s = self.stamp()?;
+        // The time before the stat: a change after the stat is stamped no
+        // earlier than one clock tick before it.
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let settled = s.new.0 < now - SYNC_SECS
-            && s.cur.0 < now - SYNC_SECS
-            && s.list.is_none_or(|l| l.3 < now - SYNC_SECS);
-        Ok(s == old && settled)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let s = self.stamp()?;
+        if s != old {
+            return Ok(false);
+        }
+        let times = [Some(s.new), Some(s.cur), s.list.map(|l| (l.3, l.4))];
+        let fine = times.iter().flatten().any(|&(_, ns)| ns != 0);
+        let settled = times.iter().flatten().all(|&(sec, ns)| {
+            if fine {
+                i128::from(sec) * 1_000_000_000 + i128::from(ns) < now - SYNC_NANOS
+            } else {
+                sec < (now / 1_000_000_000) as i64 - SYNC_SECS
+            }
+        });
+        Ok(settled)
     }
 
     /// Read the list: None when there is none (or it was corrupt, logged
@@ -947,6 +968,10 @@ impl Folder {
             .message(uid)
             .ok_or(StoreError::NoSuchMessage(uid))?
             .keywords;
+        if set == KeywordSet::default() {
+            // Most messages have none: dovecot-keywords is not read for them.
+            return Ok(Vec::new());
+        }
         let k = self.keywords()?;
         Ok(set
             .iter()
@@ -958,6 +983,10 @@ impl Folder {
     /// dovecot-keywords, through its .lock file, before any file name uses
     /// them). Call with the uidlist lock held.
     fn letters_for(&mut self, names: &[String]) -> Result<KeywordSet, StoreError> {
+        if names.is_empty() {
+            // No keywords: no letters, and no need to read dovecot-keywords.
+            return Ok(KeywordSet::default());
+        }
         let mut k = self.read_keywords()?;
         let mut set = KeywordSet::default();
         let mut added = false;
@@ -1073,10 +1102,14 @@ impl Folder {
             Ok(())
         })();
         if renamed {
-            privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
-            // Gives the renamed messages their new mod-sequence (their flags
-            // now differ from posthorn-modseq's); the session reports its
-            // own changes itself (STORE's FETCH responses).
+            // cur/ is not fsync'ed for a flag change (Dovecot's
+            // mail_fsync=optimized neither): posthorn-modseq, written
+            // durably below, records the new flags, so a rename lost in a
+            // crash shows as a flag change with a mod-sequence above every
+            // one handed out.
+            // The sync gives the renamed messages their new mod-sequence
+            // (their flags now differ from posthorn-modseq's); the session
+            // reports its own changes itself (STORE's FETCH responses).
             let mut c = self.sync_locked(&lock)?;
             c.flags.retain(|u| !own.contains(u));
             self.pending.merge(c);
