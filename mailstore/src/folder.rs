@@ -490,7 +490,8 @@ impl Folder {
     /// List new/ then cur/: base name -> (file name, in new/). A file moved
     /// from new/ to cur/ during the listing is found in cur/.
     fn scan(&self) -> Result<HashMap<String, (String, bool)>, StoreError> {
-        let mut found: HashMap<String, (String, bool)> = HashMap::new();
+        let mut found: HashMap<String, (String, bool)> =
+            HashMap::with_capacity(self.messages.len() + 16);
         let mut dups: Vec<(String, String)> = Vec::new();
         for (dir, in_new, sub) in [(&self.new, true, "new"), (&self.cur, false, "cur")] {
             for e in fsat::list(dir).at(&self.display.join(sub))? {
@@ -627,14 +628,19 @@ impl Folder {
         }
 
         // Records whose files exist keep their UIDs; the rest are gone.
-        let old: HashMap<u32, &Message> = self.messages.iter().map(|m| (m.uid, m)).collect();
+        // self.messages and `messages` are ascending by UID: looked up by
+        // binary search (these maps were a good part of a sync's time).
+        let old = &self.messages;
+        let find = |v: &[Message], uid: u32| v.binary_search_by_key(&uid, |m| m.uid).ok();
         let mut messages = Vec::with_capacity(found.len());
         for r in &list.records {
             let Some((file, in_new)) = found.remove(&r.base) else {
                 rewrite = true;
                 continue;
             };
-            let prev = old.get(&r.uid).filter(|m| m.base == r.base).copied();
+            let prev = find(old, r.uid)
+                .map(|i| &old[i])
+                .filter(|m| m.base == r.base);
             messages.push(self.message_from(r.uid, r.base.clone(), file, in_new, &r.ext, prev)?);
         }
         // New files: UIDs in Dovecot's order of names.
@@ -670,9 +676,8 @@ impl Folder {
         }
 
         if !changes.uid_validity_changed {
-            let now: HashMap<u32, &Message> = messages.iter().map(|m| (m.uid, m)).collect();
             for m in &self.messages {
-                match now.get(&m.uid) {
+                match find(&messages, m.uid).map(|i| &messages[i]) {
                     None => changes.expunged.push(m.uid),
                     Some(n) if (n.flags, n.keywords) != (m.flags, m.keywords) => {
                         changes.flags.push(m.uid)
@@ -681,20 +686,17 @@ impl Folder {
                 }
             }
         }
-        let had: HashSet<u32> = self.messages.iter().map(|m| m.uid).collect();
         changes.new = messages
             .iter()
             .map(|m| m.uid)
-            .filter(|u| changes.uid_validity_changed || !had.contains(u))
+            .filter(|&u| changes.uid_validity_changed || find(&self.messages, u).is_none())
             .collect();
 
         self.uid_validity = list.uid_validity;
         self.next_uid = list.next_uid;
         self.guid = Some(list.guid.unwrap_or_else(random_guid));
         self.header_ext = list.header_ext;
-        let old_modseq: HashMap<u32, u64> =
-            self.messages.iter().map(|m| (m.uid, m.modseq)).collect();
-        self.messages = messages;
+        let old_messages = std::mem::replace(&mut self.messages, messages);
         self.keywords = None;
         if rewrite {
             self.write_list(lock)?;
@@ -708,9 +710,9 @@ impl Folder {
             // changed back, or a rebuilt posthorn-modseq): CONDSTORE clients
             // are told too (RFC 7162 3.2).
             for m in &self.messages {
-                if old_modseq
-                    .get(&m.uid)
-                    .is_some_and(|&o| o != 0 && o != m.modseq)
+                if find(&old_messages, m.uid)
+                    .map(|i| old_messages[i].modseq)
+                    .is_some_and(|o| o != 0 && o != m.modseq)
                 {
                     changes.flags.push(m.uid);
                 }

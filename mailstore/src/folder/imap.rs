@@ -15,7 +15,6 @@
 //! Diagnostics: a corrupt or (for a folder that had a uidlist) missing file
 //! is a warning naming it; it is rebuilt (modseq.rs says how).
 
-use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -105,8 +104,11 @@ impl Folder {
                 m.recent = m.uid >= first_recent;
             }
         }
-        let live: HashSet<u32> = self.messages.iter().map(|m| m.uid).collect();
-        self.recent.retain(|u| live.contains(u));
+        if !self.recent.is_empty() {
+            let messages = &self.messages;
+            self.recent
+                .retain(|&u| messages.binary_search_by_key(&u, |m| m.uid).is_ok());
+        }
         if changed {
             self.write_modseq(lock, &f)?;
         }
