@@ -22,10 +22,10 @@
 //! Durability: the uidlist is written to `dovecot-uidlist.tmp`, fsync'ed,
 //! renamed over the list, and the folder directory fsync'ed (Dovecot
 //! fdatasyncs and renames). Moves to cur/ and expunges fsync cur/ and new/;
-//! a flag change (a rename within cur/) does not fsync cur/: the durable
-//! posthorn-modseq that follows it keeps mod-sequences growing if the
-//! rename is lost in a crash (the message then shows its old flags again,
-//! with a new mod-sequence).
+//! a flag change (a rename within cur/) fsyncs neither cur/ nor
+//! posthorn-modseq: a crash can lose it (the message then shows its old
+//! flags again, with a new mod-sequence), and mod-sequences keep growing
+//! across it (folder/imap.rs: the boot id).
 //! A process killed at any point leaves a lock that goes stale (dotlock.rs)
 //! and at most a .tmp file that is never read. Appended messages are
 //! fsync'ed before they are renamed into cur/. posthorn-modseq is written
@@ -1105,10 +1105,10 @@ impl Folder {
         })();
         if renamed {
             // cur/ is not fsync'ed for a flag change (Dovecot's
-            // mail_fsync=optimized neither): posthorn-modseq, written
-            // durably below, records the new flags, so a rename lost in a
-            // crash shows as a flag change with a mod-sequence above every
-            // one handed out.
+            // mail_fsync=optimized neither), nor is posthorn-modseq for it:
+            // after a crash the file's boot id starts mod-sequences above
+            // every one handed out, and a lost rename shows as a flag
+            // change (folder/imap.rs).
             // The sync gives the renamed messages their new mod-sequence
             // (their flags now differ from posthorn-modseq's); the session
             // reports its own changes itself (STORE's FETCH responses).
