@@ -21,7 +21,11 @@
 //!
 //! Durability: the uidlist is written to `dovecot-uidlist.tmp`, fsync'ed,
 //! renamed over the list, and the folder directory fsync'ed (Dovecot
-//! fdatasyncs and renames). Moves to cur/ and expunges fsync cur/ and new/.
+//! fdatasyncs and renames). Moves to cur/ and expunges fsync cur/ and new/;
+//! a flag change (a rename within cur/) fsyncs neither cur/ nor
+//! posthorn-modseq: a crash can lose it (the message then shows its old
+//! flags again, with a new mod-sequence), and mod-sequences keep growing
+//! across it (folder/imap.rs: the boot id).
 //! A process killed at any point leaves a lock that goes stale (dotlock.rs)
 //! and at most a .tmp file that is never read. Appended messages are
 //! fsync'ed before they are renamed into cur/. posthorn-modseq is written
@@ -79,6 +83,12 @@ const KEYWORDS: &str = "dovecot-keywords";
 /// the one seen (Dovecot's MAILDIR_SYNC_SECS): changes within one clock
 /// tick share an mtime.
 const SYNC_SECS: i64 = 1;
+/// The same on a file system with sub-second timestamps (any of the three
+/// has a non-zero nanosecond part), in nanoseconds: the kernel stamps a
+/// change with its coarse clock, at most one tick (10 ms at HZ=100) behind
+/// the time read before the stat, so a change made after a stat that found
+/// a timestamp this much older than that time gets a later one.
+const SYNC_NANOS: i128 = 100_000_000;
 
 /// A message of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -429,14 +439,25 @@ impl Folder {
         if self.ext_dirty {
             return Ok(false);
         }
-        let s = self.stamp()?;
+        // The time before the stat: a change after the stat is stamped no
+        // earlier than one clock tick before it.
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let settled = s.new.0 < now - SYNC_SECS
-            && s.cur.0 < now - SYNC_SECS
-            && s.list.is_none_or(|l| l.3 < now - SYNC_SECS);
-        Ok(s == old && settled)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let s = self.stamp()?;
+        if s != old {
+            return Ok(false);
+        }
+        let times = [Some(s.new), Some(s.cur), s.list.map(|l| (l.3, l.4))];
+        let fine = times.iter().flatten().any(|&(_, ns)| ns != 0);
+        let settled = times.iter().flatten().all(|&(sec, ns)| {
+            if fine {
+                i128::from(sec) * 1_000_000_000 + i128::from(ns) < now - SYNC_NANOS
+            } else {
+                sec < (now / 1_000_000_000) as i64 - SYNC_SECS
+            }
+        });
+        Ok(settled)
     }
 
     /// Read the list: None when there is none (or it was corrupt, logged
@@ -469,7 +490,8 @@ impl Folder {
     /// List new/ then cur/: base name -> (file name, in new/). A file moved
     /// from new/ to cur/ during the listing is found in cur/.
     fn scan(&self) -> Result<HashMap<String, (String, bool)>, StoreError> {
-        let mut found: HashMap<String, (String, bool)> = HashMap::new();
+        let mut found: HashMap<String, (String, bool)> =
+            HashMap::with_capacity(self.messages.len() + 16);
         let mut dups: Vec<(String, String)> = Vec::new();
         for (dir, in_new, sub) in [(&self.new, true, "new"), (&self.cur, false, "cur")] {
             for e in fsat::list(dir).at(&self.display.join(sub))? {
@@ -606,14 +628,19 @@ impl Folder {
         }
 
         // Records whose files exist keep their UIDs; the rest are gone.
-        let old: HashMap<u32, &Message> = self.messages.iter().map(|m| (m.uid, m)).collect();
+        // self.messages and `messages` are ascending by UID: looked up by
+        // binary search (these maps were a good part of a sync's time).
+        let old = &self.messages;
+        let find = |v: &[Message], uid: u32| v.binary_search_by_key(&uid, |m| m.uid).ok();
         let mut messages = Vec::with_capacity(found.len());
         for r in &list.records {
             let Some((file, in_new)) = found.remove(&r.base) else {
                 rewrite = true;
                 continue;
             };
-            let prev = old.get(&r.uid).filter(|m| m.base == r.base).copied();
+            let prev = find(old, r.uid)
+                .map(|i| &old[i])
+                .filter(|m| m.base == r.base);
             messages.push(self.message_from(r.uid, r.base.clone(), file, in_new, &r.ext, prev)?);
         }
         // New files: UIDs in Dovecot's order of names.
@@ -649,9 +676,8 @@ impl Folder {
         }
 
         if !changes.uid_validity_changed {
-            let now: HashMap<u32, &Message> = messages.iter().map(|m| (m.uid, m)).collect();
             for m in &self.messages {
-                match now.get(&m.uid) {
+                match find(&messages, m.uid).map(|i| &messages[i]) {
                     None => changes.expunged.push(m.uid),
                     Some(n) if (n.flags, n.keywords) != (m.flags, m.keywords) => {
                         changes.flags.push(m.uid)
@@ -660,20 +686,17 @@ impl Folder {
                 }
             }
         }
-        let had: HashSet<u32> = self.messages.iter().map(|m| m.uid).collect();
         changes.new = messages
             .iter()
             .map(|m| m.uid)
-            .filter(|u| changes.uid_validity_changed || !had.contains(u))
+            .filter(|&u| changes.uid_validity_changed || find(&self.messages, u).is_none())
             .collect();
 
         self.uid_validity = list.uid_validity;
         self.next_uid = list.next_uid;
         self.guid = Some(list.guid.unwrap_or_else(random_guid));
         self.header_ext = list.header_ext;
-        let old_modseq: HashMap<u32, u64> =
-            self.messages.iter().map(|m| (m.uid, m.modseq)).collect();
-        self.messages = messages;
+        let old_messages = std::mem::replace(&mut self.messages, messages);
         self.keywords = None;
         if rewrite {
             self.write_list(lock)?;
@@ -687,9 +710,9 @@ impl Folder {
             // changed back, or a rebuilt posthorn-modseq): CONDSTORE clients
             // are told too (RFC 7162 3.2).
             for m in &self.messages {
-                if old_modseq
-                    .get(&m.uid)
-                    .is_some_and(|&o| o != 0 && o != m.modseq)
+                if find(&old_messages, m.uid)
+                    .map(|i| old_messages[i].modseq)
+                    .is_some_and(|o| o != 0 && o != m.modseq)
                 {
                     changes.flags.push(m.uid);
                 }
@@ -947,6 +970,10 @@ impl Folder {
             .message(uid)
             .ok_or(StoreError::NoSuchMessage(uid))?
             .keywords;
+        if set == KeywordSet::default() {
+            // Most messages have none: dovecot-keywords is not read for them.
+            return Ok(Vec::new());
+        }
         let k = self.keywords()?;
         Ok(set
             .iter()
@@ -958,6 +985,10 @@ impl Folder {
     /// dovecot-keywords, through its .lock file, before any file name uses
     /// them). Call with the uidlist lock held.
     fn letters_for(&mut self, names: &[String]) -> Result<KeywordSet, StoreError> {
+        if names.is_empty() {
+            // No keywords: no letters, and no need to read dovecot-keywords.
+            return Ok(KeywordSet::default());
+        }
         let mut k = self.read_keywords()?;
         let mut set = KeywordSet::default();
         let mut added = false;
@@ -1073,10 +1104,14 @@ impl Folder {
             Ok(())
         })();
         if renamed {
-            privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;
-            // Gives the renamed messages their new mod-sequence (their flags
-            // now differ from posthorn-modseq's); the session reports its
-            // own changes itself (STORE's FETCH responses).
+            // cur/ is not fsync'ed for a flag change (Dovecot's
+            // mail_fsync=optimized neither), nor is posthorn-modseq for it:
+            // after a crash the file's boot id starts mod-sequences above
+            // every one handed out, and a lost rename shows as a flag
+            // change (folder/imap.rs).
+            // The sync gives the renamed messages their new mod-sequence
+            // (their flags now differ from posthorn-modseq's); the session
+            // reports its own changes itself (STORE's FETCH responses).
             let mut c = self.sync_locked(&lock)?;
             c.flags.retain(|u| !own.contains(u));
             self.pending.merge(c);

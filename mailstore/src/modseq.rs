@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! 1 V1700000000 H1764400000000123 F1764400000000000 R12   version, UIDVALIDITY, HIGHESTMODSEQ, expunge floor, first recent UID
+//!                                                         (and B<boot id, hex>: the boot it was written in)
 //! 1 1764400000000000 10 0                                 <uid> <modseq> <flags, hex> <keyword letters, hex>
 //! 7 1764400000000123 12 3
 //! X3-5 1764400000000100                                   X<first uid>-<last uid> <modseq at which they were expunged>
@@ -99,6 +100,11 @@ pub struct ModseqFile {
     pub messages: BTreeMap<u32, Entry>,
     /// Ascending by mod-sequence.
     pub expunged: Vec<ExpungedRange>,
+    /// The boot (Linux's boot_id, hex) the file was written in (`B`): a
+    /// file written in another boot may have lost a write that was not
+    /// fsync'ed (flag changes are not), so its reader starts HIGHESTMODSEQ
+    /// again at the current time (folder/imap.rs). None: not recorded.
+    pub boot: Option<String>,
 }
 
 /// Microseconds since the epoch, at least 1: where a rebuilt file starts.
@@ -122,6 +128,7 @@ impl ModseqFile {
             first_recent: 1,
             messages: BTreeMap::new(),
             expunged: Vec::new(),
+            boot: None,
         }
     }
 
@@ -295,6 +302,11 @@ impl ModseqFile {
             "1 V{} H{} F{} R{}",
             self.uid_validity, self.highest, self.floor, self.first_recent
         );
+        if let Some(b) = &self.boot {
+            // Before the newline: the header's last field.
+            s.pop();
+            let _ = writeln!(s, " B{b}");
+        }
         for (uid, e) in &self.messages {
             let _ = writeln!(
                 s,
@@ -336,7 +348,7 @@ fn parse_header(line: &str) -> Result<ModseqFile, ParseError> {
     if w.next() != Some("1") {
         return Err(ParseError::new(1, "not version 1"));
     }
-    let (mut v, mut h, mut fl, mut r) = (None, None, None, None);
+    let (mut v, mut h, mut fl, mut r, mut boot) = (None, None, None, None, None);
     for field in w {
         let Some(key) = field.bytes().next() else {
             return Err(ParseError::new(1, "empty field"));
@@ -348,6 +360,8 @@ fn parse_header(line: &str) -> Result<ModseqFile, ParseError> {
             b'H' => h = Some(number::<u64>(1, value)?),
             b'F' => fl = Some(number::<u64>(1, value)?),
             b'R' => r = Some(number::<u32>(1, value)?),
+            b'B' if is_boot_id(value) => boot = Some(value.to_string()),
+            b'B' => return Err(ParseError::new(1, "bad boot id")),
             // Fields of later versions of this writer.
             b'A'..=b'Z' => {}
             _ => return Err(ParseError::new(1, "bad header field")),
@@ -366,7 +380,13 @@ fn parse_header(line: &str) -> Result<ModseqFile, ParseError> {
         first_recent,
         messages: BTreeMap::new(),
         expunged: Vec::new(),
+        boot,
     })
+}
+
+/// A boot id as `B` holds it: 1 to 64 lowercase hex digits.
+pub fn is_boot_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn parse_expunged(n: usize, rest: &str) -> Result<ExpungedRange, ParseError> {
@@ -394,6 +414,22 @@ mod tests {
 
     fn st(uid: u32, flags: Flags) -> (u32, Flags, KeywordSet) {
         (uid, flags, KeywordSet::default())
+    }
+
+    #[test]
+    fn the_boot_id_is_kept_and_checked() {
+        let mut f = ModseqFile::rebuilt(7, 100);
+        f.reconcile(7, &[st(1, Flags::SEEN)]);
+        let plain = f.write();
+        assert_eq!(ModseqFile::parse(&plain).unwrap().boot, None);
+        f.boot = Some("0123456789abcdef0123456789abcdef".into());
+        let data = f.write();
+        assert!(data.starts_with(b"1 V7 H101 F100 R1 B0123456789abcdef0123456789abcdef\n"));
+        assert_eq!(ModseqFile::parse(&data).unwrap(), f);
+        for bad in ["B", "BXYZ", "B0123-4567"] {
+            let text = format!("1 V7 H101 F100 R1 {bad}\n");
+            assert!(ModseqFile::parse(text.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -57,11 +57,11 @@ pub struct View {
 }
 
 impl View {
-    /// A freshly synced folder: the client will learn all of it from the
-    /// SELECT response.
-    pub fn new(mut folder: Folder, read_only: bool) -> Result<View, StoreError> {
-        // What the open sync found is what SELECT reports: nothing pending.
-        folder.sync()?;
+    /// A freshly synced folder (`Store::select` and `Store::folder` sync
+    /// it, and hand back nothing pending): the client will learn all of it
+    /// from the SELECT response. Not synced again here: within a second of
+    /// a change a second sync would list the whole folder once more.
+    pub fn new(folder: Folder, read_only: bool) -> Result<View, StoreError> {
         let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
         let told_modseq = folder.highest_modseq();
         Ok(View {

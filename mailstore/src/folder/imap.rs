@@ -10,12 +10,19 @@
 //!
 //! Durability: posthorn-modseq is written as the uidlist is
 //! (posthorn-modseq.tmp, fsync, rename, fsync the directory) and only while
-//! the lock is still ours.
+//! the lock is still ours; a write that only records flag changes is not
+//! fsync'ed (posthorn-modseq.tmp, rename; as Dovecot's mail_fsync=optimized
+//! leaves flag changes to the kernel). Such a write, and the renames it
+//! records, can be lost only with the machine, i.e. across a reboot: the
+//! file carries the boot it was written in (`B`, Linux's boot_id), and a
+//! file from another boot starts HIGHESTMODSEQ again at the current time in
+//! microseconds (as a rebuilt file does), so mod-sequences handed out
+//! before the crash are never handed out again. Where the boot id cannot be
+//! read, every write is fsync'ed.
 //!
 //! Diagnostics: a corrupt or (for a folder that had a uidlist) missing file
 //! is a warning naming it; it is rebuilt (modseq.rs says how).
 
-use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +35,19 @@ use crate::error::{At, StoreError};
 use crate::fsat;
 use crate::modseq::{self, ModseqFile, Vanished};
 use crate::store::FILE_MODE;
+
+/// This boot's id (Linux's /proc/sys/kernel/random/boot_id, hex without
+/// the dashes), read once; None where there is none.
+fn boot_id() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let hex: String = s.trim().chars().filter(|&c| c != '-').collect();
+        let hex = hex.to_ascii_lowercase();
+        modseq::is_boot_id(&hex).then_some(hex)
+    })
+    .as_deref()
+}
 
 impl Folder {
     fn modseq_path(&self) -> PathBuf {
@@ -69,8 +89,18 @@ impl Folder {
         lock: &DotLock,
         had_list: bool,
     ) -> Result<(), StoreError> {
+        let boot = boot_id();
         let (mut f, mut changed) = match self.read_modseq()? {
-            Some(f) => (f, false),
+            Some(mut f) => {
+                // Written in another boot (or by a writer that did not say):
+                // its last writes may have been lost; start above anything
+                // handed out then.
+                let other_boot = boot.is_some() && f.boot.as_deref() != boot;
+                if other_boot {
+                    f.highest = f.highest.max(modseq::time_floor());
+                }
+                (f, other_boot)
+            }
             None => {
                 if had_list || self.modseq.highest != 0 {
                     warning!(
@@ -82,17 +112,25 @@ impl Folder {
                 (ModseqFile::rebuilt(self.uid_validity, floor), true)
             }
         };
+        // Only flag changes (no message new or gone, same UIDVALIDITY, the
+        // file read as it was) need no fsync.
+        let durable = changed || boot.is_none();
+        let before = (f.uid_validity, f.messages.len(), f.expunged.len());
+        f.boot = boot.map(str::to_string);
         let current: Vec<_> = self
             .messages
             .iter()
             .map(|m| (m.uid, m.flags, m.keywords))
             .collect();
         changed |= f.reconcile(self.uid_validity, &current);
+        let durable = durable || before != (f.uid_validity, f.messages.len(), f.expunged.len());
         // RFC 3501 2.3.2: see `Store::select`.
         let first_recent = f.first_recent;
+        let mut durable = durable;
         if self.take_recent && f.first_recent < self.next_uid {
             f.first_recent = self.next_uid;
             changed = true;
+            durable = true;
         }
         for m in &mut self.messages {
             m.modseq = f.messages.get(&m.uid).map_or(f.highest, |e| e.modseq);
@@ -105,18 +143,27 @@ impl Folder {
                 m.recent = m.uid >= first_recent;
             }
         }
-        let live: HashSet<u32> = self.messages.iter().map(|m| m.uid).collect();
-        self.recent.retain(|u| live.contains(u));
+        if !self.recent.is_empty() {
+            let messages = &self.messages;
+            self.recent
+                .retain(|&u| messages.binary_search_by_key(&u, |m| m.uid).is_ok());
+        }
         if changed {
-            self.write_modseq(lock, &f)?;
+            self.write_modseq(lock, &f, durable)?;
         }
         self.modseq = f;
         Ok(())
     }
 
     /// Write posthorn-modseq: a fresh .tmp file, fsync, rename over the
-    /// old one, fsync the directory; only while the lock is still ours.
-    fn write_modseq(&self, lock: &DotLock, f: &ModseqFile) -> Result<(), StoreError> {
+    /// old one, fsync the directory (without the fsyncs unless `durable`);
+    /// only while the lock is still ours.
+    fn write_modseq(
+        &self,
+        lock: &DotLock,
+        f: &ModseqFile,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         let path = self.modseq_path();
         let tmp = format!("{}.tmp", modseq::FILE);
         fsat::unlink(&self.dir, &tmp).at(&path)?;
@@ -128,6 +175,10 @@ impl Folder {
                 lock.path(),
                 io::Error::other("the lock was taken over by another process (held too long)"),
             ));
+        }
+        if !durable {
+            drop(out);
+            return fsat::rename(&self.dir, &tmp, &self.dir, modseq::FILE, Replace::Yes).at(&path);
         }
         durable::commit(
             out,
