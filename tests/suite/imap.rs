@@ -791,7 +791,7 @@ fn mailbox_names_stay_inside_the_users_own_mail() {
     let before = dirs(&mail);
     let mut c = Imap::login(imap_port(&s), USER, PASS);
     let sep = "NO Character not allowed in mailbox name: '/'";
-    let empty = "NO Invalid mailbox name: empty level (leading, trailing or double '/')";
+    let empty = "NO Invalid mailbox name: empty level (leading, trailing or double '.')";
     let mut all = Vec::new();
     for (cmd, want) in [
         ("CREATE ../x", sep),
