@@ -244,16 +244,30 @@ fn parse_argon2(data: &str, scheme: Scheme) -> Result<Stored, SchemeError> {
     }
     // The bounds first: argon2's Params multiplies p by 8 without a check
     // (an overflow panic under overflow checks; found by the fuzz harness).
-    for (key, max) in [
-        ("m", MAX_ARGON2_M_KIB),
-        ("t", MAX_ARGON2_T),
-        ("p", MAX_ARGON2_P),
-    ] {
-        if let Some(v) = h.params.get_decimal(key).filter(|&v| v > max) {
-            return Err(SchemeError::TooCostly {
-                scheme: scheme.name(),
-                why: format!("{key}={v} is over the bound ({key} <= {max})"),
-            });
+    // Every occurrence counts: a repeated key (`p=4,p=1111111111`) is
+    // refused, or argon2 might read the one not checked.
+    let mut seen: Vec<&str> = Vec::new();
+    for (ident, value) in h.params.iter() {
+        let key = ident.as_str();
+        if seen.contains(&key) {
+            return Err(bad(format!("parameter {key} given twice")));
+        }
+        seen.push(key);
+        let max = match key {
+            "m" => MAX_ARGON2_M_KIB,
+            "t" => MAX_ARGON2_T,
+            "p" => MAX_ARGON2_P,
+            _ => continue,
+        };
+        match value.decimal() {
+            Ok(v) if v > max => {
+                return Err(SchemeError::TooCostly {
+                    scheme: scheme.name(),
+                    why: format!("{key}={v} is over the bound ({key} <= {max})"),
+                })
+            }
+            Ok(_) => {}
+            Err(e) => return Err(bad(format!("{key}: {e}"))),
         }
     }
     let p = Params::try_from(&h).map_err(|e| bad(e.to_string()))?;
@@ -504,6 +518,9 @@ mod tests {
         // Found by the fuzz harness: argon2's Params computes 8 * p.
         let field = "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1111111111$DkRyrE8qkCO/h7JbbKOYxg$L5iVhkGnNUN+vFFuM9mtZ18GXAlednlw1XzPmmu2p10";
         assert!(matches!(parse(field), Err(SchemeError::TooCostly { .. })));
+        // And when the key comes twice (the second run's find).
+        let field = "{ARGON2I}$argon2i$v=19$m=32768,p=4,p=1111111111$DkRyrE8qkCO/h7JbbKOYxg$L5iVhkGnNUN+vFFuM9mtZ18GXAlednlw1XzPmmu2p10";
+        assert!(parse(field).is_err());
     }
 
     #[test]
