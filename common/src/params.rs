@@ -150,6 +150,8 @@ params! {
         "The unprivileged account of the login processes (pop3-login, later imap-login), which speak the protocol before authentication and TLS: it owns nothing, so a compromised login process can read no mailbox, no queue file and no password hash (Dovecot's default_login_user, dovenull). Its group may reach the post-login sockets in $queue_directory/login/. Ignored when posthorn is started by an ordinary user.";
     "mailbox_client_limit" = "1000";
         "The most sessions (POP3, later IMAP) one mailbox process serves. A mailbox process runs as the mailbox owner's uid and serves only that owner's mailboxes; with more sessions than this, the dispatcher starts another process for the same owner.";
+    "mailbox_owner_process_count" = "0";
+        "The mailbox processes one owner's users are spread over (0: one per CPU). Virtual users who share one uid would otherwise share one process, and so one CPU; a user's sessions always go to the same one of them (sharing its state and its per user and address count). More than this many are started only when each has mailbox_client_limit sessions.";
     "mailbox_idle_timeout" = "600s";
         "A mailbox process that has had no session for this long is told to finish; the next login of its owner starts a new one.";
     "pop3d_timeout" = "600s";

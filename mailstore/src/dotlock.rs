@@ -104,6 +104,19 @@ impl Seen {
     }
 }
 
+/// The name a lock is written under before it is linked into place;
+/// removed when the attempt ends, whichever way.
+struct TempName<'a> {
+    dir: &'a File,
+    name: String,
+}
+
+impl Drop for TempName<'_> {
+    fn drop(&mut self) {
+        let _ = fsat::unlink(self.dir, &self.name);
+    }
+}
+
 fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -149,25 +162,48 @@ impl DotLock {
         // When the lock or the protected file last changed (seconds).
         let mut last_change = 0i64;
         let mut wait = Duration::from_millis(20);
+        // A lock that names its holder comes into being whole: written
+        // under a name of our own, then linked to the lock's name (as
+        // Dovecot's file_dotlock does). Created and then written, a kill
+        // between the two would leave an empty lock, stale only by age.
+        let temp = if write_pid {
+            // Unique to this attempt: threads of one process lock too.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let t = format!("{name}.tmp.{}.{n}", pid());
+            let _ = fsat::unlink(dir, &t);
+            let mut f = fsat::create_excl(dir, &t, 0o600).at(&lock_path)?;
+            let t = TempName { dir, name: t };
+            f.write_all(format!("{}:{}", pid(), hostname()).as_bytes())
+                .at(&lock_path)?;
+            Some((t, f))
+        } else {
+            None
+        };
+        let took = |f: File| -> Result<DotLock, StoreError> {
+            let st = nix::sys::stat::fstat(f.as_raw_fd()).at(&lock_path)?;
+            Ok(DotLock {
+                dir: dir.clone(),
+                name: name.clone(),
+                path: lock_path.clone(),
+                file: Some(f),
+                dev: st.st_dev,
+                ino: st.st_ino,
+            })
+        };
         loop {
-            match fsat::create_excl(dir, &name, 0o600) {
-                Ok(mut f) => {
-                    if write_pid {
-                        // A failed write leaves an empty lock: stale by age.
-                        let _ = f.write_all(format!("{}:{}", pid(), hostname()).as_bytes());
-                    }
-                    let st = nix::sys::stat::fstat(f.as_raw_fd()).at(&lock_path)?;
-                    return Ok(DotLock {
-                        dir: dir.clone(),
-                        name,
-                        path: lock_path,
-                        file: Some(f),
-                        dev: st.st_dev,
-                        ino: st.st_ino,
-                    });
+            let attempt = match &temp {
+                Some((t, f)) => fsat::link(dir, &t.name, dir, &name).and_then(|()| f.try_clone()),
+                None => fsat::create_excl(dir, &name, 0o600),
+            };
+            match attempt {
+                Ok(f) => {
+                    return took(f);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::io(&lock_path, e)),
+                Err(e) => {
+                    return Err(StoreError::io(&lock_path, e));
+                }
             }
             let now = now_secs();
             let st = match fsat::stat(dir, &name) {

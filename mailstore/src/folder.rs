@@ -60,6 +60,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::durable::{self, Replace};
 use common::privilege;
 use common::warning;
+use rustc_hash::FxHashMap;
 
 use crate::dotlock::DotLock;
 use crate::error::{At, StoreError};
@@ -219,6 +220,18 @@ struct Stamp {
     list: Option<(u64, u64, i64, i64, i64)>,
 }
 
+/// What tells one version of a file written by rename from another:
+/// (dev, inode, size, mtime seconds, mtime nanoseconds).
+pub(crate) fn file_stamp(st: &nix::sys::stat::FileStat) -> (u64, u64, i64, i64, i64) {
+    (
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        st.st_mtime,
+        st.st_mtime_nsec,
+    )
+}
+
 /// One folder, open.
 #[derive(Debug)]
 pub struct Folder {
@@ -244,8 +257,17 @@ pub struct Folder {
     /// Virtual sizes counted since the list was last written.
     ext_dirty: bool,
     stamp: Option<Stamp>,
+    /// The uidlist (dev, inode, size, mtime) whose records are exactly
+    /// `messages` (read or written by the last sync): a sync that finds it
+    /// so does not read it again. Every writer renames a new file into
+    /// place with a later mtime than the old one's (`write_list`,
+    /// Dovecot's uidlist code), so a rewritten list never matches.
+    list_known: Option<(u64, u64, i64, i64, i64)>,
     /// posthorn-modseq as of the last sync.
     modseq: ModseqFile,
+    /// The posthorn-modseq (dev, inode, size, mtime) `modseq` was read
+    /// from or written as; the same rule as `list_known` (`write_modseq`).
+    pub(crate) modseq_known: Option<(u64, u64, i64, i64, i64)>,
     /// Take \Recent (IMAP SELECT: `Store::select`).
     pub(crate) take_recent: bool,
     /// The UIDs this session took \Recent for.
@@ -333,7 +355,9 @@ impl Folder {
             pending: Changes::default(),
             ext_dirty: false,
             stamp: None,
+            list_known: None,
             modseq: ModseqFile::default(),
+            modseq_known: None,
             take_recent: false,
             recent: HashSet::new(),
         })
@@ -413,13 +437,7 @@ impl Folder {
             Ok((st.st_mtime, st.st_mtime_nsec))
         };
         let list = match fsat::stat(&self.dir, UIDLIST) {
-            Ok(st) => Some((
-                st.st_dev,
-                st.st_ino,
-                st.st_size,
-                st.st_mtime,
-                st.st_mtime_nsec,
-            )),
+            Ok(st) => Some(file_stamp(&st)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(StoreError::io(self.uidlist_path(), e)),
         };
@@ -489,9 +507,9 @@ impl Folder {
 
     /// List new/ then cur/: base name -> (file name, in new/). A file moved
     /// from new/ to cur/ during the listing is found in cur/.
-    fn scan(&self) -> Result<HashMap<String, (String, bool)>, StoreError> {
-        let mut found: HashMap<String, (String, bool)> =
-            HashMap::with_capacity(self.messages.len() + 16);
+    fn scan(&self) -> Result<FxHashMap<String, (String, bool)>, StoreError> {
+        let mut found: FxHashMap<String, (String, bool)> =
+            FxHashMap::with_capacity_and_hasher(self.messages.len() + 16, Default::default());
         let mut dups: Vec<(String, String)> = Vec::new();
         for (dir, in_new, sub) in [(&self.new, true, "new"), (&self.cur, false, "cur")] {
             for e in fsat::list(dir).at(&self.display.join(sub))? {
@@ -527,7 +545,7 @@ impl Folder {
         &self,
         kept: &str,
         dup: &str,
-        found: &mut HashMap<String, (String, bool)>,
+        found: &mut FxHashMap<String, (String, bool)>,
     ) -> Result<(), StoreError> {
         let (Ok(a), Ok(b)) = (fsat::stat(&self.cur, kept), fsat::stat(&self.cur, dup)) else {
             // One of them is gone (renamed meanwhile): no duplicate.
@@ -559,7 +577,22 @@ impl Folder {
     /// The sync proper, with the uidlist lock held.
     fn sync_locked(&mut self, lock: &DotLock) -> Result<Changes, StoreError> {
         let stamp = self.stamp()?;
-        let list = self.read_list()?;
+        // The list this folder last read or wrote, untouched since (under
+        // the lock, as every writer holds it): its records are `messages`.
+        let cached = self.list_known.is_some() && stamp.list == self.list_known;
+        self.list_known = None;
+        let list = if cached {
+            Some(UidList {
+                version: 3,
+                uid_validity: self.uid_validity,
+                next_uid: self.next_uid,
+                guid: self.guid,
+                header_ext: std::mem::take(&mut self.header_ext),
+                records: Vec::new(),
+            })
+        } else {
+            self.read_list()?
+        };
         let had_list = list.is_some();
         let mut rewrite = false;
         let mut changes = Changes::default();
@@ -618,8 +651,20 @@ impl Folder {
             rewrite = true;
         }
 
+        // The records: the list's, or (cached) this folder's messages.
+        let records: Vec<(u32, &str, &[(u8, String)])> = if cached {
+            self.messages
+                .iter()
+                .map(|m| (m.uid, m.base.as_str(), m.ext.as_slice()))
+                .collect()
+        } else {
+            list.records
+                .iter()
+                .map(|r| (r.uid, r.base.as_str(), r.ext.as_slice()))
+                .collect()
+        };
         let mut found = self.scan()?;
-        if list.records.iter().any(|r| !found.contains_key(&r.base)) {
+        if records.iter().any(|r| !found.contains_key(r.1)) {
             // Missing files: list again before calling them expunged
             // (readdir can miss a file renamed while it runs).
             for (k, v) in self.scan()? {
@@ -633,16 +678,15 @@ impl Folder {
         let old = &self.messages;
         let find = |v: &[Message], uid: u32| v.binary_search_by_key(&uid, |m| m.uid).ok();
         let mut messages = Vec::with_capacity(found.len());
-        for r in &list.records {
-            let Some((file, in_new)) = found.remove(&r.base) else {
+        for &(uid, base, ext) in &records {
+            let Some((file, in_new)) = found.remove(base) else {
                 rewrite = true;
                 continue;
             };
-            let prev = find(old, r.uid)
-                .map(|i| &old[i])
-                .filter(|m| m.base == r.base);
-            messages.push(self.message_from(r.uid, r.base.clone(), file, in_new, &r.ext, prev)?);
+            let prev = find(old, uid).map(|i| &old[i]).filter(|m| m.base == base);
+            messages.push(self.message_from(uid, base.to_string(), file, in_new, ext, prev)?);
         }
+        drop(records);
         // New files: UIDs in Dovecot's order of names.
         let mut fresh: Vec<(String, (String, bool))> = found.into_iter().collect();
         fresh.sort_by(|a, b| filename::sort_cmp(&a.0, &b.0));
@@ -699,7 +743,9 @@ impl Folder {
         let old_messages = std::mem::replace(&mut self.messages, messages);
         self.keywords = None;
         if rewrite {
-            self.write_list(lock)?;
+            self.list_known = Some(self.write_list(lock)?);
+        } else {
+            self.list_known = stamp.list;
         }
         if changes.uid_validity_changed {
             self.recent.clear();
@@ -734,6 +780,33 @@ impl Folder {
         ext: &[(u8, String)],
         prev: Option<&Message>,
     ) -> Result<Message, StoreError> {
+        // The same file as the last sync saw (the usual case): its sizes
+        // need not be worked out again (its flags may: `open_message`
+        // follows a rename without reading them).
+        if let Some(p) = prev.filter(|p| p.file == file && p.in_new == in_new) {
+            let (flags, keywords) = if in_new {
+                (Flags::empty(), KeywordSet::default())
+            } else {
+                filename::flags(&file)
+            };
+            return Ok(Message {
+                uid,
+                base,
+                file,
+                in_new,
+                flags,
+                keywords,
+                size: p.size,
+                vsize: p.vsize.or_else(|| {
+                    ext.iter()
+                        .find(|(k, _)| *k == b'W')
+                        .and_then(|(_, v)| v.parse().ok())
+                }),
+                ext: ext.to_vec(),
+                modseq: 0,
+                recent: false,
+            });
+        }
         let (flags, keywords) = if in_new {
             (Flags::empty(), KeywordSet::default())
         } else {
@@ -813,7 +886,8 @@ impl Folder {
     /// Write the list from this folder's state: `dovecot-uidlist.tmp`,
     /// fsync, a later mtime than the old list's, rename over it, fsync the
     /// directory.
-    fn write_list(&mut self, lock: &DotLock) -> Result<(), StoreError> {
+    /// Returns the new list's (dev, inode, size, mtime) (`list_known`).
+    fn write_list(&mut self, lock: &DotLock) -> Result<(u64, u64, i64, i64, i64), StoreError> {
         let path = self.uidlist_path();
         let list = UidList {
             version: 3,
@@ -851,6 +925,8 @@ impl Folder {
                 io::Error::other("the lock was taken over by another process (held too long)"),
             ));
         }
+        // A rename keeps all of these.
+        let st = nix::sys::stat::fstat(f.as_raw_fd()).at(&path)?;
         durable::commit(
             f,
             Some(&self.dir),
@@ -859,7 +935,8 @@ impl Folder {
             Path::new(UIDLIST),
             Replace::Yes,
         )
-        .map_err(|e| StoreError::io(&path, e.into()))
+        .map_err(|e| StoreError::io(&path, e.into()))?;
+        Ok(file_stamp(&st))
     }
 
     /// Open a message's file (its bytes as stored: LF line ends). A file
@@ -1170,6 +1247,8 @@ impl Folder {
         }
         gone.sort_unstable();
         let gone_set: HashSet<u32> = gone.iter().copied().collect();
+        // The list's records are no longer `messages`: read it again.
+        self.list_known = None;
         self.messages.retain(|m| !gone_set.contains(&m.uid));
         if !gone.is_empty() {
             privilege::sync_dir(&self.cur).at(&self.display.join("cur"))?;

@@ -66,6 +66,9 @@ pub struct Settings {
     pub auth_socket: PathBuf,
     /// Sessions one mailbox process serves at most (mailbox_client_limit).
     pub client_limit: u32,
+    /// The processes one owner's users are spread over, by user
+    /// (mailbox_owner_process_count; 0 in main.cf: one per CPU).
+    pub spread: u32,
     /// A mailbox process with no session for this long is let go.
     pub idle_timeout: Duration,
     /// login_user's uid (None: whoever it is not, only root and ourselves).
@@ -85,6 +88,10 @@ impl Settings {
             .unwrap_or(u32::MAX)
             .max(1);
         let idle_timeout = cfg.time("mailbox_idle_timeout")?;
+        let spread = match u32::try_from(cfg.int("mailbox_owner_process_count")?).unwrap_or(1) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            n => n,
+        };
         let login_uid = privilege::lookup_user(&cfg.get("login_user")).map(|a| a.uid);
         let argv0 = format!("posthorn-{}d", protocol.name());
         let dd = cfg.get("daemon_directory");
@@ -103,6 +110,7 @@ impl Settings {
                 .join("private")
                 .join("auth"),
             client_limit,
+            spread,
             idle_timeout,
             login_uid,
             program,
@@ -123,10 +131,25 @@ struct MailboxProc {
     last_used: Instant,
 }
 
-/// The mailbox processes, by owner.
+/// The mailbox processes, by owner and slot (`slot`).
 #[derive(Default)]
 struct Procs {
-    by_owner: HashMap<(u32, u32), Vec<MailboxProc>>,
+    by_owner: HashMap<(u32, u32, u32), Vec<MailboxProc>>,
+}
+
+/// Which of an owner's `spread` process slots serves `user`: always the
+/// same for one user, so that its sessions share a process (its folders'
+/// state, its user+address count), while the many virtual users of one
+/// owner use every CPU.
+fn slot(user: &str, spread: u32) -> u32 {
+    if spread <= 1 {
+        return 0;
+    }
+    // FNV-1a: stable across processes and releases.
+    let h = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % u64::from(spread)) as u32
 }
 
 /// Serve `listener` until `stop` (close every mailbox process's sessions:
@@ -332,9 +355,10 @@ fn deliver(
 ) -> io::Result<()> {
     let frame = super::frame(&start)?;
     let owner = (start.user.uid, start.user.gid);
+    let key = (owner.0, owner.1, slot(&start.user.user, settings.spread));
     for _ in 0..2 {
         let mut p = procs.lock().unwrap_or_else(|e| e.into_inner());
-        let list = p.by_owner.entry(owner).or_default();
+        let list = p.by_owner.entry(key).or_default();
         list.retain(|mp| !mp.gone.load(Ordering::Relaxed));
         let pick = list
             .iter()
@@ -476,4 +500,23 @@ fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
     let ms =
         PollTimeout::try_from(timeout.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE);
     matches!(poll(&mut fds, ms), Ok(n) if n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot;
+
+    #[test]
+    fn a_user_keeps_its_slot_and_users_use_every_slot() {
+        assert_eq!(slot("user1@example.test", 1), 0);
+        assert_eq!(slot("user1@example.test", 0), 0);
+        let a = slot("user1@example.test", 2);
+        assert_eq!(a, slot("user1@example.test", 2));
+        let mut seen = [0u32; 4];
+        for i in 0..100 {
+            seen[slot(&format!("user{i}@example.test"), 4) as usize] += 1;
+        }
+        // 100 users over 4 slots: none empty, none with most of them.
+        assert!(seen.iter().all(|&n| (10..=40).contains(&n)), "{seen:?}");
+    }
 }

@@ -24,6 +24,7 @@
 //! is a warning naming it; it is rebuilt (modseq.rs says how).
 
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use common::durable::{self, Replace};
@@ -90,7 +91,21 @@ impl Folder {
         had_list: bool,
     ) -> Result<(), StoreError> {
         let boot = boot_id();
-        let (mut f, mut changed) = match self.read_modseq()? {
+        // The file this folder last read or wrote, untouched since: not
+        // read again (`modseq_known`).
+        let now = match fsat::stat(&self.dir, modseq::FILE) {
+            Ok(st) => Some(super::file_stamp(&st)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io(self.modseq_path(), e)),
+        };
+        let cached = now.is_some() && now == self.modseq_known;
+        self.modseq_known = None;
+        let read = if cached {
+            Some(std::mem::take(&mut self.modseq))
+        } else {
+            self.read_modseq()?
+        };
+        let (mut f, mut changed) = match read {
             Some(mut f) => {
                 // Written in another boot (or by a writer that did not say):
                 // its last writes may have been lost; start above anything
@@ -148,27 +163,43 @@ impl Folder {
             self.recent
                 .retain(|&u| messages.binary_search_by_key(&u, |m| m.uid).is_ok());
         }
-        if changed {
-            self.write_modseq(lock, &f, durable)?;
-        }
+        self.modseq_known = if changed {
+            Some(self.write_modseq(lock, &f, durable)?)
+        } else {
+            now
+        };
         self.modseq = f;
         Ok(())
     }
 
     /// Write posthorn-modseq: a fresh .tmp file, fsync, rename over the
     /// old one, fsync the directory (without the fsyncs unless `durable`);
-    /// only while the lock is still ours.
+    /// only while the lock is still ours. Its mtime is later than the old
+    /// file's (by a nanosecond if need be), so that no two versions share
+    /// (inode, size, mtime) (`modseq_known`); returns the new file's.
     fn write_modseq(
         &self,
         lock: &DotLock,
         f: &ModseqFile,
         durable: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(u64, u64, i64, i64, i64), StoreError> {
         let path = self.modseq_path();
         let tmp = format!("{}.tmp", modseq::FILE);
         fsat::unlink(&self.dir, &tmp).at(&path)?;
         let mut out = fsat::create_excl(&self.dir, &tmp, FILE_MODE).at(&path)?;
         out.write_all(&f.write()).at(&path)?;
+        let mut st = nix::sys::stat::fstat(out.as_raw_fd()).at(&path)?;
+        if let Ok(old) = fsat::stat(&self.dir, modseq::FILE) {
+            if (st.st_mtime, st.st_mtime_nsec) <= (old.st_mtime, old.st_mtime_nsec) {
+                let t = if old.st_mtime_nsec >= 999_999_999 {
+                    nix::sys::time::TimeSpec::new(old.st_mtime + 1, 0)
+                } else {
+                    nix::sys::time::TimeSpec::new(old.st_mtime, old.st_mtime_nsec + 1)
+                };
+                nix::sys::stat::futimens(out.as_raw_fd(), &t, &t).at(&path)?;
+                st = nix::sys::stat::fstat(out.as_raw_fd()).at(&path)?;
+            }
+        }
         if !lock.is_ours() {
             let _ = fsat::unlink(&self.dir, &tmp);
             return Err(StoreError::io(
@@ -178,7 +209,8 @@ impl Folder {
         }
         if !durable {
             drop(out);
-            return fsat::rename(&self.dir, &tmp, &self.dir, modseq::FILE, Replace::Yes).at(&path);
+            fsat::rename(&self.dir, &tmp, &self.dir, modseq::FILE, Replace::Yes).at(&path)?;
+            return Ok(super::file_stamp(&st));
         }
         durable::commit(
             out,
@@ -188,7 +220,8 @@ impl Folder {
             Path::new(modseq::FILE),
             Replace::Yes,
         )
-        .map_err(|e| StoreError::io(&path, e.into()))
+        .map_err(|e| StoreError::io(&path, e.into()))?;
+        Ok(super::file_stamp(&st))
     }
 
     /// An inotify watcher on this folder for IMAP IDLE (watcher.rs): poll
