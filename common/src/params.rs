@@ -166,6 +166,8 @@ params! {
         "yes: offer APOP (RFC 1939 section 7): a timestamp in the greeting and the APOP command. It works only for users whose password is stored in the PLAIN scheme, which auth refuses unless auth_allow_plain_passwords is yes; leave it off.";
     "pop3d_uidl_format" = "%08Xu%08Xv";
         "The UIDL of a message, as Dovecot's pop3_uidl_format: %u is the IMAP UID, %v the UIDVALIDITY, %08Xu and %08Xv the same as eight hex digits (lower case, as Dovecot prints them), %f the Maildir file name's base, %% a percent sign. A UIDL that Dovecot recorded in the uid list (its P field) is kept. Change it only before clients have seen the old UIDLs: they download everything again.";
+    "imapd_hibernate_timeout" = "2s";
+        "An IMAP session that has sent no command for this long lets go of its selected mailbox's message list (file names, sizes), keeping only the UIDs, flags and mod-sequences it needs to tell the client what changed; its next command lists the mailbox again first. 0 keeps everything. Like Dovecot's imap_hibernate_timeout, for the same reason: thousands of idle clients (phones in IDLE) then hold a few bytes per message each instead of about 250.";
     "imapd_timeout" = "30m";
         "How long an IMAP session after login may be idle before it is closed (RFC 3501 section 5.4 asks for at least 30 minutes; IDLE counts as activity only when the client renews it, as RFC 2177 says clients do every 29 minutes).";
     "imapd_login_timeout" = "180s";

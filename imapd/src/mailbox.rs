@@ -18,7 +18,9 @@
 //! frame names the user and the Maildir auth resolved; nothing here trusts
 //! the client for either.
 //!
-//! Parameters: imapd_timeout, mailbox_client_limit, imapd_append_limit,
+//! Parameters: imapd_timeout, imapd_hibernate_timeout (a quiet session
+//! lets go of its selected folder's message list: `Session::quiet`),
+//! mailbox_client_limit, imapd_append_limit,
 //! imapd_max_line_length, imapd_max_userip_connections.
 //!
 //! Diagnostics: `imap(USER): Disconnected: Logged out in=N out=M`
@@ -198,6 +200,12 @@ impl Service for Mailbox {
         }
     }
 
+    fn quiet(&mut self, c: &mut Conn) {
+        if let Conn::Active(s, _) = c {
+            s.quiet();
+        }
+    }
+
     fn timed_out(&mut self, c: &mut Conn, out: &mut Vec<u8>) {
         if let Conn::Active(s, _) = c {
             s.timed_out();
@@ -258,11 +266,16 @@ pub fn main() {
         common::daemon::Listener::Handoff(s) => s.try_clone().ok(),
         _ => common::config_fatal!("posthorn-imapd runs as the dispatcher or as a mailbox process"),
     };
+    let hibernate = match cfg.time("imapd_hibernate_timeout") {
+        Ok(t) => t,
+        Err(e) => common::config_fatal!("{e}"),
+    };
     let server_limits = Limits {
         idle,
         total: None,
         per_client: 0,
         max_connections: client_limit + 16,
+        quiet: (!hibernate.is_zero()).then_some(hibernate),
         ..Limits::default()
     };
     let server = match Server::new(1) {

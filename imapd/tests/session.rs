@@ -304,3 +304,54 @@ fn a_selected_mailbox_deleted_by_another_session_ends_the_session() {
     );
     assert_eq!(step, posthorn_imapd::session::Step::Close);
 }
+
+/// A session that went quiet (imapd_hibernate_timeout: `Session::quiet`
+/// lets go of the selected folder's message list) reports exactly what a
+/// session that stayed awake reports: another session's flag change and
+/// expunge, then a delivery, and FETCH answers from the folder listed again.
+#[test]
+fn a_quiet_session_reports_what_an_awake_one_does() {
+    let md = maildir("quiet");
+    let mut a = session(&md);
+    for i in 0..4 {
+        deliver(&md, &format!("170000000{i}.M{i}P1.host"), MSG);
+    }
+    let open = || {
+        let store = Store::open_with(&md, Options::default()).unwrap();
+        let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+        Session::start(cfg, "alice".into(), store, Some("x0"), b"").0
+    };
+    let (mut awake, mut other) = (open(), open());
+    say(&mut a, "a1 SELECT INBOX\r\n");
+    say(&mut awake, "w1 SELECT INBOX\r\n");
+    say(&mut other, "o1 SELECT INBOX\r\n");
+    a.quiet();
+    let r = say(
+        &mut other,
+        "o2 STORE 1 +FLAGS.SILENT (\\Flagged)\r\no3 STORE 3 +FLAGS.SILENT (\\Deleted)\r\no4 EXPUNGE\r\n",
+    );
+    assert!(
+        r.ends_with("* 3 EXPUNGE\r\no4 OK Expunge completed.\r\n"),
+        "{r}"
+    );
+    // The same but for \Recent, which A took when it selected first (and
+    // keeps while quiet).
+    let ra = say(&mut a, "a2 NOOP\r\n");
+    let rw = say(&mut awake, "a2 NOOP\r\n");
+    assert_eq!(ra.replace(" \\Recent", ""), rw);
+    assert!(ra.contains("* 3 EXPUNGE\r\n"), "{ra}");
+    assert!(
+        ra.contains("* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))"),
+        "{ra}"
+    );
+    a.quiet();
+    let ra = say(&mut a, "a3 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n");
+    let rw = say(&mut awake, "a3 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n");
+    assert_eq!(ra.replace(" \\Recent", "").replace("\\Recent", ""), rw);
+    assert!(ra.contains("* 3 FETCH (UID 4 "), "{ra}");
+    a.quiet();
+    deliver(&md, "1700000009.M9P1.host", MSG);
+    let r = say(&mut a, "a4 NOOP\r\n");
+    // Its three \Recent messages and the new one, which it took first.
+    assert_eq!(r, "* 4 EXISTS\r\n* 4 RECENT\r\na4 OK NOOP completed.\r\n");
+}

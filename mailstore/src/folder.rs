@@ -272,6 +272,30 @@ pub struct Folder {
     pub(crate) take_recent: bool,
     /// The UIDs this session took \Recent for.
     recent: HashSet<u32>,
+    /// Let go of (`release`): `messages` is empty, this is what the last
+    /// sync knew of them, for the next sync to tell the changes from.
+    released: Option<Vec<Slim>>,
+}
+
+/// What a sync needs to know of a message it saw before to tell what
+/// changed: a few bytes, where a `Message` holds its file names.
+#[derive(Debug, Clone, Copy)]
+struct Slim {
+    modseq: u64,
+    uid: u32,
+    keywords: KeywordSet,
+    flags: Flags,
+}
+
+impl Slim {
+    fn of(m: &Message) -> Slim {
+        Slim {
+            modseq: m.modseq,
+            uid: m.uid,
+            keywords: m.keywords,
+            flags: m.flags,
+        }
+    }
 }
 
 /// Files in tmp/ older than this are left-overs of deliveries that never
@@ -360,6 +384,7 @@ impl Folder {
             modseq_known: None,
             take_recent: false,
             recent: HashSet::new(),
+            released: None,
         })
     }
 
@@ -420,10 +445,36 @@ impl Folder {
         }
     }
 
+    /// Let go of the message list until the next `sync` (an IMAP session
+    /// that has been quiet for a while: imapd_hibernate_timeout): only the
+    /// UIDs, flags and mod-sequences are kept, for that sync to tell what
+    /// changed. Until then `messages` is empty.
+    pub fn release(&mut self) {
+        if self.released.is_some() {
+            return;
+        }
+        self.released = Some(self.messages.iter().map(Slim::of).collect());
+        self.messages = Vec::new();
+        self.keywords = None;
+        self.stamp = None;
+        self.list_known = None;
+        self.modseq_known = None;
+        self.modseq = ModseqFile {
+            uid_validity: self.modseq.uid_validity,
+            highest: self.modseq.highest,
+            ..ModseqFile::default()
+        };
+    }
+
+    /// `release`d and not synced since.
+    pub fn is_released(&self) -> bool {
+        self.released.is_some()
+    }
+
     /// Bring the folder up to date with the disk; what changed since the
     /// last call.
     pub fn sync(&mut self) -> Result<Changes, StoreError> {
-        if !self.unchanged()? {
+        if self.released.is_some() || !self.unchanged()? {
             let lock = self.lock()?;
             let c = self.sync_locked(&lock)?;
             self.pending.merge(c);
@@ -577,6 +628,11 @@ impl Folder {
     /// The sync proper, with the uidlist lock held.
     fn sync_locked(&mut self, lock: &DotLock) -> Result<Changes, StoreError> {
         let stamp = self.stamp()?;
+        // What the last sync saw, to tell the changes from.
+        let mut before: Vec<Slim> = match &self.released {
+            Some(r) => r.clone(),
+            None => self.messages.iter().map(Slim::of).collect(),
+        };
         // The list this folder last read or wrote, untouched since (under
         // the lock, as every writer holds it): its records are `messages`.
         let cached = self.list_known.is_some() && stamp.list == self.list_known;
@@ -640,9 +696,8 @@ impl Folder {
                 list.uid_validity
             );
             changes.uid_validity_changed = true;
-            self.messages
-                .iter()
-                .for_each(|m| changes.expunged.push(m.uid));
+            before.iter().for_each(|m| changes.expunged.push(m.uid));
+            before.clear();
             self.messages.clear();
         }
         if list.next_uid < self.next_uid && !changes.uid_validity_changed && known {
@@ -719,8 +774,9 @@ impl Folder {
             rewrite = true;
         }
 
+        let find_before = |v: &[Slim], uid: u32| v.binary_search_by_key(&uid, |m| m.uid).ok();
         if !changes.uid_validity_changed {
-            for m in &self.messages {
+            for m in &before {
                 match find(&messages, m.uid).map(|i| &messages[i]) {
                     None => changes.expunged.push(m.uid),
                     Some(n) if (n.flags, n.keywords) != (m.flags, m.keywords) => {
@@ -733,14 +789,14 @@ impl Folder {
         changes.new = messages
             .iter()
             .map(|m| m.uid)
-            .filter(|&u| changes.uid_validity_changed || find(&self.messages, u).is_none())
+            .filter(|&u| changes.uid_validity_changed || find_before(&before, u).is_none())
             .collect();
 
         self.uid_validity = list.uid_validity;
         self.next_uid = list.next_uid;
         self.guid = Some(list.guid.unwrap_or_else(random_guid));
         self.header_ext = list.header_ext;
-        let old_messages = std::mem::replace(&mut self.messages, messages);
+        self.messages = messages;
         self.keywords = None;
         if rewrite {
             self.list_known = Some(self.write_list(lock)?);
@@ -756,8 +812,8 @@ impl Folder {
             // changed back, or a rebuilt posthorn-modseq): CONDSTORE clients
             // are told too (RFC 7162 3.2).
             for m in &self.messages {
-                if find(&old_messages, m.uid)
-                    .map(|i| old_messages[i].modseq)
+                if find_before(&before, m.uid)
+                    .map(|i| before[i].modseq)
                     .is_some_and(|o| o != 0 && o != m.modseq)
                 {
                     changes.flags.push(m.uid);
@@ -768,6 +824,7 @@ impl Folder {
         }
         self.ext_dirty = false;
         self.stamp = Some(stamp);
+        self.released = None;
         Ok(changes)
     }
 

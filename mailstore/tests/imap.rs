@@ -535,3 +535,47 @@ fn flags_changed_and_changed_back_are_reported_with_the_new_modseq() {
     assert_eq!(b.message(1).unwrap().flags, Flags::empty());
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// A released folder (a quiet IMAP session) holds no message list; its next
+/// sync lists the folder again and tells exactly what changed meanwhile:
+/// another session's flag change, expunge and a delivery, with the
+/// mod-sequences and sizes a folder that never let go would have.
+#[test]
+fn a_released_folder_tells_what_changed_while_it_slept() {
+    let (d, md, s) = setup("release", 4);
+    let mut a = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let mut b = s.folder(INBOX, Access::ReadWrite).unwrap();
+    let sizes: Vec<u64> = a.messages().iter().map(|m| m.size).collect();
+    a.release();
+    assert!(a.is_released());
+    assert!(a.messages().is_empty());
+    let h = a.highest_modseq();
+    // Nothing changed: the sync finds the same messages and reports nothing.
+    let c = a.sync().unwrap();
+    assert!(!a.is_released());
+    assert!(c.is_empty(), "{c:?}");
+    assert_eq!(
+        a.messages().iter().map(|m| m.size).collect::<Vec<_>>(),
+        sizes
+    );
+    assert_eq!(a.highest_modseq(), h);
+    assert_eq!(modseqs(&a), modseqs(&b));
+
+    a.release();
+    b.set_flags(1, Flags::SEEN, &[]).unwrap();
+    assert_eq!(b.expunge(&[3]).unwrap(), [3]);
+    deliver(&md, "Subject: new\n\nnew\n");
+    b.sync().unwrap();
+    let c = a.sync().unwrap();
+    assert_eq!(c.flags, [1]);
+    assert_eq!(c.expunged, [3]);
+    assert_eq!(c.new, [5]);
+    assert_eq!(a.message(1).unwrap().flags, Flags::SEEN);
+    assert_eq!(
+        a.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
+        [1, 2, 4, 5]
+    );
+    assert_eq!(modseqs(&a), modseqs(&b));
+    assert_eq!(a.highest_modseq(), b.highest_modseq());
+    fs::remove_dir_all(&d).unwrap();
+}

@@ -113,6 +113,9 @@ pub(super) struct Conn<C> {
     pub(super) sent: usize,
     opened: Instant,
     pub(super) last_active: Instant,
+    /// `Service::quiet` was called for the quiet spell since this
+    /// `last_active`.
+    quiet_since: Option<Instant>,
     /// A pool job of this connection is running.
     waiting: bool,
     paused_until: Option<Instant>,
@@ -370,6 +373,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
             sent: 0,
             opened: now,
             last_active: now,
+            quiet_since: None,
             waiting: false,
             paused_until: None,
             closing,
@@ -856,6 +860,26 @@ impl<C, R: Send + 'static> Loop<C, R> {
             })
             .map(|(t, _)| *t)
             .collect();
+        if let Some(q) = limits.quiet {
+            for c in self.conns.values_mut() {
+                let quiet = c.relay.is_none()
+                    && !c.waiting
+                    && !c.closing
+                    && !c.producing
+                    && c.paused_until.is_none()
+                    && c.sent >= c.out.len()
+                    && c.quiet_since != Some(c.last_active)
+                    && now.duration_since(c.last_active) > q;
+                if quiet {
+                    if let Some(st) = c.state.as_mut() {
+                        service.quiet(st);
+                    }
+                    c.quiet_since = Some(c.last_active);
+                    c.out = Vec::new();
+                    c.sent = 0;
+                }
+            }
+        }
         for t in relays {
             self.drop_conn(t, true);
         }

@@ -226,6 +226,10 @@ pub trait Service {
     fn closed(&mut self, c: Self::Conn, lost: bool);
     /// A job finished after its connection had closed.
     fn orphan(&mut self, r: Self::Done);
+    /// The session has been quiet (no input, all output sent, nothing
+    /// running) for `Limits::quiet`: a chance to let go of memory it can
+    /// rebuild. Called once per quiet spell.
+    fn quiet(&mut self, _c: &mut Self::Conn) {}
     /// Called once per loop round, after all events (batch work, and work
     /// of the service's own, such as qmgr's scans). `stopping`: the daemon
     /// is stopping; start nothing new.
@@ -250,6 +254,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Stop reading from a client with this much unsent output.
     pub out_high: usize,
+    /// `Service::quiet` after this long without input (None: never).
+    pub quiet: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -260,6 +266,7 @@ impl Default for Limits {
             per_client: 0,
             max_connections: 100,
             out_high: 256 * 1024,
+            quiet: None,
         }
     }
 }

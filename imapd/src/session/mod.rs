@@ -262,6 +262,39 @@ impl Session {
         Step::Continue
     }
 
+    /// Quiet for imapd_hibernate_timeout: let go of what the next command
+    /// can rebuild (the selected folder's message list: the next command
+    /// syncs it first, `wake`), and of buffers grown for earlier commands.
+    /// An IDLE session keeps its watcher: a change wakes it as before.
+    pub fn quiet(&mut self) {
+        if !matches!(self.state, State::Commands | State::Idle(_)) {
+            return;
+        }
+        if let Some(view) = self.selected.as_mut() {
+            view.folder.release();
+            view.shrink();
+        }
+        if self.input.is_empty() {
+            self.input = Vec::new();
+        }
+        if self.out.is_empty() {
+            self.out = Vec::new();
+        }
+        self.reader.shrink();
+    }
+
+    /// Before a command: a released folder is synced (its changes wait for
+    /// the report at the command's end, as any other sync's).
+    fn wake(&mut self) {
+        if let Some(view) = self.selected.as_mut() {
+            if view.folder.is_released() {
+                if let Err(e) = view.sync() {
+                    self.log.push(format!("{}: sync: {e}", view.folder.name()));
+                }
+            }
+        }
+    }
+
     /// The client was idle too long.
     pub fn timed_out(&mut self) {
         self.plain_from = self.out.len();
@@ -345,6 +378,7 @@ impl Session {
                     // here is a bug in the order of calls.
                     return None;
                 }
+                self.wake();
                 self.command(c.tag, c.body)
             }
             Event::Continue => {
@@ -364,6 +398,7 @@ impl Session {
                 None
             }
             Event::AppendStart { tag, mailbox } => {
+                self.wake();
                 cmd::append::start(self, tag, &mailbox);
                 None
             }

@@ -76,6 +76,13 @@ impl View {
         })
     }
 
+    /// Give back memory held for earlier changes (a quiet session).
+    pub fn shrink(&mut self) {
+        self.gone.shrink_to_fit();
+        self.flags.shrink_to_fit();
+        self.uids.shrink_to_fit();
+    }
+
     /// Messages the client knows (the EXISTS it was told).
     pub fn exists(&self) -> u32 {
         self.uids.len() as u32

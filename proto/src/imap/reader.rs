@@ -129,6 +129,15 @@ pub struct CommandReader {
 }
 
 impl CommandReader {
+    /// Give back the buffer's memory when no command is in progress (a
+    /// quiet session).
+    pub fn shrink(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+        self.pending.shrink_to_fit();
+    }
+
     pub fn new(limits: Limits) -> CommandReader {
         CommandReader {
             limits,
