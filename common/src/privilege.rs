@@ -525,3 +525,19 @@ pub fn inherited_pipe(fd: RawFd) -> io::Result<File> {
 pub fn daemonize() -> io::Result<()> {
     nix::unistd::daemon(true, false).map_err(io::Error::from)
 }
+
+/// Give the kernel back the heap's free pages (glibc's malloc_trim(0)),
+/// after much was freed at once: a mailbox process whose sessions went
+/// quiet (imapd_hibernate_timeout) would otherwise keep the freed message
+/// lists resident. Nothing where the C library has no such call.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim takes a plain integer, touches only the
+        // allocator's own state under its own locks, and is safe to call
+        // at any time from any thread.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}

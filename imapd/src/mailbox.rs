@@ -53,6 +53,8 @@ pub struct Mailbox {
     /// mail_max_userip_connections.
     per_user_ip: HashMap<(String, Option<IpAddr>), u32>,
     max_user_ip: u32,
+    /// Sessions went quiet this round: give their memory back (`tick`).
+    trim: bool,
 }
 
 fn next(s: &mut Session, step: Step, out: &mut Vec<u8>) -> Next<()> {
@@ -203,6 +205,13 @@ impl Service for Mailbox {
     fn quiet(&mut self, c: &mut Conn) {
         if let Conn::Active(s, _) = c {
             s.quiet();
+            self.trim = true;
+        }
+    }
+
+    fn tick(&mut self, _stopping: bool) {
+        if std::mem::take(&mut self.trim) {
+            common::privilege::release_free_memory();
         }
     }
 
@@ -291,6 +300,7 @@ pub fn main() {
         ends,
         per_user_ip: HashMap::new(),
         max_user_ip,
+        trim: false,
     };
     let mut counter = LocalCounter::default();
     if let Err(e) = server.run(
