@@ -309,6 +309,9 @@ impl Released {
     }
 }
 
+/// A uidlist record as a sync reads it: UID, base name, extension fields.
+type RecordRef<'a> = (u32, &'a str, &'a [(u8, String)]);
+
 /// What a sync needs to know of a message it saw before to tell what
 /// changed: a few bytes, where a `Message` holds its file names.
 #[derive(Debug, Clone, Copy)]
@@ -739,7 +742,7 @@ impl Folder {
         }
 
         // The records: the list's, or (cached) this folder's messages.
-        let records: Vec<(u32, &str, &[(u8, String)])> = if cached {
+        let records: Vec<RecordRef<'_>> = if cached {
             self.messages
                 .iter()
                 .map(|m| (m.uid, m.base.as_str(), m.ext.as_slice()))
