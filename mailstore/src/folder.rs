@@ -85,11 +85,25 @@ const KEYWORDS: &str = "dovecot-keywords";
 /// tick share an mtime.
 const SYNC_SECS: i64 = 1;
 /// The same on a file system with sub-second timestamps (any of the three
-/// has a non-zero nanosecond part), in nanoseconds: the kernel stamps a
-/// change with its coarse clock, at most one tick (10 ms at HZ=100) behind
-/// the time read before the stat, so a change made after a stat that found
-/// a timestamp this much older than that time gets a later one.
-const SYNC_NANOS: i128 = 100_000_000;
+/// has a non-zero nanosecond part), in nanoseconds (`sync_nanos`).
+fn sync_nanos() -> i128 {
+    // The kernel stamps a change with its coarse clock, at most one tick
+    // of it behind the true time (CLOCK_REALTIME_COARSE's resolution: 4 ms
+    // at HZ=250), so a change made after a listing began gets a timestamp
+    // later than that time less a tick: one found older than that by two
+    // ticks and a millisecond was the last. 100 ms where the resolution
+    // cannot be read.
+    static NANOS: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
+    *NANOS.get_or_init(|| {
+        match nix::time::clock_getres(nix::time::ClockId::CLOCK_REALTIME_COARSE) {
+            Ok(r) => {
+                let res = i128::from(r.tv_sec()) * 1_000_000_000 + i128::from(r.tv_nsec());
+                (2 * res + 1_000_000).clamp(1_000_000, 100_000_000)
+            }
+            Err(_) => 100_000_000,
+        }
+    })
+}
 
 /// A message of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +271,9 @@ pub struct Folder {
     /// Virtual sizes counted since the list was last written.
     ext_dirty: bool,
     stamp: Option<Stamp>,
+    /// `stamp`'s times were more than a clock tick older than the start of
+    /// the sync that took it: a later change cannot share them.
+    settled: bool,
     /// The uidlist (dev, inode, size, mtime) whose records are exactly
     /// `messages` (read or written by the last sync): a sync that finds it
     /// so does not read it again. Every writer renames a new file into
@@ -414,6 +431,7 @@ impl Folder {
             pending: Changes::default(),
             ext_dirty: false,
             stamp: None,
+            settled: false,
             list_known: None,
             modseq: ModseqFile::default(),
             modseq_known: None,
@@ -535,33 +553,38 @@ impl Folder {
     }
 
     /// Nothing to do: the directories and the list are as the last sync
-    /// saw them, and none changed within the last clock tick.
+    /// saw them, and that sync began more than a clock tick after their
+    /// last change (`settled`), so a change since would show as a new
+    /// timestamp.
     fn unchanged(&self) -> Result<bool, StoreError> {
         let Some(old) = self.stamp else {
             return Ok(false);
         };
-        if self.ext_dirty {
+        if self.ext_dirty || !self.settled {
             return Ok(false);
         }
-        // The time before the stat: a change after the stat is stamped no
-        // earlier than one clock tick before it.
-        let now = SystemTime::now()
+        Ok(self.stamp()? == old)
+    }
+
+    /// The time now, in nanoseconds since the epoch.
+    fn now_nanos() -> i128 {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        let s = self.stamp()?;
-        if s != old {
-            return Ok(false);
-        }
+            .map_or(0, |d| d.as_nanos() as i128)
+    }
+
+    /// Were the stamp's times all older than `began` (when the listing
+    /// that saw them began) by more than a clock tick?
+    fn is_settled(s: &Stamp, began: i128) -> bool {
         let times = [Some(s.new), Some(s.cur), s.list.map(|l| (l.3, l.4))];
         let fine = times.iter().flatten().any(|&(_, ns)| ns != 0);
-        let settled = times.iter().flatten().all(|&(sec, ns)| {
+        times.iter().flatten().all(|&(sec, ns)| {
             if fine {
-                i128::from(sec) * 1_000_000_000 + i128::from(ns) < now - SYNC_NANOS
+                i128::from(sec) * 1_000_000_000 + i128::from(ns) < began - sync_nanos()
             } else {
-                sec < (now / 1_000_000_000) as i64 - SYNC_SECS
+                sec < (began / 1_000_000_000) as i64 - SYNC_SECS
             }
-        });
-        Ok(settled)
+        })
     }
 
     /// Read the list: None when there is none (or it was corrupt, logged
@@ -662,6 +685,9 @@ impl Folder {
 
     /// The sync proper, with the uidlist lock held.
     fn sync_locked(&mut self, lock: &DotLock) -> Result<Changes, StoreError> {
+        // Before the stat: a change after it is stamped no earlier than a
+        // clock tick before this.
+        let began = Self::now_nanos();
         let stamp = self.stamp()?;
         // What the last sync saw, to tell the changes from.
         let mut before: Vec<Slim> = match &self.released {
@@ -860,6 +886,7 @@ impl Folder {
         }
         self.ext_dirty = false;
         self.stamp = Some(stamp);
+        self.settled = Self::is_settled(&stamp, began);
         self.released = None;
         Ok(changes)
     }
@@ -1724,6 +1751,28 @@ fn random_guid() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listing that began within a clock tick of a directory's last
+    /// change proves nothing about later changes in that tick: only one
+    /// that began later does (the next sync lists again until then).
+    #[test]
+    fn settled_counts_from_when_the_listing_began() {
+        let at = |sec: i64, ns: i64| Stamp {
+            new: (sec, ns),
+            cur: (sec, ns),
+            list: Some((1, 2, 3, sec, ns)),
+        };
+        let s = at(1_000, 500_000_000);
+        let t = 1_000 * 1_000_000_000i128 + 500_000_000;
+        assert!(!Folder::is_settled(&s, t));
+        assert!(!Folder::is_settled(&s, t + sync_nanos()));
+        assert!(Folder::is_settled(&s, t + sync_nanos() + 1));
+        assert!(sync_nanos() >= 1_000_000 && sync_nanos() <= 100_000_000);
+        // Whole seconds only (no sub-second timestamps): a second's margin.
+        let coarse = at(1_000, 0);
+        assert!(!Folder::is_settled(&coarse, 1_001 * 1_000_000_000));
+        assert!(Folder::is_settled(&coarse, 1_002 * 1_000_000_000));
+    }
 
     #[test]
     fn changes_merge() {
