@@ -78,6 +78,32 @@ impl Watcher {
         Ok(Watcher { inotify, folder_wd })
     }
 
+    /// Close it on a thread of its own: closing an inotify descriptor waits
+    /// for an RCU grace period (10-20 ms here), which would hold up every
+    /// other session of the process.
+    pub fn close_in_background(self) {
+        static CLOSER: std::sync::OnceLock<
+            Option<std::sync::Mutex<std::sync::mpsc::Sender<Watcher>>>,
+        > = std::sync::OnceLock::new();
+        let tx = CLOSER.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Watcher>();
+            std::thread::Builder::new()
+                .name("inotify-close".into())
+                .spawn(move || rx.into_iter().for_each(drop))
+                .ok()
+                .map(|_| std::sync::Mutex::new(tx))
+        });
+        match tx {
+            Some(tx) => {
+                let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = tx.send(self) {
+                    drop(e.0);
+                }
+            }
+            None => drop(self),
+        }
+    }
+
     /// Read every pending event (never blocks): whether any of them is a
     /// change the session should sync for.
     pub fn drain(&self) -> io::Result<bool> {

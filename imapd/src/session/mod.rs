@@ -524,11 +524,11 @@ impl Session {
             }
             CommandBody::Select { mailbox, params } => {
                 cmd::select::select(self, &tag, &mailbox, &params, false);
-                return self.watch_selected();
+                return None;
             }
             CommandBody::Examine { mailbox, params } => {
                 cmd::select::select(self, &tag, &mailbox, &params, true);
-                return self.watch_selected();
+                return None;
             }
             CommandBody::Close => {
                 cmd::select::close(self, &tag, true);
@@ -696,15 +696,19 @@ impl Session {
     }
 
     /// RFC 2177: IDLE.
+    /// The watcher is made at the first IDLE on a folder (not at SELECT:
+    /// an inotify instance costs a slow close), before the sync, so that a
+    /// change after the sync wakes the session.
     fn idle(&mut self, tag: Tag) -> Option<Step> {
+        let watch = self.watch_selected();
         self.sync_report(Report::All);
         proto::imap::response::write_continuation(&mut self.out, "idling");
         self.reader.read_raw_line();
         self.state = State::Idle(tag);
-        self.watch_selected()
+        watch
     }
 
-    /// Watch the selected folder (for IDLE) once it is selected.
+    /// Watch the selected folder (for IDLE).
     fn watch_selected(&mut self) -> Option<Step> {
         let view = self.selected.as_ref()?;
         let name = view.folder.name().to_string();
@@ -889,4 +893,12 @@ pub(crate) fn owned(e: Event<'_>) -> Option<Event<'static>> {
         Event::AppendEnd => Event::AppendEnd,
         Event::Error { error, fatal } => Event::Error { error, fatal },
     })
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.close_in_background();
+        }
+    }
 }
