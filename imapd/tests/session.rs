@@ -355,3 +355,52 @@ fn a_quiet_session_reports_what_an_awake_one_does() {
     // Its three \Recent messages and the new one, which it took first.
     assert_eq!(r, "* 4 EXISTS\r\n* 4 RECENT\r\na4 OK NOOP completed.\r\n");
 }
+
+/// SELECT of the mailbox already selected (kept, not listed again when
+/// unchanged) answers as a first SELECT in a new session does: after
+/// another session's flag change and expunge, and after a delivery (whose
+/// \Recent the re-SELECT takes).
+#[test]
+fn select_again_answers_as_a_first_select() {
+    let md = maildir("reselect");
+    let mut a = session(&md);
+    for i in 0..4 {
+        deliver(&md, &format!("170000000{i}.M{i}P1.host"), MSG);
+    }
+    let open = || {
+        let store = Store::open_with(&md, Options::default()).unwrap();
+        let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+        let mut s = Session::start(cfg, "alice".into(), store, Some("x0"), b"").0;
+        s.out.clear();
+        s
+    };
+    let r = say(&mut a, "a1 SELECT INBOX\r\n");
+    assert!(r.contains("* 4 RECENT\r\n"), "{r}");
+    // Unchanged: the same answer but for \Recent, which went to the first.
+    let again = say(&mut a, "a2 SELECT INBOX\r\n");
+    let fresh = say(&mut open(), "a2 SELECT INBOX\r\n");
+    assert_eq!(
+        again,
+        format!("* OK [CLOSED] Previous mailbox closed.\r\n{fresh}")
+    );
+    assert!(again.contains("* 0 RECENT\r\n"), "{again}");
+    let mut other = open();
+    say(&mut other, "o1 SELECT INBOX\r\n");
+    say(
+        &mut other,
+        "o2 STORE 2 +FLAGS.SILENT (\\Seen)\r\no3 STORE 1 +FLAGS.SILENT (\\Deleted)\r\no4 EXPUNGE\r\n",
+    );
+    deliver(&md, "1700000009.M9P1.host", MSG);
+    let again = say(&mut a, "a3 SELECT INBOX\r\n");
+    assert!(again.contains("* 4 EXISTS\r\n* 1 RECENT\r\n"), "{again}");
+    let fresh = say(&mut open(), "a3 SELECT INBOX\r\n");
+    assert_eq!(
+        again.replace("* 1 RECENT", "* 0 RECENT"),
+        format!("* OK [CLOSED] Previous mailbox closed.\r\n{fresh}")
+    );
+    let r = say(&mut a, "a4 FETCH 1:* (UID FLAGS)\r\n");
+    assert_eq!(
+        r,
+        "* 1 FETCH (UID 2 FLAGS (\\Seen))\r\n* 2 FETCH (UID 3 FLAGS ())\r\n* 3 FETCH (UID 4 FLAGS ())\r\n* 4 FETCH (UID 5 FLAGS (\\Recent))\r\na4 OK Fetch completed.\r\n"
+    );
+}

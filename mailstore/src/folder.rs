@@ -519,6 +519,43 @@ impl Folder {
         };
     }
 
+    /// Is this still the folder `name` names in `store`: not deleted,
+    /// renamed or made anew since it was opened?
+    pub(crate) fn is_current(&self, store: &Store) -> Result<bool, StoreError> {
+        let now = match names::disk_name(&self.name) {
+            None => nix::sys::stat::fstat(store.root_dir().as_raw_fd()).at(store.root())?,
+            Some(d) => match privilege::walk_dirs(store.root_dir(), Path::new(&d), None) {
+                Ok(f) => nix::sys::stat::fstat(f.as_raw_fd()).at(&self.display)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(StoreError::io(&self.display, e)),
+            },
+        };
+        let mine = nix::sys::stat::fstat(self.dir.as_raw_fd()).at(&self.display)?;
+        Ok((now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino))
+    }
+
+    /// Selected again (`Store::select_again`): as a fresh `Store::select`,
+    /// the session's \Recent are taken anew (its old ones are gone with
+    /// the old selection), and the folder is brought up to date; a full
+    /// listing only when it changed or when there is \Recent to take.
+    pub(crate) fn reselect(&mut self) -> Result<(), StoreError> {
+        self.recent.clear();
+        self.take_recent = true;
+        for m in &mut self.messages {
+            m.recent = false;
+        }
+        let now = match fsat::stat(&self.dir, crate::modseq::FILE) {
+            Ok(st) => Some(file_stamp(&st)),
+            Err(_) => None,
+        };
+        if now.is_none() || now != self.modseq_known || self.modseq.first_recent < self.next_uid {
+            self.stamp = None;
+        }
+        // What changed meanwhile is in the SELECT's answer, not reported.
+        self.sync()?;
+        Ok(())
+    }
+
     /// `release`d and not synced since.
     pub fn is_released(&self) -> bool {
         self.released.is_some()

@@ -435,6 +435,20 @@ impl Store {
         Ok(f)
     }
 
+    /// SELECT of a folder this session had selected (`f`): as `select`,
+    /// without opening and listing it again if it has not changed. None
+    /// (and `f` dropped) when `f` is not that folder, or not any more
+    /// (deleted, renamed or made anew since): open it with `select`.
+    pub fn select_again(&self, name: &str, f: Folder) -> Result<Option<Folder>, StoreError> {
+        let name = names::validate(name)?;
+        if f.name() != name || f.access() != Access::ReadWrite || !f.is_current(self)? {
+            return Ok(None);
+        }
+        let mut f = f;
+        f.reselect()?;
+        Ok(Some(f))
+    }
+
     /// What the user's mail takes (maildirsize, recalculated when needed).
     pub fn quota_usage(&self) -> Result<Usage, StoreError> {
         quota::usage(&self.root, &self.display, &self.options.quota)

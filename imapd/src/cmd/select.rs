@@ -51,7 +51,8 @@ pub fn write_flags(folder: &mut mailstore::Folder, read_only: bool, out: &mut Ve
 pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, read_only: bool) {
     // RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected; a
     // selected one is closed first (without expunging).
-    if s.selected.take().is_some() {
+    let previous = s.selected.take();
+    if previous.is_some() {
         // RFC 7162 3.2.11 / RFC 9051 7.1: the old mailbox is closed; what
         // follows is about the new one. Sent whether or not QRESYNC is
         // enabled, as Dovecot does.
@@ -81,10 +82,16 @@ pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, re
         // Before the mailbox is open: no HIGHESTMODSEQ for the old one.
         super::misc::enable_condstore(s);
     }
-    let folder = if read_only {
-        s.store.folder(&name, Access::ReadOnly)
-    } else {
-        s.store.select(&name)
+    // SELECT of the mailbox already selected (a client's resync) keeps
+    // what the session knows of it instead of listing it again.
+    let folder = match (read_only, previous) {
+        (true, _) => s.store.folder(&name, Access::ReadOnly),
+        (false, Some(v)) => match s.store.select_again(&name, v.folder) {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => s.store.select(&name),
+            Err(e) => Err(e),
+        },
+        (false, None) => s.store.select(&name),
     };
     let mut view = match folder.and_then(|f| View::new(f, read_only)) {
         Ok(v) => v,
