@@ -210,7 +210,8 @@ impl Service for Mailbox {
     }
 
     fn tick(&mut self, _stopping: bool) {
-        if std::mem::take(&mut self.trim) {
+        let expired = crate::session::kept::expire();
+        if std::mem::take(&mut self.trim) || expired {
             common::privilege::release_free_memory();
         }
     }

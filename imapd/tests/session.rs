@@ -404,3 +404,47 @@ fn select_again_answers_as_a_first_select() {
         "* 1 FETCH (UID 2 FLAGS (\\Seen))\r\n* 2 FETCH (UID 3 FLAGS ())\r\n* 3 FETCH (UID 4 FLAGS ())\r\n* 4 FETCH (UID 5 FLAGS (\\Recent))\r\na4 OK Fetch completed.\r\n"
     );
 }
+
+/// A folder a session let go of (LOGOUT) is kept for the user's next
+/// SELECT in this process (session::kept): that SELECT still tells what
+/// changed in between, and its \Recent.
+#[test]
+fn a_kept_folder_is_up_to_date_when_selected_again() {
+    let md = maildir("kept");
+    let mut a = session(&md);
+    for i in 0..3 {
+        deliver(&md, &format!("170000000{i}.M{i}P1.host"), MSG);
+    }
+    let open = || {
+        let store = Store::open_with(&md, Options::default()).unwrap();
+        let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+        let mut s = Session::start(cfg, "alice".into(), store, Some("x0"), b"").0;
+        s.out.clear();
+        s
+    };
+    let r = say(&mut a, "a1 SELECT INBOX\r\n");
+    assert!(r.contains("* 3 EXISTS\r\n* 3 RECENT\r\n"), "{r}");
+    say(&mut a, "a2 LOGOUT\r\n");
+    drop(a);
+    // Changed behind the kept folder's back: by hand, as another program.
+    let cur = md.join("cur");
+    let first = std::fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("1700000000."))
+        .unwrap();
+    std::fs::rename(
+        cur.join(&first),
+        cur.join(format!("{}:2,F", first.split(':').next().unwrap())),
+    )
+    .unwrap();
+    deliver(&md, "1700000009.M9P1.host", MSG);
+    let mut b = open();
+    let r = say(&mut b, "b1 SELECT INBOX\r\n");
+    assert!(r.contains("* 4 EXISTS\r\n* 1 RECENT\r\n"), "{r}");
+    let r = say(&mut b, "b2 FETCH 1:* (UID FLAGS)\r\n");
+    assert_eq!(
+        r,
+        "* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n* 2 FETCH (UID 2 FLAGS ())\r\n* 3 FETCH (UID 3 FLAGS ())\r\n* 4 FETCH (UID 4 FLAGS (\\Recent))\r\nb2 OK Fetch completed.\r\n"
+    );
+}

@@ -91,7 +91,15 @@ pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, re
             Ok(None) => s.store.select(&name),
             Err(e) => Err(e),
         },
-        (false, None) => s.store.select(&name),
+        // Or one a session of this user let go of lately (session::kept).
+        (false, None) => match crate::session::kept::take(&s.user, s.store.root(), &name) {
+            Some(f) => match s.store.select_again(&name, f) {
+                Ok(Some(f)) => Ok(f),
+                Ok(None) => s.store.select(&name),
+                Err(e) => Err(e),
+            },
+            None => s.store.select(&name),
+        },
     };
     let mut view = match folder.and_then(|f| View::new(f, read_only)) {
         Ok(v) => v,
@@ -352,6 +360,7 @@ pub fn close(s: &mut Session, tag: &Tag, expunge: bool) {
                 }
             }
         }
+        crate::session::kept::keep(&s.user, s.store.root(), view.folder);
     }
     s.ok(
         tag,

@@ -25,6 +25,7 @@
 //! returns).
 
 pub mod compress;
+pub mod kept;
 pub mod view;
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -899,6 +900,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         if let Some(w) = self.watcher.take() {
             w.close_in_background();
+        }
+        if let Some(v) = self.selected.take() {
+            kept::keep(&self.user, self.store.root(), v.folder);
         }
     }
 }
