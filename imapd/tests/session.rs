@@ -30,6 +30,16 @@ fn session(md: &std::path::Path) -> Session {
     s
 }
 
+/// A second session of the same user on an existing Maildir, its login
+/// answer taken.
+fn another(md: &std::path::Path) -> Session {
+    let store = Store::open_with(md, Options::default()).unwrap();
+    let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+    let mut s = Session::start(cfg, "alice".into(), store, Some("x0"), b"").0;
+    s.out.clear();
+    s
+}
+
 fn say(s: &mut Session, line: &str) -> String {
     s.input(line.as_bytes());
     String::from_utf8_lossy(&std::mem::take(&mut s.out)).into_owned()
@@ -316,11 +326,7 @@ fn a_quiet_session_reports_what_an_awake_one_does() {
     for i in 0..4 {
         deliver(&md, &format!("170000000{i}.M{i}P1.host"), MSG);
     }
-    let open = || {
-        let store = Store::open_with(&md, Options::default()).unwrap();
-        let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
-        Session::start(cfg, "alice".into(), store, Some("x0"), b"").0
-    };
+    let open = || another(&md);
     let (mut awake, mut other) = (open(), open());
     say(&mut a, "a1 SELECT INBOX\r\n");
     say(&mut awake, "w1 SELECT INBOX\r\n");
@@ -367,13 +373,7 @@ fn select_again_answers_as_a_first_select() {
     for i in 0..4 {
         deliver(&md, &format!("170000000{i}.M{i}P1.host"), MSG);
     }
-    let open = || {
-        let store = Store::open_with(&md, Options::default()).unwrap();
-        let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
-        let mut s = Session::start(cfg, "alice".into(), store, Some("x0"), b"").0;
-        s.out.clear();
-        s
-    };
+    let open = || another(&md);
     let r = say(&mut a, "a1 SELECT INBOX\r\n");
     assert!(r.contains("* 4 RECENT\r\n"), "{r}");
     // Unchanged: the same answer but for \Recent, which went to the first.
@@ -415,13 +415,7 @@ fn a_kept_folder_is_up_to_date_when_selected_again() {
     for i in 0..3 {
         deliver(&md, &format!("170000000{i}.M{i}P1.host"), MSG);
     }
-    let open = || {
-        let store = Store::open_with(&md, Options::default()).unwrap();
-        let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
-        let mut s = Session::start(cfg, "alice".into(), store, Some("x0"), b"").0;
-        s.out.clear();
-        s
-    };
+    let open = || another(&md);
     let r = say(&mut a, "a1 SELECT INBOX\r\n");
     assert!(r.contains("* 3 EXISTS\r\n* 3 RECENT\r\n"), "{r}");
     say(&mut a, "a2 LOGOUT\r\n");

@@ -937,56 +937,39 @@ impl Folder {
         ext: &[(u8, String)],
         prev: Option<&Message>,
     ) -> Result<Message, StoreError> {
-        // The same file as the last sync saw (the usual case): its sizes
-        // need not be worked out again (its flags may: `open_message`
-        // follows a rename without reading them).
-        if let Some(p) = prev.filter(|p| p.file == file && p.in_new == in_new) {
-            let (flags, keywords) = if in_new {
-                (Flags::empty(), KeywordSet::default())
-            } else {
-                filename::flags(&file)
-            };
-            return Ok(Message {
-                uid,
-                base,
-                file,
-                in_new,
-                flags,
-                keywords,
-                size: p.size,
-                vsize: p.vsize.or_else(|| {
-                    ext.iter()
-                        .find(|(k, _)| *k == b'W')
-                        .and_then(|(_, v)| v.parse().ok())
-                }),
-                ext: ext.to_vec(),
-                modseq: 0,
-                recent: false,
-            });
-        }
         let (flags, keywords) = if in_new {
             (Flags::empty(), KeywordSet::default())
         } else {
             filename::flags(&file)
         };
-        let size = match (filename::size_field(&base, b'S'), prev) {
-            (Some(s), _) => s,
-            (None, Some(p)) => p.size,
-            (None, None) => {
-                let dir = if in_new { &self.new } else { &self.cur };
-                match fsat::stat(dir, &file) {
-                    Ok(st) => st.st_size as u64,
-                    Err(_) => 0,
-                }
+        let ext_w = || {
+            ext.iter()
+                .find(|(k, _)| *k == b'W')
+                .and_then(|(_, v)| v.parse().ok())
+        };
+        // The same file as the last sync saw (the usual case): its sizes
+        // need not be worked out again (its flags may: `open_message`
+        // follows a rename without reading them).
+        let (size, vsize) = match prev.filter(|p| p.file == file && p.in_new == in_new) {
+            Some(p) => (p.size, p.vsize.or_else(ext_w)),
+            None => {
+                let size = match (filename::size_field(&base, b'S'), prev) {
+                    (Some(s), _) => s,
+                    (None, Some(p)) => p.size,
+                    (None, None) => {
+                        let dir = if in_new { &self.new } else { &self.cur };
+                        match fsat::stat(dir, &file) {
+                            Ok(st) => st.st_size as u64,
+                            Err(_) => 0,
+                        }
+                    }
+                };
+                let vsize = filename::size_field(&base, b'W')
+                    .or_else(ext_w)
+                    .or(prev.and_then(|p| p.vsize));
+                (size, vsize)
             }
         };
-        let vsize = filename::size_field(&base, b'W')
-            .or_else(|| {
-                ext.iter()
-                    .find(|(k, _)| *k == b'W')
-                    .and_then(|(_, v)| v.parse().ok())
-            })
-            .or(prev.and_then(|p| p.vsize));
         Ok(Message {
             uid,
             base,

@@ -4,8 +4,8 @@
 //! session knew, and lists the folder again only if it changed
 //! (`Store::select_again`), as Dovecot's index spares it the listing.
 //!
-//! Owns: the list of kept folders, at most `MAX_KEPT`, none older than
-//! `MAX_AGE` (the oldest go first). Does not own the folder state
+//! Owns: the list of kept folders, at most `MAX_KEPT` and `MAX_MESSAGES`
+//! messages in all, none older than `MAX_AGE` (the oldest go first). Does not own the folder state
 //! (mailstore) or when a session lets a folder go (session/, cmd::select).
 //!
 //! Security: a folder is kept under the user and the Maildir it belongs to
@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use mailstore::{Access, Folder};
 
-/// Folders kept at most (each holds its message list: about 250 bytes a
-/// message, and five descriptors).
-const MAX_KEPT: usize = 16;
+/// Folders kept at most (each holds five descriptors)...
+const MAX_KEPT: usize = 64;
+/// ... and messages in all (each about 250 bytes: 16 MB at most).
+const MAX_MESSAGES: usize = 64_000;
 /// A folder kept longer is let go.
 const MAX_AGE: Duration = Duration::from_secs(60);
 
@@ -48,8 +49,13 @@ pub fn keep(user: &str, root: &Path, folder: Folder) {
         k.retain(|e| e.since.elapsed() < MAX_AGE);
         // One per (user, folder): the newer replaces the older.
         k.retain(|e| !(e.user == user && e.root == root && e.folder.name() == folder.name()));
-        if k.len() >= MAX_KEPT {
-            k.remove(0);
+        let mut total: usize = k.iter().map(|e| e.folder.messages().len()).sum();
+        total += folder.messages().len();
+        while !k.is_empty() && (k.len() >= MAX_KEPT || total > MAX_MESSAGES) {
+            total -= k.remove(0).folder.messages().len();
+        }
+        if total > MAX_MESSAGES {
+            return;
         }
         k.push(Kept {
             user: user.to_string(),
