@@ -67,6 +67,7 @@ fn next(s: &mut Session, step: Step, out: &mut Vec<u8>) -> Next<()> {
         Step::Close => Next::Close,
         Step::Watch(fd) => Next::Watch(fd),
         Step::More => Next::Produce,
+        Step::Pause(wait) => Next::Pause(wait),
     }
 }
 
@@ -186,8 +187,15 @@ impl Service for Mailbox {
         Next::Continue
     }
 
-    fn resume(&mut self, _c: &mut Conn, _out: &mut Vec<u8>) -> Next<()> {
-        Next::Continue
+    /// After `Step::Pause` (the command rate).
+    fn resume(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<()> {
+        match c {
+            Conn::Active(s, _) => {
+                let step = s.resume_paused();
+                next(s, step, out)
+            }
+            Conn::Closing => Next::Continue,
+        }
     }
 
     /// After `Step::More` (compressed input waiting): the client has taken

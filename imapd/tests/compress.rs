@@ -18,7 +18,11 @@ fn session(name: &str) -> (Session, PathBuf) {
     std::fs::create_dir_all(&d).unwrap();
     let md = d.join("Maildir");
     let store = Store::create_user(&md, Options::default()).unwrap();
-    let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
+    // No command rate bound: the tests below send floods on purpose (the
+    // bound has its own test in session.rs).
+    let mut cfg = SessionConfig::standard(proto::imap::Limits::default());
+    cfg.commands_per_second = 0;
+    let cfg = Arc::new(cfg);
     let (mut s, _) = Session::start(cfg, "alice".into(), store, Some("a0"), b"");
     let greeting = String::from_utf8(s.take_output()).unwrap();
     assert!(greeting.contains(" COMPRESS=DEFLATE"), "{greeting}");

@@ -442,3 +442,42 @@ fn a_kept_folder_is_up_to_date_when_selected_again() {
         "* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n* 2 FETCH (UID 2 FLAGS ())\r\n* 3 FETCH (UID 3 FLAGS ())\r\n* 4 FETCH (UID 4 FLAGS (\\Recent))\r\nb2 OK Fetch completed.\r\n"
     );
 }
+
+/// More commands in a second than the session's bound: the rest wait
+/// (`Step::Pause` for what is left of the second; the skeleton reads
+/// nothing meanwhile), then run, all of them, in order.
+#[test]
+fn a_command_flood_waits_for_the_next_second() {
+    use posthorn_imapd::session::Step;
+    let md = maildir("rate");
+    let store = Store::create_user(&md, Options::default()).unwrap();
+    let mut cfg = SessionConfig::standard(proto::imap::Limits::default());
+    assert_eq!(cfg.commands_per_second, 1000);
+    cfg.commands_per_second = 5;
+    let (mut s, _) = Session::start(Arc::new(cfg), "alice".into(), store, Some("a0"), b"");
+    s.out.clear();
+    let flood: String = (0..12).map(|i| format!("n{i} NOOP\r\n")).collect();
+    let step = s.input(flood.as_bytes());
+    let Step::Pause(wait) = step else {
+        panic!("{step:?}")
+    };
+    assert!(wait <= std::time::Duration::from_secs(1), "{wait:?}");
+    let out = String::from_utf8(std::mem::take(&mut s.out)).unwrap();
+    assert_eq!(out.matches(" OK NOOP completed.\r\n").count(), 5, "{out}");
+    assert!(out.ends_with("n4 OK NOOP completed.\r\n"), "{out}");
+    // Within the same second nothing more runs.
+    assert!(matches!(s.resume_paused(), Step::Pause(_)));
+    assert!(s.out.is_empty());
+    let mut out = String::new();
+    let mut step = Step::Pause(wait);
+    while let Step::Pause(w) = step {
+        std::thread::sleep(w);
+        step = s.resume_paused();
+        out.push_str(&String::from_utf8(std::mem::take(&mut s.out)).unwrap());
+    }
+    assert_eq!(step, Step::Continue);
+    let expected: String = (5..12)
+        .map(|i| format!("n{i} OK NOOP completed.\r\n"))
+        .collect();
+    assert_eq!(out, expected);
+}

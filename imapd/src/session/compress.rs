@@ -218,7 +218,7 @@ impl Session {
     pub(super) fn inflate_input(&mut self, step: Step) -> Step {
         let step = self.inflate_steps(step);
         match (step, self.held_watch) {
-            (Step::More, _) | (Step::Close, _) | (_, None) => step,
+            (Step::More, _) | (Step::Close, _) | (Step::Pause(_), _) | (_, None) => step,
             (_, Some(fd)) => {
                 self.held_watch = None;
                 Step::Watch(fd)
@@ -257,6 +257,12 @@ impl Session {
             }
             step = match (step, self.process()) {
                 (_, Step::Close) => Step::Close,
+                (_, Step::Pause(wait)) => {
+                    // What was inflated waits in `input`; nothing more is
+                    // inflated until the pause is over.
+                    self.seal(false);
+                    return Step::Pause(wait);
+                }
                 (_, Step::Watch(fd)) => Step::Watch(fd),
                 (s, _) => s,
             };

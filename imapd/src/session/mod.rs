@@ -44,6 +44,9 @@ pub struct SessionConfig {
     pub capabilities: Vec<String>,
     pub limits: Limits,
     pub max_bad_commands: u32,
+    /// Commands a session may run in one second before the rest wait for
+    /// the next (0: no bound); `COMMANDS_PER_SECOND` in `standard`.
+    pub commands_per_second: u32,
 }
 
 impl SessionConfig {
@@ -88,6 +91,7 @@ impl SessionConfig {
             capabilities: caps,
             limits,
             max_bad_commands: 20,
+            commands_per_second: COMMANDS_PER_SECOND,
         }
     }
 }
@@ -105,7 +109,16 @@ pub enum Step {
     /// Send `out`, read nothing, and call `resume` once the client has
     /// taken most of it: compressed input is waiting (compress.rs).
     More,
+    /// Read nothing for this long, then call `resume_paused`: the client
+    /// sent more than `COMMANDS_PER_SECOND` commands in a second.
+    Pause(std::time::Duration),
 }
+
+/// Commands one session may have run in one second before the rest wait
+/// for the next (RFC 3501 sets no bound; this one is far above what a
+/// pipelining client sends, and keeps one flooding client from taking the
+/// mailbox process from its other sessions).
+pub const COMMANDS_PER_SECOND: u32 = 1000;
 
 /// RFC 5161 ENABLEd extensions (and CONDSTORE switched on by its other
 /// enabling commands, RFC 7162 3.1; QRESYNC implies CONDSTORE, 3.2.3).
@@ -174,6 +187,8 @@ pub struct Session {
     compress_switch: bool,
     /// A `Step::Watch` held back while `Step::More` was returned.
     held_watch: Option<RawFd>,
+    /// The command rate's window: when it began, commands in it.
+    rate: (std::time::Instant, u32),
 }
 
 impl Session {
@@ -198,6 +213,7 @@ impl Session {
             watcher: None,
             watching: None,
             bad_commands: 0,
+            rate: (std::time::Instant::now(), 0),
             bytes_in: 0,
             bytes_out: 0,
             out: Vec::with_capacity(4096),
@@ -330,6 +346,12 @@ impl Session {
                 step = Step::Close;
                 break;
             }
+            if pos < self.input.len() {
+                if let Some(wait) = self.rate_wait() {
+                    step = Step::Pause(wait);
+                    break;
+                }
+            }
             let mut rest = &self.input[pos..];
             let before = rest.len();
             let Some(event) = self.reader.next(&mut rest) else {
@@ -370,8 +392,39 @@ impl Session {
         step
     }
 
+    /// The rest of the rate window when this session has used it up.
+    fn rate_wait(&mut self) -> Option<std::time::Duration> {
+        let second = std::time::Duration::from_secs(1);
+        let elapsed = self.rate.0.elapsed();
+        if elapsed >= second {
+            self.rate = (std::time::Instant::now(), 0);
+            return None;
+        }
+        let limit = self.cfg.commands_per_second;
+        (limit > 0 && self.rate.1 >= limit).then(|| second - elapsed)
+    }
+
+    /// A `Step::Pause` is over: run the input that waited.
+    pub fn resume_paused(&mut self) -> Step {
+        if matches!(self.state, State::Closed) {
+            return Step::Close;
+        }
+        self.plain_from = self.out.len();
+        let step = if self.deflate.is_some() {
+            Step::Continue
+        } else {
+            self.process()
+        };
+        let step = self.inflate_input(step);
+        self.seal(true);
+        step
+    }
+
     fn event(&mut self, event: Option<Event<'static>>) -> Option<Step> {
         let event = event?;
+        if matches!(event, Event::Command(_) | Event::AppendStart { .. }) {
+            self.rate.1 = self.rate.1.saturating_add(1);
+        }
         match event {
             Event::Command(c) => {
                 if matches!(self.state, State::Idle(_)) {
