@@ -231,12 +231,14 @@ pub struct FlagUpdate {
 struct Stamp {
     new: (i64, i64),
     cur: (i64, i64),
-    list: Option<(u64, u64, i64, i64, i64)>,
+    list: Option<FileStamp>,
 }
 
 /// What tells one version of a file written by rename from another:
 /// (dev, inode, size, mtime seconds, mtime nanoseconds).
-pub(crate) fn file_stamp(st: &nix::sys::stat::FileStat) -> (u64, u64, i64, i64, i64) {
+pub(crate) type FileStamp = (u64, u64, i64, i64, i64);
+
+pub(crate) fn file_stamp(st: &nix::sys::stat::FileStat) -> FileStamp {
     (
         st.st_dev,
         st.st_ino,
@@ -279,12 +281,12 @@ pub struct Folder {
     /// so does not read it again. Every writer renames a new file into
     /// place with a later mtime than the old one's (`write_list`,
     /// Dovecot's uidlist code), so a rewritten list never matches.
-    list_known: Option<(u64, u64, i64, i64, i64)>,
+    list_known: Option<FileStamp>,
     /// posthorn-modseq as of the last sync.
     modseq: ModseqFile,
     /// The posthorn-modseq (dev, inode, size, mtime) `modseq` was read
     /// from or written as; the same rule as `list_known` (`write_modseq`).
-    pub(crate) modseq_known: Option<(u64, u64, i64, i64, i64)>,
+    modseq_known: Option<FileStamp>,
     /// Take \Recent (IMAP SELECT: `Store::select`).
     pub(crate) take_recent: bool,
     /// The UIDs this session took \Recent for.
@@ -564,7 +566,8 @@ impl Folder {
     /// Bring the folder up to date with the disk; what changed since the
     /// last call.
     pub fn sync(&mut self) -> Result<Changes, StoreError> {
-        if self.released.is_some() || !self.unchanged()? {
+        // (A released folder has no stamp: never unchanged.)
+        if !self.unchanged()? {
             let lock = self.lock()?;
             let c = self.sync_locked(&lock)?;
             self.pending.merge(c);
@@ -1027,7 +1030,7 @@ impl Folder {
     /// fsync, a later mtime than the old list's, rename over it, fsync the
     /// directory.
     /// Returns the new list's (dev, inode, size, mtime) (`list_known`).
-    fn write_list(&mut self, lock: &DotLock) -> Result<(u64, u64, i64, i64, i64), StoreError> {
+    fn write_list(&mut self, lock: &DotLock) -> Result<FileStamp, StoreError> {
         let path = self.uidlist_path();
         let list = UidList {
             version: 3,

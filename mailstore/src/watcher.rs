@@ -82,25 +82,19 @@ impl Watcher {
     /// for an RCU grace period (10-20 ms here), which would hold up every
     /// other session of the process.
     pub fn close_in_background(self) {
-        static CLOSER: std::sync::OnceLock<
-            Option<std::sync::Mutex<std::sync::mpsc::Sender<Watcher>>>,
-        > = std::sync::OnceLock::new();
+        static CLOSER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Watcher>>> =
+            std::sync::OnceLock::new();
         let tx = CLOSER.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<Watcher>();
             std::thread::Builder::new()
                 .name("inotify-close".into())
                 .spawn(move || rx.into_iter().for_each(drop))
                 .ok()
-                .map(|_| std::sync::Mutex::new(tx))
+                .map(|_| tx)
         });
-        match tx {
-            Some(tx) => {
-                let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(e) = tx.send(self) {
-                    drop(e.0);
-                }
-            }
-            None => drop(self),
+        // Without the thread, closed here (as it is if the send fails).
+        if let Some(tx) = tx {
+            let _ = tx.send(self);
         }
     }
 

@@ -82,24 +82,29 @@ pub fn select(s: &mut Session, tag: &Tag, m: &Mailbox, params: &SelectParams, re
         // Before the mailbox is open: no HIGHESTMODSEQ for the old one.
         super::misc::enable_condstore(s);
     }
-    // SELECT of the mailbox already selected (a client's resync) keeps
-    // what the session knows of it instead of listing it again.
-    let folder = match (read_only, previous) {
-        (true, _) => s.store.folder(&name, Access::ReadOnly),
-        (false, Some(v)) => match s.store.select_again(&name, v.folder) {
-            Ok(Some(f)) => Ok(f),
-            Ok(None) => s.store.select(&name),
-            Err(e) => Err(e),
-        },
-        // Or one a session of this user let go of lately (session::kept).
-        (false, None) => match crate::session::kept::take(&s.user, s.store.root(), &name) {
+    // SELECT of the mailbox already selected (a client's resync), or of one
+    // a session of this user let go of lately (session::kept), starts from
+    // what is known of it instead of listing it again; a previous mailbox
+    // of another name is kept for later.
+    let mut reuse = None;
+    if let Some(v) = previous {
+        if !read_only && v.folder.name() == name {
+            reuse = Some(v.folder);
+        } else {
+            crate::session::kept::keep(&s.user, s.store.root(), v.folder);
+        }
+    }
+    let folder = if read_only {
+        s.store.folder(&name, Access::ReadOnly)
+    } else {
+        match reuse.or_else(|| crate::session::kept::take(&s.user, s.store.root(), &name)) {
             Some(f) => match s.store.select_again(&name, f) {
                 Ok(Some(f)) => Ok(f),
                 Ok(None) => s.store.select(&name),
                 Err(e) => Err(e),
             },
             None => s.store.select(&name),
-        },
+        }
     };
     let mut view = match folder.and_then(|f| View::new(f, read_only)) {
         Ok(v) => v,

@@ -182,7 +182,7 @@ impl Folder {
         lock: &DotLock,
         f: &ModseqFile,
         durable: bool,
-    ) -> Result<(u64, u64, i64, i64, i64), StoreError> {
+    ) -> Result<super::FileStamp, StoreError> {
         let path = self.modseq_path();
         let tmp = format!("{}.tmp", modseq::FILE);
         fsat::unlink(&self.dir, &tmp).at(&path)?;
