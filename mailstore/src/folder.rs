@@ -71,6 +71,7 @@ use crate::modseq::ModseqFile;
 use crate::names;
 use crate::quota;
 use crate::store::{Access, Options, Store, FILE_MODE};
+use crate::tracker::{self, Tracker};
 use crate::uidlist::{self, Record, UidList};
 use crate::uidvalidity;
 use crate::CrlfToLf;
@@ -294,6 +295,15 @@ pub struct Folder {
     /// Let go of (`release`): `messages` is empty, this is what the last
     /// sync knew of them, for the next sync to tell the changes from.
     released: Option<Released>,
+    /// Track changes to new/ and cur/ (`tracker`): an IMAP SELECT.
+    pub(crate) track: bool,
+    /// Whether new/ and cur/ changed since the last listing other than by
+    /// this folder's own renames (tracker.rs); made at the first sync of
+    /// a `track`ing folder, None where inotify cannot be had (then the
+    /// directories' mtimes tell, with the settle rule).
+    tracker: Option<Tracker>,
+    /// Syncs that listed new/ and cur/ (`listings`).
+    listings: u64,
 }
 
 /// What a released folder keeps of each message, a column each (17 bytes
@@ -440,6 +450,9 @@ impl Folder {
             take_recent: false,
             recent: HashSet::new(),
             released: None,
+            track: false,
+            tracker: None,
+            listings: 0,
         })
     }
 
@@ -510,6 +523,7 @@ impl Folder {
         }
         self.released = Some(Released::of(&self.messages));
         self.messages = Vec::new();
+        self.tracker = None;
         self.keywords = None;
         self.stamp = None;
         self.list_known = None;
@@ -558,6 +572,12 @@ impl Folder {
         Ok(())
     }
 
+    /// How many syncs listed the directories since the folder was opened
+    /// (the rest found nothing new; diagnostics and tests).
+    pub fn listings(&self) -> u64 {
+        self.listings
+    }
+
     /// `release`d and not synced since.
     pub fn is_released(&self) -> bool {
         self.released.is_some()
@@ -596,14 +616,31 @@ impl Folder {
     /// saw them, and that sync began more than a clock tick after their
     /// last change (`settled`), so a change since would show as a new
     /// timestamp.
+    /// With a tracker: only this folder's own renames since the listing,
+    /// and the list is the one it last read or wrote.
     fn unchanged(&self) -> Result<bool, StoreError> {
         let Some(old) = self.stamp else {
             return Ok(false);
         };
-        if self.ext_dirty || !self.settled {
+        if self.ext_dirty {
+            return Ok(false);
+        }
+        if let Some(t) = &self.tracker {
+            return Ok(t.clean() && self.list_is_known()?);
+        }
+        if !self.settled {
             return Ok(false);
         }
         Ok(self.stamp()? == old)
+    }
+
+    /// The uidlist is the one this folder last read or wrote (`list_known`).
+    fn list_is_known(&self) -> Result<bool, StoreError> {
+        match fsat::stat(&self.dir, UIDLIST) {
+            Ok(st) => Ok(self.list_known == Some(file_stamp(&st))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io(self.uidlist_path(), e)),
+        }
     }
 
     /// The time now, in nanoseconds since the epoch.
@@ -725,6 +762,15 @@ impl Folder {
 
     /// The sync proper, with the uidlist lock held.
     fn sync_locked(&mut self, lock: &DotLock) -> Result<Changes, StoreError> {
+        // Tracked from before the listing: what happens from here on is
+        // either in it or marks the tracker.
+        if self.track && self.tracker.is_none() {
+            self.tracker = Tracker::new(&self.new, &self.cur);
+        }
+        if let Some(t) = &self.tracker {
+            t.reset();
+        }
+        self.listings += 1;
         // Before the stat: a change after it is stamped no earlier than a
         // clock tick before this.
         let began = Self::now_nanos();
@@ -931,6 +977,22 @@ impl Folder {
         Ok(changes)
     }
 
+    /// `sync_locked` when the only changes since the last one are this
+    /// folder's own flag changes, already in `messages`: posthorn-modseq
+    /// brought in line (new mod-sequences for them), and any other
+    /// message whose mod-sequence it changed reported.
+    fn sync_own(&mut self, lock: &DotLock) -> Result<Changes, StoreError> {
+        let before: Vec<u64> = self.messages.iter().map(|m| m.modseq).collect();
+        self.reconcile_modseq(lock, true)?;
+        let mut changes = Changes::default();
+        for (m, &old) in self.messages.iter().zip(&before) {
+            if old != 0 && old != m.modseq {
+                changes.flags.push(m.uid);
+            }
+        }
+        Ok(changes)
+    }
+
     fn message_from(
         &self,
         uid: u32,
@@ -1000,6 +1062,10 @@ impl Folder {
             };
             match fsat::rename(&self.new, &m.file, &self.cur, &target, Replace::No) {
                 Ok(()) => {
+                    if let Some(t) = &self.tracker {
+                        t.expect(tracker::Sub::New, tracker::Op::From, &m.file);
+                        t.expect(tracker::Sub::Cur, tracker::Op::To, &target);
+                    }
                     moved = true;
                     m.file = target;
                     m.in_new = false;
@@ -1302,6 +1368,15 @@ impl Folder {
                     let from = if m.in_new { &self.new } else { &self.cur };
                     match fsat::rename(from, &m.file, &self.cur, &target, Replace::Yes) {
                         Ok(()) => {
+                            if let Some(t) = &self.tracker {
+                                let sub = if m.in_new {
+                                    tracker::Sub::New
+                                } else {
+                                    tracker::Sub::Cur
+                                };
+                                t.expect(sub, tracker::Op::From, &m.file);
+                                t.expect(tracker::Sub::Cur, tracker::Op::To, &target);
+                            }
                             renamed = true;
                             own.insert(u.uid);
                             let m = &mut self.messages[i];
@@ -1332,7 +1407,16 @@ impl Folder {
             // The sync gives the renamed messages their new mod-sequence
             // (their flags now differ from posthorn-modseq's); the session
             // reports its own changes itself (STORE's FETCH responses).
-            let mut c = self.sync_locked(&lock)?;
+            // Nothing else changed (the tracker saw only these renames, the
+            // list is ours): no listing, only the mod-sequences.
+            let own_only = !self.ext_dirty
+                && self.tracker.as_ref().is_some_and(Tracker::clean)
+                && self.list_is_known()?;
+            let mut c = if own_only {
+                self.sync_own(&lock)?
+            } else {
+                self.sync_locked(&lock)?
+            };
             c.flags.retain(|u| !own.contains(u));
             self.pending.merge(c);
         }

@@ -41,6 +41,7 @@ pub mod pop3;
 pub mod quota;
 pub mod store;
 pub mod subscriptions;
+pub(crate) mod tracker;
 pub mod uidlist;
 pub mod uidvalidity;
 pub mod watcher;

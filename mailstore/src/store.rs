@@ -431,6 +431,8 @@ impl Store {
         let name = names::validate(name)?;
         let mut f = Folder::open(self, &name, Access::ReadWrite)?;
         f.take_recent = true;
+        // Its own STOREs and idle NOOPs then need no listing (tracker.rs).
+        f.track = true;
         f.sync()?;
         Ok(f)
     }

@@ -578,3 +578,61 @@ fn a_released_folder_tells_what_changed_while_it_slept() {
     assert_eq!(a.highest_modseq(), b.highest_modseq());
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn own_flag_changes_need_no_listing_and_every_other_change_is_seen_at_once() {
+    let (d, md, s) = setup("tracked", 6);
+    let cur = md.join("cur");
+    let mut a = s.select(INBOX).unwrap();
+    let n0 = a.listings();
+    let h0 = a.highest_modseq();
+    // The session's own STOREs and the syncs after them (SEARCH, NOOP):
+    // no listing of 6 files again, and each changed message gets its new
+    // mod-sequence.
+    a.set_flags(1, Flags::SEEN, &[]).unwrap();
+    assert!(a.sync().unwrap().is_empty(), "its own change is not news");
+    a.set_flags(2, Flags::SEEN | Flags::FLAGGED, &["Work"])
+        .unwrap();
+    assert!(a.sync().unwrap().is_empty());
+    assert!(a.sync().unwrap().is_empty());
+    assert_eq!(a.listings(), n0, "own renames only: nothing listed");
+    assert_eq!(a.modseq(1), Some(h0 + 1));
+    assert_eq!(a.modseq(2), Some(h0 + 2));
+    assert_eq!(a.highest_modseq(), h0 + 2);
+
+    // Another session's flag change right after (within the clock tick
+    // that stamped a's own rename): reported at a's next sync.
+    let mut b = s.folder(INBOX, Access::ReadWrite).unwrap();
+    b.set_flags(3, Flags::FLAGGED, &[]).unwrap();
+    let c = a.sync().unwrap();
+    assert_eq!(c.flags, [3]);
+    assert_eq!(a.message(3).unwrap().flags, Flags::FLAGGED);
+    assert!(a.listings() > n0);
+
+    // A Maildir client's rename without any lock, at once after a's STORE:
+    // reported; so is the STORE's own message no more than it was.
+    a.set_flags(4, Flags::SEEN, &[]).unwrap();
+    let file = a.message(5).unwrap().file.clone();
+    fs::rename(cur.join(&file), cur.join(file.replace(":2,", ":2,T"))).unwrap();
+    let c = a.sync().unwrap();
+    assert_eq!(c.flags, [5]);
+    assert_eq!(a.message(5).unwrap().flags, Flags::TRASHED);
+    assert_eq!(a.message(4).unwrap().flags, Flags::SEEN);
+
+    // Delivery at once after a STORE: a new message.
+    a.set_flags(6, Flags::REPLIED, &[]).unwrap();
+    deliver(&md, "Subject: late\n\nlate\n");
+    let c = a.sync().unwrap();
+    assert_eq!(c.new, [7]);
+    // And a STORE when another session has changed the folder since the
+    // last sync: the change is still reported (the STORE lists again).
+    let n1 = a.listings();
+    b.sync().unwrap();
+    b.set_flags(1, Flags::empty(), &[]).unwrap();
+    a.set_flags(2, Flags::SEEN, &[]).unwrap();
+    assert!(a.listings() > n1);
+    let c = a.sync().unwrap();
+    assert_eq!(c.flags, [1]);
+    assert_eq!(a.message(1).unwrap().flags, Flags::empty());
+    fs::remove_dir_all(&d).unwrap();
+}

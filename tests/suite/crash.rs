@@ -1,7 +1,7 @@
 //! The crash test: SIGKILL qmgr, local delivery and smtpd while 520
 //! messages are being sent; every message that got 250 must be delivered,
-//! and each queued copy once, or once more for each crash it was in flight
-//! at (the kills come fast: at most two). (A client whose smtpd was killed after the commit but
+//! and each queued copy once, or once more for each qmgr or local crash it
+//! was in flight at. (A client whose smtpd was killed after the commit but
 //! before the 250 sends again: a second queue file, as with any MTA.)
 
 use std::collections::{HashMap, HashSet};
@@ -147,10 +147,13 @@ fn sigkill_workers_under_load_loses_nothing() {
                     }
                     std::thread::sleep(Duration::from_millis(2));
                 }
+                // One entry per crash (all of a program's processes at once).
+                let mut killed = false;
                 for pid in crate::harness::children(master, program) {
-                    if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-                        kills.push(program);
-                    }
+                    killed |= kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok();
+                }
+                if killed {
+                    kills.push(program);
                 }
             }
             kills
@@ -192,10 +195,16 @@ fn sigkill_workers_under_load_loses_nothing() {
                 *per_id.entry(id).or_default() += 1;
             }
         }
-        // Each crash may repeat what was in flight once; the kills come
-        // quickly, so a message can be in flight at two of them.
+        // Each qmgr or local crash may repeat what was in flight at it,
+        // once; a message deferred after one crash (its agent died) can be
+        // in flight at the next ones too when delivery lags behind the
+        // load, so the bound is one copy more per such crash.
+        let crashes = kills.iter().filter(|p| **p != "posthorn-smtpd").count();
         for (id, n) in &per_id {
-            assert!(*n <= 3, "queue file {id} delivered {n} times");
+            assert!(
+                *n <= 1 + crashes,
+                "queue file {id} delivered {n} times ({crashes} qmgr/local crashes)"
+            );
         }
         let missing = accepted.iter().filter(|t| !counts.contains_key(*t)).count();
         if missing == 0 {
