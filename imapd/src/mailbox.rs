@@ -4,8 +4,9 @@
 //! and gid, never 0; serves every session of that owner the dispatcher
 //! hands it, on the server skeleton (`Listener::Handoff`). Each session
 //! arrives as a `SessionStart` frame with the client's socket and the tag
-//! of its login command, which session.rs answers. IDLE's inotify watcher
-//! is registered with the loop (`Next::Watch`). When a session ends the
+//! of its login command, which session.rs answers. IDLE's watcher (an
+//! eventfd the process's inotify hub writes: mailstore's tracker.rs) is
+//! registered with the loop (`Next::Watch`). When a session ends the
 //! process writes one byte back to the dispatcher (its load count); it
 //! exits when the dispatcher closes the hand-off socket and the last
 //! session has ended.

@@ -33,6 +33,12 @@
 //! after the uidlist, under the same lock; a crash between the two leaves
 //! it behind, and the next sync gives what it lacks new mod-sequences.
 //!
+//! Change detection: a folder opened for IMAP SELECT is tracked by the
+//! process's inotify instance (tracker.rs) from before its first listing;
+//! a sync that finds only its own renames since the last listing, and the
+//! uidlist it last read or wrote, lists nothing. Otherwise (no inotify)
+//! the directories' mtimes tell, with the settle rule (`is_settled`).
+//!
 //! Concurrency: everything that gives UIDs or renames or removes files
 //! holds the folder's `dovecot-uidlist.lock`, as Dovecot does, so posthorn
 //! and Dovecot sessions in any number of processes agree; local delivery
@@ -765,7 +771,7 @@ impl Folder {
         // Tracked from before the listing: what happens from here on is
         // either in it or marks the tracker.
         if self.track && self.tracker.is_none() {
-            self.tracker = Tracker::new(&self.new, &self.cur);
+            self.tracker = Tracker::new(&self.new, &self.cur).ok();
         }
         if let Some(t) = &self.tracker {
             t.reset();
@@ -1060,12 +1066,15 @@ impl Folder {
             } else {
                 format!("{}:2,", m.file)
             };
-            match fsat::rename(&self.new, &m.file, &self.cur, &target, Replace::No) {
+            let moving = || fsat::rename(&self.new, &m.file, &self.cur, &target, Replace::No);
+            match tracker::renamed(
+                self.tracker.as_ref(),
+                tracker::Sub::New,
+                &m.file,
+                &target,
+                moving,
+            ) {
                 Ok(()) => {
-                    if let Some(t) = &self.tracker {
-                        t.expect(tracker::Sub::New, tracker::Op::From, &m.file);
-                        t.expect(tracker::Sub::Cur, tracker::Op::To, &target);
-                    }
                     moved = true;
                     m.file = target;
                     m.in_new = false;
@@ -1365,18 +1374,14 @@ impl Folder {
                     if !m.in_new && target == m.file {
                         break;
                     }
-                    let from = if m.in_new { &self.new } else { &self.cur };
-                    match fsat::rename(from, &m.file, &self.cur, &target, Replace::Yes) {
+                    let (from, sub) = if m.in_new {
+                        (&self.new, tracker::Sub::New)
+                    } else {
+                        (&self.cur, tracker::Sub::Cur)
+                    };
+                    let rename = || fsat::rename(from, &m.file, &self.cur, &target, Replace::Yes);
+                    match tracker::renamed(self.tracker.as_ref(), sub, &m.file, &target, rename) {
                         Ok(()) => {
-                            if let Some(t) = &self.tracker {
-                                let sub = if m.in_new {
-                                    tracker::Sub::New
-                                } else {
-                                    tracker::Sub::Cur
-                                };
-                                t.expect(sub, tracker::Op::From, &m.file);
-                                t.expect(tracker::Sub::Cur, tracker::Op::To, &target);
-                            }
                             renamed = true;
                             own.insert(u.uid);
                             let m = &mut self.messages[i];

@@ -20,9 +20,11 @@
 //! change that `clean` does not see happened after it; mtimes share a
 //! clock tick between changes (folder.rs: the settle rule), so a folder
 //! that changed its own directory has to list it again.
-//! A queue overflow (IN_Q_OVERFLOW), a directory removed or moved
-//! (IN_DELETE_SELF, IN_MOVE_SELF, IN_IGNORED) or any error marks every
-//! folder concerned: the listing happens, as without tracking.
+//! A queue overflow (IN_Q_OVERFLOW), a directory moved (IN_MOVE_SELF) or
+//! gone (IN_DELETE_SELF, IN_IGNORED: once nothing holds it open any more;
+//! until then the folder's descriptors see the removed directory as it was,
+//! as they would without tracking) or a read error marks every folder
+//! concerned: the listing happens, as without tracking.
 //! Where there is no inotify (or no watch is to be had: the per-user
 //! limits), `Tracker::new` gives None and the folder goes by mtimes.
 //!
@@ -33,9 +35,13 @@
 //! Standards: Maildir (files change by rename only), inotify(7).
 
 use std::fs::File;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use rustc_hash::FxHashMap;
 
@@ -48,7 +54,7 @@ pub(crate) enum Sub {
 
 /// What happened to a name, as inotify tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
+enum Op {
     /// Renamed away (IN_MOVED_FROM).
     From,
     /// Renamed here (IN_MOVED_TO).
@@ -57,7 +63,7 @@ pub(crate) enum Op {
     Delete,
 }
 
-/// One folder's tracking: dropped, it stops.
+/// One folder's tracking (or one IDLE watcher's): dropped, it stops.
 #[derive(Debug)]
 pub(crate) struct Tracker {
     id: u64,
@@ -70,33 +76,43 @@ struct Record {
     /// Something other than an expected event happened since `reset`.
     foreign: bool,
     expected: Vec<(WatchDescriptor, Op, Box<str>)>,
+    /// Written at every event (an IDLE watcher: `waking`).
+    waker: Option<Arc<EventFd>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    records: FxHashMap<u64, Record>,
+    /// The records of each watched directory.
+    by_wd: FxHashMap<WatchDescriptor, Vec<u64>>,
 }
 
 #[derive(Debug)]
 struct Hub {
     inotify: Inotify,
-    next_id: u64,
-    records: FxHashMap<u64, Record>,
-    /// The folders tracking each watched directory.
-    by_wd: FxHashMap<WatchDescriptor, Vec<u64>>,
+    state: Mutex<State>,
+    /// The thread that reads the instance when it is readable, made with
+    /// the first waker (true: running).
+    poller: OnceLock<bool>,
 }
 
 /// The process's hub; None where inotify cannot be had.
-fn hub() -> Option<MutexGuard<'static, Hub>> {
-    static HUB: OnceLock<Option<Mutex<Hub>>> = OnceLock::new();
-    let m = HUB.get_or_init(|| {
+fn hub() -> Option<&'static Hub> {
+    static HUB: OnceLock<Option<Hub>> = OnceLock::new();
+    HUB.get_or_init(|| {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-        Some(Mutex::new(Hub {
+        Some(Hub {
             inotify,
-            next_id: 1,
-            records: FxHashMap::default(),
-            by_wd: FxHashMap::default(),
-        }))
-    });
-    // A panic elsewhere with the lock held leaves the maps whole (every
-    // change to them is a single insert or remove): go on with them.
-    m.as_ref()
-        .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+            state: Mutex::new(State::default()),
+            poller: OnceLock::new(),
+        })
+    })
+    .as_ref()
+}
+
+fn unavailable() -> io::Error {
+    io::Error::other("inotify is not available in this process")
 }
 
 const MASK: AddWatchFlags = AddWatchFlags::IN_CREATE
@@ -107,64 +123,106 @@ const MASK: AddWatchFlags = AddWatchFlags::IN_CREATE
     .union(AddWatchFlags::IN_MOVE_SELF)
     .union(AddWatchFlags::IN_ONLYDIR);
 
+impl Hub {
+    /// The state, read up to date (every pending event handed out).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere with the lock held leaves the maps whole (each
+        // change to them is a single insert or remove): go on with them.
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.drain(&self.inotify);
+        st
+    }
+
+    /// Start the thread that hands out events as they come (for wakers).
+    fn start_poller(&'static self) -> bool {
+        *self.poller.get_or_init(|| {
+            std::thread::Builder::new()
+                .name("inotify-poll".into())
+                .spawn(move || loop {
+                    let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+                    match poll(&mut fds, PollTimeout::NONE) {
+                        Ok(_) => drop(self.lock()),
+                        Err(Errno::EINTR) => {}
+                        Err(_) => return,
+                    }
+                })
+                .is_ok()
+        })
+    }
+}
+
+/// A watch on the directory `d` is open on, through /proc/self/fd.
+fn watch(inotify: &Inotify, d: &File) -> io::Result<WatchDescriptor> {
+    let proc = format!("/proc/self/fd/{}", d.as_raw_fd());
+    Ok(inotify.add_watch(proc.as_str(), MASK)?)
+}
+
 impl Tracker {
-    /// Track `new` and `cur` (open directories of one folder); None if
-    /// they cannot be watched. A new tracker is marked (nothing listed yet).
-    pub(crate) fn new(new: &File, cur: &File) -> Option<Tracker> {
-        let mut hub = hub()?;
-        let add = |h: &Hub, d: &File| {
-            let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(d));
-            h.inotify.add_watch(proc.as_str(), MASK).ok()
+    /// Track `new` and `cur` (open directories of one folder). A new
+    /// tracker is marked (nothing listed yet).
+    pub(crate) fn new(new: &File, cur: &File) -> io::Result<Tracker> {
+        Tracker::make(new, cur, None)
+    }
+
+    /// A tracker whose descriptor becomes readable at every change to
+    /// `new` or `cur` (IMAP IDLE: watcher.rs); read it to clear it.
+    pub(crate) fn waking(new: &File, cur: &File) -> io::Result<(Tracker, Arc<EventFd>)> {
+        let h = hub().ok_or_else(unavailable)?;
+        if !h.start_poller() {
+            return Err(io::Error::other("cannot start the inotify thread"));
+        }
+        let fd = Arc::new(EventFd::from_value_and_flags(
+            0,
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        let t = Tracker::make(new, cur, Some(Arc::clone(&fd)))?;
+        Ok((t, fd))
+    }
+
+    fn make(new: &File, cur: &File, waker: Option<Arc<EventFd>>) -> io::Result<Tracker> {
+        let h = hub().ok_or_else(unavailable)?;
+        let mut st = h.lock();
+        let wn = watch(&h.inotify, new)?;
+        let wc = match watch(&h.inotify, cur) {
+            Ok(w) => w,
+            Err(e) => {
+                st.unwatch_if_unused(&h.inotify, wn);
+                return Err(e);
+            }
         };
-        let wn = add(&hub, new)?;
-        let Some(wc) = add(&hub, cur) else {
-            hub.unwatch_if_unused(wn);
-            return None;
-        };
-        let id = hub.next_id;
-        hub.next_id += 1;
-        hub.records.insert(
+        st.next_id += 1;
+        let id = st.next_id;
+        st.records.insert(
             id,
             Record {
                 wds: [wn, wc],
                 foreign: true,
                 expected: Vec::new(),
+                waker,
             },
         );
         for wd in [wn, wc] {
-            hub.by_wd.entry(wd).or_default().push(id);
+            st.by_wd.entry(wd).or_default().push(id);
         }
-        Some(Tracker { id })
+        Ok(Tracker { id })
     }
 
     /// A listing of both directories is about to begin: what happened
     /// before it is in the listing. Events that come during it mark the
     /// folder again (its next `clean` says no: listed once more).
     pub(crate) fn reset(&self) {
-        let Some(mut hub) = hub() else { return };
-        hub.drain();
-        if let Some(r) = hub.records.get_mut(&self.id) {
+        let Some(h) = hub() else { return };
+        if let Some(r) = h.lock().records.get_mut(&self.id) {
             r.foreign = false;
             r.expected.clear();
         }
     }
 
-    /// This folder renamed or removed a file itself (after the call
-    /// succeeded): the event it makes is not a change to list again for.
-    pub(crate) fn expect(&self, sub: Sub, op: Op, name: &str) {
-        let Some(mut hub) = hub() else { return };
-        if let Some(r) = hub.records.get_mut(&self.id) {
-            let wd = r.wds[sub as usize];
-            r.expected.push((wd, op, name.into()));
-        }
-    }
-
-    /// Nothing but this folder's own expected changes since the last
+    /// Nothing but this folder's own changes (`renamed`) since the last
     /// `reset`.
     pub(crate) fn clean(&self) -> bool {
-        let Some(mut hub) = hub() else { return false };
-        hub.drain();
-        match hub.records.get_mut(&self.id) {
+        let Some(h) = hub() else { return false };
+        match h.lock().records.get_mut(&self.id) {
             Some(r) => {
                 // Every event of a past change has been read: what was not
                 // met will not come.
@@ -176,48 +234,83 @@ impl Tracker {
     }
 }
 
+/// `rename` (of `old` in `from` to `new` in cur/) done by a folder itself:
+/// when it succeeds, its two events are not changes to list again for.
+/// No event is read between the rename and the note (the hub is held:
+/// the poller thread would take them for another's).
+pub(crate) fn renamed<T>(
+    t: Option<&Tracker>,
+    from: Sub,
+    old: &str,
+    new: &str,
+    rename: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    let (Some(t), Some(h)) = (t, hub()) else {
+        return rename();
+    };
+    let mut st = h.lock();
+    let r = rename()?;
+    if let Some(rec) = st.records.get_mut(&t.id) {
+        let [wn, wc] = rec.wds;
+        let wd = if from == Sub::New { wn } else { wc };
+        rec.expected.push((wd, Op::From, old.into()));
+        rec.expected.push((wc, Op::To, new.into()));
+    }
+    Ok(r)
+}
+
 impl Drop for Tracker {
     fn drop(&mut self) {
-        let Some(mut hub) = hub() else { return };
-        let Some(r) = hub.records.remove(&self.id) else {
+        let Some(h) = hub() else { return };
+        let mut st = h.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(r) = st.records.remove(&self.id) else {
             return;
         };
         for wd in r.wds {
-            if let Some(ids) = hub.by_wd.get_mut(&wd) {
+            if let Some(ids) = st.by_wd.get_mut(&wd) {
                 ids.retain(|&i| i != self.id);
             }
-            hub.unwatch_if_unused(wd);
+            st.unwatch_if_unused(&h.inotify, wd);
         }
     }
 }
 
-impl Hub {
-    fn unwatch_if_unused(&mut self, wd: WatchDescriptor) {
+impl State {
+    fn unwatch_if_unused(&mut self, inotify: &Inotify, wd: WatchDescriptor) {
         if self.by_wd.get(&wd).is_some_and(|ids| !ids.is_empty()) {
             return;
         }
         self.by_wd.remove(&wd);
         // (Fails only if the kernel dropped it already: the directory is
         // gone.)
-        let _ = self.inotify.rm_watch(wd);
+        let _ = inotify.rm_watch(wd);
+    }
+
+    /// Every record marked, every waker woken: what happened is unknown.
+    fn mark_all(&mut self) {
+        for r in self.records.values_mut() {
+            r.foreign = true;
+            if let Some(w) = &r.waker {
+                let _ = w.write(1);
+            }
+        }
     }
 
     /// Read every pending event and hand it out.
-    fn drain(&mut self) {
+    fn drain(&mut self, inotify: &Inotify) {
         loop {
-            let events = match self.inotify.read_events() {
+            let events = match inotify.read_events() {
                 Ok(e) => e,
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return,
                 Err(_) => {
-                    // Cannot tell what happened: everyone lists again.
-                    self.records.values_mut().for_each(|r| r.foreign = true);
+                    self.mark_all();
                     return;
                 }
             };
             for e in events {
                 if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                    self.records.values_mut().for_each(|r| r.foreign = true);
+                    self.mark_all();
                     continue;
                 }
                 let op = if e.mask.contains(AddWatchFlags::IN_MOVED_FROM) {
@@ -229,6 +322,7 @@ impl Hub {
                 } else {
                     None
                 };
+                let name = e.name.as_deref().and_then(|n| n.to_str());
                 let Some(ids) = self.by_wd.get(&e.wd) else {
                     continue;
                 };
@@ -236,7 +330,9 @@ impl Hub {
                     let Some(r) = self.records.get_mut(id) else {
                         continue;
                     };
-                    let name = e.name.as_deref().and_then(|n| n.to_str());
+                    if let Some(w) = &r.waker {
+                        let _ = w.write(1);
+                    }
                     let mine = match (op, name) {
                         (Some(op), Some(name)) => r
                             .expected
@@ -290,17 +386,17 @@ mod tests {
         assert!(!tr.clean(), "nothing listed yet");
         tr.reset();
         assert!(tr.clean());
-        std::fs::rename(c.join("a:2,"), c.join("a:2,S")).unwrap();
-        tr.expect(Sub::Cur, Op::From, "a:2,");
-        tr.expect(Sub::Cur, Op::To, "a:2,S");
+        let mv = |a: &str, b: &str| std::fs::rename(c.join(a), c.join(b));
+        renamed(Some(&tr), Sub::Cur, "a:2,", "a:2,S", || mv("a:2,", "a:2,S")).unwrap();
         assert!(tr.clean(), "its own rename");
         // A second folder on the same directories sees that rename as a
         // change, and its own rename is a change to the first.
         let other = Tracker::new(&new, &cur).unwrap();
         other.reset();
-        std::fs::rename(c.join("a:2,S"), c.join("a:2,RS")).unwrap();
-        other.expect(Sub::Cur, Op::From, "a:2,S");
-        other.expect(Sub::Cur, Op::To, "a:2,RS");
+        renamed(Some(&other), Sub::Cur, "a:2,S", "a:2,RS", || {
+            mv("a:2,S", "a:2,RS")
+        })
+        .unwrap();
         assert!(other.clean());
         assert!(!tr.clean());
         // Delivery into new/ marks both; a reset clears.
@@ -308,16 +404,32 @@ mod tests {
         other.reset();
         std::fs::write(t.0.join("new/b"), "y").unwrap();
         assert!(!tr.clean() && !other.clean());
-        // An expectation of another name does not hide a change.
+        // A rename that failed expects nothing: another's change of that
+        // name is still a change.
+        std::fs::write(c.join("x"), "w").unwrap();
         tr.reset();
-        std::fs::remove_file(t.0.join("new/b")).unwrap();
-        tr.expect(Sub::New, Op::Delete, "c");
+        let failed = || -> io::Result<()> { Err(io::Error::other("refused")) };
+        assert!(renamed(Some(&tr), Sub::Cur, "x", "y", failed).is_err());
+        mv("x", "y").unwrap();
         assert!(!tr.clean());
         // Dropping one leaves the other's watch working.
         drop(tr);
         other.reset();
         std::fs::write(c.join("d:2,"), "z").unwrap();
         assert!(!other.clean());
+    }
+
+    #[test]
+    fn a_waker_is_woken_without_anyone_reading_the_instance() {
+        let (t, new, cur) = dirs("wake");
+        let (tr, fd) = Tracker::waking(&new, &cur).unwrap();
+        assert_eq!(fd.read(), Err(Errno::EAGAIN), "nothing happened yet");
+        std::fs::write(t.0.join("new/m"), "x").unwrap();
+        // This thread reads nothing from the hub: the poller thread does.
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(5000u16)).unwrap(), 1);
+        assert!(fd.read().unwrap() >= 1);
+        assert!(!tr.clean());
     }
 
     #[test]

@@ -636,3 +636,30 @@ fn own_flag_changes_need_no_listing_and_every_other_change_is_seen_at_once() {
     assert_eq!(a.message(1).unwrap().flags, Flags::empty());
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn more_idle_watchers_than_inotify_instances_a_user_may_have_all_wake() {
+    // Linux allows a user 128 inotify instances by default, and the
+    // sessions of many virtual users run as one uid: the watchers share
+    // the process's one instance (tracker.rs), each woken through its own
+    // eventfd.
+    let limit: usize = fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(128);
+    let n = (limit + 16).min(300);
+    let (d, md, s) = setup("many-idle", 1);
+    let folders: Vec<_> = (0..n).map(|_| s.select(INBOX).unwrap()).collect();
+    let watchers: Vec<_> = folders.iter().map(|f| f.watcher().unwrap()).collect();
+    assert!(watchers.iter().all(|w| !w.drain().unwrap()));
+    deliver(&md, "Subject: to all\n\nx\n");
+    for (i, w) in watchers.iter().enumerate() {
+        assert!(
+            wait_change(w, Duration::from_secs(10)).is_some(),
+            "watcher {i} of {n} was not woken"
+        );
+    }
+    drop(watchers);
+    drop(folders);
+    fs::remove_dir_all(&d).unwrap();
+}

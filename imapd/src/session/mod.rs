@@ -751,8 +751,8 @@ impl Session {
 
     /// RFC 2177: IDLE.
     /// The watcher is made at the first IDLE on a folder (not at SELECT:
-    /// an inotify instance costs a slow close), before the sync, so that a
-    /// change after the sync wakes the session.
+    /// most sessions never IDLE), before the sync, so that a change after
+    /// the sync wakes the session.
     fn idle(&mut self, tag: Tag) -> Option<Step> {
         let watch = self.watch_selected();
         self.sync_report(Report::All);
@@ -951,9 +951,6 @@ pub(crate) fn owned(e: Event<'_>) -> Option<Event<'static>> {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(w) = self.watcher.take() {
-            w.close_in_background();
-        }
         if let Some(v) = self.selected.take() {
             kept::keep(&self.user, self.store.root(), v.folder);
         }

@@ -227,7 +227,7 @@ impl Folder {
     /// An inotify watcher on this folder for IMAP IDLE (watcher.rs): poll
     /// its descriptor, `drain` it, then `sync`.
     pub fn watcher(&self) -> Result<crate::Watcher, StoreError> {
-        crate::Watcher::new(&self.dir, &self.new, &self.cur, &self.display)
+        crate::Watcher::new(&self.new, &self.cur, &self.display)
     }
 
     /// RFC 7162 HIGHESTMODSEQ as of the last sync.
