@@ -9,8 +9,8 @@
 //! differ.
 //!
 //! Ports (plus --port-offset): SMTP 2525, POP3 2110 (STLS) and POP3S 2995,
-//! IMAP 2143 (STARTTLS) and IMAPS 2993; reserved for later services:
-//! submission 2587, smtps 2465.
+//! IMAP 2143 (STARTTLS) and IMAPS 2993, submission 2587 (STARTTLS, AUTH)
+//! and submissions 2465 (TLS from the first byte, AUTH).
 //!
 //! Mail for postmaster and root goes to the first user's Maildir: dev writes
 //! an aliases file (`postmaster: root`, `root: FIRST-USER`) named by
@@ -312,10 +312,19 @@ fn main_cf(
 fn master_cf(smtp_port: u16, offset: u16) -> String {
     let (pop3, pop3s) = (2110 + offset, 2995 + offset);
     let (imap, imaps) = (2143 + offset, 2993 + offset);
+    let (submission, submissions) = (2587 + offset, 2465 + offset);
     format!(
         "# posthorn development services, written by `posthorn dev`.\n\
          # service          type  private unpriv  chroot  wakeup  maxproc command + args\n\
          127.0.0.1:{smtp_port}     inet  n       -       n       -       2       smtpd\n\
+         127.0.0.1:{submission}     inet  n       -       n       -       1       smtpd\n  \
+           -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes\n  \
+           -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n  \
+           -o smtpd_sender_restrictions=reject_sender_login_mismatch\n\
+         127.0.0.1:{submissions}     inet  n       -       n       -       1       smtpd\n  \
+           -o smtpd_tls_wrappermode=yes -o smtpd_sasl_auth_enable=yes\n  \
+           -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n  \
+           -o smtpd_sender_restrictions=reject_sender_login_mismatch\n\
          127.0.0.1:{pop3}     inet  n       -       n       -       1       pop3-login\n\
          127.0.0.1:{pop3s}     inet  n       -       n       -       1       pop3-login\n  \
            -o pop3d_tls_wrappermode=yes\n\

@@ -271,14 +271,38 @@ fn etc_master_cf_parses_and_runs_every_command() {
             "etc/master.cf has no service running {cmd}"
         );
     }
-    // Where the services still to come slot in.
+    // Submission (587, STARTTLS required) and submissions (465, TLS from
+    // the first byte): smtpd with AUTH, mail only after it, as the user's
+    // own address.
     for name in ["submission", "submissions"] {
-        assert!(
-            text.lines().any(|l| l
-                .strip_prefix('#')
-                .is_some_and(|r| r.split_whitespace().next() == Some(name))),
-            "etc/master.cf has no commented-out line for {name}"
+        let s = services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("etc/master.cf has no {name} service"));
+        assert_eq!(s.command, "smtpd", "{name}");
+        let opt = |k: &str| {
+            s.overrides
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(opt("smtpd_sasl_auth_enable"), Some("yes"), "{name}");
+        assert_eq!(
+            opt("smtpd_client_restrictions"),
+            Some("permit_sasl_authenticated,reject"),
+            "{name}"
         );
+        assert_eq!(
+            opt("smtpd_sender_restrictions"),
+            Some("reject_sender_login_mismatch"),
+            "{name}"
+        );
+        let tls = if name == "submission" {
+            opt("smtpd_tls_security_level") == Some("encrypt")
+        } else {
+            opt("smtpd_tls_wrappermode") == Some("yes")
+        };
+        assert!(tls, "{name}: TLS required");
     }
 }
 

@@ -342,6 +342,12 @@ impl Config {
         self.expand(&self.raw(name), depth + 1, budget)
     }
 
+    /// An error in parameter `name`'s value, located where it was set
+    /// (for checks a daemon makes of its own parameters).
+    pub fn invalid(&self, name: &str, message: String) -> ConfigError {
+        self.bad(name, message)
+    }
+
     fn bad(&self, name: &str, message: String) -> ConfigError {
         ConfigError {
             location: self.location(name),

@@ -110,6 +110,14 @@ params! {
         "none: no STARTTLS. may: STARTTLS is offered (RFC 3207) when smtpd_tls_cert_file is set. encrypt: it must be set, and MAIL, RCPT, DATA, BDAT and AUTH before STARTTLS get 530 5.7.0 (for submission; never on port 25, where senders may not have TLS).";
     "smtpd_tls_wrappermode" = "no";
         "yes: TLS from the first byte (implicit TLS, the smtps service on port 465, RFC 8314), with smtpd_tls_cert_file. Usually set per service in master.cf with -o.";
+    "smtpd_sasl_auth_enable" = "no";
+        "yes: smtpd offers AUTH PLAIN and LOGIN (RFC 4954, with SASL-IR) and has posthorn-auth verify the password, as for POP3 and IMAP; a failure is 535 5.7.8 after auth_failure_delay and the log line fail2ban's postfix-sasl filter matches. An authenticated client may relay. The submission services of master.cf set it with -o.";
+    "smtpd_tls_auth_only" = "yes";
+        "yes: AUTH is offered and accepted only under TLS (538 5.7.11 before STARTTLS). no: also in the clear from loopback clients (and from anywhere with auth_allow_cleartext = yes).";
+    "smtpd_client_restrictions" = "";
+        "Who may send mail, checked at MAIL FROM, first match wins: permit, reject, permit_mynetworks, permit_sasl_authenticated. A reject is 530 5.7.0 Authentication required when AUTH is offered and the client has not used it, else 554 5.7.1. Submission uses permit_sasl_authenticated, reject (set with -o in master.cf). Empty: everyone.";
+    "smtpd_sender_restrictions" = "";
+        "Checked at MAIL FROM after smtpd_client_restrictions: the same names, and reject_sender_login_mismatch (or reject_authenticated_sender_login_mismatch): an authenticated user may send only as its own address, with or without a recipient_delimiter extension (553 5.7.1 not owned by user); the null sender is allowed. Submission sets reject_sender_login_mismatch with -o in master.cf.";
     "mailbox_tls_cert_file" = "$smtpd_tls_cert_file";
         "The PEM certificate file of the mailbox services (the POP3 and IMAP login processes; STLS, STARTTLS and their implicit-TLS ports). By default the same certificate as smtpd's.";
     "mailbox_tls_key_file" = "$smtpd_tls_key_file";

@@ -31,6 +31,7 @@ use std::time::Duration;
 use common::addr::{self, Domains, Route};
 use common::config::Config;
 use common::spool::{Envelope, QueueFile};
+use posthorn_smtpd::restrictions::Restriction;
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
@@ -338,12 +339,17 @@ struct FuzzPolicy {
 }
 
 impl Policy for FuzzPolicy {
-    fn check_recipient(&mut self, client: Option<IpAddr>, rcpt: &str) -> Result<(), Reply> {
+    fn check_recipient(
+        &mut self,
+        client: Option<IpAddr>,
+        rcpt: &str,
+        authenticated: bool,
+    ) -> Result<(), Reply> {
         let key = addr::lookup_key(rcpt, &self.domains.delimiter);
         let known = match self.domains.route(rcpt) {
             Route::Virtual => ["demo@example.test", "bob@example.test"].contains(&key.as_str()),
             Route::System => matches!(addr::split(&key).0, "postmaster" | "root"),
-            Route::Remote => self.trusted(client),
+            Route::Remote => authenticated || self.trusted(client),
         };
         if known {
             Ok(())
@@ -414,6 +420,7 @@ fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, segments: Vec<Vec<&[u8]>>) -
     };
     let client = Client {
         addr: Some(addr),
+        port: 587,
         name: "client.example".into(),
         trusted: policy.trusted(Some(addr)),
     };
@@ -447,6 +454,30 @@ fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, segments: Vec<Vec<&[u8]>>) -
                         pauses.push((out.len(), d));
                         s.resume(&mut policy, &mut sink)
                     }
+                    Step::Verify => {
+                        // posthorn-auth's answer: demo@example.test with
+                        // password x, else a failure with its delay.
+                        let c = s.take_credentials().expect("credentials to verify");
+                        let answer = if c.user.eq_ignore_ascii_case("demo@example.test")
+                            && c.password == "x"
+                        {
+                            common::auth::AuthReply::Ok(common::auth::UserInfo {
+                                user: "demo@example.test".into(),
+                                uid: 0,
+                                gid: 0,
+                                home: Default::default(),
+                                maildir: Default::default(),
+                                quota: Default::default(),
+                                default_privs: false,
+                            })
+                        } else {
+                            common::auth::AuthReply::Failed {
+                                delay_ms: 2000,
+                                reason: common::auth::FailReason::Credentials,
+                            }
+                        };
+                        s.auth_done(Ok(answer), &mut policy, &mut sink)
+                    }
                     Step::StartTls => {
                         // RFC 3207 5: the 220 is the last thing said in the clear.
                         assert!(
@@ -467,8 +498,9 @@ fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, segments: Vec<Vec<&[u8]>>) -
     (out, pauses, sink.queued)
 }
 
-/// The smtpd session from the outside: the first byte picks the split, the
-/// second the client (10.0.0.1 trusted, or 192.0.2.1) and limits; the rest is
+/// The smtpd session from the outside: the first byte picks the split (and
+/// whether mail needs AUTH), the second the client (10.0.0.1 trusted, or
+/// 192.0.2.1) and limits; AUTH verifies demo@example.test with password x; the rest is
 /// what the client sends. Whole and split runs must give the same replies,
 /// pauses and messages, and every reply line must be well formed.
 pub fn smtpd_session(data: &[u8]) {
@@ -495,6 +527,19 @@ pub fn smtpd_session(data: &[u8]) {
             StartTlsOffer::NoCertificate
         },
         tls_required: seed & 0x80 != 0,
+        // AUTH on (in the clear too unless knobs say TLS only: the client
+        // is not loopback, hence cleartext allowed); the submission
+        // restrictions on half the time.
+        sasl: true,
+        tls_auth_only: knobs & 8 != 0,
+        cleartext_allowed: true,
+        client_restrictions: if seed & 0x20 == 0 {
+            Vec::new()
+        } else {
+            vec![Restriction::PermitSaslAuthenticated, Restriction::Reject]
+        },
+        sender_restrictions: vec![Restriction::RejectSenderLoginMismatch],
+        delimiter: "+".into(),
     });
     let addr: IpAddr = if knobs & 32 == 0 {
         IpAddr::from([192, 0, 2, 1])

@@ -1,17 +1,21 @@
 //! posthorn-smtpd: the SMTP server.
 //!
-//! Serves master.cf inet services (port 25 for MX; submission comes with its
-//! own issue; `-o smtpd_tls_wrappermode=yes` makes a port 465 service) with
-//! ESMTP: EHLO/HELO, MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT, VRFY, HELP,
-//! STARTTLS and the extensions PIPELINING, SIZE, 8BITMIME,
-//! ENHANCEDSTATUSCODES, SMTPUTF8, CHUNKING and STARTTLS. One process serves
+//! Serves master.cf inet services (port 25 for MX; submission on 587 and
+//! 465 with `-o` settings: AUTH enabled, mail only after it, only from the
+//! user's own address; `-o smtpd_tls_wrappermode=yes` makes a port 465
+//! service) with ESMTP: EHLO/HELO, MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT,
+//! VRFY, HELP, STARTTLS, AUTH (PLAIN and LOGIN through posthorn-auth, on a
+//! pool thread) and the extensions PIPELINING, SIZE, 8BITMIME,
+//! ENHANCEDSTATUSCODES, SMTPUTF8, CHUNKING, STARTTLS and AUTH. One process serves
 //! many connections (mio). Accepted mail is queued in incoming/ and qmgr is
 //! woken. The certificate and key are read before privileges are dropped
 //! (daemon::start_with); a reload (SIGHUP) lets sessions finish while new
 //! processes serve new connections with the new certificate.
 //!
 //! Layout: session.rs (protocol state machine, no I/O), policy.rs (who may
-//! send to whom), server.rs (the event loop and durable commits).
+//! send to whom), restrictions.rs (smtpd_client_restrictions and
+//! smtpd_sender_restrictions), server.rs (the event loop, durable commits
+//! and AUTH's verifications).
 //!
 //! Parameters: myhostname, smtpd_banner, mail_name, message_size_limit,
 //! smtpd_recipient_limit, smtpd_recipient_overshoot_limit, smtpd_timeout,
@@ -22,7 +26,9 @@
 //! virtual_mailbox_domains, mydestination, recipient_delimiter,
 //! queue_directory (virtual users are asked of posthorn-auth on
 //! `private/auth`), smtpd_tls_cert_file, smtpd_tls_key_file,
-//! smtpd_tls_security_level, smtpd_tls_wrappermode.
+//! smtpd_tls_security_level, smtpd_tls_wrappermode, smtpd_sasl_auth_enable,
+//! smtpd_tls_auth_only, smtpd_client_restrictions,
+//! smtpd_sender_restrictions, auth_allow_cleartext.
 //!
 //! Diagnostics: Postfix's lines: `connect from`, `ID: client=`, `NOQUEUE:
 //! reject: RCPT from ...`, `disconnect from ... commands=N`, `timeout after X`,
@@ -31,6 +37,7 @@
 //! the file.
 
 pub mod policy;
+pub mod restrictions;
 mod server;
 pub mod session;
 

@@ -4,7 +4,9 @@
 //! virtual user (asked through `UserLookup`: in production the auth
 //! service's Lookup, so smtpd never reads the users file, which is `0600
 //! root`), one in mydestination must be a system user, and any other domain
-//! is accepted only from clients in mynetworks (relay control).
+//! is accepted only from clients in mynetworks or that logged in with AUTH
+//! (relay control: Postfix's default smtpd_relay_restrictions,
+//! permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination).
 //! `postmaster`, bare or at any domain we are final destination for, is
 //! always accepted (RFC 5321 4.5.1), whether or not such a user exists.
 //! Does not own syntax (proto) or the session (session.rs).
@@ -155,7 +157,12 @@ pub struct AccessPolicy {
 }
 
 impl Policy for AccessPolicy {
-    fn check_recipient(&mut self, client: Option<IpAddr>, rcpt: &str) -> Result<(), Reply> {
+    fn check_recipient(
+        &mut self,
+        client: Option<IpAddr>,
+        rcpt: &str,
+        authenticated: bool,
+    ) -> Result<(), Reply> {
         if self.is_postmaster(rcpt) {
             return Ok(());
         }
@@ -187,7 +194,7 @@ impl Policy for AccessPolicy {
                 Ok(())
             }
             Route::Remote => {
-                if self.trusted(client) {
+                if authenticated || self.trusted(client) {
                     Ok(())
                 } else {
                     Err(Reply::new(

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::auth::{AuthClient, AuthError, AuthReply};
 use common::info;
 use common::server::{Next, Peer, Refusal, Service, Spawner};
 use common::spool::{Envelope, QueueWriter, Reserved, Spool};
@@ -43,6 +44,18 @@ const RESERVE_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// A commit's outcome: the queue id, or why it failed.
 pub type Committed = Result<String, io::Error>;
+
+/// What a pool job brings back to a connection.
+pub enum Done {
+    /// Step::Commit's.
+    Committed(Committed),
+    /// Step::Verify's: posthorn-auth's answer.
+    Verified(Result<AuthReply, AuthError>),
+}
+
+/// Connections to posthorn-auth for AUTH, kept between verifications (one
+/// per verification running at once).
+type AuthClients = Arc<Mutex<Vec<AuthClient>>>;
 
 /// Queue files: a sink that writes the message into incoming/.
 pub struct SpoolSink {
@@ -148,7 +161,10 @@ pub struct Smtpd {
     /// Ids committed in this loop round, `ID\n` each, for qmgr.
     committed: Vec<u8>,
     /// Where the reserve is topped up (the running server's pool).
-    spawner: Spawner<Token, Committed>,
+    spawner: Spawner<Token, Done>,
+    /// private/auth, for AUTH.
+    auth_socket: PathBuf,
+    auth_clients: AuthClients,
     /// A top-up job is queued or running.
     topping_up: Arc<AtomicBool>,
     /// Connections open in this process (refused ones included).
@@ -160,7 +176,7 @@ impl Smtpd {
         cfg: Arc<SmtpConfig>,
         policy: AccessPolicy,
         spool: Spool,
-        spawner: Spawner<Token, Committed>,
+        spawner: Spawner<Token, Done>,
     ) -> Self {
         let reserved: Reservations = Arc::new(Mutex::new(Vec::new()));
         top_up(&spool, &reserved);
@@ -171,6 +187,8 @@ impl Smtpd {
             },
             cfg,
             policy,
+            auth_socket: spool.private("auth"),
+            auth_clients: Arc::new(Mutex::new(Vec::new())),
             spool,
             reserved,
             committed: Vec::new(),
@@ -180,13 +198,36 @@ impl Smtpd {
         }
     }
 
-    fn next(&mut self, c: &mut Conn, step: Step, out: &mut Vec<u8>) -> Next<Committed> {
+    fn next(&mut self, c: &mut Conn, step: Step, out: &mut Vec<u8>) -> Next<Done> {
         out.append(&mut c.session.out);
         match step {
             Step::Continue => Next::Continue,
             Step::Close => Next::Close,
             Step::Pause(d) => Next::Pause(d),
             Step::StartTls => Next::StartTls,
+            Step::Verify => {
+                let Some(creds) = c.session.take_credentials() else {
+                    common::warning!("verification requested without credentials");
+                    return Next::Close;
+                };
+                // On the pool: a verification waits for a hash computation
+                // and for auth's failure delay.
+                let (clients, socket) = (Arc::clone(&self.auth_clients), self.auth_socket.clone());
+                Next::Run(Box::new(move || {
+                    let mut client = clients
+                        .lock()
+                        .ok()
+                        .and_then(|mut v| v.pop())
+                        .unwrap_or_else(|| AuthClient::lazy(socket));
+                    let answer = client.verify(&creds);
+                    // A client that failed dropped its connection; it
+                    // reconnects at its next use.
+                    if let Ok(mut v) = clients.lock() {
+                        v.push(client);
+                    }
+                    Done::Verified(answer)
+                }))
+            }
             Step::Commit => match c.sink.writer.take() {
                 // The only connection of this process: nothing else waits
                 // for the loop, so the commit runs here, without two thread
@@ -195,9 +236,9 @@ impl Smtpd {
                     let r = writer.commit().map(|id| id.to_string());
                     self.committed_one(c, r, out)
                 }
-                Some(writer) => {
-                    Next::Run(Box::new(move || writer.commit().map(|id| id.to_string())))
-                }
+                Some(writer) => Next::Run(Box::new(move || {
+                    Done::Committed(writer.commit().map(|id| id.to_string()))
+                })),
                 None => {
                     // Cannot happen: Commit follows a begun message. Fail safe.
                     common::warning!("commit requested without a message in progress");
@@ -210,9 +251,9 @@ impl Smtpd {
 
 impl Service for Smtpd {
     type Conn = Conn;
-    type Done = Committed;
+    type Done = Done;
 
-    fn open(&mut self, peer: Peer, out: &mut Vec<u8>) -> (Conn, Next<Committed>) {
+    fn open(&mut self, peer: Peer, out: &mut Vec<u8>) -> (Conn, Next<Done>) {
         let mut c = self.conn(peer);
         c.session.greet();
         out.append(&mut c.session.out);
@@ -240,21 +281,27 @@ impl Service for Smtpd {
         c
     }
 
-    fn input(&mut self, c: &mut Conn, data: &[u8], out: &mut Vec<u8>) -> Next<Committed> {
+    fn input(&mut self, c: &mut Conn, data: &[u8], out: &mut Vec<u8>) -> Next<Done> {
         let step = c.session.input(data, &mut self.policy, &mut c.sink);
         self.next(c, step, out)
     }
 
-    fn done(&mut self, c: &mut Conn, r: Committed, out: &mut Vec<u8>) -> Next<Committed> {
-        self.committed_one(c, r, out)
+    fn done(&mut self, c: &mut Conn, r: Done, out: &mut Vec<u8>) -> Next<Done> {
+        match r {
+            Done::Committed(r) => self.committed_one(c, r, out),
+            Done::Verified(answer) => {
+                let step = c.session.auth_done(answer, &mut self.policy, &mut c.sink);
+                self.next(c, step, out)
+            }
+        }
     }
 
-    fn resume(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<Committed> {
+    fn resume(&mut self, c: &mut Conn, out: &mut Vec<u8>) -> Next<Done> {
         let step = c.session.resume(&mut self.policy, &mut c.sink);
         self.next(c, step, out)
     }
 
-    fn tls_ready(&mut self, c: &mut Conn, info: &TlsInfo, out: &mut Vec<u8>) -> Next<Committed> {
+    fn tls_ready(&mut self, c: &mut Conn, info: &TlsInfo, out: &mut Vec<u8>) -> Next<Done> {
         let step = c.session.tls_secured(info, &mut self.policy, &mut c.sink);
         self.next(c, step, out)
     }
@@ -284,8 +331,8 @@ impl Service for Smtpd {
             .disconnected(if lost { "lost connection" } else { "" });
     }
 
-    fn orphan(&mut self, r: Committed) {
-        if let Ok(id) = r {
+    fn orphan(&mut self, r: Done) {
+        if let Done::Committed(Ok(id)) = r {
             self.committed.extend_from_slice(id.as_bytes());
             self.committed.push(b'\n');
             info!("{id}: client disconnected before the reply; message queued");
@@ -303,7 +350,7 @@ impl Service for Smtpd {
 impl Smtpd {
     /// A commit's outcome: note the id for qmgr, refill the reserve, and
     /// let the session answer.
-    fn committed_one(&mut self, c: &mut Conn, r: Committed, out: &mut Vec<u8>) -> Next<Committed> {
+    fn committed_one(&mut self, c: &mut Conn, r: Committed, out: &mut Vec<u8>) -> Next<Done> {
         if let Ok(id) = &r {
             self.committed.extend_from_slice(id.as_bytes());
             self.committed.push(b'\n');
@@ -317,6 +364,7 @@ impl Smtpd {
         self.conns += 1;
         let client = Client {
             addr: peer.addr,
+            port: peer.port,
             name: "unknown".into(),
             trusted: self.policy.trusted(peer.addr),
         };

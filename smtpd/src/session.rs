@@ -14,7 +14,12 @@
 //! 4.5.3.1 limits), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
 //! (CHUNKING), RFC 6531 (SMTPUTF8), RFC 2034 / 3463, RFC 3207 (STARTTLS:
 //! the TLS itself is the caller's, `Step::StartTls` then `tls_secured`),
-//! RFC 3848 (ESMTPS in Received:).
+//! RFC 3848 (ESMTPS, ESMTPA, ESMTPSA in Received:), RFC 4954 (AUTH: the
+//! exchange is proto::sasl's, the verification the caller's,
+//! `Step::Verify` then `auth_done`; 235, 334, 454, 501, 504, 530, 535,
+//! 538), RFC 6409 (submission: mail only after AUTH, relaying for
+//! authenticated users; smtpd_client_restrictions and
+//! smtpd_sender_restrictions, restrictions.rs).
 //!
 //! Security: input is bounded (command lines by LineBuffer, messages by
 //! message_size_limit while streaming, recipients by smtpd_recipient_limit
@@ -29,7 +34,9 @@
 //! before TLS is forgotten after it (RFC 3207 4.2).
 //!
 //! Diagnostics: NOQUEUE reject lines in Postfix's shape (fail2ban filters
-//! match them), `ID: client=...`, `Anonymous TLS connection established
+//! match them), `ID: client=...` (with `sasl_method=, sasl_username=`
+//! after AUTH), `warning: CLIENT: SASL PLAIN authentication failed:
+//! authentication failure` (fail2ban's postfix-sasl filter), `Anonymous TLS connection established
 //! from ...: TLSv1.3 with cipher ...`, `improper command pipelining after
 //! STARTTLS from ...`, and the `disconnect from ... commands=N` summary,
 //! all through `log`.
@@ -39,12 +46,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::auth::{AuthError, AuthReply, Credentials, FailReason};
 use common::spool::Envelope;
 use common::tls::TlsInfo;
 use common::{info, warning};
+use proto::sasl::{self, Exchange, Progress, SaslCredentials, SaslError};
 use proto::smtp::{
     self, BareLfScan, BdatReceiver, Body, Command, DataReceiver, Extensions, LineBuffer, Reply,
 };
+
+use crate::restrictions::{self, Restriction, Stage};
 
 /// Settings a session needs, read once per process.
 #[derive(Debug, Clone)]
@@ -66,6 +77,19 @@ pub struct SmtpConfig {
     pub starttls: StartTlsOffer,
     /// smtpd_tls_security_level = encrypt: no mail before TLS.
     pub tls_required: bool,
+    /// smtpd_sasl_auth_enable: AUTH (RFC 4954) through posthorn-auth.
+    pub sasl: bool,
+    /// smtpd_tls_auth_only: AUTH only under TLS.
+    pub tls_auth_only: bool,
+    /// auth_allow_cleartext: posthorn-auth takes passwords sent in the
+    /// clear from anywhere (else only from loopback).
+    pub cleartext_allowed: bool,
+    /// smtpd_client_restrictions, at MAIL FROM.
+    pub client_restrictions: Vec<Restriction>,
+    /// smtpd_sender_restrictions, at MAIL FROM after the client list.
+    pub sender_restrictions: Vec<Restriction>,
+    /// recipient_delimiter (which sender addresses a user owns).
+    pub delimiter: String,
 }
 
 /// What STARTTLS does (smtpd_tls_security_level, smtpd_tls_cert_file).
@@ -106,6 +130,20 @@ impl SmtpConfig {
                 _ => StartTlsOffer::Offered,
             },
             tls_required: level == "encrypt",
+            sasl: cfg.bool("smtpd_sasl_auth_enable")?,
+            tls_auth_only: cfg.bool("smtpd_tls_auth_only")?,
+            cleartext_allowed: cfg.bool("auth_allow_cleartext")?,
+            client_restrictions: restrictions::parse(
+                cfg,
+                "smtpd_client_restrictions",
+                Stage::Client,
+            )?,
+            sender_restrictions: restrictions::parse(
+                cfg,
+                "smtpd_sender_restrictions",
+                Stage::Sender,
+            )?,
+            delimiter: cfg.get("recipient_delimiter"),
         })
     }
 }
@@ -126,7 +164,14 @@ fn usize_param(
 /// Access decisions, asked by the session (policy.rs has the real one).
 pub trait Policy {
     /// May this client send to this recipient? Err is the reply to give.
-    fn check_recipient(&mut self, client: Option<IpAddr>, rcpt: &str) -> Result<(), Reply>;
+    /// `authenticated`: the client logged in with AUTH (it may relay, as
+    /// Postfix's permit_sasl_authenticated in smtpd_relay_restrictions).
+    fn check_recipient(
+        &mut self,
+        client: Option<IpAddr>,
+        rcpt: &str,
+        authenticated: bool,
+    ) -> Result<(), Reply>;
     /// Is the client in mynetworks? (Asked once per connection.)
     fn trusted(&self, client: Option<IpAddr>) -> bool;
 }
@@ -159,12 +204,18 @@ pub enum Step {
     /// the TLS handshake and call `tls_secured`. Input after the STARTTLS
     /// line was discarded; feed nothing before `tls_secured`.
     StartTls,
+    /// AUTH has credentials: take them (`take_credentials`), have
+    /// posthorn-auth verify them, and call `auth_done`. Read no more input
+    /// until then.
+    Verify,
 }
 
 /// The connecting client.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub addr: Option<IpAddr>,
+    /// The local port it connected to (for auth's log lines).
+    pub port: u16,
     pub name: String,
     /// In mynetworks (Policy::trusted), asked once at connect.
     pub trusted: bool,
@@ -190,6 +241,8 @@ enum Mode {
         last: bool,
         discard: Option<Reply>,
     },
+    /// AUTH: command lines are the client's SASL responses.
+    Auth(Exchange),
 }
 
 #[derive(Default)]
@@ -278,6 +331,12 @@ pub struct Session {
     tls_wait: bool,
     /// TLS is active: what it negotiated.
     tls: Option<TlsInfo>,
+    /// AUTH succeeded: auth's name of the user, and the mechanism.
+    user: Option<(String, &'static str)>,
+    /// Credentials waiting for `take_credentials` (`Step::Verify`).
+    credentials: Option<Credentials>,
+    /// `Step::Verify` given, `auth_done` not called yet: the mechanism.
+    verifying: Option<&'static str>,
     closing: bool,
     last_verb: &'static str,
     counters: Counters,
@@ -302,6 +361,9 @@ impl Session {
             pause: None,
             tls_wait: false,
             tls: None,
+            user: None,
+            credentials: None,
+            verifying: None,
             closing: false,
             last_verb: "CONNECT",
             counters: Counters::default(),
@@ -327,7 +389,12 @@ impl Session {
     /// Is the session waiting for a commit or a pause to end (don't feed
     /// input)?
     pub fn busy(&self) -> bool {
-        self.waiting_commit || self.pause.is_some() || self.tls_wait
+        self.waiting_commit || self.pause.is_some() || self.tls_wait || self.verifying.is_some()
+    }
+
+    /// The authenticated user, if AUTH succeeded.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_ref().map(|(u, _)| u.as_str())
     }
 
     /// TLS is active (after STARTTLS, or from the first byte).
@@ -351,6 +418,7 @@ impl Session {
         );
         self.tls = Some(info.clone());
         self.reset(sink);
+        self.user = None;
         self.helo = None;
         self.esmtp = false;
         self.lines = LineBuffer::new(smtp::MAX_COMMAND_LINE);
@@ -418,7 +486,7 @@ impl Session {
             return self.process(policy, sink);
         }
         match self.mode {
-            Mode::Command => self.lines.push(data),
+            Mode::Command | Mode::Auth(_) => self.lines.push(data),
             _ => {
                 let step = self.feed_message(data, sink);
                 if step != Step::Continue {
@@ -496,6 +564,25 @@ impl Session {
             if self.tls_wait {
                 return Step::StartTls;
             }
+            if self.verifying.is_some() {
+                return Step::Verify;
+            }
+            if let Mode::Auth(_) = self.mode {
+                match self.lines.next_line() {
+                    None => return Step::Continue,
+                    Some(Err(_)) => {
+                        // RFC 4954 4: a response line over the limit.
+                        self.mode = Mode::Command;
+                        self.auth_failed_reply(Reply::new(
+                            500,
+                            Some("5.5.6"),
+                            "Authentication Exchange line is too long",
+                        ));
+                    }
+                    Some(Ok(line)) => self.auth_response(&line),
+                }
+                continue;
+            }
             if !matches!(self.mode, Mode::Command) {
                 let pending = self.lines.take_buffered();
                 // RFC 3030 2: a chunk of size 0 (BDAT 0 LAST) is complete
@@ -559,8 +646,13 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8], policy: &mut dyn Policy, sink: &mut dyn Sink) {
-        // DSN and AUTH are not advertised, so their parameters are refused.
-        let cmd = match smtp::parse_command_with(line, Extensions::BASE) {
+        // DSN is not advertised, nor AUTH unless offered: their parameters
+        // are refused.
+        let ext = Extensions {
+            auth: self.auth_offered(),
+            ..Extensions::BASE
+        };
+        let cmd = match smtp::parse_command_with(line, ext) {
             Ok(c) => c,
             Err(r) => {
                 self.last_verb = "UNKNOWN";
@@ -634,6 +726,19 @@ impl Session {
                         .map_or(lines.len(), |i| i + 1);
                     lines.insert(at, "STARTTLS".to_string());
                 }
+                if self.auth_offered() {
+                    // RFC 4954 3; Postfix's place: after STARTTLS.
+                    let at = lines
+                        .iter()
+                        .position(|l| l.starts_with("STARTTLS") || l.starts_with("SIZE"))
+                        .map_or(lines.len(), |i| i + 1);
+                    let at = if lines.get(at).is_some_and(|l| l == "STARTTLS") {
+                        at + 1
+                    } else {
+                        at
+                    };
+                    lines.insert(at, "AUTH PLAIN LOGIN".to_string());
+                }
                 self.reply(Reply::multi(250, None, lines));
                 Ok(false)
             }
@@ -677,6 +782,7 @@ impl Session {
                         ));
                     }
                 }
+                self.check_restrictions(&from)?;
                 self.bdat_failed = false;
                 self.tx = Transaction {
                     from: Some(from),
@@ -712,7 +818,7 @@ impl Session {
                         "Must declare SMTPUTF8 to send unicode address",
                     ));
                 }
-                if let Err(r) = policy.check_recipient(self.client.addr, &to) {
+                if let Err(r) = policy.check_recipient(self.client.addr, &to, self.user.is_some()) {
                     info!(
                         "NOQUEUE: reject: RCPT from {}: {}; from=<{}> to=<{to}> proto={} helo=<{}>",
                         self.client.label(),
@@ -814,13 +920,9 @@ impl Session {
                 Ok(false)
             }
             Command::StartTls => self.starttls(),
-            Command::Auth { .. } => {
+            Command::Auth { mechanism, initial } => {
                 self.need_tls()?;
-                Err(Reply::new(
-                    503,
-                    Some("5.5.1"),
-                    "Error: authentication not enabled",
-                ))
+                self.auth(&mechanism, initial.as_deref())
             }
         }
     }
@@ -861,6 +963,216 @@ impl Session {
         }
     }
 
+    /// AUTH may be used now: enabled, and under TLS unless
+    /// smtpd_tls_auth_only = no allows it in the clear (from loopback, or
+    /// from anywhere with auth_allow_cleartext = yes, as posthorn-auth
+    /// would refuse the password otherwise).
+    fn auth_offered(&self) -> bool {
+        if !self.cfg.sasl {
+            return false;
+        }
+        if self.tls.is_some() {
+            return true;
+        }
+        !self.cfg.tls_auth_only
+            && (self.cfg.cleartext_allowed || self.client.addr.is_some_and(|a| a.is_loopback()))
+    }
+
+    /// RFC 4954 4: AUTH mechanism [initial-response].
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Result<bool, Reply> {
+        let bad_seq = |t: &str| Reply::new(503, Some("5.5.1"), format!("Error: {t}"));
+        if !self.auth_offered() {
+            if self.cfg.sasl && self.tls.is_none() {
+                // RFC 4954 6: offered under TLS only.
+                return Err(Reply::new(
+                    538,
+                    Some("5.7.11"),
+                    "Encryption required for requested authentication mechanism",
+                ));
+            }
+            return Err(bad_seq("authentication not enabled"));
+        }
+        if self.helo.is_none() || !self.esmtp {
+            return Err(bad_seq("send EHLO first"));
+        }
+        if self.user.is_some() {
+            return Err(bad_seq("already authenticated"));
+        }
+        if self.tx.from.is_some() {
+            return Err(bad_seq("MAIL transaction in progress"));
+        }
+        let Some(mech) = sasl::Mechanism::from_name(mechanism) else {
+            return Err(Reply::new(
+                504,
+                Some("5.5.4"),
+                "Unrecognized authentication type",
+            ));
+        };
+        match Exchange::start(mech, initial.map(str::as_bytes)) {
+            Ok((ex, Progress::Challenge(c))) => {
+                self.challenge(&c);
+                self.mode = Mode::Auth(ex);
+            }
+            Ok((_, Progress::Done(creds))) => self.verify(mech, creds),
+            Err(e) => {
+                let r = self.sasl_error(mech, e);
+                self.auth_failed_reply(r);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A response line of the exchange in progress.
+    fn auth_response(&mut self, line: &[u8]) {
+        let Mode::Auth(ex) = &mut self.mode else {
+            return;
+        };
+        let mech = ex.mechanism();
+        match ex.step(line) {
+            Ok(Progress::Challenge(c)) => self.challenge(&c),
+            Ok(Progress::Done(creds)) => {
+                self.mode = Mode::Command;
+                self.verify(mech, creds);
+            }
+            Err(e) => {
+                self.mode = Mode::Command;
+                let r = self.sasl_error(mech, e);
+                self.auth_failed_reply(r);
+            }
+        }
+    }
+
+    /// RFC 4954 4: `"334" SP [base64] CRLF`: the space even before an
+    /// empty challenge (a reply without text has none).
+    fn challenge(&mut self, c: &str) {
+        self.out.extend_from_slice(b"334 ");
+        self.out.extend_from_slice(c.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// The reply to an exchange that went wrong (RFC 4954 4).
+    fn sasl_error(&mut self, mech: sasl::Mechanism, e: SaslError) -> Reply {
+        match e {
+            SaslError::Cancelled => Reply::new(501, Some("5.7.0"), "Authentication aborted"),
+            SaslError::BadBase64 => Reply::new(501, Some("5.5.2"), "Cannot decode response"),
+            SaslError::TooLong => Reply::new(
+                500,
+                Some("5.5.6"),
+                "Authentication Exchange line is too long",
+            ),
+            // Malformed credentials: a failed login like any other.
+            _ => {
+                self.log_auth_failure(mech.name(), "authentication failure");
+                auth_failed()
+            }
+        }
+    }
+
+    /// Postfix's line, which fail2ban's postfix-sasl filter matches.
+    fn log_auth_failure(&self, mech: &str, why: &str) {
+        warning!(
+            "{}: SASL {mech} authentication failed: {why}",
+            self.client.label()
+        );
+    }
+
+    /// An AUTH failure: counted as an error (the error limits apply).
+    fn auth_failed_reply(&mut self, r: Reply) {
+        self.counters.count("auth", false);
+        self.error_reply(r);
+    }
+
+    /// Credentials are complete: have them verified (`Step::Verify`).
+    fn verify(&mut self, mech: sasl::Mechanism, c: SaslCredentials) {
+        let loopback = self.client.addr.is_some_and(|a| a.is_loopback());
+        self.credentials = Some(Credentials {
+            service: "smtp".into(),
+            mechanism: match mech {
+                sasl::Mechanism::Plain => common::auth::Mechanism::Plain,
+                sasl::Mechanism::Login => common::auth::Mechanism::Login,
+            },
+            authzid: c.authzid,
+            user: c.user,
+            password: c.password,
+            client: self.client.addr,
+            local_port: self.client.port,
+            secured: self.tls.is_some() || loopback,
+        });
+        self.verifying = Some(mech.name());
+    }
+
+    /// The credentials `Step::Verify` asks to have verified.
+    pub fn take_credentials(&mut self) -> Option<Credentials> {
+        self.credentials.take()
+    }
+
+    /// posthorn-auth's answer (or why there is none) to the credentials
+    /// of `Step::Verify`.
+    pub fn auth_done(
+        &mut self,
+        answer: Result<AuthReply, AuthError>,
+        policy: &mut dyn Policy,
+        sink: &mut dyn Sink,
+    ) -> Step {
+        let mech = self.verifying.take().unwrap_or("PLAIN");
+        self.credentials = None;
+        match answer {
+            Ok(AuthReply::Ok(info)) => {
+                self.reply(Reply::new(235, Some("2.7.0"), "Authentication successful"));
+                self.counters.count("auth", true);
+                self.user = Some((info.user, mech));
+            }
+            Ok(AuthReply::Failed { delay_ms, reason }) => {
+                let why = match reason {
+                    FailReason::CleartextRefused => "cleartext authentication refused",
+                    _ => "authentication failure",
+                };
+                self.log_auth_failure(mech, why);
+                self.auth_failed_reply(auth_failed());
+                // auth's failure penalty: the reply waits.
+                if delay_ms > 0 && !self.closing {
+                    let d = Duration::from_millis(u64::from(delay_ms));
+                    self.pause = Some(self.pause.map_or(d, |p| p.max(d)));
+                }
+            }
+            Ok(other) => {
+                warning!(
+                    "{}: SASL {mech}: unexpected answer from the auth service: {other:?}",
+                    self.client.label()
+                );
+                self.auth_failed_reply(auth_temp_failed());
+            }
+            Err(e) => {
+                warning!("{}: SASL {mech}: {e}", self.client.label());
+                self.auth_failed_reply(auth_temp_failed());
+            }
+        }
+        self.process(policy, sink)
+    }
+
+    /// smtpd_client_restrictions, then smtpd_sender_restrictions.
+    fn check_restrictions(&self, from: &str) -> Result<(), Reply> {
+        let label = self.client.label();
+        let facts = restrictions::Facts {
+            trusted: self.client.trusted,
+            user: self.user(),
+            auth_offered: self.auth_offered(),
+            sender: from,
+            delimiter: &self.cfg.delimiter,
+            client_label: &label,
+        };
+        let r = restrictions::check(&self.cfg.client_restrictions, Stage::Client, &facts).and_then(
+            |()| restrictions::check(&self.cfg.sender_restrictions, Stage::Sender, &facts),
+        );
+        if let Err(reply) = &r {
+            info!(
+                "NOQUEUE: reject: MAIL from {label}: {reply}; from=<{from}> proto=ESMTP helo=<{}>",
+                self.helo.as_deref().unwrap_or("")
+            );
+        }
+        r
+    }
+
     /// smtpd_tls_security_level = encrypt: mail only under TLS.
     fn need_tls(&self) -> Result<(), Reply> {
         if self.cfg.tls_required && self.tls.is_none() {
@@ -887,16 +1199,23 @@ impl Session {
     /// Open the queue file and write the Received: header.
     fn begin_message(&mut self, sink: &mut dyn Sink) -> Result<(), Reply> {
         // RFC 3848 (ESMTPS), RFC 6531 3.7.3 (UTF8SMTPS).
-        let proto = match (self.esmtp, self.tx.smtputf8, self.tls.is_some()) {
-            (false, _, false) => "SMTP",
-            (false, _, true) => "SMTPS",
-            (true, false, false) => "ESMTP",
-            (true, false, true) => "ESMTPS",
-            (true, true, false) => "UTF8ESMTP",
-            (true, true, true) => "UTF8SMTPS",
+        // RFC 3848 and RFC 6531 3.7.3 again: an A for AUTH (only after
+        // EHLO, so never with plain SMTP).
+        let authed = self.user.is_some();
+        let proto = match (self.esmtp, self.tx.smtputf8, self.tls.is_some(), authed) {
+            (false, _, false, _) => "SMTP",
+            (false, _, true, _) => "SMTPS",
+            (true, false, false, false) => "ESMTP",
+            (true, false, false, true) => "ESMTPA",
+            (true, false, true, false) => "ESMTPS",
+            (true, false, true, true) => "ESMTPSA",
+            (true, true, false, false) => "UTF8ESMTP",
+            (true, true, false, true) => "UTF8SMTPA",
+            (true, true, true, false) => "UTF8SMTPS",
+            (true, true, true, true) => "UTF8SMTPSA",
         };
         let helo = self.helo.clone().unwrap_or_default();
-        let env = Envelope {
+        let mut env = Envelope {
             sender: self.tx.from.clone().unwrap_or_default(),
             recipients: self.tx.rcpts.clone(),
             attrs: vec![
@@ -909,6 +1228,10 @@ impl Session {
                 ("protocol".into(), proto.into()),
             ],
         };
+        if let Some((user, method)) = &self.user {
+            env.attrs.push(("sasl_method".into(), (*method).into()));
+            env.attrs.push(("sasl_username".into(), user.clone()));
+        }
         let id = match sink.begin(&env) {
             Ok(id) => id,
             Err(e) => {
@@ -923,7 +1246,13 @@ impl Session {
                 ));
             }
         };
-        info!("{id}: client={}", self.client.label());
+        match &self.user {
+            Some((user, method)) => info!(
+                "{id}: client={}, sasl_method={method}, sasl_username={user}",
+                self.client.label()
+            ),
+            None => info!("{id}: client={}", self.client.label()),
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -973,7 +1302,7 @@ impl Session {
                 let p = rx.feed(data, &mut chunk);
                 (p.consumed, p.done)
             }
-            Mode::Command => (0, true),
+            Mode::Command | Mode::Auth(_) => (0, true),
         };
         let discarding = matches!(
             &self.mode,
@@ -1023,7 +1352,7 @@ impl Session {
                 return self.after_reply();
             }
             Mode::Bdat { last, rx, .. } => (last, rx.bytes_out()),
-            Mode::Command => return Step::Continue,
+            Mode::Command | Mode::Auth(_) => return Step::Continue,
         };
         let verb = self.last_verb_lower();
         let refuse = if self.tx.too_big {
@@ -1091,6 +1420,20 @@ impl Session {
         self.tx = Transaction::default();
         self.bdat_failed = false;
     }
+}
+
+/// RFC 4954 6: wrong user or password (which one is not said).
+fn auth_failed() -> Reply {
+    Reply::new(
+        535,
+        Some("5.7.8"),
+        "Error: authentication failed: authentication failure",
+    )
+}
+
+/// RFC 4954 6: cannot tell now.
+fn auth_temp_failed() -> Reply {
+    Reply::new(454, Some("4.7.0"), "Temporary authentication failure")
 }
 
 /// The same recipient, as Postfix's cleanup compares them for duplicate

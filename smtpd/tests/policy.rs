@@ -5,7 +5,8 @@
 //! Script lines: `main.cf NAME = VALUE` adds a main.cf line, `users ADDRESS`
 //! a virtual user, `auth down`/`auth up` makes the user table fail or answer;
 //! the policy is rebuilt from them before the next event. `rcpt CLIENT
-//! ADDRESS` asks `check_recipient`, `trusted CLIENT` asks `trusted`; the next
+//! ADDRESS` asks `check_recipient` (`rcpt-auth` as an authenticated
+//! client: one that used AUTH), `trusted CLIENT` asks `trusted`; the next
 //! line, `> REPLY`, is the expected answer (`OK`, `yes`/`no`, or the whole
 //! reply line). The virtual users are an in-memory table behind the
 //! `UserLookup` trait (in production posthorn-auth answers it; its own tests
@@ -70,6 +71,12 @@ rcpt 2001:db8:2::25 someone@elsewhere.org
 > 554 5.7.1 <someone@elsewhere.org>: Relay access denied
 rcpt 11.0.0.1 someone@elsewhere.org
 > 554 5.7.1 <someone@elsewhere.org>: Relay access denied
+# A client that logged in (AUTH) relays from anywhere; it still may not
+# send to users that do not exist here.
+rcpt-auth 11.0.0.1 someone@elsewhere.org
+> OK
+rcpt-auth 11.0.0.1 nobody-here@example.test
+> 550 5.1.1 <nobody-here@example.test>: Recipient address rejected: User unknown in virtual mailbox table
 trusted 10.255.255.255
 > yes
 trusted 192.0.2.1
@@ -203,10 +210,12 @@ fn policy_script() {
         i += 1;
         let p = policy.get_or_insert_with(|| build(&dir, &main_cf, &users, down));
         let got = match line.split(' ').collect::<Vec<_>>().as_slice() {
-            ["rcpt", c, rcpt] => match p.check_recipient(Some(client(c, at)), rcpt) {
-                Ok(()) => "OK".to_string(),
-                Err(r) => r.to_string(),
-            },
+            [verb @ ("rcpt" | "rcpt-auth"), c, rcpt] => {
+                match p.check_recipient(Some(client(c, at)), rcpt, *verb == "rcpt-auth") {
+                    Ok(()) => "OK".to_string(),
+                    Err(r) => r.to_string(),
+                }
+            }
             ["trusted", c] => if p.trusted(Some(client(c, at))) {
                 "yes"
             } else {

@@ -28,6 +28,9 @@
 //! feeds nothing more, as the event loop reads nothing more in the clear
 //! (the rest of a piece sent with STARTTLS is never fed byte by byte, and
 //! must be discarded by the session when fed whole).
+//! AUTH (`Step::Verify`) is answered at once from the users file, as
+//! posthorn-auth would: every user's password is `x`; a wrong one is a
+//! failure with a 2 s delay (auth_failure_delay), which shows as `P: 2s`.
 //!
 //! Every transcript runs twice: once with each client piece in one call,
 //! once byte by byte, and both runs must give the same server lines and
@@ -41,6 +44,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::addr::Domains;
+use common::auth::{AuthReply, FailReason, UserInfo};
 use common::config::{Config, ConfigError};
 use common::net::Networks;
 use common::spool::Envelope;
@@ -244,6 +248,8 @@ struct Run {
     session: Session,
     sink: MemSink,
     policy: AccessPolicy,
+    /// The users file, for AUTH.
+    users: UserTable,
     fail_next_commit: bool,
     closed: bool,
     /// The session asked for TLS (`Step::StartTls`) and has not had it.
@@ -304,6 +310,37 @@ impl Run {
                 Step::StartTls => {
                     self.starttls = true;
                     return;
+                }
+                Step::Verify => {
+                    let c = self
+                        .session
+                        .take_credentials()
+                        .expect("credentials to verify");
+                    self.users.refresh().expect("users file");
+                    let key = c.user.to_ascii_lowercase();
+                    let known = self.users.get(&key).is_some();
+                    let answer = if known
+                        && c.password == "x"
+                        && (c.authzid.is_empty() || c.authzid == c.user)
+                    {
+                        AuthReply::Ok(UserInfo {
+                            user: key,
+                            uid: 0,
+                            gid: 0,
+                            home: PathBuf::new(),
+                            maildir: PathBuf::new(),
+                            quota: Default::default(),
+                            default_privs: false,
+                        })
+                    } else {
+                        AuthReply::Failed {
+                            delay_ms: 2000,
+                            reason: FailReason::Credentials,
+                        }
+                    };
+                    step = self
+                        .session
+                        .auth_done(Ok(answer), &mut self.policy, &mut self.sink);
                 }
                 Step::Continue => return,
             }
@@ -416,9 +453,11 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
         first,
     } = settings(&lines)?;
     let setup = Setup::new(&params, &users)?;
+    let users = UserTable::new(setup._dir.0.join("users"));
     let Setup { _dir, cfg, policy } = setup;
     let client = Client {
         addr: Some(client_addr),
+        port: 25,
         name: "unknown".into(),
         trusted: policy.trusted(Some(client_addr)),
     };
@@ -426,6 +465,7 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
         session: Session::new(Arc::new(cfg), client),
         sink: MemSink::default(),
         policy,
+        users,
         fail_next_commit: false,
         closed: false,
         starttls: false,
@@ -657,6 +697,7 @@ fn pause_holds_input_until_resume() {
     let mut sink = MemSink::default();
     let client = Client {
         addr: Some("192.0.2.1".parse().expect("a literal address")),
+        port: 25,
         name: "unknown".into(),
         trusted: false,
     };

@@ -25,6 +25,9 @@
 # systemctl's /run/systemd/systemd-units-load, are only noted; files planted
 # under /etc/posthorn and /var/spool/posthorn show the check can fail).
 # Finally the man pages are linted (tests/install/lint-man.sh).
+# Submit mail as that user on 587 (STARTTLS) and 465 (TLS) with
+# smtplib, verifying the certificate and logging in with AUTH; a wrong
+# password gets 535 5.7.8 and smtpd's fail2ban-readable log line.
 #
 # Prints PASS/FAIL per step and a summary; exits 1 when any step failed.
 # Cleans up on any exit (purge, test user, test mailboxes, and it reinstalls an
@@ -276,14 +279,14 @@ if getent passwd "$SYSUSER" >/dev/null; then
     fi
 fi
 
-listeners=$(ss -Hltnp '( sport = :25 or sport = :110 or sport = :995 or sport = :143 or sport = :993 )' 2>/dev/null)
+listeners=$(ss -Hltnp '( sport = :25 or sport = :110 or sport = :995 or sport = :143 or sport = :993 or sport = :587 or sport = :465 )' 2>/dev/null)
 if [ -n "$listeners" ]; then
-    fail "preflight: ports 25, 110, 995, 143 and 993 are free" "a port is taken by another program on this machine; stop it first:
+    fail "preflight: ports 25, 110, 995, 143, 993, 587 and 465 are free" "a port is taken by another program on this machine; stop it first:
 $listeners"
     summary
     exit 1
 fi
-pass "preflight: root, tools, ports 25, 110, 995, 143 and 993 free"
+pass "preflight: root, tools, ports 25, 110, 995, 143, 993, 587 and 465 free"
 
 check "the leftover rule (tests/install/leftovers-test.sh)" sh tests/install/leftovers-test.sh
 
@@ -866,6 +869,35 @@ check "fail2ban-regex: the dovecot filter (_daemon=posthorn/\S+) matches imap-lo
 # --- restart and reload ------------------------------------------------------
 
 before=$(master_pid)
+# --- submission -------------------------------------------------------------------
+# tests/clients/smtp_submit.py as $VUSER (smtplib: STARTTLS on 587, TLS on
+# 465, the snakeoil certificate verified for $TLSNAME, AUTH through
+# posthorn-auth) to $VUSER; the message must arrive in the Maildir.
+submit() {
+    SUBMIT_TLS_NAME="$TLSNAME" python3 tests/clients/smtp_submit.py "$1" "$2" "$SNAKEOIL_CERT" \
+        "$VUSER" "$3" "$VUSER" "$4" "$VUSER"
+}
+listening_submission() { [ -n "$(ss -Hltn 'sport = :587')" ] && [ -n "$(ss -Hltn 'sport = :465')" ]; }
+check "submission (587) and submissions (465) are listening" wait_for 10 listening_submission
+submitted() {
+    local out subject="submitted over $1 $$"
+    out=$(submit "$1" "$2" "$VPASS" "$subject") || { echo "$out"; return 1; }
+    echo "$out"
+    case $out in "sent "*) ;; *) return 1 ;; esac
+    wait_for 20 grep -rqs "^Subject: $subject\$" "$VMAILDIR/new" "$VMAILDIR/cur" || { echo "not in $VMAILDIR"; return 1; }
+}
+check "submission: smtplib STARTTLS on 587, AUTH as $VUSER, delivered to the Maildir" submitted starttls 587
+check "submissions: smtplib TLS on 465, AUTH as $VUSER, delivered to the Maildir" submitted tls 465
+submit_refused() {
+    local out
+    out=$(submit starttls 587 "not-the-password" "refused") || { echo "$out"; return 1; }
+    echo "$out"
+    [ "$out" = "refused auth 535 5.7.8 Error: authentication failed: authentication failure" ]
+}
+check "submission with a wrong password: 535 5.7.8" submit_refused
+check "$MAILLOG has smtpd's 'SASL PLAIN authentication failed' line (fail2ban's postfix-sasl filter)" \
+    wait_for 10 log_has 'posthorn/smtpd\[[0-9]*\]: warning: unknown\[127\.0\.0\.1\]: SASL PLAIN authentication failed: authentication failure'
+
 check "$INIT restart" "$INIT" restart
 after=$(master_pid)
 check "restart: a new master (pid $before -> ${after:-none})" test -n "$after" -a "$after" != "$before"

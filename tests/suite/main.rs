@@ -11,6 +11,7 @@ mod imap;
 mod pop3;
 mod privsep;
 mod skeleton;
+mod submission;
 mod tls;
 
 use std::io::Read;
