@@ -257,6 +257,18 @@ pub fn rfc5322_date(unix: u64) -> String {
     )
 }
 
+/// `YYYYMMDDhhmmss` in UTC (Postfix's Message-ID prefix).
+pub fn compact_utc(unix: u64) -> String {
+    let (y, m, d) = civil_from_days((unix / 86400) as i64);
+    let rem = unix % 86400;
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -341,6 +353,8 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(compact_utc(0), "19700101000000");
+        assert_eq!(compact_utc(1_795_969_205), "20261129162005");
         assert_eq!(
             rfc5322_date(1_700_000_000),
             "Tue, 14 Nov 2023 22:13:20 +0000"

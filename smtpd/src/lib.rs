@@ -14,7 +14,8 @@
 //!
 //! Layout: session.rs (protocol state machine, no I/O), policy.rs (who may
 //! send to whom), restrictions.rs (smtpd_client_restrictions and
-//! smtpd_sender_restrictions), server.rs (the event loop, durable commits
+//! smtpd_sender_restrictions), headers.rs (Date: and Message-ID: for
+//! submitted mail), server.rs (the event loop, durable commits
 //! and AUTH's verifications).
 //!
 //! Parameters: myhostname, smtpd_banner, mail_name, message_size_limit,
@@ -36,6 +37,7 @@
 //! ...`; a certificate that cannot be loaded is a configuration error naming
 //! the file.
 
+pub mod headers;
 pub mod policy;
 pub mod restrictions;
 mod server;

@@ -19,7 +19,8 @@
 //! `Step::Verify` then `auth_done`; 235, 334, 454, 501, 504, 530, 535,
 //! 538), RFC 6409 (submission: mail only after AUTH, relaying for
 //! authenticated users; smtpd_client_restrictions and
-//! smtpd_sender_restrictions, restrictions.rs).
+//! smtpd_sender_restrictions, restrictions.rs; 8.2 and 8.3: a missing Date:
+//! and Message-ID: added to an authenticated client's message, headers.rs).
 //!
 //! Security: input is bounded (command lines by LineBuffer, messages by
 //! message_size_limit while streaming, recipients by smtpd_recipient_limit
@@ -55,6 +56,7 @@ use proto::smtp::{
     self, BareLfScan, BdatReceiver, Body, Command, DataReceiver, Extensions, LineBuffer, Reply,
 };
 
+use crate::headers::MissingHeaders;
 use crate::restrictions::{self, Restriction, Stage};
 
 /// Settings a session needs, read once per process.
@@ -266,6 +268,9 @@ struct Transaction {
     bare_newline: bool,
     /// Bare LF across the chunks of a BDAT message.
     bdat_lf: BareLfScan,
+    /// A submitted message (from an authenticated client) gets the Date:
+    /// and Message-ID: it lacks (RFC 6409 8.2, 8.3).
+    headers: Option<MissingHeaders>,
 }
 
 /// Per-command counters for the disconnect line.
@@ -1275,6 +1280,17 @@ impl Session {
             h.push_str(&format!("\r\n\tfor <{}>", header_safe(one)));
         }
         h.push_str(&format!("; {}\r\n", common::log::rfc5322_date(now)));
+        if self.user.is_some() {
+            // RFC 6409 8.2, 8.3: Postfix's forms.
+            self.tx.headers = Some(MissingHeaders::new(
+                format!("Date: {}", common::log::rfc5322_date(now)),
+                format!(
+                    "Message-ID: <{}.{id}@{}>",
+                    common::log::compact_utc(now),
+                    self.cfg.myhostname
+                ),
+            ));
+        }
         self.tx.queue_id = Some(id);
         if let Err(e) = sink.write(h.as_bytes()) {
             self.tx.write_failed = true;
@@ -1322,14 +1338,8 @@ impl Session {
             if self.cfg.size_limit > 0 && self.tx.size > self.cfg.size_limit {
                 self.tx.too_big = true;
             }
-            if !self.tx.too_big && !self.tx.write_failed && !chunk.is_empty() {
-                if let Err(e) = sink.write(&chunk) {
-                    self.tx.write_failed = true;
-                    warning!(
-                        "{}: queue file write error: {e}",
-                        self.tx.queue_id.as_deref().unwrap_or("")
-                    );
-                }
+            if !chunk.is_empty() {
+                self.write_message(sink, &chunk);
             }
         }
         // Bytes after the end of the message are the next commands (pipelining).
@@ -1399,8 +1409,44 @@ impl Session {
             ));
             return Step::Continue;
         }
+        if let Some(mut h) = self.tx.headers.take() {
+            let mut tail = Vec::new();
+            h.finish(&mut tail);
+            self.write_message(sink, &tail);
+            if self.tx.write_failed {
+                return self.feed_message(&[], sink);
+            }
+        }
         self.waiting_commit = true;
         Step::Commit
+    }
+
+    /// Message bytes to the queue file (through the header scanner of a
+    /// submitted message), unless the message is refused already.
+    fn write_message(&mut self, sink: &mut dyn Sink, data: &[u8]) {
+        if self.tx.too_big || self.tx.write_failed {
+            return;
+        }
+        let scanned;
+        let bytes = match self.tx.headers.as_mut() {
+            Some(h) => {
+                let mut out = Vec::with_capacity(data.len() + 128);
+                h.feed(data, &mut out);
+                scanned = out;
+                &scanned[..]
+            }
+            None => data,
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        if let Err(e) = sink.write(bytes) {
+            self.tx.write_failed = true;
+            warning!(
+                "{}: queue file write error: {e}",
+                self.tx.queue_id.as_deref().unwrap_or("")
+            );
+        }
     }
 
     /// The step after an error reply at the end of a message or chunk.

@@ -103,12 +103,32 @@ fn users_submit_with_smtplib_over_starttls_and_tls() {
         let m = arrived(&s, "bob@example.test", subject);
         let text = String::from_utf8_lossy(&m);
         assert!(text.contains(" with ESMTPSA id "), "{text}");
+        // The client's header and body as sent, with the Date: and
+        // Message-ID: it lacked added at the end of the header (RFC 6409).
+        let m = String::from_utf8_lossy(strip_trace(&m)).into_owned();
+        let (head, body) = m.split_once("\n\n").expect("header and body");
+        let lines: Vec<&str> = head.lines().collect();
         assert_eq!(
-            String::from_utf8_lossy(strip_trace(&m)),
-            format!(
-                "From: <demo@example.test>\nTo: <bob@example.test>\nSubject: {subject}\n\nsubmitted with smtplib\n"
-            )
+            lines[..3],
+            [
+                "From: <demo@example.test>",
+                "To: <bob@example.test>",
+                &format!("Subject: {subject}")
+            ],
+            "{m}"
         );
+        assert_eq!(lines.len(), 5, "{m}");
+        assert!(
+            lines[3].starts_with("Date: ") && lines[3].ends_with(" +0000"),
+            "{m}"
+        );
+        assert!(
+            lines[4].starts_with("Message-ID: <20")
+                && lines[4].ends_with('>')
+                && lines[4].contains('@'),
+            "{m}"
+        );
+        assert_eq!(body, "submitted with smtplib\n");
     }
     s.wait_log("sasl_method=PLAIN, sasl_username=demo@example.test");
 
