@@ -383,17 +383,99 @@ fn edit_main_cf(path: &Path, settings: &[String]) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// `posthorn dns [DOMAIN]`: the records a domain served by this host needs.
-pub fn dns(dir: &Path, domain: Option<String>) -> i32 {
+/// The services a mail client uses (RFC 6186 and RFC 8314 SRV names, and
+/// Thunderbird's autoconfig): (SRV service, port, autoconfig element and
+/// type, socketType), most preferred first within a kind (RFC 8314 3:
+/// implicit TLS first).
+const CLIENT_SERVICES: &[(&str, u16, &str, &str, &str)] = &[
+    ("_imaps._tcp", 993, "incomingServer", "imap", "SSL"),
+    ("_imap._tcp", 143, "incomingServer", "imap", "STARTTLS"),
+    ("_pop3s._tcp", 995, "incomingServer", "pop3", "SSL"),
+    ("_submissions._tcp", 465, "outgoingServer", "smtp", "SSL"),
+    (
+        "_submission._tcp",
+        587,
+        "outgoingServer",
+        "smtp",
+        "STARTTLS",
+    ),
+];
+
+/// `posthorn dns [DOMAIN] [--autoconfig FILE]`: the records a domain served
+/// by this host needs, and (with --autoconfig) Thunderbird's account setup
+/// file for it.
+pub fn dns(dir: &Path, domain: Option<String>, autoconfig: Option<&Path>) -> i32 {
     let Ok(cfg) = load(dir) else { return 1 };
     let host = cfg.get("myhostname");
+    let virtual_domains = cfg.list("virtual_mailbox_domains");
     let domain = domain
-        .or_else(|| cfg.list("virtual_mailbox_domains").into_iter().next())
+        .or_else(|| virtual_domains.first().cloned())
         .unwrap_or_else(|| cfg.get("mydomain"));
     println!("; DNS records for mail to and from {domain}, served by {host}");
     println!("; {host} itself needs an A (and AAAA) record, and its address a PTR back to {host}.");
     println!("{domain}.\tIN MX 10 {host}.");
     println!("{domain}.\tIN TXT \"v=spf1 mx -all\"");
     println!("_dmarc.{domain}.\tIN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}\"");
+    println!("; Where mail clients find IMAP, POP3 and submission (RFC 6186, RFC 8314):");
+    for (srv, port, _, _, socket) in CLIENT_SERVICES {
+        // Implicit TLS before STARTTLS (RFC 8314 5.1): priority 0, then 10.
+        let priority = if *socket == "SSL" { 0 } else { 10 };
+        println!("{srv}.{domain}.\tIN SRV {priority} 1 {port} {host}.");
+    }
+    let Some(path) = autoconfig else {
+        return 0;
+    };
+    // Virtual users log in with their address, system users with their
+    // name (mydestination).
+    let user = if virtual_domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&domain))
+    {
+        "%EMAILADDRESS%"
+    } else {
+        "%EMAILLOCALPART%"
+    };
+    let xml = autoconfig_xml(&domain, &host, user);
+    if let Err(e) = std::fs::write(path, xml) {
+        eprintln!("posthorn: {}: {e}", path.display());
+        return 1;
+    }
+    println!(
+        "; Thunderbird's account setup file is {}: serve it as \
+         https://autoconfig.{domain}/mail/config-v1.1.xml (and \
+         https://{domain}/.well-known/autoconfig/mail/config-v1.1.xml).",
+        path.display()
+    );
     0
+}
+
+/// Thunderbird's autoconfig file (clientConfig version 1.1), the names
+/// escaped for XML.
+fn autoconfig_xml(domain: &str, host: &str, user: &str) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let (domain, host) = (esc(domain), esc(host));
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str("<clientConfig version=\"1.1\">\n");
+    x.push_str(&format!("  <emailProvider id=\"{domain}\">\n"));
+    x.push_str(&format!("    <domain>{domain}</domain>\n"));
+    x.push_str(&format!("    <displayName>{domain} mail</displayName>\n"));
+    x.push_str(&format!(
+        "    <displayShortName>{domain}</displayShortName>\n"
+    ));
+    for (_, port, element, kind, socket) in CLIENT_SERVICES {
+        x.push_str(&format!("    <{element} type=\"{kind}\">\n"));
+        x.push_str(&format!("      <hostname>{host}</hostname>\n"));
+        x.push_str(&format!("      <port>{port}</port>\n"));
+        x.push_str(&format!("      <socketType>{socket}</socketType>\n"));
+        x.push_str("      <authentication>password-cleartext</authentication>\n");
+        x.push_str(&format!("      <username>{user}</username>\n"));
+        x.push_str(&format!("    </{element}>\n"));
+    }
+    x.push_str("  </emailProvider>\n</clientConfig>\n");
+    x
 }

@@ -41,12 +41,16 @@ enum Cmd {
     Check(admin::DirArg),
     /// Print parameters, as postconf does.
     Config(admin::ConfigArgs),
-    /// Print the DNS records to publish for a mail domain (MX, SPF, DMARC).
+    /// Print the DNS records to publish for a mail domain (MX, SPF, DMARC,
+    /// RFC 6186 SRV), and write a Thunderbird autoconfig file.
     Dns {
         /// The mail domain (default: the first of virtual_mailbox_domains, else $mydomain).
         domain: Option<String>,
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
+        /// Write the Thunderbird autoconfig file (config-v1.1.xml) here.
+        #[arg(long = "autoconfig", value_name = "FILE")]
+        autoconfig: Option<PathBuf>,
     },
     /// Manage virtual mailbox users.
     User {
@@ -86,7 +90,11 @@ fn main() {
         Cmd::Status(a) => admin::status(&a.dir()),
         Cmd::Check(a) => admin::check(&a.dir()),
         Cmd::Config(a) => admin::config(&a),
-        Cmd::Dns { domain, config } => admin::dns(&config_dir(config), domain),
+        Cmd::Dns {
+            domain,
+            config,
+            autoconfig,
+        } => admin::dns(&config_dir(config), domain, autoconfig.as_deref()),
         Cmd::User { command } => user::run(command),
     };
     std::process::exit(code);
