@@ -88,22 +88,9 @@ fn push_body_line(msg: &mut Vec<u8>, seq: u64, line_no: usize, text_len: usize) 
 
 /// Appends the DATA wire form of `msg` to `out`: every line that begins with
 /// a dot gets a second one (RFC 5321 4.5.2), a missing final CRLF is added,
-/// and the terminating `.` line follows (RFC 5321 4.1.1.4).
-pub fn dot_stuff(msg: &[u8], out: &mut Vec<u8>) {
-    out.reserve(msg.len() + msg.len() / 64 + 5);
-    let mut at_line_start = true;
-    for &b in msg {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !msg.is_empty() && !msg.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-}
+/// and the terminating `.` line follows (RFC 5321 4.1.1.4): proto's client
+/// half does it.
+pub use proto::smtp::client::dot_stuff;
 
 /// Formats a time as an RFC 5322 3.3 date-time in UTC,
 /// e.g. `Thu, 01 Jan 1970 00:00:00 +0000`.

@@ -65,6 +65,21 @@ fn main() {
             );
         }
     }
+    // smtp_reply: a server's side of a conversation, and odd replies.
+    put(
+        "smtp_reply",
+        "conversation",
+        b"\x07220 mx.example.org ESMTP\r\n250-mx.example.org\r\n250-SIZE 10240000\r\n\
+          250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 STARTTLS\r\n\
+          250 2.1.0 Ok\r\n550 5.1.1 <a@b>: Recipient address rejected: User unknown\r\n\
+          354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as 4Fh2xK\r\n\
+          221 2.0.0 Bye\r\n",
+    );
+    put(
+        "smtp_reply",
+        "odd",
+        b"\x01421-4.7.0 first\n421 4.7.0 second\r\n250-a\r\n550 b\r\n",
+    );
     // POP3: the client side of pop3d's transcripts, with the knobs their
     // settings stand for (fuzz/src/pop3.rs).
     for sub in ["login", "session"] {

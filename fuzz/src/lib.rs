@@ -48,6 +48,7 @@ pub type Harness = fn(&[u8]);
 /// Every fuzz target: its name (the binary and corpus directory) and harness.
 pub const TARGETS: &[(&str, Harness)] = &[
     ("smtp_command", smtp_command),
+    ("smtp_reply", smtp_reply),
     ("smtp_data", smtp_data),
     ("smtpd_session", smtpd_session),
     ("queue_file", queue_file),
@@ -144,6 +145,45 @@ fn assert_reply_lines(out: &[u8]) {
 fn assert_reply(r: &Reply) {
     assert!((200..=599).contains(&r.code), "reply code {}", r.code);
     assert_reply_lines(&r.to_bytes());
+}
+
+/// A server's replies as the outbound client reads them:
+/// `proto::smtp::client::ReplyReader` on the bytes in chunks the first byte
+/// picks and at once (the same replies, and the same error, either way),
+/// each reply's capabilities and display; every reply within the bounds.
+pub fn smtp_reply(data: &[u8]) {
+    use proto::smtp::client::{Capabilities, ReplyReader, MAX_REPLY_LINES};
+    let Some((&seed, input)) = data.split_first() else {
+        return;
+    };
+    let read = |pieces: Vec<&[u8]>| {
+        let mut r = ReplyReader::new();
+        let mut got = Vec::new();
+        for p in pieces {
+            r.feed(p);
+            while let Some(x) = r.next_reply() {
+                let stop = x.is_err();
+                got.push(x);
+                if stop {
+                    return got;
+                }
+            }
+        }
+        got
+    };
+    let whole = read(vec![input]);
+    let split = read(chunks(seed, input));
+    assert_eq!(whole, split, "replies depend on how input is split");
+    for r in whole.into_iter().flatten() {
+        assert!((200..=599).contains(&r.code), "code {}", r.code);
+        assert!(!r.lines.is_empty() && r.lines.len() <= MAX_REPLY_LINES);
+        let shown = r.to_string();
+        assert!(!shown.contains(['\r', '\n']), "{shown:?}");
+        let dsn = r.dsn();
+        assert_eq!(dsn.as_bytes()[0], b'0' + (r.code / 100) as u8, "{dsn}");
+        let caps = Capabilities::from_ehlo(&r);
+        let _ = caps.refuses_size(u64::MAX);
+    }
 }
 
 /// Command lines: bytes through `LineBuffer` (in chunks the first byte picks,

@@ -348,25 +348,12 @@ impl Smtp {
             self.cmd(&format!("RCPT TO:<{t}>"), 250);
         }
         self.cmd("DATA", 354);
-        self.raw(&dot_stuff(message));
-        self.raw(b".\r\n");
+        let mut wire = Vec::with_capacity(message.len() + 16);
+        proto::smtp::client::dot_stuff(message, &mut wire);
+        self.raw(&wire);
         let l = self.expect(250);
         l[0].rsplit(' ').next().unwrap().to_string()
     }
-}
-
-/// Dot-stuff a CRLF message for DATA (it must end in CRLF).
-pub fn dot_stuff(m: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(m.len() + 16);
-    let mut bol = true;
-    for &b in m {
-        if bol && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        bol = b == b'\n';
-    }
-    out
 }
 
 /// Remove the headers delivery adds (Return-Path, Delivered-To, Received and

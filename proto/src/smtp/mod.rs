@@ -1,5 +1,9 @@
 //! SMTP without I/O: commands, replies, line splitting, DATA and BDAT bodies.
 //!
+//! The client half (reading replies, EHLO capabilities, writing commands,
+//! dot-stuffing) is `client`, for the outbound client, the tests and the
+//! bench.
+//!
 //! Owns the SMTP wire grammar for the server side: `parse_command` turns one
 //! command line into a `Command` or the exact error `Reply`; `LineBuffer` cuts
 //! the input stream into bounded command lines; `DataReceiver` and
@@ -17,6 +21,7 @@
 //! Diagnostics: nothing is logged; errors are `Reply` values.
 
 mod address;
+pub mod client;
 mod command;
 mod data;
 mod line;
