@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
 
+/// The smtpd processes `posthorn dev` runs: two for SMTP (maxproc 2), one
+/// for submission and one for submissions.
+pub const SMTPD_PROCESSES: usize = 4;
+
 static NEXT_OFFSET: AtomicU16 = AtomicU16::new(0);
 static NEXT_BARRIER: AtomicU16 = AtomicU16::new(0);
 

@@ -29,7 +29,13 @@ fn client_connection_limit_counts_across_smtpd_processes() {
         &[],
         &["smtpd_client_connection_count_limit=3"],
     );
-    assert_eq!(s.workers("posthorn-smtpd").len(), 2, "two smtpd processes");
+    // Two for SMTP (the port used below), one each for submission and
+    // submissions.
+    assert_eq!(
+        s.workers("posthorn-smtpd").len(),
+        crate::harness::SMTPD_PROCESSES,
+        "smtpd processes"
+    );
     assert_eq!(s.workers("posthorn-anvil").len(), 1, "one anvil");
     // Six connections over two processes: counted per process, up to six
     // would be let in; counted across processes, exactly three.
