@@ -14,12 +14,12 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-DAEMONS="master smtpd qmgr local anvil auth pop3d pop3-login imapd imap-login"
+DAEMONS="master smtpd qmgr local smtp anvil auth pop3d pop3-login imapd imap-login"
 OUT=$ROOT/target/debian
 STAGE=$OUT/stage
 # The cargo packages of the daemons (pop3-login is a program of posthorn-pop3d,
 # imap-login one of posthorn-imapd).
-CRATES="-p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-anvil -p posthorn-auth -p posthorn-pop3d -p posthorn-imapd"
+CRATES="-p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-smtp -p posthorn-anvil -p posthorn-auth -p posthorn-pop3d -p posthorn-imapd"
 PKG=posthorn
 
 die() {

@@ -335,6 +335,7 @@ fn master_cf(smtp_port: u16, offset: u16) -> String {
          login/imap         unix  -       n       n       -       1       imapd\n\
          qmgr               unix  -       -       n       300     1       qmgr\n\
          local              unix  -       n       n       -       8       local\n\
+         smtp               unix  -       -       n       -       4       smtp\n\
          anvil              unix  -       -       n       -       1       anvil\n\
          auth               unix  -       n       n       -       1       auth\n"
     )

@@ -73,6 +73,7 @@ fn main() {
         "posthorn-smtpd" => return posthorn_smtpd::main(),
         "posthorn-qmgr" => return posthorn_qmgr::main(),
         "posthorn-local" => return posthorn_local::main(),
+        "posthorn-smtp" => return posthorn_smtp::main(),
         "posthorn-anvil" => return posthorn_anvil::main(),
         "posthorn-pop3d" => return posthorn_pop3d::main(),
         "posthorn-pop3-login" => return posthorn_pop3d::login_main(),

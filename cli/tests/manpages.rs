@@ -39,6 +39,7 @@ const PAGES: &[&str] = &[
     "man8/posthorn-smtpd.8",
     "man8/posthorn-qmgr.8",
     "man8/posthorn-local.8",
+    "man8/posthorn-smtp.8",
     "man8/posthorn-anvil.8",
     "man8/posthorn-auth.8",
     "man8/posthorn-pop3-login.8",

@@ -5,6 +5,7 @@
 //! the crate owning each are listed in doc/rfc-index.md.
 
 pub mod addr;
+pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod daemon;

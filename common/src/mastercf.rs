@@ -25,6 +25,7 @@ pub const KNOWN_COMMANDS: &[&str] = &[
     "smtpd",
     "qmgr",
     "local",
+    "smtp",
     "anvil",
     "auth",
     "pop3-login",

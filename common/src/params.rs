@@ -110,6 +110,18 @@ params! {
         "none: no STARTTLS. may: STARTTLS is offered (RFC 3207) when smtpd_tls_cert_file is set. encrypt: it must be set, and MAIL, RCPT, DATA, BDAT and AUTH before STARTTLS get 530 5.7.0 (for submission; never on port 25, where senders may not have TLS).";
     "smtpd_tls_wrappermode" = "no";
         "yes: TLS from the first byte (implicit TLS, the smtps service on port 465, RFC 8314), with smtpd_tls_cert_file. Usually set per service in master.cf with -o.";
+    "relayhost" = "";
+        "Where posthorn-smtp sends mail for other domains: [host]:port or [address]:port (that host; the brackets say: no MX look-up), or host[:port] (its MX records: in this version its A and AAAA records, as MX look-ups are not there yet). Empty: mail for other domains is deferred (MX delivery is not available in this version).";
+    "smtp_helo_name" = "$myhostname";
+        "The name posthorn-smtp gives in EHLO (or HELO).";
+    "smtp_connect_timeout" = "30s";
+        "How long posthorn-smtp waits for a TCP connection to the next hop; then it tries the next address.";
+    "smtp_helo_timeout" = "300s";
+        "How long posthorn-smtp waits for the server's greeting and for the reply to each command (EHLO, STARTTLS, MAIL, RCPT, DATA, QUIT).";
+    "smtp_data_done_timeout" = "600s";
+        "How long posthorn-smtp waits for the reply after the whole message was sent.";
+    "smtp_tls_security_level" = "may";
+        "TLS from posthorn-smtp to the next hop. may: STARTTLS when the server offers it, its certificate not checked (opportunistic, RFC 7435); a failed handshake is tried again without TLS. none: never. (encrypt, verify and secure: not yet.)";
     "smtpd_sasl_auth_enable" = "no";
         "yes: smtpd offers AUTH PLAIN and LOGIN (RFC 4954, with SASL-IR) and has posthorn-auth verify the password, as for POP3 and IMAP; a failure is 535 5.7.8 after auth_failure_delay and the log line fail2ban's postfix-sasl filter matches. An authenticated client may relay. The submission services of master.cf set it with -o.";
     "smtpd_tls_auth_only" = "yes";

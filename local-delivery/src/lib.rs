@@ -39,6 +39,7 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use common::agent::{peer_gone, wait_readable};
 use common::daemon::{self, Listener};
 use common::ipc::{self, DeliverReply, DeliverRequest};
 use common::users::UserTable;
@@ -151,26 +152,3 @@ fn serve(
 
 /// Most requests delivered as one batch (qmgr sends at most 16).
 const MAX_BATCH: usize = 64;
-
-/// Has the other end closed the connection (end of file waiting to be read)?
-fn peer_gone(stream: &UnixStream) -> bool {
-    use nix::sys::socket::{recv, MsgFlags};
-    use std::os::fd::AsRawFd;
-    let mut b = [0u8; 1];
-    matches!(
-        recv(
-            stream.as_raw_fd(),
-            &mut b,
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
-        ),
-        Ok(0)
-    )
-}
-
-/// Wait until `fd` is readable (or at end of file). False on time-out.
-fn wait_readable(fd: &impl std::os::fd::AsFd, timeout: Duration) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-    matches!(poll(&mut fds, ms), Ok(n) if n > 0)
-}

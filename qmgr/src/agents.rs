@@ -1,6 +1,7 @@
 //! Talking to delivery agents: a batch of requests at a time per connection.
 //!
-//! Owns the request/reply exchange with `private/local`, run as jobs on the
+//! Owns the request/reply exchange with a delivery agent (`private/local`,
+//! `private/smtp`), run as jobs on the
 //! server skeleton's pool (common::server::Pool) whose size is the maxproc of
 //! the transport's master.cf entry, so every batch has an agent process to
 //! talk to. Connections are cached between batches and reopened when the
@@ -21,9 +22,19 @@ use std::time::Duration;
 use common::ipc::{self, DeliverReply, DeliverRequest, FrameReader, RecipientResult, Status};
 use common::warning;
 
+/// Which delivery agent a job goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// private/local: mydestination and virtual_mailbox_domains.
+    Local,
+    /// private/smtp: every other domain.
+    Smtp,
+}
+
 /// A job: deliver these recipients, tagged with the message's id.
 pub struct Job {
     pub req: DeliverRequest,
+    pub transport: Transport,
 }
 
 /// A job's outcome.
@@ -182,6 +193,7 @@ mod tests {
 
     fn job(n: u32) -> Job {
         Job {
+            transport: Transport::Local,
             req: DeliverRequest {
                 queue_id: format!("0000000000000{n}"),
                 sender: "a@b".into(),

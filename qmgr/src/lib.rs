@@ -17,9 +17,13 @@
 //! Parameters: queue_run_delay, minimal_backoff_time, maximal_backoff_time,
 //! maximal_queue_lifetime, bounce_queue_lifetime, qmgr_message_active_limit,
 //! virtual_mailbox_domains, mydestination, myhostname, mail_name,
-//! double_bounce_sender. Delivery concurrency is the maxproc of master.cf's
-//! `local` service: that many batches of requests in flight, one per agent
-//! process. A lone message goes at once; messages that come while a batch
+//! double_bounce_sender. Two transports: `local` (mydestination and
+//! virtual_mailbox_domains) and `smtp` (every other domain, one job per
+//! destination domain; posthorn-smtp). Delivery concurrency is the maxproc
+//! of each's master.cf service: that many batches of requests in flight,
+//! one per agent process; an smtp batch is one job (a slow destination
+//! holds one agent, not the others' messages). Without an smtp service,
+//! mail for other domains is deferred. A lone message goes at once; messages that come while a batch
 //! is out wait for it and then go together; with 4 waiting, or once the
 //! batch out is 100 ms old (checked each loop round, at least every
 //! second), other slots take them. So an agent delivers several messages
@@ -86,9 +90,16 @@ pub fn main() {
         }
     };
     let run_delay = settings.run_delay;
-    let slots = local_slots(cfg);
+    let slots = [
+        service_slots(cfg, "local").unwrap_or_else(|| {
+            warning!("master.cf has no local service; local deliveries will be deferred");
+            1
+        }),
+        service_slots(cfg, "smtp").unwrap_or(0),
+    ];
     let spool = Spool::new(cfg.queue_dir());
-    let qm = queue::QueueManager::new(spool.clone(), settings, Domains::from_config(cfg));
+    let mut qm = queue::QueueManager::new(spool.clone(), settings, Domains::from_config(cfg));
+    qm.smtp = slots[1] > 0;
     qm.recover();
 
     if let Err(e) = run(&stop, listener, qm, slots, run_delay) {
@@ -102,55 +113,82 @@ fn exit(e: QmgrError) -> ! {
     std::process::exit(1)
 }
 
-/// The maxproc of master.cf's `local` service: how many deliveries at once.
-fn local_slots(cfg: &common::config::Config) -> usize {
+/// The maxproc of master.cf's unix service `name` running command `name`
+/// (local, smtp): how many deliveries at once; None without one.
+fn service_slots(cfg: &common::config::Config, name: &str) -> Option<usize> {
     let path = cfg.dir().join("master.cf");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let dpl = cfg.int("default_process_limit").unwrap_or(100) as u32;
     match common::mastercf::parse(&path.display().to_string(), &text, dpl) {
-        Ok(services) => match services
+        Ok(services) => services
             .iter()
-            .find(|s| s.name == "local" && s.command == "local")
-        {
-            Some(s) => s.maxproc as usize,
-            None => {
-                warning!("master.cf has no local service; local deliveries will be deferred");
-                1
-            }
-        },
+            .find(|s| {
+                s.name == name && s.command == name && s.kind == common::mastercf::ServiceType::Unix
+            })
+            .map(|s| s.maxproc as usize),
         Err(e) => {
             warning!("{e}");
-            1
+            None
         }
     }
+}
+
+/// One transport's deliveries: its agent's socket and connections, the
+/// jobs waiting, the batches out.
+struct Lane {
+    name: &'static str,
+    socket: std::path::PathBuf,
+    conns: agents::Connections,
+    /// Jobs waiting for a free delivery slot.
+    pending: VecDeque<agents::Job>,
+    /// Batches that may be in flight at once (agent processes).
+    slots: usize,
+    /// Batches in flight.
+    in_flight: usize,
+    /// When the last batch went out.
+    last_dispatch: Instant,
+    /// The most jobs a batch takes (local: MAX_BATCH; smtp: 1).
+    batch_max: usize,
 }
 
 fn run(
     stop: &AtomicBool,
     listener: Listener,
     qm: queue::QueueManager,
-    slots: usize,
+    slots: [usize; 2],
     run_delay: Duration,
 ) -> Result<(), common::server::ServerError> {
-    let server = Server::<Qmgr>::new(slots)?;
-    let mut q = Qmgr {
-        local: qm.spool.private("local"),
-        qm,
+    let server = Server::<Qmgr>::new(slots[0] + slots[1])?;
+    let lane = |name: &'static str, slots: usize, batch_max: usize| Lane {
+        name,
+        socket: qm.spool.private(name),
         conns: agents::Connections::default(),
-        spawner: server.pool().spawner(),
-        jobs: Vec::new(),
         pending: VecDeque::new(),
         slots,
+        in_flight: 0,
         last_dispatch: Instant::now(),
+        batch_max,
+    };
+    let lanes = [
+        lane("local", slots[0], MAX_BATCH),
+        lane("smtp", slots[1], 1),
+    ];
+    let mut q = Qmgr {
+        qm,
+        lanes,
+        spawner: server.pool().spawner(),
+        jobs: Vec::new(),
         wake: true,
         named: Vec::new(),
         starved: false,
         last_incoming: Instant::now(),
         last_deferred: None,
         run_delay,
-        in_flight: 0,
     };
-    info!("started: {slots} delivery slots for local");
+    info!(
+        "started: {} delivery slots for local, {} for smtp",
+        slots[0], slots[1]
+    );
     let limits = Limits {
         // smtpd keeps its wake-up connection for its whole life.
         idle: Duration::from_secs(365 * 24 * 3600),
@@ -167,7 +205,10 @@ fn run(
         // the new one starts when this one has gone.
         stop,
     )?;
-    info!("stopping with {} delivery batches in flight", q.in_flight);
+    info!(
+        "stopping with {} delivery batches in flight",
+        q.lanes.iter().map(|l| l.in_flight).sum::<usize>()
+    );
     Ok(())
 }
 
@@ -175,17 +216,11 @@ fn run(
 /// pool, scans once per loop round.
 struct Qmgr {
     qm: queue::QueueManager,
-    local: std::path::PathBuf,
-    conns: agents::Connections,
-    spawner: Spawner<Token, Vec<agents::Done>>,
+    /// local, smtp.
+    lanes: [Lane; 2],
+    spawner: Spawner<Token, Batch>,
     /// New jobs of this loop round.
     jobs: Vec<agents::Job>,
-    /// Jobs waiting for a free delivery slot.
-    pending: VecDeque<agents::Job>,
-    /// Batches that may be in flight at once (agent processes).
-    slots: usize,
-    /// When the last batch went out.
-    last_dispatch: Instant,
     /// Look at all of incoming/.
     wake: bool,
     /// Ids smtpd (or this qmgr, for bounces) queued: take just these.
@@ -195,9 +230,10 @@ struct Qmgr {
     last_incoming: Instant,
     last_deferred: Option<Instant>,
     run_delay: Duration,
-    /// Batches in flight.
-    in_flight: usize,
 }
+
+/// A finished batch: its lane, and a result per job.
+type Batch = (usize, Vec<agents::Done>);
 
 /// A wake-up connection's unfinished line (the parser of private/qmgr).
 #[derive(Default)]
@@ -236,7 +272,7 @@ impl Wake {
 
 impl Service for Qmgr {
     type Conn = Wake;
-    type Done = Vec<agents::Done>;
+    type Done = Batch;
 
     fn open(&mut self, _peer: Peer, _out: &mut Vec<u8>) -> (Wake, Next<Self::Done>) {
         (Wake::default(), Next::Continue)
@@ -273,8 +309,10 @@ impl Service for Qmgr {
     /// A batch of deliveries finished: record them. A finished message may
     /// have made room (when the active limit left messages behind: look
     /// again), or queued a bounce (taken by id).
-    fn orphan(&mut self, batch: Vec<agents::Done>) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    fn orphan(&mut self, (lane, batch): Batch) {
+        if let Some(l) = self.lanes.get_mut(lane) {
+            l.in_flight = l.in_flight.saturating_sub(1);
+        }
         for d in batch {
             self.qm.done(&d.queue_id, d.results);
         }
@@ -287,7 +325,7 @@ impl Service for Qmgr {
     /// Deliveries in flight are waited for (a while) when stopping, so a
     /// reload or stop does not deliver them twice.
     fn busy(&self) -> bool {
-        self.in_flight > 0
+        self.lanes.iter().any(|l| l.in_flight > 0)
     }
 
     fn tick(&mut self, stopping: bool) {
@@ -313,8 +351,16 @@ impl Service for Qmgr {
             self.last_deferred = Some(Instant::now());
             self.qm.scan_deferred(&mut self.jobs);
         }
-        self.pending.extend(self.jobs.drain(..));
-        self.dispatch();
+        for j in self.jobs.drain(..) {
+            let lane = match j.transport {
+                agents::Transport::Local => 0,
+                agents::Transport::Smtp => 1,
+            };
+            self.lanes[lane].pending.push_back(j);
+        }
+        for lane in 0..self.lanes.len() {
+            self.dispatch(lane);
+        }
     }
 }
 
@@ -327,30 +373,32 @@ impl Qmgr {
     /// busy queue keeps several agents working), or until the last batch
     /// went out HOLD ago (a slow mailbox does not hold up the others for
     /// long; then the free slots share them).
-    fn dispatch(&mut self) {
-        while self.in_flight < self.slots && !self.pending.is_empty() {
+    fn dispatch(&mut self, lane: usize) {
+        let l = &mut self.lanes[lane];
+        while l.in_flight < l.slots && !l.pending.is_empty() {
             let n = match batch_size(
-                self.pending.len(),
-                self.slots - self.in_flight,
-                self.in_flight,
-                self.last_dispatch.elapsed() >= HOLD,
+                l.pending.len(),
+                l.slots - l.in_flight,
+                l.in_flight,
+                l.last_dispatch.elapsed() >= HOLD,
             ) {
-                Some(n) => n,
+                Some(n) => n.min(l.batch_max),
+                None if l.batch_max == 1 => 1,
                 None => break,
             };
-            let batch: Vec<agents::Job> = self.pending.drain(..n).collect();
-            let (conns, local) = (self.conns.clone(), self.local.clone());
-            self.in_flight += 1;
-            self.last_dispatch = Instant::now();
+            let batch: Vec<agents::Job> = l.pending.drain(..n).collect();
+            let (conns, socket) = (l.conns.clone(), l.socket.clone());
+            l.in_flight += 1;
+            l.last_dispatch = Instant::now();
             if self
                 .spawner
                 .submit(
                     DELIVERY,
-                    Box::new(move || agents::run(&conns, &local, batch)),
+                    Box::new(move || (lane, agents::run(&conns, &socket, batch))),
                 )
                 .is_err()
             {
-                common::fatal!("delivery pool is gone");
+                common::fatal!("delivery pool is gone ({})", l.name);
             }
         }
     }

@@ -33,7 +33,7 @@ use common::info;
 use common::ipc::{DeliverRecipient, DeliverRequest, RecipientResult, Status};
 use common::spool::{Envelope, Queue, QueueFile, QueueId, Spool, SpoolError};
 
-use crate::agents::Job;
+use crate::agents::{Job, Transport};
 use crate::bounce::{self, Failed, Report};
 use crate::error::QmgrError;
 
@@ -124,6 +124,8 @@ pub struct QueueManager {
     clock: Box<dyn Fn() -> SystemTime>,
     /// Messages this manager queued itself (bounces) since the last look.
     pub queued_here: Vec<QueueId>,
+    /// master.cf has an smtp service (posthorn-smtp) for other domains.
+    pub smtp: bool,
 }
 
 impl QueueManager {
@@ -135,6 +137,7 @@ impl QueueManager {
             active: HashMap::new(),
             clock: Box::new(SystemTime::now),
             queued_here: Vec::new(),
+            smtp: false,
         }
     }
 
@@ -310,21 +313,43 @@ impl QueueManager {
             deferred: Vec::new(),
         };
         let mut local = Vec::new();
+        // Other domains, a job per domain (one destination per SMTP
+        // session), in the order they first appear.
+        let mut remote: Vec<(String, Vec<DeliverRecipient>)> = Vec::new();
         for i in a.qf.pending() {
             let addr = &a.qf.recipients[i].address;
+            let r = DeliverRecipient {
+                index: i as u32,
+                address: addr.clone(),
+            };
             match self.domains.route(addr) {
-                Route::Virtual | Route::System => local.push(DeliverRecipient {
-                    index: i as u32,
-                    address: addr.clone(),
-                }),
+                Route::Virtual | Route::System => local.push(r),
+                Route::Remote if self.smtp => {
+                    let domain = addr
+                        .rsplit_once('@')
+                        .map_or("", |(_, d)| d)
+                        .to_ascii_lowercase();
+                    match remote.iter_mut().find(|(d, _)| *d == domain) {
+                        Some((_, v)) => v.push(r),
+                        None => remote.push((domain, vec![r])),
+                    }
+                }
                 Route::Remote => {
-                    let text = "delivery to remote domains (transport smtp) is not available in this version".to_string();
+                    let text = "no smtp service in master.cf for other domains".to_string();
                     info!("{id}: to=<{addr}>, relay=none, delay=0, dsn=4.4.1, status=deferred ({text})");
                     a.deferred.push((i, text));
                 }
             }
         }
-        for chunk in local.chunks(RECIPIENTS_PER_JOB) {
+        let batches = local
+            .chunks(RECIPIENTS_PER_JOB)
+            .map(|c| (Transport::Local, c))
+            .chain(
+                remote
+                    .iter()
+                    .flat_map(|(_, v)| v.chunks(RECIPIENTS_PER_JOB).map(|c| (Transport::Smtp, c))),
+            );
+        for (transport, chunk) in batches {
             a.outstanding += 1;
             jobs.push(Job {
                 req: DeliverRequest {
@@ -333,6 +358,7 @@ impl QueueManager {
                     arrival: a.qf.arrival,
                     recipients: chunk.to_vec(),
                 },
+                transport,
             });
         }
         let idle = a.outstanding == 0;

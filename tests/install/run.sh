@@ -386,7 +386,8 @@ done
 files_present() {
     local f missing=""
     for f in /usr/sbin/posthorn /usr/lib/posthorn/posthorn-master /usr/lib/posthorn/posthorn-smtpd \
-        /usr/lib/posthorn/posthorn-qmgr /usr/lib/posthorn/posthorn-local /usr/lib/posthorn/posthorn-anvil \
+        /usr/lib/posthorn/posthorn-qmgr /usr/lib/posthorn/posthorn-local /usr/lib/posthorn/posthorn-smtp \
+        /usr/lib/posthorn/posthorn-anvil /usr/share/man/man8/posthorn-smtp.8.gz \
         /usr/lib/posthorn/posthorn-auth /usr/lib/posthorn/posthorn-pop3d /usr/lib/posthorn/posthorn-pop3-login \
         /usr/share/man/man1/posthorn.1.gz /usr/share/man/man5/main.cf.5.gz /usr/share/man/man5/master.cf.5.gz \
         /usr/share/man/man5/posthorn-users.5.gz /usr/share/man/man7/posthorn.7.gz \

@@ -8,6 +8,7 @@ mod crash;
 mod crashloop;
 mod harness;
 mod imap;
+mod outbound;
 mod pop3;
 mod privsep;
 mod skeleton;

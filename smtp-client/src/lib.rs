@@ -1,0 +1,323 @@
+//! posthorn-smtp: the outbound delivery agent.
+//!
+//! Serves `private/smtp` as posthorn-local serves `private/local`: qmgr
+//! connects and sends `DeliverRequest`s (a message in active/ and its
+//! recipients for one destination), and gets one `DeliverReply` per request
+//! with a result per recipient. One connection at a time per process;
+//! master runs maxproc processes (the smtp service's), qmgr opens as many.
+//! Runs as mail_owner (it reads queue files, writes nothing).
+//!
+//! Each request: the queue file opened once (no symbolic link), the
+//! recipients checked against it, the next hop (route.rs: `relayhost`),
+//! its addresses tried in order until one gives verdicts (session.rs); a
+//! failure at one address (refused, timed out, a greeting other than 220)
+//! moves to the next, and when none is left every recipient is deferred
+//! with the last reason. A TLS handshake that fails is tried again without
+//! TLS (smtp_tls_security_level = may is opportunistic).
+//!
+//! Parameters: relayhost, smtp_helo_name, smtp_connect_timeout,
+//! smtp_helo_timeout, smtp_data_done_timeout, smtp_tls_security_level,
+//! queue_directory.
+//!
+//! Diagnostics: one line per recipient in Postfix's shape:
+//! `ID: to=<a@b>, relay=mx.example.org[192.0.2.1]:25, delay=0.3, dsn=2.0.0,
+//! status=sent (250 2.0.0 Ok: queued as X)`; deferred and bounced ones
+//! carry the remote reply (`host said: ...`) or the reason; TLS as
+//! `Untrusted TLS connection established to HOST[ADDR]:PORT: TLSv1.3 with
+//! cipher ...`.
+//!
+//! Security: requests are validated (queue id syntax, recipient index and
+//! address must match the queue file); a bad request closes the
+//! connection. Remote replies are bounded and shown without control
+//! characters (proto::smtp::client).
+
+pub mod route;
+pub mod session;
+pub mod tls;
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::agent::{peer_gone, wait_readable};
+use common::config::{Config, ConfigError};
+use common::daemon::{self, Listener};
+use common::ipc::{self, DeliverReply, DeliverRequest, RecipientResult, Status};
+use common::spool::{Queue, QueueFile, QueueId, Spool};
+use common::{error, info, warning};
+
+use crate::route::NextHop;
+use crate::session::{Failure, Message, Settings, Verdict};
+
+/// The agent's settings, read once.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub spool: Spool,
+    pub relayhost: Option<NextHop>,
+    pub session: Settings,
+}
+
+impl Agent {
+    pub fn from_config(cfg: &Config) -> Result<Agent, ConfigError> {
+        let level = cfg.one_of("smtp_tls_security_level", &["none", "may"])?;
+        let tls = match level.as_str() {
+            "may" => match tls::opportunistic() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return Err(cfg.invalid(
+                        "smtp_tls_security_level",
+                        format!("TLS cannot be set up: {e}"),
+                    ))
+                }
+            },
+            _ => None,
+        };
+        Ok(Agent {
+            spool: Spool::new(cfg.queue_dir()),
+            relayhost: NextHop::relayhost(cfg)?,
+            session: Settings {
+                helo_name: cfg.get("smtp_helo_name"),
+                connect_timeout: cfg.time("smtp_connect_timeout")?,
+                reply_timeout: cfg.time("smtp_helo_timeout")?,
+                data_done_timeout: cfg.time("smtp_data_done_timeout")?,
+                tls,
+            },
+        })
+    }
+
+    /// One request: a result per recipient, in order. Err: the request is
+    /// bad (the connection is closed).
+    pub fn deliver(&self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, String> {
+        let id = QueueId::parse(&req.queue_id)
+            .ok_or_else(|| format!("bad queue id {:?}", req.queue_id))?;
+        let path = self.spool.path(Queue::Active, &id);
+        let qf = match QueueFile::read(&path) {
+            Ok(q) => q,
+            Err(e) => {
+                let why = format!("cannot read queue file: {e}");
+                warning!("{id}: {why}");
+                return Ok(req
+                    .recipients
+                    .iter()
+                    .map(|r| result(r.index, Status::Deferred, "4.3.0", &why))
+                    .collect());
+            }
+        };
+        for r in &req.recipients {
+            match qf.recipients.get(r.index as usize) {
+                Some(rec) if rec.address == r.address => {}
+                _ => {
+                    return Err(format!(
+                        "{id}: recipient {} <{}> is not in the queue file",
+                        r.index, r.address
+                    ))
+                }
+            }
+        }
+        let addresses: Vec<String> = req.recipients.iter().map(|r| r.address.clone()).collect();
+        let (relay, verdicts) = self.send(&qf, &addresses);
+        let delay = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+            - qf.arrival as f64;
+        let mut out = Vec::with_capacity(verdicts.len());
+        for (r, v) in req.recipients.iter().zip(verdicts) {
+            let (status, dsn, text, word) = match v {
+                Verdict::Sent(t) => (Status::Sent, "2.0.0".to_string(), t, "sent"),
+                Verdict::Deferred { dsn, text } => (Status::Deferred, dsn, text, "deferred"),
+                Verdict::Bounced { dsn, text } => (Status::Bounced, dsn, text, "bounced"),
+            };
+            let dsn = if status == Status::Sent {
+                // The reply's own code when it has one.
+                text.split(' ')
+                    .nth(1)
+                    .filter(|c| c.starts_with("2.") && c.len() <= 9)
+                    .unwrap_or(&dsn)
+                    .to_string()
+            } else {
+                dsn
+            };
+            info!(
+                "{id}: to=<{}>, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
+                r.address
+            );
+            out.push(result(r.index, status, &dsn, &text));
+        }
+        Ok(out)
+    }
+
+    /// Send to the next hop: `relay=` text and a verdict per recipient.
+    fn send(&self, qf: &QueueFile, rcpts: &[String]) -> (String, Vec<Verdict>) {
+        let all = |v: Verdict| vec![v; rcpts.len()];
+        let Some(hop) = &self.relayhost else {
+            return (
+                "none".into(),
+                all(Verdict::Deferred {
+                    dsn: "4.4.3".into(),
+                    text: "no relayhost is set, and MX look-ups are not available in this version"
+                        .into(),
+                }),
+            );
+        };
+        let addresses = match hop.addresses() {
+            Ok(a) if !a.is_empty() => a,
+            Ok(_) | Err(_) => {
+                return (
+                    "none".into(),
+                    all(Verdict::Deferred {
+                        dsn: "4.4.3".into(),
+                        text: format!("Host or domain name not found: {}", hop.name()),
+                    }),
+                )
+            }
+        };
+        let eight_bit = match has_8bit(qf) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    "none".into(),
+                    all(Verdict::Deferred {
+                        dsn: "4.3.0".into(),
+                        text: format!("cannot read queue file: {e}"),
+                    }),
+                )
+            }
+        };
+        let mut last = String::new();
+        for addr in addresses {
+            let relay = format!("{}[{}]:{}", hop.name(), addr.ip(), addr.port());
+            let mut settings = self.session.clone();
+            // Opportunistic TLS: a failed handshake is tried once without.
+            for _ in 0..2 {
+                let mut body = match qf.message() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        last = format!("cannot read queue file: {e}");
+                        break;
+                    }
+                };
+                let mut m = Message {
+                    sender: &qf.sender,
+                    recipients: rcpts,
+                    size: qf.msg_len,
+                    eight_bit,
+                    body: &mut body,
+                };
+                match session::deliver(&settings, addr, hop.name(), &mut m) {
+                    Ok(o) => {
+                        if let Some(t) = &o.tls {
+                            info!("Untrusted TLS connection established to {relay}: {t}");
+                        }
+                        return (relay, o.verdicts);
+                    }
+                    Err(Failure::Tls(_, e)) if settings.tls.is_some() => {
+                        warning!("TLS handshake with {relay} failed: {e}; trying without TLS");
+                        settings.tls = None;
+                    }
+                    Err(f) => {
+                        last = f.to_string();
+                        break;
+                    }
+                }
+            }
+        }
+        (
+            format!("{}:{}", hop.name(), hop.port),
+            all(Verdict::Deferred {
+                dsn: "4.4.1".into(),
+                text: last,
+            }),
+        )
+    }
+}
+
+fn result(index: u32, status: Status, dsn: &str, text: &str) -> RecipientResult {
+    RecipientResult {
+        index,
+        status,
+        dsn: dsn.to_string(),
+        text: text.to_string(),
+    }
+}
+
+/// Does the message have a byte above 127 (BODY=8BITMIME)?
+fn has_8bit(qf: &QueueFile) -> io::Result<bool> {
+    if let Some(b) = qf.message_bytes() {
+        return Ok(!b.is_ascii());
+    }
+    let mut r = qf.message()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) if !buf[..n].is_ascii() => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The program's entry point (posthorn-smtp).
+pub fn main() {
+    let worker = daemon::start("smtp");
+    let Listener::Unix(listener) = &worker.listener else {
+        common::fatal!("smtp must be a unix service in master.cf");
+    };
+    let agent = match Agent::from_config(&worker.config) {
+        Ok(a) => a,
+        Err(e) => common::config_fatal!("{e}"),
+    };
+    if let Err(e) = listener.set_nonblocking(true) {
+        common::fatal!("listener: {e}");
+    }
+    while !worker.stopping() {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Err(e) = serve(&agent, stream, &worker) {
+                    if e.kind() != io::ErrorKind::UnexpectedEof {
+                        warning!("connection from qmgr: {e}");
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(listener, Duration::from_millis(500));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                error!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Serve one qmgr connection: a request, its reply, until it closes or we
+/// are told to stop.
+fn serve(agent: &Agent, mut stream: UnixStream, worker: &daemon::Worker) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut frames = ipc::FrameReader::new();
+    loop {
+        if !frames.has_frame() && !wait_readable(&stream, Duration::from_millis(500)) {
+            if worker.stopping() {
+                return Ok(());
+            }
+            continue;
+        }
+        let Some(req) = frames.read::<_, DeliverRequest>(&mut &stream)? else {
+            return Ok(());
+        };
+        if peer_gone(&stream) {
+            warning!("{}: requester has gone; not delivered", req.queue_id);
+            return Ok(());
+        }
+        let results = agent
+            .deliver(&req)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut out = Vec::new();
+        ipc::encode_frame(&mut out, &DeliverReply { results })?;
+        stream.write_all(&out)?;
+    }
+}

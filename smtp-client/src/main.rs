@@ -1,0 +1,3 @@
+fn main() {
+    posthorn_smtp::main();
+}

@@ -1,0 +1,396 @@
+//! One SMTP client session: a message to one server, a verdict per
+//! recipient.
+//!
+//! Owns the conversation (RFC 5321 3.3): the greeting, EHLO (HELO when the
+//! server does not know EHLO), STARTTLS when offered and TLS is wanted
+//! (then EHLO again, RFC 3207 4.2), the SIZE check (a message the server
+//! would refuse is not sent, RFC 1870 6), MAIL FROM with SIZE, BODY=8BITMIME
+//! and SMTPUTF8 as the message needs and the server offers, one RCPT per
+//! recipient, DATA with the message dot-stuffed, QUIT. A timeout on every
+//! step. Replies are read with proto::smtp::client. Does not own which
+//! server (route.rs), retrying (qmgr) or logging (lib.rs).
+//!
+//! Verdicts: 2xx sent, 4xx deferred, 5xx bounced, each with the server's
+//! reply; a reply to MAIL FROM or DATA applies to every recipient still
+//! standing. A failure before any verdict (no connection, a greeting other
+//! than 220, a broken TLS handshake, the connection lost or timed out) is
+//! a `Failure`: the caller tries the next address or defers. A message
+//! with 8-bit content for a server without 8BITMIME, or an address that
+//! needs SMTPUTF8 for one without it, bounces (5.6.3, 5.6.7): Postfix's
+//! 7-bit downgrade is not there yet.
+//!
+//! Standards: RFC 5321, RFC 1870 (SIZE), RFC 2920 (PIPELINING is not used
+//! yet: one command at a time), RFC 3207 (STARTTLS), RFC 3463, RFC 6152
+//! (8BITMIME), RFC 6531 (SMTPUTF8).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::tls::TlsInfo;
+use proto::smtp::client::{
+    write_hello, write_mail, write_rcpt, write_simple, Capabilities, DotStuffer, MailOptions,
+    ReplyReader, ServerReply,
+};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+/// How a session runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// smtp_helo_name.
+    pub helo_name: String,
+    /// smtp_connect_timeout.
+    pub connect_timeout: Duration,
+    /// smtp_helo_timeout: the wait for each reply but the last.
+    pub reply_timeout: Duration,
+    /// smtp_data_done_timeout: the wait for the reply to the message.
+    pub data_done_timeout: Duration,
+    /// STARTTLS when offered (smtp_tls_security_level = may).
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+/// What became of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Sent(String),
+    Deferred { dsn: String, text: String },
+    Bounced { dsn: String, text: String },
+}
+
+impl Verdict {
+    /// From a server's reply: 2xx sent, 4xx deferred, else bounced.
+    fn of(r: &ServerReply, what: &str) -> Verdict {
+        let text = format!("host said: {r} (in reply to {what})");
+        if r.is_positive() {
+            Verdict::Sent(r.to_string())
+        } else if r.is_transient() {
+            Verdict::Deferred { dsn: r.dsn(), text }
+        } else {
+            Verdict::Bounced { dsn: r.dsn(), text }
+        }
+    }
+}
+
+/// Why a session gave no verdicts.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("connect to {0}: {1}")]
+    Connect(SocketAddr, io::Error),
+    #[error("host refused to talk to me: {0}")]
+    Greeting(ServerReply),
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(SocketAddr, io::Error),
+    #[error("lost connection with {addr} while {stage}: {err}")]
+    Lost {
+        addr: SocketAddr,
+        stage: &'static str,
+        err: io::Error,
+    },
+    #[error("protocol error with {addr} while {stage}: {why}")]
+    Protocol {
+        addr: SocketAddr,
+        stage: &'static str,
+        why: String,
+    },
+}
+
+/// What a session did: a verdict per recipient, and the TLS it used.
+#[derive(Debug)]
+pub struct Outcome {
+    pub verdicts: Vec<Verdict>,
+    pub tls: Option<TlsInfo>,
+}
+
+/// The message to send.
+pub struct Message<'a> {
+    pub sender: &'a str,
+    pub recipients: &'a [String],
+    pub size: u64,
+    /// It has bytes above 127 (needs BODY=8BITMIME).
+    pub eight_bit: bool,
+    pub body: &'a mut dyn Read,
+}
+
+enum Wire {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Wire {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(s) => s,
+            Wire::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.read(b),
+            Wire::Tls(t) => t.read(b),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.write(b),
+            Wire::Tls(t) => t.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Plain(s) => s.flush(),
+            Wire::Tls(t) => t.flush(),
+        }
+    }
+}
+
+struct Conversation {
+    wire: Wire,
+    reader: ReplyReader,
+    addr: SocketAddr,
+    settings: Settings,
+}
+
+impl Conversation {
+    fn lost(&self, stage: &'static str, err: io::Error) -> Failure {
+        Failure::Lost {
+            addr: self.addr,
+            stage,
+            err,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8], stage: &'static str) -> Result<(), Failure> {
+        self.wire
+            .write_all(bytes)
+            .and_then(|()| self.wire.flush())
+            .map_err(|e| self.lost(stage, e))
+    }
+
+    fn reply(&mut self, stage: &'static str, timeout: Duration) -> Result<ServerReply, Failure> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(r) = self.reader.next_reply() {
+                return r.map_err(|e| Failure::Protocol {
+                    addr: self.addr,
+                    stage,
+                    why: e.to_string(),
+                });
+            }
+            self.wire
+                .tcp()
+                .set_read_timeout(Some(timeout))
+                .map_err(|e| self.lost(stage, e))?;
+            match self.wire.read(&mut buf) {
+                Ok(0) => {
+                    return Err(self.lost(
+                        stage,
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"),
+                    ))
+                }
+                Ok(n) => self.reader.feed(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.lost(stage, e)),
+            }
+        }
+    }
+
+    fn command(&mut self, line: &[u8], stage: &'static str) -> Result<ServerReply, Failure> {
+        self.send(line, stage)?;
+        let t = self.settings.reply_timeout;
+        self.reply(stage, t)
+    }
+
+    /// EHLO, or HELO when EHLO is refused: the server's offers.
+    fn hello(&mut self) -> Result<Capabilities, Failure> {
+        let mut line = Vec::new();
+        write_hello(&mut line, true, &self.settings.helo_name);
+        let r = self.command(&line, "sending EHLO")?;
+        if r.is_positive() {
+            return Ok(Capabilities::from_ehlo(&r));
+        }
+        line.clear();
+        write_hello(&mut line, false, &self.settings.helo_name);
+        let r = self.command(&line, "sending HELO")?;
+        if r.is_positive() {
+            Ok(Capabilities::default())
+        } else {
+            Err(Failure::Greeting(r))
+        }
+    }
+}
+
+/// Deliver `m` to the server at `addr` (named `host` for TLS).
+pub fn deliver(
+    settings: &Settings,
+    addr: SocketAddr,
+    host: &str,
+    m: &mut Message<'_>,
+) -> Result<Outcome, Failure> {
+    let tcp = TcpStream::connect_timeout(&addr, settings.connect_timeout)
+        .map_err(|e| Failure::Connect(addr, e))?;
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(settings.reply_timeout));
+    let mut c = Conversation {
+        wire: Wire::Plain(tcp),
+        reader: ReplyReader::new(),
+        addr,
+        settings: settings.clone(),
+    };
+    let greeting = c.reply(
+        "receiving the initial server greeting",
+        settings.reply_timeout,
+    )?;
+    if greeting.code != 220 {
+        return Err(Failure::Greeting(greeting));
+    }
+    let mut caps = c.hello()?;
+    let mut tls = None;
+    if let (true, Some(config)) = (caps.starttls, settings.tls.clone()) {
+        let r = c.command(b"STARTTLS\r\n", "sending STARTTLS")?;
+        if r.code == 220 {
+            if c.reader.buffered() > 0 {
+                // RFC 3207 5: nothing may come in the clear after the 220.
+                return Err(Failure::Protocol {
+                    addr,
+                    stage: "starting TLS",
+                    why: "the server sent more after 220 to STARTTLS".into(),
+                });
+            }
+            let Wire::Plain(tcp) = c.wire else {
+                unreachable!("TLS is started once")
+            };
+            let name = ServerName::try_from(host.to_string())
+                .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+            let conn = ClientConnection::new(config, name)
+                .map_err(|e| Failure::Tls(addr, io::Error::other(e)))?;
+            let mut stream = StreamOwned::new(conn, tcp);
+            while stream.conn.is_handshaking() {
+                stream
+                    .conn
+                    .complete_io(&mut stream.sock)
+                    .map_err(|e| Failure::Tls(addr, e))?;
+            }
+            tls = TlsInfo::of(&stream.conn);
+            c.wire = Wire::Tls(Box::new(stream));
+            caps = c.hello()?;
+        }
+    }
+    let verdicts = transaction(&mut c, &caps, m)?;
+    // The verdicts stand whatever QUIT brings.
+    let mut quit = Vec::new();
+    write_simple(&mut quit, "QUIT");
+    let _ = c.command(&quit, "sending QUIT");
+    Ok(Outcome { verdicts, tls })
+}
+
+/// MAIL, RCPT, DATA: a verdict per recipient.
+fn transaction(
+    c: &mut Conversation,
+    caps: &Capabilities,
+    m: &mut Message<'_>,
+) -> Result<Vec<Verdict>, Failure> {
+    let n = m.recipients.len();
+    let all = |v: Verdict| vec![v; n];
+    if caps.refuses_size(m.size) {
+        return Ok(all(Verdict::Bounced {
+            dsn: "5.3.4".into(),
+            text: format!(
+                "message size {} exceeds size limit {} of server",
+                m.size,
+                caps.size.unwrap_or(0)
+            ),
+        }));
+    }
+    if m.eight_bit && !caps.eight_bit_mime {
+        return Ok(all(Verdict::Bounced {
+            dsn: "5.6.3".into(),
+            text: "8-bit content for a server without 8BITMIME (no 7-bit conversion yet)".into(),
+        }));
+    }
+    let utf8 = !m.sender.is_ascii() || m.recipients.iter().any(|r| !r.is_ascii());
+    if utf8 && !caps.smtputf8 {
+        return Ok(all(Verdict::Bounced {
+            dsn: "5.6.7".into(),
+            text: "SMTPUTF8 is required, but was not offered by the host".into(),
+        }));
+    }
+    let mut line = Vec::new();
+    write_mail(
+        &mut line,
+        m.sender,
+        &MailOptions {
+            size: caps.size.map(|_| m.size),
+            eight_bit: m.eight_bit,
+            smtputf8: utf8,
+            ..MailOptions::default()
+        },
+    );
+    let r = c.command(&line, "sending MAIL FROM")?;
+    if !r.is_positive() {
+        return Ok(all(Verdict::of(&r, "MAIL FROM")));
+    }
+    let mut verdicts = Vec::with_capacity(n);
+    for rcpt in m.recipients {
+        line.clear();
+        write_rcpt(&mut line, rcpt, None, None);
+        let r = c.command(&line, "sending RCPT TO")?;
+        verdicts.push(if r.is_positive() {
+            None
+        } else {
+            Some(Verdict::of(&r, "RCPT TO"))
+        });
+    }
+    let accepted = verdicts.iter().filter(|v| v.is_none()).count();
+    let finish = |verdicts: Vec<Option<Verdict>>, v: Verdict| -> Vec<Verdict> {
+        verdicts
+            .into_iter()
+            .map(|x| x.unwrap_or_else(|| v.clone()))
+            .collect()
+    };
+    if accepted == 0 {
+        line.clear();
+        write_simple(&mut line, "RSET");
+        let _ = c.command(&line, "sending RSET");
+        return Ok(verdicts.into_iter().flatten().collect());
+    }
+    let r = c.command(b"DATA\r\n", "sending DATA")?;
+    if r.code != 354 {
+        let v = if r.is_positive() {
+            Verdict::Deferred {
+                dsn: "4.5.0".into(),
+                text: format!("host said: {r} (in reply to DATA: not 354)"),
+            }
+        } else {
+            Verdict::of(&r, "DATA")
+        };
+        return Ok(finish(verdicts, v));
+    }
+    let mut stuffer = DotStuffer::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut wire = Vec::with_capacity(chunk.len() + 1024);
+    loop {
+        let got = match m.body.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(g) => g,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(c.lost("reading the queue file", e)),
+        };
+        wire.clear();
+        stuffer.stuff(&chunk[..got], &mut wire);
+        c.send(&wire, "sending message body")?;
+    }
+    wire.clear();
+    stuffer.finish(&mut wire);
+    c.send(&wire, "sending end of data")?;
+    let t = c.settings.data_done_timeout;
+    let r = c.reply("sending end of data", t)?;
+    Ok(finish(verdicts, Verdict::of(&r, "end of DATA")))
+}

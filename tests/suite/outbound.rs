@@ -1,0 +1,291 @@
+//! Mail for other domains: submitted on 587, queued, handed by qmgr to
+//! posthorn-smtp, sent to the relayhost: an SMTP sink this test runs on
+//! loopback, which offers STARTTLS (with posthorn dev's certificate) and
+//! answers each recipient as its name says: `later...` gets 450 the first
+//! time, `nobody...` 550 5.1.1, the rest 250. What the sink receives must
+//! be what was submitted apart from the trace headers; the 450 is retried
+//! and delivered; the 550 comes back to the sender as a bounce with the
+//! remote reply.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use crate::harness::{read, Suite};
+
+/// One message as the sink took it.
+#[derive(Debug, Clone)]
+struct Received {
+    from: String,
+    rcpts: Vec<String>,
+    data: Vec<u8>,
+    tls: bool,
+}
+
+#[derive(Default)]
+struct SinkState {
+    tls: Option<Arc<ServerConfig>>,
+    messages: Vec<Received>,
+    /// `later...` recipients already answered 450.
+    deferred_once: Vec<String>,
+}
+
+type Shared = Arc<Mutex<SinkState>>;
+
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+/// Start the sink: its port.
+fn sink(state: Shared) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let state = Arc::clone(&state);
+            std::thread::spawn(move || {
+                let _ = session(conn, &state);
+            });
+        }
+    });
+    port
+}
+
+fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut r: BufReader<Box<dyn Stream>> = BufReader::new(Box::new(tcp.try_clone()?));
+    let mut tcp = Some(tcp);
+    let mut tls = false;
+    let say = |r: &mut BufReader<Box<dyn Stream>>, s: &str| -> std::io::Result<()> {
+        r.get_mut().write_all(s.as_bytes())?;
+        r.get_mut().flush()
+    };
+    say(&mut r, "220 sink.example ESMTP\r\n")?;
+    let mut from = String::new();
+    let mut rcpts = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end();
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            let offer_tls = !tls && state.lock().unwrap().tls.is_some();
+            let mut reply =
+                String::from("250-sink.example\r\n250-SIZE 10000000\r\n250-8BITMIME\r\n");
+            if offer_tls {
+                reply.push_str("250-STARTTLS\r\n");
+            }
+            reply.push_str("250 ENHANCEDSTATUSCODES\r\n");
+            say(&mut r, &reply)?;
+        } else if upper == "STARTTLS" {
+            say(&mut r, "220 2.0.0 go ahead\r\n")?;
+            let config = state.lock().unwrap().tls.clone().unwrap();
+            let conn = ServerConnection::new(config).unwrap();
+            let s = StreamOwned::new(conn, tcp.take().unwrap());
+            r = BufReader::new(Box::new(s));
+            tls = true;
+        } else if let Some(a) = upper.strip_prefix("MAIL FROM:<") {
+            from = line[11..11 + a.find('>').unwrap()].to_string();
+            rcpts.clear();
+            say(&mut r, "250 2.1.0 Ok\r\n")?;
+        } else if upper.starts_with("RCPT TO:<") {
+            let to = line[9..line.find('>').unwrap()].to_string();
+            let mut st = state.lock().unwrap();
+            if to.starts_with("nobody") {
+                say(
+                    &mut r,
+                    &format!("550 5.1.1 <{to}>: Recipient address rejected: User unknown\r\n"),
+                )?;
+            } else if to.starts_with("later") && !st.deferred_once.contains(&to) {
+                st.deferred_once.push(to.clone());
+                say(&mut r, &format!("450 4.2.0 <{to}>: try again later\r\n"))?;
+            } else {
+                rcpts.push(to);
+                say(&mut r, "250 2.1.5 Ok\r\n")?;
+            }
+        } else if upper == "DATA" {
+            say(&mut r, "354 End data with <CR><LF>.<CR><LF>\r\n")?;
+            let mut data = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                r.read_until(b'\n', &mut l)?;
+                if l == b".\r\n" {
+                    break;
+                }
+                let l = if l.starts_with(b"..") {
+                    &l[1..]
+                } else {
+                    &l[..]
+                };
+                data.extend_from_slice(l);
+            }
+            state.lock().unwrap().messages.push(Received {
+                from: from.clone(),
+                rcpts: rcpts.clone(),
+                data,
+                tls,
+            });
+            say(&mut r, "250 2.0.0 Ok: queued as SINK1\r\n")?;
+        } else if upper == "QUIT" {
+            say(&mut r, "221 2.0.0 Bye\r\n")?;
+            return Ok(());
+        } else if upper == "RSET" || upper == "NOOP" {
+            say(&mut r, "250 2.0.0 Ok\r\n")?;
+        } else {
+            say(&mut r, "502 5.5.2 what?\r\n")?;
+        }
+    }
+}
+
+fn client(name: &str) -> String {
+    format!("{}/../tests/clients/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn submitted_mail_for_other_domains_goes_to_the_relayhost() {
+    let state: Shared = Arc::default();
+    let port = sink(Arc::clone(&state));
+    let s = Suite::start(
+        "outbound",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "minimal_backoff_time=1s",
+            "maximal_backoff_time=2s",
+            "queue_run_delay=1s",
+        ],
+    );
+    let tls = rustls_config(&s);
+    state.lock().unwrap().tls = Some(tls);
+
+    let out = std::process::Command::new("python3")
+        .arg(client("smtp_submit.py"))
+        .args(["starttls", &(2587 + s.offset).to_string()])
+        .arg(s.dir.join("tls/ca.pem"))
+        .args([
+            "demo@example.test",
+            "demo",
+            "demo@example.test",
+            "to the world",
+        ])
+        .args([
+            "bob@elsewhere.example",
+            "later@elsewhere.example",
+            "nobody@elsewhere.example",
+        ])
+        .output()
+        .expect("python3 runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("sent "),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = said.trim().trim_start_matches("sent ").to_string();
+
+    // bob at once; later on the retry; both over TLS, the message as
+    // submitted under posthorn's Received: header.
+    let t = Instant::now();
+    let got = loop {
+        let got = state.lock().unwrap().messages.clone();
+        let to: Vec<&String> = got.iter().flat_map(|m| &m.rcpts).collect();
+        if to.iter().any(|r| *r == "bob@elsewhere.example")
+            && to.iter().any(|r| *r == "later@elsewhere.example")
+        {
+            break got;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "the sink got {got:?}; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for m in &got {
+        assert_eq!(m.from, "demo@example.test");
+        assert!(m.tls, "STARTTLS used when offered");
+        let text = String::from_utf8_lossy(&m.data);
+        assert!(
+            text.starts_with("Received: from client.example.org"),
+            "{text}"
+        );
+        assert!(text.contains(" with ESMTPSA id "), "{text}");
+        let body = text.split_once("\r\nFrom: ").map(|(_, b)| b).unwrap_or("");
+        assert!(
+            body.starts_with("<demo@example.test>\r\nTo: <bob@elsewhere.example>\r\nSubject: to the world\r\nDate: "),
+            "{text}"
+        );
+        assert!(
+            body.ends_with("\r\n\r\nsubmitted with smtplib\r\n"),
+            "{text}"
+        );
+    }
+    s.wait_log(&format!(
+        "{id}: to=<bob@elsewhere.example>, relay=127.0.0.1[127.0.0.1]:{port}, "
+    ));
+    s.wait_log("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as SINK1)");
+    s.wait_log(&format!(
+        "Untrusted TLS connection established to 127.0.0.1[127.0.0.1]:{port}: TLSv1.3"
+    ));
+    s.wait_log("status=deferred (host said: 450 4.2.0 <later@elsewhere.example>: try again later (in reply to RCPT TO))");
+
+    // nobody: a bounce to demo with the remote reply.
+    let t = Instant::now();
+    let bounce = loop {
+        let found = s
+            .new_mail("demo@example.test")
+            .into_iter()
+            .map(|f| read(&f))
+            .find(|m| {
+                String::from_utf8_lossy(m)
+                    .contains("Final-Recipient: rfc822; nobody@elsewhere.example")
+            });
+        if let Some(b) = found {
+            break String::from_utf8_lossy(&b).into_owned();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no bounce; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(bounce.contains("Status: 5.1.1"), "{bounce}");
+    assert!(
+        bounce.contains(
+            "550 5.1.1 <nobody@elsewhere.example>: Recipient address rejected: User unknown"
+        ),
+        "{bounce}"
+    );
+    // Each recipient once at the sink.
+    let got = state.lock().unwrap().messages.clone();
+    let mut to: Vec<String> = got.iter().flat_map(|m| m.rcpts.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["bob@elsewhere.example", "later@elsewhere.example"]);
+}
+
+#[test]
+fn without_a_relayhost_mail_for_other_domains_waits_and_says_why() {
+    let s = Suite::start("outbound-none", &[], &["mynetworks=127.0.0.0/8"]);
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    // 127.0.0.1 is in mynetworks here: it may relay.
+    let id = c.mail(
+        "a@example.org",
+        &["x@elsewhere.example"],
+        b"Subject: x\r\n\r\nx\r\n",
+    );
+    s.wait_log(&format!(
+        "{id}: to=<x@elsewhere.example>, relay=none, delay="
+    ));
+    s.wait_log("dsn=4.4.3, status=deferred (no relayhost is set, and MX look-ups are not available in this version)");
+}
+
+fn rustls_config(s: &Suite) -> Arc<ServerConfig> {
+    common::tls::server_config(&s.dir.join("tls/cert.pem"), &s.dir.join("tls/key.pem"))
+        .expect("the dev certificate")
+}
