@@ -2,7 +2,8 @@
 //! posthorn-smtp, sent to the relayhost: an SMTP sink this test runs on
 //! loopback, which offers STARTTLS (with posthorn dev's certificate) and
 //! answers each recipient as its name says: `later...` gets 450 the first
-//! time, `nobody...` 550 5.1.1, the rest 250. What the sink receives must
+//! time, `nobody...` 550 5.1.1, `slow...` 250 after 8 s, `stall...` (the
+//! first time) no reply to the message at all, the rest 250. What the sink receives must
 //! be what was submitted apart from the trace headers; the 450 is retried
 //! and delivered; the 550 comes back to the sender as a bounce with the
 //! remote reply.
@@ -31,6 +32,11 @@ struct SinkState {
     messages: Vec<Received>,
     /// `later...` recipients already answered 450.
     deferred_once: Vec<String>,
+    /// A `stall...` message is being held without a reply.
+    stalling: bool,
+    stalled_once: bool,
+    /// A `slow...` RCPT is waiting.
+    slow_waiting: bool,
 }
 
 type Shared = Arc<Mutex<SinkState>>;
@@ -94,6 +100,10 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
             say(&mut r, "250 2.1.0 Ok\r\n")?;
         } else if upper.starts_with("RCPT TO:<") {
             let to = line[9..line.find('>').unwrap()].to_string();
+            if to.starts_with("slow") {
+                state.lock().unwrap().slow_waiting = true;
+                std::thread::sleep(Duration::from_secs(8));
+            }
             let mut st = state.lock().unwrap();
             if to.starts_with("nobody") {
                 say(
@@ -122,6 +132,17 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
                     &l[..]
                 };
                 data.extend_from_slice(l);
+            }
+            if rcpts.iter().any(|r| r.starts_with("stall")) {
+                let mut st = state.lock().unwrap();
+                if !st.stalled_once {
+                    st.stalled_once = true;
+                    st.stalling = true;
+                    drop(st);
+                    // Hold the reply; the test kills posthorn-smtp now.
+                    std::thread::sleep(Duration::from_secs(20));
+                    return Ok(());
+                }
             }
             state.lock().unwrap().messages.push(Received {
                 from: from.clone(),
@@ -283,6 +304,117 @@ fn without_a_relayhost_mail_for_other_domains_waits_and_says_why() {
         "{id}: to=<x@elsewhere.example>, relay=none, delay="
     ));
     s.wait_log("dsn=4.4.3, status=deferred (no relayhost is set, and MX look-ups are not available in this version)");
+}
+
+/// Wait until the sink holds a message for `rcpt`: the messages it holds.
+fn wait_for(state: &Shared, s: &Suite, rcpt: &str) -> Vec<Received> {
+    let t = Instant::now();
+    loop {
+        let got = state.lock().unwrap().messages.clone();
+        if got.iter().any(|m| m.rcpts.iter().any(|r| r == rcpt)) {
+            return got;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "the sink never got mail for {rcpt}: {got:?}; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_slow_destination_does_not_hold_up_another() {
+    let state: Shared = Arc::default();
+    let port = sink(Arc::clone(&state));
+    let s = Suite::start(
+        "outbound-slow",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    c.mail(
+        "a@example.org",
+        &["slow@slow.example"],
+        b"Subject: slow\r\n\r\nx\r\n",
+    );
+    // The slow one is in its RCPT wait when the quick one comes.
+    let t = Instant::now();
+    while !state.lock().unwrap().slow_waiting {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "never sent; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let queued = Instant::now();
+    c.mail(
+        "a@example.org",
+        &["quick@fast.example"],
+        b"Subject: quick\r\n\r\nx\r\n",
+    );
+    let got = wait_for(&state, &s, "quick@fast.example");
+    assert!(
+        !got.iter()
+            .any(|m| m.rcpts.iter().any(|r| r == "slow@slow.example")),
+        "the quick message waited for the slow one ({:?})",
+        queued.elapsed()
+    );
+    wait_for(&state, &s, "slow@slow.example");
+}
+
+#[test]
+fn an_smtp_agent_killed_mid_message_loses_nothing() {
+    let state: Shared = Arc::default();
+    let port = sink(Arc::clone(&state));
+    let s = Suite::start(
+        "outbound-kill",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8",
+            "minimal_backoff_time=1s",
+            "maximal_backoff_time=2s",
+            "queue_run_delay=1s",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    let id = c.mail(
+        "a@example.org",
+        &["stall@far.example"],
+        b"Subject: stall\r\n\r\nx\r\n",
+    );
+    let t = Instant::now();
+    while !state.lock().unwrap().stalling {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "never sent; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The whole message is at the sink, its reply not yet: kill the agent.
+    let agents = s.workers("posthorn-smtp");
+    assert!(!agents.is_empty());
+    for pid in agents {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // Retried and delivered once; qmgr saw it sent.
+    let got = wait_for(&state, &s, "stall@far.example");
+    assert_eq!(got.len(), 1, "{got:?}");
+    s.wait_log(&format!(
+        "{id}: to=<stall@far.example>, relay=127.0.0.1[127.0.0.1]:{port}, "
+    ));
+    s.wait_log(&format!("{id}: removed"));
 }
 
 fn rustls_config(s: &Suite) -> Arc<ServerConfig> {
