@@ -147,6 +147,29 @@ pub fn reload(dir: &Path) -> i32 {
     }
 }
 
+/// `posthorn flush`: ask qmgr (private/qmgr) to try every deferred
+/// message now, as Postfix's `postqueue -f`.
+pub fn flush(dir: &Path) -> i32 {
+    use std::io::Write as _;
+    let Ok(cfg) = load(dir) else { return 1 };
+    if running(&cfg).is_none() {
+        eprintln!("posthorn: the mail system is not running");
+        return 1;
+    }
+    let socket = common::spool::Spool::new(cfg.queue_dir()).private("qmgr");
+    match std::os::unix::net::UnixStream::connect(&socket).and_then(|mut s| s.write_all(b"flush\n"))
+    {
+        Ok(()) => {
+            eprintln!("posthorn: the queue manager tries every deferred message now");
+            0
+        }
+        Err(e) => {
+            eprintln!("posthorn: {}: {e}", socket.display());
+            1
+        }
+    }
+}
+
 pub fn status(dir: &Path) -> i32 {
     let Ok(cfg) = load(dir) else { return 1 };
     match running(&cfg) {

@@ -35,6 +35,8 @@ enum Cmd {
     Stop(admin::DirArg),
     /// Re-read main.cf and master.cf (SIGHUP to master).
     Reload(admin::DirArg),
+    /// Try every deferred message now (postqueue -f).
+    Flush(admin::DirArg),
     /// Say whether the mail system is running.
     Status(admin::DirArg),
     /// Check main.cf, master.cf, the users file and the spool.
@@ -88,6 +90,7 @@ fn main() {
         Cmd::Start(a) => admin::start(&a.dir()),
         Cmd::Stop(a) => admin::stop(&a.dir()),
         Cmd::Reload(a) => admin::reload(&a.dir()),
+        Cmd::Flush(a) => admin::flush(&a.dir()),
         Cmd::Status(a) => admin::status(&a.dir()),
         Cmd::Check(a) => admin::check(&a.dir()),
         Cmd::Config(a) => admin::config(&a),

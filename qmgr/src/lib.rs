@@ -10,7 +10,9 @@
 //! Wake-up protocol: a client connects to `private/qmgr` and writes lines.
 //! A line that is a queue id means "this message is complete in incoming/"
 //! (smtpd names what it queued, so qmgr takes it without scanning the
-//! directory); any other line means "look at incoming/". Clients may keep
+//! directory); `flush` (from `posthorn flush`) means "try every deferred
+//! message now, due or not"; any other line means "look at incoming/".
+//! Clients may keep
 //! the connection. Lines are at most 64 bytes; a longer one counts as "any
 //! other line". The parse (`Wake`) is the same for any split of the input.
 //!
@@ -184,6 +186,7 @@ fn run(
         last_incoming: Instant::now(),
         last_deferred: None,
         run_delay,
+        flush: false,
     };
     info!(
         "started: {} delivery slots for local, {} for smtp",
@@ -230,6 +233,8 @@ struct Qmgr {
     last_incoming: Instant,
     last_deferred: Option<Instant>,
     run_delay: Duration,
+    /// `posthorn flush` asked: every deferred message at the next tick.
+    flush: bool,
 }
 
 /// A finished batch: its lane, and a result per job.
@@ -240,6 +245,8 @@ type Batch = (usize, Vec<agents::Done>);
 pub struct Wake {
     line: Vec<u8>,
     garbage: bool,
+    /// A `flush` line came (taken by `take_flush`).
+    flush: bool,
 }
 
 impl Wake {
@@ -256,6 +263,11 @@ impl Wake {
                 }
                 continue;
             }
+            if !self.garbage && self.line == b"flush" {
+                self.flush = true;
+                self.line.clear();
+                continue;
+            }
             let id = std::str::from_utf8(&self.line)
                 .ok()
                 .and_then(QueueId::parse);
@@ -267,6 +279,11 @@ impl Wake {
             self.garbage = false;
         }
         scan
+    }
+
+    /// Was `flush` asked for since the last call?
+    pub fn take_flush(&mut self) -> bool {
+        std::mem::take(&mut self.flush)
     }
 }
 
@@ -286,6 +303,10 @@ impl Service for Qmgr {
 
     fn input(&mut self, c: &mut Wake, data: &[u8], _out: &mut Vec<u8>) -> Next<Self::Done> {
         self.wake |= c.feed(data, &mut self.named);
+        if c.take_flush() {
+            info!("flush: every deferred message is tried now");
+            self.flush = true;
+        }
         Next::Continue
     }
 
@@ -344,12 +365,14 @@ impl Service for Qmgr {
             self.starved = true;
             self.named.clear();
         }
-        if self
-            .last_deferred
-            .is_none_or(|t| t.elapsed() >= self.run_delay)
+        let flush = std::mem::take(&mut self.flush);
+        if flush
+            || self
+                .last_deferred
+                .is_none_or(|t| t.elapsed() >= self.run_delay)
         {
             self.last_deferred = Some(Instant::now());
-            self.qm.scan_deferred(&mut self.jobs);
+            self.qm.scan_deferred(&mut self.jobs, flush);
         }
         for j in self.jobs.drain(..) {
             let lane = match j.transport {
@@ -437,6 +460,10 @@ mod tests {
         assert!(w.feed(&[b'x'; 200], &mut named) | w.feed(b"\n", &mut named));
         assert_eq!(named.len(), 2, "no id taken from garbage");
         assert!(w.line.is_empty());
+        // flush, split across reads: no scan, no id, a flush.
+        assert!(!w.feed(b"flu", &mut named) && !w.feed(b"sh\n", &mut named));
+        assert!(w.take_flush() && !w.take_flush());
+        assert_eq!(named.len(), 2);
     }
 
     #[test]

@@ -225,7 +225,8 @@ impl QueueManager {
     }
 
     /// Take messages from deferred/ whose next attempt is due (mtime <= now).
-    pub fn scan_deferred(&mut self, jobs: &mut Vec<Job>) {
+    /// `all`: every deferred message, due or not (`posthorn flush`).
+    pub fn scan_deferred(&mut self, jobs: &mut Vec<Job>, all: bool) {
         let ids = match self.spool.list(Queue::Deferred) {
             Ok(ids) => ids,
             Err(source) => {
@@ -245,7 +246,7 @@ impl QueueManager {
             // Gone or unreadable: not due (whoever moved it owns it now).
             let is_due = fs::metadata(self.spool.path(Queue::Deferred, &id))
                 .and_then(|m| m.modified())
-                .is_ok_and(|t| due(t, now));
+                .is_ok_and(|t| all || due(t, now));
             if is_due {
                 if let Err(e) = self.activate(&id, Queue::Deferred, jobs) {
                     e.log();
@@ -703,7 +704,7 @@ mod tests {
         // that (its age): two hours from the real now.
         let mut qm = manager(&spool, Duration::from_secs(3600));
         let mut jobs = Vec::new();
-        qm.scan_deferred(&mut jobs);
+        qm.scan_deferred(&mut jobs, false);
         assert!(jobs.is_empty(), "a remote recipient gets no local job");
         assert_eq!(qm.active_count(), 0);
         let path = spool.path(Queue::Deferred, &id);
@@ -713,7 +714,7 @@ mod tests {
         assert!(spool.list(Queue::Incoming).unwrap().is_empty(), "no bounce");
         // Not due yet: a scan an hour later leaves it where it is.
         let mut qm = manager(&spool, Duration::from_secs(3600 + 60));
-        qm.scan_deferred(&mut jobs);
+        qm.scan_deferred(&mut jobs, false);
         assert!(path.exists());
     }
 
@@ -724,7 +725,7 @@ mod tests {
         // Six days later: past maximal_queue_lifetime (5 days).
         let mut qm = manager(&spool, Duration::from_secs(6 * DAY));
         let mut jobs = Vec::new();
-        qm.scan_deferred(&mut jobs);
+        qm.scan_deferred(&mut jobs, false);
         for q in [Queue::Deferred, Queue::Active] {
             assert!(!spool.path(q, &id).exists(), "original gone from {q:?}");
         }
@@ -749,7 +750,7 @@ mod tests {
         let id = deferred_message(&spool, "");
         // Past bounce_queue_lifetime (1 day here), well short of 5 days.
         let mut qm = manager(&spool, Duration::from_secs(2 * DAY));
-        qm.scan_deferred(&mut Vec::new());
+        qm.scan_deferred(&mut Vec::new(), false);
         assert!(!spool.path(Queue::Deferred, &id).exists());
         assert!(spool.list(Queue::Incoming).unwrap().is_empty());
     }

@@ -46,7 +46,11 @@ impl<T: Read + Write> Stream for T {}
 
 /// Start the sink: its port.
 fn sink(state: Shared) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    sink_on(TcpListener::bind("127.0.0.1:0").unwrap(), state)
+}
+
+/// The sink on `l`.
+fn sink_on(l: TcpListener, state: Shared) -> u16 {
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for conn in l.incoming().flatten() {
@@ -414,6 +418,60 @@ fn an_smtp_agent_killed_mid_message_loses_nothing() {
     s.wait_log(&format!(
         "{id}: to=<stall@far.example>, relay=127.0.0.1[127.0.0.1]:{port}, "
     ));
+    s.wait_log(&format!("{id}: removed"));
+}
+
+#[test]
+fn flush_tries_deferred_mail_at_once() {
+    // A port with nothing on it yet: the first try is refused, and the
+    // next one would be an hour later.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = Suite::start(
+        "outbound-flush",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8",
+            "minimal_backoff_time=1h",
+            "maximal_backoff_time=2h",
+            "queue_run_delay=1h",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    let id = c.mail(
+        "a@example.org",
+        &["x@far.example"],
+        b"Subject: flush\r\n\r\nx\r\n",
+    );
+    s.wait_log(&format!(
+        "{id}: to=<x@far.example>, relay=127.0.0.1:{port}, delay="
+    ));
+    s.wait_log(&format!(
+        "dsn=4.4.1, status=deferred (connect to 127.0.0.1:{port}: Connection refused"
+    ));
+    // Now a server is there; flush instead of waiting the hour.
+    let state: Shared = Arc::default();
+    sink_on(
+        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        Arc::clone(&state),
+    );
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["flush", "-c"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.wait_log("flush: every deferred message is tried now");
+    wait_for(&state, &s, "x@far.example");
     s.wait_log(&format!("{id}: removed"));
 }
 
