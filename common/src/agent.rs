@@ -4,9 +4,44 @@
 //! (requests it left behind are not delivered: their messages are back in
 //! incoming/ and will be asked for again).
 
+use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
+
+use crate::daemon::Worker;
+use crate::{error, warning};
+
+/// Accept qmgr's connections on `listener` and `serve` each to its end,
+/// one at a time, until the worker is told to stop.
+pub fn accept_loop(
+    listener: &UnixListener,
+    worker: &Worker,
+    mut serve: impl FnMut(UnixStream) -> io::Result<()>,
+) {
+    if let Err(e) = listener.set_nonblocking(true) {
+        crate::fatal!("listener: {e}");
+    }
+    while !worker.stopping() {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Err(e) = serve(stream) {
+                    if e.kind() != io::ErrorKind::UnexpectedEof {
+                        warning!("connection from qmgr: {e}");
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(listener, Duration::from_millis(500));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                error!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
 
 /// Has the other end closed the connection (end of file waiting to be read)?
 pub fn peer_gone(stream: &UnixStream) -> bool {

@@ -43,7 +43,7 @@ use common::agent::{peer_gone, wait_readable};
 use common::daemon::{self, Listener};
 use common::ipc::{self, DeliverReply, DeliverRequest};
 use common::users::UserTable;
-use common::{error, warning};
+use common::warning;
 
 /// The program's entry point (posthorn-local).
 pub fn main() {
@@ -59,28 +59,9 @@ pub fn main() {
         maildirs: deliver::MaildirCache::new(),
         active: deliver::ActiveDir::default(),
     };
-    if let Err(e) = listener.set_nonblocking(true) {
-        common::fatal!("listener: {e}");
-    }
-    while !worker.stopping() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = serve(&mut agent, stream, &worker) {
-                    if e.kind() != io::ErrorKind::UnexpectedEof {
-                        warning!("connection from qmgr: {e}");
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_readable(listener, Duration::from_millis(500));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                error!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    common::agent::accept_loop(listener, &worker, |stream| {
+        serve(&mut agent, stream, &worker)
+    });
 }
 
 /// Serve one qmgr connection until it closes or we are told to stop.

@@ -44,7 +44,7 @@ use common::config::{Config, ConfigError};
 use common::daemon::{self, Listener};
 use common::ipc::{self, DeliverReply, DeliverRequest, RecipientResult, Status};
 use common::spool::{Queue, QueueFile, QueueId, Spool};
-use common::{error, info, warning};
+use common::{info, warning};
 
 use crate::route::NextHop;
 use crate::session::{Failure, Message, Settings, Verdict};
@@ -269,28 +269,7 @@ pub fn main() {
         Ok(a) => a,
         Err(e) => common::config_fatal!("{e}"),
     };
-    if let Err(e) = listener.set_nonblocking(true) {
-        common::fatal!("listener: {e}");
-    }
-    while !worker.stopping() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = serve(&agent, stream, &worker) {
-                    if e.kind() != io::ErrorKind::UnexpectedEof {
-                        warning!("connection from qmgr: {e}");
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_readable(listener, Duration::from_millis(500));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                error!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    common::agent::accept_loop(listener, &worker, |stream| serve(&agent, stream, &worker));
 }
 
 /// Serve one qmgr connection: a request, its reply, until it closes or we

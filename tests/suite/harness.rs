@@ -201,6 +201,17 @@ impl Suite {
         );
     }
 
+    /// Wait (up to 40 s) until `cond` holds; `what` names it in the panic.
+    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !cond() {
+            if t.elapsed() > Duration::from_secs(40) {
+                panic!("waited 40s for {what}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Wait until the log contains `needle`.
     pub fn wait_log(&self, needle: &str) {
         let t = Instant::now();

@@ -214,22 +214,8 @@ fn submitted_mail_for_other_domains_goes_to_the_relayhost() {
 
     // bob at once; later on the retry; both over TLS, the message as
     // submitted under posthorn's Received: header.
-    let t = Instant::now();
-    let got = loop {
-        let got = state.lock().unwrap().messages.clone();
-        let to: Vec<&String> = got.iter().flat_map(|m| &m.rcpts).collect();
-        if to.iter().any(|r| *r == "bob@elsewhere.example")
-            && to.iter().any(|r| *r == "later@elsewhere.example")
-        {
-            break got;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(40),
-            "the sink got {got:?}; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    wait_for(&state, &s, "bob@elsewhere.example");
+    let got = wait_for(&state, &s, "later@elsewhere.example");
     for m in &got {
         assert_eq!(m.from, "demo@example.test");
         assert!(m.tls, "STARTTLS used when offered");
@@ -312,19 +298,14 @@ fn without_a_relayhost_mail_for_other_domains_waits_and_says_why() {
 
 /// Wait until the sink holds a message for `rcpt`: the messages it holds.
 fn wait_for(state: &Shared, s: &Suite, rcpt: &str) -> Vec<Received> {
-    let t = Instant::now();
-    loop {
-        let got = state.lock().unwrap().messages.clone();
-        if got.iter().any(|m| m.rcpts.iter().any(|r| r == rcpt)) {
-            return got;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(40),
-            "the sink never got mail for {rcpt}: {got:?}; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let has = || {
+        let st = state.lock().unwrap();
+        st.messages
+            .iter()
+            .any(|m| m.rcpts.iter().any(|r| r == rcpt))
+    };
+    s.wait_until(&format!("mail for {rcpt} at the sink"), has);
+    state.lock().unwrap().messages.clone()
 }
 
 #[test]
@@ -347,15 +328,7 @@ fn a_slow_destination_does_not_hold_up_another() {
         b"Subject: slow\r\n\r\nx\r\n",
     );
     // The slow one is in its RCPT wait when the quick one comes.
-    let t = Instant::now();
-    while !state.lock().unwrap().slow_waiting {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "never sent; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_until("the slow RCPT", || state.lock().unwrap().slow_waiting);
     let queued = Instant::now();
     c.mail(
         "a@example.org",
@@ -394,15 +367,7 @@ fn an_smtp_agent_killed_mid_message_loses_nothing() {
         &["stall@far.example"],
         b"Subject: stall\r\n\r\nx\r\n",
     );
-    let t = Instant::now();
-    while !state.lock().unwrap().stalling {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "never sent; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_until("the stalled message", || state.lock().unwrap().stalling);
     // The whole message is at the sink, its reply not yet: kill the agent.
     let agents = s.workers("posthorn-smtp");
     assert!(!agents.is_empty());
