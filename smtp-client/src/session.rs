@@ -7,7 +7,8 @@
 //! would refuse is not sent, RFC 1870 6), MAIL FROM with SIZE, BODY=8BITMIME
 //! and SMTPUTF8 as the message needs and the server offers, one RCPT per
 //! recipient, DATA with the message dot-stuffed, QUIT. A timeout on every
-//! step. Replies are read with proto::smtp::client. Does not own which
+//! step (PIPELINING when offered). Replies are read with
+//! proto::smtp::client. Does not own which
 //! server (route.rs), retrying (qmgr) or logging (lib.rs).
 //!
 //! Verdicts: 2xx sent, 4xx deferred, 5xx bounced, each with the server's
@@ -19,8 +20,8 @@
 //! needs SMTPUTF8 for one without it, bounces (5.6.3, 5.6.7): Postfix's
 //! 7-bit downgrade is not there yet.
 //!
-//! Standards: RFC 5321, RFC 1870 (SIZE), RFC 2920 (PIPELINING is not used
-//! yet: one command at a time), RFC 3207 (STARTTLS), RFC 3463, RFC 6152
+//! Standards: RFC 5321, RFC 1870 (SIZE), RFC 2920 (PIPELINING: MAIL, the
+//! RCPTs and DATA in one write, their replies in order), RFC 3207 (STARTTLS), RFC 3463, RFC 6152
 //! (8BITMIME), RFC 6531 (SMTPUTF8).
 
 use std::io::{self, Read, Write};
@@ -264,8 +265,15 @@ pub fn deliver(
                     why: "the server sent more after 220 to STARTTLS".into(),
                 });
             }
-            let Wire::Plain(tcp) = c.wire else {
-                unreachable!("TLS is started once")
+            let tcp = match c.wire {
+                Wire::Plain(tcp) => tcp,
+                Wire::Tls(_) => {
+                    return Err(Failure::Protocol {
+                        addr,
+                        stage: "starting TLS",
+                        why: "STARTTLS offered under TLS".into(),
+                    })
+                }
             };
             let name = ServerName::try_from(host.to_string())
                 .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
@@ -333,21 +341,50 @@ fn transaction(
             ..MailOptions::default()
         },
     );
-    let r = c.command(&line, "sending MAIL FROM")?;
-    if !r.is_positive() {
-        return Ok(all(Verdict::of(&r, "MAIL FROM")));
-    }
-    let mut verdicts = Vec::with_capacity(n);
+    // RFC 2920: with PIPELINING, MAIL, every RCPT and DATA go in one write
+    // and their replies are read in order; without, one at a time.
+    let mut rcpt_lines = Vec::with_capacity(n);
     for rcpt in m.recipients {
-        line.clear();
-        write_rcpt(&mut line, rcpt, None, None);
-        let r = c.command(&line, "sending RCPT TO")?;
-        verdicts.push(if r.is_positive() {
-            None
-        } else {
-            Some(Verdict::of(&r, "RCPT TO"))
-        });
+        let mut l = Vec::new();
+        write_rcpt(&mut l, rcpt, None, None);
+        rcpt_lines.push(l);
     }
+    let (mail_reply, rcpt_replies, data_reply) = if caps.pipelining {
+        let mut all = line.clone();
+        rcpt_lines.iter().for_each(|l| all.extend_from_slice(l));
+        all.extend_from_slice(b"DATA\r\n");
+        c.send(&all, "sending MAIL FROM")?;
+        let t = c.settings.reply_timeout;
+        let mail = c.reply("sending MAIL FROM", t)?;
+        let mut rcpts = Vec::with_capacity(n);
+        for _ in 0..n {
+            rcpts.push(c.reply("sending RCPT TO", t)?);
+        }
+        let data = c.reply("sending DATA", t)?;
+        (mail, rcpts, Some(data))
+    } else {
+        let mail = c.command(&line, "sending MAIL FROM")?;
+        let mut rcpts = Vec::with_capacity(n);
+        if mail.is_positive() {
+            for l in &rcpt_lines {
+                rcpts.push(c.command(l, "sending RCPT TO")?);
+            }
+        }
+        (mail, rcpts, None)
+    };
+    if !mail_reply.is_positive() {
+        if data_reply.as_ref().is_some_and(|d| d.code == 354) {
+            // A server that took DATA anyway: an empty message, dropped.
+            c.send(b".\r\n", "sending end of data")?;
+            let t = c.settings.reply_timeout;
+            let _ = c.reply("sending end of data", t);
+        }
+        return Ok(all(Verdict::of(&mail_reply, "MAIL FROM")));
+    }
+    let verdicts: Vec<Option<Verdict>> = rcpt_replies
+        .iter()
+        .map(|r| (!r.is_positive()).then(|| Verdict::of(r, "RCPT TO")))
+        .collect();
     let accepted = verdicts.iter().filter(|v| v.is_none()).count();
     let finish = |verdicts: Vec<Option<Verdict>>, v: Verdict| -> Vec<Verdict> {
         verdicts
@@ -356,12 +393,20 @@ fn transaction(
             .collect()
     };
     if accepted == 0 {
+        if data_reply.as_ref().is_some_and(|d| d.code == 354) {
+            c.send(b".\r\n", "sending end of data")?;
+            let t = c.settings.reply_timeout;
+            let _ = c.reply("sending end of data", t);
+        }
         line.clear();
         write_simple(&mut line, "RSET");
         let _ = c.command(&line, "sending RSET");
         return Ok(verdicts.into_iter().flatten().collect());
     }
-    let r = c.command(b"DATA\r\n", "sending DATA")?;
+    let r = match data_reply {
+        Some(r) => r,
+        None => c.command(b"DATA\r\n", "sending DATA")?,
+    };
     if r.code != 354 {
         let v = if r.is_positive() {
             Verdict::Deferred {

@@ -37,6 +37,12 @@ struct SinkState {
     stalled_once: bool,
     /// A `slow...` RCPT is waiting.
     slow_waiting: bool,
+    /// Offer PIPELINING (RFC 2920): the client then sends MAIL, the RCPTs
+    /// and DATA in one write.
+    pipelining: bool,
+    /// RCPT had come already when MAIL FROM was read (they were sent in
+    /// one write).
+    pipelined: bool,
 }
 
 type Shared = Arc<Mutex<SinkState>>;
@@ -83,9 +89,15 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
         let line = line.trim_end();
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            let offer_tls = !tls && state.lock().unwrap().tls.is_some();
+            let (offer_tls, pipelining) = {
+                let st = state.lock().unwrap();
+                (!tls && st.tls.is_some(), st.pipelining)
+            };
             let mut reply =
                 String::from("250-sink.example\r\n250-SIZE 10000000\r\n250-8BITMIME\r\n");
+            if pipelining {
+                reply.push_str("250-PIPELINING\r\n");
+            }
             if offer_tls {
                 reply.push_str("250-STARTTLS\r\n");
             }
@@ -100,6 +112,9 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
             tls = true;
         } else if let Some(a) = upper.strip_prefix("MAIL FROM:<") {
             from = line[11..11 + a.find('>').unwrap()].to_string();
+            if r.buffer().starts_with(b"RCPT TO:<") {
+                state.lock().unwrap().pipelined = true;
+            }
             rcpts.clear();
             say(&mut r, "250 2.1.0 Ok\r\n")?;
         } else if upper.starts_with("RCPT TO:<") {
@@ -185,7 +200,11 @@ fn submitted_mail_for_other_domains_goes_to_the_relayhost() {
         ],
     );
     let tls = rustls_config(&s);
-    state.lock().unwrap().tls = Some(tls);
+    {
+        let mut st = state.lock().unwrap();
+        st.tls = Some(tls);
+        st.pipelining = true;
+    }
 
     let out = std::process::Command::new("python3")
         .arg(client("smtp_submit.py"))
@@ -216,6 +235,10 @@ fn submitted_mail_for_other_domains_goes_to_the_relayhost() {
     // submitted under posthorn's Received: header.
     wait_for(&state, &s, "bob@elsewhere.example");
     let got = wait_for(&state, &s, "later@elsewhere.example");
+    assert!(
+        state.lock().unwrap().pipelined,
+        "MAIL and RCPT in one write (PIPELINING offered)"
+    );
     for m in &got {
         assert_eq!(m.from, "demo@example.test");
         assert!(m.tls, "STARTTLS used when offered");
