@@ -111,7 +111,11 @@ params! {
     "smtpd_tls_wrappermode" = "no";
         "yes: TLS from the first byte (implicit TLS, the smtps service on port 465, RFC 8314), with smtpd_tls_cert_file. Usually set per service in master.cf with -o.";
     "relayhost" = "";
-        "Where posthorn-smtp sends mail for other domains: [host]:port or [address]:port (that host; the brackets say: no MX look-up), or host[:port] (its MX records: in this version its A and AAAA records, as MX look-ups are not there yet). Empty: mail for other domains is deferred (MX delivery is not available in this version).";
+        "Where posthorn-smtp sends mail for other domains: [host]:port or [address]:port (that host; the brackets say: no MX look-up), or host[:port] (the hosts of its MX records). Empty: each recipient domain's MX hosts (RFC 5321 5.1), on smtp_tcp_port.";
+    "smtp_tcp_port" = "25";
+        "The port posthorn-smtp connects to on MX hosts (relayhost names its own port).";
+    "dns_servers" = "";
+        "The name servers posthorn asks (MX, A and AAAA records): ADDR or ADDR:PORT, separated by commas or spaces. Empty: those of /etc/resolv.conf.";
     "smtp_helo_name" = "$myhostname";
         "The name posthorn-smtp gives in EHLO (or HELO).";
     "smtp_connect_timeout" = "30s";

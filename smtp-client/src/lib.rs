@@ -8,14 +8,16 @@
 //! Runs as mail_owner (it reads queue files, writes nothing).
 //!
 //! Each request: the queue file opened once (no symbolic link), the
-//! recipients checked against it, the next hop (route.rs: `relayhost`),
-//! its addresses tried in order until one gives verdicts (session.rs); a
+//! recipients checked against it, the next hop (route.rs: `relayhost`, else
+//! the domain's MX hosts), their addresses tried in order until one gives
+//! verdicts (session.rs); a
 //! failure at one address (refused, timed out, a greeting other than 220)
 //! moves to the next, and when none is left every recipient is deferred
 //! with the last reason. A TLS handshake that fails is tried again without
 //! TLS (smtp_tls_security_level = may is opportunistic).
 //!
-//! Parameters: relayhost, smtp_helo_name, smtp_connect_timeout,
+//! Parameters: relayhost, smtp_tcp_port, dns_servers, smtp_helo_name,
+//! smtp_connect_timeout,
 //! smtp_helo_timeout, smtp_data_done_timeout, smtp_tls_security_level,
 //! queue_directory.
 //!
@@ -46,14 +48,19 @@ use common::ipc::{self, DeliverReply, DeliverRequest, RecipientResult, Status};
 use common::spool::{Queue, QueueFile, QueueId, Spool};
 use common::{info, warning};
 
-use crate::route::NextHop;
+use crate::route::{Dns, NextHop, Unroutable};
 use crate::session::{Failure, Message, Settings, Verdict};
 
 /// The agent's settings, read once.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Agent {
     pub spool: Spool,
     pub relayhost: Option<NextHop>,
+    /// MX and address look-ups; None when the resolver cannot be set up
+    /// (everything is deferred, saying so).
+    pub dns: Option<Dns>,
+    /// smtp_tcp_port: the port of MX hosts.
+    pub mx_port: u16,
     pub session: Settings,
 }
 
@@ -75,6 +82,17 @@ impl Agent {
         Ok(Agent {
             spool: Spool::new(cfg.queue_dir()),
             relayhost: NextHop::relayhost(cfg)?,
+            dns: match Dns::new(&cfg.list("dns_servers")) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    warning!("DNS: {e}; mail for other domains is deferred");
+                    None
+                }
+            },
+            mx_port: u16::try_from(cfg.int("smtp_tcp_port")?)
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| cfg.invalid("smtp_tcp_port", "not a port (1-65535)".into()))?,
             session: Settings {
                 helo_name: cfg.get("smtp_helo_name"),
                 connect_timeout: cfg.time("smtp_connect_timeout")?,
@@ -150,28 +168,61 @@ impl Agent {
     /// Send to the next hop: `relay=` text and a verdict per recipient.
     fn send(&self, qf: &QueueFile, rcpts: &[String]) -> (String, Vec<Verdict>) {
         let all = |v: Verdict| vec![v; rcpts.len()];
-        let Some(hop) = &self.relayhost else {
-            return (
-                "none".into(),
-                all(Verdict::Deferred {
+        let unroutable = |u: Unroutable| {
+            let v = match u {
+                Unroutable::NoSuchDomain(d) => Verdict::Bounced {
+                    dsn: "5.1.2".into(),
+                    text: format!("Host or domain name not found. Name service error for name={d} type=MX: Host not found"),
+                },
+                Unroutable::NullMx(d) => Verdict::Bounced {
+                    dsn: "5.1.10".into(),
+                    text: format!("Domain {d} does not accept mail (nullMX)"),
+                },
+                Unroutable::TempFail(t) => Verdict::Deferred {
                     dsn: "4.4.3".into(),
-                    text: "no relayhost is set, and MX look-ups are not available in this version"
-                        .into(),
-                }),
-            );
+                    text: t,
+                },
+            };
+            ("none".to_string(), all(v))
         };
-        let addresses = match hop.addresses() {
-            Ok(a) if !a.is_empty() => a,
-            Ok(_) | Err(_) => {
-                return (
-                    "none".into(),
-                    all(Verdict::Deferred {
-                        dsn: "4.4.3".into(),
-                        text: format!("Host or domain name not found: {}", hop.name()),
-                    }),
-                )
+        let Some(dns) = &self.dns else {
+            return unroutable(Unroutable::TempFail(
+                "the resolver could not be set up (see the log at start)".into(),
+            ));
+        };
+        // The next hop: relayhost ([host]: itself; host: its MX), else the
+        // recipients' domain's MX (qmgr sends one domain per request).
+        let domain = rcpts
+            .first()
+            .and_then(|r| r.rsplit_once('@'))
+            .map_or("", |(_, d)| d);
+        let (hosts, port) = match &self.relayhost {
+            Some(hop) if hop.literal => (vec![hop.host.clone()], hop.port),
+            Some(hop) => match dns.mx_hosts(&hop.host) {
+                Ok(h) => (h, hop.port),
+                Err(u) => return unroutable(u),
+            },
+            None => match dns.mx_hosts(domain) {
+                Ok(h) => (h, self.mx_port),
+                Err(u) => return unroutable(u),
+            },
+        };
+        let mut addresses = Vec::new();
+        let mut temp = None;
+        for h in &hosts {
+            match dns.addresses(h, port) {
+                Ok(a) => addresses.extend(a.into_iter().map(|a| (h.clone(), a))),
+                Err(u) => temp = Some(u),
             }
-        };
+        }
+        if addresses.is_empty() {
+            return unroutable(temp.unwrap_or_else(|| {
+                Unroutable::TempFail(format!(
+                    "Host or domain name not found: no address for {}",
+                    hosts.join(", ")
+                ))
+            }));
+        }
         let eight_bit = match has_8bit(qf) {
             Ok(b) => b,
             Err(e) => {
@@ -185,8 +236,8 @@ impl Agent {
             }
         };
         let mut last = String::new();
-        for addr in addresses {
-            let relay = format!("{}[{}]:{}", hop.name(), addr.ip(), addr.port());
+        for (host, addr) in addresses {
+            let relay = format!("{host}[{}]:{}", addr.ip(), addr.port());
             let mut settings = self.session.clone();
             // Opportunistic TLS: a failed handshake is tried once without.
             for _ in 0..2 {
@@ -204,7 +255,7 @@ impl Agent {
                     eight_bit,
                     body: &mut body,
                 };
-                match session::deliver(&settings, addr, hop.name(), &mut m) {
+                match session::deliver(&settings, addr, &host, &mut m) {
                     Ok(o) => {
                         if let Some(t) = &o.tls {
                             info!("Untrusted TLS connection established to {relay}: {t}");
@@ -223,7 +274,7 @@ impl Agent {
             }
         }
         (
-            format!("{}:{}", hop.name(), hop.port),
+            format!("{}:{port}", hosts.join(",")),
             all(Verdict::Deferred {
                 dsn: "4.4.1".into(),
                 text: last,

@@ -1,23 +1,23 @@
-//! Where mail for a recipient goes: the next hop.
+//! Where mail for a recipient goes: the next hop and its addresses.
 //!
 //! Owns reading `relayhost` (Postfix's syntax: `[host]:port` or
-//! `[address]:port` is that host, no MX lookup; `host` or `host:port` would
-//! be the host's MX records) and turning a next hop into addresses to try.
-//! Does not own the SMTP conversation (session.rs).
+//! `[address]:port` is that host, no MX look-up; `host` or `host:port` the
+//! hosts of its MX records) and the look-ups (`Dns`: hickory's stub
+//! resolver, /etc/resolv.conf's servers or `dns_servers`): MX records in
+//! preference order, equal ones in random order; no MX record means the
+//! domain itself (the implicit MX); a lone MX of "." is RFC 7505's null MX
+//! (the domain takes no mail: bounce 5.1.10); a domain that does not exist
+//! bounces (5.1.2); a failing name service defers (4.4.3). Does not own the
+//! SMTP conversation (session.rs).
 //!
-//! Not yet: MX lookups (hickory-resolver, with RFC 7505 null MX and the
-//! implicit MX of RFC 5321 5.1). Until then a `relayhost` without brackets
-//! is looked up as a host name (its A and AAAA records, through the
-//! system's resolver), and mail for a domain with no relayhost set is
-//! deferred, saying so: `relayhost` is how posthorn sends to other domains
-//! in this version.
-//!
-//! Standards: RFC 5321 5.1 (the order of addresses), 2.3.5 (domain names).
+//! Standards: RFC 5321 5.1 (MX order, implicit MX), RFC 7505 (null MX),
+//! RFC 1035.
 //!
 //! Diagnostics: a relayhost that does not parse is a `ConfigError` naming
-//! the parameter.
+//! the parameter; look-up failures are the texts of the deferrals and
+//! bounces (`Name service error for name=D type=MX: ...`).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 use common::config::{Config, ConfigError};
 
@@ -72,17 +72,6 @@ impl NextHop {
             literal,
         })
     }
-
-    /// The addresses to try, in order (the system resolver's: IPv6 and
-    /// IPv4 as it sorts them).
-    pub fn addresses(&self) -> std::io::Result<Vec<SocketAddr>> {
-        Ok((self.host.as_str(), self.port).to_socket_addrs()?.collect())
-    }
-
-    /// Postfix's `relay=` form without the address: `host`.
-    pub fn name(&self) -> &str {
-        &self.host
-    }
 }
 
 #[cfg(test)]
@@ -116,5 +105,133 @@ mod tests {
         for bad in ["[x", "[x]:", "[x]:0", "x:99999", "a b", "[]:25", "x:y"] {
             assert_eq!(NextHop::parse(bad), None, "{bad}");
         }
+    }
+}
+
+/// Why a destination has no addresses to try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unroutable {
+    /// The domain does not exist (NXDOMAIN): bounce, 5.1.2.
+    NoSuchDomain(String),
+    /// RFC 7505: the domain takes no mail (a lone MX of "." at preference
+    /// 0): bounce, 5.1.10.
+    NullMx(String),
+    /// The name service failed or timed out: defer, 4.4.3.
+    TempFail(String),
+}
+
+/// MX and address look-ups: hickory's stub resolver on a current-thread
+/// runtime of this process, with /etc/resolv.conf's servers or
+/// `dns_servers`.
+pub struct Dns {
+    rt: tokio::runtime::Runtime,
+    resolver: hickory_resolver::TokioResolver,
+}
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dns")
+    }
+}
+
+impl Dns {
+    /// `servers`: ADDR:PORT (or ADDR, port 53) each; empty: the system's.
+    pub fn new(servers: &[String]) -> Result<Dns, String> {
+        use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+        use hickory_resolver::name_server::TokioConnectionProvider;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the resolver's runtime: {e}"))?;
+        let provider = TokioConnectionProvider::default();
+        let resolver = if servers.is_empty() {
+            hickory_resolver::TokioResolver::builder(provider)
+                .map_err(|e| format!("/etc/resolv.conf: {e}"))?
+                .build()
+        } else {
+            let mut group = NameServerConfigGroup::new();
+            for s in servers {
+                let addr: SocketAddr = match s.parse() {
+                    Ok(a) => a,
+                    Err(_) => SocketAddr::new(
+                        s.parse()
+                            .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))?,
+                        53,
+                    ),
+                };
+                group.merge(NameServerConfigGroup::from_ips_clear(
+                    &[addr.ip()],
+                    addr.port(),
+                    true,
+                ));
+            }
+            let mut opts = ResolverOpts::default();
+            opts.timeout = std::time::Duration::from_secs(5);
+            opts.attempts = 2;
+            let config = ResolverConfig::from_parts(None, Vec::new(), group);
+            let mut b = hickory_resolver::TokioResolver::builder_with_config(config, provider);
+            *b.options_mut() = opts;
+            b.build()
+        };
+        Ok(Dns { rt, resolver })
+    }
+
+    /// The hosts mail for `domain` goes to, most preferred first (equal
+    /// preferences in random order, RFC 5321 5.1); the domain itself when
+    /// it has no MX (the implicit MX).
+    pub fn mx_hosts(&self, domain: &str) -> Result<Vec<String>, Unroutable> {
+        let name = format!("{}.", domain.trim_end_matches('.'));
+        match self.rt.block_on(self.resolver.mx_lookup(name.as_str())) {
+            Ok(mx) => {
+                let mut records: Vec<(u16, String)> = mx
+                    .iter()
+                    .map(|m| {
+                        let host = m.exchange().to_ascii();
+                        (m.preference(), host.trim_end_matches('.').to_string())
+                    })
+                    .collect();
+                if records.len() == 1 && records[0].1.is_empty() {
+                    return Err(Unroutable::NullMx(domain.to_string()));
+                }
+                records.retain(|(_, h)| !h.is_empty());
+                shuffle(&mut records);
+                records.sort_by_key(|(p, _)| *p);
+                Ok(records.into_iter().map(|(_, h)| h).collect())
+            }
+            Err(e) if e.is_nx_domain() => Err(Unroutable::NoSuchDomain(domain.to_string())),
+            Err(e) if e.is_no_records_found() => Ok(vec![domain.to_string()]),
+            Err(e) => Err(Unroutable::TempFail(format!(
+                "Name service error for name={domain} type=MX: {e}"
+            ))),
+        }
+    }
+
+    /// The addresses of `host` (an address literal is itself), on `port`.
+    pub fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Unroutable> {
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let name = format!("{}.", host.trim_end_matches('.'));
+        match self.rt.block_on(self.resolver.lookup_ip(name.as_str())) {
+            Ok(ips) => Ok(ips.iter().map(|ip| SocketAddr::new(ip, port)).collect()),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(Unroutable::TempFail(format!(
+                "Name service error for name={host} type=A: {e}"
+            ))),
+        }
+    }
+}
+
+/// Equal preferences in random order (a stable sort by preference after).
+fn shuffle<T>(v: &mut [T]) {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos() as u64 | 1);
+    for i in (1..v.len()).rev() {
+        // xorshift
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.swap(i, (seed % (i as u64 + 1)) as usize);
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod availability;
 mod crash;
 mod crashloop;
+mod dns;
 mod harness;
 mod imap;
 mod outbound;

@@ -303,20 +303,79 @@ fn submitted_mail_for_other_domains_goes_to_the_relayhost() {
 }
 
 #[test]
-fn without_a_relayhost_mail_for_other_domains_waits_and_says_why() {
-    let s = Suite::start("outbound-none", &[], &["mynetworks=127.0.0.0/8"]);
+fn mx_hosts_in_preference_order_implicit_mx_null_mx_and_no_such_domain() {
+    use crate::dns::{serve, Rr, Zone};
+    let state: Shared = Arc::default();
+    let port = sink(Arc::clone(&state));
+    let zone: Zone = Arc::default();
+    {
+        let mut z = zone.lock().unwrap();
+        // far.example: the first MX takes no connection, the second is the sink.
+        z.insert(
+            "far.example".into(),
+            vec![
+                Rr::Mx(20, "mx2.far.example".into()),
+                Rr::Mx(10, "mx1.far.example".into()),
+            ],
+        );
+        z.insert(
+            "mx1.far.example".into(),
+            vec![Rr::Addr("127.0.0.2".parse().unwrap())],
+        );
+        z.insert(
+            "mx2.far.example".into(),
+            vec![Rr::Addr("127.0.0.1".parse().unwrap())],
+        );
+        // bare.example: no MX, an address (the implicit MX, RFC 5321 5.1).
+        z.insert(
+            "bare.example".into(),
+            vec![Rr::Addr("127.0.0.1".parse().unwrap())],
+        );
+        // nomail.example: RFC 7505's null MX.
+        z.insert("nomail.example".into(), vec![Rr::Mx(0, String::new())]);
+    }
+    let dns = serve(Arc::clone(&zone));
+    let s = Suite::start(
+        "outbound-mx",
+        &[],
+        &[
+            &format!("dns_servers={dns}"),
+            &format!("smtp_tcp_port={port}"),
+            "mynetworks=127.0.0.0/8",
+        ],
+    );
     let mut c = crate::harness::Smtp::connect(s.port);
     c.cmd("EHLO trusted.example.org", 250);
-    // 127.0.0.1 is in mynetworks here: it may relay.
     let id = c.mail(
-        "a@example.org",
-        &["x@elsewhere.example"],
-        b"Subject: x\r\n\r\nx\r\n",
+        "demo@example.test",
+        &[
+            "a@far.example",
+            "b@bare.example",
+            "c@nomail.example",
+            "d@nowhere.example",
+        ],
+        b"Subject: mx\r\n\r\nx\r\n",
     );
+    wait_for(&state, &s, "a@far.example");
+    wait_for(&state, &s, "b@bare.example");
     s.wait_log(&format!(
-        "{id}: to=<x@elsewhere.example>, relay=none, delay="
+        "{id}: to=<a@far.example>, relay=mx2.far.example[127.0.0.1]:{port}, "
     ));
-    s.wait_log("dsn=4.4.3, status=deferred (no relayhost is set, and MX look-ups are not available in this version)");
+    s.wait_log(&format!(
+        "{id}: to=<b@bare.example>, relay=bare.example[127.0.0.1]:{port}, "
+    ));
+    s.wait_log("dsn=5.1.10, status=bounced (Domain nomail.example does not accept mail (nullMX))");
+    s.wait_log("dsn=5.1.2, status=bounced (Host or domain name not found. Name service error for name=nowhere.example type=MX: Host not found)");
+    // The two bounces reach the sender.
+    s.wait_until("the bounces for c@ and d@", || {
+        let all: String = s
+            .new_mail("demo@example.test")
+            .iter()
+            .map(|f| String::from_utf8_lossy(&read(f)).into_owned())
+            .collect();
+        all.contains("Final-Recipient: rfc822; c@nomail.example")
+            && all.contains("Final-Recipient: rfc822; d@nowhere.example")
+    });
 }
 
 /// Wait until the sink holds a message for `rcpt`: the messages it holds.
