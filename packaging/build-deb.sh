@@ -8,14 +8,16 @@
 # and objdump (binutils) are used when present. Run it from anywhere; it
 # prints the path of the .deb on its last line.
 #
-# Environment: SKIP_CARGO_BUILD=1 packages whatever target/release holds.
+# Environment: SKIP_CARGO_BUILD=1 packages whatever target/release holds;
+# CARGO_TARGET_DIR, when set, is where cargo puts the build (and the .deb).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 DAEMONS="master smtpd qmgr local smtp anvil auth pop3d pop3-login imapd imap-login"
-OUT=$ROOT/target/debian
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=$TARGET/debian
 STAGE=$OUT/stage
 # The cargo packages of the daemons (pop3-login is a program of posthorn-pop3d,
 # imap-login one of posthorn-imapd).
@@ -47,7 +49,7 @@ if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
     # shellcheck disable=SC2086 # $CRATES is a list of words
     cargo build --release --locked -p posthorn-cli $CRATES
 fi
-REL=$ROOT/target/release
+REL=$TARGET/release
 for b in posthorn $(for d in $DAEMONS; do echo "posthorn-$d"; done); do
     [ -x "$REL/$b" ] || die "$REL/$b is missing"
 done
