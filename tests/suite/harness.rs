@@ -68,6 +68,12 @@ impl Suite {
         for u in all_users {
             cmd.arg("--user").arg(u);
         }
+        // Nothing leaves the machine: no name server but the tests' own
+        // (one that knows no name, unless the test brings its own).
+        if !overrides.iter().any(|o| o.starts_with("dns_servers=")) {
+            let empty = crate::dns::serve(Default::default());
+            cmd.arg("-o").arg(format!("dns_servers={empty}"));
+        }
         for o in overrides {
             cmd.arg("-o").arg(o);
         }

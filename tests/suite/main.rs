@@ -351,7 +351,26 @@ fn loop_bounces_to_the_sender() {
 
 #[test]
 fn relay_from_mynetworks_is_queued_and_deferred() {
-    let s = Suite::start("relay", &[], &["mynetworks=127.0.0.0/8"]);
+    // elsewhere.org's MX takes no connection: deferred.
+    let zone: dns::Zone = Default::default();
+    zone.lock().unwrap().insert(
+        "elsewhere.org".into(),
+        vec![dns::Rr::Addr("127.0.0.2".parse().unwrap())],
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = Suite::start(
+        "relay",
+        &[],
+        &[
+            "mynetworks=127.0.0.0/8",
+            &format!("dns_servers={}", dns::serve(zone)),
+            &format!("smtp_tcp_port={closed}"),
+        ],
+    );
     let mut c = Smtp::connect(s.port);
     c.cmd("HELO c", 250);
     let id = c.mail(
@@ -360,7 +379,10 @@ fn relay_from_mynetworks_is_queued_and_deferred() {
         b"Subject: out\r\n\r\nbody\r\n",
     );
     c.cmd("QUIT", 221);
-    s.wait_log(&format!("{id}: to=<someone@elsewhere.org>, relay=none"));
+    s.wait_log(&format!(
+        "{id}: to=<someone@elsewhere.org>, relay=elsewhere.org:{closed}, "
+    ));
+    s.wait_log("status=deferred (connect to 127.0.0.2:");
     let t = std::time::Instant::now();
     while !s.dir.join("spool/deferred").join(&id).exists() {
         assert!(
