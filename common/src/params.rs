@@ -125,7 +125,9 @@ params! {
     "smtp_data_done_timeout" = "600s";
         "How long posthorn-smtp waits for the reply after the whole message was sent.";
     "smtp_tls_security_level" = "may";
-        "TLS from posthorn-smtp to the next hop. may: STARTTLS when the server offers it, its certificate not checked (opportunistic, RFC 7435); a failed handshake is tried again without TLS. none: never. (encrypt, verify and secure: not yet.)";
+        "TLS from posthorn-smtp to the next hop. may: STARTTLS when the server offers it, its certificate not checked (opportunistic, RFC 7435); a failed handshake is tried again without TLS. encrypt: TLS required (else deferred), the certificate not checked. verify, secure: TLS required and the certificate must chain to smtp_tls_CAfile and name the host (the MX host, or relayhost's). none: never.";
+    "smtp_tls_CAfile" = "/etc/ssl/certs/ca-certificates.crt";
+        "The CA certificates (PEM) posthorn-smtp trusts at smtp_tls_security_level verify and secure. Read when posthorn-smtp starts.";
     "smtpd_sasl_auth_enable" = "no";
         "yes: smtpd offers AUTH PLAIN and LOGIN (RFC 4954, with SASL-IR) and has posthorn-auth verify the password, as for POP3 and IMAP; a failure is 535 5.7.8 after auth_failure_delay and the log line fail2ban's postfix-sasl filter matches. An authenticated client may relay. The submission services of master.cf set it with -o.";
     "smtpd_tls_auth_only" = "yes";

@@ -66,18 +66,26 @@ pub struct Agent {
 
 impl Agent {
     pub fn from_config(cfg: &Config) -> Result<Agent, ConfigError> {
-        let level = cfg.one_of("smtp_tls_security_level", &["none", "may"])?;
+        let level = cfg.one_of(
+            "smtp_tls_security_level",
+            &["none", "may", "encrypt", "verify", "secure"],
+        )?;
+        let verified = matches!(level.as_str(), "verify" | "secure");
         let tls = match level.as_str() {
-            "may" => match tls::opportunistic() {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    return Err(cfg.invalid(
-                        "smtp_tls_security_level",
-                        format!("TLS cannot be set up: {e}"),
-                    ))
-                }
-            },
-            _ => None,
+            "none" => None,
+            "may" | "encrypt" => Some(tls::opportunistic().map_err(|e| {
+                cfg.invalid(
+                    "smtp_tls_security_level",
+                    format!("TLS cannot be set up: {e}"),
+                )
+            })?),
+            _ => {
+                let ca = cfg.get("smtp_tls_CAfile");
+                Some(
+                    tls::verified(std::path::Path::new(&ca))
+                        .map_err(|e| cfg.invalid("smtp_tls_CAfile", e))?,
+                )
+            }
         };
         Ok(Agent {
             spool: Spool::new(cfg.queue_dir()),
@@ -99,6 +107,8 @@ impl Agent {
                 reply_timeout: cfg.time("smtp_helo_timeout")?,
                 data_done_timeout: cfg.time("smtp_data_done_timeout")?,
                 tls,
+                tls_required: level != "none" && level != "may",
+                tls_verified: verified,
             },
         })
     }
@@ -258,11 +268,16 @@ impl Agent {
                 match session::deliver(&settings, addr, &host, &mut m) {
                     Ok(o) => {
                         if let Some(t) = &o.tls {
-                            info!("Untrusted TLS connection established to {relay}: {t}");
+                            let trust = if settings.tls_verified {
+                                "Verified"
+                            } else {
+                                "Untrusted"
+                            };
+                            info!("{trust} TLS connection established to {relay}: {t}");
                         }
                         return (relay, o.verdicts);
                     }
-                    Err(Failure::Tls(_, e)) if settings.tls.is_some() => {
+                    Err(Failure::Tls(_, e)) if settings.tls.is_some() && !settings.tls_required => {
                         warning!("TLS handshake with {relay} failed: {e}; trying without TLS");
                         settings.tls = None;
                     }

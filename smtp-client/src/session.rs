@@ -48,8 +48,13 @@ pub struct Settings {
     pub reply_timeout: Duration,
     /// smtp_data_done_timeout: the wait for the reply to the message.
     pub data_done_timeout: Duration,
-    /// STARTTLS when offered (smtp_tls_security_level = may).
+    /// STARTTLS with this configuration when offered
+    /// (smtp_tls_security_level).
     pub tls: Option<Arc<ClientConfig>>,
+    /// No mail without TLS (encrypt, verify, secure).
+    pub tls_required: bool,
+    /// The level's name, for the log (`Untrusted` or `Verified`).
+    pub tls_verified: bool,
 }
 
 /// What became of one recipient.
@@ -83,6 +88,8 @@ pub enum Failure {
     Greeting(ServerReply),
     #[error("TLS handshake with {0} failed: {1}")]
     Tls(SocketAddr, io::Error),
+    #[error("TLS is required, but was not offered by host {0}")]
+    TlsNotOffered(SocketAddr),
     #[error("lost connection with {addr} while {stage}: {err}")]
     Lost {
         addr: SocketAddr,
@@ -254,8 +261,14 @@ pub fn deliver(
     }
     let mut caps = c.hello()?;
     let mut tls = None;
+    if settings.tls_required && (!caps.starttls || settings.tls.is_none()) {
+        return Err(Failure::TlsNotOffered(addr));
+    }
     if let (true, Some(config)) = (caps.starttls, settings.tls.clone()) {
         let r = c.command(b"STARTTLS\r\n", "sending STARTTLS")?;
+        if r.code != 220 && settings.tls_required {
+            return Err(Failure::TlsNotOffered(addr));
+        }
         if r.code == 220 {
             if c.reader.buffered() > 0 {
                 // RFC 3207 5: nothing may come in the clear after the 220.

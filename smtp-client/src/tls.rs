@@ -1,14 +1,18 @@
 //! TLS to the next hop: smtp_tls_security_level.
 //!
-//! Owns the client configuration for opportunistic STARTTLS (`may`, RFC
-//! 3207 with RFC 7435's opportunistic security): encryption whenever the
-//! server offers it, its certificate not checked (a man in the middle can
-//! strip STARTTLS anyway at this level; checking would only make mail fall
-//! back to plain text). `none` never uses TLS. Does not own when STARTTLS
-//! is sent (session.rs) or the levels that check certificates (`encrypt`,
-//! `verify`, `secure`, smtp_tls_policy_maps, DANE and MTA-STS: not yet).
+//! Owns the client configurations of the levels: `may` (RFC 3207 with RFC
+//! 7435's opportunistic security: encryption whenever the server offers
+//! it, its certificate not checked: a man in the middle can strip STARTTLS
+//! anyway at this level, and checking would only make mail fall back to
+//! plain text), `encrypt` (TLS required, the certificate not checked),
+//! `verify` and `secure` (TLS required, the certificate must chain to a CA
+//! of smtp_tls_CAfile and name the host connected to: the MX host's name,
+//! or relayhost's). `none` never uses TLS. Does not own when STARTTLS is
+//! sent or required (session.rs), smtp_tls_policy_maps, DANE or MTA-STS
+//! (not yet).
 //!
-//! Standards: RFC 3207, RFC 7435, RFC 8446 / RFC 5246 (rustls).
+//! Standards: RFC 3207, RFC 7435, RFC 6125 (names, by rustls-webpki), RFC
+//! 8446 / RFC 5246 (rustls).
 
 use std::sync::Arc;
 
@@ -67,7 +71,25 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// The client configuration of smtp_tls_security_level = may.
+/// The client configuration of `verify` and `secure`: certificates that
+/// chain to the CAs of `ca_file` (PEM) and name the server.
+pub fn verified(ca_file: &std::path::Path) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = common::tls::load_certs(ca_file).map_err(|e| e.to_string())?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("{}: no usable CA certificate", ca_file.display()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The client configuration of `may` and `encrypt`.
 pub fn opportunistic() -> Result<Arc<ClientConfig>, Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(AnyCertificate(Arc::clone(&provider)));

@@ -522,6 +522,89 @@ fn flush_tries_deferred_mail_at_once() {
     s.wait_log(&format!("{id}: removed"));
 }
 
+/// smtp_tls_security_level: encrypt sends nothing to a server without
+/// STARTTLS; verify checks the certificate against smtp_tls_CAfile (the
+/// dev CA: delivered, "Verified"; the system's CAs: not trusted, deferred).
+#[test]
+fn tls_levels_encrypt_and_verify() {
+    // encrypt, a server that offers no STARTTLS: deferred, nothing sent.
+    let plain: Shared = Arc::default();
+    let port = sink(Arc::clone(&plain));
+    let s = Suite::start(
+        "outbound-encrypt",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8",
+            "smtp_tls_security_level=encrypt",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    let id = c.mail(
+        "a@example.org",
+        &["x@far.example"],
+        b"Subject: e\r\n\r\nx\r\n",
+    );
+    s.wait_log(&format!(
+        "{id}: to=<x@far.example>, relay=127.0.0.1:{port}, delay="
+    ));
+    s.wait_log(&format!(
+        "dsn=4.4.1, status=deferred (TLS is required, but was not offered by host 127.0.0.1:{port})"
+    ));
+    assert!(plain.lock().unwrap().messages.is_empty());
+    drop(s);
+
+    // verify against the dev CA (the sink has a certificate of it for
+    // 127.0.0.1), then against the system's CAs.
+    for (trusted, name) in [(true, "outbound-verify"), (false, "outbound-verify-no")] {
+        let state: Shared = Arc::default();
+        let port = sink(Arc::clone(&state));
+        let mut opts = vec![
+            format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8".to_string(),
+            "smtp_tls_security_level=verify".to_string(),
+        ];
+        if !trusted {
+            opts.push("smtp_tls_CAfile=/etc/ssl/certs/ca-certificates.crt".into());
+        }
+        let base =
+            std::env::temp_dir().join(format!("posthorn-suite-{}-{name}", std::process::id()));
+        if trusted {
+            opts.push(format!(
+                "smtp_tls_CAfile={}",
+                base.join("tls/ca.pem").display()
+            ));
+        }
+        let o: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let s = Suite::start(name, &[], &o);
+        state.lock().unwrap().tls = Some(rustls_config(&s));
+        let mut c = crate::harness::Smtp::connect(s.port);
+        c.cmd("EHLO trusted.example.org", 250);
+        let id = c.mail(
+            "a@example.org",
+            &["v@far.example"],
+            b"Subject: v\r\n\r\nx\r\n",
+        );
+        if trusted {
+            let got = wait_for(&state, &s, "v@far.example");
+            assert!(got[0].tls);
+            s.wait_log(&format!(
+                "Verified TLS connection established to 127.0.0.1[127.0.0.1]:{port}: TLSv1.3"
+            ));
+            s.wait_log(&format!(
+                "{id}: to=<v@far.example>, relay=127.0.0.1[127.0.0.1]:{port}, "
+            ));
+        } else {
+            s.wait_log(&format!(
+                "{id}: to=<v@far.example>, relay=127.0.0.1:{port}, "
+            ));
+            s.wait_log("status=deferred (TLS handshake with 127.0.0.1:");
+            assert!(state.lock().unwrap().messages.is_empty());
+        }
+    }
+}
+
 fn rustls_config(s: &Suite) -> Arc<ServerConfig> {
     common::tls::server_config(&s.dir.join("tls/cert.pem"), &s.dir.join("tls/key.pem"))
         .expect("the dev certificate")
