@@ -184,7 +184,9 @@ fn etc_main_cf() -> (Vec<Setting>, Vec<Setting>) {
         if !name.is_empty()
             && name
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                // Postfix's names are lower case but for a few such as
+                // smtp_tls_CAfile.
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             target.push((name.to_string(), value.trim().to_string(), i + 1));
         }
