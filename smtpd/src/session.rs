@@ -1364,6 +1364,16 @@ impl Session {
             Mode::Bdat { last, rx, .. } => (last, rx.bytes_out()),
             Mode::Command | Mode::Auth(_) => return Step::Continue,
         };
+        // The end of a submitted message: the fields it lacks, if its
+        // header never ended, are written before the checks below (a write
+        // that fails is refused with 452 like any other).
+        if last {
+            if let Some(mut h) = self.tx.headers.take() {
+                let mut tail = Vec::new();
+                h.finish(&mut tail);
+                self.write_message(sink, &tail);
+            }
+        }
         let verb = self.last_verb_lower();
         let refuse = if self.tx.too_big {
             Some(Reply::new(
@@ -1408,14 +1418,6 @@ impl Session {
                 format!("Ok: {chunk_bytes} bytes"),
             ));
             return Step::Continue;
-        }
-        if let Some(mut h) = self.tx.headers.take() {
-            let mut tail = Vec::new();
-            h.finish(&mut tail);
-            self.write_message(sink, &tail);
-            if self.tx.write_failed {
-                return self.feed_message(&[], sink);
-            }
         }
         self.waiting_commit = true;
         Step::Commit
