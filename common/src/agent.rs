@@ -10,6 +10,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use crate::daemon::Worker;
+use crate::ipc::{DeliverRequest, FrameReader};
 use crate::{error, warning};
 
 /// Accept qmgr's connections on `listener` and `serve` each to its end,
@@ -41,6 +42,29 @@ pub fn accept_loop(
             }
         }
     }
+}
+
+/// A qmgr connection just accepted: blocking, with a 60 s read time-out
+/// (a request's frame, once begun, comes whole).
+pub fn prepare(stream: &UnixStream) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))
+}
+
+/// The next request on a qmgr connection (`prepare`d), waited for while
+/// watching the stop flag: None when qmgr closed the connection or the
+/// worker is to stop.
+pub fn next_request(
+    stream: &UnixStream,
+    frames: &mut FrameReader,
+    worker: &Worker,
+) -> io::Result<Option<DeliverRequest>> {
+    while !frames.has_frame() && !wait_readable(stream, Duration::from_millis(500)) {
+        if worker.stopping() {
+            return Ok(None);
+        }
+    }
+    frames.read::<_, DeliverRequest>(&mut &*stream)
 }
 
 /// Has the other end closed the connection (end of file waiting to be read)?

@@ -37,9 +37,8 @@ pub mod resolve;
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
-use common::agent::{peer_gone, wait_readable};
+use common::agent::{next_request, peer_gone};
 use common::daemon::{self, Listener};
 use common::ipc::{self, DeliverReply, DeliverRequest};
 use common::users::UserTable;
@@ -70,21 +69,10 @@ fn serve(
     mut stream: UnixStream,
     worker: &daemon::Worker,
 ) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    common::agent::prepare(&stream)?;
     // One buffer for the connection: a read usually takes a whole request.
     let mut frames = ipc::FrameReader::new();
-    loop {
-        // Wait for a request while watching the stop flag.
-        if !frames.has_frame() && !wait_readable(&stream, Duration::from_millis(500)) {
-            if worker.stopping() {
-                return Ok(());
-            }
-            continue;
-        }
-        let Some(req) = frames.read::<_, DeliverRequest>(&mut &stream)? else {
-            return Ok(());
-        };
+    while let Some(req) = next_request(&stream, &mut frames, worker)? {
         // A batch: this request and those that came with it (qmgr writes a
         // batch in one write), delivered with one fsync of each new/.
         let mut batch = vec![req];
@@ -129,6 +117,7 @@ fn serve(
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
     }
+    Ok(())
 }
 
 /// Most requests delivered as one batch (qmgr sends at most 16).

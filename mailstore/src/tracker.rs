@@ -52,15 +52,14 @@ pub(crate) enum Sub {
     Cur,
 }
 
-/// What happened to a name, as inotify tells it.
+/// A rename, as inotify tells it: the only events a folder expects of
+/// itself (any other event is a change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     /// Renamed away (IN_MOVED_FROM).
     From,
     /// Renamed here (IN_MOVED_TO).
     To,
-    /// Unlinked (IN_DELETE).
-    Delete,
 }
 
 /// One folder's tracking (or one IDLE watcher's): dropped, it stops.
@@ -317,8 +316,6 @@ impl State {
                     Some(Op::From)
                 } else if e.mask.contains(AddWatchFlags::IN_MOVED_TO) {
                     Some(Op::To)
-                } else if e.mask.contains(AddWatchFlags::IN_DELETE) {
-                    Some(Op::Delete)
                 } else {
                     None
                 };

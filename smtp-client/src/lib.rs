@@ -39,9 +39,9 @@ pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::agent::{peer_gone, wait_readable};
+use common::agent::{next_request, peer_gone};
 use common::config::{Config, ConfigError};
 use common::daemon::{self, Listener};
 use common::ipc::{self, DeliverReply, DeliverRequest, RecipientResult, Status};
@@ -152,19 +152,9 @@ impl Agent {
         let mut out = Vec::with_capacity(verdicts.len());
         for (r, v) in req.recipients.iter().zip(verdicts) {
             let (status, dsn, text, word) = match v {
-                Verdict::Sent(t) => (Status::Sent, "2.0.0".to_string(), t, "sent"),
+                Verdict::Sent { dsn, text } => (Status::Sent, dsn, text, "sent"),
                 Verdict::Deferred { dsn, text } => (Status::Deferred, dsn, text, "deferred"),
                 Verdict::Bounced { dsn, text } => (Status::Bounced, dsn, text, "bounced"),
-            };
-            let dsn = if status == Status::Sent {
-                // The reply's own code when it has one.
-                text.split(' ')
-                    .nth(1)
-                    .filter(|c| c.starts_with("2.") && c.len() <= 9)
-                    .unwrap_or(&dsn)
-                    .to_string()
-            } else {
-                dsn
             };
             info!(
                 "{id}: to=<{}>, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
@@ -341,19 +331,9 @@ pub fn main() {
 /// Serve one qmgr connection: a request, its reply, until it closes or we
 /// are told to stop.
 fn serve(agent: &Agent, mut stream: UnixStream, worker: &daemon::Worker) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    common::agent::prepare(&stream)?;
     let mut frames = ipc::FrameReader::new();
-    loop {
-        if !frames.has_frame() && !wait_readable(&stream, Duration::from_millis(500)) {
-            if worker.stopping() {
-                return Ok(());
-            }
-            continue;
-        }
-        let Some(req) = frames.read::<_, DeliverRequest>(&mut &stream)? else {
-            return Ok(());
-        };
+    while let Some(req) = next_request(&stream, &mut frames, worker)? {
         if peer_gone(&stream) {
             warning!("{}: requester has gone; not delivered", req.queue_id);
             return Ok(());
@@ -365,4 +345,5 @@ fn serve(agent: &Agent, mut stream: UnixStream, worker: &daemon::Worker) -> io::
         ipc::encode_frame(&mut out, &DeliverReply { results })?;
         stream.write_all(&out)?;
     }
+    Ok(())
 }

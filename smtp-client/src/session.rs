@@ -60,7 +60,7 @@ pub struct Settings {
 /// What became of one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Sent(String),
+    Sent { dsn: String, text: String },
     Deferred { dsn: String, text: String },
     Bounced { dsn: String, text: String },
 }
@@ -70,7 +70,10 @@ impl Verdict {
     fn of(r: &ServerReply, what: &str) -> Verdict {
         let text = format!("host said: {r} (in reply to {what})");
         if r.is_positive() {
-            Verdict::Sent(r.to_string())
+            Verdict::Sent {
+                dsn: r.dsn(),
+                text: r.to_string(),
+            }
         } else if r.is_transient() {
             Verdict::Deferred { dsn: r.dsn(), text }
         } else {
