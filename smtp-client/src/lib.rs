@@ -118,8 +118,15 @@ impl Agent {
     pub fn deliver(&self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, String> {
         let id = QueueId::parse(&req.queue_id)
             .ok_or_else(|| format!("bad queue id {:?}", req.queue_id))?;
-        let path = self.spool.path(Queue::Active, &id);
-        let qf = match QueueFile::read(&path) {
+        // Through active/, owned by its owner, no link followed; a message
+        // of up to MESSAGE_KEPT bytes is read once (kept in memory for the
+        // 8-bit scan and the sending).
+        let opened = self
+            .spool
+            .open_dir(Queue::Active)
+            .map_err(Into::into)
+            .and_then(|dir| QueueFile::open_in(&dir, &self.spool.dir(Queue::Active), &id));
+        let qf = match opened {
             Ok(q) => q,
             Err(e) => {
                 let why = format!("cannot read queue file: {e}");
