@@ -1,7 +1,8 @@
 #!/bin/sh
 # packaging/build-deb.sh — build target/debian/posthorn_VERSION_ARCH.deb.
 #
-# Builds the release binaries, assembles a staging tree under
+# Builds the release program (multi-call: the daemons in /usr/lib/posthorn
+# are symbolic links to /usr/sbin/posthorn), assembles a staging tree under
 # target/debian/stage (programs, daemons, gzipped man pages, /etc/posthorn
 # conffiles, init script, systemd unit, copyright) and runs
 # dpkg-deb --build --root-owner-group. Needs cargo, dpkg-deb and gzip; strip
@@ -19,9 +20,6 @@ DAEMONS="master smtpd qmgr local smtp anvil auth pop3d pop3-login imapd imap-log
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$TARGET/debian
 STAGE=$OUT/stage
-# The cargo packages of the daemons (pop3-login is a program of posthorn-pop3d,
-# imap-login one of posthorn-imapd).
-CRATES="-p posthorn-master -p posthorn-smtpd -p posthorn-qmgr -p posthorn-local -p posthorn-smtp -p posthorn-anvil -p posthorn-auth -p posthorn-pop3d -p posthorn-imapd"
 PKG=posthorn
 
 die() {
@@ -43,16 +41,14 @@ VERSION=$(awk '
 ARCH=$(dpkg --print-architecture)
 
 if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
-    # posthorn-pop3d's package builds both posthorn-pop3d and
-    # posthorn-pop3-login; posthorn-imapd's both posthorn-imapd and
-    # posthorn-imap-login.
-    # shellcheck disable=SC2086 # $CRATES is a list of words
-    cargo build --release --locked -p posthorn-cli $CRATES
+    # One program: /usr/sbin/posthorn is multi-call (it runs as the worker
+    # its argv[0] names), and every daemon in /usr/lib/posthorn is a
+    # symbolic link to it. The same binary the benches measure, one
+    # link-time optimisation instead of twelve.
+    cargo build --release --locked -p posthorn-cli
 fi
 REL=$TARGET/release
-for b in posthorn $(for d in $DAEMONS; do echo "posthorn-$d"; done); do
-    [ -x "$REL/$b" ] || die "$REL/$b is missing"
-done
+[ -x "$REL/posthorn" ] || die "$REL/posthorn is missing"
 
 rm -rf "$STAGE"
 mkdir -p "$STAGE/DEBIAN"
@@ -62,10 +58,10 @@ umask 022
 install -d "$STAGE/usr/sbin" "$STAGE/usr/lib/posthorn"
 install -m 0755 "$REL/posthorn" "$STAGE/usr/sbin/posthorn"
 for d in $DAEMONS; do
-    install -m 0755 "$REL/posthorn-$d" "$STAGE/usr/lib/posthorn/posthorn-$d"
+    ln -s ../../sbin/posthorn "$STAGE/usr/lib/posthorn/posthorn-$d"
 done
 if command -v strip >/dev/null 2>&1; then
-    strip --strip-unneeded "$STAGE/usr/sbin/posthorn" "$STAGE"/usr/lib/posthorn/*
+    strip --strip-unneeded "$STAGE/usr/sbin/posthorn"
 fi
 
 # Man pages, gzipped without time stamps.
@@ -91,9 +87,8 @@ install -m 0644 etc/posthorn.service "$STAGE/lib/systemd/system/posthorn.service
 # Documentation: copyright, with the Rust crates linked into the programs.
 DOC=$STAGE/usr/share/doc/$PKG
 install -d "$DOC"
-# shellcheck disable=SC2086 # $CRATES is a list of words
 crates=$(cargo tree --locked --offline -e normal,no-proc-macro --prefix none -f '{p}|{l}' \
-    -p posthorn-cli $CRATES \
+    -p posthorn-cli \
     2>/dev/null | sed 's/ (\*)$//' | grep -v '^$' | grep -v " ($ROOT" | sort -u) || crates=
 while IFS= read -r line; do
     if [ "$line" = @CRATES@ ]; then
@@ -125,7 +120,7 @@ EOF
 # Dependencies: the newest glibc symbol version the programs use.
 LIBC_DEP=libc6
 if command -v objdump >/dev/null 2>&1; then
-    glibc=$(objdump -T "$STAGE/usr/sbin/posthorn" "$STAGE"/usr/lib/posthorn/* 2>/dev/null |
+    glibc=$(objdump -T "$STAGE/usr/sbin/posthorn" 2>/dev/null |
         grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
     [ -n "$glibc" ] && LIBC_DEP="libc6 (>= $glibc)"
 fi

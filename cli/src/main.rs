@@ -2,9 +2,11 @@
 //!
 //! Run as `posthorn` it is the admin command (see posthorn(1)): `dev`,
 //! `start`, `stop`, `reload`, `status`, `check`, `config`, `user add`.
-//! Run under a worker's name (`posthorn-smtpd`, ...; master does this when
-//! daemon_directory is empty, as in development mode) it is that worker, so
-//! `cargo run --bin posthorn` is the whole suite in one executable.
+//! Run under a worker's name (`posthorn-smtpd`, ...) it is that worker:
+//! master runs daemon_directory/posthorn-NAME, which the package makes a
+//! symbolic link to /usr/sbin/posthorn, or (in development mode, or when
+//! that file is missing) this executable with that name as argv[0]. There
+//! is no other program: `cargo run --bin posthorn` is the whole suite.
 
 mod admin;
 mod dev;

@@ -405,6 +405,14 @@ files_present() {
     [ -x /usr/sbin/posthorn ] && [ -x /usr/lib/posthorn/posthorn-master ] && [ -x "$INIT" ]
 }
 check "installed files (programs, daemons, man pages, conffiles, init script, unit)" files_present
+daemons_are_links() {
+    local d
+    for d in master smtpd qmgr local smtp anvil auth pop3d pop3-login imapd imap-login; do
+        [ "$(readlink -f "/usr/lib/posthorn/posthorn-$d")" = /usr/sbin/posthorn ] ||
+            { echo "/usr/lib/posthorn/posthorn-$d is not a link to /usr/sbin/posthorn"; return 1; }
+    done
+}
+check "every daemon in /usr/lib/posthorn is the multi-call /usr/sbin/posthorn" daemons_are_links
 conffiles_ok() {
     local c
     c=$(dpkg-query -W -f='${Conffiles}\n' posthorn)

@@ -1,4 +1,0 @@
-//! posthorn-imapd: see lib.rs and posthorn-imapd(8).
-fn main() {
-    posthorn_imapd::main()
-}

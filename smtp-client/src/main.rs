@@ -1,3 +1,0 @@
-fn main() {
-    posthorn_smtp::main();
-}
