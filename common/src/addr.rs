@@ -50,6 +50,45 @@ impl Domains {
     }
 }
 
+/// A next hop of outbound mail, in relayhost's and transport(5)'s syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    pub host: String,
+    pub port: u16,
+    /// `[host]`: the host itself; else its MX records.
+    pub literal: bool,
+}
+
+impl NextHop {
+    /// `[host]:port`, `[host]`, `host:port`, `host` (`default_port` when
+    /// none is given).
+    pub fn parse(v: &str, default_port: u16) -> Option<NextHop> {
+        let (host, rest, literal) = match v.strip_prefix('[') {
+            Some(r) => {
+                let (h, rest) = r.split_once(']')?;
+                (h, rest, true)
+            }
+            None => match v.rsplit_once(':') {
+                Some((h, _)) if !h.contains(':') => (h, &v[h.len()..], false),
+                _ => (v, "", false),
+            },
+        };
+        let port = match rest {
+            "" => default_port,
+            p => p.strip_prefix(':')?.parse().ok().filter(|&p| p > 0)?,
+        };
+        let ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+        ok.then(|| NextHop {
+            host: host.to_string(),
+            port,
+            literal,
+        })
+    }
+}
+
 /// `local@domain` split at the last `@`. An address without `@` has no domain.
 pub fn split(addr: &str) -> (&str, &str) {
     match addr.rfind('@') {
@@ -119,5 +158,35 @@ mod tests {
         assert_eq!(d.route("root@localhost"), Route::System);
         assert_eq!(d.route("postmaster"), Route::System);
         assert_eq!(d.route("a@example.org"), Route::Remote);
+    }
+
+    #[test]
+    fn next_hop_forms() {
+        let hop = |h: &str, port, literal| NextHop {
+            host: h.into(),
+            port,
+            literal,
+        };
+        assert_eq!(
+            NextHop::parse("[127.0.0.1]:2526", 25),
+            Some(hop("127.0.0.1", 2526, true))
+        );
+        assert_eq!(
+            NextHop::parse("[mail.example.org]", 25),
+            Some(hop("mail.example.org", 25, true))
+        );
+        assert_eq!(NextHop::parse("[::1]:25", 25), Some(hop("::1", 25, true)));
+        assert_eq!(
+            NextHop::parse("smtp.example.org:587", 25),
+            Some(hop("smtp.example.org", 587, false))
+        );
+        assert_eq!(
+            NextHop::parse("example.org", 2525),
+            Some(hop("example.org", 2525, false)),
+            "no port: the default given"
+        );
+        for bad in ["[x", "[x]:", "[x]:0", "x:99999", "a b", "[]:25", "x:y"] {
+            assert_eq!(NextHop::parse(bad, 25), None, "{bad}");
+        }
     }
 }

@@ -191,6 +191,10 @@ pub struct DeliverRequest {
     /// Arrival time, unix seconds (for delay= in the log line).
     pub arrival: u64,
     pub recipients: Vec<DeliverRecipient>,
+    /// posthorn-smtp: where to send them (relayhost's syntax: `[host]:port`,
+    /// `host:port`, `host`; from transport_maps, relayhost or the recipients'
+    /// domain, decided by qmgr). Empty: the agent decides (local delivery).
+    pub nexthop: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +241,7 @@ mod tests {
             queue_id: "0123456789BCDF".into(),
             sender: "a@b".into(),
             arrival: 1,
+            nexthop: String::new(),
             recipients: vec![DeliverRecipient {
                 index: 3,
                 address: "x@y".into(),
@@ -307,6 +312,7 @@ mod tests {
             queue_id: "0123456789BCDF".into(),
             sender: "a@b".into(),
             arrival: 7,
+            nexthop: String::new(),
             recipients: vec![DeliverRecipient {
                 index: 0,
                 address: "x".repeat(address_len),

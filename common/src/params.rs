@@ -112,6 +112,18 @@ params! {
         "yes: TLS from the first byte (implicit TLS, the smtps service on port 465, RFC 8314), with smtpd_tls_cert_file. Usually set per service in master.cf with -o.";
     "relayhost" = "";
         "Where posthorn-smtp sends mail for other domains: [host]:port or [address]:port (that host; the brackets say: no MX look-up), or host[:port] (the hosts of its MX records). Empty: each recipient domain's MX hosts (RFC 5321 5.1), on smtp_tcp_port.";
+    "transport_maps" = "";
+        "Per-address and per-domain routes (transport(5)): text tables, texthash:/path (hash:/path and a bare path also name the text file; no postmap step: qmgr reads a table again when it changes). Keys user@domain, domain, .parent-domain, *; values smtp:[host]:port, smtp:host, :nexthop, local, error:text (bounce), retry:text (defer). Consulted before mydestination, virtual_mailbox_domains and relayhost. A bad line is skipped with a warning naming the file and line.";
+    "default_destination_concurrency_limit" = "20";
+        "The most deliveries qmgr has in flight to one destination at once.";
+    "smtp_destination_concurrency_limit" = "$default_destination_concurrency_limit";
+        "The most posthorn-smtp deliveries to one next hop (relayhost, a transport_maps next hop, or a recipient domain) at once; the destinations with mail waiting take turns for the free agents, so a slow or dead one holds at most this many. 0: no limit but the smtp service's maxproc.";
+    "smtp_connection_cache_time_limit" = "2s";
+        "How long posthorn-smtp keeps an idle SMTP connection open after a delivery, for the next message to the same next hop (qmgr sends it to the agent that has it). 0: close after each delivery.";
+    "smtp_connection_reuse_time_limit" = "300s";
+        "How long posthorn-smtp uses one SMTP connection for new deliveries after it was opened.";
+    "smtp_connection_reuse_count_limit" = "0";
+        "How many deliveries posthorn-smtp makes over one SMTP connection; 0: no limit but smtp_connection_reuse_time_limit.";
     "smtp_tcp_port" = "25";
         "The port posthorn-smtp connects to on MX hosts (relayhost names its own port).";
     "dns_servers" = "";

@@ -218,6 +218,7 @@ fn main() {
             queue_id: "0123456789BCDF".into(),
             sender: "alice@example.org".into(),
             arrival: 1_700_000_000,
+            nexthop: String::new(),
             recipients: vec![
                 DeliverRecipient {
                     index: 0,

@@ -783,6 +783,7 @@ mod tests {
             queue_id: id.to_string(),
             sender: "a@example.org".into(),
             arrival: 0,
+            nexthop: String::new(),
             recipients: vec![DeliverRecipient {
                 index: 0,
                 address: "demo@example.test".into(),

@@ -54,15 +54,27 @@ pub type Connections = Arc<Mutex<Vec<Conn>>>;
 pub struct Conn {
     stream: UnixStream,
     replies: FrameReader,
+    /// The destination of the last batch it carried (posthorn-smtp keeps
+    /// its SMTP connection to that next hop open for a while).
+    dest: String,
 }
 
-/// Deliver a batch (on a pool thread): take a cached connection or open
-/// one, and put it back when it is still good. One `Done` per job, in order.
-pub fn run(conns: &Connections, socket: &PathBuf, jobs: Vec<Job>) -> Vec<Done> {
-    let mut conn = conns.lock().ok().and_then(|mut v| v.pop());
+/// Deliver a batch (on a pool thread): take a cached connection (one whose
+/// agent last served `dest` if there is one, so that agent's SMTP session
+/// is reused) or open one, and put it back when it is still good. One
+/// `Done` per job, in order.
+pub fn run(conns: &Connections, socket: &PathBuf, dest: &str, jobs: Vec<Job>) -> Vec<Done> {
+    let mut conn = conns.lock().ok().and_then(|mut v| {
+        let i = v.iter().rposition(|c| c.dest == dest)?;
+        Some(v.remove(i))
+    });
+    if conn.is_none() {
+        conn = conns.lock().ok().and_then(|mut v| v.pop());
+    }
     let reqs: Vec<&DeliverRequest> = jobs.iter().map(|j| &j.req).collect();
     let results = deliver(&mut conn, socket, &reqs);
-    if let Some(c) = conn {
+    if let Some(mut c) = conn {
+        c.dest = dest.to_string();
         if let Ok(mut v) = conns.lock() {
             v.push(c);
         }
@@ -117,6 +129,7 @@ fn deliver(
                     *conn = Some(Conn {
                         stream,
                         replies: FrameReader::new(),
+                        dest: String::new(),
                     });
                 }
                 Err(e) => {
@@ -198,6 +211,7 @@ mod tests {
                 queue_id: format!("0000000000000{n}"),
                 sender: "a@b".into(),
                 arrival: 0,
+                nexthop: String::new(),
                 recipients: vec![DeliverRecipient {
                     index: n,
                     address: format!("r{n}@example.test"),
@@ -246,7 +260,7 @@ mod tests {
     fn a_batch_is_answered_in_order() {
         let (path, t) = agent("whole", 4, 4);
         let conns = Connections::default();
-        let done = run(&conns, &path, (0..4).map(job).collect());
+        let done = run(&conns, &path, "", (0..4).map(job).collect());
         t.join().unwrap();
         let ids: Vec<&str> = done.iter().map(|d| d.queue_id.as_str()).collect();
         assert_eq!(
@@ -266,7 +280,7 @@ mod tests {
     fn a_batch_cut_short_defers_the_unanswered() {
         let (path, t) = agent("cut", 5, 2);
         let conns = Connections::default();
-        let done = run(&conns, &path, (0..5).map(job).collect());
+        let done = run(&conns, &path, "", (0..5).map(job).collect());
         t.join().unwrap();
         let status: Vec<Status> = done.iter().map(|d| d.results[0].status).collect();
         use Status::*;

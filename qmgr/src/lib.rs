@@ -38,10 +38,11 @@ mod agents;
 pub mod bounce;
 mod error;
 pub mod queue;
+pub mod transport;
 
 pub use error::QmgrError;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -102,9 +103,19 @@ pub fn main() {
     let spool = Spool::new(cfg.queue_dir());
     let mut qm = queue::QueueManager::new(spool.clone(), settings, Domains::from_config(cfg));
     qm.smtp = slots[1] > 0;
+    qm.transport = transport::TransportMaps::new(&cfg.get("transport_maps"));
+    let dest_limit = match cfg.int("smtp_destination_concurrency_limit") {
+        Ok(n) if n > 0 => n as usize,
+        Ok(_) => usize::MAX,
+        Err(e) => {
+            QmgrError::from(e).log();
+            common::status::report(common::status::Status::ConfigError);
+            std::process::exit(78)
+        }
+    };
     qm.recover();
 
-    if let Err(e) = run(&stop, listener, qm, slots, run_delay) {
+    if let Err(e) = run(&stop, listener, qm, slots, dest_limit, run_delay) {
         exit(QmgrError::EventLoop(e));
     }
 }
@@ -141,8 +152,12 @@ struct Lane {
     name: &'static str,
     socket: std::path::PathBuf,
     conns: agents::Connections,
-    /// Jobs waiting for a free delivery slot.
+    /// Jobs waiting for a free delivery slot (local).
     pending: VecDeque<agents::Job>,
+    /// Jobs waiting, per destination (smtp).
+    fair: Fair,
+    /// Most batches in flight to one destination (smtp).
+    dest_limit: usize,
     /// Batches that may be in flight at once (agent processes).
     slots: usize,
     /// Batches in flight.
@@ -158,6 +173,7 @@ fn run(
     listener: Listener,
     qm: queue::QueueManager,
     slots: [usize; 2],
+    dest_limit: usize,
     run_delay: Duration,
 ) -> Result<(), common::server::ServerError> {
     let server = Server::<Qmgr>::new(slots[0] + slots[1])?;
@@ -166,6 +182,8 @@ fn run(
         socket: qm.spool.private(name),
         conns: agents::Connections::default(),
         pending: VecDeque::new(),
+        fair: Fair::default(),
+        dest_limit,
         slots,
         in_flight: 0,
         last_dispatch: Instant::now(),
@@ -237,8 +255,8 @@ struct Qmgr {
     flush: bool,
 }
 
-/// A finished batch: its lane, and a result per job.
-type Batch = (usize, Vec<agents::Done>);
+/// A finished batch: its lane, its destination (smtp), and a result per job.
+type Batch = (usize, String, Vec<agents::Done>);
 
 /// A wake-up connection's unfinished line (the parser of private/qmgr).
 #[derive(Default)]
@@ -330,9 +348,10 @@ impl Service for Qmgr {
     /// A batch of deliveries finished: record them. A finished message may
     /// have made room (when the active limit left messages behind: look
     /// again), or queued a bounce (taken by id).
-    fn orphan(&mut self, (lane, batch): Batch) {
+    fn orphan(&mut self, (lane, dest, batch): Batch) {
         if let Some(l) = self.lanes.get_mut(lane) {
             l.in_flight = l.in_flight.saturating_sub(1);
+            l.fair.finished(&dest);
         }
         for d in batch {
             self.qm.done(&d.queue_id, d.results);
@@ -353,6 +372,7 @@ impl Service for Qmgr {
         if stopping {
             return;
         }
+        self.qm.transport.refresh();
         if self.wake || self.last_incoming.elapsed() >= INCOMING_RESCAN {
             self.wake = false;
             self.starved = false;
@@ -375,11 +395,10 @@ impl Service for Qmgr {
             self.qm.scan_deferred(&mut self.jobs, flush);
         }
         for j in self.jobs.drain(..) {
-            let lane = match j.transport {
-                agents::Transport::Local => 0,
-                agents::Transport::Smtp => 1,
-            };
-            self.lanes[lane].pending.push_back(j);
+            match j.transport {
+                agents::Transport::Local => self.lanes[0].pending.push_back(j),
+                agents::Transport::Smtp => self.lanes[1].fair.push(j),
+            }
         }
         for lane in 0..self.lanes.len() {
             self.dispatch(lane);
@@ -398,6 +417,31 @@ impl Qmgr {
     /// long; then the free slots share them).
     fn dispatch(&mut self, lane: usize) {
         let l = &mut self.lanes[lane];
+        // smtp: a job at a time, the destinations taking turns, none with
+        // more than dest_limit in flight (so one slow or dead destination
+        // holds at most that many agents, and a busy one does not starve
+        // the others).
+        while l.batch_max == 1 && l.in_flight < l.slots {
+            let Some((dest, job)) = l.fair.next(l.dest_limit) else {
+                break;
+            };
+            let (conns, socket) = (l.conns.clone(), l.socket.clone());
+            l.in_flight += 1;
+            l.last_dispatch = Instant::now();
+            if self
+                .spawner
+                .submit(
+                    DELIVERY,
+                    Box::new(move || {
+                        let done = agents::run(&conns, &socket, &dest, vec![job]);
+                        (lane, dest, done)
+                    }),
+                )
+                .is_err()
+            {
+                common::fatal!("delivery pool is gone ({})", l.name);
+            }
+        }
         while l.in_flight < l.slots && !l.pending.is_empty() {
             let n = match batch_size(
                 l.pending.len(),
@@ -417,11 +461,68 @@ impl Qmgr {
                 .spawner
                 .submit(
                     DELIVERY,
-                    Box::new(move || (lane, agents::run(&conns, &socket, batch))),
+                    Box::new(move || {
+                        (lane, String::new(), agents::run(&conns, &socket, "", batch))
+                    }),
                 )
                 .is_err()
             {
                 common::fatal!("delivery pool is gone ({})", l.name);
+            }
+        }
+    }
+}
+
+/// The smtp lane's waiting jobs: a queue per destination (next hop), the
+/// destinations with jobs taking turns, and how many each has in flight.
+#[derive(Default)]
+struct Fair {
+    queues: HashMap<String, VecDeque<agents::Job>>,
+    /// The destinations that have jobs waiting (exactly the keys of
+    /// `queues`), in turn order.
+    order: VecDeque<String>,
+    busy: HashMap<String, usize>,
+}
+
+impl Fair {
+    fn push(&mut self, job: agents::Job) {
+        let dest = job.req.nexthop.clone();
+        let q = self.queues.entry(dest.clone()).or_default();
+        if q.is_empty() {
+            self.order.push_back(dest);
+        }
+        q.push_back(job);
+    }
+
+    /// The next job of the first destination in turn with fewer than
+    /// `limit` in flight; that destination goes to the back of the line.
+    fn next(&mut self, limit: usize) -> Option<(String, agents::Job)> {
+        for _ in 0..self.order.len() {
+            let dest = self.order.pop_front()?;
+            let busy = self.busy.get(&dest).copied().unwrap_or(0);
+            if busy >= limit {
+                self.order.push_back(dest);
+                continue;
+            }
+            let q = self.queues.get_mut(&dest)?;
+            let job = q.pop_front()?;
+            if q.is_empty() {
+                self.queues.remove(&dest);
+            } else {
+                self.order.push_back(dest.clone());
+            }
+            *self.busy.entry(dest.clone()).or_default() += 1;
+            return Some((dest, job));
+        }
+        None
+    }
+
+    /// A job of `dest` came back.
+    fn finished(&mut self, dest: &str) {
+        if let Some(n) = self.busy.get_mut(dest) {
+            *n -= 1;
+            if *n == 0 {
+                self.busy.remove(dest);
             }
         }
     }
@@ -464,6 +565,48 @@ mod tests {
         assert!(!w.feed(b"flu", &mut named) && !w.feed(b"sh\n", &mut named));
         assert!(w.take_flush() && !w.take_flush());
         assert_eq!(named.len(), 2);
+    }
+
+    #[test]
+    fn destinations_take_turns_within_their_limit() {
+        let job = |dest: &str, n: usize| agents::Job {
+            transport: agents::Transport::Smtp,
+            req: common::ipc::DeliverRequest {
+                queue_id: format!("{dest}{n}"),
+                sender: String::new(),
+                arrival: 0,
+                recipients: Vec::new(),
+                nexthop: dest.to_string(),
+            },
+        };
+        let mut f = Fair::default();
+        for n in 0..5 {
+            f.push(job("busy.example", n));
+        }
+        f.push(job("a.example", 0));
+        f.push(job("b.example", 0));
+        let mut next = |f: &mut Fair| f.next(2).map(|(_, j)| j.req.queue_id);
+        // busy.example does not take every slot: the others get theirs in
+        // turn, and it stops at its limit of 2.
+        assert_eq!(next(&mut f).as_deref(), Some("busy.example0"));
+        assert_eq!(next(&mut f).as_deref(), Some("a.example0"));
+        assert_eq!(next(&mut f).as_deref(), Some("b.example0"));
+        assert_eq!(next(&mut f).as_deref(), Some("busy.example1"));
+        assert_eq!(next(&mut f), None, "busy.example is at its limit");
+        f.finished("a.example");
+        assert_eq!(
+            next(&mut f),
+            None,
+            "a.example's finish frees none of busy's"
+        );
+        f.finished("busy.example");
+        assert_eq!(next(&mut f).as_deref(), Some("busy.example2"));
+        f.finished("busy.example");
+        f.finished("busy.example");
+        assert_eq!(next(&mut f).as_deref(), Some("busy.example3"));
+        assert_eq!(next(&mut f).as_deref(), Some("busy.example4"));
+        assert_eq!(next(&mut f), None);
+        assert!(f.queues.is_empty() && f.order.is_empty());
     }
 
     #[test]

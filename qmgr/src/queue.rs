@@ -36,6 +36,7 @@ use common::spool::{Envelope, Queue, QueueFile, QueueId, Spool, SpoolError};
 use crate::agents::{Job, Transport};
 use crate::bounce::{self, Failed, Report};
 use crate::error::QmgrError;
+use crate::transport::{self, TransportMaps};
 
 /// Most recipients in one request to a delivery agent.
 const RECIPIENTS_PER_JOB: usize = 50;
@@ -61,6 +62,8 @@ pub struct Settings {
     pub myhostname: String,
     pub mail_name: String,
     pub double_bounce: String,
+    /// relayhost: the next hop of mail for other domains (empty: their MX).
+    pub relayhost: String,
 }
 
 impl Settings {
@@ -75,6 +78,7 @@ impl Settings {
             myhostname: cfg.get("myhostname"),
             mail_name: cfg.get("mail_name"),
             double_bounce: cfg.get("double_bounce_sender"),
+            relayhost: cfg.get("relayhost").trim().to_string(),
         })
     }
 }
@@ -112,6 +116,23 @@ pub fn expired(arrival: u64, now: SystemTime, null_sender: bool, s: &Settings) -
     unix(now).saturating_sub(arrival) >= lifetime.as_secs()
 }
 
+/// An `error:` or `retry:` text of transport_maps: its leading enhanced
+/// status code (`5.1.1 text`, its class matching `default`'s) or `default`,
+/// and the rest.
+fn status_and_text(text: &str, default: &str) -> (String, String) {
+    if let Some((code, rest)) = text.split_once(' ') {
+        let parts: Vec<&str> = code.split('.').collect();
+        let numeric = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+        if numeric && code.as_bytes()[0] == default.as_bytes()[0] {
+            return (code.to_string(), rest.trim().to_string());
+        }
+    }
+    (default.to_string(), text.to_string())
+}
+
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
@@ -126,6 +147,8 @@ pub struct QueueManager {
     pub queued_here: Vec<QueueId>,
     /// master.cf has an smtp service (posthorn-smtp) for other domains.
     pub smtp: bool,
+    /// transport_maps.
+    pub transport: TransportMaps,
 }
 
 impl QueueManager {
@@ -138,6 +161,7 @@ impl QueueManager {
             clock: Box::new(SystemTime::now),
             queued_here: Vec::new(),
             smtp: false,
+            transport: TransportMaps::default(),
         }
     }
 
@@ -314,8 +338,8 @@ impl QueueManager {
             deferred: Vec::new(),
         };
         let mut local = Vec::new();
-        // Other domains, a job per domain (one destination per SMTP
-        // session), in the order they first appear.
+        // Other destinations, a job per next hop (one SMTP session each), in
+        // the order they first appear.
         let mut remote: Vec<(String, Vec<DeliverRecipient>)> = Vec::new();
         for i in a.qf.pending() {
             let addr = &a.qf.recipients[i].address;
@@ -323,19 +347,40 @@ impl QueueManager {
                 index: i as u32,
                 address: addr.clone(),
             };
-            match self.domains.route(addr) {
-                Route::Virtual | Route::System => local.push(r),
-                Route::Remote if self.smtp => {
-                    let domain = addr
-                        .rsplit_once('@')
-                        .map_or("", |(_, d)| d)
-                        .to_ascii_lowercase();
-                    match remote.iter_mut().find(|(d, _)| *d == domain) {
-                        Some((_, v)) => v.push(r),
-                        None => remote.push((domain, vec![r])),
-                    }
+            let nexthop = match self.transport.lookup(addr) {
+                Some(transport::Route::Local) => None,
+                Some(transport::Route::Smtp(hop)) => {
+                    Some(hop.unwrap_or_else(|| self.default_nexthop(addr)))
                 }
-                Route::Remote => {
+                Some(transport::Route::Error(text)) => {
+                    let (dsn, text) = status_and_text(&text, "5.0.0");
+                    info!("{id}: to=<{addr}>, relay=none, delay=0, dsn={dsn}, status=bounced ({text})");
+                    a.bounced.push(Failed {
+                        address: addr.clone(),
+                        dsn,
+                        text,
+                    });
+                    a.bounced_idx.push(i);
+                    continue;
+                }
+                Some(transport::Route::Retry(text)) => {
+                    let (dsn, text) = status_and_text(&text, "4.0.0");
+                    info!("{id}: to=<{addr}>, relay=none, delay=0, dsn={dsn}, status=deferred ({text})");
+                    a.deferred.push((i, text));
+                    continue;
+                }
+                None => match self.domains.route(addr) {
+                    Route::Virtual | Route::System => None,
+                    Route::Remote => Some(self.default_nexthop(addr)),
+                },
+            };
+            match nexthop {
+                None => local.push(r),
+                Some(hop) if self.smtp => match remote.iter_mut().find(|(h, _)| *h == hop) {
+                    Some((_, v)) => v.push(r),
+                    None => remote.push((hop, vec![r])),
+                },
+                Some(_) => {
                     let text = "no smtp service in master.cf for other domains".to_string();
                     info!("{id}: to=<{addr}>, relay=none, delay=0, dsn=4.4.1, status=deferred ({text})");
                     a.deferred.push((i, text));
@@ -344,13 +389,12 @@ impl QueueManager {
         }
         let batches = local
             .chunks(RECIPIENTS_PER_JOB)
-            .map(|c| (Transport::Local, c))
-            .chain(
-                remote
-                    .iter()
-                    .flat_map(|(_, v)| v.chunks(RECIPIENTS_PER_JOB).map(|c| (Transport::Smtp, c))),
-            );
-        for (transport, chunk) in batches {
+            .map(|c| (Transport::Local, String::new(), c))
+            .chain(remote.iter().flat_map(|(hop, v)| {
+                v.chunks(RECIPIENTS_PER_JOB)
+                    .map(|c| (Transport::Smtp, hop.clone(), c))
+            }));
+        for (transport, nexthop, chunk) in batches {
             a.outstanding += 1;
             jobs.push(Job {
                 req: DeliverRequest {
@@ -358,6 +402,7 @@ impl QueueManager {
                     sender: a.qf.sender.clone(),
                     arrival: a.qf.arrival,
                     recipients: chunk.to_vec(),
+                    nexthop,
                 },
                 transport,
             });
@@ -368,6 +413,18 @@ impl QueueManager {
             self.finish(id.as_str());
         }
         Ok(())
+    }
+
+    /// The next hop of a recipient no transport_maps entry names: relayhost,
+    /// else the recipient's domain (its MX hosts).
+    fn default_nexthop(&self, addr: &str) -> String {
+        if !self.settings.relayhost.is_empty() {
+            return self.settings.relayhost.clone();
+        }
+        addr.rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
     }
 
     /// A job's results came back.
@@ -571,6 +628,7 @@ mod tests {
             myhostname: "mx.example.test".into(),
             mail_name: "posthorn".into(),
             double_bounce: "double-bounce".into(),
+            relayhost: String::new(),
         }
     }
 

@@ -38,8 +38,9 @@ pub mod session;
 pub mod tls;
 
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::agent::{next_request, peer_gone};
 use common::config::{Config, ConfigError};
@@ -49,7 +50,7 @@ use common::spool::{Queue, QueueFile, QueueId, Spool};
 use common::{info, warning};
 
 use crate::route::{Dns, NextHop, Unroutable};
-use crate::session::{Failure, Message, Settings, Verdict};
+use crate::session::{Failure, Message, Session, Settings, Verdict};
 
 /// The agent's settings, read once.
 #[derive(Debug)]
@@ -62,6 +63,45 @@ pub struct Agent {
     /// smtp_tcp_port: the port of MX hosts.
     pub mx_port: u16,
     pub session: Settings,
+    /// smtp_connection_cache_time_limit: how long an idle connection is
+    /// kept for the next message to its next hop (zero: not at all).
+    pub cache_time: Duration,
+    /// smtp_connection_reuse_time_limit.
+    pub reuse_time: Duration,
+    /// smtp_connection_reuse_count_limit (0: no limit).
+    pub reuse_count: u32,
+}
+
+/// The SMTP connection kept between requests (one per agent process: qmgr
+/// sends a next hop's next message to the agent that last served it).
+#[derive(Default)]
+pub struct Cache {
+    kept: Option<Kept>,
+}
+
+struct Kept {
+    nexthop: String,
+    /// `relay=` of the log lines: host[address]:port.
+    relay: String,
+    session: Session,
+    opened: Instant,
+    idle_since: Instant,
+}
+
+impl Cache {
+    /// How long the kept connection may still wait (None: none kept).
+    pub fn idle_left(&self, limit: Duration) -> Option<Duration> {
+        self.kept
+            .as_ref()
+            .map(|k| limit.saturating_sub(k.idle_since.elapsed()))
+    }
+
+    /// QUIT the kept connection, if any.
+    pub fn close(&mut self) {
+        if let Some(k) = self.kept.take() {
+            k.session.quit();
+        }
+    }
 }
 
 impl Agent {
@@ -89,7 +129,7 @@ impl Agent {
         };
         Ok(Agent {
             spool: Spool::new(cfg.queue_dir()),
-            relayhost: NextHop::relayhost(cfg)?,
+            relayhost: route::relayhost(cfg)?,
             dns: match Dns::new(&cfg.list("dns_servers")) {
                 Ok(d) => Some(d),
                 Err(e) => {
@@ -110,12 +150,20 @@ impl Agent {
                 tls_required: level != "none" && level != "may",
                 tls_verified: verified,
             },
+            cache_time: cfg.time("smtp_connection_cache_time_limit")?,
+            reuse_time: cfg.time("smtp_connection_reuse_time_limit")?,
+            reuse_count: u32::try_from(cfg.int("smtp_connection_reuse_count_limit")?)
+                .unwrap_or(u32::MAX),
         })
     }
 
     /// One request: a result per recipient, in order. Err: the request is
     /// bad (the connection is closed).
-    pub fn deliver(&self, req: &DeliverRequest) -> Result<Vec<RecipientResult>, String> {
+    pub fn deliver(
+        &self,
+        req: &DeliverRequest,
+        cache: &mut Cache,
+    ) -> Result<Vec<RecipientResult>, String> {
         let id = QueueId::parse(&req.queue_id)
             .ok_or_else(|| format!("bad queue id {:?}", req.queue_id))?;
         // Through active/, owned by its owner, no link followed; a message
@@ -150,7 +198,7 @@ impl Agent {
             }
         }
         let addresses: Vec<String> = req.recipients.iter().map(|r| r.address.clone()).collect();
-        let (relay, verdicts) = self.send(&qf, &addresses);
+        let (relay, verdicts) = self.send(&qf, &addresses, &req.nexthop, cache);
         let delay = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -173,8 +221,90 @@ impl Agent {
     }
 
     /// Send to the next hop: `relay=` text and a verdict per recipient.
-    fn send(&self, qf: &QueueFile, rcpts: &[String]) -> (String, Vec<Verdict>) {
+    /// `nexthop`: qmgr's (empty from an older qmgr: relayhost or the
+    /// recipients' domain). The kept connection is used when it goes there.
+    fn send(
+        &self,
+        qf: &QueueFile,
+        rcpts: &[String],
+        nexthop: &str,
+        cache: &mut Cache,
+    ) -> (String, Vec<Verdict>) {
         let all = |v: Verdict| vec![v; rcpts.len()];
+        let eight_bit = match has_8bit(qf) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    "none".into(),
+                    all(Verdict::Deferred {
+                        dsn: "4.3.0".into(),
+                        text: format!("cannot read queue file: {e}"),
+                    }),
+                )
+            }
+        };
+        // The next hop: qmgr's, else relayhost ([host]: itself; host: its
+        // MX), else the recipients' domain's MX (qmgr sends one domain per
+        // request).
+        let domain = rcpts
+            .first()
+            .and_then(|r| r.rsplit_once('@'))
+            .map_or("", |(_, d)| d);
+        let hop = if !nexthop.is_empty() {
+            match NextHop::parse(nexthop, self.mx_port) {
+                Some(h) => h,
+                None => {
+                    return (
+                        "none".into(),
+                        all(Verdict::Deferred {
+                            dsn: "4.3.5".into(),
+                            text: format!("bad next hop {nexthop:?} from qmgr"),
+                        }),
+                    )
+                }
+            }
+        } else {
+            match &self.relayhost {
+                Some(h) => h.clone(),
+                None => NextHop {
+                    host: domain.to_string(),
+                    port: self.mx_port,
+                    literal: false,
+                },
+            }
+        };
+        let key = if nexthop.is_empty() {
+            format!("{}:{}:{}", hop.literal, hop.host, hop.port)
+        } else {
+            nexthop.to_string()
+        };
+
+        // The connection kept from the last message, if it goes there and
+        // may still be used.
+        if let Some(k) = cache.kept.take() {
+            let fresh = k.opened.elapsed() < self.reuse_time
+                && (self.reuse_count == 0 || k.session.deliveries < self.reuse_count)
+                && k.idle_since.elapsed() < self.cache_time;
+            if k.nexthop == key && fresh && k.session.usable() {
+                let mut k = k;
+                match self.attempt(qf, rcpts, eight_bit, &mut k.session) {
+                    Ok(v) => {
+                        let relay = k.relay.clone();
+                        k.idle_since = Instant::now();
+                        self.keep(cache, k);
+                        return (relay, v);
+                    }
+                    Err(f) => {
+                        // Gone stale between messages (or lost mid-way):
+                        // a new connection, as for any failed address.
+                        info!("connection to {} not reused: {f}", k.relay);
+                    }
+                }
+            } else {
+                k.session.quit();
+            }
+        }
+
         let unroutable = |u: Unroutable| {
             let v = match u {
                 Unroutable::NoSuchDomain(d) => Verdict::Bounced {
@@ -197,24 +327,15 @@ impl Agent {
                 "the resolver could not be set up (see the log at start)".into(),
             ));
         };
-        // The next hop: relayhost ([host]: itself; host: its MX), else the
-        // recipients' domain's MX (qmgr sends one domain per request).
-        let domain = rcpts
-            .first()
-            .and_then(|r| r.rsplit_once('@'))
-            .map_or("", |(_, d)| d);
-        let (hosts, port) = match &self.relayhost {
-            Some(hop) if hop.literal => (vec![hop.host.clone()], hop.port),
-            Some(hop) => match dns.mx_hosts(&hop.host) {
+        let (hosts, port) = if hop.literal {
+            (vec![hop.host.clone()], hop.port)
+        } else {
+            match dns.mx_hosts(&hop.host) {
                 Ok(h) => (h, hop.port),
                 Err(u) => return unroutable(u),
-            },
-            None => match dns.mx_hosts(domain) {
-                Ok(h) => (h, self.mx_port),
-                Err(u) => return unroutable(u),
-            },
+            }
         };
-        let mut addresses = Vec::new();
+        let mut addresses: Vec<(String, SocketAddr)> = Vec::new();
         let mut temp = None;
         for h in &hosts {
             match dns.addresses(h, port) {
@@ -230,49 +351,38 @@ impl Agent {
                 ))
             }));
         }
-        let eight_bit = match has_8bit(qf) {
-            Ok(b) => b,
-            Err(e) => {
-                return (
-                    "none".into(),
-                    all(Verdict::Deferred {
-                        dsn: "4.3.0".into(),
-                        text: format!("cannot read queue file: {e}"),
-                    }),
-                )
-            }
-        };
         let mut last = String::new();
         for (host, addr) in addresses {
             let relay = format!("{host}[{}]:{}", addr.ip(), addr.port());
             let mut settings = self.session.clone();
             // Opportunistic TLS: a failed handshake is tried once without.
             for _ in 0..2 {
-                let mut body = match qf.message() {
-                    Ok(b) => b,
-                    Err(e) => {
-                        last = format!("cannot read queue file: {e}");
-                        break;
+                let attempt = session::open(&settings, addr, &host).and_then(|mut s| {
+                    if let Some(t) = &s.tls {
+                        let trust = if settings.tls_verified {
+                            "Verified"
+                        } else {
+                            "Untrusted"
+                        };
+                        info!("{trust} TLS connection established to {relay}: {t}");
                     }
-                };
-                let mut m = Message {
-                    sender: &qf.sender,
-                    recipients: rcpts,
-                    size: qf.msg_len,
-                    eight_bit,
-                    body: &mut body,
-                };
-                match session::deliver(&settings, addr, &host, &mut m) {
-                    Ok(o) => {
-                        if let Some(t) = &o.tls {
-                            let trust = if settings.tls_verified {
-                                "Verified"
-                            } else {
-                                "Untrusted"
-                            };
-                            info!("{trust} TLS connection established to {relay}: {t}");
-                        }
-                        return (relay, o.verdicts);
+                    let v = self.attempt(qf, rcpts, eight_bit, &mut s)?;
+                    Ok((s, v))
+                });
+                match attempt {
+                    Ok((s, v)) => {
+                        let now = Instant::now();
+                        self.keep(
+                            cache,
+                            Kept {
+                                nexthop: key,
+                                relay: relay.clone(),
+                                session: s,
+                                opened: now,
+                                idle_since: now,
+                            },
+                        );
+                        return (relay, v);
                     }
                     Err(Failure::Tls(_, e)) if settings.tls.is_some() && !settings.tls_required => {
                         warning!("TLS handshake with {relay} failed: {e}; trying without TLS");
@@ -292,6 +402,39 @@ impl Agent {
                 text: last,
             }),
         )
+    }
+
+    /// The message over an open session.
+    fn attempt(
+        &self,
+        qf: &QueueFile,
+        rcpts: &[String],
+        eight_bit: bool,
+        s: &mut Session,
+    ) -> Result<Vec<Verdict>, Failure> {
+        let mut body = qf.message().map_err(Failure::QueueFile)?;
+        let mut m = Message {
+            sender: &qf.sender,
+            recipients: rcpts,
+            size: qf.msg_len,
+            eight_bit,
+            body: &mut body,
+        };
+        s.send(&mut m)
+    }
+
+    /// Keep a session that can take another message (within the limits),
+    /// else QUIT it.
+    fn keep(&self, cache: &mut Cache, k: Kept) {
+        let more = !self.cache_time.is_zero()
+            && k.opened.elapsed() < self.reuse_time
+            && (self.reuse_count == 0 || k.session.deliveries < self.reuse_count)
+            && k.session.usable();
+        if more {
+            cache.kept = Some(k);
+        } else {
+            k.session.quit();
+        }
     }
 }
 
@@ -336,21 +479,44 @@ pub fn main() {
 }
 
 /// Serve one qmgr connection: a request, its reply, until it closes or we
-/// are told to stop.
+/// are told to stop. The SMTP connection of the last delivery is kept
+/// while the next request may want it (smtp_connection_cache_time_limit).
 fn serve(agent: &Agent, mut stream: UnixStream, worker: &daemon::Worker) -> io::Result<()> {
     common::agent::prepare(&stream)?;
     let mut frames = ipc::FrameReader::new();
-    while let Some(req) = next_request(&stream, &mut frames, worker)? {
-        if peer_gone(&stream) {
-            warning!("{}: requester has gone; not delivered", req.queue_id);
-            return Ok(());
+    let mut cache = Cache::default();
+    let result = (|| {
+        loop {
+            // With a connection kept: wait no longer than it may idle.
+            if let Some(left) = cache.idle_left(agent.cache_time) {
+                if left.is_zero() {
+                    cache.close();
+                    continue;
+                }
+                if !frames.has_frame()
+                    && !common::agent::wait_readable(&stream, left.min(Duration::from_millis(500)))
+                {
+                    if worker.stopping() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            let Some(req) = next_request(&stream, &mut frames, worker)? else {
+                return Ok(());
+            };
+            if peer_gone(&stream) {
+                warning!("{}: requester has gone; not delivered", req.queue_id);
+                return Ok(());
+            }
+            let results = agent
+                .deliver(&req, &mut cache)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let mut out = Vec::new();
+            ipc::encode_frame(&mut out, &DeliverReply { results })?;
+            stream.write_all(&out)?;
         }
-        let results = agent
-            .deliver(&req)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let mut out = Vec::new();
-        ipc::encode_frame(&mut out, &DeliverReply { results })?;
-        stream.write_all(&out)?;
-    }
-    Ok(())
+    })();
+    cache.close();
+    result
 }

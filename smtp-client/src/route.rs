@@ -21,91 +21,21 @@ use std::net::SocketAddr;
 
 use common::config::{Config, ConfigError};
 
-/// A next hop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NextHop {
-    pub host: String,
-    pub port: u16,
-    /// `[host]`: the host itself; else its MX records.
-    pub literal: bool,
-}
+pub use common::addr::NextHop;
 
-impl NextHop {
-    /// `relayhost`: None when empty.
-    pub fn relayhost(cfg: &Config) -> Result<Option<NextHop>, ConfigError> {
-        let v = cfg.get("relayhost");
-        let v = v.trim();
-        if v.is_empty() {
-            return Ok(None);
-        }
-        NextHop::parse(v).map(Some).ok_or_else(|| {
-            cfg.invalid(
-                "relayhost",
-                format!("{v:?} is not [host]:port, host:port or host"),
-            )
-        })
+/// `relayhost`: None when empty.
+pub fn relayhost(cfg: &Config) -> Result<Option<NextHop>, ConfigError> {
+    let v = cfg.get("relayhost");
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
     }
-
-    /// `[host]:port`, `[host]`, `host:port`, `host` (port 25).
-    pub fn parse(v: &str) -> Option<NextHop> {
-        let (host, rest, literal) = match v.strip_prefix('[') {
-            Some(r) => {
-                let (h, rest) = r.split_once(']')?;
-                (h, rest, true)
-            }
-            None => match v.rsplit_once(':') {
-                Some((h, _)) if !h.contains(':') => (h, &v[h.len()..], false),
-                _ => (v, "", false),
-            },
-        };
-        let port = match rest {
-            "" => 25,
-            p => p.strip_prefix(':')?.parse().ok().filter(|&p| p > 0)?,
-        };
-        let ok = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
-        ok.then(|| NextHop {
-            host: host.to_string(),
-            port,
-            literal,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relayhost_forms() {
-        let hop = |h: &str, port, literal| NextHop {
-            host: h.into(),
-            port,
-            literal,
-        };
-        assert_eq!(
-            NextHop::parse("[127.0.0.1]:2526"),
-            Some(hop("127.0.0.1", 2526, true))
-        );
-        assert_eq!(
-            NextHop::parse("[mail.example.org]"),
-            Some(hop("mail.example.org", 25, true))
-        );
-        assert_eq!(NextHop::parse("[::1]:25"), Some(hop("::1", 25, true)));
-        assert_eq!(
-            NextHop::parse("smtp.example.org:587"),
-            Some(hop("smtp.example.org", 587, false))
-        );
-        assert_eq!(
-            NextHop::parse("example.org"),
-            Some(hop("example.org", 25, false))
-        );
-        for bad in ["[x", "[x]:", "[x]:0", "x:99999", "a b", "[]:25", "x:y"] {
-            assert_eq!(NextHop::parse(bad), None, "{bad}");
-        }
-    }
+    NextHop::parse(v, 25).map(Some).ok_or_else(|| {
+        cfg.invalid(
+            "relayhost",
+            format!("{v:?} is not [host]:port, host:port or host"),
+        )
+    })
 }
 
 /// Why a destination has no addresses to try.

@@ -37,6 +37,9 @@ use proto::smtp::client::{
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
+/// The longest wait for the reply to QUIT.
+const QUIT_WAIT: Duration = Duration::from_secs(5);
+
 /// How a session runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -99,6 +102,8 @@ pub enum Failure {
         stage: &'static str,
         err: io::Error,
     },
+    #[error("cannot read queue file: {0}")]
+    QueueFile(io::Error),
     #[error("protocol error with {addr} while {stage}: {why}")]
     Protocol {
         addr: SocketAddr,
@@ -167,6 +172,9 @@ struct Conversation {
     reader: ReplyReader,
     addr: SocketAddr,
     settings: Settings,
+    /// A transaction was left open (the server may still hold MAIL and
+    /// RCPT): not to be used for another message.
+    dirty: bool,
 }
 
 impl Conversation {
@@ -238,13 +246,36 @@ impl Conversation {
     }
 }
 
-/// Deliver `m` to the server at `addr` (named `host` for TLS).
+/// An open session: greeted, EHLO (and STARTTLS) done, ready for a
+/// message; after one, ready for the next (connection reuse, when the
+/// caller keeps it).
+pub struct Session {
+    c: Conversation,
+    caps: Capabilities,
+    /// The TLS in use, if any.
+    pub tls: Option<TlsInfo>,
+    /// Messages sent (attempted) over it.
+    pub deliveries: u32,
+}
+
+/// Deliver `m` to the server at `addr` (named `host` for TLS) over a new
+/// connection, then QUIT.
 pub fn deliver(
     settings: &Settings,
     addr: SocketAddr,
     host: &str,
     m: &mut Message<'_>,
 ) -> Result<Outcome, Failure> {
+    let mut s = open(settings, addr, host)?;
+    let verdicts = s.send(m)?;
+    let tls = s.tls.take();
+    s.quit();
+    Ok(Outcome { verdicts, tls })
+}
+
+/// Connect to `addr` (named `host` for TLS): the greeting, EHLO (or HELO),
+/// STARTTLS as the settings want.
+pub fn open(settings: &Settings, addr: SocketAddr, host: &str) -> Result<Session, Failure> {
     let tcp = TcpStream::connect_timeout(&addr, settings.connect_timeout)
         .map_err(|e| Failure::Connect(addr, e))?;
     let _ = tcp.set_nodelay(true);
@@ -254,6 +285,7 @@ pub fn deliver(
         reader: ReplyReader::new(),
         addr,
         settings: settings.clone(),
+        dirty: false,
     };
     let greeting = c.reply(
         "receiving the initial server greeting",
@@ -307,12 +339,57 @@ pub fn deliver(
             caps = c.hello()?;
         }
     }
-    let verdicts = transaction(&mut c, &caps, m)?;
-    // The verdicts stand whatever QUIT brings.
-    let mut quit = Vec::new();
-    write_simple(&mut quit, "QUIT");
-    let _ = c.command(&quit, "sending QUIT");
-    Ok(Outcome { verdicts, tls })
+    Ok(Session {
+        c,
+        caps,
+        tls,
+        deliveries: 0,
+    })
+}
+
+impl Session {
+    /// One message: a verdict per recipient. After an error the session is
+    /// not to be used again.
+    pub fn send(&mut self, m: &mut Message<'_>) -> Result<Vec<Verdict>, Failure> {
+        self.deliveries += 1;
+        transaction(&mut self.c, &self.caps, m)
+    }
+
+    /// Can it take another message: no transaction left open, nothing
+    /// unread from the server (a 421 before closing, say), the connection
+    /// not closed by the server?
+    pub fn usable(&self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        if self.c.dirty || self.c.reader.buffered() > 0 {
+            return false;
+        }
+        if let Wire::Tls(t) = &self.c.wire {
+            if t.conn.wants_write() {
+                return false;
+            }
+        }
+        let mut b = [0u8; 1];
+        matches!(
+            recv(
+                self.c.wire.tcp().as_raw_fd(),
+                &mut b,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+            ),
+            Err(nix::errno::Errno::EAGAIN)
+        )
+    }
+
+    /// QUIT (its reply waited for a few seconds at most: the verdicts
+    /// stand whatever it brings) and close.
+    pub fn quit(mut self) {
+        let mut quit = Vec::new();
+        write_simple(&mut quit, "QUIT");
+        if self.c.send(&quit, "sending QUIT").is_ok() {
+            let t = self.c.settings.reply_timeout.min(QUIT_WAIT);
+            let _ = self.c.reply("sending QUIT", t);
+        }
+    }
 }
 
 /// MAIL, RCPT, DATA: a verdict per recipient.
@@ -424,6 +501,8 @@ fn transaction(
         None => c.command(b"DATA\r\n", "sending DATA")?,
     };
     if r.code != 354 {
+        // MAIL and RCPT stand: this connection takes no other message.
+        c.dirty = true;
         let v = if r.is_positive() {
             Verdict::Deferred {
                 dsn: "4.5.0".into(),
@@ -442,7 +521,7 @@ fn transaction(
             Ok(0) => break,
             Ok(g) => g,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(c.lost("reading the queue file", e)),
+            Err(e) => return Err(Failure::QueueFile(e)),
         };
         wire.clear();
         stuffer.stuff(&chunk[..got], &mut wire);

@@ -43,6 +43,15 @@ struct SinkState {
     /// RCPT had come already when MAIL FROM was read (they were sent in
     /// one write).
     pipelined: bool,
+    /// Connections accepted.
+    connections: usize,
+    /// Close the connection (without a word) after each message's 250.
+    close_after_message: bool,
+    /// How long a `slow...` RCPT waits (0: 8 s).
+    slow_secs: u64,
+    /// `slow...` RCPTs waiting now, and the most at once.
+    slow_now: usize,
+    slow_most: usize,
 }
 
 type Shared = Arc<Mutex<SinkState>>;
@@ -70,6 +79,7 @@ fn sink_on(l: TcpListener, state: Shared) -> u16 {
 }
 
 fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
+    state.lock().unwrap().connections += 1;
     tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut r: BufReader<Box<dyn Stream>> = BufReader::new(Box::new(tcp.try_clone()?));
     let mut tcp = Some(tcp);
@@ -120,8 +130,19 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
         } else if upper.starts_with("RCPT TO:<") {
             let to = line[9..line.find('>').unwrap()].to_string();
             if to.starts_with("slow") {
-                state.lock().unwrap().slow_waiting = true;
-                std::thread::sleep(Duration::from_secs(8));
+                let secs = {
+                    let mut st = state.lock().unwrap();
+                    st.slow_waiting = true;
+                    st.slow_now += 1;
+                    st.slow_most = st.slow_most.max(st.slow_now);
+                    if st.slow_secs == 0 {
+                        8
+                    } else {
+                        st.slow_secs
+                    }
+                };
+                std::thread::sleep(Duration::from_secs(secs));
+                state.lock().unwrap().slow_now -= 1;
             }
             let mut st = state.lock().unwrap();
             if to.starts_with("nobody") {
@@ -163,13 +184,20 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
                     return Ok(());
                 }
             }
-            state.lock().unwrap().messages.push(Received {
-                from: from.clone(),
-                rcpts: rcpts.clone(),
-                data,
-                tls,
-            });
+            let close = {
+                let mut st = state.lock().unwrap();
+                st.messages.push(Received {
+                    from: from.clone(),
+                    rcpts: rcpts.clone(),
+                    data,
+                    tls,
+                });
+                st.close_after_message
+            };
             say(&mut r, "250 2.0.0 Ok: queued as SINK1\r\n")?;
+            if close {
+                return Ok(());
+            }
         } else if upper == "QUIT" {
             say(&mut r, "221 2.0.0 Bye\r\n")?;
             return Ok(());
@@ -608,4 +636,181 @@ fn tls_levels_encrypt_and_verify() {
 fn rustls_config(s: &Suite) -> Arc<ServerConfig> {
     common::tls::server_config(&s.dir.join("tls/cert.pem"), &s.dir.join("tls/key.pem"))
         .expect("the dev certificate")
+}
+
+#[test]
+fn a_connection_is_reused_for_the_next_message_to_its_next_hop() {
+    let state: Shared = Arc::default();
+    let port = sink(Arc::clone(&state));
+    let s = Suite::start(
+        "outbound-reuse",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8",
+            "smtp_connection_cache_time_limit=60s",
+            "smtp_connection_reuse_count_limit=2",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    // One after the other (each at the sink before the next is sent), to
+    // domains of one next hop: the first two share a connection, the
+    // third needs a new one (reuse count limit 2).
+    for (n, to) in ["one@a.example", "two@b.example", "three@a.example"]
+        .iter()
+        .enumerate()
+    {
+        c.mail(
+            "a@example.org",
+            &[to],
+            format!("Subject: {n}\r\n\r\nx\r\n").as_bytes(),
+        );
+        wait_for(&state, &s, to);
+    }
+    assert_eq!(state.lock().unwrap().connections, 2, "{}", s.log());
+
+    // A kept connection the server has closed is not used: the message
+    // goes over a new one. (four takes the second connection's last
+    // turn; five opens a third, which the sink closes after it; six finds
+    // it closed and opens a fourth, without trying the dead one.)
+    state.lock().unwrap().close_after_message = true;
+    for to in ["four@a.example", "five@a.example", "six@a.example"] {
+        c.mail("a@example.org", &[to], b"Subject: closed\r\n\r\nx\r\n");
+        wait_for(&state, &s, to);
+    }
+    let st = state.lock().unwrap();
+    assert_eq!(st.messages.len(), 6);
+    assert_eq!(st.connections, 4, "{}", s.log());
+    assert!(!s.log().contains("not reused"), "{}", s.log());
+}
+
+#[test]
+fn transport_maps_route_bounce_and_are_read_again_when_changed() {
+    let state: Shared = Arc::default();
+    let port = sink(Arc::clone(&state));
+    let dir = std::env::temp_dir().join(format!("posthorn-transport-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = dir.join("transport");
+    std::fs::write(
+        &table,
+        format!(
+            "# routes of the test\n\
+             routed.example     smtp:[127.0.0.1]:{port}\n\
+             .sub.example       relay:[127.0.0.1]:{port}\n\
+             gone.example       error:5.1.6 mailbox moved to new.example\n\
+             novalue\n"
+        ),
+    )
+    .unwrap();
+    // No relayhost, and the test DNS server knows none of these names:
+    // only the table can route them.
+    let s = Suite::start(
+        "outbound-transport",
+        &[],
+        &[
+            &format!("transport_maps=texthash:{}", table.display()),
+            "mynetworks=127.0.0.0/8",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    c.mail(
+        "demo@example.test",
+        &["a@routed.example", "b@x.sub.example", "c@gone.example"],
+        b"Subject: routes\r\n\r\nx\r\n",
+    );
+    wait_for(&state, &s, "a@routed.example");
+    wait_for(&state, &s, "b@x.sub.example");
+    s.wait_log(&format!(
+        "{}, line 5: expected format: key whitespace value",
+        table.display()
+    ));
+    // gone.example: bounced at once with the table's text.
+    let t = Instant::now();
+    let bounce = loop {
+        let found = s
+            .new_mail("demo@example.test")
+            .into_iter()
+            .map(|f| String::from_utf8_lossy(&read(&f)).into_owned())
+            .find(|m| m.contains("Final-Recipient: rfc822; c@gone.example"));
+        if let Some(b) = found {
+            break b;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no bounce; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(bounce.contains("Status: 5.1.6"), "{bounce}");
+    assert!(bounce.contains("mailbox moved to new.example"), "{bounce}");
+
+    // The table changes: gone.example is routed now, no reload needed.
+    // (Replaced whole, by rename; qmgr looks at most once a second.)
+    let new = dir.join("transport.new");
+    std::fs::write(&new, format!("gone.example smtp:[127.0.0.1]:{port}\n")).unwrap();
+    std::fs::rename(&new, &table).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    c.mail(
+        "demo@example.test",
+        &["d@gone.example"],
+        b"Subject: back\r\n\r\nx\r\n",
+    );
+    wait_for(&state, &s, "d@gone.example");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn one_destination_gets_at_most_its_concurrency_limit() {
+    let slow: Shared = Arc::default();
+    slow.lock().unwrap().slow_secs = 3;
+    let fast: Shared = Arc::default();
+    let (slow_port, fast_port) = (sink(Arc::clone(&slow)), sink(Arc::clone(&fast)));
+    let dir = std::env::temp_dir().join(format!("posthorn-limit-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = dir.join("transport");
+    std::fs::write(
+        &table,
+        format!("slow.example smtp:[127.0.0.1]:{slow_port}\nfast.example smtp:[127.0.0.1]:{fast_port}\n"),
+    )
+    .unwrap();
+    let s = Suite::start(
+        "outbound-limit",
+        &[],
+        &[
+            &format!("transport_maps=texthash:{}", table.display()),
+            "mynetworks=127.0.0.0/8",
+            "smtp_destination_concurrency_limit=1",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    // Three messages for the slow destination (dev has 4 smtp agents),
+    // then one for another: the slow ones go one at a time, the other
+    // passes them.
+    for n in 1..=3 {
+        c.mail(
+            "a@example.org",
+            &[&format!("slow{n}@slow.example")],
+            b"Subject: slow\r\n\r\nx\r\n",
+        );
+    }
+    s.wait_until("the first slow RCPT", || slow.lock().unwrap().slow_waiting);
+    c.mail(
+        "a@example.org",
+        &["quick@fast.example"],
+        b"Subject: quick\r\n\r\nx\r\n",
+    );
+    wait_for(&fast, &s, "quick@fast.example");
+    assert!(
+        slow.lock().unwrap().messages.len() < 3,
+        "the quick message waited for the slow destination"
+    );
+    for n in 1..=3 {
+        wait_for(&slow, &s, &format!("slow{n}@slow.example"));
+    }
+    assert_eq!(slow.lock().unwrap().slow_most, 1, "{}", s.log());
+    let _ = std::fs::remove_dir_all(&dir);
 }
