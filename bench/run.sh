@@ -38,6 +38,11 @@
 #                             journaled ext4 (needs root); tmp: on the temp
 #                             directory's file system
 #   BENCH_FS_SIZE=2G          size of the (sparse) ext4 image
+#   BENCH_MODE=local          local: delivered into a Maildir of the system;
+#                             relay: relayed to Debian's smtp-sink on
+#                             127.0.0.1:2700 (relayhost = [127.0.0.1]:2700 in
+#                             both systems), counted by the sink, results in
+#                             bench/results-relay-latest.txt
 #
 # Traffic goes to 127.0.0.1 only. Everything started here is stopped on exit,
 # error or interrupt (trap EXIT).
@@ -59,12 +64,19 @@ FS_SIZE=${BENCH_FS_SIZE:-2G}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BENCH_BIN=${BENCH_BIN:-$TARGET/release/posthorn-bench}
 POSTHORN_BIN=${POSTHORN_BIN:-$TARGET/release/posthorn}
+MODE=${BENCH_MODE:-local}
 RESULTS=$ROOT/bench/results-latest.txt
+[ "$MODE" = relay ] && RESULTS=$ROOT/bench/results-relay-latest.txt
 
 PF_PORT=2626
 PH_OFFSET=100
 PH_PORT=$((2525 + PH_OFFSET))
 RCPT=demo@example.test
+# relay mode: a recipient domain neither system serves, sent to the sink.
+SINK_PORT=2700
+RELAYHOST="[127.0.0.1]:$SINK_PORT"
+[ "$MODE" = relay ] && RCPT=sink@relay.test
+SINK_PID=""
 SENDER=bench@example.test
 SAMPLE_INTERVAL=0.2
 
@@ -83,6 +95,7 @@ GEN_PID=""
 case $ONLY in both | postfix | posthorn) ;; *) die "BENCH_ONLY must be both, postfix or posthorn" ;; esac
 case $MEM in rss | pss) ;; *) die "BENCH_MEM must be rss or pss" ;; esac
 case $FS_MODE in loop | tmp) ;; *) die "BENCH_FS must be loop or tmp" ;; esac
+case $MODE in local | relay) ;; *) die "BENCH_MODE must be local or relay" ;; esac
 MEM_LABEL=$(tr a-z A-Z <<<"$MEM")
 if [ "$(id -u)" -ne 0 ]; then
     # posthorn dev runs as any user; a private Postfix instance needs root.
@@ -101,6 +114,7 @@ cleanup() {
         wait "$GEN_PID" 2>/dev/null
     fi
     stop_sampler
+    stop_sink
     [ "$PF_STARTED" = 1 ] && stop_postfix
     [ -n "$PH_PID" ] && stop_posthorn
     [ "$FS_MOUNTED" = 1 ] && unmount_fs
@@ -148,6 +162,45 @@ journal_commits() {
     if [ -r "$info" ]; then awk 'NR == 1 { print $1 }' "$info"; else echo -; fi
 }
 
+# --- the sink of relay mode ----------------------------------------------------
+
+# start_sink: Debian's smtp-sink on 127.0.0.1:SINK_PORT, counting messages
+# (-c writes "sess=N quit=N mesg=N" and a carriage return at each event).
+start_sink() {
+    local user=()
+    [ -x /usr/sbin/smtp-sink ] || ensure_postfix
+    port_listening "$SINK_PORT" && die "port $SINK_PORT is already in use"
+    [ "$(id -u)" = 0 ] && user=(-u nobody)
+    /usr/sbin/smtp-sink -c "${user[@]}" -m 1000 127.0.0.1:"$SINK_PORT" 1024 >"$TMP/sink.out" 2>"$TMP/sink.err" &
+    SINK_PID=$!
+    wait_port "$SINK_PORT" 10 "$SINK_PID" "smtp-sink"
+    log "smtp-sink pid $SINK_PID on 127.0.0.1:$SINK_PORT"
+}
+
+stop_sink() {
+    [ -n "$SINK_PID" ] || return 0
+    kill -TERM "$SINK_PID" 2>/dev/null || true
+    wait "$SINK_PID" 2>/dev/null || true
+    SINK_PID=""
+}
+
+# sink_count: messages the sink has taken so far.
+sink_count() {
+    local n
+    n=$(tail -c 200 "$TMP/sink.out" 2>/dev/null | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -n 1)
+    echo "${n:-0}"
+}
+
+# delivered NEWDIR BASE: messages delivered in this level so far (files in
+# NEWDIR; in relay mode messages the sink took since it counted BASE).
+delivered() {
+    if [ "$MODE" = relay ]; then
+        echo $(($(sink_count) - $2))
+    else
+        count_files "$1"
+    fi
+}
+
 # --- one measurement ----------------------------------------------------------
 
 # run_level SYSTEM LEVEL PORT MAILDIR_NEW ROOT_PID PGID
@@ -158,10 +211,11 @@ journal_commits() {
 # is not the loop-mounted image).
 run_level() {
     local sys=$1 level=$2 port=$3 newdir=$4 root=$5 pg=$6
-    local rssfile=$TMP/rss-$sys-$level out accepted failed t0 t1 n=0 deadline cpu0 cpu1
+    local rssfile=$TMP/rss-$sys-$level out accepted failed t0 t1 n=0 deadline cpu0 cpu1 base=0
 
     # Start each level with an empty new/ so the count below is this level's.
     [ -d "$newdir" ] && find "$newdir" -mindepth 1 -maxdepth 1 -type f -delete
+    [ "$MODE" = relay ] && base=$(sink_count)
 
     start_sampler "$root" "$pg" "$rssfile"
     # CPU of the server tree: sampled right before the load and right after
@@ -191,7 +245,7 @@ run_level() {
     deadline=$(awk -v t="$t0" -v d="$DELIVERY_TIMEOUT" 'BEGIN { printf "%.6f", t + d }')
     LEVEL_DLV=timeout
     while :; do
-        n=$(count_files "$newdir")
+        n=$(delivered "$newdir" "$base")
         t1=$EPOCHREALTIME
         if [ "$n" -ge "$accepted" ]; then
             cpu1=$(tree_cpu "$root" "$pg")
@@ -221,7 +275,8 @@ run_level() {
     log "$sys level $level: $out delivered/s=$LEVEL_DLV cpu_ms/msg=$LEVEL_CPU" \
         "(user $LEVEL_USR, sys $LEVEL_SYS; $LEVEL_NPROC processes) peak_${MEM}_mb=$LEVEL_RSS" \
         "journal_commits/msg=$LEVEL_JC"
-    [ -d "$newdir" ] && check_fs "$sys Maildir" "$newdir"
+    [ "$MODE" = local ] && [ -d "$newdir" ] && check_fs "$sys Maildir" "$newdir"
+    return 0
 }
 
 declare -A ACC DLV RSS CPU USR SYS NPROC JC
@@ -269,7 +324,8 @@ write_master_cf() {
 }
 
 start_postfix() {
-    local dir=$TMP/pf uid gid
+    local dir=$TMP/pf uid gid PF_RELAYHOST=
+    [ "$MODE" = relay ] && PF_RELAYHOST=$RELAYHOST
     PF_CONF=$dir/etc
     # Queue and mailboxes on the bench file system; configuration and log not.
     PF_QUEUE=$FS/pf/queue
@@ -294,7 +350,7 @@ mydestination =
 local_recipient_maps =
 alias_maps =
 alias_database =
-relayhost =
+relayhost = $PF_RELAYHOST
 inet_interfaces = loopback-only
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
@@ -372,15 +428,19 @@ start_posthorn() {
     port_listening "$PH_PORT" && die "port $PH_PORT is already in use"
     # setsid: own process group, so its children can be found and stopped.
     # The same limits as the Postfix instance; BENCH_POSTHORN_OPTS adds more -o.
+    local relay=()
+    # relay: as the Postfix instance, loopback clients may relay.
+    [ "$MODE" = relay ] && relay=(-o "relayhost=$RELAYHOST" -o "mynetworks=127.0.0.0/8")
     # shellcheck disable=SC2086 # word splitting of BENCH_POSTHORN_OPTS wanted
     setsid "$POSTHORN_BIN" dev --state "$FS/ph" --port-offset "$PH_OFFSET" \
         -o smtpd_client_connection_count_limit=1000 -o default_process_limit=200 \
-        ${BENCH_POSTHORN_OPTS:-} >"$TMP/posthorn.log" 2>&1 &
+        "${relay[@]}" ${BENCH_POSTHORN_OPTS:-} >"$TMP/posthorn.log" 2>&1 &
     PH_PID=$!
     wait_port "$PH_PORT" 60 "$PH_PID" "posthorn dev"
     log "posthorn dev pid $PH_PID on 127.0.0.1:$PH_PORT"
     check_fs "posthorn queue" "$FS/ph/spool/incoming"
-    check_fs "posthorn mailboxes" "$FS/ph/mail/example.test/demo/Maildir/new"
+    [ "$MODE" = local ] && check_fs "posthorn mailboxes" "$FS/ph/mail/example.test/demo/Maildir/new"
+    return 0
 }
 
 stop_posthorn() {
@@ -443,6 +503,7 @@ chmod 0755 "$TMP" # the postfix and nobody users must reach the queue and Maildi
 setup_fs
 
 PF_VERSION="(not run)"
+[ "$MODE" = relay ] && start_sink
 [ "$ONLY" != posthorn ] && bench_postfix
 [ "$ONLY" != postfix ] && bench_posthorn
 
@@ -451,7 +512,11 @@ PF_VERSION="(not run)"
     echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
         "$(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
     echo "queues and mailboxes: $FS_DESC"
-    echo "msg/s: delivered into the Maildir, end to end; CPU: user+sys ms per message of the whole server process tree"
+    if [ "$MODE" = relay ]; then
+        echo "msg/s: relayed to smtp-sink on 127.0.0.1:$SINK_PORT (relayhost), counted by the sink, end to end; CPU: user+sys ms per message of the whole server process tree (not the sink)"
+    else
+        echo "msg/s: delivered into the Maildir, end to end; CPU: user+sys ms per message of the whole server process tree"
+    fi
     printf '%-8s %10s %10s %7s %10s %10s %7s %10s %10s %9s %9s\n' level \
         postfix posthorn posthorn/ postfix posthorn posthorn/ postfix posthorn postfix posthorn
     printf '%-8s %10s %10s %7s %10s %10s %7s %10s %10s %9s %9s\n' sessions \
