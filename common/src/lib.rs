@@ -21,5 +21,6 @@ pub mod quota;
 pub mod server;
 pub mod spool;
 pub mod status;
+pub mod table;
 pub mod tls;
 pub mod users;

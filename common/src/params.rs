@@ -138,6 +138,8 @@ params! {
         "How long posthorn-smtp waits for the reply after the whole message was sent.";
     "smtp_tls_security_level" = "may";
         "TLS from posthorn-smtp to the next hop. may: STARTTLS when the server offers it, its certificate not checked (opportunistic, RFC 7435); a failed handshake is tried again without TLS. encrypt: TLS required (else deferred), the certificate not checked. verify, secure: TLS required and the certificate must chain to smtp_tls_CAfile and name the host (the MX host, or relayhost's). none: never.";
+    "smtp_tls_policy_maps" = "";
+        "The TLS level per next hop (Postfix's tls_policy(5)), text tables as transport_maps: keys are the next hop as written ([host]:port of relayhost or transport_maps) or, for MX delivery, the domain and .parent-domain; values none, may, encrypt, verify, secure (no attributes; dane is not supported yet). No entry: smtp_tls_security_level.";
     "smtp_tls_CAfile" = "/etc/ssl/certs/ca-certificates.crt";
         "The CA certificates (PEM) posthorn-smtp trusts at smtp_tls_security_level verify and secure. Read when posthorn-smtp starts.";
     "smtpd_sasl_auth_enable" = "no";

@@ -273,6 +273,15 @@ fn main() {
         .collect();
     put("main_cf", "uncommented.cf", uncommented.as_bytes());
     put(
+        "text_table",
+        "transport",
+        b"# transport_maps\nexample.org      smtp:[mx.example.org]:2525\n\
+          .example.org     relay:backup.example.net\njoe@example.com  local:\n\
+          example.com      :[10.0.0.1]\nold.example      error:5.1.6 moved\n\
+          held.example     retry:maintenance\nnovalue\nlong.example\n  smtp:[continued.example]\n\
+          * smtp:[smarthost.example]\n",
+    );
+    put(
         "main_cf",
         "syntax.cf",
         b"# comment\nmyhostname = mail.example.test\nmydomain = example.test\n\

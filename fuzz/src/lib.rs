@@ -54,6 +54,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("queue_file", queue_file),
     ("ipc_frame", ipc_frame),
     ("main_cf", main_cf),
+    ("text_table", text_table),
     ("master_cf", master_cf),
     ("users_file", users_file),
     ("ipc_lines", ipc_lines),
@@ -714,6 +715,37 @@ pub fn main_cf(data: &[u8]) {
     cfg.users_file();
     cfg.queue_dir();
     cfg.pid_file();
+}
+
+/// A lookup table's text (common::table, Postfix's texthash format) with
+/// transport_maps' values: keys are lower case and single words, every
+/// warning names the file and a line that exists, and a next hop of an
+/// `smtp:` entry parses as one.
+pub fn text_table(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let lines = text.lines().count();
+    let mut warnings = Vec::new();
+    let table = common::table::parse_table("t", &text, posthorn_qmgr::transport::route, |w| {
+        warnings.push(w)
+    });
+    for (k, v) in &table {
+        assert!(
+            !k.is_empty() && !k.contains(char::is_whitespace),
+            "key {k:?}"
+        );
+        assert_eq!(*k, k.to_ascii_lowercase());
+        if let posthorn_qmgr::transport::Route::Smtp(Some(hop)) = v {
+            assert!(common::addr::NextHop::parse(hop, 25).is_some(), "{hop:?}");
+        }
+    }
+    for w in &warnings {
+        let n: usize = w
+            .strip_prefix("t, line ")
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("warning without a line: {w:?}"));
+        assert!(n >= 1 && n <= lines, "{w:?} of {lines} lines");
+    }
 }
 
 /// master.cf text, and the listen addresses of each inet service.

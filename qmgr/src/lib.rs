@@ -19,12 +19,17 @@
 //! Parameters: queue_run_delay, minimal_backoff_time, maximal_backoff_time,
 //! maximal_queue_lifetime, bounce_queue_lifetime, qmgr_message_active_limit,
 //! virtual_mailbox_domains, mydestination, myhostname, mail_name,
-//! double_bounce_sender. Two transports: `local` (mydestination and
-//! virtual_mailbox_domains) and `smtp` (every other domain, one job per
-//! destination domain; posthorn-smtp). Delivery concurrency is the maxproc
-//! of each's master.cf service: that many batches of requests in flight,
-//! one per agent process; an smtp batch is one job (a slow destination
-//! holds one agent, not the others' messages). Without an smtp service,
+//! double_bounce_sender, transport_maps, relayhost,
+//! smtp_destination_concurrency_limit. Two transports: `local`
+//! (mydestination and virtual_mailbox_domains) and `smtp` (every other
+//! domain; posthorn-smtp), transport_maps (transport.rs) deciding first.
+//! An smtp job is a message's recipients for one next hop (the table's,
+//! relayhost, or the domain). Delivery concurrency is the maxproc of each's
+//! master.cf service: that many batches of requests in flight, one per
+//! agent process; an smtp batch is one job, at most
+//! smtp_destination_concurrency_limit of them per next hop, the next hops
+//! with jobs waiting taking turns (`Fair`), each job preferably to the
+//! agent that served its next hop last (it may hold the connection). Without an smtp service,
 //! mail for other domains is deferred. A lone message goes at once; messages that come while a batch
 //! is out wait for it and then go together; with 4 waiting, or once the
 //! batch out is 100 ms old (checked each loop round, at least every
@@ -585,7 +590,7 @@ mod tests {
         }
         f.push(job("a.example", 0));
         f.push(job("b.example", 0));
-        let mut next = |f: &mut Fair| f.next(2).map(|(_, j)| j.req.queue_id);
+        let next = |f: &mut Fair| f.next(2).map(|(_, j)| j.req.queue_id);
         // busy.example does not take every slot: the others get theirs in
         // turn, and it stops at its limit of 2.
         assert_eq!(next(&mut f).as_deref(), Some("busy.example0"));

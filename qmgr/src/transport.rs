@@ -1,11 +1,9 @@
 //! transport_maps: per-address and per-domain routes (Postfix's transport(5)).
 //!
-//! Owns reading the tables (plain text: `key value` per line, `#`
-//! comments, blank lines ignored; read into memory and read again when a
-//! file changes, Postfix's texthash semantics, so there is no postmap
-//! step; `texthash:`, `hash:`, `lmdb:` and a bare path all name the text
-//! file) and answering, for a recipient, the transport and next hop.
-//! Deciding what to do with the answer is the queue's (queue.rs).
+//! Owns the meaning of the tables' keys and values (reading them is
+//! common::table's: text files, read again when they change) and
+//! answering, for a recipient, the transport and next hop. Deciding what
+//! to do with the answer is the queue's (queue.rs).
 //!
 //! Keys, tried in this order, the first table that has one winning:
 //! `user@domain` (the whole address, lower case), `domain`, `.parent` for
@@ -24,12 +22,8 @@
 //! (the rest of the table stands); a table that cannot be read is a warning
 //! and routes nothing until it can.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
-
 use common::addr::NextHop;
-use common::warning;
+use common::table::{domain_keys, Tables};
 
 /// Where a recipient goes, by the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,64 +38,29 @@ pub enum Route {
     Retry(String),
 }
 
-/// One table.
-#[derive(Debug)]
-struct Table {
-    path: PathBuf,
-    /// (modification time, size, inode) of what was read.
-    stamp: Option<(SystemTime, u64, u64)>,
-    entries: HashMap<String, Route>,
-}
-
 /// transport_maps: its tables, in order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TransportMaps {
-    tables: Vec<Table>,
-    checked: Option<Instant>,
+    tables: Tables<Route>,
 }
 
-/// How often the files are looked at for changes.
-const RECHECK: Duration = Duration::from_secs(1);
+impl Default for TransportMaps {
+    fn default() -> Self {
+        TransportMaps::new("")
+    }
+}
 
 impl TransportMaps {
-    /// The tables the parameter's value names (comma or space separated).
+    /// The tables the parameter's value names.
     pub fn new(value: &str) -> TransportMaps {
-        let tables = value
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-            .map(|spec| {
-                let path = ["texthash:", "hash:", "lmdb:"]
-                    .iter()
-                    .find_map(|p| spec.strip_prefix(p))
-                    .unwrap_or(spec);
-                Table {
-                    path: PathBuf::from(path),
-                    stamp: None,
-                    entries: HashMap::new(),
-                }
-            })
-            .collect();
-        let mut m = TransportMaps {
-            tables,
-            checked: None,
-        };
-        m.refresh();
-        m
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
+        TransportMaps {
+            tables: Tables::new(value, route),
+        }
     }
 
     /// Read again the tables whose files changed (at most once a second).
     pub fn refresh(&mut self) {
-        if self.checked.is_some_and(|t| t.elapsed() < RECHECK) {
-            return;
-        }
-        self.checked = Some(Instant::now());
-        for t in &mut self.tables {
-            t.refresh();
-        }
+        self.tables.refresh();
     }
 
     /// The route of `address` (`user@domain`), if a table has one.
@@ -111,100 +70,15 @@ impl TransportMaps {
         }
         let address = address.to_ascii_lowercase();
         let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-        let domain = domain.trim_end_matches('.');
         let mut keys = vec![address.clone()];
-        if !domain.is_empty() {
-            keys.push(domain.to_string());
-            let mut rest = domain;
-            while let Some((_, parent)) = rest.split_once('.') {
-                keys.push(format!(".{parent}"));
-                rest = parent;
-            }
-        }
+        keys.extend(domain_keys(domain));
         keys.push("*".to_string());
-        keys.iter()
-            .find_map(|k| self.tables.iter().find_map(|t| t.entries.get(k)))
-            .cloned()
+        self.tables.find(keys.iter().map(String::as_str)).cloned()
     }
-}
-
-impl Table {
-    fn refresh(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) => {
-                if self.stamp.is_some() || self.entries.is_empty() {
-                    warning!("transport_maps: cannot read {}: {e}", self.path.display());
-                }
-                self.stamp = None;
-                self.entries.clear();
-                return;
-            }
-        };
-        let stamp = (
-            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            meta.len(),
-            meta.ino(),
-        );
-        if self.stamp == Some(stamp) {
-            return;
-        }
-        match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                let file = self.path.display().to_string();
-                self.entries = parse(&file, &String::from_utf8_lossy(&bytes), |w| warning!("{w}"));
-                self.stamp = Some(stamp);
-            }
-            Err(e) => {
-                warning!("transport_maps: cannot read {}: {e}", self.path.display());
-                self.stamp = None;
-                self.entries.clear();
-            }
-        }
-    }
-}
-
-/// Parse a table's text; each bad line goes to `warn` as `FILE, line N: why`
-/// and is skipped.
-pub fn parse(file: &str, text: &str, mut warn: impl FnMut(String)) -> HashMap<String, Route> {
-    let mut out = HashMap::new();
-    // Postfix's text tables: a line that starts with white space continues
-    // the one before.
-    let mut logical: Vec<(usize, String)> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        if line.starts_with(char::is_whitespace) {
-            if let Some((_, prev)) = logical.last_mut() {
-                prev.push(' ');
-                prev.push_str(trimmed);
-                continue;
-            }
-        }
-        logical.push((n + 1, trimmed.to_string()));
-    }
-    for (n, line) in logical {
-        let Some((key, value)) = line.split_once(char::is_whitespace) else {
-            warn(format!(
-                "{file}, line {n}: expected format: key whitespace value"
-            ));
-            continue;
-        };
-        match route(value.trim()) {
-            Ok(r) => {
-                out.insert(key.to_ascii_lowercase(), r);
-            }
-            Err(why) => warn(format!("{file}, line {n}: {why}")),
-        }
-    }
-    out
 }
 
 /// A value: `transport:nexthop` and its short forms.
-fn route(value: &str) -> Result<Route, String> {
+pub fn route(value: &str) -> Result<Route, String> {
     let (transport, nexthop) = value.split_once(':').unwrap_or((value, ""));
     match transport {
         "" | "smtp" | "relay" => {
@@ -242,7 +116,7 @@ mod tests {
     #[test]
     fn values_and_bad_lines() {
         let mut warnings = Vec::new();
-        let m = parse(
+        let m = common::table::parse_table(
             "/etc/posthorn/transport",
             "# comment\n\
              example.org      smtp:[mx.example.org]:2525\n\
@@ -255,6 +129,7 @@ mod tests {
              bad.example      smtp:[unclosed\n\
              odd.example      uucp:host\n\
              long.example\n  smtp:[continued.example]\n",
+            route,
             |w| warnings.push(w),
         );
         assert_eq!(
@@ -299,6 +174,7 @@ mod tests {
         )
         .unwrap();
         let mut m = TransportMaps::new(&format!("texthash:{}", path.display()));
+        assert!(m.lookup("a@b").is_some(), "* matches");
         let smtp = |h: &str| Some(Route::Smtp(Some(h.to_string())));
         assert_eq!(m.lookup("Ann@Example.ORG"), smtp("[a.example]"));
         assert_eq!(m.lookup("joe@example.org"), Some(Route::Local));
@@ -307,8 +183,7 @@ mod tests {
         // Changed on disk: read again (size differs, so even a same-second
         // change is seen).
         std::fs::write(&path, "example.org error:gone away\n").unwrap();
-        m.checked = None;
-        m.refresh();
+        m.tables.refresh_now();
         assert_eq!(
             m.lookup("ann@example.org"),
             Some(Route::Error("gone away".into()))

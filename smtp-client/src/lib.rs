@@ -16,9 +16,18 @@
 //! with the last reason. A TLS handshake that fails is tried again without
 //! TLS (smtp_tls_security_level = may is opportunistic).
 //!
-//! Parameters: relayhost, smtp_tcp_port, dns_servers, smtp_helo_name,
-//! smtp_connect_timeout,
-//! smtp_helo_timeout, smtp_data_done_timeout, smtp_tls_security_level,
+//! Connections: the one of the last delivery is kept
+//! (smtp_connection_cache_time_limit) for the next request to the same next
+//! hop at the same TLS level, which qmgr sends to this agent; a kept
+//! connection the server closed, or that has reached
+//! smtp_connection_reuse_time_limit or smtp_connection_reuse_count_limit,
+//! is not used.
+//!
+//! Parameters: relayhost (when qmgr names no next hop), smtp_tcp_port,
+//! dns_servers, smtp_helo_name, smtp_connect_timeout, smtp_helo_timeout,
+//! smtp_data_done_timeout, smtp_tls_security_level, smtp_tls_policy_maps,
+//! smtp_tls_CAfile, smtp_connection_cache_time_limit,
+//! smtp_connection_reuse_time_limit, smtp_connection_reuse_count_limit,
 //! queue_directory.
 //!
 //! Diagnostics: one line per recipient in Postfix's shape:
@@ -49,11 +58,17 @@ use common::ipc::{self, DeliverReply, DeliverRequest, RecipientResult, Status};
 use common::spool::{Queue, QueueFile, QueueId, Spool};
 use common::{info, warning};
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use common::table::Tables;
+use rustls::ClientConfig;
+
 use crate::route::{Dns, NextHop, Unroutable};
 use crate::session::{Failure, Message, Session, Settings, Verdict};
+use crate::tls::Level;
 
 /// The agent's settings, read once.
-#[derive(Debug)]
 pub struct Agent {
     pub spool: Spool,
     pub relayhost: Option<NextHop>,
@@ -62,7 +77,19 @@ pub struct Agent {
     pub dns: Option<Dns>,
     /// smtp_tcp_port: the port of MX hosts.
     pub mx_port: u16,
+    /// Timeouts and names; its TLS fields are set per next hop
+    /// (`settings_for`).
     pub session: Settings,
+    /// smtp_tls_security_level.
+    pub level: Level,
+    /// smtp_tls_policy_maps: the level per next hop.
+    tls_policy: RefCell<Tables<Level>>,
+    /// The configuration of may and encrypt.
+    opportunistic: Arc<ClientConfig>,
+    /// The configuration of verify and secure (smtp_tls_CAfile), made when
+    /// first needed, or why it cannot be.
+    verified: RefCell<Option<Result<Arc<ClientConfig>, String>>>,
+    ca_file: String,
     /// smtp_connection_cache_time_limit: how long an idle connection is
     /// kept for the next message to its next hop (zero: not at all).
     pub cache_time: Duration,
@@ -106,28 +133,32 @@ impl Cache {
 
 impl Agent {
     pub fn from_config(cfg: &Config) -> Result<Agent, ConfigError> {
-        let level = cfg.one_of(
+        let level = Level::parse(&cfg.one_of(
             "smtp_tls_security_level",
             &["none", "may", "encrypt", "verify", "secure"],
-        )?;
-        let verified = matches!(level.as_str(), "verify" | "secure");
-        let tls = match level.as_str() {
-            "none" => None,
-            "may" | "encrypt" => Some(tls::opportunistic().map_err(|e| {
-                cfg.invalid(
-                    "smtp_tls_security_level",
-                    format!("TLS cannot be set up: {e}"),
-                )
-            })?),
-            _ => {
-                let ca = cfg.get("smtp_tls_CAfile");
-                Some(
-                    tls::verified(std::path::Path::new(&ca))
-                        .map_err(|e| cfg.invalid("smtp_tls_CAfile", e))?,
-                )
-            }
+        )?)
+        .map_err(|e| cfg.invalid("smtp_tls_security_level", e))?;
+        let opportunistic = tls::opportunistic().map_err(|e| {
+            cfg.invalid(
+                "smtp_tls_security_level",
+                format!("TLS cannot be set up: {e}"),
+            )
+        })?;
+        let ca_file = cfg.get("smtp_tls_CAfile");
+        // At verify or secure for every next hop the CAs must load now (a
+        // configuration error otherwise); for a policy entry, when needed.
+        let verified = if level.verified() {
+            Some(Ok(tls::verified(std::path::Path::new(&ca_file))
+                .map_err(|e| cfg.invalid("smtp_tls_CAfile", e))?))
+        } else {
+            None
         };
         Ok(Agent {
+            level,
+            tls_policy: RefCell::new(Tables::new(&cfg.get("smtp_tls_policy_maps"), Level::parse)),
+            opportunistic,
+            verified: RefCell::new(verified),
+            ca_file,
             spool: Spool::new(cfg.queue_dir()),
             relayhost: route::relayhost(cfg)?,
             dns: match Dns::new(&cfg.list("dns_servers")) {
@@ -146,15 +177,57 @@ impl Agent {
                 connect_timeout: cfg.time("smtp_connect_timeout")?,
                 reply_timeout: cfg.time("smtp_helo_timeout")?,
                 data_done_timeout: cfg.time("smtp_data_done_timeout")?,
-                tls,
-                tls_required: level != "none" && level != "may",
-                tls_verified: verified,
+                tls: None,
+                tls_required: false,
+                tls_verified: false,
             },
             cache_time: cfg.time("smtp_connection_cache_time_limit")?,
             reuse_time: cfg.time("smtp_connection_reuse_time_limit")?,
             reuse_count: u32::try_from(cfg.int("smtp_connection_reuse_count_limit")?)
                 .unwrap_or(u32::MAX),
         })
+    }
+
+    /// The TLS level of a next hop: smtp_tls_policy_maps (the next hop as
+    /// written, then for an MX destination its domain and parent domains,
+    /// as Postfix's tls_policy(5)), else smtp_tls_security_level.
+    pub fn level_for(&self, nexthop: &str, hop: &NextHop) -> Level {
+        let mut policy = self.tls_policy.borrow_mut();
+        policy.refresh();
+        if policy.is_empty() {
+            return self.level;
+        }
+        let mut keys = vec![nexthop.to_ascii_lowercase()];
+        if !hop.literal {
+            keys.extend(common::table::domain_keys(&hop.host));
+        }
+        policy
+            .find(keys.iter().map(String::as_str))
+            .copied()
+            .unwrap_or(self.level)
+    }
+
+    /// The session settings of a level; Err: the level cannot be had (its
+    /// CAs do not load).
+    fn settings_for(&self, level: Level) -> Result<Settings, String> {
+        let mut s = self.session.clone();
+        s.tls_required = level.required();
+        s.tls_verified = level.verified();
+        s.tls = match level {
+            Level::None => None,
+            Level::May | Level::Encrypt => Some(Arc::clone(&self.opportunistic)),
+            Level::Verify | Level::Secure => {
+                let mut v = self.verified.borrow_mut();
+                let made = v.get_or_insert_with(|| {
+                    tls::verified(std::path::Path::new(&self.ca_file))
+                        .map_err(|e| format!("smtp_tls_CAfile: {e}"))
+                });
+                Some(Arc::clone(made.as_ref().map_err(|e| {
+                    format!("TLS level {} cannot be had: {e}", level.name())
+                })?))
+            }
+        };
+        Ok(s)
     }
 
     /// One request: a result per recipient, in order. Err: the request is
@@ -273,11 +346,27 @@ impl Agent {
                 },
             }
         };
-        let key = if nexthop.is_empty() {
-            format!("{}:{}:{}", hop.literal, hop.host, hop.port)
-        } else {
+        let written = if !nexthop.is_empty() {
             nexthop.to_string()
+        } else if hop.literal {
+            format!("[{}]:{}", hop.host, hop.port)
+        } else {
+            hop.host.clone()
         };
+        let level = self.level_for(&written, &hop);
+        let base = match self.settings_for(level) {
+            Ok(s) => s,
+            Err(e) => {
+                return (
+                    "none".into(),
+                    all(Verdict::Deferred {
+                        dsn: "4.7.5".into(),
+                        text: e,
+                    }),
+                )
+            }
+        };
+        let key = format!("{} {}:{}:{}", level.name(), hop.literal, hop.host, hop.port);
 
         // The connection kept from the last message, if it goes there and
         // may still be used.
@@ -354,7 +443,7 @@ impl Agent {
         let mut last = String::new();
         for (host, addr) in addresses {
             let relay = format!("{host}[{}]:{}", addr.ip(), addr.port());
-            let mut settings = self.session.clone();
+            let mut settings = base.clone();
             // Opportunistic TLS: a failed handshake is tried once without.
             for _ in 0..2 {
                 let attempt = session::open(&settings, addr, &host).and_then(|mut s| {

@@ -7,14 +7,74 @@
 //! plain text), `encrypt` (TLS required, the certificate not checked),
 //! `verify` and `secure` (TLS required, the certificate must chain to a CA
 //! of smtp_tls_CAfile and name the host connected to: the MX host's name,
-//! or relayhost's). `none` never uses TLS. Does not own when STARTTLS is
-//! sent or required (session.rs), smtp_tls_policy_maps, DANE or MTA-STS
-//! (not yet).
+//! or relayhost's). `none` never uses TLS. smtp_tls_policy_maps sets the
+//! level per next hop (`Level::parse` reads its values). Does not own when
+//! STARTTLS is sent or required (session.rs), DANE or MTA-STS (not yet:
+//! their levels, `dane` and `dane-only`, are refused in the policy table).
 //!
 //! Standards: RFC 3207, RFC 7435, RFC 6125 (names, by rustls-webpki), RFC
 //! 8446 / RFC 5246 (rustls).
 
 use std::sync::Arc;
+
+/// A TLS security level (smtp_tls_security_level, smtp_tls_policy_maps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    None,
+    May,
+    Encrypt,
+    Verify,
+    Secure,
+}
+
+impl Level {
+    /// A level's name, or a policy table's value: the level, without
+    /// attributes (Postfix's `match=`, `ciphers=`, ... are not supported:
+    /// refusing them is safer than ignoring a `match=` that narrows what
+    /// is accepted).
+    pub fn parse(v: &str) -> Result<Level, String> {
+        let mut words = v.split_whitespace();
+        let level = match words.next().unwrap_or("") {
+            "none" => Level::None,
+            "may" => Level::May,
+            "encrypt" => Level::Encrypt,
+            "verify" => Level::Verify,
+            "secure" => Level::Secure,
+            w @ ("dane" | "dane-only" | "fingerprint") => {
+                return Err(format!("TLS level {w} is not supported yet"))
+            }
+            w => {
+                return Err(format!(
+                    "unknown TLS level {w:?} (none, may, encrypt, verify or secure)"
+                ))
+            }
+        };
+        match words.next() {
+            Some(attr) => Err(format!("TLS policy attribute {attr:?} is not supported")),
+            None => Ok(level),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::None => "none",
+            Level::May => "may",
+            Level::Encrypt => "encrypt",
+            Level::Verify => "verify",
+            Level::Secure => "secure",
+        }
+    }
+
+    /// No mail without TLS.
+    pub fn required(self) -> bool {
+        matches!(self, Level::Encrypt | Level::Verify | Level::Secure)
+    }
+
+    /// The certificate is checked.
+    pub fn verified(self) -> bool {
+        matches!(self, Level::Verify | Level::Secure)
+    }
+}
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -99,4 +159,23 @@ pub fn opportunistic() -> Result<Arc<ClientConfig>, Error> {
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_values() {
+        assert_eq!(Level::parse("encrypt"), Ok(Level::Encrypt));
+        assert_eq!(Level::parse(" secure "), Ok(Level::Secure));
+        assert!(Level::parse("verify match=mx.example").is_err());
+        assert!(Level::parse("dane")
+            .unwrap_err()
+            .contains("not supported yet"));
+        assert!(Level::parse("Encrypt").is_err());
+        assert!(Level::parse("").is_err());
+        assert!(Level::Verify.required() && Level::Verify.verified());
+        assert!(!Level::May.required() && !Level::Encrypt.verified());
+    }
 }

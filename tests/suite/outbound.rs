@@ -814,3 +814,88 @@ fn one_destination_gets_at_most_its_concurrency_limit() {
     assert_eq!(slow.lock().unwrap().slow_most, 1, "{}", s.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn smtp_tls_policy_maps_set_the_level_per_next_hop() {
+    // Two sinks offering STARTTLS and one without; the default level is
+    // may. The table: none for one sink (no TLS although offered), encrypt
+    // for the one without STARTTLS (deferred, nothing sent), and nothing
+    // for the third (may: TLS).
+    let (none, enc, may): (Shared, Shared, Shared) = Default::default();
+    let (p_none, p_enc, p_may) = (
+        sink(Arc::clone(&none)),
+        sink(Arc::clone(&enc)),
+        sink(Arc::clone(&may)),
+    );
+    let dir = std::env::temp_dir().join(format!("posthorn-tlspolicy-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let transport = dir.join("transport");
+    let policy = dir.join("tls_policy");
+    std::fs::write(
+        &transport,
+        format!(
+            "none.example smtp:[127.0.0.1]:{p_none}\n\
+             enc.example smtp:[127.0.0.1]:{p_enc}\n\
+             may.example smtp:[127.0.0.1]:{p_may}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &policy,
+        format!(
+            "[127.0.0.1]:{p_none} none\n\
+             [127.0.0.1]:{p_enc} encrypt\n\
+             [127.0.0.1]:{p_may} dane\n"
+        ),
+    )
+    .unwrap();
+    let s = Suite::start(
+        "outbound-tlspolicy",
+        &[],
+        &[
+            &format!("transport_maps=texthash:{}", transport.display()),
+            &format!("smtp_tls_policy_maps=texthash:{}", policy.display()),
+            "mynetworks=127.0.0.0/8",
+        ],
+    );
+    let tls = rustls_config(&s);
+    none.lock().unwrap().tls = Some(Arc::clone(&tls));
+    may.lock().unwrap().tls = Some(tls);
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    let id = c.mail(
+        "a@example.org",
+        &["x@enc.example"],
+        b"Subject: e\r\n\r\nx\r\n",
+    );
+    c.mail(
+        "a@example.org",
+        &["x@none.example"],
+        b"Subject: n\r\n\r\nx\r\n",
+    );
+    c.mail(
+        "a@example.org",
+        &["x@may.example"],
+        b"Subject: m\r\n\r\nx\r\n",
+    );
+    assert!(
+        !wait_for(&none, &s, "x@none.example")[0].tls,
+        "none: no TLS"
+    );
+    assert!(
+        wait_for(&may, &s, "x@may.example")[0].tls,
+        "no usable entry: may"
+    );
+    s.wait_log(&format!(
+        "{id}: to=<x@enc.example>, relay=127.0.0.1:{p_enc}, delay="
+    ));
+    s.wait_log(&format!(
+        "status=deferred (TLS is required, but was not offered by host 127.0.0.1:{p_enc})"
+    ));
+    s.wait_log(&format!(
+        "{}, line 3: TLS level dane is not supported yet",
+        policy.display()
+    ));
+    assert!(enc.lock().unwrap().messages.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
