@@ -22,13 +22,19 @@
 //!
 //! Standards: RFC 5321, RFC 1870 (SIZE), RFC 2920 (PIPELINING: MAIL, the
 //! RCPTs and DATA in one write, their replies in order), RFC 3207 (STARTTLS), RFC 3463, RFC 6152
-//! (8BITMIME), RFC 6531 (SMTPUTF8).
+//! (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (DSN: to a server that offers
+//! it, RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT as the sender gave
+//! them, and ORCPT=rfc822;RECIPIENT for a recipient without one, as
+//! Postfix does; a sent verdict says whether NOTIFY went on with the
+//! message (RFC 3461 5.2), so qmgr knows whether to tell of "relayed").
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::dsn::{self, MessageDsn, RecipientDsn};
+use common::ipc::Handoff;
 use common::tls::TlsInfo;
 use proto::smtp::client::{
     write_hello, write_mail, write_rcpt, write_simple, Capabilities, DotStuffer, MailOptions,
@@ -63,9 +69,20 @@ pub struct Settings {
 /// What became of one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Sent { dsn: String, text: String },
-    Deferred { dsn: String, text: String },
-    Bounced { dsn: String, text: String },
+    /// `handoff`: the server took NOTIFY on (it offered DSN) or not.
+    Sent {
+        dsn: String,
+        text: String,
+        handoff: Handoff,
+    },
+    Deferred {
+        dsn: String,
+        text: String,
+    },
+    Bounced {
+        dsn: String,
+        text: String,
+    },
 }
 
 impl Verdict {
@@ -76,6 +93,7 @@ impl Verdict {
             Verdict::Sent {
                 dsn: r.dsn(),
                 text: r.to_string(),
+                handoff: Handoff::Relayed,
             }
         } else if r.is_transient() {
             Verdict::Deferred { dsn: r.dsn(), text }
@@ -123,6 +141,10 @@ pub struct Outcome {
 pub struct Message<'a> {
     pub sender: &'a str,
     pub recipients: &'a [String],
+    /// RET and ENVID of the message.
+    pub dsn: &'a MessageDsn,
+    /// NOTIFY and ORCPT of each of `recipients` (none past its end).
+    pub rcpt_dsn: &'a [RecipientDsn],
     pub size: u64,
     /// It has bytes above 127 (needs BODY=8BITMIME).
     pub eight_bit: bool,
@@ -424,6 +446,8 @@ fn transaction(
         }));
     }
     let mut line = Vec::new();
+    // RFC 3461 4.3, 4.4: only to a server that offers DSN.
+    let with_dsn = |v: Option<String>| v.filter(|_| caps.dsn);
     write_mail(
         &mut line,
         m.sender,
@@ -431,15 +455,27 @@ fn transaction(
             size: caps.size.map(|_| m.size),
             eight_bit: m.eight_bit,
             smtputf8: utf8,
-            ..MailOptions::default()
+            ret: with_dsn(m.dsn.ret.map(|r| r.as_str().to_string())),
+            envid: with_dsn(m.dsn.envid.clone()),
         },
     );
     // RFC 2920: with PIPELINING, MAIL, every RCPT and DATA go in one write
     // and their replies are read in order; without, one at a time.
     let mut rcpt_lines = Vec::with_capacity(n);
-    for rcpt in m.recipients {
+    for (i, rcpt) in m.recipients.iter().enumerate() {
         let mut l = Vec::new();
-        write_rcpt(&mut l, rcpt, None, None);
+        let d = m.rcpt_dsn.get(i).cloned().unwrap_or_default();
+        // RFC 3461 4.1, 4.2; Postfix's smtp_proto.c: the recipient as
+        // queued is the original one when the sender gave no ORCPT.
+        let orcpt = d
+            .orcpt
+            .or_else(|| rcpt.is_ascii().then(|| dsn::default_orcpt(rcpt)));
+        write_rcpt(
+            &mut l,
+            rcpt,
+            with_dsn(d.notify.map(|n| n.to_string())).as_deref(),
+            with_dsn(orcpt).as_deref(),
+        );
         rcpt_lines.push(l);
     }
     let (mail_reply, rcpt_replies, data_reply) = if caps.pipelining {
@@ -532,5 +568,11 @@ fn transaction(
     c.send(&wire, "sending end of data")?;
     let t = c.settings.data_done_timeout;
     let r = c.reply("sending end of data", t)?;
-    Ok(finish(verdicts, Verdict::of(&r, "end of DATA")))
+    let mut sent = Verdict::of(&r, "end of DATA");
+    if let Verdict::Sent { handoff, .. } = &mut sent {
+        if caps.dsn {
+            *handoff = Handoff::Passed;
+        }
+    }
+    Ok(finish(verdicts, sent))
 }
