@@ -586,7 +586,7 @@ mod tests {
         }
         f.push(job("a.example", 0));
         f.push(job("b.example", 0));
-        let mut next = |f: &mut Fair| f.next(2).map(|(_, j)| j.req.queue_id);
+        let next = |f: &mut Fair| f.next(2).map(|(_, j)| j.req.queue_id);
         // busy.example does not take every slot: the others get theirs in
         // turn, and it stops at its limit of 2.
         assert_eq!(next(&mut f).as_deref(), Some("busy.example0"));
