@@ -365,7 +365,19 @@ impl Config {
 
     /// A time: a number with an optional unit s, m, h, d or w (default s).
     pub fn time(&self, name: &str) -> Result<Duration, ConfigError> {
+        self.time_with_unit(name, "s")
+    }
+
+    /// A time whose bare number is in `unit` (s, m, h, d or w), as
+    /// Postfix's delay_warning_time counts hours.
+    pub fn time_with_unit(&self, name: &str, unit: &str) -> Result<Duration, ConfigError> {
         let v = self.get(name);
+        let bare = !v.trim().is_empty() && v.trim().bytes().all(|b| b.is_ascii_digit());
+        let v = if bare {
+            format!("{}{unit}", v.trim())
+        } else {
+            v
+        };
         parse_time(&v).ok_or_else(|| {
             self.bad(
                 name,
@@ -599,6 +611,24 @@ mod tests {
         assert_eq!(parse_time("42"), Some(Duration::from_secs(42)));
         assert_eq!(parse_time("5x"), None);
         assert!(cfg("").validate().is_empty(), "{:?}", cfg("").validate());
+        // A bare number in another unit (delay_warning_time: hours).
+        let c = cfg("delay_warning_time = 4\nmaximal_queue_lifetime = 90s\n");
+        let hours = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(
+            c.time_with_unit("delay_warning_time", "h").unwrap(),
+            hours(4)
+        );
+        assert_eq!(
+            c.time_with_unit("maximal_queue_lifetime", "h").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            c.time("delay_warning_time").unwrap(),
+            Duration::from_secs(4)
+        );
+        assert!(cfg("delay_warning_time = 4x\n")
+            .time_with_unit("delay_warning_time", "h")
+            .is_err());
     }
 
     #[test]

@@ -223,6 +223,24 @@ pub struct RecipientResult {
     pub dsn: String,
     /// Human-readable reason, as logged in status=... (...).
     pub text: String,
+    /// For a `Sent` recipient: who tells a sender that asked for
+    /// NOTIFY=SUCCESS. Last, so the fields before keep their place (bincode
+    /// has no defaults for missing fields: both ends are of one build).
+    pub handoff: Handoff,
+}
+
+/// Where a sent recipient's message went, for the success notice (RFC
+/// 3461 5.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Handoff {
+    /// Final delivery here (a mailbox): qmgr's notice says "delivered".
+    #[default]
+    Delivered,
+    /// Handed to a server without DSN: qmgr's notice says "relayed".
+    Relayed,
+    /// Handed to a server with DSN, NOTIFY passed on: the notice is that
+    /// server's to send, not ours.
+    Passed,
 }
 
 /// local delivery -> qmgr: one result per requested recipient.

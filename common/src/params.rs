@@ -166,6 +166,8 @@ params! {
         "A message still undeliverable after this long is returned to its sender.";
     "bounce_queue_lifetime" = "5d";
         "The same as maximal_queue_lifetime for bounces (messages from the null sender).";
+    "delay_warning_time" = "0h";
+        "When a message is still deferred this long after it arrived, qmgr sends its sender one delay warning (RFC 3464, Action: delayed, the last reason; subject Delayed Mail (still being retried)) for the recipients that did not ask otherwise with NOTIFY (RFC 3461: without NOTIFY, or with DELAY), and records it in the queue file so it goes once. Never to the null sender. 0 turns warnings off. A number without a unit is hours, as in Postfix.";
     "qmgr_message_active_limit" = "20000";
         "The most messages qmgr keeps in active/ at once; the rest wait in incoming/ and deferred/.";
     "alias_maps" = "hash:/etc/aliases";

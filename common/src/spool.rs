@@ -8,18 +8,30 @@
 //! active, deferred, hold or corrupt; it moves between them by rename(2), which
 //! is atomic, so a crash leaves it in one place or the other.
 //!
-//! Queue file (version 1), little-endian:
+//! Queue file (version 2), little-endian:
 //!
 //! ```text
-//! "PHQ" 0x01                      magic and version
+//! "PHQ" 0x02                      magic and version
 //! record*                         type u8, length u32, data
 //!   'T'  arrival, u64 unix seconds
 //!   'S'  sender address ("" for the null sender)
+//!   'E'  RET and ENVID (RFC 3461), optional: u8 0 none, 1 FULL, 2 HDRS;
+//!        then ENVID as sent (xtext), or nothing
 //!   'A'  attribute "name=value" (client_addr, helo, protocol, ...)
 //!   'R'  recipient, pending       (the type byte becomes 'D' when done:
 //!   'D'  recipient, done           one byte rewritten in place, Postfix's way)
+//!   'N'  NOTIFY and ORCPT of the recipient record just before it,
+//!        optional: u8 NOTIFY bits (0 none, 1 NEVER, 2 SUCCESS, 4 FAILURE,
+//!        8 DELAY); then ORCPT as sent ("type;xtext"), or nothing
+//!   'W'  delay warning, u64 unix seconds it was sent, 0 not yet: rewritten
+//!        in place (fdatasync'ed) when qmgr sends it, so it goes once
 //!   'M'  message length, u64      then exactly that many message bytes, then EOF
 //! ```
+//!
+//! Versions: a reader takes version 1 files (written before DSN: no 'E',
+//! 'N' or 'W' records, which are corrupt there; such a message gets no
+//! delay warning, having nowhere to record it) and version 2. Every file is
+//! written as version 2, with a 'W' record.
 //!
 //! Durability (Postfix's way): a queue file is created in incoming/ under its
 //! queue id with mode 0600, ahead of time and in batches whose directory is
@@ -57,11 +69,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::OFlag;
 
+use crate::dsn::{self, MessageDsn, Notify, RecipientDsn, Ret};
 use crate::durable::{self, Replace};
 use crate::privilege;
 
 const MAGIC: &[u8; 3] = b"PHQ";
-const VERSION: u8 = 1;
+/// The version written; `parse` also reads `VERSION_1`.
+const VERSION: u8 = 2;
+/// Before DSN: no 'E', 'N' or 'W' records.
+const VERSION_1: u8 = 1;
 /// Largest non-message record.
 const MAX_RECORD: u32 = 64 * 1024;
 /// Largest envelope (all records before the message).
@@ -180,6 +196,11 @@ pub struct Envelope {
     pub recipients: Vec<String>,
     /// name=value pairs for logs and bounces: client_name, client_addr, helo, protocol.
     pub attrs: Vec<(String, String)>,
+    /// RET and ENVID (RFC 3461).
+    pub dsn: MessageDsn,
+    /// NOTIFY and ORCPT of `recipients`, by index; a recipient past its
+    /// end has none.
+    pub recipient_dsn: Vec<RecipientDsn>,
 }
 
 /// The spool rooted at queue_directory.
@@ -443,12 +464,28 @@ impl QueueWriter {
         self.written += 4;
         self.record(b'T', &arrival.to_le_bytes())?;
         self.record(b'S', env.sender.as_bytes())?;
+        if !env.dsn.is_empty() {
+            let ret = match env.dsn.ret {
+                None => 0,
+                Some(Ret::Full) => 1,
+                Some(Ret::Hdrs) => 2,
+            };
+            let mut e = vec![ret];
+            e.extend_from_slice(env.dsn.envid.as_deref().unwrap_or("").as_bytes());
+            self.record(b'E', &e)?;
+        }
         for (k, v) in &env.attrs {
             self.record(b'A', format!("{k}={v}").as_bytes())?;
         }
-        for r in &env.recipients {
+        for (i, r) in env.recipients.iter().enumerate() {
             self.record(b'R', r.as_bytes())?;
+            if let Some(d) = env.recipient_dsn.get(i).filter(|d| !d.is_empty()) {
+                let mut n = vec![d.notify.map_or(0, Notify::bits)];
+                n.extend_from_slice(d.orcpt.as_deref().unwrap_or("").as_bytes());
+                self.record(b'N', &n)?;
+            }
         }
+        self.record(b'W', &0u64.to_le_bytes())?;
         // Header is 4 bytes of magic; each record is 5 + len. The length field
         // of 'M' is patched in commit().
         self.len_offset = self.written + 5;
@@ -524,6 +561,19 @@ pub struct Recipient {
     pub done: bool,
     /// Offset of the record's type byte, for `mark_done`.
     pub offset: u64,
+    /// NOTIFY and ORCPT (RFC 3461).
+    pub dsn: RecipientDsn,
+}
+
+/// Where a message stands with its delay warning ('W' record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayWarning {
+    /// A version 1 file: nowhere to record one, so none is sent.
+    Unrecorded,
+    /// Not sent yet.
+    Pending,
+    /// Sent at this time (unix seconds).
+    Sent(u64),
 }
 
 /// A queue file's envelope, read back, and the one descriptor it was read
@@ -536,6 +586,11 @@ pub struct QueueFile {
     pub sender: String,
     pub attrs: Vec<(String, String)>,
     pub recipients: Vec<Recipient>,
+    /// RET and ENVID (RFC 3461).
+    pub dsn: MessageDsn,
+    pub warning: DelayWarning,
+    /// Offset of the 'W' record's data, for `mark_warned`.
+    warn_offset: u64,
     pub msg_offset: u64,
     pub msg_len: u64,
     /// The first bytes of the message, when kept (`open_owned`).
@@ -630,10 +685,10 @@ impl QueueFile {
         if &head[..3] != MAGIC {
             return Err(corrupt("bad magic"));
         }
-        if head[3] != VERSION {
+        let version = head[3];
+        if version != VERSION && version != VERSION_1 {
             return Err(SpoolError::Corrupt(format!(
-                "unsupported version {}",
-                head[3]
+                "unsupported version {version}"
             )));
         }
         let mut qf = QueueFile {
@@ -643,12 +698,17 @@ impl QueueFile {
             sender: String::new(),
             attrs: Vec::new(),
             recipients: Vec::new(),
+            dsn: MessageDsn::default(),
+            warning: DelayWarning::Unrecorded,
+            warn_offset: 0,
             msg_offset: 0,
             msg_len: 0,
             kept: None,
         };
         let mut pos: u64 = 4;
-        let (mut seen_t, mut seen_s) = (false, false);
+        let (mut seen_t, mut seen_s, mut seen_e, mut seen_w) = (false, false, false, false);
+        // The record before this one was a recipient's (for 'N').
+        let mut after_recipient = false;
         loop {
             if pos > MAX_ENVELOPE {
                 return Err(corrupt("envelope too large"));
@@ -672,6 +732,13 @@ impl QueueFile {
                     .map(str::to_string)
                     .map_err(|_| corrupt("record is not UTF-8"))
             };
+            if version == VERSION_1 && matches!(kind, b'E' | b'N' | b'W') {
+                return Err(SpoolError::Corrupt(format!(
+                    "record '{}' in a version 1 queue file",
+                    kind as char
+                )));
+            }
+            let was_recipient = std::mem::replace(&mut after_recipient, false);
             match kind {
                 b'T' => {
                     let b: [u8; 8] = data.try_into().map_err(|_| corrupt("bad arrival record"))?;
@@ -694,7 +761,63 @@ impl QueueFile {
                         address: text()?,
                         done: kind == b'D',
                         offset: pos,
+                        dsn: RecipientDsn::default(),
                     });
+                    after_recipient = true;
+                }
+                b'E' => {
+                    let (&ret, envid) = data
+                        .split_first()
+                        .ok_or_else(|| corrupt("empty 'E' record"))?;
+                    if std::mem::replace(&mut seen_e, true) {
+                        return Err(corrupt("second 'E' record"));
+                    }
+                    qf.dsn.ret = match ret {
+                        0 => None,
+                        1 => Some(Ret::Full),
+                        2 => Some(Ret::Hdrs),
+                        _ => return Err(corrupt("bad RET in 'E' record")),
+                    };
+                    if !envid.is_empty() {
+                        let envid = std::str::from_utf8(envid)
+                            .ok()
+                            .filter(|e| dsn::valid_envid(e))
+                            .ok_or_else(|| corrupt("bad ENVID in 'E' record"))?;
+                        qf.dsn.envid = Some(envid.to_string());
+                    }
+                }
+                b'N' => {
+                    let r = match qf.recipients.last_mut() {
+                        Some(r) if was_recipient => r,
+                        _ => return Err(corrupt("'N' record not after a recipient")),
+                    };
+                    let (&bits, orcpt) = data
+                        .split_first()
+                        .ok_or_else(|| corrupt("empty 'N' record"))?;
+                    if bits != 0 {
+                        r.dsn.notify = Some(
+                            Notify::from_bits(bits)
+                                .ok_or_else(|| corrupt("bad NOTIFY in 'N' record"))?,
+                        );
+                    }
+                    if !orcpt.is_empty() {
+                        let orcpt = std::str::from_utf8(orcpt)
+                            .ok()
+                            .filter(|o| dsn::orcpt_parts(o).is_some())
+                            .ok_or_else(|| corrupt("bad ORCPT in 'N' record"))?;
+                        r.dsn.orcpt = Some(orcpt.to_string());
+                    }
+                }
+                b'W' => {
+                    let b: [u8; 8] = data.try_into().map_err(|_| corrupt("bad 'W' record"))?;
+                    if std::mem::replace(&mut seen_w, true) {
+                        return Err(corrupt("second 'W' record"));
+                    }
+                    qf.warning = match u64::from_le_bytes(b) {
+                        0 => DelayWarning::Pending,
+                        t => DelayWarning::Sent(t),
+                    };
+                    qf.warn_offset = pos + 5;
                 }
                 b'M' => {
                     let b: [u8; 8] = data.try_into().map_err(|_| corrupt("bad message record"))?;
@@ -775,6 +898,25 @@ impl QueueFile {
             }
         }
         f.sync_data()
+    }
+
+    /// Record that the delay warning was sent at `when` (unix seconds, not
+    /// 0): rewrite the 'W' record through the descriptor the envelope was
+    /// read from, and fdatasync before returning. A version 1 file has no
+    /// such record: an `Unsupported` error, and nothing written.
+    pub fn mark_warned(&mut self, when: u64) -> io::Result<()> {
+        if self.warning == DelayWarning::Unrecorded {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "queue file has no delay warning record (version 1)",
+            ));
+        }
+        let when = when.max(1);
+        self.file
+            .write_all_at(&when.to_le_bytes(), self.warn_offset)?;
+        self.file.sync_data()?;
+        self.warning = DelayWarning::Sent(when);
+        Ok(())
     }
 
     /// Note recipients as done without writing (the caller is about to remove
@@ -921,7 +1063,158 @@ mod tests {
             sender: "a@example.org".into(),
             recipients: vec!["b@example.test".into(), "c@example.test".into()],
             attrs: vec![("client_addr".into(), "127.0.0.1".into())],
+            ..Envelope::default()
         }
+    }
+
+    /// A record as the writer lays it out.
+    fn rec(kind: u8, data: &[u8]) -> Vec<u8> {
+        let mut r = vec![kind];
+        r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        r.extend_from_slice(data);
+        r
+    }
+
+    /// A queue file by hand: `version`, the records, then the message.
+    fn by_hand(version: u8, records: &[Vec<u8>], message: &[u8]) -> Vec<u8> {
+        let mut f = b"PHQ".to_vec();
+        f.push(version);
+        for r in records {
+            f.extend_from_slice(r);
+        }
+        f.extend(rec(b'M', &(message.len() as u64).to_le_bytes()));
+        f.extend_from_slice(message);
+        f
+    }
+
+    #[test]
+    fn dsn_round_trip_and_delay_warning_recorded_once() {
+        let s = temp_spool("dsn");
+        let mut e = env();
+        e.dsn = MessageDsn {
+            ret: Some(Ret::Hdrs),
+            envid: Some("QQ314159+2Bx".into()),
+        };
+        // The first recipient has none, the second both.
+        e.recipient_dsn = vec![
+            RecipientDsn::default(),
+            RecipientDsn {
+                notify: Notify::parse("SUCCESS,DELAY"),
+                orcpt: Some("rfc822;c+40example.test".into()),
+            },
+        ];
+        let mut w = s.create(&e).unwrap();
+        w.write(b"Subject: dsn\r\n\r\nx\r\n").unwrap();
+        let id = w.commit().unwrap();
+        let path = s.path(Queue::Incoming, &id);
+        let mut qf = QueueFile::read(&path).unwrap();
+        assert_eq!(qf.dsn, e.dsn);
+        assert_eq!(qf.recipients[0].dsn, RecipientDsn::default());
+        assert_eq!(qf.recipients[1].dsn, e.recipient_dsn[1]);
+        assert_eq!(qf.warning, DelayWarning::Pending);
+        let mut body = Vec::new();
+        qf.message().unwrap().read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"Subject: dsn\r\n\r\nx\r\n");
+        // mark_done still finds the recipient records among 'N's.
+        qf.mark_done(&[1]).unwrap();
+        qf.mark_warned(1_700_000_000).unwrap();
+        let again = QueueFile::read(&path).unwrap();
+        assert_eq!(again.pending(), vec![0]);
+        assert_eq!(again.warning, DelayWarning::Sent(1_700_000_000));
+        assert_eq!(again.recipients[1].dsn, e.recipient_dsn[1]);
+        // Without DSN: no 'E' or 'N', still a 'W'.
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"x").unwrap();
+        let plain = QueueFile::read(&s.path(Queue::Incoming, &w.commit().unwrap())).unwrap();
+        assert_eq!(plain.dsn, MessageDsn::default());
+        assert_eq!(plain.warning, DelayWarning::Pending);
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    /// Files written before DSN (version 1) still read; they have no
+    /// delay warning record, and mark_warned writes nothing into them.
+    #[test]
+    fn version_1_files_still_read() {
+        let s = temp_spool("v1");
+        let path = s.dir(Queue::Incoming).join("v1");
+        let records = [
+            rec(b'T', &1_700_000_000u64.to_le_bytes()),
+            rec(b'S', b"a@example.org"),
+            rec(b'A', b"client_addr=127.0.0.1"),
+            rec(b'R', b"b@example.test"),
+            rec(b'D', b"c@example.test"),
+        ];
+        let file = by_hand(1, &records, b"Subject: old\r\n\r\nold\r\n");
+        fs::write(&path, &file).unwrap();
+        let mut qf = QueueFile::read(&path).unwrap();
+        assert_eq!(qf.arrival, 1_700_000_000);
+        assert_eq!(qf.pending(), vec![0]);
+        assert_eq!(qf.recipients[0].dsn, RecipientDsn::default());
+        assert_eq!(qf.warning, DelayWarning::Unrecorded);
+        let e = qf.mark_warned(1).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(fs::read(&path).unwrap(), file, "nothing written");
+        qf.mark_done(&[0]).unwrap();
+        assert!(QueueFile::read(&path).unwrap().recipients[0].done);
+        // The new records are corrupt in a version 1 file.
+        for extra in [rec(b'W', &0u64.to_le_bytes()), rec(b'E', b"\x01")] {
+            let mut r = records.to_vec();
+            r.push(extra);
+            fs::write(&path, by_hand(1, &r, b"x")).unwrap();
+            assert!(
+                matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(m)) if m.contains("version 1")),
+            );
+        }
+        fs::write(&path, by_hand(3, &records, b"x")).unwrap();
+        assert!(
+            matches!(QueueFile::read(&path), Err(SpoolError::Corrupt(m)) if m.contains("version 3"))
+        );
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    #[test]
+    fn bad_dsn_records_are_corrupt() {
+        let s = temp_spool("baddsn");
+        let path = s.dir(Queue::Incoming).join("bad");
+        let head = || vec![rec(b'T', &1u64.to_le_bytes()), rec(b'S', b"a@example.org")];
+        let rcpt = || rec(b'R', b"b@example.test");
+        let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            ("'N' first", vec![rec(b'N', b"\x02"), rcpt()]),
+            (
+                "'N' twice",
+                vec![rcpt(), rec(b'N', b"\x02"), rec(b'N', b"\x04")],
+            ),
+            ("NOTIFY NEVER and more", vec![rcpt(), rec(b'N', b"\x03")]),
+            ("NOTIFY bit 16", vec![rcpt(), rec(b'N', b"\x10")]),
+            ("empty 'N'", vec![rcpt(), rec(b'N', b"")]),
+            (
+                "ORCPT with CRLF",
+                vec![rcpt(), rec(b'N', b"\x02rfc822;a+0D+0Ab")],
+            ),
+            ("ORCPT without type", vec![rcpt(), rec(b'N', b"\x00a@b")]),
+            ("RET 3", vec![rec(b'E', b"\x03"), rcpt()]),
+            ("ENVID with a space", vec![rec(b'E', b"\x00a b"), rcpt()]),
+            (
+                "'E' twice",
+                vec![rec(b'E', b"\x01"), rec(b'E', b"\x02"), rcpt()],
+            ),
+            ("short 'W'", vec![rcpt(), rec(b'W', b"\x00")]),
+            (
+                "'W' twice",
+                vec![rcpt(), rec(b'W', &[0; 8]), rec(b'W', &[0; 8])],
+            ),
+        ];
+        for (what, tail) in cases {
+            let mut r = head();
+            r.extend(tail);
+            fs::write(&path, by_hand(2, &r, b"x")).unwrap();
+            let got = QueueFile::read(&path);
+            assert!(
+                matches!(got, Err(SpoolError::Corrupt(_))),
+                "{what}: {got:?}"
+            );
+        }
+        fs::remove_dir_all(s.root()).unwrap();
     }
 
     #[test]

@@ -14,7 +14,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::auth::{AuthBody, AuthRequest, Credentials, Mechanism};
-use common::ipc::{self, DeliverRecipient, DeliverReply, DeliverRequest, RecipientResult, Status};
+use common::ipc::{
+    self, DeliverRecipient, DeliverReply, DeliverRequest, Handoff, RecipientResult, Status,
+};
 use common::spool::{Envelope, Queue, Spool};
 
 fn main() {
@@ -180,6 +182,7 @@ fn main() {
                     ("helo".into(), "client.example".into()),
                     ("protocol".into(), "ESMTP".into()),
                 ],
+                ..Envelope::default()
             },
             &b"Subject: hi\r\n\r\nbody\r\n"[..],
         ),
@@ -189,8 +192,32 @@ fn main() {
                 sender: String::new(),
                 recipients: vec!["a@example.test".into(), "b@example.test".into()],
                 attrs: vec![("protocol".into(), "SMTP".into())],
+                ..Envelope::default()
             },
             &b""[..],
+        ),
+        (
+            "dsn",
+            Envelope {
+                sender: "alice@example.org".into(),
+                recipients: vec!["a@example.test".into(), "b@example.test".into()],
+                attrs: vec![("protocol".into(), "ESMTP".into())],
+                dsn: common::dsn::MessageDsn {
+                    ret: Some(common::dsn::Ret::Hdrs),
+                    envid: Some("QQ314159+2Bx".into()),
+                },
+                recipient_dsn: vec![
+                    common::dsn::RecipientDsn {
+                        notify: common::dsn::Notify::parse("SUCCESS,DELAY"),
+                        orcpt: Some("rfc822;a+40example.test".into()),
+                    },
+                    common::dsn::RecipientDsn {
+                        notify: Some(common::dsn::Notify::NEVER),
+                        orcpt: None,
+                    },
+                ],
+            },
+            &b"Subject: dsn\r\n\r\nx\r\n"[..],
         ),
     ];
     for (name, env, body) in envs {
@@ -206,6 +233,14 @@ fn main() {
             qf.mark_done(&[0]).expect("mark");
             let bytes = fs::read(spool.path(Queue::Incoming, &id)).expect("read back");
             put("queue_file", "one-done", &bytes);
+        }
+        // With its delay warning sent, as qmgr leaves it.
+        if name == "dsn" {
+            let mut qf =
+                common::spool::QueueFile::read(&spool.path(Queue::Incoming, &id)).expect("reads");
+            qf.mark_warned(1_700_000_000).expect("mark");
+            let bytes = fs::read(spool.path(Queue::Incoming, &id)).expect("read back");
+            put("queue_file", "dsn-warned", &bytes);
         }
     }
     let _ = fs::remove_dir_all(&tmp);
@@ -243,18 +278,21 @@ fn main() {
                     status: Status::Sent,
                     dsn: "2.0.0".into(),
                     text: "delivered to maildir".into(),
+                    handoff: Handoff::Delivered,
                 },
                 RecipientResult {
                     index: 2,
                     status: Status::Bounced,
                     dsn: "5.1.1".into(),
                     text: "unknown user".into(),
+                    handoff: Handoff::Relayed,
                 },
                 RecipientResult {
                     index: 3,
                     status: Status::Deferred,
                     dsn: "4.2.2".into(),
                     text: "mailbox full".into(),
+                    handoff: Handoff::Passed,
                 },
             ],
         },

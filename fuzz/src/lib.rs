@@ -230,6 +230,24 @@ pub fn smtp_command(data: &[u8]) {
         match smtp::parse_command(&line) {
             Ok(cmd) => {
                 assert!(!cmd.verb().is_empty());
+                // DSN values the parser takes are what the queue file
+                // keeps (and what a notification and the next hop get).
+                match &cmd {
+                    smtp::Command::Mail { params, .. } => {
+                        if let Some(e) = &params.envid {
+                            assert!(common::dsn::valid_envid(e), "ENVID {e:?}");
+                        }
+                    }
+                    smtp::Command::Rcpt { params, .. } => {
+                        if let Some(o) = &params.orcpt {
+                            assert!(common::dsn::orcpt_parts(o).is_some(), "ORCPT {o:?}");
+                        }
+                        if let Some(n) = &params.notify {
+                            assert!(common::dsn::Notify::parse(n).is_some(), "NOTIFY {n:?}");
+                        }
+                    }
+                    _ => {}
+                }
             }
             Err(r) => {
                 assert!(r.is_permanent(), "syntax error reply {r}");
@@ -636,6 +654,19 @@ pub fn queue_file(data: &[u8]) {
         }
         qf.pending();
         qf.attr("client_addr");
+        // DSN values come back only in the shapes smtpd takes (so none
+        // can break a command to the next hop or a notification's field).
+        if let Some(e) = &qf.dsn.envid {
+            assert!(common::dsn::valid_envid(e), "ENVID {e:?}");
+        }
+        for r in &qf.recipients {
+            if let Some(o) = &r.dsn.orcpt {
+                assert!(common::dsn::orcpt_parts(o).is_some(), "ORCPT {o:?}");
+            }
+            if let Some(n) = r.dsn.notify {
+                assert_eq!(common::dsn::Notify::from_bits(n.bits()), Some(n));
+            }
+        }
     }
 }
 

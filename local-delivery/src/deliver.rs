@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::config::Config;
-use common::ipc::{DeliverRequest, RecipientResult, Status};
+use common::ipc::{DeliverRequest, Handoff, RecipientResult, Status};
 use common::privilege::{self, DirCreate};
 use common::quota::Quota;
 use common::spool::{Queue, QueueFile, QueueId, Spool, SpoolError};
@@ -316,6 +316,7 @@ impl Agent {
                         status: Status::Deferred,
                         dsn: "4.3.0".into(),
                         text: why.clone(),
+                        handoff: Handoff::default(),
                     },
                 }));
                 return Ok(());
@@ -349,6 +350,7 @@ impl Agent {
                     status,
                     dsn: dsn.into(),
                     text,
+                    handoff: Handoff::Delivered,
                 },
             });
         }
@@ -772,6 +774,7 @@ mod tests {
                 sender: "a@example.org".into(),
                 recipients: vec!["demo@example.test".into()],
                 attrs: vec![],
+                ..Envelope::default()
             })
             .unwrap();
         w.write(body).unwrap();

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::ipc::{self, DeliverReply, DeliverRequest, FrameReader, RecipientResult, Status};
+use common::ipc::{
+    self, DeliverReply, DeliverRequest, FrameReader, Handoff, RecipientResult, Status,
+};
 use common::warning;
 
 /// Which delivery agent a job goes to.
@@ -98,6 +100,7 @@ fn deferred(req: &DeliverRequest, why: &str) -> Vec<RecipientResult> {
             status: Status::Deferred,
             dsn: "4.3.0".into(),
             text: why.to_string(),
+            handoff: Handoff::default(),
         })
         .collect()
 }
@@ -247,6 +250,7 @@ mod tests {
                         status: Status::Sent,
                         dsn: "2.0.0".into(),
                         text: "delivered".into(),
+                        handoff: Handoff::Delivered,
                     })
                     .collect();
                 ipc::encode_frame(&mut out, &DeliverReply { results }).unwrap();

@@ -103,9 +103,20 @@ pub enum QmgrError {
         #[source]
         source: io::Error,
     },
-    /// The bounce was not queued; its recipients are deferred and it is tried again.
-    #[error("{id}: cannot queue non-delivery notification: {source}")]
-    QueueBounce {
+    /// A notification was not queued: a bounce's or a success notice's
+    /// recipients are deferred, a delay warning is tried at the next
+    /// attempt. `what`: non-delivery, delay or delivery status.
+    #[error("{id}: cannot queue {what} notification: {source}")]
+    QueueNotice {
+        id: QueueId,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The delay warning was queued but the queue file does not say so: it
+    /// may be sent again.
+    #[error("{id}: cannot record the delay warning: {source}")]
+    RecordWarning {
         id: QueueId,
         #[source]
         source: io::Error,
@@ -129,7 +140,8 @@ impl QmgrError {
             | QmgrError::RecordFinished { .. }
             | QmgrError::Remove { .. }
             | QmgrError::Defer { .. }
-            | QmgrError::QueueBounce { .. } => Level::Error,
+            | QmgrError::QueueNotice { .. }
+            | QmgrError::RecordWarning { .. } => Level::Error,
         }
     }
 
@@ -178,8 +190,9 @@ mod tests {
                 Level::Error,
             ),
             (
-                QmgrError::QueueBounce {
+                QmgrError::QueueNotice {
                     id: id(),
+                    what: "non-delivery",
                     source: io(),
                 },
                 "00000000000000: cannot queue non-delivery notification: permission denied",

@@ -17,7 +17,8 @@
 //! other line". The parse (`Wake`) is the same for any split of the input.
 //!
 //! Parameters: queue_run_delay, minimal_backoff_time, maximal_backoff_time,
-//! maximal_queue_lifetime, bounce_queue_lifetime, qmgr_message_active_limit,
+//! maximal_queue_lifetime, bounce_queue_lifetime, delay_warning_time,
+//! qmgr_message_active_limit,
 //! virtual_mailbox_domains, mydestination, myhostname, mail_name,
 //! double_bounce_sender, transport_maps, relayhost,
 //! smtp_destination_concurrency_limit. Two transports: `local`

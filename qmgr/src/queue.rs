@@ -7,8 +7,22 @@
 //!
 //! Durability: a recipient is marked done (fdatasync) before its message moves
 //! on, except when every recipient is done, where the file is simply removed.
-//! A bounce is committed to incoming/ before the bounced recipients are marked.
-//! A crash anywhere re-delivers at most the recipients that were in flight.
+//! A bounce is committed to incoming/ before the bounced recipients are marked,
+//! and a success notice before the recipients it reports (those stay pending
+//! on disk until the message's last job is back; a notice that cannot be
+//! queued defers them, as Postfix's "defer if the success can't be
+//! reported"). A crash anywhere re-delivers at most the recipients that were
+//! in flight or waiting for their success notice. A delay warning is
+//! committed before the queue file records it ('W'), so it goes once, a
+//! crash between the two aside.
+//!
+//! Notifications (RFC 3461 and Postfix): failures are returned to the
+//! sender unless the recipient's NOTIFY leaves out FAILURE (NEVER included);
+//! a success notice ("delivered" by posthorn-local, "relayed" to a server
+//! without DSN; none after a server with DSN took NOTIFY on) only for
+//! NOTIFY=SUCCESS; one delay warning per message once it has waited
+//! delay_warning_time (0: never), for the deferred recipients without
+//! NOTIFY or with DELAY. Nothing to the null sender or double_bounce_sender.
 //!
 //! Scheduling (Postfix's qmgr): a deferred message waits in deferred/ with its
 //! next attempt time as the file's mtime. That wait is the message's age,
@@ -19,7 +33,9 @@
 //! comes from the manager's clock, which tests set.
 //!
 //! Diagnostics: `ID: from=<s>, size=N, nrcpt=N (queue active)`, `ID: removed`,
-//! `ID: sender non-delivery notification: BOUNCEID`, `ID: to=<r>, ...,
+//! `ID: sender non-delivery notification: BOUNCEID`, `ID: sender delay
+//! notification: NOTICEID`, `ID: sender delivery status notification:
+//! NOTICEID` (Postfix's lines), `ID: to=<r>, ...,
 //! status=expired, returned to sender`; failures are `QmgrError`s, one line
 //! each (corrupt files moved to corrupt/ with a warning naming the queue id).
 
@@ -29,12 +45,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::addr::{Domains, Route};
 use common::config::Config;
+use common::dsn::Notify;
 use common::info;
-use common::ipc::{DeliverRecipient, DeliverRequest, RecipientResult, Status};
-use common::spool::{Envelope, Queue, QueueFile, QueueId, Spool, SpoolError};
+use common::ipc::{DeliverRecipient, DeliverRequest, Handoff, RecipientResult, Status};
+use common::spool::{DelayWarning, Envelope, Queue, QueueFile, QueueId, Spool, SpoolError};
 
 use crate::agents::{Job, Transport};
-use crate::bounce::{self, Failed, Report};
+use crate::bounce::{self, Action, Entry, Kind, Report};
 use crate::error::QmgrError;
 use crate::transport::{self, TransportMaps};
 
@@ -44,9 +61,24 @@ const RECIPIENTS_PER_JOB: usize = 50;
 struct Active {
     qf: QueueFile,
     outstanding: usize,
-    bounced: Vec<Failed>,
+    /// Recipients that failed for good (a notice only for those whose
+    /// NOTIFY asks for failures: `bounce_entries`).
+    bounced: Vec<Entry>,
     bounced_idx: Vec<usize>,
-    deferred: Vec<(usize, String)>,
+    /// Sent recipients whose sender asked NOTIFY=SUCCESS: done once the
+    /// notice is queued.
+    succeeded: Vec<Entry>,
+    succeeded_idx: Vec<usize>,
+    /// Recipients to try again: (index, status, reason).
+    deferred: Vec<Deferral>,
+}
+
+/// A recipient to try again.
+struct Deferral {
+    index: usize,
+    /// RFC 3463 status (4.x.x).
+    status: String,
+    text: String,
 }
 
 /// Scheduling parameters, read once.
@@ -58,6 +90,9 @@ pub struct Settings {
     pub max_backoff: Duration,
     pub lifetime: Duration,
     pub bounce_lifetime: Duration,
+    /// delay_warning_time: when a still deferred message's sender is
+    /// warned; zero for never.
+    pub delay_warning: Duration,
     pub active_limit: usize,
     pub myhostname: String,
     pub mail_name: String,
@@ -74,6 +109,8 @@ impl Settings {
             max_backoff: cfg.time("maximal_backoff_time")?,
             lifetime: cfg.time("maximal_queue_lifetime")?,
             bounce_lifetime: cfg.time("bounce_queue_lifetime")?,
+            // Postfix's unit for a bare number here is hours.
+            delay_warning: cfg.time_with_unit("delay_warning_time", "h")?,
             active_limit: cfg.int("qmgr_message_active_limit")? as usize,
             myhostname: cfg.get("myhostname"),
             mail_name: cfg.get("mail_name"),
@@ -335,6 +372,8 @@ impl QueueManager {
             outstanding: 0,
             bounced: Vec::new(),
             bounced_idx: Vec::new(),
+            succeeded: Vec::new(),
+            succeeded_idx: Vec::new(),
             deferred: Vec::new(),
         };
         let mut local = Vec::new();
@@ -355,9 +394,11 @@ impl QueueManager {
                 Some(transport::Route::Error(text)) => {
                     let (dsn, text) = status_and_text(&text, "5.0.0");
                     info!("{id}: to=<{addr}>, relay=none, delay=0, dsn={dsn}, status=bounced ({text})");
-                    a.bounced.push(Failed {
+                    a.bounced.push(Entry {
                         address: addr.clone(),
-                        dsn,
+                        dsn: a.qf.recipients[i].dsn.clone(),
+                        action: Action::Failed,
+                        status: dsn,
                         text,
                     });
                     a.bounced_idx.push(i);
@@ -366,7 +407,11 @@ impl QueueManager {
                 Some(transport::Route::Retry(text)) => {
                     let (dsn, text) = status_and_text(&text, "4.0.0");
                     info!("{id}: to=<{addr}>, relay=none, delay=0, dsn={dsn}, status=deferred ({text})");
-                    a.deferred.push((i, text));
+                    a.deferred.push(Deferral {
+                        index: i,
+                        status: dsn,
+                        text,
+                    });
                     continue;
                 }
                 None => match self.domains.route(addr) {
@@ -383,7 +428,11 @@ impl QueueManager {
                 Some(_) => {
                     let text = "no smtp service in master.cf for other domains".to_string();
                     info!("{id}: to=<{addr}>, relay=none, delay=0, dsn=4.4.1, status=deferred ({text})");
-                    a.deferred.push((i, text));
+                    a.deferred.push(Deferral {
+                        index: i,
+                        status: "4.4.1".into(),
+                        text,
+                    });
                 }
             }
         }
@@ -440,18 +489,35 @@ impl QueueManager {
         let mut sent = Vec::new();
         for r in results {
             let i = r.index as usize;
-            if i >= a.qf.recipients.len() {
+            let Some(rcpt) = a.qf.recipients.get(i) else {
                 continue;
-            }
+            };
+            let entry = |action| Entry {
+                address: rcpt.address.clone(),
+                dsn: rcpt.dsn.clone(),
+                action,
+                status: r.dsn.clone(),
+                text: r.text.clone(),
+            };
             match r.status {
+                // RFC 3461 5.2: a server with DSN took NOTIFY on; the
+                // notice is its to send.
+                Status::Sent if rcpt.dsn.wants(Notify::SUCCESS) && r.handoff != Handoff::Passed => {
+                    let action = match r.handoff {
+                        Handoff::Relayed => Action::Relayed,
+                        _ => Action::Delivered,
+                    };
+                    a.succeeded.push(entry(action));
+                    a.succeeded_idx.push(i);
+                }
                 Status::Sent => sent.push(i),
-                Status::Deferred => a.deferred.push((i, r.text)),
+                Status::Deferred => a.deferred.push(Deferral {
+                    index: i,
+                    status: r.dsn,
+                    text: r.text,
+                }),
                 Status::Bounced => {
-                    a.bounced.push(Failed {
-                        address: a.qf.recipients[i].address.clone(),
-                        dsn: r.dsn,
-                        text: r.text,
-                    });
+                    a.bounced.push(entry(Action::Failed));
                     a.bounced_idx.push(i);
                 }
             }
@@ -483,18 +549,21 @@ impl QueueManager {
             && expired(a.qf.arrival, now, a.qf.sender.is_empty(), &self.settings)
         {
             let age = unix(now).saturating_sub(a.qf.arrival);
-            for (i, text) in a.deferred.drain(..) {
-                let address = a.qf.recipients[i].address.clone();
-                info!("{id}: to=<{address}>, relay=none, delay={age}, dsn=4.4.7, status=expired, returned to sender");
-                a.bounced.push(Failed {
-                    address,
-                    dsn: "4.4.7".into(),
+            for d in a.deferred.drain(..) {
+                let rcpt = &a.qf.recipients[d.index];
+                info!("{id}: to=<{}>, relay=none, delay={age}, dsn=4.4.7, status=expired, returned to sender", rcpt.address);
+                a.bounced.push(Entry {
+                    address: rcpt.address.clone(),
+                    dsn: rcpt.dsn.clone(),
+                    action: Action::Failed,
+                    status: "4.4.7".into(),
                     text: format!(
-                        "message expired after {} days in the queue: {text}",
-                        age / 86400
+                        "message expired after {} days in the queue: {}",
+                        age / 86400,
+                        d.text
                     ),
                 });
-                a.bounced_idx.push(i);
+                a.bounced_idx.push(d.index);
             }
         }
         if !a.bounced.is_empty() {
@@ -502,20 +571,104 @@ impl QueueManager {
                 e.log();
                 // Could not queue the bounce: keep those recipients for later.
                 for (f, i) in a.bounced.drain(..).zip(a.bounced_idx.drain(..)) {
-                    a.deferred.push((i, f.text));
+                    a.deferred.push(Deferral {
+                        index: i,
+                        status: f.status,
+                        text: f.text,
+                    });
                 }
             }
         }
+        if !a.succeeded.is_empty() {
+            let entries = std::mem::take(&mut a.succeeded);
+            let idx = std::mem::take(&mut a.succeeded_idx);
+            match self.send_notice(&id, &a, Kind::Success, &entries, now) {
+                Ok(()) => a.qf.mark_done_in_memory(&idx),
+                Err(e) => {
+                    e.log();
+                    // Postfix: defer when the success cannot be reported.
+                    for (f, i) in entries.into_iter().zip(idx) {
+                        a.deferred.push(Deferral {
+                            index: i,
+                            status: "4.3.0".into(),
+                            text: format!("delivered, but the success notice failed: {}", f.text),
+                        });
+                    }
+                }
+            }
+        }
+        self.delay_warning(&id, &mut a, now);
         if let Err(e) = self.retire(&id, a, now) {
             e.log();
         }
     }
 
+    /// The delay warning (Postfix's defer service): once a message still
+    /// deferred is delay_warning_time old, its sender hears once about the
+    /// deferred recipients that did not ask for silence (NOTIFY without
+    /// DELAY), and the queue file records it. A version 1 file (nowhere to
+    /// record it) gets none; one that cannot be queued is tried at the next
+    /// attempt.
+    fn delay_warning(&mut self, id: &QueueId, a: &mut Active, now: SystemTime) {
+        let warn = self.settings.delay_warning;
+        let age = unix(now).saturating_sub(a.qf.arrival);
+        if a.deferred.is_empty()
+            || warn.is_zero()
+            || age < warn.as_secs()
+            || a.qf.warning != DelayWarning::Pending
+            || self.no_notices(&a.qf.sender)
+        {
+            return;
+        }
+        let entries: Vec<Entry> = a
+            .deferred
+            .iter()
+            .filter_map(|d| {
+                let rcpt = &a.qf.recipients[d.index];
+                rcpt.dsn.wants(Notify::DELAY).then(|| Entry {
+                    address: rcpt.address.clone(),
+                    dsn: rcpt.dsn.clone(),
+                    action: Action::Delayed,
+                    // A deferral is a 4.x.x status (a bounce that could not
+                    // be queued keeps its 5.x.x reason, not its class).
+                    status: format!("4{}", d.status.get(1..).unwrap_or(".0.0")),
+                    text: d.text.clone(),
+                })
+            })
+            .collect();
+        if !entries.is_empty() {
+            if let Err(e) = self.send_notice(id, a, Kind::Delay, &entries, now) {
+                e.log();
+                return;
+            }
+        }
+        // Recorded even when nobody wanted one: the question is settled.
+        if let Err(source) = a.qf.mark_warned(unix(now)) {
+            QmgrError::RecordWarning {
+                id: id.clone(),
+                source,
+            }
+            .log();
+        }
+    }
+
+    /// The null sender and double_bounce_sender get no notifications.
+    fn no_notices(&self, sender: &str) -> bool {
+        let (local, _) = common::addr::split(sender);
+        sender.is_empty() || local.eq_ignore_ascii_case(&self.settings.double_bounce)
+    }
+
     /// Remove a finished message, or record what is done and defer the rest
     /// until its next attempt time.
-    fn retire(&self, id: &QueueId, mut a: Active, now: SystemTime) -> Result<(), QmgrError> {
+    fn retire(&self, id: &QueueId, a: Active, now: SystemTime) -> Result<(), QmgrError> {
+        let Active {
+            mut qf,
+            bounced_idx,
+            deferred,
+            ..
+        } = a;
         let path = self.spool.path(Queue::Active, id);
-        if a.deferred.is_empty() {
+        if deferred.is_empty() {
             fs::remove_file(&path).map_err(|source| QmgrError::Remove {
                 id: id.clone(),
                 source,
@@ -523,18 +676,18 @@ impl QueueManager {
             info!("{id}: removed");
             return Ok(());
         }
-        let mut done_idx: Vec<usize> = (0..a.qf.recipients.len())
-            .filter(|i| a.qf.recipients[*i].done)
+        let mut done_idx: Vec<usize> = (0..qf.recipients.len())
+            .filter(|i| qf.recipients[*i].done)
             .collect();
-        done_idx.extend(&a.bounced_idx);
-        if let Err(source) = a.qf.mark_done(&done_idx) {
+        done_idx.extend(&bounced_idx);
+        if let Err(source) = qf.mark_done(&done_idx) {
             QmgrError::RecordFinished {
                 id: id.clone(),
                 source,
             }
             .log();
         }
-        let next = next_attempt(a.qf.arrival, now, &self.settings);
+        let next = next_attempt(qf.arrival, now, &self.settings);
         let r = fs::File::options()
             .write(true)
             .open(&path)
@@ -555,12 +708,11 @@ impl QueueManager {
             })
     }
 
-    /// Queue a non-delivery notification to the sender. An error means it
-    /// was not queued (try again later). Null and double-bounce senders get none.
+    /// Queue a non-delivery notification to the sender, for the recipients
+    /// whose NOTIFY asks for failures. An error means it was not queued
+    /// (try again later). Null and double-bounce senders get none.
     fn send_bounce(&mut self, id: &QueueId, a: &Active, now: SystemTime) -> Result<(), QmgrError> {
-        let sender = &a.qf.sender;
-        let (local, _) = common::addr::split(sender);
-        if sender.is_empty() || local.eq_ignore_ascii_case(&self.settings.double_bounce) {
+        if self.no_notices(&a.qf.sender) {
             for f in &a.bounced {
                 info!(
                     "{id}: undeliverable notice for <{}> not returned: null sender",
@@ -569,14 +721,44 @@ impl QueueManager {
             }
             return Ok(());
         }
+        let wanted: Vec<Entry> = a
+            .bounced
+            .iter()
+            .filter(|e| e.dsn.wants(Notify::FAILURE))
+            .cloned()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        self.send_notice(id, a, Kind::Failure, &wanted, now)
+    }
+
+    /// Queue a notification of `kind` about `entries` to the message's
+    /// sender, from the null sender (RFC 5321 4.5.5).
+    fn send_notice(
+        &mut self,
+        id: &QueueId,
+        a: &Active,
+        kind: Kind,
+        entries: &[Entry],
+        now: SystemTime,
+    ) -> Result<(), QmgrError> {
+        let sender = &a.qf.sender;
+        if self.no_notices(sender) {
+            return Ok(());
+        }
         let report = Report {
+            kind,
             queue_id: id.as_str(),
             sender,
+            dsn: &a.qf.dsn,
             arrival: a.qf.arrival,
             myhostname: &self.settings.myhostname,
             mail_name: &self.settings.mail_name,
             now: unix(now),
-            failed: &a.bounced,
+            warn_after: self.settings.delay_warning,
+            lifetime: self.settings.lifetime,
+            recipients: entries,
         };
         let env = Envelope {
             sender: String::new(),
@@ -585,6 +767,7 @@ impl QueueManager {
                 ("protocol".into(), "bounce".into()),
                 ("origin_queue_id".into(), id.to_string()),
             ],
+            ..Envelope::default()
         };
         let queued =
             a.qf.message()
@@ -594,14 +777,20 @@ impl QueueManager {
                     w.write(&body)?;
                     w.commit()
                 });
+        let what = match kind {
+            Kind::Failure => "non-delivery",
+            Kind::Delay => "delay",
+            Kind::Success => "delivery status",
+        };
         match queued {
             Ok(bid) => {
-                info!("{id}: sender non-delivery notification: {bid}");
+                info!("{id}: sender {what} notification: {bid}");
                 self.queued_here.push(bid);
                 Ok(())
             }
-            Err(source) => Err(QmgrError::QueueBounce {
+            Err(source) => Err(QmgrError::QueueNotice {
                 id: id.clone(),
+                what,
                 source,
             }),
         }
@@ -624,6 +813,7 @@ mod tests {
             max_backoff: MAX,
             lifetime: Duration::from_secs(5 * DAY),
             bounce_lifetime: Duration::from_secs(DAY),
+            delay_warning: Duration::ZERO,
             active_limit: 100,
             myhostname: "mx.example.test".into(),
             mail_name: "posthorn".into(),
@@ -738,6 +928,7 @@ mod tests {
             sender: sender.into(),
             recipients: vec!["someone@elsewhere.example".into()],
             attrs: vec![],
+            ..Envelope::default()
         };
         let mut w = spool.create(&env).expect("create");
         w.write(b"Subject: old\r\n\r\nstill here\r\n")
@@ -750,8 +941,270 @@ mod tests {
     }
 
     fn manager(spool: &Spool, offset: Duration) -> QueueManager {
-        QueueManager::new(spool.clone(), settings(), domains())
+        manager_with(spool, offset, settings())
+    }
+
+    fn manager_with(spool: &Spool, offset: Duration, s: Settings) -> QueueManager {
+        QueueManager::new(spool.clone(), s, domains())
             .with_clock(move || SystemTime::now() + offset)
+    }
+
+    /// The messages in incoming/ (the notifications queued), as text.
+    fn queued_notices(spool: &Spool) -> Vec<(QueueFile, String)> {
+        spool
+            .list(Queue::Incoming)
+            .unwrap()
+            .into_iter()
+            .map(|id| {
+                let qf = QueueFile::read(&spool.path(Queue::Incoming, &id)).unwrap();
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut qf.message().unwrap(), &mut text).unwrap();
+                (qf, text)
+            })
+            .collect()
+    }
+
+    fn result(index: u32, status: Status, handoff: Handoff) -> RecipientResult {
+        let (dsn, text) = match status {
+            Status::Sent => ("2.0.0", "delivered to maildir"),
+            Status::Deferred => ("4.2.2", "mailbox full"),
+            Status::Bounced => ("5.1.1", "unknown user"),
+        };
+        RecipientResult {
+            index,
+            status,
+            dsn: dsn.into(),
+            text: text.into(),
+            handoff,
+        }
+    }
+
+    /// Queue a message to local recipients with these NOTIFY values and
+    /// activate it: its id, with the jobs made.
+    fn active_message(qm: &mut QueueManager, notify: &[Option<&str>]) -> QueueId {
+        let recipients: Vec<String> = (0..notify.len())
+            .map(|i| format!("u{i}@example.test"))
+            .collect();
+        let env = Envelope {
+            sender: "alice@example.org".into(),
+            recipients,
+            attrs: vec![],
+            dsn: common::dsn::MessageDsn {
+                ret: None,
+                envid: Some("env+2B1".into()),
+            },
+            recipient_dsn: notify
+                .iter()
+                .map(|n| common::dsn::RecipientDsn {
+                    notify: n.and_then(Notify::parse),
+                    orcpt: Some("rfc822;orig+40example.org".into()),
+                })
+                .collect(),
+        };
+        let mut w = qm.spool.create(&env).unwrap();
+        w.write(b"Subject: dsn\r\n\r\nthe body\r\n").unwrap();
+        let id = w.commit().unwrap();
+        let mut jobs = Vec::new();
+        qm.scan_incoming(&mut jobs);
+        assert_eq!(jobs.len(), 1);
+        assert!(qm.spool.list(Queue::Incoming).unwrap().is_empty());
+        id
+    }
+
+    #[test]
+    fn failure_notices_follow_notify() {
+        let (_t, spool) = TempSpool::new("notify-failure");
+        let mut qm = manager(&spool, Duration::ZERO);
+        // NEVER, SUCCESS (no FAILURE), none (failures), FAILURE.
+        let id = active_message(
+            &mut qm,
+            &[Some("NEVER"), Some("SUCCESS"), None, Some("FAILURE")],
+        );
+        let results = (0..4)
+            .map(|i| result(i, Status::Bounced, Handoff::default()))
+            .collect();
+        qm.done(id.as_str(), results);
+        assert!(
+            !spool.path(Queue::Active, &id).exists(),
+            "all done: removed"
+        );
+        let notices = queued_notices(&spool);
+        assert_eq!(notices.len(), 1, "one bounce");
+        let (qf, text) = &notices[0];
+        assert_eq!(qf.sender, "");
+        assert!(text.contains("\r\nSubject: Undelivered Mail Returned to Sender\r\n"));
+        for (i, wanted) in [(0, false), (1, false), (2, true), (3, true)] {
+            let field = format!("Final-Recipient: rfc822; u{i}@example.test\r\n");
+            assert_eq!(text.contains(&field), wanted, "u{i}: {text}");
+        }
+        assert!(text.contains("\r\nOriginal-Envelope-Id: env+1\r\n"));
+        assert!(text.contains("\r\nOriginal-Recipient: rfc822; orig@example.org\r\n"));
+        assert!(text.contains("the body"), "RET absent: the whole message");
+    }
+
+    #[test]
+    fn nobody_asked_for_a_notice_none_is_queued() {
+        let (_t, spool) = TempSpool::new("notify-never");
+        let mut qm = manager(&spool, Duration::ZERO);
+        let id = active_message(&mut qm, &[Some("NEVER"), Some("DELAY")]);
+        let results = (0..2)
+            .map(|i| result(i, Status::Bounced, Handoff::default()))
+            .collect();
+        qm.done(id.as_str(), results);
+        assert!(!spool.path(Queue::Active, &id).exists());
+        assert!(queued_notices(&spool).is_empty());
+    }
+
+    #[test]
+    fn success_notices_delivered_relayed_or_passed_on() {
+        let (_t, spool) = TempSpool::new("notify-success");
+        let mut qm = manager(&spool, Duration::ZERO);
+        let id = active_message(
+            &mut qm,
+            &[
+                Some("SUCCESS"),
+                Some("SUCCESS,FAILURE"),
+                Some("SUCCESS"),
+                None,
+                Some("FAILURE"),
+            ],
+        );
+        let results = vec![
+            result(0, Status::Sent, Handoff::Delivered),
+            result(1, Status::Sent, Handoff::Relayed),
+            // A server with DSN took NOTIFY on: its notice, not ours.
+            result(2, Status::Sent, Handoff::Passed),
+            result(3, Status::Sent, Handoff::Delivered),
+            result(4, Status::Sent, Handoff::Delivered),
+        ];
+        qm.done(id.as_str(), results);
+        assert!(!spool.path(Queue::Active, &id).exists());
+        let notices = queued_notices(&spool);
+        assert_eq!(notices.len(), 1, "one success notice");
+        let text = &notices[0].1;
+        assert!(text.contains("\r\nSubject: Successful Mail Delivery Report\r\n"));
+        assert!(text.contains(
+            "Final-Recipient: rfc822; u0@example.test\r\nAction: delivered\r\nStatus: 2.0.0\r\n"
+        ));
+        assert!(text.contains(
+            "Final-Recipient: rfc822; u1@example.test\r\nAction: relayed\r\nStatus: 2.0.0\r\n"
+        ));
+        for i in [2, 3, 4] {
+            assert!(
+                !text.contains(&format!("u{i}@example.test")),
+                "u{i}: {text}"
+            );
+        }
+        assert!(text.contains("\r\nContent-Type: text/rfc822-headers\r\n"));
+        assert!(!text.contains("the body"), "headers only");
+    }
+
+    /// Sent recipients that wait for their success notice stay pending on
+    /// disk while another job of the message is out.
+    #[test]
+    fn success_recipients_are_marked_after_their_notice() {
+        let (_t, spool) = TempSpool::new("notify-success-order");
+        let mut qm = manager(&spool, Duration::ZERO);
+        let id = active_message(&mut qm, &[Some("SUCCESS"), None]);
+        // Pretend a second job is out.
+        qm.active.get_mut(id.as_str()).unwrap().outstanding += 1;
+        qm.done(
+            id.as_str(),
+            vec![
+                result(0, Status::Sent, Handoff::Delivered),
+                result(1, Status::Sent, Handoff::Delivered),
+            ],
+        );
+        let on_disk = QueueFile::read(&spool.path(Queue::Active, &id)).unwrap();
+        assert_eq!(
+            on_disk.pending(),
+            vec![0],
+            "u1 recorded, u0 waits for its notice"
+        );
+        assert!(queued_notices(&spool).is_empty());
+        qm.done(id.as_str(), vec![]);
+        assert!(!spool.path(Queue::Active, &id).exists());
+        assert_eq!(queued_notices(&spool).len(), 1);
+    }
+
+    #[test]
+    fn one_delay_warning_after_delay_warning_time() {
+        let (_t, spool) = TempSpool::new("delay");
+        let warned = |spool: &Spool| {
+            queued_notices(spool)
+                .into_iter()
+                .filter(|(_, t)| t.contains("Subject: Delayed Mail (still being retried)"))
+                .count()
+        };
+        let id = deferred_message(&spool, "alice@example.org");
+        let s = Settings {
+            delay_warning: Duration::from_secs(3600),
+            ..settings()
+        };
+        // Younger than delay_warning_time: none yet.
+        manager_with(&spool, Duration::from_secs(1800), s.clone())
+            .scan_deferred(&mut Vec::new(), true);
+        assert_eq!(warned(&spool), 0);
+        // Older: one, recorded in the queue file.
+        manager_with(&spool, Duration::from_secs(7200), s.clone())
+            .scan_deferred(&mut Vec::new(), true);
+        let notices = queued_notices(&spool);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        let text = &notices[0].1;
+        assert!(text.contains("Final-Recipient: rfc822; someone@elsewhere.example\r\nAction: delayed\r\nStatus: 4.4.1\r\n"), "{text}");
+        assert!(text.contains("no smtp service in master.cf for other domains"));
+        assert!(text.contains("for more than 1 hour(s)."));
+        let qf = QueueFile::read(&spool.path(Queue::Deferred, &id)).unwrap();
+        assert!(
+            matches!(qf.warning, DelayWarning::Sent(_)),
+            "{:?}",
+            qf.warning
+        );
+        // A new manager (a restarted qmgr), later attempts: no second one.
+        for hours in [3, 5] {
+            manager_with(&spool, Duration::from_secs(hours * 3600), s.clone())
+                .scan_deferred(&mut Vec::new(), true);
+        }
+        assert_eq!(warned(&spool), 1);
+        assert!(spool.path(Queue::Deferred, &id).exists());
+    }
+
+    #[test]
+    fn no_delay_warning_unless_asked_for_or_possible() {
+        let s = Settings {
+            delay_warning: Duration::from_secs(3600),
+            ..settings()
+        };
+        let later = Duration::from_secs(7200);
+        // The null sender; NOTIFY without DELAY; delay_warning_time 0.
+        let (_t, spool) = TempSpool::new("delay-none");
+        deferred_message(&spool, "");
+        manager_with(&spool, later, s.clone()).scan_deferred(&mut Vec::new(), true);
+        let env = Envelope {
+            sender: "alice@example.org".into(),
+            recipients: vec!["someone@elsewhere.example".into()],
+            recipient_dsn: vec![common::dsn::RecipientDsn {
+                notify: Notify::parse("FAILURE"),
+                orcpt: None,
+            }],
+            ..Envelope::default()
+        };
+        let mut w = spool.create(&env).unwrap();
+        w.write(b"x").unwrap();
+        let id = w.commit().unwrap();
+        spool
+            .move_to(&id, Queue::Incoming, Queue::Deferred)
+            .unwrap();
+        manager_with(&spool, later, s.clone()).scan_deferred(&mut Vec::new(), true);
+        let qf = QueueFile::read(&spool.path(Queue::Deferred, &id)).unwrap();
+        assert!(
+            matches!(qf.warning, DelayWarning::Sent(_)),
+            "settled: {:?}",
+            qf.warning
+        );
+        deferred_message(&spool, "bob@example.org");
+        manager(&spool, later).scan_deferred(&mut Vec::new(), true);
+        assert!(queued_notices(&spool).is_empty());
     }
 
     #[test]

@@ -54,7 +54,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::agent::{next_request, peer_gone};
 use common::config::{Config, ConfigError};
 use common::daemon::{self, Listener};
-use common::ipc::{self, DeliverReply, DeliverRequest, RecipientResult, Status};
+use common::dsn::RecipientDsn;
+use common::ipc::{self, DeliverReply, DeliverRequest, Handoff, RecipientResult, Status};
 use common::spool::{Queue, QueueFile, QueueId, Spool};
 use common::{info, warning};
 
@@ -271,7 +272,13 @@ impl Agent {
             }
         }
         let addresses: Vec<String> = req.recipients.iter().map(|r| r.address.clone()).collect();
-        let (relay, verdicts) = self.send(&qf, &addresses, &req.nexthop, cache);
+        // NOTIFY and ORCPT from the queue file (checked against it above).
+        let rcpt_dsn: Vec<RecipientDsn> = req
+            .recipients
+            .iter()
+            .map(|r| qf.recipients[r.index as usize].dsn.clone())
+            .collect();
+        let (relay, verdicts) = self.send(&qf, &addresses, &rcpt_dsn, &req.nexthop, cache);
         let delay = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -279,27 +286,35 @@ impl Agent {
             - qf.arrival as f64;
         let mut out = Vec::with_capacity(verdicts.len());
         for (r, v) in req.recipients.iter().zip(verdicts) {
-            let (status, dsn, text, word) = match v {
-                Verdict::Sent { dsn, text } => (Status::Sent, dsn, text, "sent"),
-                Verdict::Deferred { dsn, text } => (Status::Deferred, dsn, text, "deferred"),
-                Verdict::Bounced { dsn, text } => (Status::Bounced, dsn, text, "bounced"),
+            let (status, dsn, text, word, handoff) = match v {
+                Verdict::Sent { dsn, text, handoff } => (Status::Sent, dsn, text, "sent", handoff),
+                Verdict::Deferred { dsn, text } => {
+                    (Status::Deferred, dsn, text, "deferred", Handoff::default())
+                }
+                Verdict::Bounced { dsn, text } => {
+                    (Status::Bounced, dsn, text, "bounced", Handoff::default())
+                }
             };
             info!(
                 "{id}: to=<{}>, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
                 r.address
             );
-            out.push(result(r.index, status, &dsn, &text));
+            let mut res = result(r.index, status, &dsn, &text);
+            res.handoff = handoff;
+            out.push(res);
         }
         Ok(out)
     }
 
     /// Send to the next hop: `relay=` text and a verdict per recipient.
-    /// `nexthop`: qmgr's (empty from an older qmgr: relayhost or the
-    /// recipients' domain). The kept connection is used when it goes there.
+    /// `rcpt_dsn`: NOTIFY and ORCPT of each of `rcpts`. `nexthop`: qmgr's
+    /// (empty from an older qmgr: relayhost or the recipients' domain). The
+    /// kept connection is used when it goes there.
     fn send(
         &self,
         qf: &QueueFile,
         rcpts: &[String],
+        rcpt_dsn: &[RecipientDsn],
         nexthop: &str,
         cache: &mut Cache,
     ) -> (String, Vec<Verdict>) {
@@ -376,7 +391,7 @@ impl Agent {
                 && k.idle_since.elapsed() < self.cache_time;
             if k.nexthop == key && fresh && k.session.usable() {
                 let mut k = k;
-                match self.attempt(qf, rcpts, eight_bit, &mut k.session) {
+                match self.attempt(qf, rcpts, rcpt_dsn, eight_bit, &mut k.session) {
                     Ok(v) => {
                         let relay = k.relay.clone();
                         k.idle_since = Instant::now();
@@ -455,7 +470,7 @@ impl Agent {
                         };
                         info!("{trust} TLS connection established to {relay}: {t}");
                     }
-                    let v = self.attempt(qf, rcpts, eight_bit, &mut s)?;
+                    let v = self.attempt(qf, rcpts, rcpt_dsn, eight_bit, &mut s)?;
                     Ok((s, v))
                 });
                 match attempt {
@@ -498,6 +513,7 @@ impl Agent {
         &self,
         qf: &QueueFile,
         rcpts: &[String],
+        rcpt_dsn: &[RecipientDsn],
         eight_bit: bool,
         s: &mut Session,
     ) -> Result<Vec<Verdict>, Failure> {
@@ -505,6 +521,8 @@ impl Agent {
         let mut m = Message {
             sender: &qf.sender,
             recipients: rcpts,
+            dsn: &qf.dsn,
+            rcpt_dsn,
             size: qf.msg_len,
             eight_bit,
             body: &mut body,
@@ -533,6 +551,7 @@ fn result(index: u32, status: Status, dsn: &str, text: &str) -> RecipientResult 
         status,
         dsn: dsn.to_string(),
         text: text.to_string(),
+        handoff: Handoff::default(),
     }
 }
 

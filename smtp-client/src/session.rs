@@ -22,18 +22,26 @@
 //!
 //! Standards: RFC 5321, RFC 1870 (SIZE), RFC 2920 (PIPELINING: MAIL, the
 //! RCPTs and DATA in one write, their replies in order), RFC 3207 (STARTTLS), RFC 3463, RFC 6152
-//! (8BITMIME), RFC 6531 (SMTPUTF8).
+//! (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (DSN: to a server that offers
+//! it, RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT as the sender gave
+//! them, and ORCPT=rfc822;RECIPIENT for a recipient without one, as
+//! Postfix does; UTF-8 in ENVID and ORCPT only under SMTPUTF8, RFC 6533
+//! 3; a sent verdict says whether NOTIFY went on with the message (RFC
+//! 3461 5.2), so qmgr knows whether to tell of "relayed").
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::dsn::{self, MessageDsn, RecipientDsn};
+use common::ipc::Handoff;
 use common::tls::TlsInfo;
 use proto::smtp::client::{
     write_hello, write_mail, write_rcpt, write_simple, Capabilities, DotStuffer, MailOptions,
     ReplyReader, ServerReply,
 };
+use proto::smtp::xtext;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
@@ -63,9 +71,20 @@ pub struct Settings {
 /// What became of one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Sent { dsn: String, text: String },
-    Deferred { dsn: String, text: String },
-    Bounced { dsn: String, text: String },
+    /// `handoff`: the server took NOTIFY on (it offered DSN) or not.
+    Sent {
+        dsn: String,
+        text: String,
+        handoff: Handoff,
+    },
+    Deferred {
+        dsn: String,
+        text: String,
+    },
+    Bounced {
+        dsn: String,
+        text: String,
+    },
 }
 
 impl Verdict {
@@ -76,6 +95,7 @@ impl Verdict {
             Verdict::Sent {
                 dsn: r.dsn(),
                 text: r.to_string(),
+                handoff: Handoff::Relayed,
             }
         } else if r.is_transient() {
             Verdict::Deferred { dsn: r.dsn(), text }
@@ -123,6 +143,10 @@ pub struct Outcome {
 pub struct Message<'a> {
     pub sender: &'a str,
     pub recipients: &'a [String],
+    /// RET and ENVID of the message.
+    pub dsn: &'a MessageDsn,
+    /// NOTIFY and ORCPT of each of `recipients` (none past its end).
+    pub rcpt_dsn: &'a [RecipientDsn],
     pub size: u64,
     /// It has bytes above 127 (needs BODY=8BITMIME).
     pub eight_bit: bool,
@@ -392,6 +416,47 @@ impl Session {
     }
 }
 
+/// RET and ENVID for MAIL FROM: only to a server that offers DSN (RFC
+/// 3461 4.3, 4.4). UTF-8 in ENVID only in an SMTPUTF8 transaction (RFC
+/// 6533 3): outside one it goes as plain xtext, its bytes hex-encoded, and
+/// is left out when that is longer than the 100 characters allowed.
+fn mail_dsn(d: &MessageDsn, offered: bool, utf8: bool) -> (Option<String>, Option<String>) {
+    if !offered {
+        return (None, None);
+    }
+    let envid = d.envid.as_deref().and_then(|e| {
+        if e.is_ascii() || utf8 {
+            Some(e.to_string())
+        } else {
+            d.envid_text()
+                .map(|t| xtext::encode(&t))
+                .filter(|x| x.len() <= 100)
+        }
+    });
+    (d.ret.map(|r| r.as_str().to_string()), envid)
+}
+
+/// NOTIFY and ORCPT for RCPT TO: only to a server that offers DSN (RFC
+/// 3461 4.1, 4.2). Without the sender's ORCPT, `rfc822;` and the recipient
+/// as queued (the original one), as Postfix's smtp_proto.c sends it. An
+/// ORCPT that is not ASCII only in an SMTPUTF8 transaction (RFC 6533 3).
+fn rcpt_dsn(
+    d: &RecipientDsn,
+    rcpt: &str,
+    offered: bool,
+    utf8: bool,
+) -> (Option<String>, Option<String>) {
+    if !offered {
+        return (None, None);
+    }
+    let orcpt = d
+        .orcpt
+        .clone()
+        .or_else(|| rcpt.is_ascii().then(|| dsn::default_orcpt(rcpt)))
+        .filter(|o| o.is_ascii() || utf8);
+    (d.notify.map(|n| n.to_string()), orcpt)
+}
+
 /// MAIL, RCPT, DATA: a verdict per recipient.
 fn transaction(
     c: &mut Conversation,
@@ -424,6 +489,7 @@ fn transaction(
         }));
     }
     let mut line = Vec::new();
+    let (ret, envid) = mail_dsn(m.dsn, caps.dsn, utf8);
     write_mail(
         &mut line,
         m.sender,
@@ -431,15 +497,18 @@ fn transaction(
             size: caps.size.map(|_| m.size),
             eight_bit: m.eight_bit,
             smtputf8: utf8,
-            ..MailOptions::default()
+            ret,
+            envid,
         },
     );
     // RFC 2920: with PIPELINING, MAIL, every RCPT and DATA go in one write
     // and their replies are read in order; without, one at a time.
     let mut rcpt_lines = Vec::with_capacity(n);
-    for rcpt in m.recipients {
+    for (i, rcpt) in m.recipients.iter().enumerate() {
         let mut l = Vec::new();
-        write_rcpt(&mut l, rcpt, None, None);
+        let d = m.rcpt_dsn.get(i).cloned().unwrap_or_default();
+        let (notify, orcpt) = rcpt_dsn(&d, rcpt, caps.dsn, utf8);
+        write_rcpt(&mut l, rcpt, notify.as_deref(), orcpt.as_deref());
         rcpt_lines.push(l);
     }
     let (mail_reply, rcpt_replies, data_reply) = if caps.pipelining {
@@ -532,5 +601,81 @@ fn transaction(
     c.send(&wire, "sending end of data")?;
     let t = c.settings.data_done_timeout;
     let r = c.reply("sending end of data", t)?;
-    Ok(finish(verdicts, Verdict::of(&r, "end of DATA")))
+    let mut sent = Verdict::of(&r, "end of DATA");
+    if let Verdict::Sent { handoff, .. } = &mut sent {
+        if caps.dsn {
+            *handoff = Handoff::Passed;
+        }
+    }
+    Ok(finish(verdicts, sent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::dsn::{Notify, Ret};
+
+    #[test]
+    fn dsn_parameters_only_to_a_server_with_dsn() {
+        let m = MessageDsn {
+            ret: Some(Ret::Hdrs),
+            envid: Some("QQ+2B1".into()),
+        };
+        assert_eq!(mail_dsn(&m, false, false), (None, None));
+        assert_eq!(
+            mail_dsn(&m, true, false),
+            (Some("HDRS".into()), Some("QQ+2B1".into()))
+        );
+        assert_eq!(mail_dsn(&MessageDsn::default(), true, false), (None, None));
+        let r = RecipientDsn {
+            notify: Notify::parse("SUCCESS,FAILURE"),
+            orcpt: Some("rfc822;orig+40example.org".into()),
+        };
+        assert_eq!(rcpt_dsn(&r, "a@example.org", false, false), (None, None));
+        assert_eq!(
+            rcpt_dsn(&r, "a@example.org", true, false),
+            (
+                Some("SUCCESS,FAILURE".into()),
+                Some("rfc822;orig+40example.org".into())
+            )
+        );
+    }
+
+    #[test]
+    fn orcpt_made_from_the_recipient_when_none_was_given() {
+        let none = RecipientDsn::default();
+        assert_eq!(
+            rcpt_dsn(&none, "a+b@example.org", true, false),
+            (None, Some("rfc822;a+2Bb@example.org".into()))
+        );
+        // Not for an address that needs SMTPUTF8.
+        assert_eq!(
+            rcpt_dsn(&none, "j\u{f6}rg@example.org", true, true),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn utf8_in_dsn_values_only_with_smtputf8() {
+        let m = MessageDsn {
+            ret: None,
+            envid: Some("caf\u{e9}".into()),
+        };
+        assert_eq!(mail_dsn(&m, true, true).1.as_deref(), Some("caf\u{e9}"));
+        assert_eq!(mail_dsn(&m, true, false).1.as_deref(), Some("caf+C3+A9"));
+        let long = MessageDsn {
+            ret: None,
+            envid: Some("\u{e9}".repeat(50)),
+        };
+        assert_eq!(mail_dsn(&long, true, false).1, None, "too long as xtext");
+        let r = RecipientDsn {
+            notify: None,
+            orcpt: Some("rfc822;j\u{f6}rg@example.org".into()),
+        };
+        assert_eq!(
+            rcpt_dsn(&r, "a@example.org", true, true).1.as_deref(),
+            Some("rfc822;j\u{f6}rg@example.org")
+        );
+        assert_eq!(rcpt_dsn(&r, "a@example.org", true, false).1, None);
+    }
 }

@@ -12,7 +12,9 @@
 //! Standards: RFC 5321 (3.3 mail transactions, 4.1.1 commands, 4.1.3
 //! address literals, 4.1.4 order, 4.4 trace information, 4.5.1 postmaster,
 //! 4.5.3.1 limits), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
-//! (CHUNKING), RFC 6531 (SMTPUTF8), RFC 2034 / 3463, RFC 3207 (STARTTLS:
+//! (CHUNKING), RFC 6531 (SMTPUTF8), RFC 3461 (DSN: RET and ENVID of MAIL,
+//! NOTIFY and ORCPT of each RCPT go into the envelope for qmgr; their
+//! syntax errors are proto's 501 replies), RFC 2034 / 3463, RFC 3207 (STARTTLS:
 //! the TLS itself is the caller's, `Step::StartTls` then `tls_secured`),
 //! RFC 3848 (ESMTPS, ESMTPA, ESMTPSA in Received:), RFC 4954 (AUTH: the
 //! exchange is proto::sasl's, the verification the caller's,
@@ -48,6 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::auth::{AuthError, AuthReply, Credentials, FailReason};
+use common::dsn::{MessageDsn, Notify, RecipientDsn, Ret};
 use common::spool::Envelope;
 use common::tls::TlsInfo;
 use common::{info, warning};
@@ -251,8 +254,12 @@ enum Mode {
 struct Transaction {
     from: Option<String>,
     smtputf8: bool,
+    /// RET and ENVID of MAIL FROM (RFC 3461 4.3, 4.4).
+    dsn: MessageDsn,
     /// Distinct recipients, in the order given.
     rcpts: Vec<String>,
+    /// NOTIFY and ORCPT of each of `rcpts` (RFC 3461 4.1, 4.2).
+    rcpt_dsn: Vec<RecipientDsn>,
     /// RCPT commands accepted, duplicates included (smtpd_recipient_limit).
     rcpt_count: usize,
     /// RCPT commands refused for smtpd_recipient_limit.
@@ -651,11 +658,11 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8], policy: &mut dyn Policy, sink: &mut dyn Sink) {
-        // DSN is not advertised, nor AUTH unless offered: their parameters
-        // are refused.
+        // DSN is always advertised; AUTH's parameter is refused unless
+        // AUTH is offered.
         let ext = Extensions {
+            dsn: true,
             auth: self.auth_offered(),
-            ..Extensions::BASE
         };
         let cmd = match smtp::parse_command_with(line, ext) {
             Ok(c) => c,
@@ -792,12 +799,19 @@ impl Session {
                 self.tx = Transaction {
                     from: Some(from),
                     smtputf8: params.smtputf8,
+                    dsn: MessageDsn {
+                        ret: params.ret.map(|r| match r {
+                            smtp::Ret::Full => Ret::Full,
+                            smtp::Ret::Hdrs => Ret::Hdrs,
+                        }),
+                        envid: params.envid,
+                    },
                     ..Default::default()
                 };
                 self.reply(Reply::new(250, Some("2.1.0"), "Ok"));
                 Ok(false)
             }
-            Command::Rcpt { to, .. } => {
+            Command::Rcpt { to, params } => {
                 self.need_tls()?;
                 if self.tx.from.is_none() {
                     return Err(bad_seq("need MAIL command"));
@@ -842,10 +856,23 @@ impl Session {
                     to
                 };
                 self.tx.rcpt_count += 1;
-                // Each distinct recipient once, as Postfix's cleanup does;
-                // every RCPT still gets its 250.
-                if !self.tx.rcpts.iter().any(|r| same_address(r, &to)) {
+                // The parser checked NOTIFY's syntax.
+                let dsn = RecipientDsn {
+                    notify: params.notify.as_deref().and_then(Notify::parse),
+                    orcpt: params.orcpt,
+                };
+                // Each distinct recipient once, as Postfix's cleanup does
+                // (the same address with other DSN parameters is another
+                // recipient there too); every RCPT still gets its 250.
+                let seen = self
+                    .tx
+                    .rcpts
+                    .iter()
+                    .zip(&self.tx.rcpt_dsn)
+                    .any(|(r, d)| same_address(r, &to) && *d == dsn);
+                if !seen {
                     self.tx.rcpts.push(to);
+                    self.tx.rcpt_dsn.push(dsn);
                 }
                 self.reply(Reply::new(250, Some("2.1.5"), "Ok"));
                 Ok(false)
@@ -1223,6 +1250,8 @@ impl Session {
         let mut env = Envelope {
             sender: self.tx.from.clone().unwrap_or_default(),
             recipients: self.tx.rcpts.clone(),
+            dsn: self.tx.dsn.clone(),
+            recipient_dsn: self.tx.rcpt_dsn.clone(),
             attrs: vec![
                 ("client_name".into(), self.client.name.clone()),
                 (

@@ -22,7 +22,10 @@
 //! after the Received: header (escapes as in R:; a `*` matches any run of
 //! characters within one line), `H:` its Received: header
 //! (escapes, trailing `*`), `E:` its envelope recipients (separated by
-//! spaces). `X:` says the session is closed. `@commit-fail` makes the next
+//! spaces), `D:` its RET and ENVID (`RET=HDRS ENVID=x`, in that order;
+//! `D:` alone for none), `N:` one of its recipients with its NOTIFY and
+//! ORCPT (`N: a@b NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+40b`; the address
+//! alone for none). `X:` says the session is closed. `@commit-fail` makes the next
 //! commit fail as a full disk would. `T: INFO` is the end of a TLS handshake
 //! (INFO as common::tls::TlsInfo displays it): the session must have asked
 //! for it (`Step::StartTls`) since the last `T:`; until then the runner
@@ -173,6 +176,10 @@ impl UserLookup for FileUsers {
 struct Queued {
     rcpts: Vec<String>,
     bytes: Vec<u8>,
+    /// RET and ENVID, as `D:` shows them.
+    dsn: String,
+    /// Each recipient with its NOTIFY and ORCPT, as `N:` shows them.
+    rcpt_dsn: Vec<String>,
 }
 
 #[derive(Default)]
@@ -185,9 +192,34 @@ struct MemSink {
 impl Sink for MemSink {
     fn begin(&mut self, env: &Envelope) -> io::Result<String> {
         self.n += 1;
+        let mut dsn = Vec::new();
+        if let Some(r) = env.dsn.ret {
+            dsn.push(format!("RET={}", r.as_str()));
+        }
+        if let Some(e) = &env.dsn.envid {
+            dsn.push(format!("ENVID={e}"));
+        }
+        let rcpt_dsn = env
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let d = env.recipient_dsn.get(i).cloned().unwrap_or_default();
+                let mut line = r.clone();
+                if let Some(n) = d.notify {
+                    line.push_str(&format!(" NOTIFY={n}"));
+                }
+                if let Some(o) = &d.orcpt {
+                    line.push_str(&format!(" ORCPT={o}"));
+                }
+                line
+            })
+            .collect();
         self.current = Some(Queued {
             rcpts: env.recipients.clone(),
             bytes: Vec::new(),
+            dsn: dsn.join(" "),
+            rcpt_dsn,
         });
         Ok(format!("QID{}", self.n))
     }
@@ -607,6 +639,23 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
             let rcpts = &run.last_queued(&where_(n)).rcpts;
             let want: Vec<&str> = e.split(' ').filter(|s| !s.is_empty()).collect();
             assert_eq!(rcpts, &want, "{}: envelope recipients", where_(n));
+        } else if let Some(d) = line
+            .strip_prefix("D: ")
+            .or_else(|| (*line == "D:").then_some(""))
+        {
+            flush(&mut run, &mut pending);
+            check(&mut run, &mut expected, &mut transcript);
+            let got = &run.last_queued(&where_(n)).dsn;
+            assert_eq!(got, d, "{}: RET and ENVID", where_(n));
+        } else if let Some(d) = line.strip_prefix("N: ") {
+            flush(&mut run, &mut pending);
+            check(&mut run, &mut expected, &mut transcript);
+            let got = &run.last_queued(&where_(n)).rcpt_dsn;
+            assert!(
+                got.iter().any(|g| g == d),
+                "{}: no recipient {d:?} in {got:?}",
+                where_(n)
+            );
         } else if let Some(t) = line.strip_prefix("T: ") {
             flush(&mut run, &mut pending);
             check(&mut run, &mut expected, &mut transcript);

@@ -7,6 +7,7 @@ mod availability;
 mod crash;
 mod crashloop;
 mod dns;
+mod dsn;
 mod harness;
 mod imap;
 mod outbound;

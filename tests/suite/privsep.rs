@@ -87,6 +87,7 @@ fn queue_file_linked_to_a_root_only_file_is_not_followed() {
             sender: "root@localhost".into(),
             recipients: vec!["demo@example.test".into()],
             attrs: vec![],
+            ..Envelope::default()
         })
         .unwrap();
     w.write(format!("Subject: secret\r\n\r\n{SECRET}\r\n").as_bytes())

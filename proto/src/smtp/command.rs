@@ -21,6 +21,7 @@
 
 use super::address::{self, PathError};
 use super::reply::Reply;
+use super::xtext::{self, is_xtext};
 
 /// One parsed SMTP command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,31 +314,6 @@ fn parse_size(s: &str) -> Option<u64> {
     Some(s.parse().unwrap_or(u64::MAX))
 }
 
-/// RFC 3461 4: `xtext = *( xchar / hexchar )`, `xchar` = %d33-126 except
-/// "+" and "="; `hexchar = "+" 2HEXDIG`. Lower-case hex is tolerated, and
-/// UTF-8 is accepted as RFC 6533 3 allows in SMTPUTF8 transactions.
-fn is_xtext(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => {
-                let hex = b.get(i + 1..i + 3);
-                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                    return false;
-                }
-                i += 3;
-                continue;
-            }
-            b'=' => return false,
-            33..=126 | 0x80.. => {}
-            _ => return false,
-        }
-        i += 1;
-    }
-    true
-}
-
 fn parse_mail(args: &str, ext: Extensions) -> Result<Command, Reply> {
     let syntax = || err(501, "5.5.4", "Syntax: MAIL FROM:<address>");
     let (inner, tail) = split_path(args, "FROM:").ok_or_else(syntax)?;
@@ -393,9 +369,12 @@ fn parse_mail(args: &str, ext: Extensions) -> Result<Command, Reply> {
                     return Err(duplicate(key));
                 }
             }
-            // RFC 3461 4.4: ENVID=xtext, at most 100 characters.
+            // RFC 3461 4.4: ENVID=xtext, at most 100 characters; what it
+            // stands for goes into notifications (Original-Envelope-Id:),
+            // so it must be text without controls, as Postfix's allprint().
             "ENVID" => {
-                let envid = value.filter(|v| !v.is_empty() && v.len() <= 100 && is_xtext(v));
+                let envid = value
+                    .filter(|v| !v.is_empty() && v.len() <= 100 && xtext::decode_text(v).is_some());
                 let envid = envid.ok_or_else(|| err(501, "5.5.4", "Bad ENVID parameter syntax"))?;
                 if params.envid.replace(envid.to_owned()).is_some() {
                     return Err(duplicate(key));
@@ -488,8 +467,10 @@ fn is_orcpt(v: &str) -> bool {
         && addr_type
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    // RFC 3461 4.2: the whole parameter is at most 500 characters.
-    type_ok && !addr.is_empty() && v.len() <= 500 && is_xtext(addr)
+    // RFC 3461 4.2: the whole parameter is at most 500 characters. The
+    // address goes into notifications (Original-Recipient:): text without
+    // controls once decoded.
+    type_ok && !addr.is_empty() && v.len() <= 500 && xtext::decode_text(addr).is_some()
 }
 
 /// RFC 3030 2: `bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF`.
@@ -677,6 +658,10 @@ mod tests {
         (b"MAIL FROM:<a@b.org> ENVID=a=b", "501 5.5.4 Bad ENVID parameter syntax"),
         (b"MAIL FROM:<a@b.org> ENVID=a+zz", "501 5.5.4 Bad ENVID parameter syntax"),
         (b"MAIL FROM:<a@b.org> ENVID=", "501 5.5.4 Bad ENVID parameter syntax"),
+        (b"MAIL FROM:<a@b.org> ENVID=a+0D+0AX-Injected:+20yes", "501 5.5.4 Bad ENVID parameter syntax"),
+        (b"MAIL FROM:<a@b.org> ENVID=a+00", "501 5.5.4 Bad ENVID parameter syntax"),
+        (b"MAIL FROM:<a@b.org> ENVID=a+FF", "501 5.5.4 Bad ENVID parameter syntax"),
+        (b"MAIL FROM:<a@b.org> RET=HDRS RET=FULL", "501 5.5.4 Error: duplicate RET parameter"),
         (b"MAIL FROM:<a@b.org> AUTH", "501 5.5.4 Bad AUTH parameter syntax"),
         (b"MAIL FROM:<a@b.org> XFOO=1", "555 5.5.4 Unsupported option: XFOO=1"),
         (b"MAIL FROM:<a@b.org> XFOO", "555 5.5.4 Unsupported option: XFOO"),
@@ -703,6 +688,10 @@ mod tests {
         (b"RCPT TO:<u@d.org> NOTIFY=", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
         (b"RCPT TO:<u@d.org> ORCPT=u@d.org", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
         (b"RCPT TO:<u@d.org> ORCPT=rfc822;", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+        (b"RCPT TO:<u@d.org> ORCPT=rfc822;u+0D+0A@d.org", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+        (b"RCPT TO:<u@d.org> ORCPT=;u@d.org", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+        (b"RCPT TO:<u@d.org> NOTIFY=SUCCESS,,DELAY", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+        (b"RCPT TO:<u@d.org> NOTIFY=NEVER,NEVER", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
         (b"RCPT TO:<u@d.org> SIZE=10", "555 5.5.4 Unsupported option: SIZE=10"),
         (b"RCPT TO:<u@d.org> NOTIFY=NEVER NOTIFY=NEVER", "501 5.5.4 Error: duplicate NOTIFY parameter"),
         // DATA, BDAT, RSET, NOOP, QUIT

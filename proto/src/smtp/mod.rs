@@ -26,6 +26,7 @@ mod command;
 mod data;
 mod line;
 mod reply;
+pub mod xtext;
 
 pub use address::{is_address_literal, is_ascii_address, is_domain, split_address};
 pub use command::{
@@ -50,6 +51,7 @@ pub fn ehlo_keywords(size_limit: u64) -> Vec<String> {
         format!("SIZE {size_limit}"),     // RFC 1870
         "ENHANCEDSTATUSCODES".to_owned(), // RFC 2034
         "8BITMIME".to_owned(),            // RFC 6152
+        "DSN".to_owned(),                 // RFC 3461
         "SMTPUTF8".to_owned(),            // RFC 6531
         "CHUNKING".to_owned(),            // RFC 3030
     ]
@@ -68,6 +70,7 @@ mod tests {
                 "SIZE 10240000",
                 "ENHANCEDSTATUSCODES",
                 "8BITMIME",
+                "DSN",
                 "SMTPUTF8",
                 "CHUNKING"
             ]
@@ -83,7 +86,7 @@ mod tests {
         assert_eq!(
             out,
             b"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 0\r\n250-ENHANCEDSTATUSCODES\r\n\
-              250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+              250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
         );
     }
 }
