@@ -938,7 +938,11 @@ fn auth_run(pieces: &[&[u8]]) -> (Vec<u8>, Vec<u64>) {
                 Next::Continue => break,
                 Next::Close => break 'feed,
                 Next::Pause(_) => panic!("auth never pauses"),
-                Next::StartTls | Next::Produce | Next::HandOff { .. } | Next::Watch(_) => {
+                Next::StartTls
+                | Next::Produce
+                | Next::HandOff { .. }
+                | Next::Watch(_)
+                | Next::Await { .. } => {
                     panic!("auth has no TLS, streaming, hand-off or watch")
                 }
                 Next::Run(job) => {
