@@ -10,9 +10,10 @@
 //! many connections (mio). Before the greeting the client's name is looked
 //! up and kept only when forward-confirmed (Postfix's `name[addr]`, else
 //! `unknown[addr]`), on a thread of its own. Accepted mail is queued in
-//! incoming/ and qmgr is woken. The certificate and key are read before privileges are dropped
-//! (daemon::start_with); a reload (SIGHUP) lets sessions finish while new
-//! processes serve new connections with the new certificate.
+//! incoming/ and qmgr is woken. The certificate and key are read before
+//! privileges are dropped (daemon::start_with); a reload (SIGHUP) lets
+//! sessions finish while new processes serve new connections with the new
+//! certificate.
 //!
 //! Layout: session.rs (protocol state machine, no I/O), policy.rs (who may
 //! send to whom), restrictions.rs (smtpd_client_restrictions and
