@@ -192,7 +192,11 @@ fn feed(
                 Next::Continue => break,
                 Next::Close => return None,
                 Next::Pause(_) => panic!("auth never pauses"),
-                Next::StartTls | Next::Produce | Next::HandOff { .. } | Next::Watch(_) => {
+                Next::StartTls
+                | Next::Produce
+                | Next::HandOff { .. }
+                | Next::Watch(_)
+                | Next::Await { .. } => {
                     panic!("auth has no TLS, streaming, hand-off or watch")
                 }
                 Next::Run(job) => {

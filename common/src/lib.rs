@@ -9,6 +9,7 @@ pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod dsn;
 pub mod durable;
 pub mod ipc;

@@ -98,6 +98,10 @@ params! {
         "The most simultaneous connections one client address may hold to one smtpd process. 0 means no limit.";
     "smtpd_max_connections" = "1000";
         "The most simultaneous connections one smtpd process serves; more wait in the listen queue.";
+    "smtpd_peername_lookup" = "yes";
+        "Look up the client's name before the greeting (Postfix's parameter): the names of its address (/etc/hosts, then PTR records from the name servers of dns_servers), kept only when the name's own addresses (A or AAAA) include the client's, so logs and the Received: header say name[address]; otherwise, and with no, unknown[address]. Only host names (letters, digits, hyphens) are kept. The name decides nothing; it is for logs and the Received: header. Look-ups run on a thread of their own, at most 64 at once per smtpd process (more clients are unknown at once), and never hold up other sessions.";
+    "smtpd_peername_lookup_timeout" = "5s";
+        "How long smtpd_peername_lookup may take for one client, its address's names and their addresses together; then the client is unknown and greeted.";
     "smtpd_forbid_bare_newline" = "yes";
         "Reject a message (550 5.5.2) whose content (DATA or BDAT) contains a bare LF, one not preceded by CR, from clients outside mynetworks: such line ends are how SMTP smuggling hides a second message from a downstream server. A bare CR is accepted, as Postfix does. no: accept and pass them on unchanged.";
     "smtpd_vrfy_reply" = "252";
@@ -127,7 +131,7 @@ params! {
     "smtp_tcp_port" = "25";
         "The port posthorn-smtp connects to on MX hosts (relayhost names its own port).";
     "dns_servers" = "";
-        "The name servers posthorn asks (MX, A and AAAA records): ADDR or ADDR:PORT, separated by commas or spaces. Empty: those of /etc/resolv.conf.";
+        "The name servers posthorn asks (posthorn-smtp: MX, A and AAAA records; smtpd: the clients' names, PTR, A and AAAA, after /etc/hosts): ADDR or ADDR:PORT, separated by commas or spaces. Empty: those of /etc/resolv.conf.";
     "smtp_helo_name" = "$myhostname";
         "The name posthorn-smtp gives in EHLO (or HELO).";
     "smtp_connect_timeout" = "30s";

@@ -4,7 +4,8 @@
 //! (implicit, and STARTTLS with pipelined plaintext discarded) with a rustls
 //! client and an rcgen CA; streaming output (`Next::Produce`); and handing
 //! connections (plain and TLS) to a second loop over a socketpair; a
-//! watched descriptor (`Next::Watch`) waking a session without input.
+//! watched descriptor (`Next::Watch`) waking a session without input; a
+//! result owed by another thread (`Next::Await`), finished or dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,7 +20,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use common::daemon::Listener;
-use common::server::{Limits, LocalCounter, Next, Peer, Refusal, Server, Service};
+use common::server::{Limits, LocalCounter, Next, Peer, Refusal, Server, Service, Ticket};
 use common::tls::{TlsInfo, TlsSetup};
 
 /// What the tests observe from inside the service.
@@ -33,9 +34,11 @@ struct Seen {
     max_out: AtomicUsize,
     /// The writing ends of `watch` commands' socketpairs.
     watch_ends: std::sync::Mutex<Vec<UnixStream>>,
+    /// The tickets of `await` commands, for the test to finish or drop.
+    tickets: std::sync::Mutex<Vec<Ticket<mio::Token, u32>>>,
 }
 
-/// Lines in, lines out: `pause`, `job`, `quit`, `starttls`, `big N`
+/// Lines in, lines out: `pause`, `job`, `await`, `quit`, `starttls`, `big N`
 /// (stream N bytes), `handoff` (to the second loop), anything else is
 /// echoed.
 struct Lines {
@@ -80,6 +83,13 @@ impl Lines {
                     return Next::Pause(Duration::from_millis(300));
                 }
                 b"job" => return Next::Run(Box::new(|| 42)),
+                b"await" => {
+                    let seen = Arc::clone(&self.seen);
+                    return Next::Await {
+                        start: Box::new(move |t| seen.tickets.lock().unwrap().push(t)),
+                        fallback: 0,
+                    };
+                }
                 b"quit" => {
                     out.extend_from_slice(b"bye\n");
                     return Next::Close;
@@ -445,6 +455,35 @@ fn greets_echoes_runs_jobs_and_closes() {
     assert_eq!(c.line(), "b\n");
     assert_eq!(c.line(), "bye\n");
     assert_eq!(c.line(), "", "closed after the output");
+}
+
+#[test]
+fn an_awaited_result_comes_from_another_thread_and_holds_only_its_session() {
+    let srv = serve(Limits::default());
+    let mut a = Client::new(srv.port);
+    assert_eq!(a.line(), "hello\n");
+    // Pipelined input after `await` waits for the result.
+    a.send("await\nafter\n");
+    wait_for("a ticket", || srv.seen.tickets.lock().unwrap().len() == 1);
+    // Meanwhile another session is served, jobs and all.
+    let mut b = Client::new(srv.port);
+    assert_eq!(b.line(), "hello\n");
+    b.send("job\nquit\n");
+    assert_eq!(b.line(), "done 42\n");
+    assert_eq!(b.line(), "bye\n");
+    let t = srv.seen.tickets.lock().unwrap().pop().unwrap();
+    std::thread::spawn(move || t.finish(7)).join().unwrap();
+    assert_eq!(a.line(), "done 7\n");
+    assert_eq!(a.line(), "after\n");
+    // A ticket dropped unfinished delivers the fallback.
+    a.send("await\n");
+    wait_for("a second ticket", || {
+        srv.seen.tickets.lock().unwrap().len() == 1
+    });
+    drop(srv.seen.tickets.lock().unwrap().pop());
+    assert_eq!(a.line(), "done 0\n");
+    a.send("quit\n");
+    assert_eq!(a.line(), "bye\n");
 }
 
 #[test]

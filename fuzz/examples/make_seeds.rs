@@ -358,6 +358,20 @@ fn main() {
     let users = fs::read(root.join("etc/users")).expect("etc/users");
     put("users_file", "etc-users", &users);
 
+    // peer_name: flags (bit 0: IPv6 client), the mask of names whose
+    // addresses include the client, the mask of failing look-ups, PTR names.
+    put("peer_name", "confirmed", b"\0\x01\0mail.example.org");
+    put(
+        "peer_name",
+        "second-of-three",
+        b"\x01\x02\x01gone.example\nmx1.example.net\nmx2.example.net",
+    );
+    put(
+        "peer_name",
+        "hostile",
+        b"\0\xff\0evil\r\nx\x00.example\ncaf\xc3\xa9.example\n-a.example\n1.2.3.4\nunder_score.example\nok.example",
+    );
+
     // Hand-off frames as a sending process writes them: frames with an
     // ipc message, an empty one, and one claiming too much.
     let mut frames = Vec::new();

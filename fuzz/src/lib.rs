@@ -9,7 +9,8 @@
 //!
 //! Does not own the parsers (proto, common, smtpd, pop3d) or how a crash
 //! becomes a regression test (a `#[test]` in the crate that owns the
-//! parser). The POP3 and SASL harnesses are in `pop3`.
+//! parser). The POP3 and SASL harnesses are in `pop3`, the client-name one
+//! in `peer_name`.
 //!
 //! Standards: RFC 5321 2.3.8, 4.1.1.4, 4.2, 4.5.2 (the DATA oracle and the
 //! reply line shape); RFC 3030 2 (BDAT); RFC 3207 5 (nothing after STARTTLS
@@ -37,9 +38,11 @@ use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
 mod imap;
 mod imap_session;
+mod peer_name;
 mod pop3;
 pub use imap::imap_command;
 pub use imap_session::{imap_login, imap_session};
+pub use peer_name::peer_name;
 pub use pop3::{pop3_command, pop3_login, pop3_session, sasl};
 
 /// A harness: takes the fuzzer's bytes, panics on a finding.
@@ -74,6 +77,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("imap_command", imap_command),
     ("imap_login", imap_login),
     ("imap_session", imap_session),
+    ("peer_name", peer_name),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it
@@ -1001,7 +1005,11 @@ fn auth_run(pieces: &[&[u8]]) -> (Vec<u8>, Vec<u64>) {
                 Next::Continue => break,
                 Next::Close => break 'feed,
                 Next::Pause(_) => panic!("auth never pauses"),
-                Next::StartTls | Next::Produce | Next::HandOff { .. } | Next::Watch(_) => {
+                Next::StartTls
+                | Next::Produce
+                | Next::HandOff { .. }
+                | Next::Watch(_)
+                | Next::Await { .. } => {
                     panic!("auth has no TLS, streaming, hand-off or watch")
                 }
                 Next::Run(job) => {

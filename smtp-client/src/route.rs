@@ -3,7 +3,8 @@
 //! Owns reading `relayhost` (Postfix's syntax: `[host]:port` or
 //! `[address]:port` is that host, no MX look-up; `host` or `host:port` the
 //! hosts of its MX records) and the look-ups (`Dns`: hickory's stub
-//! resolver, /etc/resolv.conf's servers or `dns_servers`): MX records in
+//! resolver, /etc/resolv.conf's servers or `dns_servers`, set up by
+//! common::dns): MX records in
 //! preference order, equal ones in random order; no MX record means the
 //! domain itself (the implicit MX); a lone MX of "." is RFC 7505's null MX
 //! (the domain takes no mail: bounce 5.1.10); a domain that does not exist
@@ -20,6 +21,7 @@
 use std::net::SocketAddr;
 
 use common::config::{Config, ConfigError};
+use common::dns::{self, DnsError};
 
 pub use common::addr::NextHop;
 
@@ -65,45 +67,20 @@ impl std::fmt::Debug for Dns {
 }
 
 impl Dns {
-    /// `servers`: ADDR:PORT (or ADDR, port 53) each; empty: the system's.
-    pub fn new(servers: &[String]) -> Result<Dns, String> {
-        use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-        use hickory_resolver::name_server::TokioConnectionProvider;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the resolver's runtime: {e}"))?;
-        let provider = TokioConnectionProvider::default();
-        let resolver = if servers.is_empty() {
-            hickory_resolver::TokioResolver::builder(provider)
-                .map_err(|e| format!("/etc/resolv.conf: {e}"))?
-                .build()
-        } else {
-            let mut group = NameServerConfigGroup::new();
-            for s in servers {
-                let addr: SocketAddr = match s.parse() {
-                    Ok(a) => a,
-                    Err(_) => SocketAddr::new(
-                        s.parse()
-                            .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))?,
-                        53,
-                    ),
-                };
-                group.merge(NameServerConfigGroup::from_ips_clear(
-                    &[addr.ip()],
-                    addr.port(),
-                    true,
-                ));
-            }
-            let mut opts = ResolverOpts::default();
-            opts.timeout = std::time::Duration::from_secs(5);
-            opts.attempts = 2;
-            let config = ResolverConfig::from_parts(None, Vec::new(), group);
-            let mut b = hickory_resolver::TokioResolver::builder_with_config(config, provider);
-            *b.options_mut() = opts;
-            b.build()
-        };
-        Ok(Dns { rt, resolver })
+    /// `servers`: ADDR:PORT (or ADDR, port 53) each; empty: the system's
+    /// (common::dns sets both up, for smtpd's client names too).
+    pub fn new(servers: &[String]) -> Result<Dns, DnsError> {
+        let rt = dns::runtime()?;
+        let (config, opts) = dns::servers(servers)?;
+        let mut b = hickory_resolver::TokioResolver::builder_with_config(
+            config,
+            hickory_resolver::name_server::TokioConnectionProvider::default(),
+        );
+        *b.options_mut() = opts;
+        Ok(Dns {
+            rt,
+            resolver: b.build(),
+        })
     }
 
     /// The hosts mail for `domain` goes to, most preferred first (equal

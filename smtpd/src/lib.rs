@@ -7,16 +7,19 @@
 //! VRFY, HELP, STARTTLS, AUTH (PLAIN and LOGIN through posthorn-auth, on a
 //! pool thread) and the extensions PIPELINING, SIZE, 8BITMIME,
 //! ENHANCEDSTATUSCODES, SMTPUTF8, CHUNKING, STARTTLS and AUTH. One process serves
-//! many connections (mio). Accepted mail is queued in incoming/ and qmgr is
-//! woken. The certificate and key are read before privileges are dropped
-//! (daemon::start_with); a reload (SIGHUP) lets sessions finish while new
-//! processes serve new connections with the new certificate.
+//! many connections (mio). Before the greeting the client's name is looked
+//! up and kept only when forward-confirmed (Postfix's `name[addr]`, else
+//! `unknown[addr]`), on a thread of its own. Accepted mail is queued in
+//! incoming/ and qmgr is woken. The certificate and key are read before
+//! privileges are dropped (daemon::start_with); a reload (SIGHUP) lets
+//! sessions finish while new processes serve new connections with the new
+//! certificate.
 //!
 //! Layout: session.rs (protocol state machine, no I/O), policy.rs (who may
 //! send to whom), restrictions.rs (smtpd_client_restrictions and
 //! smtpd_sender_restrictions), headers.rs (Date: and Message-ID: for
-//! submitted mail), server.rs (the event loop, durable commits
-//! and AUTH's verifications).
+//! submitted mail), peername.rs (client name look-ups), server.rs (the
+//! event loop, durable commits and AUTH's verifications).
 //!
 //! Parameters: myhostname, smtpd_banner, mail_name, message_size_limit,
 //! smtpd_recipient_limit, smtpd_recipient_overshoot_limit, smtpd_timeout,
@@ -29,15 +32,19 @@
 //! `private/auth`), smtpd_tls_cert_file, smtpd_tls_key_file,
 //! smtpd_tls_security_level, smtpd_tls_wrappermode, smtpd_sasl_auth_enable,
 //! smtpd_tls_auth_only, smtpd_client_restrictions,
-//! smtpd_sender_restrictions, auth_allow_cleartext.
+//! smtpd_sender_restrictions, auth_allow_cleartext, smtpd_peername_lookup,
+//! smtpd_peername_lookup_timeout, dns_servers.
 //!
-//! Diagnostics: Postfix's lines: `connect from`, `ID: client=`, `NOQUEUE:
+//! Diagnostics: Postfix's lines: `connect from NAME[ADDR]` (`hostname NAME
+//! does not resolve to address ADDR` before it when a name is not
+//! confirmed), `ID: client=`, `NOQUEUE:
 //! reject: RCPT from ...`, `disconnect from ... commands=N`, `timeout after X`,
 //! `lost connection after X`, `Anonymous TLS connection established from
 //! ...`; a certificate that cannot be loaded is a configuration error naming
 //! the file.
 
 pub mod headers;
+mod peername;
 pub mod policy;
 pub mod restrictions;
 mod server;
@@ -94,6 +101,7 @@ pub fn main() {
         // users file.
         users: Box::new(policy::AuthLookup::new(spool.private("auth"))),
     };
+    let peernames = peernames(cfg);
     let mut counter = AnvilCounter::new(spool.private("anvil"), &worker.service);
     let daemon::Worker {
         listener,
@@ -111,9 +119,38 @@ pub fn main() {
     if let Some(tls) = tls {
         server = server.with_tls(tls);
     }
-    let mut smtpd = server::Smtpd::new(smtp, policy, spool, server.pool().spawner());
+    let mut smtpd = server::Smtpd::new(smtp, policy, spool, server.pool().spawner(), peernames);
     if let Err(e) = server.run(listener, &mut smtpd, &limits, &mut counter, &stop, &drain) {
         common::fatal!("{e}");
+    }
+}
+
+/// The client name look-up thread, when smtpd_peername_lookup is on. A
+/// name service that cannot be set up is not fatal: /etc/hosts alone, or
+/// no look-ups (every client `unknown`), with a warning.
+fn peernames(cfg: &Config) -> Option<peername::PeerNames> {
+    match cfg.bool("smtpd_peername_lookup") {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => common::config_fatal!("{e}"),
+    }
+    let within = match cfg.time("smtpd_peername_lookup_timeout") {
+        Ok(t) => t,
+        Err(e) => common::config_fatal!("{e}"),
+    };
+    let servers = match common::dns::servers(&cfg.list("dns_servers")) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            common::warning!("client name look-ups: {e}; only /etc/hosts is asked");
+            None
+        }
+    };
+    match peername::PeerNames::start(servers, within) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            common::warning!("client name look-ups: {e}; every client is unknown");
+            None
+        }
     }
 }
 

@@ -6,7 +6,9 @@
 //! fsync directory) on a pool thread (or in the loop when the session is the
 //! process's only connection), the reserve of empty queue files kept
 //! ready so file creation stays off the event loop, and waking qmgr once per
-//! loop round after commits, with the ids committed. STARTTLS and implicit
+//! loop round after commits, with the ids committed; the client's name
+//! before the greeting (peername.rs's thread, `Next::Await`, when
+//! smtpd_peername_lookup is on). STARTTLS and implicit
 //! TLS are the skeleton's (`Next::StartTls`, `Service::tls_ready`); the
 //! session decides and logs.
 //!
@@ -24,13 +26,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::auth::{AuthClient, AuthError, AuthReply};
-use common::info;
+use common::dns::PeerName;
 use common::server::{Next, Peer, Refusal, Service, Spawner};
 use common::spool::{Envelope, QueueWriter, Reserved, Spool};
 use common::tls::TlsInfo;
+use common::{info, warning};
 use mio::Token;
 use proto::smtp::Reply;
 
+use crate::peername::PeerNames;
 use crate::policy::AccessPolicy;
 use crate::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
 
@@ -51,6 +55,8 @@ pub enum Done {
     Committed(Committed),
     /// Step::Verify's: posthorn-auth's answer.
     Verified(Result<AuthReply, AuthError>),
+    /// The client's name, looked up before the greeting.
+    Named(PeerName),
 }
 
 /// Connections to posthorn-auth for AUTH, kept between verifications (one
@@ -169,6 +175,8 @@ pub struct Smtpd {
     topping_up: Arc<AtomicBool>,
     /// Connections open in this process (refused ones included).
     conns: usize,
+    /// Client name look-ups (None: smtpd_peername_lookup = no).
+    peernames: Option<PeerNames>,
 }
 
 impl Smtpd {
@@ -177,6 +185,7 @@ impl Smtpd {
         policy: AccessPolicy,
         spool: Spool,
         spawner: Spawner<Token, Done>,
+        peernames: Option<PeerNames>,
     ) -> Self {
         let reserved: Reservations = Arc::new(Mutex::new(Vec::new()));
         top_up(&spool, &reserved);
@@ -195,6 +204,7 @@ impl Smtpd {
             spawner,
             topping_up: Arc::new(AtomicBool::new(false)),
             conns: 0,
+            peernames,
         }
     }
 
@@ -254,7 +264,16 @@ impl Service for Smtpd {
     type Done = Done;
 
     fn open(&mut self, peer: Peer, out: &mut Vec<u8>) -> (Conn, Next<Done>) {
+        let addr = peer.addr;
         let mut c = self.conn(peer);
+        // Postfix looks the name up before the greeting, so that every
+        // line about the session, `connect from` first, has it.
+        if let (Some(ip), Some(names)) = (addr, self.peernames.as_mut()) {
+            if let Some(start) = names.begin(ip) {
+                let fallback = Done::Named(PeerName::default());
+                return (c, Next::Await { start, fallback });
+            }
+        }
         c.session.greet();
         out.append(&mut c.session.out);
         (c, Next::Continue)
@@ -292,6 +311,17 @@ impl Service for Smtpd {
             Done::Verified(answer) => {
                 let step = c.session.auth_done(answer, &mut self.policy, &mut c.sink);
                 self.next(c, step, out)
+            }
+            Done::Named(peer) => {
+                for w in &peer.warnings {
+                    warning!("{w}");
+                }
+                if let Some(name) = peer.name {
+                    c.session.set_client_name(name);
+                }
+                c.session.greet();
+                out.append(&mut c.session.out);
+                Next::Continue
             }
         }
     }

@@ -383,6 +383,13 @@ impl Session {
         }
     }
 
+    /// The client's confirmed name (looked up before the greeting): used
+    /// from now on in log lines and the Received: header, instead of
+    /// `unknown`.
+    pub fn set_client_name(&mut self, name: String) {
+        self.client.name = name;
+    }
+
     /// The 220 greeting.
     pub fn greet(&mut self) {
         info!("connect from {}", self.client.label());

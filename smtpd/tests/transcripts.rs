@@ -10,7 +10,9 @@
 //! `@size N` (message_size_limit), `@errors N` (smtpd_hard_error_limit),
 //! `@recipients N` (smtpd_recipient_limit), `@set name = value` (any main.cf
 //! parameter of the table), `@client ADDR` (the client's address, default
-//! 192.0.2.1), `@user ADDRESS` (one more users-file entry).
+//! 192.0.2.1), `@client-name NAME` (its confirmed name, as smtpd's look-up
+//! before the greeting sets it; default none: `unknown`), `@user ADDRESS`
+//! (one more users-file entry).
 //!
 //! Conversation lines: `C:` lines are sent with CRLF appended, `R:` lines are
 //! raw bytes (escapes \r \n \0 \t \\) sent as they are; consecutive client
@@ -449,6 +451,8 @@ struct Settings {
     /// main.cf (name, value) pairs, applied after `BASE_MAIN_CF`.
     params: Vec<(String, String)>,
     client: IpAddr,
+    /// `@client-name`.
+    client_name: Option<String>,
     /// The users file text.
     users: String,
     /// The first line that is not a setting.
@@ -460,6 +464,7 @@ struct Settings {
 fn settings(lines: &[&str]) -> Result<Settings, SetupError> {
     let mut params = Vec::new();
     let mut client: IpAddr = "192.0.2.1".parse().expect("a literal address");
+    let mut client_name = None;
     let mut users = BASE_USERS.to_string();
     let mut i = 0;
     while let Some(&l) = lines.get(i) {
@@ -486,6 +491,8 @@ fn settings(lines: &[&str]) -> Result<Settings, SetupError> {
                 params.push((name.to_string(), v.trim().to_string()));
             }
             "@client" => client = value.parse().map_err(|_| bad())?,
+            "@client-name" if !value.is_empty() => client_name = Some(value.to_string()),
+            "@client-name" => return Err(bad()),
             "@user" if !value.is_empty() && !value.contains(':') => {
                 users.push_str(&format!("{value}:{{PLAIN}}x::::::\n"));
             }
@@ -497,6 +504,7 @@ fn settings(lines: &[&str]) -> Result<Settings, SetupError> {
     Ok(Settings {
         params,
         client,
+        client_name,
         users,
         first: i,
     })
@@ -512,6 +520,7 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
     let Settings {
         params,
         client: client_addr,
+        client_name,
         users,
         first,
     } = settings(&lines)?;
@@ -534,6 +543,9 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
         starttls: false,
         got: Vec::new(),
     };
+    if let Some(name) = client_name {
+        run.session.set_client_name(name);
+    }
     run.session.greet();
     let mut transcript = Vec::new();
     let mut pending: Vec<u8> = Vec::new();

@@ -1,8 +1,9 @@
-//! A DNS server for the tests, on loopback UDP: answers MX, A and AAAA
+//! A DNS server for the tests, on loopback UDP: answers MX, A, AAAA and PTR
 //! questions from a table (RFC 1035 4.1 messages, one question each),
 //! NXDOMAIN for names it does not know, an empty answer for a known name
-//! without records of the type asked. posthorn is pointed at it with
-//! `dns_servers`. Nothing leaves the machine.
+//! without records of the type asked, and nothing at all for a name with
+//! `Rr::Silent` (a dead server, as far as that name goes). posthorn is
+//! pointed at it with `dns_servers`. Nothing leaves the machine.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, UdpSocket};
@@ -13,6 +14,18 @@ use std::sync::{Arc, Mutex};
 pub enum Rr {
     Mx(u16, String),
     Addr(IpAddr),
+    /// A PTR record (the table's name is the IN-ADDR.ARPA or IP6.ARPA one:
+    /// `reverse`). Its labels may hold any octets but dots.
+    Ptr(String),
+    /// Questions about this name get no answer.
+    Silent,
+}
+
+/// The IN-ADDR.ARPA name of an IPv4 address, as the table keys it (RFC
+/// 1035 3.5).
+pub fn reverse(ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("{d}.{c}.{b}.{a}.in-addr.arpa")
 }
 
 /// The zone: lower-case name without the final dot -> records.
@@ -65,6 +78,9 @@ fn answer(q: &[u8], zone: &Zone) -> Option<Vec<u8>> {
     let name = labels.join(".");
     let zone = zone.lock().unwrap();
     let records = zone.get(&name);
+    if records.is_some_and(|r| r.iter().any(|rr| matches!(rr, Rr::Silent))) {
+        return None;
+    }
     let mut answers: Vec<Vec<u8>> = Vec::new();
     for rr in records.into_iter().flatten() {
         let (ty, rdata) = match (rr, qtype) {
@@ -72,6 +88,11 @@ fn answer(q: &[u8], zone: &Zone) -> Option<Vec<u8>> {
                 let mut d = pref.to_be_bytes().to_vec();
                 name_bytes(host, &mut d);
                 (15u16, d)
+            }
+            (Rr::Ptr(host), 12) => {
+                let mut d = Vec::new();
+                name_bytes(host, &mut d);
+                (12, d)
             }
             (Rr::Addr(IpAddr::V4(a)), 1) => (1, a.octets().to_vec()),
             (Rr::Addr(IpAddr::V6(a)), 28) => (28, a.octets().to_vec()),

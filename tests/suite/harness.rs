@@ -6,7 +6,7 @@
 //! (stderr) is kept in the state directory for assertions and post-mortems.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -307,6 +307,55 @@ pub fn children(parent: i32, program: &str) -> Vec<i32> {
     v
 }
 
+/// A TCP connection to 127.0.0.1:`port` from `src`, another address of
+/// the loopback network (smtpd sees a client other than 127.0.0.1).
+pub fn connect_from(src: IpAddr, port: u16) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let IpAddr::V4(src) = src else {
+        panic!("{src}: an IPv4 loopback address");
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(src, 0))).expect("bind");
+    connect(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+    )
+    .expect("connect");
+    TcpStream::from(fd)
+}
+
+/// The name /etc/hosts gives `ip`, as smtpd reads it (the first name of
+/// the first line with the address), if any.
+pub fn hosts_name(ip: IpAddr) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr: IpAddr = f.next()?.parse().ok()?;
+            (addr == ip).then(|| f.next().map(str::to_string))?
+        })
+}
+
+/// How smtpd names a client on 127.0.0.1 in its logs: confirmed by
+/// /etc/hosts (`localhost[127.0.0.1]` on most systems; the tests' name
+/// servers know no name), else `unknown[127.0.0.1]`.
+pub fn local_client() -> String {
+    format!("{}[127.0.0.1]", local_name())
+}
+
+/// The name part of `local_client`, as the Received: header has it.
+pub fn local_name() -> String {
+    hosts_name(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap_or_else(|| "unknown".into())
+}
+
 /// A minimal SMTP client that checks every reply code.
 pub struct Smtp {
     r: BufReader<TcpStream>,
@@ -315,7 +364,16 @@ pub struct Smtp {
 
 impl Smtp {
     pub fn connect(port: u16) -> Smtp {
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        Smtp::greeted(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+    }
+
+    /// Connect from the loopback address `src` (any of 127.0.0.0/8).
+    pub fn connect_from(src: IpAddr, port: u16) -> Smtp {
+        Smtp::greeted(connect_from(src, port))
+    }
+
+    /// A connection whose 220 is read.
+    pub fn greeted(s: TcpStream) -> Smtp {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut c = Smtp {
             r: BufReader::new(s.try_clone().unwrap()),

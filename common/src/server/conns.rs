@@ -116,7 +116,8 @@ pub(super) struct Conn<C> {
     /// `Service::quiet` was called for the quiet spell since this
     /// `last_active`.
     quiet_since: Option<Instant>,
-    /// A pool job of this connection is running.
+    /// A pool job of this connection is running, or a ticket of it is out
+    /// (`Next::Await`).
     waiting: bool,
     paused_until: Option<Instant>,
     closing: bool,
@@ -171,6 +172,10 @@ fn apply<C, R: Send + 'static>(
         Next::Run(job) => {
             c.waiting = true;
             pool.submit(token, job)?;
+        }
+        Next::Await { start, fallback } => {
+            c.waiting = true;
+            start(pool.ticket(token, fallback));
         }
         Next::StartTls => c.starttls = true,
         Next::Produce => c.producing = true,
@@ -430,7 +435,7 @@ impl<C, R: Send + 'static> Loop<C, R> {
         }
     }
 
-    /// A pool job finished.
+    /// A pool job finished (or a ticket was delivered).
     pub(super) fn finished<S: Service<Conn = C, Done = R>>(
         &mut self,
         token: Token,

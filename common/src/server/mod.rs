@@ -14,7 +14,8 @@
 //! (counted across processes through anvil when it runs), idle and total
 //! time-outs, back-pressure on clients that do not read their replies,
 //! pauses (error sleep) that hold both input and output, blocking work on
-//! the shared `Pool`, graceful stop on SIGTERM or when master goes away,
+//! the shared `Pool`, results owed by a thread of the service's own
+//! (`Next::Await`: smtpd's client name look-ups), graceful stop on SIGTERM or when master goes away,
 //! draining on SIGHUP (reload: stop accepting, serve the connections there
 //! are until they end), and status reports to master (available, busy,
 //! served N).
@@ -67,7 +68,7 @@ use crate::tls::{TlsInfo, TlsSetup};
 
 use conns::{Acceptor, Loop};
 
-pub use pool::{Job, Pool, PoolGone, Spawner};
+pub use pool::{Job, Pool, PoolGone, Spawner, Ticket};
 
 const WAKER: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 64;
@@ -93,6 +94,18 @@ pub enum Next<R> {
     Pause(Duration),
     /// Run this on the pool and read nothing until `done` has its result.
     Run(Job<R>),
+    /// Read nothing until `done` has a result that a thread of the
+    /// service's own delivers: the loop makes a `Ticket` for this
+    /// connection and calls `start` with it at once, on the loop's thread
+    /// (`start` hands it to that thread, which calls `Ticket::finish`). For
+    /// work that waits on the network rather than the disk, many at once on
+    /// one thread (an async runtime), so it holds no pool thread. If the
+    /// ticket is dropped unfinished, `done` gets `fallback`. The holder
+    /// bounds the wait: the loop's idle time-out does not run meanwhile.
+    Await {
+        start: Box<dyn FnOnce(Ticket<Token, R>)>,
+        fallback: R,
+    },
     /// STARTTLS/STLS was accepted: its reply is in `out`. The loop sends
     /// `out` in the clear, then starts the TLS handshake on the connection,
     /// and calls `tls_ready` when it is done (or closes the connection,
@@ -188,7 +201,8 @@ pub trait Service {
         crate::warning!("a peer sent a descriptor this service does not take; closed");
         drop(fd);
     }
-    /// A `Next::Run` job of this connection finished.
+    /// A `Next::Run` job of this connection finished, or its `Next::Await`
+    /// ticket was delivered.
     fn done(&mut self, c: &mut Self::Conn, r: Self::Done, out: &mut Vec<u8>) -> Next<Self::Done>;
     /// The descriptor of `Next::Watch` became readable. Called when the
     /// session is not held (not waiting for a job, paused, producing):
@@ -224,7 +238,8 @@ pub trait Service {
     /// The connection is gone; `lost` when the client went away unasked
     /// (or its TLS failed). After `Next::HandOff`, `lost` is false.
     fn closed(&mut self, c: Self::Conn, lost: bool);
-    /// A job finished after its connection had closed.
+    /// A job finished (or a ticket was delivered) after its connection had
+    /// closed.
     fn orphan(&mut self, r: Self::Done);
     /// The session has been quiet (no input, all output sent, nothing
     /// running) for `Limits::quiet`: a chance to let go of memory it can

@@ -5,7 +5,9 @@
 //! key (a connection's token, a queue id), the job runs on a pool thread,
 //! its result comes back on a channel and the loop's mio `Waker` is poked.
 //! Background jobs (topping up reserved queue files) run without a result.
-//! Does not own what a job does: the daemon's closure does.
+//! A `Ticket` lets a thread outside the pool (a service's own, running
+//! many look-ups at once) deliver a result the same way. Does not own what
+//! a job does: the daemon's closure does.
 //!
 //! Hand-off cost: jobs wait in one queue under a mutex; idle threads sleep
 //! on a condition variable and a submit wakes exactly one of them, and only
@@ -18,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 
 use mio::Waker;
@@ -90,6 +92,9 @@ impl<K, R> Queue<K, R> {
 pub struct Pool<K: Send + 'static, R: Send + 'static> {
     queue: Arc<Queue<K, R>>,
     done: Receiver<(K, R)>,
+    /// For tickets: results delivered from outside the pool.
+    done_tx: Sender<(K, R)>,
+    waker: Arc<Waker>,
     alive: Arc<AtomicUsize>,
     threads: usize,
 }
@@ -142,9 +147,21 @@ impl<K: Send + 'static, R: Send + 'static> Pool<K, R> {
         Ok(Pool {
             queue,
             done,
+            done_tx,
+            waker,
             alive,
             threads,
         })
+    }
+
+    /// A result for `key` that another thread will deliver (`Ticket::finish`);
+    /// `fallback` is delivered instead if the ticket is dropped unused.
+    pub fn ticket(&self, key: K, fallback: R) -> Ticket<K, R> {
+        Ticket {
+            slot: Some((key, fallback)),
+            tx: self.done_tx.clone(),
+            waker: Arc::clone(&self.waker),
+        }
     }
 
     /// Run `job`; its result comes back from `finished` under `key`.
@@ -191,6 +208,41 @@ impl<K, R> Spawner<K, R> {
     /// Run `job` when a thread is free; nothing comes back.
     pub fn background(&self, job: Job<()>) -> Result<(), PoolGone> {
         self.0.push(Work::Background(job))
+    }
+}
+
+/// A result owed to the loop by a thread outside the pool: it comes back
+/// from `Pool::finished` under its key, like a job's, and wakes the loop.
+/// Exactly one result is delivered: the one given to `finish`, or the
+/// fallback when the ticket is dropped without it (its holder failed or
+/// went away), so the connection waiting for it never waits for ever.
+pub struct Ticket<K, R> {
+    slot: Option<(K, R)>,
+    tx: Sender<(K, R)>,
+    waker: Arc<Waker>,
+}
+
+impl<K, R> Ticket<K, R> {
+    /// Deliver `r`.
+    pub fn finish(mut self, r: R) {
+        if let Some((key, _)) = self.slot.take() {
+            self.deliver(key, r);
+        }
+    }
+
+    fn deliver(&self, key: K, r: R) {
+        // The loop gone: nobody to tell.
+        if self.tx.send((key, r)).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+impl<K, R> Drop for Ticket<K, R> {
+    fn drop(&mut self) {
+        if let Some((key, fallback)) = self.slot.take() {
+            self.deliver(key, fallback);
+        }
     }
 }
 
@@ -279,6 +331,25 @@ mod tests {
             n <= 300,
             "{n} context switches of pool threads for 200 jobs"
         );
+    }
+
+    #[test]
+    fn tickets_deliver_their_result_or_their_fallback() {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let pool: Pool<u32, &str> = Pool::new("ticket", 1, waker).expect("pool");
+        let (finished, dropped) = (pool.ticket(1, "fallback"), pool.ticket(2, "fallback"));
+        let t = std::thread::spawn(move || {
+            finished.finish("result");
+            drop(dropped);
+        });
+        t.join().expect("thread");
+        let mut got = Vec::new();
+        while let Some(x) = pool.finished() {
+            got.push(x);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [(1, "result"), (2, "fallback")]);
     }
 
     #[test]
