@@ -154,6 +154,8 @@ params! {
         "Who may send mail, checked at MAIL FROM, first match wins: permit, reject, permit_mynetworks, permit_sasl_authenticated. A reject is 530 5.7.0 Authentication required when AUTH is offered and the client has not used it, else 554 5.7.1. Submission uses permit_sasl_authenticated, reject (set with -o in master.cf). Empty: everyone.";
     "smtpd_sender_restrictions" = "";
         "Checked at MAIL FROM after smtpd_client_restrictions: the same names, and reject_sender_login_mismatch (or reject_authenticated_sender_login_mismatch): an authenticated user may send only as its own address, with or without a recipient_delimiter extension (553 5.7.1 not owned by user); the null sender is allowed. Submission sets reject_sender_login_mismatch with -o in master.cf.";
+    "smtpd_sender_login_maps" = "";
+        "Who owns which sender address, for reject_sender_login_mismatch: text tables as transport_maps (texthash:/path, read again when changed), keys the address, the address without its recipient_delimiter extension, or @domain; values the logins, separated by commas or spaces. A logged-in user may always send as its own login address too. With reject_sender_login_mismatch, an address the maps give an owner may not be used without logging in.";
     "mailbox_tls_cert_file" = "$smtpd_tls_cert_file";
         "The PEM certificate file of the mailbox services (the POP3 and IMAP login processes; STLS, STARTTLS and their implicit-TLS ports). By default the same certificate as smtpd's.";
     "mailbox_tls_key_file" = "$smtpd_tls_key_file";

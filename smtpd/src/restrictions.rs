@@ -14,17 +14,21 @@
 //! offered, RFC 4954 6) and `smtpd_sender_restrictions =
 //! reject_sender_login_mismatch` (an authenticated user sends only as an
 //! address it owns: `553 5.7.1 <addr>: Sender address rejected: not owned
-//! by user USER`, Postfix's reply). An address is owned by the user whose
+//! by user USER`, Postfix's reply). An address is owned by the logins
+//! smtpd_sender_login_maps lists for it (the address, without extension, or
+//! @domain), and by the user whose
 //! login name it is, with or without a recipient_delimiter extension
 //! (`user+tag@domain`); the null sender (bounces, auto-replies) is not
-//! refused. Postfix's smtpd_sender_login_maps (aliases as owned addresses)
-//! is not there yet.
+//! refused. Without AUTH, reject_sender_login_mismatch refuses an address
+//! the maps give an owner (`... not logged in`);
+//! reject_authenticated_sender_login_mismatch does not.
 //!
 //! Diagnostics: a name the list may not hold is a `ConfigError` naming the
 //! parameter and the name.
 
 use common::addr;
 use common::config::{Config, ConfigError};
+use common::table::Tables;
 use proto::smtp::Reply;
 
 /// One entry of a restriction list.
@@ -109,6 +113,9 @@ pub struct Facts<'a> {
     pub sender: &'a str,
     pub delimiter: &'a str,
     pub client_label: &'a str,
+    /// smtpd_sender_login_maps' owners of `sender` (None: no maps; empty:
+    /// the maps name no owner).
+    pub owners: Option<&'a [String]>,
 }
 
 /// Run `list`: Err is the reply that refuses MAIL FROM.
@@ -121,8 +128,24 @@ pub fn check(list: &[Restriction], stage: Stage, f: &Facts<'_>) -> Result<(), Re
             Restriction::Reject => return Err(refusal(stage, f)),
             Restriction::RejectSenderLoginMismatch
             | Restriction::RejectAuthenticatedSenderLoginMismatch => {
+                let listed = f.owners.unwrap_or(&[]);
+                if f.user.is_none()
+                    && *r == Restriction::RejectSenderLoginMismatch
+                    && !f.sender.is_empty()
+                    && !listed.is_empty()
+                {
+                    // Postfix: an address the maps give an owner is sent
+                    // from only by that owner, logged in.
+                    return Err(Reply::new(
+                        553,
+                        Some("5.7.1"),
+                        format!("<{}>: Sender address rejected: not logged in", f.sender),
+                    ));
+                }
                 if let Some(user) = f.user {
-                    if !f.sender.is_empty() && !owns(user, f.sender, f.delimiter) {
+                    let owned = owns(user, f.sender, f.delimiter)
+                        || listed.iter().any(|o| o.eq_ignore_ascii_case(user));
+                    if !f.sender.is_empty() && !owned {
                         return Err(Reply::new(
                             553,
                             Some("5.7.1"),
@@ -159,6 +182,36 @@ fn refusal(stage: Stage, f: &Facts<'_>) -> Reply {
     }
 }
 
+/// A value of smtpd_sender_login_maps: the owners (logins), separated by
+/// commas or white space, in lower case.
+pub fn owners(v: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> = v
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if list.is_empty() {
+        Err("no owner".into())
+    } else {
+        Ok(list)
+    }
+}
+
+/// The owners the maps give `sender`: the whole address, then without its
+/// recipient_delimiter extension, then `@domain` (Postfix's order); empty
+/// when none (or for the null sender).
+pub fn owners_of(maps: &Tables<Vec<String>>, sender: &str, delimiter: &str) -> Vec<String> {
+    if sender.is_empty() {
+        return Vec::new();
+    }
+    let whole = sender.to_ascii_lowercase();
+    let base = addr::lookup_key(sender, delimiter);
+    let domain = format!("@{}", addr::split(&whole).1);
+    maps.find([whole.as_str(), base.as_str(), domain.as_str()])
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Does `user` (auth's name: lower case) own `sender`?
 pub fn owns(user: &str, sender: &str, delimiter: &str) -> bool {
     addr::lookup_key(sender, delimiter) == user.to_ascii_lowercase()
@@ -176,7 +229,53 @@ mod tests {
             sender,
             delimiter: "+",
             client_label: "unknown[192.0.2.1]",
+            owners: None,
         }
+    }
+
+    #[test]
+    fn sender_login_maps_name_owners() {
+        use Restriction::*;
+        let text = "info@example.test demo@example.test, bob@example.test\n\
+                    @shared.example bob@example.test\n";
+        let table = common::table::parse_table("maps", text, owners, |w| panic!("{w}"));
+        assert_eq!(
+            table["info@example.test"],
+            ["demo@example.test", "bob@example.test"]
+        );
+        let dir = std::env::temp_dir().join(format!("posthorn-loginmaps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("maps");
+        std::fs::write(&path, text).unwrap();
+        let maps = Tables::new(&format!("texthash:{}", path.display()), owners);
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = |list: &[Restriction], user: Option<&str>, sender: &str| {
+            let o = owners_of(&maps, sender, "+");
+            let f = Facts {
+                owners: Some(&o),
+                ..facts(user, sender)
+            };
+            check(list, Stage::Sender, &f).map_err(|r| r.to_string())
+        };
+        let both = [RejectSenderLoginMismatch];
+        let authed = [RejectAuthenticatedSenderLoginMismatch];
+        // Listed owners, with an extension, and the @domain entry.
+        assert!(run(&both, Some("bob@example.test"), "Info+x@example.test").is_ok());
+        assert!(run(&both, Some("bob@example.test"), "anyone@shared.example").is_ok());
+        // One's own address stays one's own (a superset of Postfix).
+        assert!(run(&both, Some("demo@example.test"), "demo@example.test").is_ok());
+        assert_eq!(
+            run(&both, Some("eve@example.test"), "info@example.test").unwrap_err(),
+            "553 5.7.1 <info@example.test>: Sender address rejected: not owned by user eve@example.test"
+        );
+        // Not logged in: an address with an owner is refused by
+        // reject_sender_login_mismatch only.
+        assert_eq!(
+            run(&both, None, "info@example.test").unwrap_err(),
+            "553 5.7.1 <info@example.test>: Sender address rejected: not logged in"
+        );
+        assert!(run(&authed, None, "info@example.test").is_ok());
+        assert!(run(&both, None, "nobody@elsewhere.example").is_ok());
     }
 
     #[test]

@@ -61,6 +61,8 @@ use proto::smtp::{
 
 use crate::headers::MissingHeaders;
 use crate::restrictions::{self, Restriction, Stage};
+use common::table::Tables;
+use std::sync::Mutex;
 
 /// Settings a session needs, read once per process.
 #[derive(Debug, Clone)]
@@ -95,6 +97,8 @@ pub struct SmtpConfig {
     pub sender_restrictions: Vec<Restriction>,
     /// recipient_delimiter (which sender addresses a user owns).
     pub delimiter: String,
+    /// smtpd_sender_login_maps: sender address -> the logins that own it.
+    pub sender_login_maps: Option<Arc<Mutex<Tables<Vec<String>>>>>,
 }
 
 /// What STARTTLS does (smtpd_tls_security_level, smtpd_tls_cert_file).
@@ -149,6 +153,11 @@ impl SmtpConfig {
                 Stage::Sender,
             )?,
             delimiter: cfg.get("recipient_delimiter"),
+            sender_login_maps: {
+                let v = cfg.get("smtpd_sender_login_maps");
+                (!v.trim().is_empty())
+                    .then(|| Arc::new(Mutex::new(Tables::new(&v, restrictions::owners))))
+            },
         })
     }
 }
@@ -1192,6 +1201,11 @@ impl Session {
     /// smtpd_client_restrictions, then smtpd_sender_restrictions.
     fn check_restrictions(&self, from: &str) -> Result<(), Reply> {
         let label = self.client.label();
+        let owners = self.cfg.sender_login_maps.as_ref().map(|maps| {
+            let mut maps = maps.lock().unwrap_or_else(|e| e.into_inner());
+            maps.refresh();
+            restrictions::owners_of(&maps, from, &self.cfg.delimiter)
+        });
         let facts = restrictions::Facts {
             trusted: self.client.trusted,
             user: self.user(),
@@ -1199,6 +1213,7 @@ impl Session {
             sender: from,
             delimiter: &self.cfg.delimiter,
             client_label: &label,
+            owners: owners.as_deref(),
         };
         let r = restrictions::check(&self.cfg.client_restrictions, Stage::Client, &facts).and_then(
             |()| restrictions::check(&self.cfg.sender_restrictions, Stage::Sender, &facts),

@@ -81,10 +81,17 @@ fn arrived(s: &Suite, user: &str, subject: &str) -> Vec<u8> {
 
 #[test]
 fn users_submit_with_smtplib_over_starttls_and_tls() {
+    // smtpd_sender_login_maps: demo owns info@ too.
+    let maps =
+        std::env::temp_dir().join(format!("posthorn-loginmaps-suite-{}", std::process::id()));
+    std::fs::write(&maps, "info@example.test demo@example.test\n").unwrap();
     let s = Suite::start(
         "submission",
         &["bob@example.test:bobpw"],
-        &["recipient_delimiter=+"],
+        &[
+            "recipient_delimiter=+",
+            &format!("smtpd_sender_login_maps=texthash:{}", maps.display()),
+        ],
     );
     let demo = ("demo@example.test", "demo");
 
@@ -155,6 +162,29 @@ fn users_submit_with_smtplib_over_starttls_and_tls() {
         r,
         "refused mail 553 5.7.1 <bob@example.test>: Sender address rejected: not owned by user demo@example.test"
     );
+    // An address smtpd_sender_login_maps gives demo: demo's, not bob's.
+    let r = submit(
+        &s,
+        "starttls",
+        demo,
+        "info@example.test",
+        "alias",
+        &["bob@example.test"],
+    );
+    assert!(r.starts_with("sent "), "{r}");
+    let r = submit(
+        &s,
+        "starttls",
+        ("bob@example.test", "bobpw"),
+        "info@example.test",
+        "alias forged",
+        &["bob@example.test"],
+    );
+    assert_eq!(
+        r,
+        "refused mail 553 5.7.1 <info@example.test>: Sender address rejected: not owned by user bob@example.test"
+    );
+    let _ = std::fs::remove_file(&maps);
 
     // Without AUTH: no mail, not even to a local user.
     let r = submit(
@@ -205,7 +235,7 @@ fn users_submit_with_smtplib_over_starttls_and_tls() {
 
     // Nothing else arrived for bob (the refused ones): a barrier.
     let got = s.barrier(&["bob@example.test"]);
-    assert_eq!(got.len(), 3, "only the three accepted messages for bob");
+    assert_eq!(got.len(), 4, "only the four accepted messages for bob");
 
     harness::tool("fail2ban-regex");
     let out = Command::new("fail2ban-regex")
