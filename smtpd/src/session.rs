@@ -601,6 +601,7 @@ impl Session {
                     Some(Err(_)) => {
                         // RFC 4954 4: a response line over the limit.
                         self.mode = Mode::Command;
+                        self.lines.set_max_len(smtp::MAX_COMMAND_LINE);
                         self.auth_failed_reply(Reply::new(
                             500,
                             Some("5.5.6"),
@@ -1060,6 +1061,8 @@ impl Session {
             Ok((ex, Progress::Challenge(c))) => {
                 self.challenge(&c);
                 self.mode = Mode::Auth(ex);
+                // RFC 4954 4: responses of up to 12288 octets.
+                self.lines.set_max_len(smtp::MAX_AUTH_LINE);
             }
             Ok((_, Progress::Done(creds))) => self.verify(mech, creds),
             Err(e) => {
@@ -1080,10 +1083,12 @@ impl Session {
             Ok(Progress::Challenge(c)) => self.challenge(&c),
             Ok(Progress::Done(creds)) => {
                 self.mode = Mode::Command;
+                self.lines.set_max_len(smtp::MAX_COMMAND_LINE);
                 self.verify(mech, creds);
             }
             Err(e) => {
                 self.mode = Mode::Command;
+                self.lines.set_max_len(smtp::MAX_COMMAND_LINE);
                 let r = self.sasl_error(mech, e);
                 self.auth_failed_reply(r);
             }

@@ -68,6 +68,13 @@ impl LineBuffer {
         }
     }
 
+    /// Change the longest line from now on (SMTP AUTH: RFC 4954 4 response
+    /// lines of up to 12288 octets, then back to 512). What is buffered
+    /// stays; a partial line already past a lower limit is then too long.
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+    }
+
     /// Append received bytes. Call `next_line` until it returns None before
     /// the next `push`, so that an unterminated line stays bounded. When a
     /// line switches the session to DATA or BDAT, call `take_buffered` before

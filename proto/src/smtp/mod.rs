@@ -38,6 +38,9 @@ pub use reply::Reply;
 
 /// RFC 5321 4.5.3.1.4: the maximum length of a command line, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 512;
+/// RFC 4954 4: a server takes AUTH response lines (after 334) of at least
+/// 12288 octets; with CRLF.
+pub const MAX_AUTH_LINE: usize = crate::sasl::MAX_RESPONSE + 2;
 
 /// The EHLO keyword lines after the greeting line, in the order advertised.
 ///
