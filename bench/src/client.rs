@@ -17,7 +17,7 @@
 //! claimed again, so the run still aims at `--count` accepted messages, until
 //! `--max-failures` failures end it.
 
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::args::Config;
 use crate::message::{self, Envelope};
-use crate::reply::{self, Reply};
+use crate::reply::{Replies, Reply};
 
 /// How many failures are printed to stderr.
 const REPORT_FIRST: u64 = 5;
@@ -178,7 +178,7 @@ pub fn run_session(shared: &Shared) -> SessionTimes {
 
 /// One open SMTP connection past EHLO.
 struct Conn {
-    r: BufReader<TcpStream>,
+    r: Replies<TcpStream>,
     w: BufWriter<TcpStream>,
 }
 
@@ -194,12 +194,12 @@ impl Conn {
         stream
             .set_write_timeout(Some(cfg.timeout))
             .map_err(io("connect"))?;
-        let r = BufReader::new(stream.try_clone().map_err(io("connect"))?);
+        let r = Replies::new(stream.try_clone().map_err(io("connect"))?);
         let w = BufWriter::with_capacity(64 * 1024, stream);
         let mut conn = Conn { r, w };
 
         // RFC 5321 3.1: the session opens with a 220 greeting.
-        let greeting = reply::read_reply(&mut conn.r).map_err(io("greeting"))?;
+        let greeting = conn.r.read_reply().map_err(io("greeting"))?;
         if greeting.code != 220 {
             return Err(Failure {
                 keep_conn: false,
@@ -229,7 +229,7 @@ impl Conn {
         self.w.write_all(line.as_bytes())?;
         self.w.write_all(b"\r\n")?;
         self.w.flush()?;
-        reply::read_reply(&mut self.r)
+        self.r.read_reply()
     }
 
     /// One MAIL/RCPT/DATA transaction; Ok only for 250 after the final dot.
@@ -273,7 +273,7 @@ impl Conn {
         message::dot_stuff(&msg, wire);
         self.w.write_all(wire).map_err(io("message"))?;
         self.w.flush().map_err(io("message"))?;
-        let done = reply::read_reply(&mut self.r).map_err(io("end of data"))?;
+        let done = self.r.read_reply().map_err(io("end of data"))?;
         if done.code != 250 {
             // The transaction is over either way (RFC 5321 4.1.1.4); no RSET.
             return Err(Failure::reply("end of data", &done));
@@ -303,7 +303,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufRead;
+    use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
 

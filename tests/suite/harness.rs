@@ -356,9 +356,11 @@ pub fn local_name() -> String {
     hosts_name(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap_or_else(|| "unknown".into())
 }
 
-/// A minimal SMTP client that checks every reply code.
+/// A minimal SMTP client that checks every reply code; replies are read
+/// with proto's client-side reader (the one posthorn-smtp uses).
 pub struct Smtp {
-    r: BufReader<TcpStream>,
+    r: TcpStream,
+    replies: proto::smtp::client::ReplyReader,
     w: TcpStream,
 }
 
@@ -376,29 +378,37 @@ impl Smtp {
     pub fn greeted(s: TcpStream) -> Smtp {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut c = Smtp {
-            r: BufReader::new(s.try_clone().unwrap()),
+            r: s.try_clone().unwrap(),
+            replies: proto::smtp::client::ReplyReader::new(),
             w: s,
         };
         c.expect(220);
         c
     }
 
-    /// Read one (possibly multi-line) reply: (code, lines).
+    /// Read one (possibly multi-line) reply: (code, its lines as sent,
+    /// without CRLF).
     pub fn reply(&mut self) -> (u16, Vec<String>) {
-        let mut lines = Vec::new();
-        loop {
-            let mut l = String::new();
-            let n = self.r.read_line(&mut l).expect("read reply");
-            assert!(n > 0, "server closed the connection; got so far: {lines:?}");
-            let l = l.trim_end().to_string();
-            let more = l.as_bytes().get(3) == Some(&b'-');
-            lines.push(l);
-            if !more {
-                break;
+        let mut buf = [0u8; 4096];
+        let r = loop {
+            if let Some(r) = self.replies.next_reply() {
+                break r.expect("a well-formed reply");
             }
-        }
-        let code = lines[0][..3].parse().expect("numeric reply");
-        (code, lines)
+            let n = self.r.read(&mut buf).expect("read reply");
+            assert!(n > 0, "server closed the connection before a whole reply");
+            self.replies.feed(&buf[..n]);
+        };
+        let last = r.lines.len().saturating_sub(1);
+        let lines = r
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let sep = if i < last { '-' } else { ' ' };
+                format!("{}{sep}{t}", r.code).trim_end().to_string()
+            })
+            .collect();
+        (r.code, lines)
     }
 
     pub fn expect(&mut self, code: u16) -> Vec<String> {
