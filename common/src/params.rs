@@ -146,6 +146,8 @@ params! {
         "The TLS level per next hop (Postfix's tls_policy(5)), text tables as transport_maps: keys are the next hop as written ([host]:port of relayhost or transport_maps) or, for MX delivery, the domain and .parent-domain; values none, may, encrypt, verify, secure (no attributes; dane is not supported yet). No entry: smtp_tls_security_level.";
     "smtp_tls_CAfile" = "/etc/ssl/certs/ca-certificates.crt";
         "The CA certificates (PEM) posthorn-smtp trusts at smtp_tls_security_level verify and secure. Read when posthorn-smtp starts.";
+    "disable_mime_output_conversion" = "no";
+        "no: posthorn-smtp converts a message with 8-bit content for a server that does not offer 8BITMIME to 7-bit MIME (each 8-bit part quoted-printable if text, base64 otherwise; RFC 6152 3), as Postfix does. A message whose headers have 8-bit text, or that is over 256 KiB, cannot be converted and bounces (5.6.3). yes: such a message bounces.";
     "smtpd_sasl_auth_enable" = "no";
         "yes: smtpd offers AUTH PLAIN and LOGIN (RFC 4954, with SASL-IR) and has posthorn-auth verify the password, as for POP3 and IMAP; a failure is 535 5.7.8 after auth_failure_delay and the log line fail2ban's postfix-sasl filter matches. An authenticated client may relay. The submission services of master.cf set it with -o.";
     "smtpd_tls_auth_only" = "yes";

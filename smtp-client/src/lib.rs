@@ -16,6 +16,13 @@
 //! with the last reason. A TLS handshake that fails is tried again without
 //! TLS (smtp_tls_security_level = may is opportunistic).
 //!
+//! 8-bit content goes with BODY=8BITMIME to a server that offers it; for
+//! one that does not, the message is converted to 7-bit MIME first
+//! (downgrade.rs: 8-bit parts quoted-printable if text, base64 otherwise,
+//! as Postfix's smtp does unless disable_mime_output_conversion = yes) and
+//! sent without BODY=. One that cannot be converted (8-bit headers, more
+//! than MESSAGE_KEPT bytes, ...) bounces with the reason (5.6.3).
+//!
 //! Connections: the one of the last delivery is kept
 //! (smtp_connection_cache_time_limit) for the next request to the same next
 //! hop at the same TLS level, which qmgr sends to this agent; a kept
@@ -28,7 +35,7 @@
 //! smtp_data_done_timeout, smtp_tls_security_level, smtp_tls_policy_maps,
 //! smtp_tls_CAfile, smtp_connection_cache_time_limit,
 //! smtp_connection_reuse_time_limit, smtp_connection_reuse_count_limit,
-//! queue_directory.
+//! disable_mime_output_conversion, queue_directory.
 //!
 //! Diagnostics: one line per recipient in Postfix's shape:
 //! `ID: to=<a@b>, relay=mx.example.org[192.0.2.1]:25, delay=0.3, dsn=2.0.0,
@@ -42,6 +49,7 @@
 //! connection. Remote replies are bounded and shown without control
 //! characters (proto::smtp::client).
 
+pub mod downgrade;
 pub mod route;
 pub mod session;
 pub mod tls;
@@ -181,6 +189,7 @@ impl Agent {
                 tls: None,
                 tls_required: false,
                 tls_verified: false,
+                mime_output_conversion: !cfg.bool("disable_mime_output_conversion")?,
             },
             cache_time: cfg.time("smtp_connection_cache_time_limit")?,
             reuse_time: cfg.time("smtp_connection_reuse_time_limit")?,

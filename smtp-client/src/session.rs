@@ -16,9 +16,10 @@
 //! standing. A failure before any verdict (no connection, a greeting other
 //! than 220, a broken TLS handshake, the connection lost or timed out) is
 //! a `Failure`: the caller tries the next address or defers. A message
-//! with 8-bit content for a server without 8BITMIME, or an address that
-//! needs SMTPUTF8 for one without it, bounces (5.6.3, 5.6.7): Postfix's
-//! 7-bit downgrade is not there yet.
+//! with 8-bit content for a server without 8BITMIME is converted to 7-bit
+//! (downgrade.rs) and sent without BODY=, or bounces (5.6.3) when it
+//! cannot be; an address that needs SMTPUTF8 for one without it bounces
+//! (5.6.7).
 //!
 //! Standards: RFC 5321, RFC 1870 (SIZE), RFC 2920 (PIPELINING: MAIL, the
 //! RCPTs and DATA in one write, their replies in order), RFC 3207 (STARTTLS), RFC 3463, RFC 6152
@@ -45,6 +46,8 @@ use proto::smtp::xtext;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
+use crate::downgrade;
+
 /// The longest wait for the reply to QUIT.
 const QUIT_WAIT: Duration = Duration::from_secs(5);
 
@@ -66,6 +69,9 @@ pub struct Settings {
     pub tls_required: bool,
     /// The level's name, for the log (`Untrusted` or `Verified`).
     pub tls_verified: bool,
+    /// 8-bit mail for a server without 8BITMIME is converted to 7-bit
+    /// (not disable_mime_output_conversion).
+    pub mime_output_conversion: bool,
 }
 
 /// What became of one recipient.
@@ -465,20 +471,42 @@ fn transaction(
 ) -> Result<Vec<Verdict>, Failure> {
     let n = m.recipients.len();
     let all = |v: Verdict| vec![v; n];
-    if caps.refuses_size(m.size) {
+    // RFC 6152 3: no 8-bit content to a server without 8BITMIME; it is
+    // converted to 7-bit MIME (downgrade.rs) and sent without BODY=.
+    let converted = if m.eight_bit && !caps.eight_bit_mime {
+        let result = match c.settings.mime_output_conversion {
+            true => downgrade::read_and_convert(m.body, m.size),
+            false => Err(downgrade::Error::Disabled),
+        };
+        match result {
+            Ok(b) => Some(b),
+            Err(e) if e.is_transient() => {
+                let text = e.to_string();
+                return Ok(all(Verdict::Deferred {
+                    dsn: "4.3.0".into(),
+                    text,
+                }));
+            }
+            Err(e) => {
+                let text = format!("8-bit content for a server without 8BITMIME: {e}");
+                return Ok(all(Verdict::Bounced {
+                    dsn: "5.6.3".into(),
+                    text,
+                }));
+            }
+        }
+    } else {
+        None
+    };
+    let size = converted.as_ref().map_or(m.size, |b| b.len() as u64);
+    if caps.refuses_size(size) {
         return Ok(all(Verdict::Bounced {
             dsn: "5.3.4".into(),
             text: format!(
                 "message size {} exceeds size limit {} of server",
-                m.size,
+                size,
                 caps.size.unwrap_or(0)
             ),
-        }));
-    }
-    if m.eight_bit && !caps.eight_bit_mime {
-        return Ok(all(Verdict::Bounced {
-            dsn: "5.6.3".into(),
-            text: "8-bit content for a server without 8BITMIME (no 7-bit conversion yet)".into(),
         }));
     }
     let utf8 = !m.sender.is_ascii() || m.recipients.iter().any(|r| !r.is_ascii());
@@ -494,8 +522,8 @@ fn transaction(
         &mut line,
         m.sender,
         &MailOptions {
-            size: caps.size.map(|_| m.size),
-            eight_bit: m.eight_bit,
+            size: caps.size.map(|_| size),
+            eight_bit: m.eight_bit && converted.is_none(),
             smtputf8: utf8,
             ret,
             envid,
@@ -582,11 +610,19 @@ fn transaction(
         };
         return Ok(finish(verdicts, v));
     }
+    let mut kept;
+    let body: &mut dyn Read = match converted {
+        Some(b) => {
+            kept = io::Cursor::new(b);
+            &mut kept
+        }
+        None => &mut *m.body,
+    };
     let mut stuffer = DotStuffer::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut wire = Vec::with_capacity(chunk.len() + 1024);
     loop {
-        let got = match m.body.read(&mut chunk) {
+        let got = match body.read(&mut chunk) {
             Ok(0) => break,
             Ok(g) => g,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
