@@ -21,6 +21,8 @@ use crate::harness::{read, Suite};
 #[derive(Debug, Clone)]
 struct Received {
     from: String,
+    /// The MAIL FROM command as it came (its parameters: BODY=, SIZE=).
+    mail: String,
     rcpts: Vec<String>,
     data: Vec<u8>,
     tls: bool,
@@ -52,6 +54,8 @@ struct SinkState {
     /// `slow...` RCPTs waiting now, and the most at once.
     slow_now: usize,
     slow_most: usize,
+    /// Do not offer 8BITMIME (RFC 6152): a 7-bit server.
+    no_8bitmime: bool,
 }
 
 type Shared = Arc<Mutex<SinkState>>;
@@ -90,6 +94,7 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
     };
     say(&mut r, "220 sink.example ESMTP\r\n")?;
     let mut from = String::new();
+    let mut mail = String::new();
     let mut rcpts = Vec::new();
     loop {
         let mut line = String::new();
@@ -99,12 +104,14 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
         let line = line.trim_end();
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            let (offer_tls, pipelining) = {
+            let (offer_tls, pipelining, no_8bitmime) = {
                 let st = state.lock().unwrap();
-                (!tls && st.tls.is_some(), st.pipelining)
+                (!tls && st.tls.is_some(), st.pipelining, st.no_8bitmime)
             };
-            let mut reply =
-                String::from("250-sink.example\r\n250-SIZE 10000000\r\n250-8BITMIME\r\n");
+            let mut reply = String::from("250-sink.example\r\n250-SIZE 10000000\r\n");
+            if !no_8bitmime {
+                reply.push_str("250-8BITMIME\r\n");
+            }
             if pipelining {
                 reply.push_str("250-PIPELINING\r\n");
             }
@@ -122,6 +129,7 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
             tls = true;
         } else if let Some(a) = upper.strip_prefix("MAIL FROM:<") {
             from = line[11..11 + a.find('>').unwrap()].to_string();
+            mail = line.to_string();
             if r.buffer().starts_with(b"RCPT TO:<") {
                 state.lock().unwrap().pipelined = true;
             }
@@ -188,6 +196,7 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
                 let mut st = state.lock().unwrap();
                 st.messages.push(Received {
                     from: from.clone(),
+                    mail: mail.clone(),
                     rcpts: rcpts.clone(),
                     data,
                     tls,
@@ -548,6 +557,127 @@ fn flush_tries_deferred_mail_at_once() {
     s.wait_log("flush: every deferred message is tried now");
     wait_for(&state, &s, "x@far.example");
     s.wait_log(&format!("{id}: removed"));
+}
+
+/// A server without 8BITMIME (RFC 6152 3): a message with an 8-bit body
+/// reaches it as 7-bit MIME (MAIL FROM without BODY=, no byte above 127,
+/// the 8-bit parts quoted-printable and base64) that decodes, with
+/// Python's email package, to what was sent; one with an 8-bit header
+/// cannot be converted and comes back to its sender with the reason.
+#[test]
+fn eight_bit_mail_is_converted_to_7bit_for_a_server_without_8bitmime() {
+    let state: Shared = Arc::default();
+    state.lock().unwrap().no_8bitmime = true;
+    let port = sink(Arc::clone(&state));
+    let s = Suite::start(
+        "outbound-7bit",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8",
+        ],
+    );
+    let text = "Gr\u{fc}\u{df}e aus K\u{f6}ln \u{2014} na\u{ef}ve caf\u{e9} \u{2615}\r\n= and a tab\t\r\nlast line";
+    let data: Vec<u8> = (0..=255u8).rev().collect();
+    let mut message = format!(
+        "From: <demo@example.test>\r\nTo: <bob@far.example>\r\nSubject: 8-bit\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         {text}\r\n--b1\r\nContent-Type: application/octet-stream\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    .into_bytes();
+    message.extend_from_slice(&data);
+    message.extend_from_slice(b"\r\n--b1--\r\n");
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    let id = c.mail("demo@example.test", &["bob@far.example"], &message);
+    let header_8bit = c.mail(
+        "demo@example.test",
+        &["carol@far.example"],
+        "From: <demo@example.test>\r\nSubject: Gr\u{fc}\u{df}e\r\n\r\nplain body\r\n".as_bytes(),
+    );
+
+    let got = wait_for(&state, &s, "bob@far.example");
+    let m = got.iter().find(|m| m.rcpts == ["bob@far.example"]).unwrap();
+    assert!(!m.mail.to_ascii_uppercase().contains("BODY="), "{}", m.mail);
+    assert!(m.data.is_ascii(), "{}", String::from_utf8_lossy(&m.data));
+    assert!(m.data.split(|&b| b == b'\n').all(|l| l.len() <= 1000));
+    let sent = String::from_utf8_lossy(&m.data).into_owned();
+    assert!(
+        sent.contains("charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"),
+        "{sent}"
+    );
+    // An independent MIME reader: each leaf's encoding and decoded bytes.
+    let mut py = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import email, sys\n\
+             m = email.message_from_bytes(sys.stdin.buffer.read())\n\
+             for p in m.walk():\n\
+             \x20   if not p.is_multipart():\n\
+             \x20       print(p['Content-Transfer-Encoding'], p.get_payload(decode=True).hex(), len(p.defects))\n\
+             print('defects', len(m.defects))\n",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    py.stdin.take().unwrap().write_all(&m.data).unwrap();
+    let out = py.wait_with_output().unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "quoted-printable {} 0\nbase64 {} 0\ndefects 0\n",
+            hex(text.as_bytes()),
+            hex(&data)
+        )
+    );
+    s.wait_log(&format!(
+        "{id}: to=<bob@far.example>, relay=127.0.0.1[127.0.0.1]:{port}, "
+    ));
+
+    // The 8-bit header: bounced with the reason, nothing sent.
+    s.wait_log(&format!(
+        "{header_8bit}: to=<carol@far.example>, relay=127.0.0.1[127.0.0.1]:{port}, "
+    ));
+    s.wait_log("dsn=5.6.3, status=bounced (8-bit content for a server without 8BITMIME: 8-bit text in a message header (Subject:))");
+    let t = Instant::now();
+    let bounce = loop {
+        let found = s
+            .new_mail("demo@example.test")
+            .into_iter()
+            .map(|f| read(&f))
+            .find(|m| {
+                String::from_utf8_lossy(m).contains("Final-Recipient: rfc822; carol@far.example")
+            });
+        if let Some(b) = found {
+            break String::from_utf8_lossy(&b).into_owned();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no bounce; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(bounce.contains("Status: 5.6.3"), "{bounce}");
+    assert!(
+        bounce.contains("8-bit text in a message header"),
+        "{bounce}"
+    );
+    // Bounced before MAIL FROM: the sink never had it.
+    assert!(!state
+        .lock()
+        .unwrap()
+        .messages
+        .iter()
+        .any(|m| m.rcpts.iter().any(|r| r == "carol@far.example")));
 }
 
 /// smtp_tls_security_level: encrypt sends nothing to a server without
