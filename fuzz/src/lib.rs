@@ -10,7 +10,7 @@
 //! Does not own the parsers (proto, common, smtpd, pop3d) or how a crash
 //! becomes a regression test (a `#[test]` in the crate that owns the
 //! parser). The POP3 and SASL harnesses are in `pop3`, the client-name one
-//! in `peer_name`.
+//! in `peer_name`, the 7-bit downgrade's in `downgrade`.
 //!
 //! Standards: RFC 5321 2.3.8, 4.1.1.4, 4.2, 4.5.2 (the DATA oracle and the
 //! reply line shape); RFC 3030 2 (BDAT); RFC 3207 5 (nothing after STARTTLS
@@ -36,10 +36,12 @@ use posthorn_smtpd::restrictions::Restriction;
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
+mod downgrade;
 mod imap;
 mod imap_session;
 mod peer_name;
 mod pop3;
+pub use downgrade::downgrade;
 pub use imap::imap_command;
 pub use imap_session::{imap_login, imap_session};
 pub use peer_name::peer_name;
@@ -78,6 +80,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("imap_login", imap_login),
     ("imap_session", imap_session),
     ("peer_name", peer_name),
+    ("downgrade", downgrade),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it
