@@ -60,9 +60,7 @@
 use std::io::{self, Read};
 
 use base64::Engine;
-use mail_parser::{
-    Encoding, Header, HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType,
-};
+use mail_parser::{Header, HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 /// The largest message converted: posthorn-smtp keeps this much of a
 /// message in memory (common::spool::MESSAGE_KEPT), and the conversion needs
@@ -139,12 +137,18 @@ pub fn downgrade(raw: &[u8]) -> Result<Vec<u8>, Error> {
         eol: line_end(raw),
         edits: Vec::new(),
     };
+    // Only the structure: Content-Type parsed, every other field kept as
+    // its offsets. Content-Transfer-Encoding is read here (Cte::of), not
+    // by mail-parser, so that it decodes no quoted-printable or base64
+    // body (not needed, and its quoted-printable decoder overflows on some
+    // input: a panic with overflow checks), and an encoded message/rfc822
+    // is walked as the bytes it is.
+    let parser = MessageParser::new()
+        .header_content_type(HeaderName::ContentType)
+        .ignore_header(HeaderName::ContentTransferEncoding)
+        .default_header_ignore();
     // A message without a header line is all body (RFC 5322 3.5).
-    match MessageParser::new()
-        .with_mime_headers()
-        .default_header_raw()
-        .parse(raw)
-    {
+    match parser.parse(raw) {
         Some(m) => w.message(&m, 0, false)?,
         None => w.leaf_body(0, raw.len(), Kind::Text, false, None)?,
     }
@@ -175,11 +179,30 @@ enum Cte {
 }
 
 impl Cte {
-    fn of(p: &MessagePart<'_>) -> Cte {
-        let Some(v) = p.content_transfer_encoding() else {
+    /// The part's last Content-Transfer-Encoding field (as mail-parser
+    /// takes the last), its comments and white space left out.
+    fn of(raw: &[u8], p: &MessagePart<'_>) -> Cte {
+        let Some(h) = p
+            .headers
+            .iter()
+            .rev()
+            .find(|h| h.name == HeaderName::ContentTransferEncoding)
+        else {
             return Cte::Absent;
         };
-        let v = v.trim().to_ascii_lowercase();
+        let value = raw
+            .get(h.offset_start as usize..h.offset_end as usize)
+            .unwrap_or_default();
+        let mut v = String::new();
+        let mut comment = 0usize;
+        for &b in value {
+            match b {
+                b'(' => comment += 1,
+                b')' => comment = comment.saturating_sub(1),
+                _ if comment > 0 || b.is_ascii_whitespace() => {}
+                _ => v.push(char::from(b.to_ascii_lowercase())),
+            }
+        }
         match v.as_str() {
             "7bit" => Cte::SevenBit,
             "8bit" => Cte::EightBit,
@@ -248,7 +271,7 @@ impl Walk<'_> {
         };
         seen[id] = true;
         self.check_headers(p)?;
-        let cte = Cte::of(p);
+        let cte = Cte::of(self.raw, p);
         let (ctype, subtype) = p
             .content_type()
             .map_or((String::new(), String::new()), |c| {
@@ -272,10 +295,11 @@ impl Walk<'_> {
                 }
                 Ok(())
             }
-            // Parsed in place (not decoded from quoted-printable or base64
-            // first): its offsets are in this message.
+            // Parsed in place: its offsets are in this message. One labelled
+            // quoted-printable or base64 (RFC 2046 5.2.1 forbids it) is a
+            // leaf.
             PartType::Message(inner)
-                if p.encoding == Encoding::None
+                if !matches!(cte, Cte::Encoded(_))
                     && subtype != "global"
                     && std::ptr::eq(inner.raw_message.as_ref(), self.raw) =>
             {
@@ -286,6 +310,8 @@ impl Walk<'_> {
             }
             _ => {
                 let kind = match (ctype.as_str(), subtype.as_str()) {
+                    // Already encoded: only checked (leaf_body).
+                    _ if matches!(cte, Cte::Encoded(_)) => Kind::Binary,
                     ("", _) | ("text", _) | ("message", "global") => Kind::Text,
                     ("multipart" | "message", _) => {
                         return self.unencodable(p, &cte, format!("{ctype}/{subtype}"));
@@ -901,6 +927,36 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "the message is too large to convert (262145 octets, at most 262144)"
+        );
+    }
+
+    /// The fuzzer found it (afl-tmin's 87 bytes): mail-parser's
+    /// quoted-printable decoder subtracts past zero on a part "=\n" that
+    /// ends at a boundary (a panic with overflow checks). Content-Transfer-
+    /// Encoding is not given to mail-parser, so nothing is decoded.
+    #[test]
+    fn quoted_printable_part_ending_in_a_soft_break_at_a_boundary() {
+        let msg = b"Content-Type:multipart;boundary=b\n\n--bContent-Transfer-Encoding:quoted-printable\n\n=\n--b";
+        assert_eq!(downgrade(msg).unwrap(), msg);
+    }
+
+    #[test]
+    fn encoding_names_with_comments_and_encoded_messages() {
+        // RFC 2045 6.1: the token, any case, comments allowed around it.
+        let msg =
+            "MIME-Version: 1.0\r\nContent-Transfer-Encoding: (old) 8Bit (sic)\r\n\r\n\u{e9}\r\n";
+        let out = downgrade(msg.as_bytes()).unwrap();
+        assert!(out.ends_with(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n"));
+        // A message/rfc822 labelled base64 (RFC 2046 5.2.1 forbids it) is
+        // not walked: kept when 7-bit, refused when not.
+        let msg = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+            U3ViamVjdDogeA0KDQp4DQo=\r\n--b--\r\n";
+        assert_eq!(downgrade(msg.as_bytes()).unwrap(), msg.as_bytes());
+        let msg = msg.replace("U3Vi", "\u{e9}U3Vi");
+        assert_eq!(
+            downgrade(msg.as_bytes()).unwrap_err().to_string(),
+            "8-bit data in a part with Content-Transfer-Encoding base64"
         );
     }
 
