@@ -10,8 +10,10 @@
 //! = no) or what becomes of a message that cannot be (a bounce, 5.6.3).
 //!
 //! The MIME structure comes from mail-parser (the offsets of every part's
-//! header and body); every byte outside a rewritten part or header is kept
-//! as it is. Each leaf part whose Content-Transfer-Encoding is 8bit, 7bit
+//! header and body; it is given Content-Type only, so it decodes no body);
+//! every byte outside a rewritten part or header is kept as it is.
+//! mail-parser takes "--boundary" for a boundary in the middle of a line
+//! too, and a part ends there. Each leaf part whose Content-Transfer-Encoding is 8bit, 7bit
 //! or absent and whose body has a byte above 127 (or a line over 998
 //! octets) is encoded: quoted-printable for text/* (and for a part without
 //! Content-Type, which is text/plain, and for message/global, RFC 6532 3.5),
