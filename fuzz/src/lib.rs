@@ -605,6 +605,7 @@ pub fn smtpd_session(data: &[u8]) {
             vec![Restriction::PermitSaslAuthenticated, Restriction::Reject]
         },
         sender_restrictions: vec![Restriction::RejectSenderLoginMismatch],
+        sender_login_maps: None,
         delimiter: "+".into(),
     });
     let addr: IpAddr = if knobs & 32 == 0 {
