@@ -431,22 +431,7 @@ impl Qmgr {
             let Some((dest, job)) = l.fair.next(l.dest_limit) else {
                 break;
             };
-            let (conns, socket) = (l.conns.clone(), l.socket.clone());
-            l.in_flight += 1;
-            l.last_dispatch = Instant::now();
-            if self
-                .spawner
-                .submit(
-                    DELIVERY,
-                    Box::new(move || {
-                        let done = agents::run(&conns, &socket, &dest, vec![job]);
-                        (lane, dest, done)
-                    }),
-                )
-                .is_err()
-            {
-                common::fatal!("delivery pool is gone ({})", l.name);
-            }
+            submit(&self.spawner, l, lane, dest, vec![job]);
         }
         while l.in_flight < l.slots && !l.pending.is_empty() {
             let n = match batch_size(
@@ -460,22 +445,28 @@ impl Qmgr {
                 None => break,
             };
             let batch: Vec<agents::Job> = l.pending.drain(..n).collect();
-            let (conns, socket) = (l.conns.clone(), l.socket.clone());
-            l.in_flight += 1;
-            l.last_dispatch = Instant::now();
-            if self
-                .spawner
-                .submit(
-                    DELIVERY,
-                    Box::new(move || {
-                        (lane, String::new(), agents::run(&conns, &socket, "", batch))
-                    }),
-                )
-                .is_err()
-            {
-                common::fatal!("delivery pool is gone ({})", l.name);
-            }
+            submit(&self.spawner, l, lane, String::new(), batch);
         }
+    }
+}
+
+/// A batch of `lane` for `dest` out to a delivery slot (on the pool).
+fn submit(
+    spawner: &Spawner<Token, Batch>,
+    l: &mut Lane,
+    lane: usize,
+    dest: String,
+    batch: Vec<agents::Job>,
+) {
+    let (conns, socket) = (l.conns.clone(), l.socket.clone());
+    l.in_flight += 1;
+    l.last_dispatch = Instant::now();
+    let job = Box::new(move || {
+        let done = agents::run(&conns, &socket, &dest, batch);
+        (lane, dest, done)
+    });
+    if spawner.submit(DELIVERY, job).is_err() {
+        common::fatal!("delivery pool is gone ({})", l.name);
     }
 }
 

@@ -905,7 +905,7 @@ submit_refused() {
 }
 check "submission with a wrong password: 535 5.7.8" submit_refused
 check "$MAILLOG has smtpd's 'SASL PLAIN authentication failed' line (fail2ban's postfix-sasl filter)" \
-    wait_for 10 log_has 'posthorn/smtpd\[[0-9]*\]: warning: unknown\[127\.0\.0\.1\]: SASL PLAIN authentication failed: authentication failure'
+    wait_for 10 log_has 'posthorn/smtpd\[[0-9]*\]: warning: [A-Za-z0-9.-]*\[127\.0\.0\.1\]: SASL PLAIN authentication failed: authentication failure'
 
 check "$INIT restart" "$INIT" restart
 after=$(master_pid)

@@ -305,26 +305,7 @@ fn submitted_mail_for_other_domains_goes_to_the_relayhost() {
     s.wait_log("status=deferred (host said: 450 4.2.0 <later@elsewhere.example>: try again later (in reply to RCPT TO))");
 
     // nobody: a bounce to demo with the remote reply.
-    let t = Instant::now();
-    let bounce = loop {
-        let found = s
-            .new_mail("demo@example.test")
-            .into_iter()
-            .map(|f| read(&f))
-            .find(|m| {
-                String::from_utf8_lossy(m)
-                    .contains("Final-Recipient: rfc822; nobody@elsewhere.example")
-            });
-        if let Some(b) = found {
-            break String::from_utf8_lossy(&b).into_owned();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no bounce; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let bounce = bounce_for(&s, "nobody@elsewhere.example");
     assert!(bounce.contains("Status: 5.1.1"), "{bounce}");
     assert!(
         bounce.contains(
@@ -416,6 +397,22 @@ fn mx_hosts_in_preference_order_implicit_mx_null_mx_and_no_such_domain() {
 }
 
 /// Wait until the sink holds a message for `rcpt`: the messages it holds.
+/// The bounce for `rcpt` in demo@example.test's Maildir (waited for).
+fn bounce_for(s: &Suite, rcpt: &str) -> String {
+    let needle = format!("Final-Recipient: rfc822; {rcpt}");
+    let mut found = String::new();
+    s.wait_until(&format!("the bounce for {rcpt}"), || {
+        found = s
+            .new_mail("demo@example.test")
+            .into_iter()
+            .map(|f| String::from_utf8_lossy(&read(&f)).into_owned())
+            .find(|m| m.contains(&needle))
+            .unwrap_or_default();
+        !found.is_empty()
+    });
+    found
+}
+
 fn wait_for(state: &Shared, s: &Suite, rcpt: &str) -> Vec<Received> {
     let has = || {
         let st = state.lock().unwrap();
@@ -647,25 +644,7 @@ fn eight_bit_mail_is_converted_to_7bit_for_a_server_without_8bitmime() {
         "{header_8bit}: to=<carol@far.example>, relay=127.0.0.1[127.0.0.1]:{port}, "
     ));
     s.wait_log("dsn=5.6.3, status=bounced (8-bit content for a server without 8BITMIME: 8-bit text in a message header (Subject:))");
-    let t = Instant::now();
-    let bounce = loop {
-        let found = s
-            .new_mail("demo@example.test")
-            .into_iter()
-            .map(|f| read(&f))
-            .find(|m| {
-                String::from_utf8_lossy(m).contains("Final-Recipient: rfc822; carol@far.example")
-            });
-        if let Some(b) = found {
-            break String::from_utf8_lossy(&b).into_owned();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no bounce; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let bounce = bounce_for(&s, "carol@far.example");
     assert!(bounce.contains("Status: 5.6.3"), "{bounce}");
     assert!(
         bounce.contains("8-bit text in a message header"),
@@ -857,23 +836,7 @@ fn transport_maps_route_bounce_and_are_read_again_when_changed() {
         table.display()
     ));
     // gone.example: bounced at once with the table's text.
-    let t = Instant::now();
-    let bounce = loop {
-        let found = s
-            .new_mail("demo@example.test")
-            .into_iter()
-            .map(|f| String::from_utf8_lossy(&read(&f)).into_owned())
-            .find(|m| m.contains("Final-Recipient: rfc822; c@gone.example"));
-        if let Some(b) = found {
-            break b;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no bounce; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let bounce = bounce_for(&s, "c@gone.example");
     assert!(bounce.contains("Status: 5.1.6"), "{bounce}");
     assert!(bounce.contains("mailbox moved to new.example"), "{bounce}");
 
