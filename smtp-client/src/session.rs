@@ -6,7 +6,8 @@
 //! (then EHLO again, RFC 3207 4.2), the SIZE check (a message the server
 //! would refuse is not sent, RFC 1870 6), MAIL FROM with SIZE, BODY=8BITMIME
 //! and SMTPUTF8 as the message needs and the server offers, one RCPT per
-//! recipient, DATA with the message dot-stuffed, QUIT. A timeout on every
+//! recipient, DATA with the message dot-stuffed (or, when the server offers
+//! CHUNKING, RFC 3030, one `BDAT size LAST` with the message as it is), QUIT. A timeout on every
 //! step (PIPELINING when offered). Replies are read with
 //! proto::smtp::client. Does not own which
 //! server (route.rs), retrying (qmgr) or logging (lib.rs).
@@ -21,7 +22,7 @@
 //! cannot be; an address that needs SMTPUTF8 for one without it bounces
 //! (5.6.7).
 //!
-//! Standards: RFC 5321, RFC 1870 (SIZE), RFC 2920 (PIPELINING: MAIL, the
+//! Standards: RFC 5321, RFC 1870 (SIZE), RFC 3030 (CHUNKING), RFC 2920 (PIPELINING: MAIL, the
 //! RCPTs and DATA in one write, their replies in order), RFC 3207 (STARTTLS), RFC 3463, RFC 6152
 //! (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (DSN: to a server that offers
 //! it, RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT as the sender gave
@@ -39,8 +40,8 @@ use common::dsn::{self, MessageDsn, RecipientDsn};
 use common::ipc::Handoff;
 use common::tls::TlsInfo;
 use proto::smtp::client::{
-    write_hello, write_mail, write_rcpt, write_simple, Capabilities, DotStuffer, MailOptions,
-    ReplyReader, ServerReply,
+    write_bdat, write_hello, write_mail, write_rcpt, write_simple, Capabilities, DotStuffer,
+    MailOptions, ReplyReader, ServerReply,
 };
 use proto::smtp::xtext;
 use rustls::pki_types::ServerName;
@@ -539,10 +540,15 @@ fn transaction(
         write_rcpt(&mut l, rcpt, notify.as_deref(), orcpt.as_deref());
         rcpt_lines.push(l);
     }
+    // RFC 3030: with CHUNKING the message goes as one BDAT ... LAST after
+    // the RCPT replies (no DATA, no dot-stuffing).
+    let bdat = caps.chunking;
     let (mail_reply, rcpt_replies, data_reply) = if caps.pipelining {
         let mut all = line.clone();
         rcpt_lines.iter().for_each(|l| all.extend_from_slice(l));
-        all.extend_from_slice(b"DATA\r\n");
+        if !bdat {
+            all.extend_from_slice(b"DATA\r\n");
+        }
         c.send(&all, "sending MAIL FROM")?;
         let t = c.settings.reply_timeout;
         let mail = c.reply("sending MAIL FROM", t)?;
@@ -550,8 +556,12 @@ fn transaction(
         for _ in 0..n {
             rcpts.push(c.reply("sending RCPT TO", t)?);
         }
-        let data = c.reply("sending DATA", t)?;
-        (mail, rcpts, Some(data))
+        let data = if bdat {
+            None
+        } else {
+            Some(c.reply("sending DATA", t)?)
+        };
+        (mail, rcpts, data)
     } else {
         let mail = c.command(&line, "sending MAIL FROM")?;
         let mut rcpts = Vec::with_capacity(n);
@@ -592,6 +602,21 @@ fn transaction(
         write_simple(&mut line, "RSET");
         let _ = c.command(&line, "sending RSET");
         return Ok(verdicts.into_iter().flatten().collect());
+    }
+    if bdat {
+        let body: &mut dyn Read = &mut *m.body;
+        let r = send_bdat(c, converted, body, size)?;
+        if !r.is_positive() {
+            // RFC 3030 2: the transaction failed; RSET before another.
+            c.dirty = true;
+        }
+        let mut sent = Verdict::of(&r, "end of BDAT");
+        if let Verdict::Sent { handoff, .. } = &mut sent {
+            if caps.dsn {
+                *handoff = Handoff::Passed;
+            }
+        }
+        return Ok(finish(verdicts, sent));
     }
     let r = match data_reply {
         Some(r) => r,
@@ -644,6 +669,52 @@ fn transaction(
         }
     }
     Ok(finish(verdicts, sent))
+}
+
+/// The message as one `BDAT SIZE LAST` (RFC 3030 2): exactly `size` bytes
+/// of `converted` (the 7-bit form) or of `body`; the reply.
+fn send_bdat(
+    c: &mut Conversation,
+    converted: Option<Vec<u8>>,
+    body: &mut dyn Read,
+    size: u64,
+) -> Result<ServerReply, Failure> {
+    let mut head = Vec::new();
+    write_bdat(&mut head, size, true);
+    c.send(&head, "sending BDAT")?;
+    let mut kept;
+    let body: &mut dyn Read = match converted {
+        Some(b) => {
+            kept = io::Cursor::new(b);
+            &mut kept
+        }
+        None => body,
+    };
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let got = match body.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(g) => g,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::QueueFile(e)),
+        };
+        if sent + got as u64 > size {
+            return Err(Failure::QueueFile(io::Error::other(
+                "the message is longer than its recorded size",
+            )));
+        }
+        c.send(&chunk[..got], "sending message body")?;
+        sent += got as u64;
+    }
+    if sent != size {
+        // The server waits for the rest: this connection is lost.
+        return Err(Failure::QueueFile(io::Error::other(
+            "the message is shorter than its recorded size",
+        )));
+    }
+    let t = c.settings.data_done_timeout;
+    c.reply("sending end of data", t)
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ struct Received {
     rcpts: Vec<String>,
     data: Vec<u8>,
     tls: bool,
+    /// It came with BDAT (RFC 3030), not DATA.
+    bdat: bool,
 }
 
 #[derive(Default)]
@@ -56,6 +58,8 @@ struct SinkState {
     slow_most: usize,
     /// Do not offer 8BITMIME (RFC 6152): a 7-bit server.
     no_8bitmime: bool,
+    /// Offer CHUNKING (RFC 3030) and take BDAT.
+    chunking: bool,
 }
 
 type Shared = Arc<Mutex<SinkState>>;
@@ -96,6 +100,7 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
     let mut from = String::new();
     let mut mail = String::new();
     let mut rcpts = Vec::new();
+    let mut bdat_data = Vec::new();
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
@@ -104,11 +109,19 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
         let line = line.trim_end();
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            let (offer_tls, pipelining, no_8bitmime) = {
+            let (offer_tls, pipelining, no_8bitmime, chunking) = {
                 let st = state.lock().unwrap();
-                (!tls && st.tls.is_some(), st.pipelining, st.no_8bitmime)
+                (
+                    !tls && st.tls.is_some(),
+                    st.pipelining,
+                    st.no_8bitmime,
+                    st.chunking,
+                )
             };
             let mut reply = String::from("250-sink.example\r\n250-SIZE 10000000\r\n");
+            if chunking {
+                reply.push_str("250-CHUNKING\r\n");
+            }
             if !no_8bitmime {
                 reply.push_str("250-8BITMIME\r\n");
             }
@@ -165,6 +178,27 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
                 rcpts.push(to);
                 say(&mut r, "250 2.1.5 Ok\r\n")?;
             }
+        } else if let Some(args) = upper.strip_prefix("BDAT ") {
+            // RFC 3030: BDAT size [LAST], then exactly size octets.
+            let mut words = args.split_whitespace();
+            let size: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            let last = words.next() == Some("LAST");
+            let mut chunk = vec![0u8; size];
+            r.read_exact(&mut chunk)?;
+            bdat_data.extend_from_slice(&chunk);
+            if !last {
+                say(&mut r, "250 2.0.0 chunk taken\r\n")?;
+                continue;
+            }
+            state.lock().unwrap().messages.push(Received {
+                from: from.clone(),
+                mail: mail.clone(),
+                rcpts: rcpts.clone(),
+                data: std::mem::take(&mut bdat_data),
+                tls,
+                bdat: true,
+            });
+            say(&mut r, "250 2.0.0 Ok: queued as SINK1\r\n")?;
         } else if upper == "DATA" {
             say(&mut r, "354 End data with <CR><LF>.<CR><LF>\r\n")?;
             let mut data = Vec::new();
@@ -200,6 +234,7 @@ fn session(tcp: TcpStream, state: &Shared) -> std::io::Result<()> {
                     rcpts: rcpts.clone(),
                     data,
                     tls,
+                    bdat: false,
                 });
                 st.close_after_message
             };
@@ -991,4 +1026,37 @@ fn smtp_tls_policy_maps_set_the_level_per_next_hop() {
     ));
     assert!(enc.lock().unwrap().messages.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn chunking_sends_the_message_as_bdat_without_dot_stuffing() {
+    let state: Shared = Arc::default();
+    {
+        let mut st = state.lock().unwrap();
+        st.chunking = true;
+        st.pipelining = true;
+    }
+    let port = sink(Arc::clone(&state));
+    let s = Suite::start(
+        "outbound-bdat",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    let body = b"Subject: chunks\r\n\r\n.a line that starts with a dot\r\n..two\r\n.\r\nend\r\n";
+    c.mail("a@example.org", &["x@far.example"], body);
+    let got = wait_for(&state, &s, "x@far.example");
+    assert!(got[0].bdat, "BDAT used when CHUNKING is offered");
+    assert!(
+        got[0]
+            .data
+            .ends_with(b"\r\n\r\n.a line that starts with a dot\r\n..two\r\n.\r\nend\r\n"),
+        "byte for byte, dots not stuffed: {}",
+        String::from_utf8_lossy(&got[0].data)
+    );
+    s.wait_log("status=sent (250 2.0.0 Ok: queued as SINK1)");
 }
