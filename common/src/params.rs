@@ -185,7 +185,7 @@ params! {
     "hopcount_limit" = "50";
         "Local delivery returns a message with more Received: headers than this, as a mail loop.";
     "double_bounce_sender" = "double-bounce";
-        "The local part of the sender of posthorn's own notices; mail to it is discarded.";
+        "The local part of the sender of the notices to postmaster about notifications that could not be delivered (double bounces); a failure of such a notice is dropped, never reported.";
     "auth_allow_cleartext" = "no";
         "Dovecot's name. no: posthorn-auth refuses to verify a password sent over a connection that is neither TLS nor from the loopback interface (the login processes refuse before asking). yes: allow it.";
     "auth_allow_plain_passwords" = "no";

@@ -22,7 +22,9 @@
 //! without DSN; none after a server with DSN took NOTIFY on) only for
 //! NOTIFY=SUCCESS; one delay warning per message once it has waited
 //! delay_warning_time (0: never), for the deferred recipients without
-//! NOTIFY or with DELAY. Nothing to the null sender or double_bounce_sender.
+//! NOTIFY or with DELAY. A failed or expired notification (null sender) is
+//! reported once to postmaster from double_bounce_sender@myhostname (a
+//! double bounce); failures of that sender's mail are dropped: no loop.
 //!
 //! Scheduling (Postfix's qmgr): a deferred message waits in deferred/ with its
 //! next attempt time as the file's mtime. That wait is the message's age,
@@ -712,10 +714,21 @@ impl QueueManager {
     /// whose NOTIFY asks for failures. An error means it was not queued
     /// (try again later). Null and double-bounce senders get none.
     fn send_bounce(&mut self, id: &QueueId, a: &Active, now: SystemTime) -> Result<(), QmgrError> {
+        if a.qf.sender.is_empty() && !a.bounced.is_empty() {
+            // A notification that could not be delivered (a double
+            // bounce): to postmaster, once, from double_bounce_sender, whose
+            // own failures are dropped (Postfix's 2bounce_notice_recipient).
+            let from = format!(
+                "{}@{}",
+                self.settings.double_bounce, self.settings.myhostname
+            );
+            let all = a.bounced.clone();
+            return self.queue_notice(id, a, Kind::Failure, &all, now, "postmaster", &from);
+        }
         if self.no_notices(&a.qf.sender) {
             for f in &a.bounced {
                 info!(
-                    "{id}: undeliverable notice for <{}> not returned: null sender",
+                    "{id}: undeliverable notice for <{}> not returned: double-bounce sender",
                     f.address
                 );
             }
@@ -743,10 +756,27 @@ impl QueueManager {
         entries: &[Entry],
         now: SystemTime,
     ) -> Result<(), QmgrError> {
-        let sender = &a.qf.sender;
-        if self.no_notices(sender) {
+        if self.no_notices(&a.qf.sender) {
             return Ok(());
         }
+        let to = a.qf.sender.clone();
+        self.queue_notice(id, a, kind, entries, now, &to, "")
+    }
+
+    /// Queue a notification of `kind` about `entries` to `to`, from
+    /// `from` (the null sender, or double_bounce_sender for postmaster's).
+    #[allow(clippy::too_many_arguments)]
+    fn queue_notice(
+        &mut self,
+        id: &QueueId,
+        a: &Active,
+        kind: Kind,
+        entries: &[Entry],
+        now: SystemTime,
+        to: &str,
+        from: &str,
+    ) -> Result<(), QmgrError> {
+        let sender = &to.to_string();
         let report = Report {
             kind,
             queue_id: id.as_str(),
@@ -761,7 +791,7 @@ impl QueueManager {
             recipients: entries,
         };
         let env = Envelope {
-            sender: String::new(),
+            sender: from.to_string(),
             recipients: vec![sender.clone()],
             attrs: vec![
                 ("protocol".into(), "bounce".into()),
@@ -784,7 +814,12 @@ impl QueueManager {
         };
         match queued {
             Ok(bid) => {
-                info!("{id}: sender {what} notification: {bid}");
+                let whom = if from.is_empty() {
+                    "sender"
+                } else {
+                    "postmaster"
+                };
+                info!("{id}: {whom} {what} notification: {bid}");
                 self.queued_here.push(bid);
                 Ok(())
             }
@@ -1256,11 +1291,24 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_bounce_is_dropped_not_bounced() {
+    fn an_expired_bounce_goes_to_postmaster_once() {
         let (_t, spool) = TempSpool::new("expired-bounce");
         let id = deferred_message(&spool, "");
         // Past bounce_queue_lifetime (1 day here), well short of 5 days.
         let mut qm = manager(&spool, Duration::from_secs(2 * DAY));
+        qm.scan_deferred(&mut Vec::new(), false);
+        assert!(!spool.path(Queue::Deferred, &id).exists());
+        // One notice, to postmaster, from double_bounce_sender.
+        let queued = spool.list(Queue::Incoming).unwrap();
+        assert_eq!(queued.len(), 1);
+        let notice = QueueFile::read(&spool.path(Queue::Incoming, &queued[0])).unwrap();
+        assert_eq!(notice.sender, "double-bounce@mx.example.test");
+        assert_eq!(notice.recipients[0].address, "postmaster");
+
+        // That notice expiring in turn is dropped: nothing more is queued.
+        let (_t2, spool) = TempSpool::new("expired-double-bounce");
+        let id = deferred_message(&spool, "double-bounce@mx.example.test");
+        let mut qm = manager(&spool, Duration::from_secs(6 * DAY));
         qm.scan_deferred(&mut Vec::new(), false);
         assert!(!spool.path(Queue::Deferred, &id).exists());
         assert!(spool.list(Queue::Incoming).unwrap().is_empty());

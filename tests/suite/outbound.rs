@@ -1060,3 +1060,50 @@ fn chunking_sends_the_message_as_bdat_without_dot_stuffing() {
     );
     s.wait_log("status=sent (250 2.0.0 Ok: queued as SINK1)");
 }
+
+#[test]
+fn an_undeliverable_bounce_goes_to_postmaster_once_and_never_loops() {
+    let state: Shared = Arc::default();
+    let port = sink(Arc::clone(&state));
+    let s = Suite::start(
+        "outbound-double",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            "mynetworks=127.0.0.0/8",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    // A notification (null sender) the remote side refuses for good.
+    let id = c.mail(
+        "",
+        &["nobody@elsewhere.example"],
+        b"Subject: a bounce\r\n\r\nx\r\n",
+    );
+    s.wait_log(&format!("{id}: to=<nobody@elsewhere.example>"));
+    let line = format!("{id}: postmaster non-delivery notification: ");
+    s.wait_log(&line);
+    let log = s.log();
+    let notice: String = log
+        .lines()
+        .find_map(|l| l.split_once(&line).map(|(_, b)| b.trim().to_string()))
+        .unwrap();
+    // The notice to postmaster runs its course (delivered, or dropped if
+    // it fails: its sender is double_bounce_sender); then nothing follows.
+    s.wait_log(&format!("{notice}: removed"));
+    let log = s.log();
+    assert_eq!(
+        log.matches("postmaster non-delivery notification").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.contains(&format!("{notice}: sender non-delivery")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("{notice}: from=<double-bounce@")),
+        "{log}"
+    );
+}
