@@ -647,12 +647,10 @@ fn transaction(
     let mut chunk = vec![0u8; 64 * 1024];
     let mut wire = Vec::with_capacity(chunk.len() + 1024);
     loop {
-        let got = match body.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(g) => g,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Failure::QueueFile(e)),
-        };
+        let got = read_chunk(body, &mut chunk)?;
+        if got == 0 {
+            break;
+        }
         wire.clear();
         stuffer.stuff(&chunk[..got], &mut wire);
         c.send(&wire, "sending message body")?;
@@ -669,6 +667,17 @@ fn transaction(
         }
     }
     Ok(finish(verdicts, sent))
+}
+
+/// The next bytes of the message (0 at its end).
+fn read_chunk(body: &mut dyn Read, buf: &mut [u8]) -> Result<usize, Failure> {
+    loop {
+        match body.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Failure::QueueFile(e)),
+        }
+    }
 }
 
 /// The message as one `BDAT SIZE LAST` (RFC 3030 2): exactly `size` bytes
@@ -693,12 +702,10 @@ fn send_bdat(
     let mut chunk = vec![0u8; 64 * 1024];
     let mut sent = 0u64;
     loop {
-        let got = match body.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(g) => g,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Failure::QueueFile(e)),
-        };
+        let got = read_chunk(body, &mut chunk)?;
+        if got == 0 {
+            break;
+        }
         if sent + got as u64 > size {
             return Err(Failure::QueueFile(io::Error::other(
                 "the message is longer than its recorded size",
