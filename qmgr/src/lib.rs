@@ -170,8 +170,6 @@ struct Lane {
     in_flight: usize,
     /// When the last batch went out.
     last_dispatch: Instant,
-    /// The most jobs a batch takes (local: MAX_BATCH; smtp: 1).
-    batch_max: usize,
 }
 
 fn run(
@@ -183,7 +181,7 @@ fn run(
     run_delay: Duration,
 ) -> Result<(), common::server::ServerError> {
     let server = Server::<Qmgr>::new(slots[0] + slots[1])?;
-    let lane = |name: &'static str, slots: usize, batch_max: usize| Lane {
+    let lane = |name: &'static str, slots: usize| Lane {
         name,
         socket: qm.spool.private(name),
         conns: agents::Connections::default(),
@@ -193,12 +191,8 @@ fn run(
         slots,
         in_flight: 0,
         last_dispatch: Instant::now(),
-        batch_max,
     };
-    let lanes = [
-        lane("local", slots[0], MAX_BATCH),
-        lane("smtp", slots[1], 1),
-    ];
+    let lanes = [lane("local", slots[0]), lane("smtp", slots[1])];
     let mut q = Qmgr {
         qm,
         lanes,
@@ -423,11 +417,11 @@ impl Qmgr {
     /// long; then the free slots share them).
     fn dispatch(&mut self, lane: usize) {
         let l = &mut self.lanes[lane];
-        // smtp: a job at a time, the destinations taking turns, none with
-        // more than dest_limit in flight (so one slow or dead destination
-        // holds at most that many agents, and a busy one does not starve
-        // the others).
-        while l.batch_max == 1 && l.in_flight < l.slots {
+        // smtp (its jobs wait in `fair`, local's in `pending`): a job at a
+        // time, the destinations taking turns, none with more than
+        // dest_limit in flight (so one slow or dead destination holds at
+        // most that many agents, and a busy one does not starve the others).
+        while l.in_flight < l.slots {
             let Some((dest, job)) = l.fair.next(l.dest_limit) else {
                 break;
             };
@@ -440,8 +434,7 @@ impl Qmgr {
                 l.in_flight,
                 l.last_dispatch.elapsed() >= HOLD,
             ) {
-                Some(n) => n.min(l.batch_max),
-                None if l.batch_max == 1 => 1,
+                Some(n) => n,
                 None => break,
             };
             let batch: Vec<agents::Job> = l.pending.drain(..n).collect();

@@ -117,7 +117,16 @@ impl Settings {
             myhostname: cfg.get("myhostname"),
             mail_name: cfg.get("mail_name"),
             double_bounce: cfg.get("double_bounce_sender"),
-            relayhost: cfg.get("relayhost").trim().to_string(),
+            relayhost: {
+                let v = cfg.get("relayhost").trim().to_string();
+                if !v.is_empty() && common::addr::NextHop::parse(&v, 25).is_none() {
+                    return Err(cfg.invalid(
+                        "relayhost",
+                        format!("{v:?} is not [host]:port, host:port or host"),
+                    ));
+                }
+                v
+            },
         })
     }
 }
@@ -1288,6 +1297,26 @@ mod tests {
         );
         assert!(text.contains("message expired after 6 days in the queue"));
         assert!(text.contains("\r\nSubject: old\r\n\r\nstill here\r\n"));
+    }
+
+    #[test]
+    fn a_relayhost_that_does_not_parse_is_a_configuration_error() {
+        let parse = |v: &str| {
+            let cfg = Config::parse(
+                std::path::Path::new("/etc/posthorn"),
+                "main.cf",
+                &format!("relayhost = {v}\n"),
+            )
+            .unwrap();
+            Settings::from_config(&cfg).map(|s| s.relayhost)
+        };
+        assert_eq!(parse("[10.0.0.1]:2525").unwrap(), "[10.0.0.1]:2525");
+        assert_eq!(parse("").unwrap(), "");
+        let e = parse("[unclosed").unwrap_err().to_string();
+        assert!(
+            e.contains("relayhost") && e.contains("is not [host]:port"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! Runs as mail_owner (it reads queue files, writes nothing).
 //!
 //! Each request: the queue file opened once (no symbolic link), the
-//! recipients checked against it, the next hop (route.rs: `relayhost`, else
-//! the domain's MX hosts), their addresses tried in order until one gives
+//! recipients checked against it, the next hop qmgr names (route.rs:
+//! `[host]:port` itself, a host or domain its MX hosts), their addresses
+//! tried in order until one gives
 //! verdicts (session.rs); a
 //! failure at one address (refused, timed out, a greeting other than 220)
 //! moves to the next, and when none is left every recipient is deferred
@@ -30,7 +31,7 @@
 //! smtp_connection_reuse_time_limit or smtp_connection_reuse_count_limit,
 //! is not used.
 //!
-//! Parameters: relayhost (when qmgr names no next hop), smtp_tcp_port,
+//! Parameters: smtp_tcp_port,
 //! dns_servers, smtp_helo_name, smtp_connect_timeout, smtp_helo_timeout,
 //! smtp_data_done_timeout, smtp_tls_security_level, smtp_tls_policy_maps,
 //! smtp_tls_CAfile, smtp_connection_cache_time_limit,
@@ -80,7 +81,6 @@ use crate::tls::Level;
 /// The agent's settings, read once.
 pub struct Agent {
     pub spool: Spool,
-    pub relayhost: Option<NextHop>,
     /// MX and address look-ups; None when the resolver cannot be set up
     /// (everything is deferred, saying so).
     pub dns: Option<Dns>,
@@ -169,7 +169,6 @@ impl Agent {
             verified: RefCell::new(verified),
             ca_file,
             spool: Spool::new(cfg.queue_dir()),
-            relayhost: route::relayhost(cfg)?,
             dns: match Dns::new(&cfg.list("dns_servers")) {
                 Ok(d) => Some(d),
                 Err(e) => {
@@ -316,9 +315,8 @@ impl Agent {
     }
 
     /// Send to the next hop: `relay=` text and a verdict per recipient.
-    /// `rcpt_dsn`: NOTIFY and ORCPT of each of `rcpts`. `nexthop`: qmgr's
-    /// (empty from an older qmgr: relayhost or the recipients' domain). The
-    /// kept connection is used when it goes there.
+    /// `rcpt_dsn`: NOTIFY and ORCPT of each of `rcpts`. `nexthop`: qmgr's.
+    /// The kept connection is used when it goes there.
     fn send(
         &self,
         qf: &QueueFile,
@@ -340,44 +338,17 @@ impl Agent {
                 )
             }
         };
-        // The next hop: qmgr's, else relayhost ([host]: itself; host: its
-        // MX), else the recipients' domain's MX (qmgr sends one domain per
-        // request).
-        let domain = rcpts
-            .first()
-            .and_then(|r| r.rsplit_once('@'))
-            .map_or("", |(_, d)| d);
-        let hop = if !nexthop.is_empty() {
-            match NextHop::parse(nexthop, self.mx_port) {
-                Some(h) => h,
-                None => {
-                    return (
-                        "none".into(),
-                        all(Verdict::Deferred {
-                            dsn: "4.3.5".into(),
-                            text: format!("bad next hop {nexthop:?} from qmgr"),
-                        }),
-                    )
-                }
-            }
-        } else {
-            match &self.relayhost {
-                Some(h) => h.clone(),
-                None => NextHop {
-                    host: domain.to_string(),
-                    port: self.mx_port,
-                    literal: false,
-                },
-            }
+        // The next hop qmgr chose (transport_maps, relayhost or the domain).
+        let Some(hop) = NextHop::parse(nexthop, self.mx_port) else {
+            return (
+                "none".into(),
+                all(Verdict::Deferred {
+                    dsn: "4.3.5".into(),
+                    text: format!("bad next hop {nexthop:?} from qmgr"),
+                }),
+            );
         };
-        let written = if !nexthop.is_empty() {
-            nexthop.to_string()
-        } else if hop.literal {
-            format!("[{}]:{}", hop.host, hop.port)
-        } else {
-            hop.host.clone()
-        };
-        let level = self.level_for(&written, &hop);
+        let level = self.level_for(nexthop, &hop);
         let base = match self.settings_for(level) {
             Ok(s) => s,
             Err(e) => {

@@ -1,8 +1,9 @@
 //! Where mail for a recipient goes: the next hop and its addresses.
 //!
-//! Owns reading `relayhost` (Postfix's syntax: `[host]:port` or
-//! `[address]:port` is that host, no MX look-up; `host` or `host:port` the
-//! hosts of its MX records) and the look-ups (`Dns`: hickory's stub
+//! Owns the look-ups of a next hop (common::addr::NextHop, relayhost's
+//! syntax, chosen by qmgr: `[host]:port` or `[address]:port` is that host,
+//! no MX look-up; `host` or `host:port` the hosts of its MX records): the
+//! look-ups (`Dns`: hickory's stub
 //! resolver, /etc/resolv.conf's servers or `dns_servers`, set up by
 //! common::dns): MX records in
 //! preference order, equal ones in random order; no MX record means the
@@ -14,31 +15,14 @@
 //! Standards: RFC 5321 5.1 (MX order, implicit MX), RFC 7505 (null MX),
 //! RFC 1035.
 //!
-//! Diagnostics: a relayhost that does not parse is a `ConfigError` naming
-//! the parameter; look-up failures are the texts of the deferrals and
+//! Diagnostics: look-up failures are the texts of the deferrals and
 //! bounces (`Name service error for name=D type=MX: ...`).
 
 use std::net::SocketAddr;
 
-use common::config::{Config, ConfigError};
 use common::dns::{self, DnsError};
 
 pub use common::addr::NextHop;
-
-/// `relayhost`: None when empty.
-pub fn relayhost(cfg: &Config) -> Result<Option<NextHop>, ConfigError> {
-    let v = cfg.get("relayhost");
-    let v = v.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    NextHop::parse(v, 25).map(Some).ok_or_else(|| {
-        cfg.invalid(
-            "relayhost",
-            format!("{v:?} is not [host]:port, host:port or host"),
-        )
-    })
-}
 
 /// Why a destination has no addresses to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
