@@ -115,7 +115,7 @@ params! {
     "smtpd_tls_wrappermode" = "no";
         "yes: TLS from the first byte (implicit TLS, the smtps service on port 465, RFC 8314), with smtpd_tls_cert_file. Usually set per service in master.cf with -o.";
     "relayhost" = "";
-        "Where posthorn-smtp sends mail for other domains: [host]:port or [address]:port (that host; the brackets say: no MX look-up), or host[:port] (the hosts of its MX records). Empty: each recipient domain's MX hosts (RFC 5321 5.1), on smtp_tcp_port.";
+        "Where posthorn-smtp sends mail for other domains: [host]:port or [address]:port (that host; the brackets say: no MX look-up), or host[:port] (the hosts of its MX records). Empty: each recipient domain's MX hosts (RFC 5321 5.1), on smtp_tcp_port. transport_maps entries come first. qmgr reads it; a value that does not parse is a configuration error.";
     "transport_maps" = "";
         "Per-address and per-domain routes (transport(5)): text tables, texthash:/path (hash:/path and a bare path also name the text file; no postmap step: qmgr reads a table again when it changes). Keys user@domain, domain, .parent-domain, *; values smtp:[host]:port, smtp:host, :nexthop, local, error:text (bounce), retry:text (defer). Consulted before mydestination, virtual_mailbox_domains and relayhost. A bad line is skipped with a warning naming the file and line.";
     "default_destination_concurrency_limit" = "20";
