@@ -67,12 +67,12 @@ pub struct Conn {
 /// `Done` per job, in order.
 pub fn run(conns: &Connections, socket: &PathBuf, dest: &str, jobs: Vec<Job>) -> Vec<Done> {
     let mut conn = conns.lock().ok().and_then(|mut v| {
-        let i = v.iter().rposition(|c| c.dest == dest)?;
+        let i = v
+            .iter()
+            .rposition(|c| c.dest == dest)
+            .or(v.len().checked_sub(1))?;
         Some(v.remove(i))
     });
-    if conn.is_none() {
-        conn = conns.lock().ok().and_then(|mut v| v.pop());
-    }
     let reqs: Vec<&DeliverRequest> = jobs.iter().map(|j| &j.req).collect();
     let results = deliver(&mut conn, socket, &reqs);
     if let Some(mut c) = conn {
