@@ -29,6 +29,11 @@ final dot. Prints: accepted=N failed=N seconds=S rate=R
   --timeout SECS     read/write timeout per reply (default 60)
   --max-failures N   give up after N failed transactions (default: --count)
   --quiet-errors     do not print the first failures to stderr
+  --exec PROGRAM     exec mode: instead of SMTP, run PROGRAM once per message
+                     with the message (LF line ends) on its standard input,
+                     --sessions programs at a time; exit 0 = accepted
+                     (e.g. --exec /usr/sbin/sendmail --exec-arg -t)
+  --exec-arg ARG     an argument for PROGRAM (repeat for several)
 ";
 
 /// Parsed configuration of one run.
@@ -46,6 +51,9 @@ pub struct Config {
     pub timeout: Duration,
     pub max_failures: u64,
     pub quiet_errors: bool,
+    /// Exec mode: a program run per message (None: SMTP).
+    pub exec: Option<String>,
+    pub exec_args: Vec<String>,
 }
 
 impl Default for Config {
@@ -63,6 +71,8 @@ impl Default for Config {
             timeout: Duration::from_secs(60),
             max_failures: 100,
             quiet_errors: false,
+            exec: None,
+            exec_args: Vec::new(),
         }
     }
 }
@@ -70,7 +80,7 @@ impl Default for Config {
 /// Outcome of parsing the command line.
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
-    Run(Config),
+    Run(Box<Config>),
     Help,
 }
 
@@ -110,6 +120,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--helo" => cfg.helo = value()?,
             "--timeout" => cfg.timeout = Duration::from_secs(number(&flag, &value()?)?),
             "--max-failures" => max_failures = Some(number(&flag, &value()?)?),
+            "--exec" => cfg.exec = Some(value()?),
+            "--exec-arg" => cfg.exec_args.push(value()?),
             _ => return Err(format!("unknown flag {arg:?} (try --help)")),
         }
     }
@@ -123,7 +135,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         return Err("--timeout must be at least 1".into());
     }
     cfg.max_failures = max_failures.unwrap_or(cfg.count.max(1));
-    Ok(Parsed::Run(cfg))
+    Ok(Parsed::Run(Box::new(cfg)))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -153,6 +165,22 @@ mod tests {
         assert_eq!(c.from, "a@b");
         assert_eq!(c.per_conn, 7);
         assert_eq!(c.max_failures, 2000);
+    }
+
+    #[test]
+    fn exec_mode() {
+        let Ok(Parsed::Run(c)) = run(&[
+            "--exec",
+            "/usr/sbin/sendmail",
+            "--exec-arg",
+            "-t",
+            "--exec-arg=-i",
+        ]) else {
+            panic!("should parse");
+        };
+        assert_eq!(c.exec.as_deref(), Some("/usr/sbin/sendmail"));
+        assert_eq!(c.exec_args, ["-t", "-i"]);
+        assert!(run(&["--exec"]).is_err());
     }
 
     #[test]

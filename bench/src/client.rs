@@ -46,6 +46,10 @@ pub struct Shared {
 }
 
 impl Shared {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     pub fn new(cfg: Config, run_id: String) -> Self {
         Shared {
             cfg,
@@ -59,7 +63,7 @@ impl Shared {
 
     /// Claims the next message to send and returns its sequence number, or
     /// None when enough messages are claimed or too many failed.
-    fn claim(&self) -> Option<u64> {
+    pub fn claim(&self) -> Option<u64> {
         if self.failed.load(Ordering::Relaxed) >= self.cfg.max_failures {
             return None;
         }
@@ -78,12 +82,12 @@ impl Shared {
         }
     }
 
-    fn accept(&self) {
+    pub fn accept(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a failed attempt and gives its claim back for another try.
-    fn fail(&self, seq: u64, f: &Failure) {
+    pub fn fail(&self, seq: u64, f: &Failure) {
         let n = self.failed.fetch_add(1, Ordering::Relaxed);
         self.claimed.fetch_sub(1, Ordering::Relaxed);
         if n < REPORT_FIRST && !self.cfg.quiet_errors {
@@ -101,7 +105,7 @@ pub struct SessionTimes {
 
 /// Why one transaction (or the connection under it) failed.
 #[derive(Debug)]
-struct Failure {
+pub struct Failure {
     stage: &'static str,
     detail: String,
     /// False when the connection must be dropped (I/O error, 421).
@@ -109,7 +113,16 @@ struct Failure {
 }
 
 impl Failure {
-    fn io(stage: &'static str, err: io::Error) -> Self {
+    /// An exec-mode program that exited with `status`.
+    pub fn exit(status: std::process::ExitStatus, stderr: &str) -> Self {
+        Failure {
+            stage: "exit",
+            detail: format!("{status}: {stderr}"),
+            keep_conn: true,
+        }
+    }
+
+    pub fn io(stage: &'static str, err: io::Error) -> Self {
         let detail = match err.kind() {
             // What a read or write timeout on the socket looks like.
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {

@@ -3,7 +3,8 @@
 //! Opens `--sessions` concurrent SMTP sessions to one server (a thread each)
 //! and sends MAIL/RCPT/DATA transactions, reusing each connection for
 //! `--per-conn` messages like Postfix's `smtp-source -m`, until `--count`
-//! messages got 250 after the final dot. Owns the run: threads, wall clock
+//! messages got 250 after the final dot; or, with `--exec`, runs a program
+//! (`sendmail -t`) per message (`exec`). Owns the run: threads, wall clock
 //! and the result line. The conversation is in `client`, message text in
 //! `message`, reply parsing in `reply`, flags in `args`. `bench/run.sh`
 //! drives it against Postfix and posthorn; see `bench/README.md`.
@@ -19,6 +20,7 @@
 
 mod args;
 mod client;
+mod exec;
 mod message;
 mod reply;
 
@@ -35,7 +37,7 @@ const SESSION_STACK: usize = 256 * 1024;
 
 fn main() -> ExitCode {
     let cfg = match args::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(cfg)) => cfg,
+        Ok(Parsed::Run(cfg)) => *cfg,
         Ok(Parsed::Help) => {
             print!("{}", args::USAGE);
             return ExitCode::SUCCESS;
@@ -92,7 +94,10 @@ fn run(shared: &Shared) -> std::io::Result<Vec<SessionTimes>> {
             let h = thread::Builder::new()
                 .name(format!("session-{i}"))
                 .stack_size(SESSION_STACK)
-                .spawn_scoped(s, || client::run_session(shared))?;
+                .spawn_scoped(s, || match &shared.cfg.exec {
+                    Some(p) => exec::run_session(shared, p, &shared.cfg.exec_args),
+                    None => client::run_session(shared),
+                })?;
             handles.push(h);
         }
         Ok(handles
