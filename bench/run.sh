@@ -43,6 +43,11 @@
 #                             127.0.0.1:2700 (relayhost = [127.0.0.1]:2700 in
 #                             both systems), counted by the sink, results in
 #                             bench/results-relay-latest.txt
+#                             sendmail: messages handed to each system's
+#                             `sendmail -t -i`, one process per message
+#                             (--sessions of them at a time), delivered into
+#                             the Maildir; also the sendmail processes' own
+#                             CPU; results in bench/results-sendmail-latest.txt
 #
 # Traffic goes to 127.0.0.1 only. Everything started here is stopped on exit,
 # error or interrupt (trap EXIT).
@@ -67,6 +72,9 @@ POSTHORN_BIN=${POSTHORN_BIN:-$TARGET/release/posthorn}
 MODE=${BENCH_MODE:-local}
 RESULTS=$ROOT/bench/results-latest.txt
 [ "$MODE" = relay ] && RESULTS=$ROOT/bench/results-relay-latest.txt
+[ "$MODE" = sendmail ] && RESULTS=$ROOT/bench/results-sendmail-latest.txt
+# sendmail mode: the command each system's messages go to (set per system).
+SM=()
 
 PF_PORT=2626
 PH_OFFSET=100
@@ -95,7 +103,7 @@ GEN_PID=""
 case $ONLY in both | postfix | posthorn) ;; *) die "BENCH_ONLY must be both, postfix or posthorn" ;; esac
 case $MEM in rss | pss) ;; *) die "BENCH_MEM must be rss or pss" ;; esac
 case $FS_MODE in loop | tmp) ;; *) die "BENCH_FS must be loop or tmp" ;; esac
-case $MODE in local | relay) ;; *) die "BENCH_MODE must be local or relay" ;; esac
+case $MODE in local | relay | sendmail) ;; *) die "BENCH_MODE must be local, relay or sendmail" ;; esac
 MEM_LABEL=$(tr a-z A-Z <<<"$MEM")
 if [ "$(id -u)" -ne 0 ]; then
     # posthorn dev runs as any user; a private Postfix instance needs root.
@@ -225,8 +233,12 @@ run_level() {
     t0=$EPOCHREALTIME
     # In the background and waited for, so that a signal to this script
     # interrupts the wait and the EXIT trap stops everything at once.
-    "$BENCH_BIN" --host 127.0.0.1 --port "$port" --sessions "$level" \
-        --count "$COUNT" --size "$SIZE" --per-conn "$PER_CONN" \
+    local how=(--host 127.0.0.1 --port "$port" --per-conn "$PER_CONN") a
+    if [ "$MODE" = sendmail ]; then
+        how=(--exec "${SM[0]}")
+        for a in "${SM[@]:1}"; do how+=(--exec-arg "$a"); done
+    fi
+    "$BENCH_BIN" "${how[@]}" --sessions "$level" --count "$COUNT" --size "$SIZE" \
         --from "$SENDER" --to "$RCPT" >"$TMP/gen-$sys-$level.out" 2>"$TMP/gen-$sys-$level.err" &
     GEN_PID=$!
     wait "$GEN_PID" || true
@@ -236,6 +248,10 @@ run_level() {
     accepted=$(sed -n 's/.*accepted=\([0-9]*\).*/\1/p' <<<"$out")
     failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$out")
     LEVEL_ACC=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$out")
+    # sendmail mode: the CPU of the sendmail processes (and what they ran),
+    # ms per message; not part of the server tree's figure.
+    LEVEL_SMCPU=$(sed -n 's/.*child_ticks=\([0-9]*\).*/\1/p' <<<"$out" |
+        awk -v n="$COUNT" -v hz="$CLK_TCK" '{ printf "%.3f", $1 * 1000 / hz / n }')
     if [ "$failed" != 0 ]; then
         log "$sys level $level: $failed failed transactions; first ones:"
         head -n 5 "$TMP/gen-$sys-$level.err" >&2
@@ -275,11 +291,11 @@ run_level() {
     log "$sys level $level: $out delivered/s=$LEVEL_DLV cpu_ms/msg=$LEVEL_CPU" \
         "(user $LEVEL_USR, sys $LEVEL_SYS; $LEVEL_NPROC processes) peak_${MEM}_mb=$LEVEL_RSS" \
         "journal_commits/msg=$LEVEL_JC"
-    [ "$MODE" = local ] && [ -d "$newdir" ] && check_fs "$sys Maildir" "$newdir"
+    [ "$MODE" != relay ] && [ -d "$newdir" ] && check_fs "$sys Maildir" "$newdir"
     return 0
 }
 
-declare -A ACC DLV RSS CPU USR SYS NPROC JC
+declare -A ACC DLV RSS CPU USR SYS NPROC JC SMCPU
 
 # --- Postfix ------------------------------------------------------------------
 
@@ -407,6 +423,9 @@ bench_postfix() {
     ensure_postfix
     start_postfix
     local level
+    # Postfix's sendmail with this instance's configuration directory (it
+    # runs postdrop, which honours -C for root).
+    SM=(/usr/sbin/sendmail -C "$PF_CONF" -t -i)
     for level in $LEVELS; do
         run_level postfix "$level" "$PF_PORT" "$PF_MAIL/example.test/demo/Maildir/new" "$PF_MASTER" ""
         ACC[postfix,$level]=$LEVEL_ACC
@@ -417,6 +436,7 @@ bench_postfix() {
         SYS[postfix,$level]=$LEVEL_SYS
         NPROC[postfix,$level]=$LEVEL_NPROC
         JC[postfix,$level]=$LEVEL_JC
+        SMCPU[postfix,$level]=$LEVEL_SMCPU
     done
     PF_VERSION=$(/usr/sbin/postconf -c "$PF_CONF" -h mail_version 2>/dev/null || echo "?")
     stop_postfix
@@ -439,7 +459,7 @@ start_posthorn() {
     wait_port "$PH_PORT" 60 "$PH_PID" "posthorn dev"
     log "posthorn dev pid $PH_PID on 127.0.0.1:$PH_PORT"
     check_fs "posthorn queue" "$FS/ph/spool/incoming"
-    [ "$MODE" = local ] && check_fs "posthorn mailboxes" "$FS/ph/mail/example.test/demo/Maildir/new"
+    [ "$MODE" != relay ] && check_fs "posthorn mailboxes" "$FS/ph/mail/example.test/demo/Maildir/new"
     return 0
 }
 
@@ -468,6 +488,11 @@ stop_posthorn() {
 bench_posthorn() {
     start_posthorn
     local level
+    # posthorn's sendmail: the same program under the name sendmail, with
+    # the dev instance's configuration directory.
+    mkdir -p "$TMP/bin"
+    ln -sf "$POSTHORN_BIN" "$TMP/bin/sendmail"
+    SM=("$TMP/bin/sendmail" -C "$FS/ph" -t -i)
     for level in $LEVELS; do
         run_level posthorn "$level" "$PH_PORT" \
             "$FS/ph/mail/example.test/demo/Maildir/new" "$PH_PID" "$PH_PID"
@@ -479,6 +504,7 @@ bench_posthorn() {
         SYS[posthorn,$level]=$LEVEL_SYS
         NPROC[posthorn,$level]=$LEVEL_NPROC
         JC[posthorn,$level]=$LEVEL_JC
+        SMCPU[posthorn,$level]=$LEVEL_SMCPU
     done
     stop_posthorn
 }
@@ -512,7 +538,9 @@ PF_VERSION="(not run)"
     echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
         "$(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
     echo "queues and mailboxes: $FS_DESC"
-    if [ "$MODE" = relay ]; then
+    if [ "$MODE" = sendmail ]; then
+        echo "msg/s: handed to \`sendmail -t -i\` (one process per message, LEVEL at a time) and delivered into the Maildir, end to end; CPU: user+sys ms per message of the whole server process tree; sendmail CPU: the sendmail processes and what they ran (postdrop)"
+    elif [ "$MODE" = relay ]; then
         echo "msg/s: relayed to smtp-sink on 127.0.0.1:$SINK_PORT (relayhost), counted by the sink, end to end; CPU: user+sys ms per message of the whole server process tree (not the sink)"
     else
         echo "msg/s: delivered into the Maildir, end to end; CPU: user+sys ms per message of the whole server process tree"
@@ -536,6 +564,12 @@ PF_VERSION="(not run)"
             "${USR[postfix,$level]:--}" "${SYS[postfix,$level]:--}" "${NPROC[postfix,$level]:--}" \
             "${USR[posthorn,$level]:--}" "${SYS[posthorn,$level]:--}" "${NPROC[posthorn,$level]:--}"
     done
+    if [ "$MODE" = sendmail ]; then
+        echo "sendmail processes' CPU ms per message (not in the server tree's figure):"
+        for level in $LEVELS; do
+            printf '%-8s postfix %7s   posthorn %7s\n' "$level" "${SMCPU[postfix,$level]:--}" "${SMCPU[posthorn,$level]:--}"
+        done
+    fi
     echo "journal commits of the bench file system per message (jbd2's work, not in the CPU column):"
     for level in $LEVELS; do
         printf '%-8s postfix %7s   posthorn %7s\n' "$level" "${JC[postfix,$level]:--}" "${JC[posthorn,$level]:--}"

@@ -72,3 +72,16 @@ fn one(shared: &Shared, program: &str, args: &[String], seq: u64) -> Result<(), 
     }
     Ok(())
 }
+
+/// User + system clock ticks of this process's reaped children
+/// (/proc/self/stat fields 16 and 17, cutime and cstime; proc(5)), 0 when
+/// unreadable.
+pub fn children_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces: count from its ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): field N is f[N - 3].
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(16 - 3) + num(17 - 3)
+}
