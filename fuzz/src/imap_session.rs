@@ -217,6 +217,9 @@ pub fn imap_session(data: &[u8]) {
     let base = std::env::temp_dir().join(format!("posthorn-fuzz-imap-{}", std::process::id()));
     let whole = session_run(&base.join("w"), vec![input]);
     let split = session_run(&base.join("s"), chunks(*seed, input));
+    // Empty now (each run removes its Maildir); another thread of the
+    // same process may still use it, then it stays for that one to remove.
+    let _ = std::fs::remove_dir(&base);
     assert_imap_lines(&whole);
     let strip =
         |o: &[u8]| -> Vec<u8> { o.iter().copied().filter(|b| !b.is_ascii_digit()).collect() };

@@ -2,21 +2,16 @@
 //! client: commands raw-deflated and sync-flushed as a client sends them,
 //! responses inflated as they come, fed whole and byte by byte.
 
-use std::path::PathBuf;
+mod tempdir;
+
 use std::sync::Arc;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use mailstore::{Options, Store};
 use posthorn_imapd::session::{Session, SessionConfig, Step};
 
-fn session(name: &str) -> (Session, PathBuf) {
-    let d = std::env::temp_dir().join(format!(
-        "posthorn-imapd-compress-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    let md = d.join("Maildir");
+fn session(name: &str) -> (Session, tempdir::TempMaildir) {
+    let md = tempdir::TempMaildir::new("compress", name);
     let store = Store::create_user(&md, Options::default()).unwrap();
     // No command rate bound: the tests below send floods on purpose (the
     // bound has its own test in session.rs).
@@ -84,7 +79,7 @@ fn say(s: &mut Session, line: &str) -> String {
 }
 
 /// Start compression: the OK comes in the clear.
-fn compressed(name: &str) -> (Session, Client, PathBuf) {
+fn compressed(name: &str) -> (Session, Client, tempdir::TempMaildir) {
     let (mut s, md) = session(name);
     let r = say(&mut s, "c1 COMPRESS DEFLATE\r\n");
     assert_eq!(r, "c1 OK DEFLATE active\r\n");

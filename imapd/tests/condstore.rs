@@ -3,17 +3,16 @@
 //! lines out. Mod-sequences start from the clock (mailstore's modseq.rs),
 //! so expected lines take them from the store; everything else is exact.
 
-use std::path::{Path, PathBuf};
+mod tempdir;
+
+use std::path::Path;
 use std::sync::Arc;
 
 use mailstore::{Access, Options, Store};
 use posthorn_imapd::session::{Session, SessionConfig};
 
-fn maildir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("posthorn-imapd-cond-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d.join("Maildir")
+fn maildir(name: &str) -> tempdir::TempMaildir {
+    tempdir::TempMaildir::new("cond", name)
 }
 
 fn deliver(md: &Path, n: u32) {
@@ -289,7 +288,7 @@ fn qresync_needs_enable() {
 }
 
 /// Four messages, UID 1 expunged: sequence numbers 1..3 are UIDs 2..4.
-fn three_left(name: &str) -> PathBuf {
+fn three_left(name: &str) -> tempdir::TempMaildir {
     let md = maildir(name);
     let mut b = Client::new(&md, false);
     for n in 1..=4 {

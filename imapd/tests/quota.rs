@@ -4,21 +4,16 @@
 //! root name, STORAGE in KiB rounded up, the NO texts), except that a user
 //! without limits still gets the RFC's `* QUOTAROOT mailbox` line.
 
-use std::path::PathBuf;
+mod tempdir;
+
 use std::sync::Arc;
 
 use common::quota::Quota;
 use mailstore::{Options, Store};
 use posthorn_imapd::session::{Session, SessionConfig};
 
-fn session(name: &str, quota: Quota) -> Session {
-    let d = std::env::temp_dir().join(format!(
-        "posthorn-imapd-quota-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    let md: PathBuf = d.join("Maildir");
+fn session(name: &str, quota: Quota) -> tempdir::Held<Session> {
+    let md = tempdir::TempMaildir::new("quota", name);
     let options = Options {
         quota,
         ..Options::default()
@@ -30,7 +25,7 @@ fn session(name: &str, quota: Quota) -> Session {
     for cap in [" QUOTA ", " QUOTA=RES-STORAGE ", " QUOTA=RES-MESSAGE "] {
         assert!(greeting.contains(cap), "{cap} in {greeting}");
     }
-    s
+    tempdir::Held::new(s, md)
 }
 
 fn say(s: &mut Session, line: &str) -> String {

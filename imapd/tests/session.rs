@@ -1,17 +1,15 @@
 //! The session after login over a real Maildir in a temp directory: client
 //! lines in, server lines out, fed whole and byte by byte.
 
-use std::path::PathBuf;
+mod tempdir;
+
 use std::sync::Arc;
 
 use mailstore::{Options, Store};
 use posthorn_imapd::session::{Session, SessionConfig};
 
-fn maildir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("posthorn-imapd-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d.join("Maildir")
+fn maildir(name: &str) -> tempdir::TempMaildir {
+    tempdir::TempMaildir::new("s", name)
 }
 
 fn deliver(md: &std::path::Path, name: &str, text: &str) {

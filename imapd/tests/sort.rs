@@ -5,6 +5,8 @@
 //! back byte for byte (`* SORT ...`, `* THREAD ...`), by sequence number
 //! and by UID, whole and fed byte by byte.
 
+mod tempdir;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,11 +20,8 @@ fn golden(case: &str) -> PathBuf {
         .join(case)
 }
 
-fn maildir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("posthorn-imapd-sort-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d.join("Maildir")
+fn maildir(name: &str) -> tempdir::TempMaildir {
+    tempdir::TempMaildir::new("sort", name)
 }
 
 fn say(s: &mut Session, line: &str) -> String {
@@ -39,11 +38,11 @@ fn say_bytewise(s: &mut Session, line: &str) -> String {
 
 /// A session with the case's messages appended in order to INBOX, which is
 /// selected.
-fn mailbox_of(case: &str, name: &str) -> Session {
+fn mailbox_of(case: &str, name: &str) -> tempdir::Held<Session> {
     mailbox_at(&golden(case), name)
 }
 
-fn mailbox_at(dir: &Path, name: &str) -> Session {
+fn mailbox_at(dir: &Path, name: &str) -> tempdir::Held<Session> {
     let md = maildir(name);
     let store = Store::create_user(&md, Options::default()).unwrap();
     let cfg = Arc::new(SessionConfig::standard(proto::imap::Limits::default()));
@@ -64,7 +63,7 @@ fn mailbox_at(dir: &Path, name: &str) -> Session {
     }
     let r = say(&mut s, "x SELECT INBOX\r\n");
     assert!(r.contains(&format!("* {} EXISTS\r\n", files.len())), "{r}");
-    s
+    tempdir::Held::new(s, md)
 }
 
 /// Every line of the case's expected/sort, as our session answers it.
