@@ -25,8 +25,19 @@
 //!        8 DELAY); then ORCPT as sent ("type;xtext"), or nothing
 //!   'W'  delay warning, u64 unix seconds it was sent, 0 not yet: rewritten
 //!        in place (fdatasync'ed) when qmgr sends it, so it goes once
-//!   'M'  message length, u64      then exactly that many message bytes, then EOF
+//!   'M'  message length, u64      then exactly that many message bytes
+//! trailer (optional)              after the message, up to EOF
+//!   'F'  last deferral reason of a recipient: u32 recipient index (in
+//!        record order), then the reason text (UTF-8)
 //! ```
+//!
+//! The trailer: what qmgr last heard about each recipient still pending
+//! (for mailq). qmgr rewrites it whole when it defers a message
+//! (`record_reasons`: truncate to the message's end, write, fdatasync),
+//! so it stays small and a crash leaves it whole, cut short, or gone. A
+//! reader takes the records it can and ignores a tail it cannot (a torn
+//! write, or more than `MAX_TRAILER`): reasons are advice, and never make
+//! a message corrupt. Files without one read as before.
 //!
 //! Versions: a reader takes version 1 files (written before DSN: no 'E',
 //! 'N' or 'W' records, which are corrupt there; such a message gets no
@@ -84,6 +95,10 @@ const MAX_RECORD: u32 = 64 * 1024;
 const MAX_ENVELOPE: u64 = 64 << 20;
 /// Bytes per read while parsing an envelope (a small queue file whole).
 const ENVELOPE_READ: usize = 16 * 1024;
+/// Largest trailer read (deferral reasons); past it, reasons are not kept.
+const MAX_TRAILER: u64 = 256 * 1024;
+/// Longest deferral reason kept (longer ones are cut at a character).
+pub const MAX_REASON: usize = 1000;
 /// Message bytes `QueueFile::open_owned` keeps in memory.
 pub const MESSAGE_KEPT: usize = 256 * 1024;
 
@@ -563,6 +578,8 @@ pub struct Recipient {
     pub offset: u64,
     /// NOTIFY and ORCPT (RFC 3461).
     pub dsn: RecipientDsn,
+    /// Why its last delivery attempt was deferred (the trailer), if known.
+    pub reason: Option<String>,
 }
 
 /// Where a message stands with its delay warning ('W' record).
@@ -762,6 +779,7 @@ impl QueueFile {
                         done: kind == b'D',
                         offset: pos,
                         dsn: RecipientDsn::default(),
+                        reason: None,
                     });
                     after_recipient = true;
                 }
@@ -824,10 +842,15 @@ impl QueueFile {
                     qf.msg_len = u64::from_le_bytes(b);
                     qf.msg_offset = pos + 5 + 8;
                     // checked: a length near 2^64 must be Corrupt, not an
-                    // overflow (found by fuzz/, queue_file).
-                    if qf.msg_offset.checked_add(qf.msg_len) != Some(size) {
+                    // overflow (found by fuzz/, queue_file). What follows
+                    // the message is the trailer.
+                    if qf
+                        .msg_offset
+                        .checked_add(qf.msg_len)
+                        .is_none_or(|end| end > size)
+                    {
                         return Err(SpoolError::Corrupt(format!(
-                            "message length {} does not match file size {size}",
+                            "message length {} runs past the file's end ({size})",
                             qf.msg_len
                         )));
                     }
@@ -850,10 +873,76 @@ impl QueueFile {
         if keep > 0 {
             // What the reads brought of the message (it starts right here).
             let mut kept = r.rest();
-            kept.truncate(keep);
+            kept.truncate(keep.min(usize::try_from(qf.msg_len).unwrap_or(usize::MAX)));
             qf.kept = Some(Arc::from(kept));
         }
+        qf.read_trailer(size);
         Ok(qf)
+    }
+
+    /// Where the message ends (and the trailer starts).
+    fn msg_end(&self) -> u64 {
+        self.msg_offset + self.msg_len
+    }
+
+    /// Take the deferral reasons of the trailer (see the file header): the
+    /// records that read whole, up to the first that does not.
+    fn read_trailer(&mut self, size: u64) {
+        let end = self.msg_end();
+        let len = size.saturating_sub(end);
+        if len == 0 || len > MAX_TRAILER {
+            return;
+        }
+        let mut buf = vec![0u8; len as usize];
+        if self.file.read_exact_at(&mut buf, end).is_err() {
+            return;
+        }
+        let mut rest = &buf[..];
+        while rest.len() >= 9 && rest[0] == b'F' {
+            let n = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            let Some(data) = rest.get(5..5 + n).filter(|d| d.len() >= 4) else {
+                break;
+            };
+            let i = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+            match (std::str::from_utf8(&data[4..]), self.recipients.get_mut(i)) {
+                (Ok(text), Some(r)) if text.len() <= MAX_REASON => {
+                    r.reason = Some(text.to_string());
+                }
+                _ => break,
+            }
+            rest = &rest[5 + n..];
+        }
+    }
+
+    /// Record why recipients were deferred (index, reason), keeping the
+    /// reasons of the other pending recipients: the trailer is rewritten
+    /// whole (truncated to the message's end, written, fdatasync'ed)
+    /// through the descriptor the envelope was read from. Done recipients
+    /// lose theirs; reasons are cut at `MAX_REASON` bytes, and what would
+    /// pass `MAX_TRAILER` is left out.
+    pub fn record_reasons(&mut self, reasons: &[(usize, &str)]) -> io::Result<()> {
+        for &(i, text) in reasons {
+            if let Some(r) = self.recipients.get_mut(i) {
+                r.reason = Some(cut(text, MAX_REASON).to_string());
+            }
+        }
+        let mut trailer = Vec::new();
+        for (i, r) in self.recipients.iter().enumerate() {
+            let Some(text) = r.reason.as_deref().filter(|_| !r.done) else {
+                continue;
+            };
+            if (trailer.len() + 9 + text.len()) as u64 > MAX_TRAILER {
+                break;
+            }
+            trailer.push(b'F');
+            trailer.extend_from_slice(&(4 + text.len() as u32).to_le_bytes());
+            trailer.extend_from_slice(&(i as u32).to_le_bytes());
+            trailer.extend_from_slice(text.as_bytes());
+        }
+        let end = self.msg_end();
+        self.file.set_len(end)?;
+        self.file.write_all_at(&trailer, end)?;
+        self.file.sync_data()
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
@@ -935,6 +1024,15 @@ impl QueueFile {
             .filter(|&i| !self.recipients[i].done)
             .collect()
     }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
 }
 
 /// The message bytes of a queue file: from the bytes kept in memory (which
@@ -1213,6 +1311,79 @@ mod tests {
                 matches!(got, Err(SpoolError::Corrupt(_))),
                 "{what}: {got:?}"
             );
+        }
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    /// Deferral reasons live in a trailer after the message: they read
+    /// back, are rewritten whole, leave the message and its kept bytes
+    /// alone, and a torn or foreign tail is ignored, never corrupt.
+    #[test]
+    fn deferral_reasons_in_the_trailer() {
+        let s = temp_spool("reasons");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"Subject: r\r\n\r\nbody\r\n").unwrap();
+        let id = w.commit().unwrap();
+        let path = s.path(Queue::Incoming, &id);
+        let plain = fs::read(&path).unwrap();
+        let mut qf = QueueFile::read(&path).unwrap();
+        assert_eq!(qf.recipients[0].reason, None);
+        qf.record_reasons(&[(0, "connect to x: refused"), (1, "4.2.2 over quota")])
+            .unwrap();
+        let again = QueueFile::read(&path).unwrap();
+        assert_eq!(
+            again.recipients[0].reason.as_deref(),
+            Some("connect to x: refused")
+        );
+        assert_eq!(
+            again.recipients[1].reason.as_deref(),
+            Some("4.2.2 over quota")
+        );
+        // The message is what it was, for every reader.
+        let dir = s.open_dir(Queue::Incoming).unwrap();
+        let owner = dir.metadata().unwrap().uid();
+        let owned = QueueFile::open_owned(&dir, owner, &s.dir(Queue::Incoming), &id).unwrap();
+        assert_eq!(
+            owned.message_bytes(),
+            Some(&b"Subject: r\r\n\r\nbody\r\n"[..])
+        );
+        let mut body = Vec::new();
+        again.message().unwrap().read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"Subject: r\r\n\r\nbody\r\n");
+        // A recipient done loses its reason; a new reason replaces the old.
+        let mut qf = again;
+        qf.mark_done(&[1]).unwrap();
+        let long = "é".repeat(MAX_REASON);
+        qf.record_reasons(&[(0, &long)]).unwrap();
+        let again = QueueFile::read(&path).unwrap();
+        let r0 = again.recipients[0].reason.clone().unwrap();
+        assert!(
+            r0.len() <= MAX_REASON && r0.starts_with('é'),
+            "cut at a character"
+        );
+        assert_eq!(again.recipients[1].reason, None);
+        // Torn writes and garbage after the message: the whole records
+        // read, the rest is ignored, the file is never corrupt.
+        let full = fs::read(&path).unwrap();
+        for cut in plain.len()..full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            let qf = QueueFile::read(&path).unwrap();
+            assert_eq!(
+                qf.recipients[0].reason.is_some(),
+                cut == full.len(),
+                "cut {cut}"
+            );
+        }
+        for tail in [
+            &b"\0\0\0\0\0\0\0\0\0\0"[..],
+            b"F\x05\0\0\0\x09\0\0\0x",
+            b"F\xff\xff\xff\xff",
+        ] {
+            let mut f = plain.clone();
+            f.extend_from_slice(tail);
+            fs::write(&path, &f).unwrap();
+            let qf = QueueFile::read(&path).unwrap();
+            assert!(qf.recipients.iter().all(|r| r.reason.is_none()), "{tail:?}");
         }
         fs::remove_dir_all(s.root()).unwrap();
     }

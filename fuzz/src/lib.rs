@@ -653,7 +653,7 @@ pub fn queue_file(data: &[u8]) {
     let path = PathBuf::from("/nonexistent/fuzz/queue-file");
     if let Ok(qf) = QueueFile::from_file(file, path) {
         assert!(!qf.recipients.is_empty());
-        assert_eq!(qf.msg_offset + qf.msg_len, data.len() as u64);
+        assert!(qf.msg_offset + qf.msg_len <= data.len() as u64);
         for r in &qf.recipients {
             // mark_done rewrites this byte: it must be the record's type.
             let at = usize::try_from(r.offset).expect("offset in the file");
