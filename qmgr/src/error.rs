@@ -113,6 +113,22 @@ pub enum QmgrError {
         #[source]
         source: io::Error,
     },
+    /// The deferral reasons (for mailq) were not recorded.
+    #[error("{id}: cannot record deferral reasons: {source}")]
+    RecordReasons {
+        id: QueueId,
+        #[source]
+        source: io::Error,
+    },
+    /// An administrator's operation (posthorn queue) failed; the message
+    /// stays where it was.
+    #[error("{id}: cannot {op}: {source}")]
+    Control {
+        id: QueueId,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
     /// The delay warning was queued but the queue file does not say so: it
     /// may be sent again.
     #[error("{id}: cannot record the delay warning: {source}")]
@@ -141,7 +157,9 @@ impl QmgrError {
             | QmgrError::Remove { .. }
             | QmgrError::Defer { .. }
             | QmgrError::QueueNotice { .. }
-            | QmgrError::RecordWarning { .. } => Level::Error,
+            | QmgrError::RecordWarning { .. }
+            | QmgrError::RecordReasons { .. }
+            | QmgrError::Control { .. } => Level::Error,
         }
     }
 

@@ -11,8 +11,10 @@
 //! A line that is a queue id means "this message is complete in incoming/"
 //! (smtpd names what it queued, so qmgr takes it without scanning the
 //! directory); `flush` (from `posthorn flush`) means "try every deferred
-//! message now, due or not"; any other line means "look at incoming/".
-//! Clients may keep
+//! message now, due or not"; `delete ID`, `hold ID`, `release ID` and
+//! `requeue ID` (from `posthorn queue`) are operations on a queued message,
+//! each answered with a line (control.rs); any other line means "look at
+//! incoming/". Clients may keep
 //! the connection. Lines are at most 64 bytes; a longer one counts as "any
 //! other line". The parse (`Wake`) is the same for any split of the input.
 //!
@@ -42,6 +44,7 @@
 
 mod agents;
 pub mod bounce;
+pub mod control;
 mod error;
 pub mod queue;
 pub mod transport;
@@ -265,6 +268,9 @@ pub struct Wake {
     garbage: bool,
     /// A `flush` line came (taken by `take_flush`).
     flush: bool,
+    /// Control lines (`OP ID`, control.rs) to answer, in order; no id for
+    /// one whose id does not parse.
+    requests: Vec<(control::Op, Option<QueueId>)>,
 }
 
 impl Wake {
@@ -283,6 +289,13 @@ impl Wake {
             }
             if !self.garbage && self.line == b"flush" {
                 self.flush = true;
+                self.line.clear();
+                continue;
+            }
+            if let Some(r) = control::request(&self.line).filter(|_| !self.garbage) {
+                if self.requests.len() < MAX_NAMED {
+                    self.requests.push(r);
+                }
                 self.line.clear();
                 continue;
             }
@@ -319,12 +332,21 @@ impl Service for Qmgr {
         Wake::default()
     }
 
-    fn input(&mut self, c: &mut Wake, data: &[u8], _out: &mut Vec<u8>) -> Next<Self::Done> {
+    fn input(&mut self, c: &mut Wake, data: &[u8], out: &mut Vec<u8>) -> Next<Self::Done> {
         self.wake |= c.feed(data, &mut self.named);
         if c.take_flush() {
             info!("flush: every deferred message is tried now");
             self.flush = true;
         }
+        for (op, id) in c.requests.drain(..) {
+            let reply = match id {
+                Some(id) => self.qm.control(&id, op),
+                None => control::Reply::None,
+            };
+            out.extend_from_slice(reply.word().as_bytes());
+            out.push(b'\n');
+        }
+        self.named.append(&mut self.qm.queued_here);
         Next::Continue
     }
 
@@ -554,6 +576,17 @@ mod tests {
         // flush, split across reads: no scan, no id, a flush.
         assert!(!w.feed(b"flu", &mut named) && !w.feed(b"sh\n", &mut named));
         assert!(w.take_flush() && !w.take_flush());
+        assert_eq!(named.len(), 2);
+        // Control lines, split too: requests, no scan, no id named.
+        assert!(!w.feed(b"hold 1M15JB86WC93b4\ndel", &mut named));
+        assert!(!w.feed(b"ete bad-id\n", &mut named));
+        assert_eq!(
+            w.requests,
+            [
+                (control::Op::Hold, QueueId::parse("1M15JB86WC93b4")),
+                (control::Op::Delete, None)
+            ]
+        );
         assert_eq!(named.len(), 2);
     }
 

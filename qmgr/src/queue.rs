@@ -54,6 +54,7 @@ use common::spool::{DelayWarning, Envelope, Queue, QueueFile, QueueId, Spool, Sp
 
 use crate::agents::{Job, Transport};
 use crate::bounce::{self, Action, Entry, Kind, Report};
+use crate::control::{self, Op, Reply};
 use crate::error::QmgrError;
 use crate::transport::{self, TransportMaps};
 
@@ -197,6 +198,9 @@ pub struct QueueManager {
     pub smtp: bool,
     /// transport_maps.
     pub transport: TransportMaps,
+    /// Operations asked (posthorn queue) for messages in flight: applied
+    /// when their deliveries are back (`retire`).
+    after: HashMap<String, Op>,
 }
 
 impl QueueManager {
@@ -210,6 +214,7 @@ impl QueueManager {
             queued_here: Vec::new(),
             smtp: false,
             transport: TransportMaps::default(),
+            after: HashMap::new(),
         }
     }
 
@@ -250,6 +255,38 @@ impl QueueManager {
         {
             if n > 0 {
                 info!("removed {n} stale temporary files from incoming");
+            }
+        }
+    }
+
+    /// An administrator's operation (control.rs): at once for a message no
+    /// delivery holds, after its deliveries for one in flight. A requeued
+    /// message is named in `queued_here`, to be taken now.
+    pub fn control(&mut self, id: &QueueId, op: Op) -> Reply {
+        if self.active.contains_key(id.as_str()) {
+            if op == Op::Release {
+                return Reply::None;
+            }
+            self.after.insert(id.to_string(), op);
+            return Reply::Later;
+        }
+        match control::apply(&self.spool, id, op, false) {
+            Ok(Some(_)) => {
+                info!("{id}: {}", op.logged());
+                if op == Op::Requeue {
+                    self.queued_here.push(id.clone());
+                }
+                Reply::Ok
+            }
+            Ok(None) => Reply::None,
+            Err(source) => {
+                QmgrError::Control {
+                    id: id.clone(),
+                    op: op.word(),
+                    source,
+                }
+                .log();
+                Reply::Error
             }
         }
     }
@@ -671,7 +708,10 @@ impl QueueManager {
 
     /// Remove a finished message, or record what is done and defer the rest
     /// until its next attempt time.
-    fn retire(&self, id: &QueueId, a: Active, now: SystemTime) -> Result<(), QmgrError> {
+    /// An operation asked while it was in flight is applied now: delete
+    /// removes it, hold and requeue put what is left in hold/ or incoming/
+    /// instead of deferred/.
+    fn retire(&mut self, id: &QueueId, a: Active, now: SystemTime) -> Result<(), QmgrError> {
         let Active {
             mut qf,
             bounced_idx,
@@ -679,7 +719,8 @@ impl QueueManager {
             ..
         } = a;
         let path = self.spool.path(Queue::Active, id);
-        if deferred.is_empty() {
+        let op = self.after.remove(id.as_str());
+        if deferred.is_empty() || op == Some(Op::Delete) {
             fs::remove_file(&path).map_err(|source| QmgrError::Remove {
                 id: id.clone(),
                 source,
@@ -698,6 +739,18 @@ impl QueueManager {
             }
             .log();
         }
+        // For mailq; before the mtime, which a write would change.
+        let reasons: Vec<(usize, &str)> = deferred
+            .iter()
+            .map(|d| (d.index, d.text.as_str()))
+            .collect();
+        if let Err(source) = qf.record_reasons(&reasons) {
+            QmgrError::RecordReasons {
+                id: id.clone(),
+                source,
+            }
+            .log();
+        }
         let next = next_attempt(qf.arrival, now, &self.settings);
         let r = fs::File::options()
             .write(true)
@@ -710,13 +763,24 @@ impl QueueManager {
             }
             .log();
         }
+        let to = match op {
+            Some(Op::Hold) => Queue::Hold,
+            Some(Op::Requeue) => Queue::Incoming,
+            _ => Queue::Deferred,
+        };
         self.spool
-            .move_to(id, Queue::Active, Queue::Deferred)
-            .map(drop)
+            .move_to(id, Queue::Active, to)
             .map_err(|source| QmgrError::Defer {
                 id: id.clone(),
                 source,
-            })
+            })?;
+        if let Some(op) = op {
+            info!("{id}: {}", op.logged());
+            if op == Op::Requeue {
+                self.queued_here.push(id.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Queue a non-delivery notification to the sender, for the recipients
