@@ -54,7 +54,7 @@ fn load(dir: &Path) -> Result<Config, i32> {
 }
 
 /// The pid of a running master, if any.
-fn running(cfg: &Config) -> Option<i32> {
+pub(crate) fn running(cfg: &Config) -> Option<i32> {
     let text = std::fs::read_to_string(cfg.pid_file()).ok()?;
     let pid: i32 = text.trim().parse().ok()?;
     kill(Pid::from_raw(pid), None).ok().map(|()| pid)

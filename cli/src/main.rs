@@ -10,6 +10,7 @@
 
 mod admin;
 mod dev;
+mod queue;
 mod user;
 
 use std::path::PathBuf;
@@ -56,6 +57,11 @@ enum Cmd {
         #[arg(long = "autoconfig", value_name = "FILE")]
         autoconfig: Option<PathBuf>,
     },
+    /// List, show, delete, hold, release and requeue queued messages.
+    Queue {
+        #[command(subcommand)]
+        command: queue::QueueCmd,
+    },
     /// Manage virtual mailbox users.
     User {
         #[command(subcommand)]
@@ -84,6 +90,7 @@ fn main() {
         "posthorn-imapd" => return posthorn_imapd::main(),
         "posthorn-imap-login" => return posthorn_imapd::login_main(),
         "posthorn-auth" => return posthorn_auth::main(),
+        "mailq" => std::process::exit(mailq_main()),
         _ => {}
     }
     let cli = Cli::parse();
@@ -101,9 +108,30 @@ fn main() {
             config,
             autoconfig,
         } => admin::dns(&config_dir(config), domain, autoconfig.as_deref()),
+        Cmd::Queue { command } => queue::run(command),
         Cmd::User { command } => user::run(command),
     };
     std::process::exit(code);
+}
+
+/// `mailq [-C DIR]` (-c too): the queue as Postfix's mailq prints it.
+fn mailq_main() -> i32 {
+    let mut args = std::env::args().skip(1);
+    let mut dir = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-C" | "-c" => dir = args.next().map(PathBuf::from),
+            "-h" | "--help" => {
+                println!("usage: mailq [-C config_directory]\nList the mail queue (see mailq(1)).");
+                return 0;
+            }
+            _ => {
+                eprintln!("mailq: unknown argument {a:?}; usage: mailq [-C config_directory]");
+                return 64;
+            }
+        }
+    }
+    queue::mailq(&config_dir(dir))
 }
 
 /// The configuration directory: -c, else $POSTHORN_CONFIG_DIR, else /etc/posthorn.

@@ -257,6 +257,26 @@ pub fn rfc5322_date(unix: u64) -> String {
     )
 }
 
+/// asctime(3)'s layout in UTC, without its newline: `Sun Nov  1 21:51:49
+/// 2026` (mailq's arrival times, postcat's).
+pub fn asctime_utc(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = (unix / 86400) as i64;
+    let (y, m, d) = civil_from_days(days);
+    let rem = unix % 86400;
+    format!(
+        "{} {} {d:2} {:02}:{:02}:{:02} {y}",
+        DAYS[(days % 7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// `YYYYMMDDhhmmss` in UTC (Postfix's Message-ID prefix).
 pub fn compact_utc(unix: u64) -> String {
     let (y, m, d) = civil_from_days((unix / 86400) as i64);
@@ -354,6 +374,8 @@ mod tests {
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
         assert_eq!(compact_utc(0), "19700101000000");
+        assert_eq!(asctime_utc(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(asctime_utc(1_795_969_205), "Sun Nov 29 16:20:05 2026");
         assert_eq!(compact_utc(1_795_969_205), "20261129162005");
         assert_eq!(
             rfc5322_date(1_700_000_000),
