@@ -13,6 +13,7 @@ mod imap;
 mod outbound;
 mod pop3;
 mod privsep;
+mod queue;
 mod rdns;
 mod skeleton;
 mod submission;
