@@ -1,4 +1,5 @@
-//! `posthorn start|stop|reload|status|check|config`.
+//! `posthorn start|stop|reload|status|check|config`. check's owner and
+//! mode checks are check.rs's.
 //!
 //! Diagnostics: errors go to standard error as `posthorn: ...` with a
 //! non-zero exit; configuration errors name file and line.
@@ -238,6 +239,14 @@ pub fn check(dir: &Path) -> i32 {
             cfg.get("mail_owner")
         );
         errors += 1;
+    }
+    // Owners and modes (check.rs): the spool, the mailbox base, the TLS
+    // keys, the users file.
+    if let Some(expect) = crate::check::Expect::from_config(&cfg) {
+        for p in crate::check::problems(&cfg, &expect) {
+            eprintln!("posthorn: error: {p}");
+            errors += 1;
+        }
     }
     if errors > 0 {
         1

@@ -9,6 +9,7 @@
 //! is no other program: `cargo run --bin posthorn` is the whole suite.
 
 mod admin;
+mod check;
 mod dev;
 mod queue;
 mod user;
