@@ -31,6 +31,7 @@ use common::params::PARAMS;
 /// Every man page the package ships, below man/.
 const PAGES: &[&str] = &[
     "man1/posthorn.1",
+    "man1/mailq.1",
     "man5/main.cf.5",
     "man5/master.cf.5",
     "man5/posthorn-users.5",
