@@ -242,11 +242,8 @@ pub fn mailq_text(msgs: &[(Queue, QueueFile)]) -> String {
         return "Mail queue is empty\n".into();
     }
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<11} {:>7} {:<20} {}",
-        "-Queue ID-", "--Size--", "----Arrival Time----", "-Sender/Recipient-------"
-    );
+    // Postfix's STRING_FORMAT ("%-11s %7s %-20s %s") of the four titles.
+    s.push_str("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
     let mut total: u64 = 0;
     for (n, (q, qf)) in msgs.iter().enumerate() {
         if n > 0 {

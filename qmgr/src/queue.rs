@@ -1119,6 +1119,52 @@ mod tests {
         id
     }
 
+    /// An operation on a message in flight waits for its deliveries: hold
+    /// puts what is left in hold/ (done recipients recorded, the deferral
+    /// reason too), delete removes it; release of a message in flight is
+    /// nothing; a message at rest is handled at once.
+    #[test]
+    fn operations_on_a_message_in_flight_wait_for_its_deliveries() {
+        let (_t, spool) = TempSpool::new("control");
+        let mut qm = manager(&spool, Duration::ZERO);
+        let id = active_message(&mut qm, &[None, None]);
+        assert_eq!(qm.control(&id, Op::Release), Reply::None);
+        assert_eq!(qm.control(&id, Op::Hold), Reply::Later);
+        assert!(
+            spool.path(Queue::Active, &id).exists(),
+            "untouched meanwhile"
+        );
+        qm.done(
+            id.as_str(),
+            vec![
+                result(0, Status::Sent, Handoff::Delivered),
+                result(1, Status::Deferred, Handoff::Delivered),
+            ],
+        );
+        let held = QueueFile::read(&spool.path(Queue::Hold, &id)).unwrap();
+        assert_eq!(held.pending(), vec![1]);
+        assert_eq!(held.recipients[1].reason.as_deref(), Some("mailbox full"));
+        // At rest: at once. Released, it is deferred and due.
+        assert_eq!(qm.control(&id, Op::Release), Reply::Ok);
+        assert!(spool.path(Queue::Deferred, &id).exists());
+        assert_eq!(qm.control(&id, Op::Requeue), Reply::Ok);
+        assert_eq!(qm.queued_here, vec![id.clone()]);
+        qm.queued_here.clear();
+        // Deleted while in flight: gone when its delivery is back, even
+        // with recipients left.
+        let mut jobs = Vec::new();
+        qm.scan_incoming(&mut jobs);
+        assert_eq!(qm.control(&id, Op::Delete), Reply::Later);
+        qm.done(
+            id.as_str(),
+            vec![result(1, Status::Deferred, Handoff::Delivered)],
+        );
+        for q in [Queue::Incoming, Queue::Active, Queue::Deferred, Queue::Hold] {
+            assert!(!spool.path(q, &id).exists(), "{q:?}");
+        }
+        assert_eq!(qm.control(&id, Op::Delete), Reply::None);
+    }
+
     #[test]
     fn failure_notices_follow_notify() {
         let (_t, spool) = TempSpool::new("notify-failure");
