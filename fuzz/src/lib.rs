@@ -824,7 +824,8 @@ pub fn users_file(data: &[u8]) {
 /// The small line and record protocols between daemons: anvil's requests
 /// (common::server::anvil), qmgr's wake-up lines (posthorn_qmgr::Wake) and
 /// the worker status records (common::status). The first byte picks the
-/// split. Checks: the wake-up parse names the same ids for any split;
+/// split. Checks: the wake-up parse names the same ids and control
+/// requests (posthorn queue's `OP ID` lines) for any split;
 /// anvil answers only well-formed lines, one line per `C`, and forgets
 /// everything a peer held once the peer closes; status records that decode
 /// encode back to the same bytes.
@@ -838,7 +839,8 @@ pub fn ipc_lines(data: &[u8]) {
     };
     // qmgr's wake-up lines, whole and split.
     let mut whole = Vec::new();
-    let scan_whole = posthorn_qmgr::Wake::default().feed(data, &mut whole);
+    let mut whole_w = posthorn_qmgr::Wake::default();
+    let scan_whole = whole_w.feed(data, &mut whole);
     let mut split = Vec::new();
     let mut w = posthorn_qmgr::Wake::default();
     let mut scan_split = false;
@@ -846,6 +848,11 @@ pub fn ipc_lines(data: &[u8]) {
         scan_split |= w.feed(piece, &mut split);
     }
     assert_eq!(whole, split, "wake-up ids depend on the split");
+    assert_eq!(
+        whole_w.take_requests(),
+        w.take_requests(),
+        "control lines depend on the split"
+    );
     assert_eq!(scan_whole, scan_split, "scan request depends on the split");
 
     // anvil: three peers take turns by piece; then all close.

@@ -312,6 +312,11 @@ impl Wake {
         scan
     }
 
+    /// The control lines (`OP ID`) since the last call, in order.
+    pub fn take_requests(&mut self) -> Vec<(control::Op, Option<QueueId>)> {
+        std::mem::take(&mut self.requests)
+    }
+
     /// Was `flush` asked for since the last call?
     pub fn take_flush(&mut self) -> bool {
         std::mem::take(&mut self.flush)
@@ -338,7 +343,7 @@ impl Service for Qmgr {
             info!("flush: every deferred message is tried now");
             self.flush = true;
         }
-        for (op, id) in c.requests.drain(..) {
+        for (op, id) in c.take_requests() {
             let reply = match id {
                 Some(id) => self.qm.control(&id, op),
                 None => control::Reply::None,
