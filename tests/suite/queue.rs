@@ -212,6 +212,25 @@ fn queue_operations_with_the_suite_running() {
         "{show}"
     );
 
+    // Nobody but root and mail_owner sees the queue (as root: try as
+    // nobody; as nobody, mail_owner is nobody).
+    if nix::unistd::geteuid().is_root() {
+        let out = Command::new(BIN)
+            .arg0("mailq")
+            .arg("-C")
+            .arg(&s.dir)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{err}");
+        assert!(
+            err.contains("posthorn: the queue is open to root and mail_owner (root) only"),
+            "{err}"
+        );
+    }
+
     // Bad ids: a clear error, a non-zero exit.
     let out = posthorn(&s, &["queue", "delete", "not-an-id"], "");
     assert!(!out.status.success());
