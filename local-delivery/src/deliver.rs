@@ -34,6 +34,7 @@ use common::spool::{Queue, QueueFile, QueueId, Spool, SpoolError};
 use common::users::UserTable;
 use common::{info, warning};
 use mailstore::maildir::Prepared;
+use mailstore::mbox::Busy;
 use mailstore::quota::OverQuota;
 use mailstore::{CrlfToLf, LfReader, Maildir, StoreError};
 
@@ -429,6 +430,10 @@ impl Agent {
                         mbox.relay,
                     );
                 }
+                if let Some(busy) = e.get_ref().and_then(|i| i.downcast_ref::<Busy>()) {
+                    // Postfix: "4.2.0 mailbox busy"; tried again later.
+                    return (Status::Deferred, "4.2.0", busy.to_string(), mbox.relay);
+                }
                 let dsn = match e.raw_os_error() {
                     Some(28) => "4.3.1",  // ENOSPC
                     Some(122) => "4.2.2", // EDQUOT
@@ -464,6 +469,22 @@ fn write_mailbox(
     rcpt: &str,
     cache: &mut MaildirCache,
 ) -> io::Result<()> {
+    // recipient_delimiter_folder: the user's folder named by the address
+    // extension, when it exists.
+    let in_folder;
+    let mbox = match mbox.folder.as_deref().map(|f| folder_dir(mbox, f)) {
+        Some(Ok(Some(dir))) => {
+            in_folder = Mailbox {
+                path: mbox.path.join(&dir),
+                below_home: mbox.below_home.join(&dir),
+                folder: None,
+                ..mbox.clone()
+            };
+            &in_folder
+        }
+        Some(Err(e)) => return Err(e),
+        _ => mbox,
+    };
     let key = (mbox.path.clone(), mbox.uid, mbox.gid);
     if mbox.maildir {
         if let Some((md, new_id)) = cache.get(&key).cloned() {
@@ -518,10 +539,20 @@ fn write_mailbox(
     } else {
         privilege::open_dir_path(&mbox.home, None)?
     };
+    // The mail spool (root:mail 2775 on Debian) is written with its group
+    // as effective gid, as Postfix's local(8) does; never gid 0.
+    let gid = if mbox.spool {
+        match home.metadata()?.gid() {
+            0 => mbox.gid,
+            g => g,
+        }
+    } else {
+        mbox.gid
+    };
     let mut prefix = format!("Return-Path: <{}>\n", qf.sender);
     prefix.push_str(&format!("Delivered-To: {rcpt}\n"));
     let msg = qf.message()?;
-    privilege::as_user(mbox.uid, mbox.gid, move || {
+    privilege::as_user(mbox.uid, gid, move || {
         if mbox.maildir {
             let md = Maildir::open_at(&home, &mbox.below_home, mbox.path.clone(), true)?;
             maildir_write(
@@ -558,8 +589,55 @@ fn write_mailbox(
                     .as_secs(),
             );
             let mut message = prefix.as_bytes().chain(LfReader::new(msg));
-            mailstore::mbox::deliver_at(&dir, Path::new(name), &qf.sender, &date, &mut message)
+            mailstore::mbox::deliver_at(
+                &dir,
+                Path::new(name),
+                &mbox.path,
+                &mbox.locking,
+                &qf.sender,
+                &date,
+                &mut message,
+            )
         }
+    })
+}
+
+/// The Maildir++ directory of the folder `tag` names, if `mbox`'s user
+/// has it (looked at as the user): the exact name, else the one folder
+/// whose name differs only in case. A tag that is no valid folder name
+/// ("..", control characters, "/" at either end, INBOX) names none, and
+/// nothing is created. '.' and '/' both separate levels.
+fn folder_dir(mbox: &Mailbox, tag: &str) -> io::Result<Option<String>> {
+    let Ok(wanted) = mailstore::names::validate(&tag.replace('.', "/")) else {
+        return Ok(None);
+    };
+    if wanted == mailstore::INBOX {
+        return Ok(None);
+    }
+    let missing = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    let home = match privilege::open_dir_path(&mbox.home, None) {
+        Err(e) if missing(&e) => return Ok(None),
+        r => r?,
+    };
+    privilege::as_user(mbox.uid, mbox.gid, || {
+        let md = match privilege::walk_dirs(&home, &mbox.below_home, None) {
+            Err(e) if missing(&e) => return Ok(None),
+            r => r?,
+        };
+        let folders: Vec<(String, String)> = mailstore::fsat::list(&md)?
+            .into_iter()
+            .filter(|e| e.kind == mailstore::fsat::Kind::Dir)
+            .filter_map(|e| mailstore::names::from_disk(&e.name).map(|n| (e.name, n)))
+            .collect();
+        if let Some((dir, _)) = folders.iter().find(|(_, n)| *n == wanted) {
+            return Ok(Some(dir.clone()));
+        }
+        let lower = wanted.to_lowercase();
+        let mut same = folders.iter().filter(|(_, n)| n.to_lowercase() == lower);
+        Ok(match (same.next(), same.next()) {
+            (Some((dir, _)), None) => Some(dir.clone()),
+            _ => None,
+        })
     })
 }
 

@@ -7,8 +7,14 @@
 //! the mailbox processes and delivery agree). A recipient of mydestination is first looked up in
 //! alias_maps (aliases.rs; the targets are resolved in turn, up to
 //! MAX_ALIAS_DEPTH deep), then as a system user (getpwnam):
-//! `~/$home_mailbox`, Maildir when that ends in '/', else mbox; owned by the
-//! user. Anything else is not ours to deliver.
+//! `~/$home_mailbox`, Maildir when that ends in '/', else mbox; with an
+//! empty home_mailbox the mbox `$mail_spool_directory/USER` (Postfix's
+//! default); owned by the user. An mbox is locked as mailbox_delivery_lock
+//! says (`Mailbox::locking`). Anything else is not ours to deliver.
+//!
+//! With recipient_delimiter_folder = yes, a Maildir recipient's address
+//! extension (`user+ext`) is kept as `Mailbox::folder`: deliver.rs files
+//! the message in that folder when the user has it.
 //!
 //! postmaster (RFC 5321 4.5.1) always has a destination: `postmaster@` a
 //! virtual domain without its own users-file entry is the local postmaster;
@@ -28,6 +34,7 @@ use common::config::Config;
 use common::privilege;
 use common::quota::Quota;
 use common::users::{self, UserTable};
+use mailstore::mbox::Locking;
 
 use crate::aliases::Aliases;
 
@@ -35,7 +42,7 @@ use crate::aliases::Aliases;
 const MAX_ALIAS_DEPTH: usize = 10;
 
 /// A resolved mailbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mailbox {
     /// The whole path, for log lines.
     pub path: PathBuf,
@@ -54,6 +61,14 @@ pub struct Mailbox {
     pub relay: &'static str,
     /// The user's quota (virtual users: from the users file).
     pub quota: Quota,
+    /// An mbox in mail_spool_directory (`home` is the spool, `below_home`
+    /// the user's name): made and locked with the spool directory's group.
+    pub spool: bool,
+    /// How an mbox is locked (mailbox_delivery_lock and its waits).
+    pub locking: Locking,
+    /// The address extension, when recipient_delimiter_folder is on and
+    /// this is a Maildir: the folder to file into if the user has it.
+    pub folder: Option<String>,
 }
 
 /// Why a recipient cannot be resolved.
@@ -170,6 +185,8 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
             default_privs: m.default_privs,
             relay: "virtual",
             quota: u.quota,
+            folder: folder_of(cfg, address)?,
+            ..Mailbox::default()
         });
     }
     let mydest = cfg.list("mydestination");
@@ -180,6 +197,47 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
             )));
         };
         let hm = cfg.get("home_mailbox");
+        let (uid, gid, default_privs) = users::unprivileged_ids(cfg, acct.uid, acct.gid)
+            .map_err(|e| Unresolved::Temporary(e.to_string()))?;
+        if hm.trim().is_empty() {
+            // Postfix's default: $mail_spool_directory/USER.
+            let spool = PathBuf::from(cfg.get("mail_spool_directory"));
+            if !spool.is_absolute() {
+                return Err(Unresolved::Temporary(format!(
+                    "mail_spool_directory = {}: not an absolute path",
+                    spool.display()
+                )));
+            }
+            // The passwd name, one plain path component.
+            let name = PathBuf::from(&acct.name);
+            if acct.name.is_empty()
+                || acct.name.contains(char::is_control)
+                || !name
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+                || name.components().count() != 1
+            {
+                return Err(Unresolved::Temporary(format!(
+                    "user name {:?} cannot name a file in mail_spool_directory",
+                    acct.name
+                )));
+            }
+            return Ok(Mailbox {
+                path: spool.join(&name),
+                home: spool,
+                below_home: name,
+                create_home: false,
+                maildir: false,
+                uid,
+                gid,
+                default_privs,
+                relay: "local",
+                quota: Quota::default(),
+                spool: true,
+                locking: locking(cfg)?,
+                folder: None,
+            });
+        }
         let maildir = hm.ends_with('/');
         let below = PathBuf::from(hm.trim_end_matches('/'));
         if below.as_os_str().is_empty()
@@ -191,8 +249,6 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
                 "home_mailbox = {hm:?}: must be a relative path without \"..\""
             )));
         }
-        let (uid, gid, default_privs) = users::unprivileged_ids(cfg, acct.uid, acct.gid)
-            .map_err(|e| Unresolved::Temporary(e.to_string()))?;
         return Ok(Mailbox {
             path: acct.home.join(&below),
             home: acct.home,
@@ -204,11 +260,56 @@ pub fn resolve(cfg: &Config, users: &mut UserTable, address: &str) -> Result<Mai
             default_privs,
             relay: "local",
             quota: Quota::default(),
+            spool: false,
+            locking: if maildir {
+                Locking::default()
+            } else {
+                locking(cfg)?
+            },
+            folder: if maildir {
+                folder_of(cfg, address)?
+            } else {
+                None
+            },
         });
     }
     Err(Unresolved::NotLocal(format!(
         "domain {domain} is not delivered locally"
     )))
+}
+
+/// mailbox_delivery_lock and its waits.
+fn locking(cfg: &Config) -> Result<Locking, Unresolved> {
+    let bad = |e: common::config::ConfigError| Unresolved::Temporary(e.to_string());
+    let attempts = cfg.int("deliver_lock_attempts").map_err(bad)?;
+    Locking {
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX).max(1),
+        delay: cfg.time("deliver_lock_delay").map_err(bad)?,
+        stale: cfg.time("stale_lock_time").map_err(bad)?,
+        ..Locking::default()
+    }
+    .with_methods(&cfg.list("mailbox_delivery_lock"))
+    .map_err(|e| Unresolved::Temporary(format!("mailbox_delivery_lock: {e}")))
+}
+
+/// The address extension of `address` (what follows the first
+/// recipient_delimiter character, as the sender wrote it), when
+/// recipient_delimiter_folder is on.
+fn folder_of(cfg: &Config, address: &str) -> Result<Option<String>, Unresolved> {
+    let on = cfg
+        .bool("recipient_delimiter_folder")
+        .map_err(|e| Unresolved::Temporary(e.to_string()))?;
+    let delimiters = cfg.get("recipient_delimiter");
+    if !on || delimiters.is_empty() {
+        return Ok(None);
+    }
+    let (local, _) = addr::split(address);
+    let user = addr::strip_extension(local, &delimiters);
+    // Past the delimiter character (which may be more than one byte).
+    let mut rest = local[user.len()..].chars();
+    rest.next();
+    let ext = rest.as_str();
+    Ok((!ext.is_empty()).then(|| ext.to_string()))
 }
 
 #[cfg(test)]

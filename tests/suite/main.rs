@@ -10,6 +10,7 @@ mod dns;
 mod dsn;
 mod harness;
 mod imap;
+mod mbox;
 mod outbound;
 mod pop3;
 mod privsep;
