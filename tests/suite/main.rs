@@ -15,6 +15,7 @@ mod outbound;
 mod pop3;
 mod privsep;
 mod queue;
+mod quota;
 mod rdns;
 mod skeleton;
 mod submission;
