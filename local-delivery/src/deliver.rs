@@ -1057,4 +1057,86 @@ mod tests {
         assert_eq!(r.status, Status::Sent, "{r:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_tag_names_an_existing_folder_and_never_escapes() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (a, dir) = agent("tags");
+        let _ = a;
+        let home = dir.join("home/demo");
+        let md = home.join("Maildir");
+        for f in [".Sent", ".Lists.Rust", ".Work", ".work"] {
+            for sub in ["cur", "new", "tmp"] {
+                std::fs::create_dir_all(md.join(f).join(sub)).unwrap();
+            }
+        }
+        // Directories a tag could point at outside the Maildir.
+        std::fs::create_dir_all(dir.join("home/demo/.Outside/new")).unwrap();
+        std::fs::create_dir_all(dir.join("home/Maildir")).unwrap();
+        let me = privilege::current_account();
+        let mbox = Mailbox {
+            path: md.clone(),
+            home: home.clone(),
+            below_home: PathBuf::from("Maildir"),
+            maildir: true,
+            uid: me.uid.max(1),
+            gid: me.gid,
+            relay: "virtual",
+            ..Mailbox::default()
+        };
+        if privilege::is_root() {
+            // Listed as the owner.
+            for e in walk(&md) {
+                std::os::unix::fs::chown(e, Some(mbox.uid), Some(mbox.gid)).unwrap();
+            }
+        }
+        let f = |t: &str| folder_dir(&mbox, t).unwrap();
+        assert_eq!(f("Sent").as_deref(), Some(".Sent"));
+        assert_eq!(f("sent").as_deref(), Some(".Sent"));
+        assert_eq!(f("Lists.Rust").as_deref(), Some(".Lists.Rust"));
+        assert_eq!(f("lists/rust").as_deref(), Some(".Lists.Rust"));
+        // Two folders differ only in case: the exact one, or none.
+        assert_eq!(f("Work").as_deref(), Some(".Work"));
+        assert_eq!(f("work").as_deref(), Some(".work"));
+        assert_eq!(f("WORK"), None);
+        for bad in [
+            "",
+            "INBOX",
+            "inbox",
+            "nosuch",
+            "new",
+            "cur",
+            "..",
+            "../Outside",
+            "../../Maildir",
+            "/Sent",
+            "Sent/",
+            "Se\x01nt",
+            "Sent\n",
+            ".Sent",
+            "Sent..",
+            "*",
+            "%",
+        ] {
+            assert_eq!(f(bad), None, "{bad:?}");
+        }
+        // A user without a Maildir: no folder, nothing made.
+        let none = Mailbox {
+            home: dir.join("home/nobody-here"),
+            ..mbox.clone()
+        };
+        assert_eq!(folder_dir(&none, "Sent").unwrap(), None);
+        assert!(!dir.join("home/nobody-here").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn walk(d: &std::path::Path) -> Vec<PathBuf> {
+        let mut v = vec![d.to_path_buf()];
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                v.extend(walk(&e.path()));
+            }
+        }
+        v
+    }
 }

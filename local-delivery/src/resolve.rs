@@ -151,7 +151,8 @@ fn expand(
             return expand(cfg, users, aliases, "root", depth + 1, out);
         }
     }
-    push(out, resolve(cfg, users, &key)?);
+    // The address as given: resolve() keeps its extension (a folder).
+    push(out, resolve(cfg, users, address)?);
     Ok(())
 }
 
@@ -438,6 +439,62 @@ mod tests {
         // Aliases are for mydestination only: a virtual user is not aliased.
         let d = resolve_all(&cfg, &mut users, &mut a, "demo@example.test").unwrap();
         assert_eq!(d.len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn empty_home_mailbox_is_the_mail_spool() {
+        let (mut cfg, mut users, dir) = setup("spool");
+        cfg.set("home_mailbox", "", "test");
+        cfg.set("mail_spool_directory", "/var/spool/mail", "test");
+        let me = privilege::current_account();
+        let m = resolve(&cfg, &mut users, &format!("{}+x@localhost", me.name)).unwrap();
+        assert_eq!(m.path, Path::new("/var/spool/mail").join(&me.name));
+        assert_eq!(m.home, Path::new("/var/spool/mail"));
+        assert_eq!(m.below_home, Path::new(&me.name));
+        assert!(m.spool && !m.maildir && !m.create_home);
+        assert_eq!(
+            m.locking,
+            Locking::default(),
+            "fcntl, dotlock; 20 x 1 s; 500 s"
+        );
+        assert_eq!(m.folder, None, "no folders in an mbox");
+        assert!(m.uid != 0);
+        cfg.set("mailbox_delivery_lock", "flock", "test");
+        cfg.set("deliver_lock_attempts", "3", "test");
+        let m = resolve(&cfg, &mut users, &me.name).unwrap();
+        assert!(m.locking.flock && !m.locking.fcntl && !m.locking.dotlock);
+        assert_eq!(m.locking.attempts, 3);
+        cfg.set("mailbox_delivery_lock", "fcntl, lockf", "test");
+        assert!(matches!(
+            resolve(&cfg, &mut users, &me.name),
+            Err(Unresolved::Temporary(t)) if t.contains("lockf")
+        ));
+        cfg.set("mailbox_delivery_lock", "fcntl", "test");
+        cfg.set("mail_spool_directory", "var/mail", "test");
+        assert!(matches!(
+            resolve(&cfg, &mut users, &me.name),
+            Err(Unresolved::Temporary(_))
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_extension_is_the_folder_when_turned_on() {
+        let (mut cfg, mut users, dir) = setup("folder");
+        let m = resolve(&cfg, &mut users, "demo+Lists@example.test").unwrap();
+        assert_eq!(m.folder, None, "off by default");
+        cfg.set("recipient_delimiter_folder", "yes", "test");
+        let m = resolve(&cfg, &mut users, "Demo+Lists.Rust@example.test").unwrap();
+        assert_eq!(m.folder.as_deref(), Some("Lists.Rust"), "as written");
+        assert_eq!(m.path, Path::new("/vmail/example.test/demo/Maildir"));
+        let m = resolve(&cfg, &mut users, "demo@example.test").unwrap();
+        assert_eq!(m.folder, None);
+        let m = resolve(&cfg, &mut users, "demo+@example.test").unwrap();
+        assert_eq!(m.folder, None);
+        let me = privilege::current_account();
+        let m = resolve(&cfg, &mut users, &format!("{}+a+b@localhost", me.name)).unwrap();
+        assert_eq!(m.folder.as_deref(), Some("a+b"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -147,9 +147,9 @@ pub fn deliver_at(
     // The dot-lock first (as Postfix's mbox_open and mutt do), so that a
     // holder of the dot-lock never waits for us on the file.
     let dotlock = if locking.dotlock {
-        let lname = name.to_str().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "mbox name is not UTF-8")
-        })?;
+        let lname = name
+            .to_str()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mbox name is not UTF-8"))?;
         let settings = LockSettings {
             timeout: locking.delay * (attempts - 1),
             stale: locking.stale,
@@ -445,7 +445,11 @@ mod tests {
         let all = std::fs::read_to_string(dir.join("user")).unwrap();
         assert_eq!(all.matches("From a@b").count(), 3, "{all}");
         assert!(!dir.join("user.lock").exists());
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "no lock or temporary file left: {names:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -460,7 +464,10 @@ mod tests {
         // An open file description lock conflicts with our POSIX record
         // lock even within this process (fcntl(2)), as another process's
         // F_SETLK (mutt's) would.
-        let holder = std::fs::OpenOptions::new().write(true).open(dir.join("user")).unwrap();
+        let holder = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("user"))
+            .unwrap();
         let lock = libc::flock {
             l_type: libc::F_WRLCK as libc::c_short,
             l_whence: libc::SEEK_SET as libc::c_short,
@@ -481,7 +488,9 @@ mod tests {
         let all = std::fs::read_to_string(dir.join("user")).unwrap();
         assert_eq!(all.matches("From a@b").count(), 3, "{all}");
         // flock as a choice.
-        let fl = quick(1).with_methods(&["flock".into(), "dotlock".into()]).unwrap();
+        let fl = quick(1)
+            .with_methods(&["flock".into(), "dotlock".into()])
+            .unwrap();
         assert!((fl.flock, fl.fcntl, fl.dotlock) == (true, false, true));
         deliver_quick(&dir, &fl, b"four\n").unwrap();
         assert!(quick(1).with_methods(&["lockf".into()]).is_err());
@@ -496,7 +505,10 @@ mod tests {
         std::fs::write(dir.join("other"), b"keep").unwrap();
         std::fs::hard_link(dir.join("other"), dir.join("user")).unwrap();
         let r = deliver_quick(&dir, &quick(1), b"x\n");
-        assert!(matches!(&r, Err(e) if e.to_string().contains("links")), "{r:?}");
+        assert!(
+            matches!(&r, Err(e) if e.to_string().contains("links")),
+            "{r:?}"
+        );
         assert_eq!(std::fs::read(dir.join("other")).unwrap(), b"keep");
         std::fs::remove_dir_all(&dir).unwrap();
     }

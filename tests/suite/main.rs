@@ -19,6 +19,7 @@ mod quota;
 mod rdns;
 mod skeleton;
 mod submission;
+mod tag_folders;
 mod tls;
 
 use std::io::Read;

@@ -77,11 +77,7 @@ fn read_with_mutt(work: &Path, mbox: &Path) -> (Vec<u8>, Vec<u8>, String) {
         ),
     )
     .unwrap();
-    let cmd = format!(
-        "mutt -n -F {} -R -f {}",
-        muttrc.display(),
-        mbox.display()
-    );
+    let cmd = format!("mutt -n -F {} -R -f {}", muttrc.display(), mbox.display());
     let out = Command::new("timeout")
         .args(["30", "script", "-qec", &cmd, "/dev/null"])
         .env("HOME", work)
@@ -184,7 +180,8 @@ fn mbox_in_the_mail_spool_is_read_by_mutt_and_locks_are_honoured() {
         s.wait_log(&format!("{}, delay=", sent_to(id)));
     }
     assert!(
-        s.log().contains("dsn=2.0.0, status=sent (delivered to mailbox)"),
+        s.log()
+            .contains("dsn=2.0.0, status=sent (delivered to mailbox)"),
         "{}",
         s.log()
     );
@@ -200,8 +197,14 @@ fn mbox_in_the_mail_spool_is_read_by_mutt_and_locks_are_honoured() {
     assert!(text.contains("\n>>From x, already"), "{text}");
     assert!(text.contains("\n>>>From y, twice"), "{text}");
     assert!(text.contains("\nFrom\n"), "not a From_ line: {text}");
-    assert!(text.ends_with("short\n\n"), "a blank line after each message");
-    assert!(!spool.join(format!("{me}.lock")).exists(), "dot-lock removed");
+    assert!(
+        text.ends_with("short\n\n"),
+        "a blank line after each message"
+    );
+    assert!(
+        !spool.join(format!("{me}.lock")).exists(),
+        "dot-lock removed"
+    );
 
     // mutt reads two messages, byte-exact after unquoting.
     let work = s.dir.join("mutt");
@@ -215,13 +218,18 @@ fn mbox_in_the_mail_spool_is_read_by_mutt_and_locks_are_honoured() {
     // waits, is deferred, and writes nothing.
     let lock = spool.join(format!("{me}.lock"));
     std::fs::write(&lock, b"").unwrap();
-    let id3 = send(&s, "carol@example.org", &rcpt, b"Subject: third\r\n\r\nthird\r\n");
+    let id3 = send(
+        &s,
+        "carol@example.org",
+        &rcpt,
+        b"Subject: third\r\n\r\nthird\r\n",
+    );
     s.wait_log(&format!("{}, delay=", sent_to(&id3)));
     let line = |id: &str| {
         s.log()
             .lines()
-            .filter(|l| l.contains(&sent_to(id)))
-            .last()
+            .rev()
+            .find(|l| l.contains(&sent_to(id)))
             .unwrap_or_default()
             .to_string()
     };
@@ -261,14 +269,25 @@ fn mbox_in_the_mail_spool_is_read_by_mutt_and_locks_are_honoured() {
         .read_line(&mut said)
         .unwrap();
     assert_eq!(said.trim(), "locked");
-    let id4 = send(&s, "dave@example.org", &rcpt, b"Subject: fourth\r\n\r\nfourth\r\n");
+    let id4 = send(
+        &s,
+        "dave@example.org",
+        &rcpt,
+        b"Subject: fourth\r\n\r\nfourth\r\n",
+    );
     s.wait_until("the fourth message deferred", || {
         line(&id4).contains("status=deferred")
     });
     let l = line(&id4);
-    assert!(l.contains("dsn=4.2.0") && l.contains("mailbox busy (fcntl"), "{l}");
+    assert!(
+        l.contains("dsn=4.2.0") && l.contains("mailbox busy (fcntl"),
+        "{l}"
+    );
     assert_eq!(std::fs::read(&mbox).unwrap(), raw, "nothing written");
-    assert!(!lock.exists(), "our dot-lock is given back when we wait no more");
+    assert!(
+        !lock.exists(),
+        "our dot-lock is given back when we wait no more"
+    );
     // Release (end of Python's stdin), then the retry delivers.
     let mut stdin = holder.stdin.take().unwrap();
     stdin.flush().unwrap();

@@ -51,19 +51,21 @@ fn over_quota_is_deferred_then_bounced_after_maximal_queue_lifetime() {
     s.wait_log(&format!(
         "{id}: to=<tiny@example.test>, relay=virtual, delay="
     ));
-    s.wait_log("dsn=4.2.2, status=deferred (Mailbox full: Quota exceeded (mailbox for user is full))");
+    s.wait_log(
+        "dsn=4.2.2, status=deferred (Mailbox full: Quota exceeded (mailbox for user is full))",
+    );
     s.wait_log(&format!("{id}: to=<tiny@example.test>, relay=none"));
     let log = s.log();
-    assert!(
-        log.contains("status=expired, returned to sender"),
-        "{log}"
-    );
+    assert!(log.contains("status=expired, returned to sender"), "{log}");
     s.wait_log(&format!("{id}: sender non-delivery notification: "));
     // The sender's bounce: names the recipient, 4.2.2 and the quota.
     let bounce = s.wait_mail("demo@example.test", 1);
     assert_eq!(bounce.len(), 1);
     let b = String::from_utf8_lossy(&read(&bounce[0])).to_string();
-    assert!(b.contains("Final-Recipient: rfc822; tiny@example.test"), "{b}");
+    assert!(
+        b.contains("Final-Recipient: rfc822; tiny@example.test"),
+        "{b}"
+    );
     assert!(b.contains("Action: failed"), "{b}");
     assert!(b.contains("Quota exceeded"), "{b}");
     // qmgr reports an expired recipient as 4.4.7 (delivery time expired)
@@ -72,7 +74,10 @@ fn over_quota_is_deferred_then_bounced_after_maximal_queue_lifetime() {
         b.contains("Status: 4.4.7") || b.contains("Status: 4.2.2"),
         "{b}"
     );
-    assert!(b.contains("Subject: too big for tiny"), "the returned message: {b}");
+    assert!(
+        b.contains("Subject: too big for tiny"),
+        "the returned message: {b}"
+    );
     // Nothing reached the full mailbox; the message left the queue.
     assert!(s.new_mail("tiny@example.test").is_empty());
     s.wait_log(&format!("{id}: removed"));
