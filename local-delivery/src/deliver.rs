@@ -8,6 +8,18 @@
 //! is counted as written (LF line ends) and checked before it is committed;
 //! a user already full is refused before anything is written.
 //!
+//! Folders: a Maildir recipient with `Mailbox::folder` (an address
+//! extension, recipient_delimiter_folder = yes) is filed in that folder
+//! when the user has it (`folder_dir`: looked up as the user, the exact
+//! name or the one differing only in case; never created; a name that is
+//! not a valid folder name -- "..", control characters, a leading or
+//! trailing separator -- is INBOX).
+//!
+//! mbox: mailstore::mbox appends under mailbox_delivery_lock's locks; a
+//! lock that stays is deferred "4.2.0 mailbox busy" (Postfix's words). The
+//! mail spool (`Mailbox::spool`) is written with the user's uid and the
+//! spool directory's group as effective ids (never gid 0).
+//!
 //! Standards: RFC 5321 4.4 (Return-Path at final delivery), RFC 3463 codes.
 //!
 //! Security: runs as root. The queue file is opened once, O_NOFOLLOW,

@@ -21,10 +21,20 @@
 //! replies go out in order. A crash while a batch is written leaves nothing
 //! in new/, so it duplicates no more than a crash between two requests.
 //!
+//! An mbox (home_mailbox without a trailing slash, or empty: the file
+//! `$mail_spool_directory/USER`) is appended to in mboxrd form under the
+//! locks mailbox_delivery_lock names (fcntl and a dot-lock by default), each
+//! tried in a bounded wait; a lock that stays is "4.2.0 mailbox busy"
+//! (mailstore::mbox). The mail spool is written with the user's uid and the
+//! spool directory's group. With recipient_delimiter_folder, `user+folder`
+//! is filed in that Maildir folder when the user has it (deliver.rs).
+//!
 //! Parameters: virtual_mailbox_domains, virtual_mailbox_maps,
 //! virtual_mailbox_base, virtual_uid_maps, virtual_gid_maps, mydestination,
-//! home_mailbox, recipient_delimiter, hopcount_limit, queue_directory,
-//! alias_maps, default_privs.
+//! home_mailbox, mail_spool_directory, mailbox_delivery_lock,
+//! deliver_lock_attempts, deliver_lock_delay, stale_lock_time,
+//! recipient_delimiter, recipient_delimiter_folder, hopcount_limit,
+//! queue_directory, alias_maps, default_privs.
 //!
 //! Diagnostics: one log line per recipient, Postfix's shape:
 //! `ID: to=<a@b>, relay=virtual, delay=0.12, dsn=2.0.0, status=sent (delivered to maildir)`.

@@ -9,7 +9,9 @@
 //! gives up after `timeout` (Dovecot: stale + 2 s). Also owns the other use
 //! of a dot-lock, writing the new contents of a file into its lock file and
 //! renaming it over the file (`DotLock::replace`), as Dovecot updates
-//! dovecot-keywords and subscriptions.
+//! dovecot-keywords and subscriptions. mbox.rs locks mbox files with it
+//! too (`USER.lock` in the mail spool, stale after Postfix's
+//! stale_lock_time), which mutt and mailx honour as well.
 //!
 //! Standards: none; compatibility with Dovecot's lib/file-dotlock.c with
 //! `dotlock_use_excl = yes` (its default), so that Dovecot and posthorn
