@@ -392,6 +392,42 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A reader that hands out one byte at a time: "From " split across reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.split_first() {
+                Some((b, rest)) if !buf.is_empty() => {
+                    buf[0] = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn mboxrd_quoting_does_not_depend_on_read_sizes() {
+        let dir = std::env::temp_dir().join(format!("posthorn-mbox-rd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let msg = b"From: x\n\nFrom a\n>From b\n>>From c\nFrom\n>From\nFromage\n From d\n>>Fro";
+        let want = "From s@x Thu Jan  1 00:00:00 1970\nFrom: x\n\n>From a\n>>From b\n>>>From c\nFrom\n>From\nFromage\n From d\n>>Fro\n\n";
+        for (i, whole) in [true, false].into_iter().enumerate() {
+            let p = dir.join(format!("m{i}"));
+            let date = "Thu Jan  1 00:00:00 1970";
+            if whole {
+                deliver(&p, "s@x", date, &mut &msg[..]).unwrap();
+            } else {
+                deliver(&p, "s@x", date, &mut Trickle(msg)).unwrap();
+            }
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), want);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn quick(attempts: u32) -> Locking {
         Locking {
             attempts,
