@@ -24,7 +24,8 @@ fn over_quota_is_deferred_then_bounced_after_maximal_queue_lifetime() {
     // A quota of 100 bytes for tiny (the users file's extra fields, as
     // Dovecot reads them): no message fits.
     let users = s.dir.join("users");
-    let text = std::fs::read_to_string(&users).unwrap();
+    let text = std::fs::read_to_string(&users)
+        .unwrap_or_else(|e| panic!("{}: {e}; log:\n{}", users.display(), s.log()));
     let mut out = String::new();
     for line in text.lines() {
         if line.starts_with("tiny@example.test:") {
@@ -37,7 +38,11 @@ fn over_quota_is_deferred_then_bounced_after_maximal_queue_lifetime() {
             out.push('\n');
         }
     }
-    std::fs::write(&users, out).unwrap();
+    // Replaced whole (rename), so that auth and local delivery never read
+    // half a file.
+    let tmp = s.dir.join("users.new");
+    std::fs::write(&tmp, out).unwrap();
+    std::fs::rename(&tmp, &users).unwrap();
 
     let mut c = Smtp::connect(s.port);
     c.cmd("HELO client.example.org", 250);
