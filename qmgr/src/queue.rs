@@ -599,12 +599,19 @@ impl QueueManager {
             let age = unix(now).saturating_sub(a.qf.arrival);
             for d in a.deferred.drain(..) {
                 let rcpt = &a.qf.recipients[d.index];
-                info!("{id}: to=<{}>, relay=none, delay={age}, dsn=4.4.7, status=expired, returned to sender", rcpt.address);
+                // As Postfix: the status of the last deferral (4.2.2 for a
+                // full mailbox), else RFC 3463's 4.4.7 (delivery time expired).
+                let status = if d.status.starts_with("4.") {
+                    d.status.clone()
+                } else {
+                    "4.4.7".to_string()
+                };
+                info!("{id}: to=<{}>, relay=none, delay={age}, dsn={status}, status=expired, returned to sender", rcpt.address);
                 a.bounced.push(Entry {
                     address: rcpt.address.clone(),
                     dsn: rcpt.dsn.clone(),
                     action: Action::Failed,
-                    status: "4.4.7".into(),
+                    status,
                     text: format!(
                         "message expired after {} days in the queue: {}",
                         age / 86400,
@@ -1402,7 +1409,8 @@ mod tests {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut b.message().unwrap(), &mut text).unwrap();
         assert!(
-            text.contains("Final-Recipient: rfc822; someone@elsewhere.example\r\nAction: failed\r\nStatus: 4.4.7\r\n"),
+            // The last deferral's status, as Postfix (no smtp service: 4.4.1).
+            text.contains("Final-Recipient: rfc822; someone@elsewhere.example\r\nAction: failed\r\nStatus: 4.4.1\r\n"),
             "{text}"
         );
         assert!(text.contains("message expired after 6 days in the queue"));
