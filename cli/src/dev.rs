@@ -334,6 +334,7 @@ fn master_cf(smtp_port: u16, offset: u16) -> String {
            -o imapd_tls_wrappermode=yes\n\
          login/imap         unix  -       n       n       -       1       imapd\n\
          qmgr               unix  -       -       n       300     1       qmgr\n\
+         pickup             unix  n       -       n       60      1       pickup\n\
          local              unix  -       n       n       -       8       local\n\
          smtp               unix  -       -       n       -       4       smtp\n\
          anvil              unix  -       -       n       -       1       anvil\n\

@@ -7,11 +7,15 @@
 //! symbolic link to /usr/sbin/posthorn, or (in development mode, or when
 //! that file is missing) this executable with that name as argv[0]. There
 //! is no other program: `cargo run --bin posthorn` is the whole suite.
+//! Run as `sendmail` (or `posthorn sendmail`) it is the sendmail-compatible
+//! command (sendmail.rs); as `postdrop`, postdrop (also its own small
+//! setgid binary, the postdrop crate).
 
 mod admin;
 mod check;
 mod dev;
 mod queue;
+mod sendmail;
 mod user;
 
 use std::path::PathBuf;
@@ -92,7 +96,15 @@ fn main() {
         "posthorn-imap-login" => return posthorn_imapd::login_main(),
         "posthorn-auth" => return posthorn_auth::main(),
         "mailq" => std::process::exit(mailq_main()),
+        "posthorn-pickup" => return posthorn_pickup::main(),
+        "postdrop" => postdrop::main(),
+        "sendmail" => std::process::exit(sendmail::main(std::env::args().skip(1).collect())),
         _ => {}
+    }
+    // `posthorn sendmail ARGS`: the same as sendmail ARGS (tests, and hosts
+    // without the sendmail link).
+    if std::env::args().nth(1).as_deref() == Some("sendmail") {
+        std::process::exit(sendmail::main(std::env::args().skip(2).collect()));
     }
     let cli = Cli::parse();
     let code = match cli.command {

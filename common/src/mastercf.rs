@@ -32,6 +32,7 @@ pub const KNOWN_COMMANDS: &[&str] = &[
     "pop3d",
     "imap-login",
     "imapd",
+    "pickup",
 ];
 
 /// Commands whose `-u` means "drop to login_user" (pre-authentication

@@ -40,6 +40,8 @@ params! {
         "The unprivileged user that every worker except master and local delivery runs as, and that owns the queue. Ignored when posthorn is started by an ordinary user: everything then runs as that user.";
     "setgid_group" = "postdrop";
         "The group that owns maildrop/ and public/, through which local submission reaches the queue.";
+    "alternate_config_directories" = "";
+        "Configuration directories other than the default that postdrop (installed setgid) accepts from an ordinary user through sendmail -C, $MAIL_CONFIG or $POSTHORN_CONFIG_DIR. Read only from the default /etc/posthorn/main.cf; root may name any directory. Separated by commas or white space.";
     "mail_name" = "posthorn";
         "The mail system name used in the SMTP greeting and in delivery status notifications.";
     "syslog_name" = "posthorn";
