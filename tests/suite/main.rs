@@ -17,6 +17,7 @@ mod privsep;
 mod queue;
 mod quota;
 mod rdns;
+mod sendmail;
 mod skeleton;
 mod submission;
 mod tag_folders;
