@@ -122,8 +122,7 @@ pub fn parse_options(args: &[String]) -> Result<Options, UsageError> {
         if !a.starts_with('-') || a == "-" {
             break;
         }
-        let mut chars = a[1..].char_indices();
-        while let Some((at, c)) = chars.next() {
+        for (at, c) in a[1..].char_indices() {
             if c == 'q' {
                 // -q alone flushes; -qRsite and -qSsite too (all of it);
                 // -qINTERVAL (a queue-run interval) has nothing to do.
@@ -184,12 +183,8 @@ fn apply(o: &mut Options, c: char, v: String) -> Result<(), UsageError> {
                 _ => return Err(UsageError::Body(v)),
             })
         }
-        'o' => {
-            // -oi is -i; every other -oX is Sendmail's and ignored.
-            if v == "i" {
-                o.ignore_dots = true;
-            }
-        }
+        // -oi is -i; every other -oX is Sendmail's and ignored.
+        'o' if v == "i" => o.ignore_dots = true,
         'b' => {
             o.mode = match v.as_str() {
                 "m" => Mode::Deliver,

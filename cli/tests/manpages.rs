@@ -32,6 +32,8 @@ use common::params::PARAMS;
 const PAGES: &[&str] = &[
     "man1/posthorn.1",
     "man1/mailq.1",
+    "man1/sendmail.1",
+    "man1/postdrop.1",
     "man5/main.cf.5",
     "man5/master.cf.5",
     "man5/posthorn-users.5",
@@ -47,6 +49,7 @@ const PAGES: &[&str] = &[
     "man8/posthorn-pop3d.8",
     "man8/posthorn-imap-login.8",
     "man8/posthorn-imapd.8",
+    "man8/posthorn-pickup.8",
 ];
 
 /// What main.cf.5 says for a default computed at run time.
