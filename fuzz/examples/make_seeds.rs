@@ -358,6 +358,41 @@ fn main() {
     let users = fs::read(root.join("etc/users")).expect("etc/users");
     put("users_file", "etc-users", &users);
 
+    // maildrop: a client stream (seed byte 0) and a file (seed byte 1), as
+    // sendmail and postdrop write them.
+    {
+        use postdrop::maildrop::{self as md, BodyType, Record};
+        let recs = [
+            Record::Sender("alice".into()),
+            Record::FullName("Alice Example".into()),
+            Record::Recipient("bob@example.org".into()),
+            Record::Extract,
+            Record::Notify(md::NOTIFY_SUCCESS | md::NOTIFY_FAILURE),
+            Record::Body(BodyType::EightBitMime),
+            Record::Data(
+                b"To: Bob <bob@example.org>, group: c@x, \"d, e\" <d@y>;\r\nBcc: f@z\r\n\
+                  Subject: seed\r\n\r\nbody\r\n.\r\n"
+                    .to_vec(),
+            ),
+            Record::End,
+        ];
+        for (seed, uid) in [(0u8, None), (1u8, Some(1000u32))] {
+            let mut v = vec![seed];
+            v.extend_from_slice(md::MAGIC);
+            if let Some(u) = uid {
+                md::write(&mut v, &Record::Uid(u)).expect("memory");
+            }
+            for r in &recs {
+                md::write(&mut v, r).expect("memory");
+            }
+            put(
+                "maildrop",
+                if uid.is_some() { "file" } else { "client" },
+                &v,
+            );
+        }
+    }
+
     // peer_name: flags (bit 0: IPv6 client), the mask of names whose
     // addresses include the client, the mask of failing look-ups, PTR names.
     put("peer_name", "confirmed", b"\0\x01\0mail.example.org");

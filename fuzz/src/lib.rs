@@ -62,6 +62,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("text_table", text_table),
     ("master_cf", master_cf),
     ("users_file", users_file),
+    ("maildrop", maildrop),
     ("ipc_lines", ipc_lines),
     ("handoff_frames", handoff_frames),
     ("auth_request", auth_request),
@@ -817,6 +818,113 @@ pub fn users_file(data: &[u8]) {
             assert_eq!(key, &u.address);
             assert_eq!(key, &key.to_ascii_lowercase());
             assert!(u.home.as_ref().is_none_or(|h| h.is_absolute()));
+        }
+    }
+}
+
+/// A reader that returns at most the split points' sizes per read (a
+/// trickling pipe, as postdrop's standard input may be).
+struct Trickle<'a> {
+    data: &'a [u8],
+    sizes: std::vec::IntoIter<usize>,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self
+            .sizes
+            .next()
+            .unwrap_or(self.data.len())
+            .min(buf.len())
+            .min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// The maildrop record stream (postdrop::maildrop::Reader: what postdrop
+/// reads from a local user and pickup reads from maildrop/), then pickup's
+/// header parsing of the message (posthorn_pickup::headers). The first
+/// byte: bit 0 reads as a file (uid record first), bit 1 small limits,
+/// the rest the split of the reads. Checks: the same records or error for
+/// any split; the bounds hold (message bytes, recipients, text without
+/// controls); records written back parse to the same records; header
+/// parsing ends inside the input and finds fields that start there.
+pub fn maildrop(data: &[u8]) {
+    use postdrop::maildrop::{self as md, Limits, Reader, Record, Source};
+    let Some((&seed, data)) = data.split_first() else {
+        return;
+    };
+    let source = if seed & 1 == 1 {
+        Source::File
+    } else {
+        Source::Client
+    };
+    let limits = if seed & 2 == 2 {
+        Limits {
+            message_size: 100,
+            recipients: 3,
+        }
+    } else {
+        Limits::default()
+    };
+    let whole = md::parse_all(data, source, limits);
+    let mut r = Reader::new(
+        Trickle {
+            data,
+            sizes: split_points(seed >> 2, data.len()).into_iter(),
+        },
+        source,
+        limits,
+    );
+    let mut split = Vec::new();
+    let split_result = loop {
+        match r.next_record() {
+            Ok(Some(rec)) => split.push(rec),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    match (&whole, &split_result) {
+        (Ok(w), Ok(())) => assert_eq!(w, &split),
+        (Err(a), Err(b)) => assert_eq!(&a.to_string(), b),
+        _ => panic!("split changed the outcome: {whole:?} vs {split_result:?}"),
+    }
+    let Ok(records) = whole else { return };
+    let mut message = Vec::new();
+    let mut rcpts = 0;
+    for rec in &records {
+        match rec {
+            Record::Sender(t) | Record::FullName(t) | Record::Recipient(t) => {
+                assert!(t.len() <= md::MAX_ADDRESS && !t.chars().any(char::is_control));
+                rcpts += usize::from(matches!(rec, Record::Recipient(_)));
+            }
+            Record::Data(d) => message.extend_from_slice(d),
+            _ => {}
+        }
+    }
+    assert!(rcpts <= limits.recipients);
+    assert!(message.len() as u64 <= limits.message_size);
+    assert_eq!(records.last(), Some(&Record::End));
+    let mut again = md::MAGIC.to_vec();
+    for rec in &records {
+        md::write(&mut again, rec).expect("written to memory");
+    }
+    assert_eq!(
+        md::parse_all(&again, source, limits).expect("written back parses"),
+        records
+    );
+    // pickup's header parsing of the message.
+    for complete in [false, true] {
+        if let Some(end) = posthorn_pickup::headers::header_end(&message, complete) {
+            assert!(end <= message.len());
+            for f in posthorn_pickup::headers::fields(&message[..end]) {
+                assert!(!f.name.is_empty() && !f.name.contains(':'));
+                for a in posthorn_pickup::headers::addresses(&f.value()) {
+                    assert!(!a.is_empty());
+                }
+            }
         }
     }
 }

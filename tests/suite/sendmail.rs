@@ -70,7 +70,10 @@ last line without newline";
             )),
             "{head}"
         );
-        assert!(head.contains("\nTo: Demo User <demo@example.test>\n"), "{head}");
+        assert!(
+            head.contains("\nTo: Demo User <demo@example.test>\n"),
+            "{head}"
+        );
         assert!(head.contains("\nSubject: cron output\n"), "{head}");
         assert!(head.contains("\nFrom: \"Cron Daemon\" <"), "{head}");
         assert!(head.contains("@mail.example.test>\n"), "{head}");
@@ -154,7 +157,10 @@ fn sendmail_bs_speaks_smtp_on_stdin_and_stdout() {
     cmd("RCPT TO:<demo@example.test>", "250 2.1.5");
     cmd("NOOP", "250 2.0.0");
     cmd("DATA", "354 ");
-    cmd("Subject: via -bs\r\n\r\n..stuffed\r\n.", "250 2.0.0 Ok: queued");
+    cmd(
+        "Subject: via -bs\r\n\r\n..stuffed\r\n.",
+        "250 2.0.0 Ok: queued",
+    );
     cmd("RSET", "250 2.0.0");
     cmd("VRFY demo", "502 5.5.1");
     cmd("QUIT", "221 2.0.0");
@@ -176,7 +182,10 @@ fn mail_submitted_while_stopped_is_delivered_after_start() {
         &["-i", "demo@example.test"],
         b"Subject: while stopped\n\nqueued in maildrop\n",
     );
-    assert!(out.status.success(), "postdrop works without pickup: {out:?}");
+    assert!(
+        out.status.success(),
+        "postdrop works without pickup: {out:?}"
+    );
     let waiting = files(&s.dir.join("spool/maildrop"));
     assert_eq!(waiting.len(), 1, "{waiting:?}");
     assert!(waiting[0].starts_with("M."), "{waiting:?}");
@@ -197,7 +206,11 @@ fn a_bad_maildrop_file_goes_to_corrupt_and_later_mail_still_arrives() {
     cut.extend_from_slice(b"S\x05\x00\x00\x00alice");
     std::fs::write(maildrop.join("M.0.000000002.1"), &cut).unwrap();
     // The barrier: a good message through sendmail, after them.
-    let out = sendmail(&s.dir, &["-i", "demo@example.test"], b"Subject: good\n\nok\n");
+    let out = sendmail(
+        &s.dir,
+        &["-i", "demo@example.test"],
+        b"Subject: good\n\nok\n",
+    );
     assert!(out.status.success(), "{out:?}");
     let m = s.wait_mail("demo@example.test", 1);
     assert_eq!(m.len(), 1);
