@@ -16,7 +16,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-DAEMONS="master smtpd qmgr local smtp anvil auth pop3d pop3-login imapd imap-login"
+DAEMONS="master smtpd qmgr local smtp anvil auth pop3d pop3-login imapd imap-login pickup"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$TARGET/debian
 STAGE=$OUT/stage
@@ -45,10 +45,12 @@ if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
     # its argv[0] names), and every daemon in /usr/lib/posthorn is a
     # symbolic link to it. The same binary the benches measure, one
     # link-time optimisation instead of twelve.
-    cargo build --release --locked -p posthorn-cli
+    # postdrop is its own small program: it is installed setgid postdrop.
+    cargo build --release --locked -p posthorn-cli -p postdrop
 fi
 REL=$TARGET/release
 [ -x "$REL/posthorn" ] || die "$REL/posthorn is missing"
+[ -x "$REL/postdrop" ] || die "$REL/postdrop is missing"
 
 rm -rf "$STAGE"
 mkdir -p "$STAGE/DEBIAN"
@@ -60,8 +62,15 @@ install -m 0755 "$REL/posthorn" "$STAGE/usr/sbin/posthorn"
 for d in $DAEMONS; do
     ln -s ../../sbin/posthorn "$STAGE/usr/lib/posthorn/posthorn-$d"
 done
+# sendmail is the multi-call program under that name (/usr/lib/sendmail
+# for old scripts). postdrop goes in mode 0755 root:root; postinst makes it
+# root:postdrop 2755 once the group exists (never setgid root meanwhile).
+ln -s posthorn "$STAGE/usr/sbin/sendmail"
+install -d "$STAGE/usr/lib"
+ln -s ../sbin/sendmail "$STAGE/usr/lib/sendmail"
+install -m 0755 "$REL/postdrop" "$STAGE/usr/sbin/postdrop"
 if command -v strip >/dev/null 2>&1; then
-    strip --strip-unneeded "$STAGE/usr/sbin/posthorn"
+    strip --strip-unneeded "$STAGE/usr/sbin/posthorn" "$STAGE/usr/sbin/postdrop"
 fi
 
 # Man pages, gzipped without time stamps.

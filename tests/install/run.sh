@@ -396,7 +396,9 @@ files_present() {
         /usr/share/man/man8/posthorn-auth.8.gz /usr/share/man/man8/posthorn-pop3-login.8.gz \
         /usr/share/man/man8/posthorn-pop3d.8.gz /usr/lib/posthorn/posthorn-imapd \
         /usr/lib/posthorn/posthorn-imap-login /usr/share/man/man8/posthorn-imap-login.8.gz \
-        /usr/share/man/man8/posthorn-imapd.8.gz \
+        /usr/share/man/man8/posthorn-imapd.8.gz /usr/lib/posthorn/posthorn-pickup \
+        /usr/share/man/man8/posthorn-pickup.8.gz /usr/share/man/man1/sendmail.1.gz \
+        /usr/share/man/man1/postdrop.1.gz /usr/sbin/sendmail /usr/lib/sendmail /usr/sbin/postdrop \
         $CFG/main.cf $CFG/master.cf $CFG/users $INIT /lib/systemd/system/posthorn.service \
         /usr/share/doc/posthorn/copyright; do
         [ -e "$f" ] || missing="$missing $f"
@@ -407,7 +409,7 @@ files_present() {
 check "installed files (programs, daemons, man pages, conffiles, init script, unit)" files_present
 daemons_are_links() {
     local d
-    for d in master smtpd qmgr local smtp anvil auth pop3d pop3-login imapd imap-login; do
+    for d in master smtpd qmgr local smtp anvil auth pop3d pop3-login imapd imap-login pickup; do
         [ "$(readlink -f "/usr/lib/posthorn/posthorn-$d")" = /usr/sbin/posthorn ] ||
             { echo "/usr/lib/posthorn/posthorn-$d is not a link to /usr/sbin/posthorn"; return 1; }
     done
@@ -624,6 +626,46 @@ deliver() {
     check "$round: qmgr removed $qid (every recipient done)" wait_for 15 grep -q "posthorn/qmgr\[[0-9]*\]: $qid: removed" "$MAILLOG"
 }
 deliver "first start"
+
+# --- sendmail, postdrop, pickup (local submission) ---------------------------
+
+check "/usr/sbin/postdrop is root:postdrop 2755 (setgid postdrop)" perms_are /usr/sbin/postdrop 2755 root postdrop
+check "/usr/sbin/sendmail is the multi-call /usr/sbin/posthorn" sh -c '[ "$(readlink -f /usr/sbin/sendmail)" = /usr/sbin/posthorn ]'
+check "postdrop links no TLS, DNS or MIME code (small, setgid)" sh -c \
+    '! strings /usr/sbin/postdrop | grep -qiE "rustls|hickory|mail_parser"'
+# sendmail_as_nobody TOKEN: sendmail -t -i as user nobody, to $VUSER with a
+# Bcc: to $SYSUSER@localhost.
+sendmail_as_nobody() {
+    printf 'To: %s\nBcc: %s@localhost\nSubject: %s\n\nfrom cron\n.\nlast line' "$VUSER" "$SYSUSER" "$1" |
+        (cd / && runuser -u nobody -- /usr/sbin/sendmail -t -i)
+}
+SMTOK="posthorn-install-sendmail-$$-$STARTED"
+check "as nobody: sendmail -t -i exits 0" sendmail_as_nobody "$SMTOK"
+if wait_for 30 arrived "$VMAILDIR" "$SMTOK"; then
+    f=$(maildir_file "$VMAILDIR" "$SMTOK")
+    check "as nobody: the message reached $VUSER with Received: from userid $(id -u nobody), the lone dot kept, Bcc: removed" sh -c \
+        "grep -q 'from userid $(id -u nobody))' '$f' && grep -qx '\.' '$f' && ! grep -q '^Bcc:' '$f' && tail -n 1 '$f' | grep -qx 'last line'"
+    check "as nobody: $MAILLOG has pickup's 'uid=$(id -u nobody) from=<nobody@...>' line" \
+        grep -q "posthorn/pickup\[[0-9]*\]: [0-9A-Za-z]*: uid=$(id -u nobody) from=<nobody@" "$MAILLOG"
+else
+    fail "as nobody: the sendmail message reaches $VUSER" "$(ls -la "$VMAILDIR/new" 2>&1; tail -n 20 "$MAILLOG")"
+fi
+home=$(getent passwd "$SYSUSER" | cut -d: -f6)
+check "as nobody: the Bcc: recipient $SYSUSER got it too" wait_for 30 arrived "$home/Maildir" "$SMTOK"
+check "as nobody: ls of the spool's maildrop/ and incoming/ is refused" sh -c \
+    '! runuser -u nobody -- ls /var/spool/posthorn/maildrop && ! runuser -u nobody -- ls /var/spool/posthorn/incoming'
+# A file as postdrop leaves it (mode 0644; T.* is never taken by pickup).
+cat_refused() {
+    local f=/var/spool/posthorn/maildrop/T.install-test.$$
+    echo secret >"$f" && chmod 0644 "$f"
+    ! runuser -u nobody -- cat "$f" 2>/dev/null
+    local r=$?
+    rm -f "$f"
+    return $r
+}
+check "as nobody: cat of a (mode 0644) file in maildrop/ is refused" cat_refused
+check "as nobody: postdrop refuses another configuration directory (exit 77)" sh -c \
+    'echo | runuser -u nobody -- /usr/sbin/postdrop -c /tmp; [ $? -eq 77 ]'
 
 # --- POP3 --------------------------------------------------------------------
 
