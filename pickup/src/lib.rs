@@ -57,7 +57,7 @@ use common::daemon::{self, Listener};
 use common::dsn::{Notify, RecipientDsn};
 use common::durable::{self, Replace};
 use common::privilege;
-use common::spool::{Envelope, Queue, QueueId, QueueWriter, Spool};
+use common::spool::{Envelope, Queue, QueueId, QueueWriter, Reserved, Spool};
 use common::{info, warning};
 use postdrop::maildrop::{FormatError, Limits, Reader, Record, Source};
 
@@ -65,6 +65,10 @@ use postdrop::maildrop::{FormatError, Limits, Reader, Record, Source};
 pub const HEADER_LIMIT: usize = 100 * 1024;
 /// Periodic scan without a wake-up (when master.cf gives no wakeup).
 const DEFAULT_WAKEUP: Duration = Duration::from_secs(60);
+/// Empty queue files made at once (one fsync of incoming/ for them all, as
+/// smtpd's reserve), and how old one may be when used.
+const RESERVE: usize = 16;
+const RESERVE_MAX_AGE: Duration = Duration::from_secs(600);
 /// Temporary files of a postdrop that died are removed after this.
 const STALE_TEMPORARY: Duration = Duration::from_secs(24 * 3600);
 
@@ -158,6 +162,8 @@ pub struct Pickup {
     maildrop: File,
     corrupt: File,
     qmgr: Option<UnixStream>,
+    /// Queue files reserved ahead (`Spool::reserve_batch`).
+    reserved: Vec<Reserved>,
 }
 
 impl Pickup {
@@ -169,6 +175,7 @@ impl Pickup {
             spool,
             settings,
             qmgr: None,
+            reserved: Vec::new(),
         })
     }
 
@@ -347,7 +354,8 @@ impl Pickup {
     /// Parse `file` (owned by `uid`) and write its queue file; the queue
     /// id and the envelope sender.
     pub fn queue(&mut self, file: File, uid: u32) -> Result<(QueueId, String), PickupError> {
-        let s = &self.settings;
+        let settings = self.settings.clone();
+        let s = &settings;
         let mut r = Reader::new(
             BufReader::with_capacity(64 * 1024, file),
             Source::File,
@@ -446,7 +454,7 @@ impl Pickup {
             attrs: vec![("uid".into(), uid.to_string())],
             ..Default::default()
         };
-        let mut w = self.spool.create(&env)?;
+        let mut w = self.writer(&env)?;
         let id = w.id().clone();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -495,6 +503,21 @@ impl Pickup {
         }
         let id = w.commit()?;
         Ok((id, sender))
+    }
+}
+
+impl Pickup {
+    /// A queue file for `env`: a reserved one (made in batches, so a burst
+    /// of submissions costs one directory fsync per RESERVE messages).
+    fn writer(&mut self, env: &Envelope) -> io::Result<QueueWriter> {
+        self.reserved.retain(|r| r.age() < RESERVE_MAX_AGE);
+        if self.reserved.is_empty() {
+            self.reserved = self.spool.reserve_batch(RESERVE)?;
+        }
+        match self.reserved.pop() {
+            Some(r) => self.spool.create_in(r, env),
+            None => self.spool.create(env),
+        }
     }
 }
 
