@@ -764,6 +764,69 @@ mod tests {
         ));
     }
 
+    /// A -bs transcript run in memory (the path that queues is the
+    /// suite's: tests/suite/sendmail.rs).
+    #[test]
+    fn bs_transcript_without_queueing() {
+        let t = "\
+S: 220 h.example ESMTP posthorn
+C: HELO c
+S: 250 h.example
+C: EHLO c
+S: 250-h.example
+S: 250-PIPELINING
+S: 250-SIZE 40
+S: 250-8BITMIME
+S: 250 ENHANCEDSTATUSCODES
+C: RCPT TO:<a@b>
+S: 503 5.5.1 Error: need MAIL command
+C: DATA
+S: 503 5.5.1 Error: need MAIL command
+C: MAIL FROM:<a@example.org> SIZE=41
+S: 552 5.3.4 Message size exceeds fixed limit
+C: MAIL FROM:<a@example.org> BODY=8BITMIME
+S: 250 2.1.0 Ok
+C: MAIL FROM:<b@example.org>
+S: 503 5.5.1 Error: nested MAIL command
+C: DATA
+S: 554 5.5.1 Error: no valid recipients
+C: RCPT TO:<demo@example.test>
+S: 250 2.1.5 Ok
+C: DATA
+S: 354 End data with <CR><LF>.<CR><LF>
+C: 0123456789012345678901234567890123456789
+C: .
+S: 552 5.3.4 Error: message file too big
+C: VRFY x
+S: 502 5.5.1 VRFY command is disabled
+C: STARTTLS
+S: 502 5.5.1 Error: command not implemented
+C: RSET
+S: 250 2.0.0 Ok
+C: bogus
+S: 500 5.5.2 Error: command not recognized
+C: QUIT
+S: 221 2.0.0 Bye
+C: NOOP
+";
+        let mut input = Vec::new();
+        let mut want = Vec::new();
+        for l in t.lines() {
+            if let Some(c) = l.strip_prefix("C: ") {
+                input.extend_from_slice(format!("{c}\r\n").as_bytes());
+            } else if let Some(r) = l.strip_prefix("S: ") {
+                want.extend_from_slice(format!("{r}\r\n").as_bytes());
+            }
+        }
+        let mut out = Vec::new();
+        let mut reader = &input[..];
+        smtp_session(&Options::default(), "h.example", 40, &mut reader, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
     fn copy(input: &[u8], ignore_dots: bool) -> Vec<u8> {
         let mut out = Vec::new();
         copy_message(input, &mut out, ignore_dots).unwrap();
