@@ -20,7 +20,8 @@
 //! no DNS, no TLS.
 //!
 //! Exit status (sysexits.h): 0 queued; 64 (EX_USAGE) bad options or no
-//! recipients; 67 (EX_NOUSER) the invoking user has no login name; 70
+//! recipients; 65 (EX_DATAERR) -t without recipients on the command line
+//! and none in the header; 67 (EX_NOUSER) the invoking user has no login name; 70
 //! (EX_SOFTWARE) a mode this build lacks; 71 (EX_OSERR) postdrop could not
 //! be run; 75 (EX_TEMPFAIL) postdrop failed for a passing reason; otherwise
 //! postdrop's own status (65 bad or too big message, 77 configuration
@@ -38,6 +39,7 @@ use postdrop::maildrop::{self, BodyType, Record};
 use proto::smtp::{parse_command_with, Command as SmtpCommand, DataReceiver, Extensions, Reply};
 
 pub const EX_USAGE: i32 = 64;
+pub const EX_DATAERR: i32 = 65;
 pub const EX_NOUSER: i32 = 67;
 pub const EX_SOFTWARE: i32 = 70;
 pub const EX_OSERR: i32 = 71;
@@ -323,9 +325,65 @@ fn deliver(o: &Options) -> i32 {
     }
     let records = envelope(o, &sender, full_name.as_deref(), &o.recipients);
     let ignore_dots = o.ignore_dots;
+    let mut stdin = io::stdin().lock();
+    // -t alone: the header must name a recipient, or nothing is queued
+    // (Postfix would bounce it later; an error now is kinder).
+    let mut head = Vec::new();
+    if o.extract && o.recipients.is_empty() {
+        match header_recipients(&mut stdin, &mut head) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("sendmail: fatal: no recipient addresses found in message header");
+                return EX_DATAERR;
+            }
+            Err(e) => {
+                eprintln!("sendmail: fatal: reading the message: {e}");
+                return EX_TEMPFAIL;
+            }
+        }
+    }
     submit(o.config_dir.as_deref(), &records, |out| {
-        copy_message(io::stdin().lock(), out, ignore_dots)
+        copy_message(io::Cursor::new(head).chain(stdin), out, ignore_dots)
     })
+}
+
+/// Read the header section of the message into `head` (at most
+/// posthorn_pickup::HEADER_LIMIT bytes, as pickup reads it) and say
+/// whether its To:, Cc: or Bcc: (Resent- ones when present) name anybody.
+fn header_recipients(input: &mut impl Read, head: &mut Vec<u8>) -> io::Result<bool> {
+    use posthorn_pickup::headers;
+    let mut buf = [0u8; 8192];
+    let end = loop {
+        let eof = head.len() >= posthorn_pickup::HEADER_LIMIT
+            || match input.read(&mut buf) {
+                Ok(0) => true,
+                Ok(n) => {
+                    head.extend_from_slice(&buf[..n]);
+                    false
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+                Err(e) => return Err(e),
+            };
+        if let Some(end) = headers::header_end(head, eof) {
+            break end;
+        }
+        if eof {
+            break head.len();
+        }
+    };
+    let fields = headers::fields(&head[..end]);
+    let resent = fields
+        .iter()
+        .any(|f| f.name.to_ascii_lowercase().starts_with("resent-"));
+    let names: [&str; 3] = if resent {
+        ["resent-to", "resent-cc", "resent-bcc"]
+    } else {
+        ["to", "cc", "bcc"]
+    };
+    Ok(fields
+        .iter()
+        .filter(|f| names.iter().any(|n| f.is(n)))
+        .any(|f| !headers::addresses(&f.value()).is_empty()))
 }
 
 /// Run postdrop, write `records`, then the message (`body` writes raw

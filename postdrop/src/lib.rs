@@ -43,7 +43,7 @@ pub mod maildrop;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -193,16 +193,22 @@ pub fn run(args: &[String], input: impl io::Read) -> Result<String, PostdropErro
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(spool_err)?;
-    let result = copy(input, &file, limits).and_then(|()| {
-        file.sync_all().map_err(spool_err)?;
-        let name = format!(
-            "{FINAL_PREFIX}{}.{:09}.{pid}",
-            now.as_secs(),
-            now.subsec_nanos()
-        );
-        rename_noreplace(&tmp, &name).map_err(spool_err)?;
-        Ok(name)
-    });
+    // 0644 whatever the caller's umask: pickup (mail_owner) reads it; the
+    // directory (1730) keeps everybody else out.
+    let result = file
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(spool_err)
+        .and_then(|()| copy(input, &file, limits))
+        .and_then(|()| {
+            file.sync_all().map_err(spool_err)?;
+            let name = format!(
+                "{FINAL_PREFIX}{}.{:09}.{pid}",
+                now.as_secs(),
+                now.subsec_nanos()
+            );
+            rename_noreplace(&tmp, &name).map_err(spool_err)?;
+            Ok(name)
+        });
     let name = match result {
         Ok(n) => n,
         Err(e) => {

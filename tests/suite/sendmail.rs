@@ -110,6 +110,14 @@ fn sendmail_without_i_ends_at_a_dot_and_takes_f_and_argument_recipients() {
     let out = sendmail(&s.dir, &[], b"Subject: none\n\nx\n");
     assert_eq!(out.status.code(), Some(64), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no recipients"));
+    // -t and no recipient in the header: EX_DATAERR, nothing queued.
+    let out = sendmail(
+        &s.dir,
+        &["-t"],
+        b"To: undisclosed-recipients:;\nSubject: x\n\nx\n",
+    );
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no recipient addresses found"));
     // A bad option: EX_USAGE.
     let out = sendmail(&s.dir, &["-k", "demo@example.test"], b"x\n");
     assert_eq!(out.status.code(), Some(64), "{out:?}");
