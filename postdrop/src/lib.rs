@@ -143,8 +143,12 @@ pub fn config_dir(asked: Option<PathBuf>) -> Result<PathBuf, PostdropError> {
     if norm(&dir) == DEFAULT_CONFIG_DIR || nix::unistd::getuid().is_root() || !privileged() {
         return Ok(dir);
     }
-    let default = conf::MainCf::load(Path::new(DEFAULT_CONFIG_DIR))
-        .map_err(|e| PostdropError::Config(PathBuf::from(DEFAULT_CONFIG_DIR), e))?;
+    // No default main.cf: no alternate directories either.
+    let default = match conf::MainCf::load(Path::new(DEFAULT_CONFIG_DIR)) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => conf::MainCf::default(),
+        Err(e) => return Err(PostdropError::Config(PathBuf::from(DEFAULT_CONFIG_DIR), e)),
+    };
     let allowed = default.get("alternate_config_directories");
     if allowed
         .split([',', ' ', '\t'])
