@@ -27,7 +27,8 @@
 //! one qmgr owns active/ at a time; anvil, whose counts must be one table;
 //! auth, whose peers keep their connections for their whole life, so a
 //! draining auth would never end, and who reconnect; local, which is not on
-//! the skeleton and finishes one delivery at most).
+//! the skeleton and finishes one delivery at most; pickup, which finishes
+//! the file it is queueing).
 //!
 //! Diagnostics: configuration errors are fatal with file and line; the
 //! worker's exit status tells master whether it failed.
@@ -56,7 +57,7 @@ pub enum Listener {
 }
 
 /// Programs that stop on SIGHUP instead of draining (see the header).
-pub const STOP_ON_RELOAD: &[&str] = &["qmgr", "anvil", "auth", "local"];
+pub const STOP_ON_RELOAD: &[&str] = &["qmgr", "anvil", "auth", "local", "pickup"];
 
 /// A started worker: configuration, listener, stop and drain flags.
 #[derive(Debug)]

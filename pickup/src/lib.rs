@@ -26,7 +26,9 @@
 //! its master.cf line (default 60) in case a poke was lost.
 //!
 //! Security: runs as mail_owner. A maildrop file is opened once, O_NOFOLLOW,
-//! relative to maildrop/, and must be a regular file; everything in it is
+//! relative to maildrop/, must be a regular file, and is locked (flock)
+//! until it is removed, so two pickups (a reload's overlap) never queue it
+//! twice; everything in it is
 //! bounded (the reader's limits, HEADER_LIMIT for the header section held
 //! in memory; the body streams). A file that does not parse, has no
 //! recipients, or whose uid record is not its owner goes to corrupt/ with
@@ -188,7 +190,7 @@ impl Pickup {
     ) -> io::Result<()> {
         listener.set_nonblocking(true)?;
         let mut last_scan = Instant::now();
-        self.scan();
+        self.scan(stop);
         while !stop.load(Ordering::Relaxed) {
             let mut fds = [nix::poll::PollFd::new(
                 listener.as_fd(),
@@ -212,14 +214,15 @@ impl Pickup {
             }
             if poked || last_scan.elapsed() >= wakeup {
                 last_scan = Instant::now();
-                self.scan();
+                self.scan(stop);
             }
         }
         Ok(())
     }
 
-    /// Queue every complete file in maildrop/, oldest name first.
-    pub fn scan(&mut self) {
+    /// Queue every complete file in maildrop/, oldest name first, until
+    /// `stop` is set.
+    pub fn scan(&mut self, stop: &AtomicBool) {
         let rd = match std::fs::read_dir(self.spool.dir(Queue::Maildrop)) {
             Ok(rd) => rd,
             Err(e) => {
@@ -250,6 +253,9 @@ impl Pickup {
         }
         names.sort();
         for name in names {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             self.take(&name);
         }
     }
@@ -276,7 +282,20 @@ impl Pickup {
         if !meta.is_file() {
             return self.quarantine(name, "not a regular file");
         }
-        match self.queue(file, meta.uid()) {
+        // One pickup per file, even while a reload overlaps an old pickup
+        // with its successor: the lock is held until the file is removed,
+        // and a file removed before we had the lock is done.
+        let file = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
+            Ok(f) => f,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return,
+            Err((_, e)) => return warning!("maildrop/{name}: lock: {e}"),
+        };
+        match file.metadata() {
+            Ok(m) if m.nlink() > 0 => {}
+            _ => return,
+        }
+        match self.queue(&file, meta.uid()) {
             Ok((id, sender)) => {
                 info!("{id}: uid={} from=<{sender}>", meta.uid());
                 self.notify(&id);
@@ -353,7 +372,7 @@ impl Pickup {
 
     /// Parse `file` (owned by `uid`) and write its queue file; the queue
     /// id and the envelope sender.
-    pub fn queue(&mut self, file: File, uid: u32) -> Result<(QueueId, String), PickupError> {
+    pub fn queue(&mut self, file: &File, uid: u32) -> Result<(QueueId, String), PickupError> {
         let settings = self.settings.clone();
         let s = &settings;
         let mut r = Reader::new(

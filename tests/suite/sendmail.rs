@@ -200,6 +200,14 @@ fn mail_submitted_while_stopped_is_delivered_after_start() {
     s.spawn(&[], &[]);
     let m = s.wait_mail("demo@example.test", 1);
     assert!(text(&m[0]).contains("queued in maildrop"));
+    // After a reload (pickup stops and master starts a new one) mail still
+    // flows, once.
+    s.reload();
+    let out = sendmail(&s.dir, &["demo@example.test"], b"Subject: after reload\n\nx\n");
+    assert!(out.status.success(), "{out:?}");
+    s.wait_mail("demo@example.test", 2);
+    let all = s.barrier(&["demo@example.test"]);
+    assert_eq!(all.len(), 2, "each message once");
 }
 
 #[test]
