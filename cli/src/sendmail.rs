@@ -6,8 +6,8 @@
 //! handing each message to postdrop as a record stream
 //! (postdrop::maildrop). Does not own the spool (postdrop writes maildrop/,
 //! pickup queues), recipient extraction for -t and the headers local mail
-//! gets (pickup), the queue listing (-bp, `crate::queue::mailq`, still a
-//! stub here), alias databases (-bi, `crate::newaliases::run`, a stub
+//! gets (pickup), the queue listing (-bp: `crate::queue::mailq`), alias
+//! databases (-bi, `crate::newaliases::run`, a stub
 //! here) or flushing (-q, admin.rs).
 //!
 //! postdrop: the installed setgid postdrop next to this executable
@@ -232,17 +232,11 @@ pub fn main(args: Vec<String>) -> i32 {
     match o.mode {
         Mode::Deliver => deliver(&o),
         Mode::Smtp => smtp(&o),
-        Mode::Mailq => mailq(&crate::config_dir(o.config_dir.clone())),
+        Mode::Mailq => crate::queue::mailq(&crate::config_dir(o.config_dir.clone())),
         Mode::Newaliases => newaliases(&crate::config_dir(o.config_dir.clone())),
         Mode::Flush => crate::admin::flush(&crate::config_dir(o.config_dir.clone())),
         Mode::Ignore => 0,
     }
-}
-
-/// -bp. The queue listing is `crate::queue::mailq`'s (not in this build).
-fn mailq(_dir: &Path) -> i32 {
-    eprintln!("sendmail: fatal: -bp (mailq) is not available in this build");
-    EX_SOFTWARE
 }
 
 /// -bi. Alias databases are `crate::newaliases::run`'s (not in this build).

@@ -203,7 +203,11 @@ fn mail_submitted_while_stopped_is_delivered_after_start() {
     // After a reload (pickup stops and master starts a new one) mail still
     // flows, once.
     s.reload();
-    let out = sendmail(&s.dir, &["demo@example.test"], b"Subject: after reload\n\nx\n");
+    let out = sendmail(
+        &s.dir,
+        &["demo@example.test"],
+        b"Subject: after reload\n\nx\n",
+    );
     assert!(out.status.success(), "{out:?}");
     s.wait_mail("demo@example.test", 2);
     let all = s.barrier(&["demo@example.test"]);
@@ -243,4 +247,9 @@ fn a_bad_maildrop_file_goes_to_corrupt_and_later_mail_still_arrives() {
         "{log}"
     );
     assert!(files(&maildrop).is_empty());
+    // sendmail -bp is mailq.
+    s.barrier(&["demo@example.test"]);
+    let out = sendmail(&s.dir, &["-bp"], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Mail queue is empty\n");
 }
