@@ -251,5 +251,8 @@ fn a_bad_maildrop_file_goes_to_corrupt_and_later_mail_still_arrives() {
     s.barrier(&["demo@example.test"]);
     let out = sendmail(&s.dir, &["-bp"], b"");
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Mail queue is empty\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Mail queue is empty\n"
+    );
 }
