@@ -10,10 +10,12 @@
 //! Run as `sendmail` (or `posthorn sendmail`) it is the sendmail-compatible
 //! command (sendmail.rs); as `postdrop`, postdrop (also its own small
 //! setgid binary, the postdrop crate).
+//! Run as `newaliases` it checks the alias_maps tables (newaliases.rs).
 
 mod admin;
 mod check;
 mod dev;
+mod newaliases;
 mod queue;
 mod sendmail;
 mod user;
@@ -99,6 +101,7 @@ fn main() {
         "posthorn-pickup" => return posthorn_pickup::main(),
         "postdrop" => postdrop::main(),
         "sendmail" => std::process::exit(sendmail::main(std::env::args().skip(1).collect())),
+        "newaliases" => std::process::exit(newaliases::main()),
         _ => {}
     }
     // `posthorn sendmail ARGS`: the same as sendmail ARGS (tests, and hosts

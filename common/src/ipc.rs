@@ -227,6 +227,12 @@ pub struct RecipientResult {
     /// NOTIFY=SUCCESS. Last, so the fields before keep their place (bincode
     /// has no defaults for missing fields: both ends are of one build).
     pub handoff: Handoff,
+    /// For a `Sent` recipient of local delivery: addresses (aliases,
+    /// .forward) that local delivery does not deliver itself. qmgr queues
+    /// them as a new message (same sender, `Delivered-To: <recipient>`
+    /// prepended) before it records the recipient as done; if it cannot,
+    /// the recipient is deferred. Empty from every other agent.
+    pub forward: Vec<String>,
 }
 
 /// Where a sent recipient's message went, for the success notice (RFC

@@ -6,6 +6,7 @@
 
 pub mod addr;
 pub mod agent;
+pub mod aliases;
 pub mod auth;
 pub mod config;
 pub mod daemon;

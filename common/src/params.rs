@@ -193,7 +193,15 @@ params! {
     "qmgr_message_active_limit" = "20000";
         "The most messages qmgr keeps in active/ at once; the rest wait in incoming/ and deferred/.";
     "alias_maps" = "hash:/etc/aliases";
-        "The aliases(5) tables local delivery consults for recipients of mydestination (hash:PATH, texthash:PATH or PATH; all read the text file PATH directly). Partial: only name: address, address entries; |command, /file and :include: destinations are deferred. A postmaster that is neither an alias nor a user goes to root.";
+        "The aliases(5) tables local delivery consults for recipients of mydestination (hash:PATH, texthash:PATH or PATH; all read the text file PATH directly, read again when it changes: newaliases only checks them). Destinations: addresses (local ones resolved in turn, others forwarded as a new message through qmgr), |command, /file (mbox; /dir/ is a Maildir) and :include:/file, commands and files with the rights of the table's owner, default_privs when that is root. smtpd accepts the names as local recipients. A postmaster that is neither an alias nor a user goes to root.";
+    "allow_mail_to_commands" = "alias, forward";
+        "Where local delivery runs |command destinations: alias (alias_maps), forward (~/.forward), include (:include: files). Any other is bounced (5.7.1, mail to command is restricted).";
+    "allow_mail_to_files" = "alias, forward";
+        "Where local delivery writes /file destinations: alias, forward, include, as for allow_mail_to_commands. Any other is bounced (5.7.1, mail to file is restricted).";
+    "command_time_limit" = "1000s";
+        "The longest a |command delivery may run; then its process group is killed and the recipient deferred (Command time limit exceeded).";
+    "forward_path" = "$home/.forward${recipient_delimiter}${extension}, $home/.forward";
+        "The .forward files local delivery looks for, in order, for a system user of mydestination that is not an alias: $home, $user, $local, $domain, $extension, $recipient, $shell and ${recipient_delimiter} (empty without an extension) are expanded, ${name?text} and ${name:text} as in Postfix. The first that exists is read with the user's rights; it must belong to the user and not be group or world writable (else it is ignored with a warning). Its destinations are those of aliases, run or written with the user's rights; \\user or the user's own name is the user's mailbox.";
     "default_privs" = "nobody";
         "The rights local delivery uses instead of uid 0 or gid 0: mail for root (and any mailbox owner with uid or gid 0) is written as this user, never as root. Must not be a privileged user. Alias root to a real user in alias_maps.";
     "hopcount_limit" = "50";

@@ -279,6 +279,7 @@ fn main() {
                     dsn: "2.0.0".into(),
                     text: "delivered to maildir".into(),
                     handoff: Handoff::Delivered,
+                    forward: Vec::new(),
                 },
                 RecipientResult {
                     index: 2,
@@ -286,6 +287,7 @@ fn main() {
                     dsn: "5.1.1".into(),
                     text: "unknown user".into(),
                     handoff: Handoff::Relayed,
+                    forward: Vec::new(),
                 },
                 RecipientResult {
                     index: 3,
@@ -293,6 +295,7 @@ fn main() {
                     dsn: "4.2.2".into(),
                     text: "mailbox full".into(),
                     handoff: Handoff::Passed,
+                    forward: Vec::new(),
                 },
             ],
         },

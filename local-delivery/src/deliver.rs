@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::config::Config;
 use common::ipc::{DeliverRequest, Handoff, RecipientResult, Status};
@@ -51,7 +51,8 @@ use mailstore::quota::OverQuota;
 use mailstore::{CrlfToLf, LfReader, Maildir, StoreError};
 
 use crate::aliases::Aliases;
-use crate::resolve::{self, Mailbox, Unresolved};
+use crate::resolve::{self, Dest, Mailbox, Unresolved};
+use crate::{file, pipe};
 
 /// Longest header section scanned for loop detection.
 const HEADER_SCAN: usize = 256 * 1024;
@@ -144,8 +145,9 @@ impl std::ops::DerefMut for MaildirCache {
 /// limit of 1024 open files).
 const MAILDIR_CACHE: usize = 128;
 
-/// One recipient's outcome: status, DSN code, text, relay.
-type Outcome = (Status, &'static str, String, &'static str);
+/// One recipient's outcome: status, DSN code, text, relay, and the
+/// addresses qmgr is to forward a copy to.
+type Outcome = (Status, &'static str, String, &'static str, Vec<String>);
 
 /// A recipient's result, logged and returned once its mailbox is durable.
 struct Finished {
@@ -330,6 +332,7 @@ impl Agent {
                         dsn: "4.3.0".into(),
                         text: why.clone(),
                         handoff: Handoff::default(),
+                        forward: Vec::new(),
                     },
                 }));
                 return Ok(());
@@ -344,7 +347,7 @@ impl Agent {
                 return Err(RequestError::Address(id, r.index, r.address.clone()));
             }
             let mark = self.maildirs.unsynced.pending.len();
-            let (status, dsn, text, relay) = self.one(&qf, &rec.address, &headers);
+            let (status, dsn, text, relay, forward) = self.one(&qf, &rec.address, &headers);
             for u in &mut self.maildirs.unsynced.pending[mark..] {
                 u.slot = (slot, out.len());
             }
@@ -364,6 +367,7 @@ impl Agent {
                     dsn: dsn.into(),
                     text,
                     handoff: Handoff::Delivered,
+                    forward,
                 },
             });
         }
@@ -395,15 +399,22 @@ impl Agent {
     }
 
     fn one(&mut self, qf: &QueueFile, rcpt: &str, headers: &Headers) -> Outcome {
-        let boxes =
-            match resolve::resolve_all(&self.config, &mut self.users, &mut self.aliases, rcpt) {
+        let dests =
+            match resolve::destinations(&self.config, &mut self.users, &mut self.aliases, rcpt) {
                 Ok(m) => m,
-                Err(Unresolved::UnknownUser(t)) => return (Status::Bounced, "5.1.1", t, "local"),
-                Err(Unresolved::NotLocal(t)) => return (Status::Bounced, "5.3.0", t, "local"),
-                Err(Unresolved::Loop(t)) => return (Status::Bounced, "5.4.6", t, "local"),
-                Err(Unresolved::Temporary(t)) => return (Status::Deferred, "4.3.0", t, "local"),
+                Err(Unresolved::UnknownUser(t)) => return outcome(Status::Bounced, "5.1.1", t),
+                Err(Unresolved::NotLocal(t)) => return outcome(Status::Bounced, "5.3.0", t),
+                Err(Unresolved::Loop(t)) => return outcome(Status::Bounced, "5.4.6", t),
+                Err(Unresolved::Restricted(t)) => return outcome(Status::Bounced, "5.7.1", t),
+                Err(Unresolved::Temporary(t)) => return outcome(Status::Deferred, "4.3.0", t),
             };
-        let relay = boxes.first().map_or("local", |m| m.relay);
+        let relay = dests
+            .iter()
+            .find_map(|d| match d {
+                Dest::Mailbox(m) => Some(m.relay),
+                _ => None,
+            })
+            .unwrap_or("local");
         let limit = self.config.int("hopcount_limit").unwrap_or(50) as usize;
         if headers.received > limit {
             return (
@@ -414,6 +425,7 @@ impl Agent {
                     headers.received
                 ),
                 relay,
+                Vec::new(),
             );
         }
         if headers
@@ -426,12 +438,87 @@ impl Agent {
                 "5.4.6",
                 format!("mail forwarding loop for {rcpt}"),
                 relay,
+                Vec::new(),
             );
         }
-        // Every mailbox (an alias may have several); the first failure defers
-        // the recipient (the ones already written may get it again).
-        let mut what = "";
-        for mbox in &boxes {
+        // Every destination (an alias may have several); the first failure
+        // defers or bounces the recipient (the ones already written may get
+        // it again). Forwards go back to qmgr with the result.
+        let mut what = String::new();
+        let mut forward = Vec::new();
+        for dest in &dests {
+            let mbox = match dest {
+                Dest::Mailbox(m) => m,
+                Dest::Forward(a) => {
+                    forward.push(a.clone());
+                    continue;
+                }
+                Dest::Command {
+                    command,
+                    privs,
+                    recipient,
+                } => {
+                    let env = pipe::Env {
+                        sender: &qf.sender,
+                        recipient,
+                        original: rcpt,
+                        delimiter: &self.config.get("recipient_delimiter"),
+                    };
+                    let limit = self
+                        .config
+                        .time("command_time_limit")
+                        .unwrap_or(Duration::from_secs(1000));
+                    let ended = trace_and_message(qf, rcpt)
+                        .and_then(|m| pipe::run(command, privs, &env, limit, Box::new(m)));
+                    match ended {
+                        Ok(pipe::Ended::Delivered) => {
+                            what = format!("delivered to command: {command}");
+                        }
+                        Ok(pipe::Ended::Deferred(t)) => {
+                            return (Status::Deferred, "4.3.0", t, "local", Vec::new())
+                        }
+                        Ok(pipe::Ended::Bounced(t)) => {
+                            return (Status::Bounced, "5.3.0", t, "local", Vec::new())
+                        }
+                        Err(e) => {
+                            return (
+                                Status::Deferred,
+                                "4.3.0",
+                                format!("cannot run command \"{command}\": {e}"),
+                                "local",
+                                Vec::new(),
+                            )
+                        }
+                    }
+                    continue;
+                }
+                Dest::File {
+                    path,
+                    privs,
+                    locking,
+                } => {
+                    let date = mbox_date(
+                        SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs(),
+                    );
+                    let r = trace_and_message(qf, rcpt).and_then(|mut m| {
+                        file::deliver(path, privs, locking, &qf.sender, &date, &mut m)
+                    });
+                    if let Err(e) = r {
+                        return (
+                            Status::Deferred,
+                            dsn_of(&e),
+                            format!("cannot append message to file {}: {e}", path.display()),
+                            "local",
+                            Vec::new(),
+                        );
+                    }
+                    what = format!("delivered to file: {}", path.display());
+                    continue;
+                }
+            };
             if let Err(e) = write_mailbox(mbox, qf, rcpt, &mut self.maildirs) {
                 if e.get_ref().is_some_and(|i| i.is::<OverQuota>()) {
                     // RFC 3463 4.2.2: mailbox full; Dovecot's words.
@@ -440,11 +527,18 @@ impl Agent {
                         "4.2.2",
                         "Mailbox full: Quota exceeded (mailbox for user is full)".into(),
                         mbox.relay,
+                        Vec::new(),
                     );
                 }
                 if let Some(busy) = e.get_ref().and_then(|i| i.downcast_ref::<Busy>()) {
                     // Postfix: "4.2.0 mailbox busy"; tried again later.
-                    return (Status::Deferred, "4.2.0", busy.to_string(), mbox.relay);
+                    return (
+                        Status::Deferred,
+                        "4.2.0",
+                        busy.to_string(),
+                        mbox.relay,
+                        Vec::new(),
+                    );
                 }
                 let dsn = match e.raw_os_error() {
                     Some(28) => "4.3.1",  // ENOSPC
@@ -457,16 +551,32 @@ impl Agent {
                         " (mail for uid 0 is written with the rights of default_privs {p}, never as root; alias root to a real user in alias_maps)"
                     ));
                 }
-                return (Status::Deferred, dsn, text, mbox.relay);
+                return (Status::Deferred, dsn, text, mbox.relay, Vec::new());
             }
             what = if mbox.maildir {
                 "delivered to maildir"
             } else {
                 "delivered to mailbox"
-            };
+            }
+            .into();
         }
-        (Status::Sent, "2.0.0", what.into(), relay)
+        if what.is_empty() {
+            what = format!("forwarded to {}", forward.join(", "));
+        }
+        (Status::Sent, "2.0.0", what, relay, forward)
     }
+}
+
+/// An outcome with no forwards, relay local.
+fn outcome(status: Status, dsn: &'static str, text: String) -> Outcome {
+    (status, dsn, text, "local", Vec::new())
+}
+
+/// What a command or a file gets: `Return-Path:` and `Delivered-To:`, then
+/// the message with LF line ends (as a mailbox gets it).
+fn trace_and_message(qf: &QueueFile, rcpt: &str) -> io::Result<impl Read + Send + 'static> {
+    let prefix = format!("Return-Path: <{}>\nDelivered-To: {rcpt}\n", qf.sender);
+    Ok(io::Cursor::new(prefix.into_bytes()).chain(LfReader::new(qf.message()?)))
 }
 
 /// Write one mailbox. The home is reached from "/" with `walk_dirs` (as

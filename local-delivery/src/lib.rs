@@ -41,8 +41,11 @@
 //! Security: requests are validated (queue id syntax, recipient index and
 //! address must match the queue file); a bad request closes the connection.
 
-pub mod aliases;
+pub use common::aliases;
 pub mod deliver;
+pub mod file;
+pub mod forward;
+pub mod pipe;
 pub mod resolve;
 
 use std::io::{self, Write};

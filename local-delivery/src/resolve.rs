@@ -27,7 +27,7 @@
 //! normally is not writable by default_privs: that delivery is deferred with
 //! a log line that says to alias root to a real user.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::addr;
 use common::config::Config;
@@ -82,83 +82,355 @@ pub enum Unresolved {
     NotLocal(String),
     /// 5.4.6: aliases that point at each other too deep.
     Loop(String),
+    /// 5.7.1: a command or file destination that allow_mail_to_commands or
+    /// allow_mail_to_files does not allow here.
+    Restricted(String),
 }
 
-/// Resolve `address` to its mailboxes, through alias_maps (no duplicates).
+/// The rights of a command or file delivery and the account its
+/// environment describes (Postfix's usr_attr): an alias table's owner, a
+/// .forward's user, an :include: file's owner; default_privs for root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Privs {
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    pub home: PathBuf,
+    pub shell: String,
+}
+
+/// Where a destination list came from (allow_mail_to_commands and
+/// allow_mail_to_files name these classes, as Postfix's do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Alias,
+    Forward,
+    Include,
+}
+
+impl Class {
+    fn name(self) -> &'static str {
+        match self {
+            Class::Alias => "alias",
+            Class::Forward => "forward",
+            Class::Include => "include",
+        }
+    }
+}
+
+/// One destination of a recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    /// A virtual or system user's mailbox.
+    Mailbox(Mailbox),
+    /// `|command`, run by /bin/sh -c with `privs`; `recipient` is the
+    /// address whose alias or .forward named it (RECIPIENT, LOCAL, ...).
+    Command {
+        command: String,
+        privs: Privs,
+        recipient: String,
+    },
+    /// `/file` (mbox, locked as mailbox_delivery_lock says) or `/dir/`
+    /// (Maildir), written with `privs`.
+    File {
+        path: PathBuf,
+        privs: Privs,
+        locking: Locking,
+    },
+    /// An address local delivery does not deliver itself: qmgr queues a
+    /// copy for it.
+    Forward(String),
+}
+
+/// The list a destination was found in.
+struct Source {
+    class: Class,
+    privs: Privs,
+    /// The address whose entry this is (for the command environment).
+    recipient: String,
+    /// Its local part (without extension) and domain, for "own name" entries.
+    name: String,
+    domain: String,
+}
+
+/// Everything `expand` reads.
+struct Ctx<'a> {
+    cfg: &'a Config,
+    users: &'a mut UserTable,
+    aliases: &'a mut Aliases,
+}
+
+/// Resolve `address` to its mailboxes, through alias_maps (no duplicates);
+/// the mailboxes only (tests and callers that want no commands).
 pub fn resolve_all(
     cfg: &Config,
     users: &mut UserTable,
     aliases: &mut Aliases,
     address: &str,
 ) -> Result<Vec<Mailbox>, Unresolved> {
-    let mut out = Vec::new();
-    expand(cfg, users, aliases, address, 0, &mut out)?;
-    Ok(out)
+    Ok(destinations(cfg, users, aliases, address)?
+        .into_iter()
+        .filter_map(|d| match d {
+            Dest::Mailbox(m) => Some(m),
+            _ => None,
+        })
+        .collect())
 }
 
-fn expand(
+/// Resolve `address` to its destinations: alias_maps entries and the
+/// user's ~/.forward (forward_path) expanded, local addresses in them
+/// resolved in turn (up to MAX_ALIAS_DEPTH deep), the rest forwarded. No
+/// duplicates.
+pub fn destinations(
     cfg: &Config,
     users: &mut UserTable,
     aliases: &mut Aliases,
     address: &str,
+) -> Result<Vec<Dest>, Unresolved> {
+    let mut out = Vec::new();
+    let mut ctx = Ctx {
+        cfg,
+        users,
+        aliases,
+    };
+    expand(&mut ctx, address, 0, &mut out)?;
+    Ok(out)
+}
+
+fn expand(
+    ctx: &mut Ctx,
+    address: &str,
     depth: usize,
-    out: &mut Vec<Mailbox>,
+    out: &mut Vec<Dest>,
 ) -> Result<(), Unresolved> {
     if depth > MAX_ALIAS_DEPTH {
         return Err(Unresolved::Loop(format!(
             "alias expansion of {address} is more than {MAX_ALIAS_DEPTH} deep"
         )));
     }
-    let key = addr::lookup_key(address, &cfg.get("recipient_delimiter"));
+    let cfg = ctx.cfg;
+    let delim = cfg.get("recipient_delimiter");
+    let key = addr::lookup_key(address, &delim);
     let (local, domain) = addr::split(&key);
     let local_domain = domain.is_empty() || addr::domain_in(domain, &cfg.list("mydestination"));
     let virtual_domain = addr::domain_in(domain, &cfg.list("virtual_mailbox_domains"));
     if virtual_domain && local.eq_ignore_ascii_case("postmaster") {
         // RFC 5321 4.5.1: postmaster of every domain; the local one unless
         // the users file has this domain's own.
-        users
+        ctx.users
             .refresh()
             .map_err(|e| Unresolved::Temporary(format!("users file: {e}")))?;
-        if users.get(&key).is_none() {
-            return expand(cfg, users, aliases, "postmaster", depth + 1, out);
+        if ctx.users.get(&key).is_none() {
+            return expand(ctx, "postmaster", depth + 1, out);
         }
     }
     if local_domain && !virtual_domain {
         let name = local.to_ascii_lowercase();
-        let targets = aliases
-            .lookup(&name)
+        let (full_local, _) = addr::split(address);
+        let shown_domain = if domain.is_empty() {
+            cfg.get("myhostname")
+        } else {
+            domain.to_string()
+        };
+        let recipient = format!("{full_local}@{shown_domain}");
+        let found = ctx
+            .aliases
+            .find(&name)
             .map_err(|e| Unresolved::Temporary(e.to_string()))?;
-        if let Some(targets) = targets {
-            for t in targets {
-                if t.starts_with(['|', '/']) || t.starts_with(":include:") {
-                    return Err(Unresolved::Temporary(format!(
-                        "alias {name}: destination {t:?} is not supported yet (alias_maps supports addresses only)"
-                    )));
-                }
-                let (tl, td) = addr::split(&t);
-                if tl.eq_ignore_ascii_case(&name)
-                    && (td.is_empty() || td.eq_ignore_ascii_case(domain))
-                {
-                    // "root: root, ..." delivers to the user itself.
-                    push(out, resolve(cfg, users, &t)?);
-                } else {
-                    expand(cfg, users, aliases, &t, depth + 1, out)?;
-                }
+        if let Some(found) = found {
+            let src = Source {
+                class: Class::Alias,
+                privs: owner_privs(cfg, found.owner)?,
+                recipient,
+                name,
+                domain: domain.to_string(),
+            };
+            for t in &found.values {
+                target(ctx, t, &src, depth, out)?;
             }
             return Ok(());
         }
-        if privilege::lookup_user(local).is_none() && name == "postmaster" {
-            return expand(cfg, users, aliases, "root", depth + 1, out);
+        let account = privilege::lookup_user(local);
+        if account.is_none() && name == "postmaster" {
+            return expand(ctx, "root", depth + 1, out);
+        }
+        if let Some(acct) = account {
+            let ext = extension(full_local, &delim);
+            if let Some(list) = crate::forward::read_forward(cfg, &acct, &recipient, ext)? {
+                let src = Source {
+                    class: Class::Forward,
+                    privs: owner_privs(cfg, (acct.uid, acct.gid))?,
+                    recipient,
+                    name,
+                    domain: domain.to_string(),
+                };
+                for t in &list {
+                    target(ctx, t, &src, depth, out)?;
+                }
+                return Ok(());
+            }
         }
     }
+    if depth > 0 && !local_domain && !virtual_domain {
+        // Postfix's local forwards what it does not deliver itself.
+        push(out, Dest::Forward(address.to_string()));
+        return Ok(());
+    }
     // The address as given: resolve() keeps its extension (a folder).
-    push(out, resolve(cfg, users, address)?);
+    push(out, Dest::Mailbox(resolve(cfg, ctx.users, address)?));
     Ok(())
 }
 
-fn push(out: &mut Vec<Mailbox>, m: Mailbox) {
-    if !out.contains(&m) {
-        out.push(m);
+/// One destination of a list (`src`): a command, a file, an :include:
+/// file, `\user`, the list's own name, or an address.
+fn target(
+    ctx: &mut Ctx,
+    t: &str,
+    src: &Source,
+    depth: usize,
+    out: &mut Vec<Dest>,
+) -> Result<(), Unresolved> {
+    let cfg = ctx.cfg;
+    let allowed = |param: &str| {
+        cfg.list(param)
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(src.class.name()))
+    };
+    if let Some(command) = t.strip_prefix('|') {
+        if !allowed("allow_mail_to_commands") {
+            return Err(Unresolved::Restricted(format!(
+                "mail to command is restricted ({} destination {t:?}; allow_mail_to_commands)",
+                src.class.name()
+            )));
+        }
+        push(
+            out,
+            Dest::Command {
+                command: command.trim().to_string(),
+                privs: src.privs.clone(),
+                recipient: src.recipient.clone(),
+            },
+        );
+        return Ok(());
+    }
+    if t.starts_with('/') {
+        if !allowed("allow_mail_to_files") {
+            return Err(Unresolved::Restricted(format!(
+                "mail to file is restricted ({} destination {t:?}; allow_mail_to_files)",
+                src.class.name()
+            )));
+        }
+        push(
+            out,
+            Dest::File {
+                path: PathBuf::from(t),
+                privs: src.privs.clone(),
+                locking: locking(cfg)?,
+            },
+        );
+        return Ok(());
+    }
+    if let Some(path) = t.strip_prefix(":include:") {
+        if depth >= MAX_ALIAS_DEPTH {
+            return Err(Unresolved::Loop(format!(
+                ":include: {path} nested more than {MAX_ALIAS_DEPTH} deep"
+            )));
+        }
+        let (list, owner) = crate::forward::read_include(Path::new(path.trim()), &src.privs)?;
+        let inner = Source {
+            class: Class::Include,
+            privs: owner_privs(cfg, owner)?,
+            recipient: src.recipient.clone(),
+            name: src.name.clone(),
+            domain: src.domain.clone(),
+        };
+        for t in &list {
+            target(ctx, t, &inner, depth + 1, out)?;
+        }
+        return Ok(());
+    }
+    if let Some(user) = t.strip_prefix('\\') {
+        // "\user": that user's own mailbox, no alias, no .forward.
+        push(out, Dest::Mailbox(resolve(cfg, ctx.users, user)?));
+        return Ok(());
+    }
+    let (tl, td) = addr::split(t);
+    let tl = addr::strip_extension(tl, &cfg.get("recipient_delimiter"));
+    if tl.eq_ignore_ascii_case(&src.name) && (td.is_empty() || td.eq_ignore_ascii_case(&src.domain))
+    {
+        // "root: root, ..." and a user's own name in their .forward: the
+        // mailbox itself (a copy kept).
+        push(out, Dest::Mailbox(resolve(cfg, ctx.users, t)?));
+        return Ok(());
+    }
+    expand(ctx, t, depth + 1, out)
+}
+
+/// The extension of a local part (after the first recipient_delimiter
+/// character), if any.
+fn extension<'a>(local: &'a str, delimiters: &str) -> Option<&'a str> {
+    if delimiters.is_empty() {
+        return None;
+    }
+    match local.find(|c| delimiters.contains(c)) {
+        Some(pos) if pos > 0 => Some(&local[pos + 1..]),
+        _ => None,
+    }
+}
+
+/// The rights of a file owned by `owner` (uid, gid): that user's (with
+/// their passwd entry for the environment), default_privs for root.
+/// Started by an ordinary user (development mode), the current user's.
+pub fn owner_privs(cfg: &Config, owner: (u32, u32)) -> Result<Privs, Unresolved> {
+    let from = |u: nix::unistd::User| Privs {
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+        user: u.name,
+        home: u.dir,
+        shell: u.shell.to_string_lossy().into_owned(),
+    };
+    let by_uid = |uid: u32| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+    };
+    if !privilege::is_root() {
+        let me = privilege::current_account();
+        return Ok(by_uid(me.uid).map(from).unwrap_or(Privs {
+            uid: me.uid,
+            gid: me.gid,
+            user: me.name,
+            home: me.home,
+            shell: "/bin/sh".into(),
+        }));
+    }
+    if owner.0 == 0 {
+        let name = cfg.get("default_privs");
+        let (uid, gid, _) =
+            users::unprivileged_ids(cfg, 0, 0).map_err(|e| Unresolved::Temporary(e.to_string()))?;
+        let u = by_uid(uid)
+            .ok_or_else(|| Unresolved::Temporary(format!("default_privs {name}: no such user")))?;
+        return Ok(Privs {
+            uid,
+            gid,
+            ..from(u)
+        });
+    }
+    Ok(match by_uid(owner.0) {
+        Some(u) => from(u),
+        None => Privs {
+            uid: owner.0,
+            gid: owner.1,
+            user: owner.0.to_string(),
+            home: PathBuf::from("/"),
+            shell: "/bin/sh".into(),
+        },
+    })
+}
+
+fn push(out: &mut Vec<Dest>, d: Dest) {
+    if !out.contains(&d) {
+        out.push(d);
     }
 }
 

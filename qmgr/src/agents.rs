@@ -101,6 +101,7 @@ fn deferred(req: &DeliverRequest, why: &str) -> Vec<RecipientResult> {
             dsn: "4.3.0".into(),
             text: why.to_string(),
             handoff: Handoff::default(),
+            forward: Vec::new(),
         })
         .collect()
 }
@@ -251,6 +252,7 @@ mod tests {
                         dsn: "2.0.0".into(),
                         text: "delivered".into(),
                         handoff: Handoff::Delivered,
+                        forward: Vec::new(),
                     })
                     .collect();
                 ipc::encode_frame(&mut out, &DeliverReply { results }).unwrap();

@@ -129,6 +129,15 @@ pub enum QmgrError {
         #[source]
         source: io::Error,
     },
+    /// A recipient's forwarded copy (alias, .forward) was not queued: the
+    /// recipient is deferred and delivered again later.
+    #[error("{id}: cannot queue the copy forwarded for {rcpt}: {source}")]
+    Forward {
+        id: QueueId,
+        rcpt: String,
+        #[source]
+        source: io::Error,
+    },
     /// The delay warning was queued but the queue file does not say so: it
     /// may be sent again.
     #[error("{id}: cannot record the delay warning: {source}")]
@@ -157,6 +166,7 @@ impl QmgrError {
             | QmgrError::Remove { .. }
             | QmgrError::Defer { .. }
             | QmgrError::QueueNotice { .. }
+            | QmgrError::Forward { .. }
             | QmgrError::RecordWarning { .. }
             | QmgrError::RecordReasons { .. }
             | QmgrError::Control { .. } => Level::Error,

@@ -43,6 +43,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::{self, Read};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::addr::{Domains, Route};
@@ -535,11 +536,38 @@ impl QueueManager {
         };
         a.outstanding = a.outstanding.saturating_sub(1);
         let mut sent = Vec::new();
-        for r in results {
+        for mut r in results {
             let i = r.index as usize;
             let Some(rcpt) = a.qf.recipients.get(i) else {
                 continue;
             };
+            if r.status == Status::Sent && !r.forward.is_empty() {
+                // Local delivery's forwards (aliases, .forward): a new
+                // message, durable before this recipient is recorded done.
+                match forward(&self.spool, queue_id, &a.qf, &rcpt.address, &r.forward) {
+                    Ok(fid) => {
+                        let delay = unix((self.clock)()).saturating_sub(a.qf.arrival);
+                        for to in &r.forward {
+                            info!(
+                                "{queue_id}: to=<{to}>, orig_to=<{}>, relay=local, delay={delay}, dsn=2.0.0, status=sent (forwarded as {fid})",
+                                rcpt.address
+                            );
+                        }
+                        self.queued_here.push(fid);
+                    }
+                    Err(source) => {
+                        let e = QmgrError::Forward {
+                            id: QueueId::parse(queue_id).unwrap_or_else(QueueId::generate),
+                            rcpt: rcpt.address.clone(),
+                            source,
+                        };
+                        e.log();
+                        r.status = Status::Deferred;
+                        r.dsn = "4.3.0".into();
+                        r.text = e.to_string();
+                    }
+                }
+            }
             let entry = |action| Entry {
                 address: rcpt.address.clone(),
                 dsn: rcpt.dsn.clone(),
@@ -912,6 +940,47 @@ impl QueueManager {
     }
 }
 
+/// Queue the copy of `qf` that local delivery forwards for `rcpt` to
+/// `to` (aliases and .forward targets it does not deliver itself): a new
+/// message with the same envelope sender and `Delivered-To: <rcpt>`
+/// prepended (Postfix's loop detection: the copy bounces when it comes back
+/// to `rcpt`), committed (fsync, rename, fsync) before this returns.
+fn forward(
+    spool: &Spool,
+    queue_id: &str,
+    qf: &QueueFile,
+    rcpt: &str,
+    to: &[String],
+) -> io::Result<QueueId> {
+    if rcpt.contains(['\r', '\n']) || to.iter().any(|t| t.contains(['\r', '\n', '<', '>'])) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "forward address with a line break or angle bracket",
+        ));
+    }
+    let env = Envelope {
+        sender: qf.sender.clone(),
+        recipients: to.to_vec(),
+        attrs: vec![
+            ("protocol".into(), "forward".into()),
+            ("origin_queue_id".into(), queue_id.to_string()),
+        ],
+        ..Envelope::default()
+    };
+    let mut w = spool.create(&env)?;
+    w.write(format!("Delivered-To: {rcpt}\r\n").as_bytes())?;
+    let mut m = qf.message()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = m.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        w.write(&buf[..n])?;
+    }
+    w.commit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1091,6 +1160,7 @@ mod tests {
             dsn: dsn.into(),
             text: text.into(),
             handoff,
+            forward: Vec::new(),
         }
     }
 

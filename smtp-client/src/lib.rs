@@ -532,6 +532,7 @@ fn result(index: u32, status: Status, dsn: &str, text: &str) -> RecipientResult 
         dsn: dsn.to_string(),
         text: text.to_string(),
         handoff: Handoff::default(),
+        forward: Vec::new(),
     }
 }
 

@@ -100,6 +100,7 @@ pub fn main() {
         // Virtual users through the auth service: smtpd does not read the
         // users file.
         users: Box::new(policy::AuthLookup::new(spool.private("auth"))),
+        aliases: common::aliases::Aliases::new(&cfg.list("alias_maps")),
     };
     let peernames = peernames(cfg);
     let mut counter = AnvilCounter::new(spool.private("anvil"), &worker.service);

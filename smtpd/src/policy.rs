@@ -36,6 +36,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::addr::{self, Domains, Route};
+use common::aliases::Aliases;
 use common::auth::{AuthClient, AuthError, AuthReply};
 use common::net::Networks;
 use common::privilege;
@@ -154,6 +155,9 @@ pub struct AccessPolicy {
     pub mynetworks: Networks,
     /// The virtual mailbox users (virtual_mailbox_domains).
     pub users: Box<dyn UserLookup>,
+    /// alias_maps: its names are local recipients too (Postfix's
+    /// local_recipient_maps default, `proxy:unix:passwd.byname $alias_maps`).
+    pub aliases: Aliases,
 }
 
 impl Policy for AccessPolicy {
@@ -185,6 +189,18 @@ impl Policy for AccessPolicy {
             Route::System => {
                 let (local, _) = addr::split(&key);
                 if privilege::lookup_user(local).is_none() {
+                    match self.aliases.contains(local) {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {}
+                        Err(e) => {
+                            warning!("alias_maps: {e}");
+                            return Err(Reply::new(
+                                451,
+                                Some("4.3.0"),
+                                format!("<{rcpt}>: Temporary lookup failure"),
+                            ));
+                        }
+                    }
                     return Err(Reply::new(
                         550,
                         Some("5.1.1"),

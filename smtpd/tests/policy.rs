@@ -161,6 +161,7 @@ fn build(dir: &TempDir, main_cf: &str, users: &HashSet<String>, down: bool) -> A
             users: users.clone(),
             down,
         }),
+        aliases: common::aliases::Aliases::new(&cfg.list("alias_maps")),
     }
 }
 

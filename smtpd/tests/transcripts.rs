@@ -152,6 +152,7 @@ impl Setup {
             domains: Domains::from_config(&cfg),
             mynetworks,
             users: Box::new(FileUsers(UserTable::new(cfg.users_file()))),
+            aliases: common::aliases::Aliases::new(&cfg.list("alias_maps")),
         };
         Ok(Setup {
             _dir: dir,
