@@ -69,7 +69,7 @@ pub fn read_forward(
             String::new()
         },
     };
-    for path in forward_paths(&cfg.get("forward_path"), &vars) {
+    for path in forward_paths(&cfg.raw("forward_path"), &vars) {
         if !path.is_absolute() {
             continue;
         }
@@ -272,7 +272,7 @@ mod tests {
             ),
             [
                 PathBuf::from("/fw/al-ext/f"),
-                PathBuf::from("/fw/al.localhost")
+                PathBuf::from("/fw/al.")
             ]
         );
         assert!(forward_paths("$nosuch/x, ${unclosed", &vars("")).is_empty());

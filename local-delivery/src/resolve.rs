@@ -704,9 +704,79 @@ mod tests {
             resolve_all(&cfg, &mut users, &mut a, "loop1@localhost"),
             Err(Unresolved::Loop(_))
         ));
+        // A command: with the rights of the table's owner (default_privs
+        // for root's table; the current user when not root).
+        let d = destinations(&cfg, &mut users, &mut a, "prog@localhost").unwrap();
+        let Dest::Command {
+            command,
+            privs,
+            recipient,
+        } = &d[0]
+        else {
+            panic!("{d:?}")
+        };
+        assert_eq!((command.as_str(), recipient.as_str()), ("/bin/true", "prog@localhost"));
+        assert!(privs.uid != 0 || !privilege::is_root());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn destinations_of_every_kind() {
+        let (cfg, mut users, dir) = setup("kinds");
+        let mut cfg = cfg;
+        let list = dir.join("list");
+        std::fs::write(&list, "demo@example.test\nfar@remote.example\n|/bin/cat\n").unwrap();
+        let p = dir.join("aliases");
+        std::fs::write(
+            &p,
+            format!(
+                "all: demo@example.test, far@remote.example, \"|/bin/cat\", /var/mail/x, /srv/md/, :include:{}\nbare: other\nother: x@remote.example\n",
+                list.display()
+            ),
+        )
+        .unwrap();
+        let mut a = Aliases::new(&[format!("hash:{}", p.display())]);
+        // include not in allow_mail_to_commands: the command in the list is refused.
+        let r = destinations(&cfg, &mut users, &mut a, "all@localhost");
+        assert!(
+            matches!(&r, Err(Unresolved::Restricted(t)) if t.contains("mail to command is restricted")),
+            "{r:?}"
+        );
+        cfg.set("allow_mail_to_commands", "alias, forward, include", "test");
+        let d = destinations(&cfg, &mut users, &mut a, "all@localhost").unwrap();
+        let kinds: Vec<String> = d
+            .iter()
+            .map(|d| match d {
+                Dest::Mailbox(m) => format!("mailbox {}", m.path.display()),
+                Dest::Command { command, .. } => format!("command {command}"),
+                Dest::File { path, .. } => format!("file {}", path.display()),
+                Dest::Forward(a) => format!("forward {a}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "mailbox /vmail/example.test/demo/Maildir",
+                "forward far@remote.example",
+                "command /bin/cat",
+                "file /var/mail/x",
+                "file /srv/md/",
+            ],
+            "no duplicates from the include file"
+        );
+        // A bare name resolves in the local domain; a remote target is forwarded.
+        let d = destinations(&cfg, &mut users, &mut a, "bare@localhost").unwrap();
+        assert_eq!(d, [Dest::Forward("x@remote.example".into())]);
+        // A remote recipient at the top is not ours.
         assert!(matches!(
-            resolve_all(&cfg, &mut users, &mut a, "prog@localhost"),
-            Err(Unresolved::Temporary(t)) if t.contains("not supported")
+            destinations(&cfg, &mut users, &mut a, "x@remote.example"),
+            Err(Unresolved::NotLocal(_))
+        ));
+        // Files are restricted too.
+        cfg.set("allow_mail_to_files", "forward", "test");
+        assert!(matches!(
+            destinations(&cfg, &mut users, &mut a, "all@localhost"),
+            Err(Unresolved::Restricted(t)) if t.contains("mail to file")
         ));
         // Aliases are for mydestination only: a virtual user is not aliased.
         let d = resolve_all(&cfg, &mut users, &mut a, "demo@example.test").unwrap();

@@ -2,6 +2,7 @@
 //! processes in a temp directory, driven over real sockets (and by Python's
 //! smtplib and swaks when installed). Each test starts its own posthorn.
 
+mod aliases;
 mod auth;
 mod availability;
 mod crash;

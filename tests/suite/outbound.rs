@@ -19,21 +19,21 @@ use crate::harness::{read, Suite};
 
 /// One message as the sink took it.
 #[derive(Debug, Clone)]
-struct Received {
-    from: String,
+pub(crate) struct Received {
+    pub(crate) from: String,
     /// The MAIL FROM command as it came (its parameters: BODY=, SIZE=).
     mail: String,
-    rcpts: Vec<String>,
-    data: Vec<u8>,
+    pub(crate) rcpts: Vec<String>,
+    pub(crate) data: Vec<u8>,
     tls: bool,
     /// It came with BDAT (RFC 3030), not DATA.
     bdat: bool,
 }
 
 #[derive(Default)]
-struct SinkState {
+pub(crate) struct SinkState {
     tls: Option<Arc<ServerConfig>>,
-    messages: Vec<Received>,
+    pub(crate) messages: Vec<Received>,
     /// `later...` recipients already answered 450.
     deferred_once: Vec<String>,
     /// A `stall...` message is being held without a reply.
@@ -62,13 +62,13 @@ struct SinkState {
     chunking: bool,
 }
 
-type Shared = Arc<Mutex<SinkState>>;
+pub(crate) type Shared = Arc<Mutex<SinkState>>;
 
 trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
 
 /// Start the sink: its port.
-fn sink(state: Shared) -> u16 {
+pub(crate) fn sink(state: Shared) -> u16 {
     sink_on(TcpListener::bind("127.0.0.1:0").unwrap(), state)
 }
 
@@ -448,7 +448,7 @@ fn bounce_for(s: &Suite, rcpt: &str) -> String {
     found
 }
 
-fn wait_for(state: &Shared, s: &Suite, rcpt: &str) -> Vec<Received> {
+pub(crate) fn wait_for(state: &Shared, s: &Suite, rcpt: &str) -> Vec<Received> {
     let has = || {
         let st = state.lock().unwrap();
         st.messages
