@@ -69,6 +69,9 @@ ln -s posthorn "$STAGE/usr/sbin/sendmail"
 install -d "$STAGE/usr/lib"
 ln -s ../sbin/sendmail "$STAGE/usr/lib/sendmail"
 install -m 0755 "$REL/postdrop" "$STAGE/usr/sbin/postdrop"
+# newaliases: the multi-call program under that name (checks alias_maps).
+install -d "$STAGE/usr/bin"
+ln -s ../sbin/posthorn "$STAGE/usr/bin/newaliases"
 if command -v strip >/dev/null 2>&1; then
     strip --strip-unneeded "$STAGE/usr/sbin/posthorn" "$STAGE/usr/sbin/postdrop"
 fi
@@ -91,6 +94,11 @@ install -m 0644 etc/main.cf "$STAGE/etc/posthorn/main.cf"
 install -m 0644 etc/master.cf "$STAGE/etc/posthorn/master.cf"
 install -m 0600 etc/users "$STAGE/etc/posthorn/users"
 install -m 0755 etc/init.d/posthorn "$STAGE/etc/init.d/posthorn"
+# /etc/aliases is every MTA's (postfix, exim and sendmail read it too), so
+# it is no conffile of ours: postinst copies this one there when there is
+# none, and never replaces or removes one (Debian's postfix does the same).
+install -d "$STAGE/usr/share/posthorn"
+install -m 0644 etc/aliases "$STAGE/usr/share/posthorn/aliases"
 install -m 0644 etc/posthorn.service "$STAGE/lib/systemd/system/posthorn.service"
 
 # Documentation: copyright, with the Rust crates linked into the programs.

@@ -34,6 +34,7 @@ const PAGES: &[&str] = &[
     "man1/mailq.1",
     "man1/sendmail.1",
     "man1/postdrop.1",
+    "man1/newaliases.1",
     "man5/main.cf.5",
     "man5/master.cf.5",
     "man5/posthorn-users.5",

@@ -54,6 +54,9 @@ use crate::aliases::Aliases;
 use crate::resolve::{self, Dest, Mailbox, Unresolved};
 use crate::{file, pipe};
 
+/// The text of a recipient that was only forwarded.
+const FORWARDED: &str = "forwarded to ";
+
 /// Longest header section scanned for loop detection.
 const HEADER_SCAN: usize = 256 * 1024;
 
@@ -156,6 +159,10 @@ struct Finished {
     relay: &'static str,
     delay: f64,
     result: RecipientResult,
+    /// Only forwarded (nothing delivered here): qmgr logs the
+    /// `to=<forward>, orig_to=<this>, ... (forwarded as ID)` lines, as
+    /// Postfix's local does, and this recipient gets no line of its own.
+    only_forwarded: bool,
 }
 
 impl Agent {
@@ -216,6 +223,9 @@ impl Agent {
                 req.into_iter()
                     .map(|f| {
                         let r = &f.result;
+                        if f.only_forwarded && r.status == Status::Sent {
+                            return f.result;
+                        }
                         let word = match r.status {
                             Status::Sent => "sent",
                             Status::Deferred => "deferred",
@@ -334,6 +344,7 @@ impl Agent {
                         handoff: Handoff::default(),
                         forward: Vec::new(),
                     },
+                    only_forwarded: false,
                 }));
                 return Ok(());
             }
@@ -348,6 +359,7 @@ impl Agent {
             }
             let mark = self.maildirs.unsynced.pending.len();
             let (status, dsn, text, relay, forward) = self.one(&qf, &rec.address, &headers);
+            let only_forwarded = !forward.is_empty() && text.starts_with(FORWARDED);
             for u in &mut self.maildirs.unsynced.pending[mark..] {
                 u.slot = (slot, out.len());
             }
@@ -369,6 +381,7 @@ impl Agent {
                     handoff: Handoff::Delivered,
                     forward,
                 },
+                only_forwarded,
             });
         }
         Ok(())
@@ -561,7 +574,7 @@ impl Agent {
             .into();
         }
         if what.is_empty() {
-            what = format!("forwarded to {}", forward.join(", "));
+            what = format!("{FORWARDED}{}", forward.join(", "));
         }
         (Status::Sent, "2.0.0", what, relay, forward)
     }

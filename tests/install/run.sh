@@ -400,7 +400,8 @@ files_present() {
         /usr/share/man/man8/posthorn-pickup.8.gz /usr/share/man/man1/sendmail.1.gz \
         /usr/share/man/man1/postdrop.1.gz /usr/sbin/sendmail /usr/lib/sendmail /usr/sbin/postdrop \
         $CFG/main.cf $CFG/master.cf $CFG/users $INIT /lib/systemd/system/posthorn.service \
-        /usr/share/doc/posthorn/copyright; do
+        /usr/share/doc/posthorn/copyright /usr/share/posthorn/aliases /etc/aliases \
+        /usr/bin/newaliases /usr/share/man/man1/newaliases.1.gz; do
         [ -e "$f" ] || missing="$missing $f"
     done
     [ -z "$missing" ] || { echo "missing:$missing"; return 1; }
@@ -415,6 +416,7 @@ daemons_are_links() {
     done
 }
 check "every daemon in /usr/lib/posthorn is the multi-call /usr/sbin/posthorn" daemons_are_links
+check "newaliases finds no error in /etc/aliases" newaliases
 conffiles_ok() {
     local c
     c=$(dpkg-query -W -f='${Conffiles}\n' posthorn)
