@@ -270,10 +270,7 @@ mod tests {
                 "/fw/${user}${extension?-ext}/f /fw/$user.${domain:none}",
                 &vars("x")
             ),
-            [
-                PathBuf::from("/fw/al-ext/f"),
-                PathBuf::from("/fw/al.")
-            ]
+            [PathBuf::from("/fw/al-ext/f"), PathBuf::from("/fw/al.")]
         );
         assert!(forward_paths("$nosuch/x, ${unclosed", &vars("")).is_empty());
     }

@@ -9,8 +9,22 @@
 //! owner: the effective uid and gid are switched for each delivery (Postfix's
 //! set_eugid). Started by an ordinary user, it writes as that user. No
 //! mailbox is written as uid 0: root's mail is written with the rights of
-//! default_privs (see resolve.rs), and aliases (alias_maps, partial: see
-//! aliases.rs) send root's and postmaster's mail to a real user.
+//! default_privs (see resolve.rs), and aliases send root's and
+//! postmaster's mail to a real user.
+//!
+//! Aliases and .forward (Postfix's local(8)): resolve.rs expands a
+//! recipient of mydestination through alias_maps (common::aliases) and the
+//! user's ~/.forward (forward.rs, forward_path) into destinations: mailboxes,
+//! `|command` (pipe.rs: /bin/sh -c with Postfix's environment and exit
+//! codes, command_time_limit), `/file` or `/dir/` (file.rs: mbox or
+//! Maildir), `:include:` files, and addresses delivered elsewhere. Those go
+//! back to qmgr in the recipient's result (`RecipientResult::forward`):
+//! qmgr writes them as a new queue file, with `Delivered-To:` prepended,
+//! before it records the recipient as done, so local delivery (root) never
+//! writes into the spool. Commands and files get the rights of the list
+//! that named them (alias table owner or default_privs, the .forward's
+//! user, the :include: file's owner), never root's; allow_mail_to_commands
+//! and allow_mail_to_files say where they are allowed.
 //!
 //! Each delivery prepends `Return-Path:` (RFC 5321 4.4) and `Delivered-To:`
 //! (Postfix's loop detection), converts CRLF to LF, and is durable before the
@@ -34,10 +48,14 @@
 //! home_mailbox, mail_spool_directory, mailbox_delivery_lock,
 //! deliver_lock_attempts, deliver_lock_delay, stale_lock_time,
 //! recipient_delimiter, recipient_delimiter_folder, hopcount_limit,
-//! queue_directory, alias_maps, default_privs.
+//! queue_directory, alias_maps, default_privs, forward_path,
+//! allow_mail_to_commands, allow_mail_to_files, command_time_limit.
 //!
 //! Diagnostics: one log line per recipient, Postfix's shape:
-//! `ID: to=<a@b>, relay=virtual, delay=0.12, dsn=2.0.0, status=sent (delivered to maildir)`.
+//! `ID: to=<a@b>, relay=virtual, delay=0.12, dsn=2.0.0, status=sent (delivered to maildir)`
+//! (`delivered to command: CMD`, `delivered to file: PATH`); a recipient
+//! only forwarded gets qmgr's `to=<fwd>, orig_to=<a@b>, ... (forwarded as ID)`
+//! lines instead.
 //! Security: requests are validated (queue id syntax, recipient index and
 //! address must match the queue file); a bad request closes the connection.
 

@@ -715,7 +715,10 @@ mod tests {
         else {
             panic!("{d:?}")
         };
-        assert_eq!((command.as_str(), recipient.as_str()), ("/bin/true", "prog@localhost"));
+        assert_eq!(
+            (command.as_str(), recipient.as_str()),
+            ("/bin/true", "prog@localhost")
+        );
         assert!(privs.uid != 0 || !privilege::is_root());
         std::fs::remove_dir_all(dir).unwrap();
     }

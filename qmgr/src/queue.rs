@@ -1274,6 +1274,45 @@ mod tests {
     }
 
     #[test]
+    fn forwards_are_queued_before_the_recipient_is_done() {
+        let (_t, spool) = TempSpool::new("forward");
+        let mut qm = manager(&spool, Duration::ZERO);
+        let id = active_message(&mut qm, &[None, None]);
+        let mut fwd = result(0, Status::Sent, Handoff::Delivered);
+        fwd.forward = vec!["far@remote.example".into(), "x@remote.example".into()];
+        qm.done(
+            id.as_str(),
+            vec![fwd, result(1, Status::Sent, Handoff::Delivered)],
+        );
+        assert!(
+            !spool.path(Queue::Active, &id).exists(),
+            "all done: removed"
+        );
+        let queued = queued_notices(&spool);
+        assert_eq!(queued.len(), 1, "one copy for both addresses");
+        let (qf, text) = &queued[0];
+        assert_eq!(qf.sender, "alice@example.org", "the same envelope sender");
+        let to: Vec<&str> = qf.recipients.iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(to, ["far@remote.example", "x@remote.example"]);
+        assert_eq!(
+            text,
+            "Delivered-To: u0@example.test\r\nSubject: dsn\r\n\r\nthe body\r\n"
+        );
+        assert_eq!(qm.queued_here.len(), 1, "qmgr takes it at once");
+
+        // A forward address that could inject a header: not queued, the
+        // recipient deferred (the message stays).
+        let (_t2, spool2) = TempSpool::new("forward-bad");
+        let mut qm = manager(&spool2, Duration::ZERO);
+        let id = active_message(&mut qm, &[None]);
+        let mut bad = result(0, Status::Sent, Handoff::Delivered);
+        bad.forward = vec!["a@b\r\nBcc: x@y".into()];
+        qm.done(id.as_str(), vec![bad]);
+        assert!(queued_notices(&spool2).is_empty());
+        assert_eq!(spool2.list(Queue::Deferred).unwrap(), [id]);
+    }
+
+    #[test]
     fn nobody_asked_for_a_notice_none_is_queued() {
         let (_t, spool) = TempSpool::new("notify-never");
         let mut qm = manager(&spool, Duration::ZERO);

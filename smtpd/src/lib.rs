@@ -27,7 +27,7 @@
 //! smtpd_junk_command_limit,
 //! smtpd_client_connection_count_limit, smtpd_max_connections,
 //! smtpd_vrfy_reply, smtpd_forbid_bare_newline, mynetworks,
-//! virtual_mailbox_domains, mydestination, recipient_delimiter,
+//! virtual_mailbox_domains, mydestination, alias_maps, recipient_delimiter,
 //! queue_directory (virtual users are asked of posthorn-auth on
 //! `private/auth`), smtpd_tls_cert_file, smtpd_tls_key_file,
 //! smtpd_tls_security_level, smtpd_tls_wrappermode, smtpd_sasl_auth_enable,

@@ -3,7 +3,9 @@
 //! Owns the RCPT decision: a recipient in virtual_mailbox_domains must be a
 //! virtual user (asked through `UserLookup`: in production the auth
 //! service's Lookup, so smtpd never reads the users file, which is `0600
-//! root`), one in mydestination must be a system user, and any other domain
+//! root`), one in mydestination must be a system user or a name of
+//! alias_maps (Postfix's local_recipient_maps default; a table that cannot be
+//! read answers 451), and any other domain
 //! is accepted only from clients in mynetworks or that logged in with AUTH
 //! (relay control: Postfix's default smtpd_relay_restrictions,
 //! permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination).

@@ -3,7 +3,9 @@
 //! expected (Postfix's smtpd_check tests, .in/.ref style, in one table).
 //!
 //! Script lines: `main.cf NAME = VALUE` adds a main.cf line, `users ADDRESS`
-//! a virtual user, `auth down`/`auth up` makes the user table fail or answer;
+//! a virtual user, `alias LINE` a line of the aliases file (alias_maps, in
+//! the test's directory unless main.cf names others), `auth down`/`auth up`
+//! makes the user table fail or answer;
 //! the policy is rebuilt from them before the next event. `rcpt CLIENT
 //! ADDRESS` asks `check_recipient` (`rcpt-auth` as an authenticated
 //! client: one that used AUTH), `trusted CLIENT` asks `trusted`; the next
@@ -126,6 +128,25 @@ rcpt 192.0.2.1 someone@elsewhere.org
 auth up
 rcpt 192.0.2.1 demo@example.test
 > OK
+
+# alias_maps names are local recipients too (Postfix's local_recipient_maps
+# default), with or without an extension; not in virtual domains.
+alias team: demo@example.test, "|/usr/bin/procmail"
+rcpt 192.0.2.1 team@localhost
+> OK
+rcpt 192.0.2.1 Team+x@mail.example.test
+> OK
+rcpt 192.0.2.1 team@example.test
+> 550 5.1.1 <team@example.test>: Recipient address rejected: User unknown in virtual mailbox table
+rcpt 192.0.2.1 teams@localhost
+> 550 5.1.1 <teams@localhost>: Recipient address rejected: User unknown in local recipient table
+# A table that cannot be used: a temporary failure for names that are not
+# users.
+main.cf alias_maps = ldap:/etc/nothing
+rcpt 192.0.2.1 team@localhost
+> 451 4.3.0 <team@localhost>: Temporary lookup failure
+rcpt 192.0.2.1 root@localhost
+> OK
 "#;
 
 /// A temporary configuration directory, removed when dropped.
@@ -161,7 +182,11 @@ fn build(dir: &TempDir, main_cf: &str, users: &HashSet<String>, down: bool) -> A
             users: users.clone(),
             down,
         }),
-        aliases: common::aliases::Aliases::new(&cfg.list("alias_maps")),
+        aliases: common::aliases::Aliases::new(&if main_cf.contains("alias_maps") {
+            cfg.list("alias_maps")
+        } else {
+            vec![format!("hash:{}/aliases", dir.0.display())]
+        }),
     }
 }
 
@@ -196,6 +221,15 @@ fn policy_script() {
         }
         if let Some(u) = line.strip_prefix("users ") {
             users.insert(u.to_ascii_lowercase());
+            policy = None;
+            continue;
+        }
+        if let Some(l) = line.strip_prefix("alias ") {
+            let p = dir.0.join("aliases");
+            let mut text = std::fs::read_to_string(&p).unwrap_or_default();
+            text.push_str(l);
+            text.push('\n');
+            std::fs::write(&p, text).expect("aliases file");
             policy = None;
             continue;
         }

@@ -125,10 +125,22 @@ fn aliases_lists_include_command_file_and_forward() {
         let files = s.new_mail(u);
         let delivered: Vec<String> = files
             .iter()
-            .map(|f| String::from_utf8_lossy(&read(f)).lines().nth(1).unwrap_or("").to_string())
+            .map(|f| {
+                String::from_utf8_lossy(&read(f))
+                    .lines()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect();
-        assert!(delivered.contains(&"Delivered-To: list@localhost".to_string()), "{delivered:?}");
-        assert!(delivered.contains(&"Delivered-To: team@localhost".to_string()), "{delivered:?}");
+        assert!(
+            delivered.contains(&"Delivered-To: list@localhost".to_string()),
+            "{delivered:?}"
+        );
+        assert!(
+            delivered.contains(&"Delivered-To: team@localhost".to_string()),
+            "{delivered:?}"
+        );
     }
 
     // A command: its input and its environment (Postfix local(8)'s).
@@ -162,7 +174,10 @@ fn aliases_lists_include_command_file_and_forward() {
         // Never as root: the file the command made belongs to default_privs.
         use std::os::unix::fs::MetadataExt;
         let nobody = common::privilege::lookup_user("nobody").unwrap();
-        assert_eq!(std::fs::metadata(work.join("prog.out")).unwrap().uid(), nobody.uid);
+        assert_eq!(
+            std::fs::metadata(work.join("prog.out")).unwrap().uid(),
+            nobody.uid
+        );
     }
 
     // A failing command bounces (5.3.0) with its output in the reason.
@@ -175,12 +190,20 @@ fn aliases_lists_include_command_file_and_forward() {
     assert!(mbox.starts_with("From demo@example.test "), "{mbox}");
     let after_from = &mbox[mbox.find('\n').unwrap() + 1..];
     // mboxrd: a body line starting "From " is quoted.
-    assert_traced(after_from.as_bytes(), "mbox@localhost", ">From the start of a line.\nLast line.\n\n");
+    assert_traced(
+        after_from.as_bytes(),
+        "mbox@localhost",
+        ">From the start of a line.\nLast line.\n\n",
+    );
 
     // A user's .forward: a copy to a virtual user, a command, and the user's
     // own name is skipped here (their system mailbox is not the test's).
     let fw = work.join(format!("{user}.forward"));
-    std::fs::write(&fw, format!("second@example.test, \"|cat > {w}/forward.out\"\n")).unwrap();
+    std::fs::write(
+        &fw,
+        format!("second@example.test, \"|cat > {w}/forward.out\"\n"),
+    )
+    .unwrap();
     std::fs::set_permissions(&fw, std::fs::Permissions::from_mode(0o644)).unwrap();
     if root {
         let nobody = common::privilege::lookup_user("nobody").unwrap();
@@ -202,12 +225,22 @@ fn aliases_lists_include_command_file_and_forward() {
         .unwrap();
     assert_eq!(m.from, "demo@example.test");
     let data = String::from_utf8_lossy(&m.data).into_owned();
-    assert!(data.starts_with("Delivered-To: far@localhost\r\n"), "{data}");
-    assert!(data.ends_with("From the start of a line.\r\nLast line.\r\n"), "{data}");
+    assert!(
+        data.starts_with("Delivered-To: far@localhost\r\n"),
+        "{data}"
+    );
+    assert!(
+        data.ends_with("From the start of a line.\r\nLast line.\r\n"),
+        "{data}"
+    );
     let log = s.log();
     let line = log
         .lines()
-        .find(|l| l.contains(&format!("{id}: to=<faraway@elsewhere.example>, orig_to=<far@localhost>, relay=local")))
+        .find(|l| {
+            l.contains(&format!(
+                "{id}: to=<faraway@elsewhere.example>, orig_to=<far@localhost>, relay=local"
+            ))
+        })
         .unwrap_or_else(|| panic!("no forward line for {id}:\n{log}"));
     assert!(line.contains("status=sent (forwarded as "), "{line}");
 
@@ -221,13 +254,21 @@ fn aliases_lists_include_command_file_and_forward() {
     let bounces = |s: &Suite| {
         s.new_mail("demo@example.test")
             .iter()
-            .filter(|f| String::from_utf8_lossy(&read(f)).contains("Final-Recipient: rfc822; far@localhost"))
+            .filter(|f| {
+                String::from_utf8_lossy(&read(f)).contains("Final-Recipient: rfc822; far@localhost")
+            })
             .count()
     };
     s.wait_until("the loop's bounce", || bounces(&s) == 1);
     s.barrier(&["demo@example.test"]);
     assert_eq!(bounces(&s), 1);
-    let sent = state.lock().unwrap().messages.iter().filter(|m| m.rcpts.iter().any(|r| r == "faraway@elsewhere.example")).count();
+    let sent = state
+        .lock()
+        .unwrap()
+        .messages
+        .iter()
+        .filter(|m| m.rcpts.iter().any(|r| r == "faraway@elsewhere.example"))
+        .count();
     assert_eq!(sent, 1, "forwarded once only");
     std::fs::remove_dir_all(&work).unwrap();
 }
@@ -235,7 +276,10 @@ fn aliases_lists_include_command_file_and_forward() {
 #[test]
 fn an_alias_loop_bounces_to_the_sender_once() {
     let s = Suite::start("aliasloop", &[], &[]);
-    add_aliases(&s, "ping: pong\npong: ping@localhost\nopen: \"|/bin/true\"\n");
+    add_aliases(
+        &s,
+        "ping: pong\npong: ping@localhost\nopen: \"|/bin/true\"\n",
+    );
     send(&s, &["ping@localhost"], MESSAGE);
     let bounce = |s: &Suite| {
         s.new_mail("demo@example.test")
@@ -270,7 +314,11 @@ fn newaliases_prints_each_error_with_file_and_line() {
         ),
     )
     .unwrap();
-    std::fs::write(work.join("aliases"), "good: root\nbroken line\n  \nempty:\n").unwrap();
+    std::fs::write(
+        work.join("aliases"),
+        "good: root\nbroken line\n  \nempty:\n",
+    )
+    .unwrap();
     let link = work.join("newaliases");
     std::os::unix::fs::symlink(crate::harness::BIN, &link).unwrap();
     let out = std::process::Command::new(&link)
@@ -289,8 +337,17 @@ fn newaliases_prints_each_error_with_file_and_line() {
     );
     assert_eq!(out.status.code(), Some(1));
     std::fs::write(work.join("aliases"), "good: root\n").unwrap();
-    let out = std::process::Command::new(&link).arg("-c").arg(&work).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(&link)
+        .arg("-c")
+        .arg(&work)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stderr.is_empty());
     std::fs::remove_dir_all(&work).unwrap();
 }
