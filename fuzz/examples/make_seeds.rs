@@ -396,6 +396,28 @@ fn main() {
         }
     }
 
+    // aliases: the shipped /etc/aliases, every destination kind, quoting,
+    // continuations and errors; a .forward.
+    let aliases = fs::read(root.join("etc/aliases")).expect("etc/aliases");
+    put("aliases", "etc-aliases", &aliases);
+    put(
+        "aliases",
+        "kinds",
+        b"# every kind\n\
+          list: alice, bob@example.org,\n  carol\n\
+          prog: \"|/usr/bin/procmail -a, b\"\n\
+          file: /var/log/mail.archive, /srv/maildir/\n\
+          team: :include:/etc/mail/team\n\
+          \"odd name\": \\root\n\
+          broken line\n\
+          empty:\n",
+    );
+    put(
+        "aliases",
+        "forward",
+        b"\\alice\n\"|/usr/bin/vacation alice\"\nalice@elsewhere.example, /home/alice/Mail/\n",
+    );
+
     // peer_name: flags (bit 0: IPv6 client), the mask of names whose
     // addresses include the client, the mask of failing look-ups, PTR names.
     put("peer_name", "confirmed", b"\0\x01\0mail.example.org");

@@ -63,6 +63,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("master_cf", master_cf),
     ("users_file", users_file),
     ("maildrop", maildrop),
+    ("aliases", aliases),
     ("ipc_lines", ipc_lines),
     ("handoff_frames", handoff_frames),
     ("auth_request", auth_request),
@@ -925,6 +926,49 @@ pub fn maildrop(data: &[u8]) {
                     assert!(!a.is_empty());
                 }
             }
+        }
+    }
+}
+
+/// aliases(5) text (alias_maps tables) and destination lists (~/.forward
+/// and :include: files, which users write), `common::aliases::parse_all`
+/// and `split_values`. Checks: names are lower case single words with at
+/// least one destination; destinations are trimmed, non-empty, without a
+/// line end, and split again they stay one; every error names a line that
+/// exists; `parse` agrees with `parse_all`.
+pub fn aliases(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let file = Path::new("aliases");
+    let (map, errors) = common::aliases::parse_all(file, text);
+    let lines = text.lines().count();
+    for e in &errors {
+        if let common::aliases::AliasError::Syntax { line, .. } = e {
+            assert!(*line >= 1 && *line <= lines, "{e}");
+        }
+    }
+    match common::aliases::parse(file, text) {
+        Ok(m) => {
+            assert!(errors.is_empty());
+            assert_eq!(m, map);
+        }
+        Err(e) => assert_eq!(e.to_string(), errors[0].to_string()),
+    }
+    let dest_ok = |v: &str| {
+        assert!(!v.is_empty() && v.trim() == v, "{v:?}");
+        assert!(!v.contains(['\n', '\r']), "{v:?}");
+    };
+    for (name, values) in &map {
+        assert_eq!(name, &name.to_ascii_lowercase());
+        assert!(!name.is_empty() && !name.contains(char::is_whitespace));
+        assert!(!values.is_empty());
+        values.iter().for_each(|v| dest_ok(v));
+    }
+    for v in common::aliases::split_values(text) {
+        dest_ok(&v);
+        if !v.contains(['"', ',']) && !v.starts_with('#') {
+            assert_eq!(common::aliases::split_values(&v), [v.clone()]);
         }
     }
 }
