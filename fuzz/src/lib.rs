@@ -968,7 +968,7 @@ pub fn aliases(data: &[u8]) {
     for v in common::aliases::split_values(text) {
         dest_ok(&v);
         if !v.contains(['"', ',']) && !v.starts_with('#') {
-            assert_eq!(common::aliases::split_values(&v), [v.clone()]);
+            assert_eq!(common::aliases::split_values(&v), std::slice::from_ref(&v));
         }
     }
 }

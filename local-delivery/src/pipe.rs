@@ -78,7 +78,10 @@ pub fn run(
         Some(p) if p > 0 => &local[p + 1..],
         _ => "",
     };
-    let (out_r, out_w) = io::pipe()?;
+    // One pipe for standard output and error (close-on-exec here; the
+    // child's copies are its descriptors 1 and 2).
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let out_r = std::fs::File::from(out_r);
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(command)
@@ -96,8 +99,8 @@ pub fn run(
         .env("PATH", "/usr/bin:/bin")
         .current_dir("/")
         .stdin(Stdio::piped())
-        .stdout(out_w.try_clone()?)
-        .stderr(out_w)
+        .stdout(Stdio::from(out_w.try_clone()?))
+        .stderr(Stdio::from(out_w))
         .process_group(0);
     for name in ["TZ", "LANG"] {
         if let Some(v) = std::env::var_os(name) {
