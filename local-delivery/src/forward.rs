@@ -19,8 +19,10 @@
 //! writable. Its destinations get the rights of the file's owner
 //! (default_privs when root owns it), as Postfix's local(8) does.
 //!
-//! Diagnostics: a .forward that is unsafe is skipped with a warning (mail
-//! goes to the mailbox); an unreadable one (other than missing) and every
+//! Diagnostics: a .forward that is unsafe or that the user may not read is
+//! skipped with a warning (mail goes to the mailbox; started by an ordinary
+//! user, other users' closed homes are skipped quietly); any other read
+//! error and every
 //! :include: problem defer the recipient (4.3.0) with the reason.
 
 use std::fs::File;
@@ -76,6 +78,14 @@ pub fn read_forward(
         let (text, meta) = match read_as(&path, acct.uid, acct.gid) {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            // As Postfix (lstat as the user fails): not there. Started by
+            // an ordinary user, other users' homes are closed to us.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                if privilege::is_root() {
+                    warning!("{}: {e}: ignored", path.display());
+                }
+                continue;
+            }
             Err(e) => {
                 return Err(Unresolved::Temporary(format!(
                     "cannot read {}: {e}",
