@@ -724,6 +724,43 @@ mod tests {
     }
 
     #[test]
+    fn a_forward_file_keeps_a_copy_with_the_users_own_name() {
+        let (mut cfg, mut users, dir) = setup("fwd");
+        let me = privilege::current_account();
+        cfg.set(
+            "forward_path",
+            &format!("{}/$user.forward", dir.display()),
+            "test",
+        );
+        let fw = dir.join(format!("{}.forward", me.name));
+        std::fs::write(
+            &fw,
+            format!(
+                "\\{0}, {0}, {0}@localhost, far@remote.example, demo@example.test\n",
+                me.name
+            ),
+        )
+        .unwrap();
+        let mut a = Aliases::new(&[]);
+        let d = destinations(&cfg, &mut users, &mut a, &format!("{}@localhost", me.name)).unwrap();
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(
+            matches!(&d[0], Dest::Mailbox(m) if m.home == me.home),
+            "{d:?}"
+        );
+        assert_eq!(d[1], Dest::Forward("far@remote.example".into()));
+        assert!(matches!(&d[2], Dest::Mailbox(m) if m.relay == "virtual"));
+        // Not a list of their own: no .forward, the mailbox.
+        std::fs::remove_file(&fw).unwrap();
+        let d = destinations(&cfg, &mut users, &mut a, &format!("{}@localhost", me.name)).unwrap();
+        assert!(
+            matches!(&d[..], [Dest::Mailbox(m)] if m.home == me.home),
+            "{d:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn destinations_of_every_kind() {
         let (cfg, mut users, dir) = setup("kinds");
         let mut cfg = cfg;
