@@ -5,8 +5,11 @@
 //! Maildir/ below it, owner from its entry, virtual_uid_maps/virtual_gid_maps
 //! or mail_owner (`common::users::resolve_virtual`, which auth uses too, so
 //! the mailbox processes and delivery agree). A recipient of mydestination is first looked up in
-//! alias_maps (aliases.rs; the targets are resolved in turn, up to
-//! MAX_ALIAS_DEPTH deep), then as a system user (getpwnam):
+//! alias_maps (common::aliases; the destinations are resolved in turn, up
+//! to MAX_ALIAS_DEPTH deep: `destinations` gives mailboxes, commands,
+//! files and addresses to forward, see `Dest`), then as a system user
+//! (getpwnam), whose ~/.forward (forward.rs) lists destinations the same
+//! way:
 //! `~/$home_mailbox`, Maildir when that ends in '/', else mbox; with an
 //! empty home_mailbox the mbox `$mail_spool_directory/USER` (Postfix's
 //! default); owned by the user. An mbox is locked as mailbox_delivery_lock
