@@ -7,8 +7,7 @@
 //! (postdrop::maildrop). Does not own the spool (postdrop writes maildrop/,
 //! pickup queues), recipient extraction for -t and the headers local mail
 //! gets (pickup), the queue listing (-bp: `crate::queue::mailq`), alias
-//! databases (-bi, `crate::newaliases::run`, a stub
-//! here) or flushing (-q, admin.rs).
+//! databases (-bi, `crate::newaliases::run`) or flushing (-q, admin.rs).
 //!
 //! postdrop: the installed setgid postdrop next to this executable
 //! (/usr/sbin/postdrop beside /usr/sbin/posthorn) when it is there and
@@ -21,8 +20,8 @@
 //!
 //! Exit status (sysexits.h): 0 queued; 64 (EX_USAGE) bad options or no
 //! recipients; 65 (EX_DATAERR) -t without recipients on the command line
-//! and none in the header; 67 (EX_NOUSER) the invoking user has no login name; 70
-//! (EX_SOFTWARE) a mode this build lacks; 71 (EX_OSERR) postdrop could not
+//! and none in the header; 67 (EX_NOUSER) the invoking user has no login
+//! name; -bi newaliases' status; 71 (EX_OSERR) postdrop could not
 //! be run; 75 (EX_TEMPFAIL) postdrop failed for a passing reason; otherwise
 //! postdrop's own status (65 bad or too big message, 77 configuration
 //! directory not allowed, 78 configuration error).
@@ -41,7 +40,6 @@ use proto::smtp::{parse_command_with, Command as SmtpCommand, DataReceiver, Exte
 pub const EX_USAGE: i32 = 64;
 pub const EX_DATAERR: i32 = 65;
 pub const EX_NOUSER: i32 = 67;
-pub const EX_SOFTWARE: i32 = 70;
 pub const EX_OSERR: i32 = 71;
 pub const EX_TEMPFAIL: i32 = 75;
 
@@ -239,10 +237,10 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
-/// -bi. Alias databases are `crate::newaliases::run`'s (not in this build).
-fn newaliases(_dir: &Path) -> i32 {
-    eprintln!("sendmail: fatal: -bi (newaliases) is not available in this build");
-    EX_SOFTWARE
+/// -bi: `newaliases` (checks the alias_maps tables; there is no database
+/// to build).
+fn newaliases(dir: &Path) -> i32 {
+    crate::newaliases::run(dir)
 }
 
 /// The invoking user's login name and full name (GECOS).

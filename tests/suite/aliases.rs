@@ -336,6 +336,14 @@ fn newaliases_prints_each_error_with_file_and_line() {
         )
     );
     assert_eq!(out.status.code(), Some(1));
+    // sendmail -bi is the same check.
+    let bi = std::process::Command::new(crate::harness::BIN)
+        .args(["sendmail", "-bi", "-C"])
+        .arg(&work)
+        .output()
+        .unwrap();
+    assert_eq!(bi.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&bi.stderr), err);
     std::fs::write(work.join("aliases"), "good: root\n").unwrap();
     let out = std::process::Command::new(&link)
         .arg("-c")
