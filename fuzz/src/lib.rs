@@ -33,7 +33,7 @@ use common::addr::{self, Domains, Route};
 use common::config::Config;
 use common::spool::{Envelope, QueueFile};
 use posthorn_smtpd::restrictions::Restriction;
-use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
+use posthorn_smtpd::session::{Accepted, Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
 mod downgrade;
@@ -411,7 +411,7 @@ impl Policy for FuzzPolicy {
         client: Option<IpAddr>,
         rcpt: &str,
         authenticated: bool,
-    ) -> Result<(), Reply> {
+    ) -> Result<Accepted, Reply> {
         let key = addr::lookup_key(rcpt, &self.domains.delimiter);
         let known = match self.domains.route(rcpt) {
             Route::Virtual => ["demo@example.test", "bob@example.test"].contains(&key.as_str()),
@@ -419,7 +419,7 @@ impl Policy for FuzzPolicy {
             Route::Remote => authenticated || self.trusted(client),
         };
         if known {
-            Ok(())
+            Ok(Accepted::Itself)
         } else {
             Err(Reply::new(
                 550,

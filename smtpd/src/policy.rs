@@ -9,6 +9,11 @@
 //! permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination).
 //! `postmaster`, bare or at any domain we are final destination for, is
 //! always accepted (RFC 5321 4.5.1), whether or not such a user exists.
+//! Before those checks (after relay control) the recipient goes through
+//! virtual_alias_maps (common::virtual_alias): an address with an entry is
+//! accepted as what it expands to, whatever its domain's users; one in a
+//! virtual_alias_domains domain without an entry is refused; those domains
+//! are ours for relay control.
 //! Does not own syntax (proto) or the session (session.rs).
 //!
 //! The look-up is synchronous on smtpd's event loop, so `AuthLookup` keeps
@@ -23,12 +28,16 @@
 //! Reply texts are Postfix's, so fail2ban filters and administrators'
 //! habits carry over:
 //! `550 5.1.1 <u@d>: Recipient address rejected: User unknown in virtual mailbox table`,
+//! `550 5.1.1 <u@d>: Recipient address rejected: User unknown in virtual alias table`,
 //! `554 5.7.1 <u@other>: Relay access denied`,
 //! `451 4.3.0 <u@d>: Temporary lookup failure`.
 //!
 //! Diagnostics: `warning: virtual mailbox look-up: ...; answering 451 for
 //! virtual recipients` once per outage of auth, and `virtual mailbox
-//! look-up: the auth service answers again` when it is over.
+//! look-up: the auth service answers again` when it is over; `warning:
+//! unreasonable virtual_alias_maps map nesting for <a>` (or `expansion
+//! size`, or `table ... cannot be read`) with each 451 the alias tables
+//! cause.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,10 +48,11 @@ use common::addr::{self, Domains, Route};
 use common::auth::{AuthClient, AuthError, AuthReply};
 use common::net::Networks;
 use common::privilege;
+use common::virtual_alias::{VirtualAlias, VirtualError};
 use common::{info, warning};
 use proto::smtp::Reply;
 
-use crate::session::Policy;
+use crate::session::{Accepted, Policy};
 
 /// How long a user that exists is remembered.
 pub const POSITIVE_TTL: Duration = Duration::from_secs(60);
@@ -154,6 +164,8 @@ pub struct AccessPolicy {
     pub mynetworks: Networks,
     /// The virtual mailbox users (virtual_mailbox_domains).
     pub users: Box<dyn UserLookup>,
+    /// virtual_alias_maps and virtual_alias_domains.
+    pub aliases: VirtualAlias,
 }
 
 impl Policy for AccessPolicy {
@@ -162,14 +174,55 @@ impl Policy for AccessPolicy {
         client: Option<IpAddr>,
         rcpt: &str,
         authenticated: bool,
-    ) -> Result<(), Reply> {
+    ) -> Result<Accepted, Reply> {
+        // Relay control first (Postfix's reject_unauth_destination before
+        // reject_unlisted_recipient): an alias entry for another domain's
+        // address does not make that domain ours.
+        let route = self.domains.route(rcpt);
+        if route == Route::Remote
+            && !self.aliases.is_alias_domain(addr::split(rcpt).1)
+            && !(authenticated || self.trusted(client))
+        {
+            return Err(Reply::new(
+                554,
+                Some("5.7.1"),
+                format!("<{rcpt}>: Relay access denied"),
+            ));
+        }
+        match self.aliases.expand(rcpt) {
+            Ok(e) if e.rewritten => {
+                return Ok(match e.recipients.as_slice() {
+                    [one] if one == rcpt => Accepted::Itself,
+                    _ => Accepted::Aliased(e.recipients),
+                });
+            }
+            Ok(_) => {}
+            Err(VirtualError::Unknown(_)) => {
+                return Err(Reply::new(
+                    550,
+                    Some("5.1.1"),
+                    format!(
+                        "<{rcpt}>: Recipient address rejected: User unknown in virtual alias table"
+                    ),
+                ));
+            }
+            Err(e) => {
+                // RFC 5321 4.2.5: cannot tell now; the client tries later.
+                warning!("{e}");
+                return Err(Reply::new(
+                    451,
+                    Some("4.3.0"),
+                    format!("<{rcpt}>: Temporary lookup failure"),
+                ));
+            }
+        }
         if self.is_postmaster(rcpt) {
-            return Ok(());
+            return Ok(Accepted::Itself);
         }
         let key = addr::lookup_key(rcpt, &self.domains.delimiter);
-        match self.domains.route(rcpt) {
+        match route {
             Route::Virtual => match self.users.exists(&key) {
-                Ok(true) => Ok(()),
+                Ok(true) => Ok(Accepted::Itself),
                 Ok(false) => Err(Reply::new(
                     550,
                     Some("5.1.1"),
@@ -191,19 +244,10 @@ impl Policy for AccessPolicy {
                         format!("<{rcpt}>: Recipient address rejected: User unknown in local recipient table"),
                     ));
                 }
-                Ok(())
+                Ok(Accepted::Itself)
             }
-            Route::Remote => {
-                if authenticated || self.trusted(client) {
-                    Ok(())
-                } else {
-                    Err(Reply::new(
-                        554,
-                        Some("5.7.1"),
-                        format!("<{rcpt}>: Relay access denied"),
-                    ))
-                }
-            }
+            // Relaying was allowed above.
+            Route::Remote => Ok(Accepted::Itself),
         }
     }
 
