@@ -891,7 +891,9 @@ impl Session {
                     // sent (RFC 3461 4.2), so notices name it; an explicit
                     // ORCPT wins. A final recipient already in the
                     // envelope with the same NOTIFY is not added again:
-                    // two aliases of one mailbox deliver once.
+                    // two aliases of one mailbox deliver once (the local
+                    // part compared without case too, as every look-up
+                    // of a mailbox folds it).
                     let orcpt = params
                         .orcpt
                         .or_else(|| to.is_ascii().then(|| dsn::default_orcpt(&to)));
@@ -901,7 +903,7 @@ impl Session {
                             .rcpts
                             .iter()
                             .zip(&self.tx.rcpt_dsn)
-                            .any(|(x, d)| same_address(x, &r) && d.notify == notify);
+                            .any(|(x, d)| x.eq_ignore_ascii_case(&r) && d.notify == notify);
                         if !seen {
                             self.tx.rcpts.push(r);
                             self.tx.rcpt_dsn.push(RecipientDsn {
