@@ -37,7 +37,9 @@
 //! queue_directory, alias_maps, default_privs.
 //!
 //! Diagnostics: one log line per recipient, Postfix's shape:
-//! `ID: to=<a@b>, relay=virtual, delay=0.12, dsn=2.0.0, status=sent (delivered to maildir)`.
+//! `ID: to=<a@b>, relay=virtual, delay=0.12, dsn=2.0.0, status=sent (delivered to maildir)`,
+//! with `, orig_to=<x@y>` after `to=` when the recipient's ORCPT names
+//! another address (a virtual alias's original).
 //! Security: requests are validated (queue id syntax, recipient index and
 //! address must match the queue file); a bad request closes the connection.
 

@@ -116,7 +116,9 @@ fn aliases_catch_all_and_domain_alias() {
     }
     let log = s.log();
     assert!(
-        log.contains(&format!("{id}: to=<catch@example.test>, relay=virtual")),
+        log.contains(&format!(
+            "{id}: to=<catch@example.test>, orig_to=<whoever@alias.test>, relay=virtual"
+        )),
         "{log}"
     );
     assert!(
