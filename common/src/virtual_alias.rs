@@ -141,13 +141,31 @@ fn parse_value(v: &str) -> Result<Vec<String>, String> {
     if list.is_empty() {
         return Err("no address".into());
     }
-    if let Some(bad) = list
-        .iter()
-        .find(|a| a.ends_with('@') || a.bytes().any(|b| b.is_ascii_control() || b == b'<'))
-    {
+    if let Some(bad) = list.iter().find(|a| !valid_value(a)) {
         return Err(format!("bad address {bad:?}"));
     }
     Ok(list)
+}
+
+/// A value address: `local@domain`, `local` (gets @$myorigin) or
+/// `@domain`, the local part a dot-string (RFC 5321 4.1.2, leniently as
+/// proto; quoted local parts are not supported here), the domain a domain
+/// name or an address literal, at most 254 octets in all (RFC 5321
+/// 4.5.3.1.3 less the brackets).
+fn valid_value(a: &str) -> bool {
+    use proto::smtp::{is_address_literal, is_domain};
+    let (local, domain) = match a.rsplit_once('@') {
+        Some((l, d)) => (l, Some(d)),
+        None => (a, None),
+    };
+    let local_ok = local.chars().all(|c| {
+        c == '.'
+            || c.is_ascii_alphanumeric()
+            || "!#$%&'*+-/=?^_`{|}~".contains(c)
+            || (!c.is_ascii() && !c.is_control())
+    });
+    let domain_ok = domain.is_none_or(|d| is_domain(d) || is_address_literal(d));
+    a.len() <= 254 && local_ok && domain_ok && (!local.is_empty() || domain.is_some())
 }
 
 /// A table spec in a domain list (as Postfix's match lists: `type:name`
@@ -405,6 +423,42 @@ mod tests {
         // Bare keys only for $myorigin and $mydestination.
         assert_eq!(rcpts(&mut v, "root@localhost"), ["admin@example.test"]);
         assert_eq!(rcpts(&mut v, "root@example.test"), ["root@example.test"]);
+    }
+
+    #[test]
+    fn bad_values_are_skipped() {
+        for good in [
+            "a@b.test",
+            "@b.test",
+            "a",
+            "a.b+c@[192.0.2.1]",
+            "j\u{f6}rg@b.test",
+        ] {
+            assert!(valid_value(good), "{good}");
+        }
+        for bad in [
+            "@",
+            "a@",
+            "a@@b.test",
+            "@@b.test",
+            "a b@c",
+            "a<b@c",
+            "\"q\"@b.test",
+            "a@-b",
+        ] {
+            assert!(!valid_value(bad), "{bad}");
+        }
+        let (_d, mut v) = setup(
+            "bad",
+            "a@x.test  b@x.test, c@@x.test\nd@x.test e@x.test\n",
+            "",
+        );
+        assert_eq!(
+            rcpts(&mut v, "a@x.test"),
+            ["a@x.test"],
+            "the bad line is skipped"
+        );
+        assert_eq!(rcpts(&mut v, "d@x.test"), ["e@x.test"]);
     }
 
     #[test]

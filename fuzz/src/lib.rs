@@ -802,10 +802,22 @@ pub fn virtual_alias(data: &[u8]) {
     };
     let text = String::from_utf8_lossy(rest);
     let (first, table) = text.split_once('\n').unwrap_or((&text, ""));
-    let dir = std::env::temp_dir().join(format!("posthorn-fuzz-virtual-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "posthorn-fuzz-virtual-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
+    /// Removes the table's directory when the run ends, however it ends.
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
     let path = dir.join("virtual");
     if std::fs::write(&path, table).is_err() {
         return;
