@@ -14,7 +14,9 @@
 //! 4.5.3.1 limits), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
 //! (CHUNKING), RFC 6531 (SMTPUTF8), RFC 3461 (DSN: RET and ENVID of MAIL,
 //! NOTIFY and ORCPT of each RCPT go into the envelope for qmgr; their
-//! syntax errors are proto's 501 replies), RFC 2034 / 3463, RFC 3207 (STARTTLS:
+//! syntax errors are proto's 501 replies; a recipient the policy expands
+//! through virtual_alias_maps is queued as its final recipients, each
+//! with the client's address as ORCPT unless the client gave one), RFC 2034 / 3463, RFC 3207 (STARTTLS:
 //! the TLS itself is the caller's, `Step::StartTls` then `tls_secured`),
 //! RFC 3848 (ESMTPS, ESMTPA, ESMTPSA in Received:), RFC 4954 (AUTH: the
 //! exchange is proto::sasl's, the verification the caller's,
