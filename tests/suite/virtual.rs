@@ -130,7 +130,8 @@ fn aliases_catch_all_and_domain_alias() {
 
 /// The table is read again when it changes, with no reload: an address
 /// refused before is accepted after, and its mail follows the new entry;
-/// an entry changed goes to its new target.
+/// an entry changed goes to its new target. (A 554 at the first RCPT
+/// means another suite on the machine holds the same port.)
 #[test]
 fn a_table_change_is_followed_without_reload() {
     let t = Table::new("reload", TABLE);
@@ -138,30 +139,32 @@ fn a_table_change_is_followed_without_reload() {
     let mut c = Smtp::connect(s.port);
     c.cmd("HELO client.example.org", 250);
     c.cmd("MAIL FROM:<alice@example.org>", 250);
-    c.cmd("RCPT TO:<new@strict.test>", 550);
+    c.send("RCPT TO:<new@strict.test>");
+    let (code, reply) = c.reply();
+    assert_eq!(code, 550, "{reply:?}; log:\n{}", s.log());
     c.cmd("QUIT", 221);
     t.write(&TABLE.replace(
         "info@alias.test     bob@example.test",
         "info@alias.test     demo@example.test\nnew@strict.test  catch@example.test",
     ));
-    // smtpd looks at the file at most once a second: ask until it answers.
+    // Each smtpd process looks at the file at most once a second: send
+    // until one has the new table; the whole message then goes through
+    // that process (so info@alias.test follows the new entry too).
     s.wait_until("smtpd accepts new@strict.test", || {
         let mut c = Smtp::connect(s.port);
         c.cmd("HELO client.example.org", 250);
         c.cmd("MAIL FROM:<alice@example.org>", 250);
         c.send("RCPT TO:<new@strict.test>");
         let (code, _) = c.reply();
+        if code == 250 {
+            c.cmd("RCPT TO:<info@alias.test>", 250);
+            c.cmd("DATA", 354);
+            c.raw(b"Subject: after the change\r\n\r\nx\r\n.\r\n");
+            c.expect(250);
+        }
         c.cmd("QUIT", 221);
         code == 250
     });
-    let mut c = Smtp::connect(s.port);
-    c.cmd("HELO client.example.org", 250);
-    c.mail(
-        "alice@example.org",
-        &["new@strict.test", "info@alias.test"],
-        b"Subject: after the change\r\n\r\nx\r\n",
-    );
-    c.cmd("QUIT", 221);
     s.barrier(&[
         "demo@example.test",
         "bob@example.test",
