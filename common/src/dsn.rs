@@ -146,6 +146,21 @@ impl RecipientDsn {
 
     /// The original recipient as `(addr-type, address)`, decoded (for
     /// Original-Recipient:).
+    /// The log lines' `, orig_to=<a>` for a recipient delivered as
+    /// `address` (Postfix's field for an address rewritten on the way, e.g.
+    /// by virtual_alias_maps, whose original smtpd keeps as the ORCPT):
+    /// empty when there is no rfc822 ORCPT or it is the address itself.
+    pub fn orig_to(&self, address: &str) -> String {
+        match self.orcpt_text() {
+            Some((t, a))
+                if t.eq_ignore_ascii_case("rfc822") && !a.eq_ignore_ascii_case(address) =>
+            {
+                format!(", orig_to=<{a}>")
+            }
+            _ => String::new(),
+        }
+    }
+
     pub fn orcpt_text(&self) -> Option<(String, String)> {
         let (t, a) = orcpt_parts(self.orcpt.as_deref()?)?;
         Some((t.to_string(), a))
@@ -201,6 +216,21 @@ mod tests {
         for bad in [0, 3, 16, 0x81] {
             assert_eq!(Notify::from_bits(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn orig_to_only_for_another_address() {
+        let d = |o: &str| RecipientDsn {
+            notify: None,
+            orcpt: Some(o.into()),
+        };
+        assert_eq!(
+            d("rfc822;Info+2Bx@alias.test").orig_to("bob@example.test"),
+            ", orig_to=<Info+x@alias.test>"
+        );
+        assert_eq!(d("rfc822;bob@Example.Test").orig_to("bob@example.test"), "");
+        assert_eq!(d("x400;bob@other").orig_to("bob@example.test"), "");
+        assert_eq!(RecipientDsn::default().orig_to("bob@example.test"), "");
     }
 
     #[test]

@@ -27,3 +27,4 @@ pub mod status;
 pub mod table;
 pub mod tls;
 pub mod users;
+pub mod virtual_alias;

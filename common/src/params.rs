@@ -90,6 +90,16 @@ params! {
         "Characters that separate a user name from an address extension (user+ext@domain). Empty: no extensions.";
     "recipient_delimiter_folder" = "no";
         "yes: mail for a Maildir user's address with an extension (user+ext@domain) is filed in the user's folder named ext when it exists (Maildir++ .ext; a nested folder as a/b or a.b; the case as the user created it, when only the case differs); otherwise, and always for a name that is not a valid folder name, it goes to INBOX. Folders are never created from addresses. Dovecot's lmtp_save_to_detail_mailbox.";
+    "virtual_alias_maps" = "";
+        "Aliases for envelope recipients of any domain (virtual(5)), applied by smtpd at RCPT before the message is queued: text tables, texthash:/path (hash:/path and a bare path also name the text file; no postmap step: a table is read again when it changes). Keys user@domain, user (only for $myorigin and $mydestination), @domain (a catch-all); with recipient_delimiter, user+ext@domain is looked up as itself first. Values: addresses separated by commas or white space; @otherdomain keeps the local part (a domain alias); an address without a domain gets @$myorigin. Results are expanded again; an address that maps to itself is kept. Each final recipient is queued with the original as its DSN ORCPT, so notices name the address the sender used. A bad line is skipped with a warning naming the file and line; a table that cannot be read makes smtpd answer 451.";
+    "virtual_alias_domains" = "$virtual_alias_maps";
+        "Domains with no mailboxes whose every address is an alias in virtual_alias_maps: domain names, and tables in which a domain is looked up as a key (the default: a domain is a virtual alias domain when virtual_alias_maps has a line for the domain itself, Postfix's example.com anything). A recipient there that no entry matches is refused with 550 5.1.1 User unknown in virtual alias table. smtpd accepts mail for these domains from any client (they are ours, not relaying). Do not list a domain here and in mydestination or virtual_mailbox_domains.";
+    "virtual_alias_recursion_limit" = "1000";
+        "The most times one address is rewritten by virtual_alias_maps on the way to a final recipient. More (or an alias loop with no final recipient) makes smtpd answer 451 and log unreasonable virtual_alias_maps map nesting.";
+    "virtual_alias_expansion_limit" = "1000";
+        "The most addresses one recipient may expand into through virtual_alias_maps. More makes smtpd answer 451 and log unreasonable virtual_alias_maps map expansion size. smtpd_recipient_limit counts the recipients the client sends, not their expansions.";
+    "propagate_unmatched_extensions" = "canonical, virtual";
+        "Where an address extension that no table key matched (user+ext@domain found as user@domain) goes on to the result: with virtual, a virtual_alias_maps result user2@domain2 becomes user2+ext@domain2. canonical is accepted for Postfix compatibility (posthorn has no canonical_maps).";
     "message_size_limit" = "10240000";
         "The largest message, in bytes, that smtpd accepts; advertised in the SIZE extension and enforced while the message streams in.";
     "smtpd_banner" = "$myhostname ESMTP $mail_name";

@@ -104,6 +104,16 @@ impl<V> Tables<V> {
         keys.into_iter().find_map(|k| self.get(k))
     }
 
+    /// The first table whose file cannot be read now (it answers nothing
+    /// until it can), for callers that must not take "no entry" for an
+    /// answer then.
+    pub fn unreadable(&self) -> Option<&std::path::Path> {
+        self.tables
+            .iter()
+            .find(|t| t.failed)
+            .map(|t| t.path.as_path())
+    }
+
     /// Look at the files now, whatever the time since the last look (tests).
     pub fn refresh_now(&mut self) {
         self.checked = None;
@@ -266,6 +276,7 @@ mod tests {
         std::fs::remove_file(&a).unwrap();
         t.refresh_now();
         assert_eq!(t.get("z"), None, "a file gone answers nothing");
+        assert_eq!(t.unreadable(), Some(a.as_path()));
         assert!(Tables::new("", any).get("x").is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }

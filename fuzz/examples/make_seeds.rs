@@ -322,6 +322,23 @@ fn main() {
           held.example     retry:maintenance\nnovalue\nlong.example\n  smtp:[continued.example]\n\
           * smtp:[smarthost.example]\n",
     );
+    // virtual_alias: knobs, recipients, table.
+    let virtual_table = "alias.test  anything\n\
+        info@alias.test  bob@example.test, carol@example.test\n\
+        @alias.test  catch@example.test\n@old.test  @new.test\n\
+        joe@x.test  joe@example.test\nroot  admin\n\
+        team@x.test  a@x.test, b@x.test\na@x.test  a@x.test, archive@x.test\n\
+        b@x.test  team@x.test, c@x.test\nloop1@x.test loop2@x.test\n\
+        loop2@x.test loop1@x.test\n";
+    for (name, knobs, rcpts) in [
+        ("aliases", 1u8, "info@alias.test who@alias.test u+e@old.test joe+x@x.test"),
+        ("loops", 4, "team@x.test loop1@x.test root@localhost nobody@alias.test"),
+        ("delimiters", 3, "joe-a+b@X.TEST root+x@mail.example.test @alias.test x"),
+    ] {
+        let mut seed = vec![knobs];
+        seed.extend_from_slice(format!("{rcpts}\n{virtual_table}").as_bytes());
+        put("virtual_alias", name, &seed);
+    }
     put(
         "main_cf",
         "syntax.cf",

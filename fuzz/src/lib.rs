@@ -33,7 +33,7 @@ use common::addr::{self, Domains, Route};
 use common::config::Config;
 use common::spool::{Envelope, QueueFile};
 use posthorn_smtpd::restrictions::Restriction;
-use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
+use posthorn_smtpd::session::{Accepted, Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
 mod downgrade;
@@ -83,6 +83,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("imap_session", imap_session),
     ("peer_name", peer_name),
     ("downgrade", downgrade),
+    ("virtual_alias", virtual_alias),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it
@@ -412,7 +413,7 @@ impl Policy for FuzzPolicy {
         client: Option<IpAddr>,
         rcpt: &str,
         authenticated: bool,
-    ) -> Result<(), Reply> {
+    ) -> Result<Accepted, Reply> {
         let key = addr::lookup_key(rcpt, &self.domains.delimiter);
         let known = match self.domains.route(rcpt) {
             Route::Virtual => ["demo@example.test", "bob@example.test"].contains(&key.as_str()),
@@ -420,7 +421,7 @@ impl Policy for FuzzPolicy {
             Route::Remote => authenticated || self.trusted(client),
         };
         if known {
-            Ok(())
+            Ok(Accepted::Itself)
         } else {
             Err(Reply::new(
                 550,
@@ -786,6 +787,78 @@ pub fn text_table(data: &[u8]) {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("warning without a line: {w:?}"));
         assert!(n >= 1 && n <= lines, "{w:?} of {lines} lines");
+    }
+}
+
+/// virtual_alias_maps expansion: the first byte holds knobs (bit 0:
+/// propagate_unmatched_extensions has virtual, bit 1: recipient_delimiter
+/// `+-` instead of `+`, bit 2: small limits, recursion 4 and expansion 8),
+/// the first line up to four recipients separated by spaces, the rest the
+/// table (a temporary file, read as smtpd reads it; alias.test and any
+/// domain that is a key of its own are virtual alias domains).
+pub fn virtual_alias(data: &[u8]) {
+    use common::virtual_alias::{Settings, VirtualAlias, VirtualError};
+    let Some((&knobs, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let (first, table) = text.split_once('\n').unwrap_or((&text, ""));
+    let dir = std::env::temp_dir().join(format!(
+        "posthorn-fuzz-virtual-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    /// Removes the table's directory when the run ends, however it ends.
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
+    let path = dir.join("virtual");
+    if std::fs::write(&path, table).is_err() {
+        return;
+    }
+    let maps = format!("texthash:{}", path.display());
+    let (recursion, expansion) = if knobs & 4 != 0 { (4, 8) } else { (1000, 1000) };
+    let mut v = VirtualAlias::new(Settings {
+        domains: format!("alias.test {maps}"),
+        maps,
+        myorigin: "mail.example.test".into(),
+        mydestination: vec!["mail.example.test".into(), "localhost".into()],
+        recipient_delimiter: if knobs & 2 != 0 { "+-" } else { "+" }.into(),
+        propagate: knobs & 1 != 0,
+        recursion_limit: recursion,
+        expansion_limit: expansion,
+    });
+    for rcpt in first.split(' ').filter(|r| !r.is_empty()).take(4) {
+        let got = v.expand(rcpt);
+        assert_eq!(got, v.expand(rcpt), "the same answer twice for {rcpt:?}");
+        match got {
+            Ok(e) => {
+                assert!(!e.recipients.is_empty(), "{rcpt:?}");
+                assert!(e.recipients.len() <= expansion, "{rcpt:?}: {e:?}");
+                if !e.rewritten {
+                    assert_eq!(e.recipients, [rcpt], "no entry: itself");
+                }
+                for (i, a) in e.recipients.iter().enumerate() {
+                    assert!(
+                        !e.recipients[..i].iter().any(|b| b.eq_ignore_ascii_case(a)),
+                        "{rcpt:?}: {a:?} twice in {e:?}"
+                    );
+                }
+            }
+            Err(VirtualError::Unknown(a)) => {
+                assert_eq!(a, rcpt);
+                assert!(v.is_alias_domain(common::addr::split(rcpt).1), "{rcpt:?}");
+            }
+            Err(VirtualError::Table(_)) => panic!("the table was written"),
+            Err(VirtualError::TooMany(_) | VirtualError::TooDeep(_)) => {}
+        }
     }
 }
 

@@ -156,6 +156,8 @@ type Outcome = (Status, &'static str, String, &'static str, Vec<String>);
 struct Finished {
     id: QueueId,
     address: String,
+    /// `, orig_to=<a>` or nothing (RecipientDsn::orig_to).
+    orig_to: String,
     relay: &'static str,
     delay: f64,
     result: RecipientResult,
@@ -232,9 +234,10 @@ impl Agent {
                             Status::Bounced => "bounced",
                         };
                         info!(
-                            "{}: to=<{}>, relay={}, delay={:.2}, dsn={}, status={word} ({})",
+                            "{}: to=<{}>{}, relay={}, delay={:.2}, dsn={}, status={word} ({})",
                             f.id,
                             f.address,
+                            f.orig_to,
                             f.relay,
                             f.delay.max(0.0),
                             r.dsn,
@@ -334,6 +337,7 @@ impl Agent {
                 out.extend(req.recipients.iter().map(|r| Finished {
                     id: id.clone(),
                     address: r.address.clone(),
+                    orig_to: String::new(),
                     relay: "local",
                     delay: 0.0,
                     result: RecipientResult {
@@ -371,6 +375,7 @@ impl Agent {
             out.push(Finished {
                 id: id.clone(),
                 address: rec.address.clone(),
+                orig_to: rec.dsn.orig_to(&rec.address),
                 relay,
                 delay,
                 result: RecipientResult {

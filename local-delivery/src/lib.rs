@@ -53,9 +53,10 @@
 //!
 //! Diagnostics: one log line per recipient, Postfix's shape:
 //! `ID: to=<a@b>, relay=virtual, delay=0.12, dsn=2.0.0, status=sent (delivered to maildir)`
-//! (`delivered to command: CMD`, `delivered to file: PATH`); a recipient
-//! only forwarded gets qmgr's `to=<fwd>, orig_to=<a@b>, ... (forwarded as ID)`
-//! lines instead.
+//! (`delivered to command: CMD`, `delivered to file: PATH`), with
+//! `, orig_to=<x@y>` after `to=` when the recipient's ORCPT names another
+//! address (a virtual alias's original); a recipient only forwarded gets
+//! qmgr's `to=<fwd>, orig_to=<a@b>, ... (forwarded as ID)` lines instead.
 //! Security: requests are validated (queue id syntax, recipient index and
 //! address must match the queue file); a bad request closes the connection.
 

@@ -40,7 +40,8 @@
 //!
 //! Diagnostics: one line per recipient in Postfix's shape:
 //! `ID: to=<a@b>, relay=mx.example.org[192.0.2.1]:25, delay=0.3, dsn=2.0.0,
-//! status=sent (250 2.0.0 Ok: queued as X)`; deferred and bounced ones
+//! status=sent (250 2.0.0 Ok: queued as X)` (`, orig_to=<x@y>` after
+//! `to=` when the ORCPT names another address); deferred and bounced ones
 //! carry the remote reply (`host said: ...`) or the reason; TLS as
 //! `Untrusted TLS connection established to HOST[ADDR]:PORT: TLSv1.3 with
 //! cipher ...`.
@@ -293,7 +294,7 @@ impl Agent {
             .as_secs_f64()
             - qf.arrival as f64;
         let mut out = Vec::with_capacity(verdicts.len());
-        for (r, v) in req.recipients.iter().zip(verdicts) {
+        for ((r, v), d) in req.recipients.iter().zip(verdicts).zip(&rcpt_dsn) {
             let (status, dsn, text, word, handoff) = match v {
                 Verdict::Sent { dsn, text, handoff } => (Status::Sent, dsn, text, "sent", handoff),
                 Verdict::Deferred { dsn, text } => {
@@ -304,8 +305,9 @@ impl Agent {
                 }
             };
             info!(
-                "{id}: to=<{}>, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
-                r.address
+                "{id}: to=<{}>{}, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
+                r.address,
+                d.orig_to(&r.address)
             );
             let mut res = result(r.index, status, &dsn, &text);
             res.handoff = handoff;

@@ -28,6 +28,8 @@
 //! smtpd_client_connection_count_limit, smtpd_max_connections,
 //! smtpd_vrfy_reply, smtpd_forbid_bare_newline, mynetworks,
 //! virtual_mailbox_domains, mydestination, alias_maps, recipient_delimiter,
+//! virtual_alias_maps, virtual_alias_domains, virtual_alias_recursion_limit,
+//! virtual_alias_expansion_limit, propagate_unmatched_extensions, myorigin,
 //! queue_directory (virtual users are asked of posthorn-auth on
 //! `private/auth`), smtpd_tls_cert_file, smtpd_tls_key_file,
 //! smtpd_tls_security_level, smtpd_tls_wrappermode, smtpd_sasl_auth_enable,
@@ -60,6 +62,7 @@ use common::server::anvil::AnvilCounter;
 use common::server::{Limits, Server};
 use common::spool::Spool;
 use common::tls::{self, TlsSetup};
+use common::virtual_alias::VirtualAlias;
 
 /// Threads that fsync queue files.
 const POOL_THREADS: usize = 4;
@@ -100,7 +103,11 @@ pub fn main() {
         // Virtual users through the auth service: smtpd does not read the
         // users file.
         users: Box::new(policy::AuthLookup::new(spool.private("auth"))),
-        aliases: common::aliases::Aliases::new(&cfg.list("alias_maps")),
+        local_aliases: common::aliases::Aliases::new(&cfg.list("alias_maps")),
+        virtual_aliases: match VirtualAlias::from_config(cfg) {
+            Ok(v) => v,
+            Err(e) => common::config_fatal!("{e}"),
+        },
     };
     let peernames = peernames(cfg);
     let mut counter = AnvilCounter::new(spool.private("anvil"), &worker.service);

@@ -11,6 +11,11 @@
 //! permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination).
 //! `postmaster`, bare or at any domain we are final destination for, is
 //! always accepted (RFC 5321 4.5.1), whether or not such a user exists.
+//! Before those checks (after relay control) the recipient goes through
+//! virtual_alias_maps (common::virtual_alias): an address with an entry is
+//! accepted as what it expands to, whatever its domain's users; one in a
+//! virtual_alias_domains domain without an entry is refused; those domains
+//! are ours for relay control.
 //! Does not own syntax (proto) or the session (session.rs).
 //!
 //! The look-up is synchronous on smtpd's event loop, so `AuthLookup` keeps
@@ -25,12 +30,16 @@
 //! Reply texts are Postfix's, so fail2ban filters and administrators'
 //! habits carry over:
 //! `550 5.1.1 <u@d>: Recipient address rejected: User unknown in virtual mailbox table`,
+//! `550 5.1.1 <u@d>: Recipient address rejected: User unknown in virtual alias table`,
 //! `554 5.7.1 <u@other>: Relay access denied`,
 //! `451 4.3.0 <u@d>: Temporary lookup failure`.
 //!
 //! Diagnostics: `warning: virtual mailbox look-up: ...; answering 451 for
 //! virtual recipients` once per outage of auth, and `virtual mailbox
-//! look-up: the auth service answers again` when it is over.
+//! look-up: the auth service answers again` when it is over; `warning:
+//! unreasonable virtual_alias_maps map nesting for <a>` (or `expansion
+//! size`, or `table ... cannot be read`) with each 451 the alias tables
+//! cause.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,10 +51,11 @@ use common::aliases::Aliases;
 use common::auth::{AuthClient, AuthError, AuthReply};
 use common::net::Networks;
 use common::privilege;
+use common::virtual_alias::{VirtualAlias, VirtualError};
 use common::{info, warning};
 use proto::smtp::Reply;
 
-use crate::session::Policy;
+use crate::session::{Accepted, Policy};
 
 /// How long a user that exists is remembered.
 pub const POSITIVE_TTL: Duration = Duration::from_secs(60);
@@ -159,7 +169,9 @@ pub struct AccessPolicy {
     pub users: Box<dyn UserLookup>,
     /// alias_maps: its names are local recipients too (Postfix's
     /// local_recipient_maps default, `proxy:unix:passwd.byname $alias_maps`).
-    pub aliases: Aliases,
+    pub local_aliases: Aliases,
+    /// virtual_alias_maps and virtual_alias_domains.
+    pub virtual_aliases: VirtualAlias,
 }
 
 impl Policy for AccessPolicy {
@@ -168,14 +180,55 @@ impl Policy for AccessPolicy {
         client: Option<IpAddr>,
         rcpt: &str,
         authenticated: bool,
-    ) -> Result<(), Reply> {
+    ) -> Result<Accepted, Reply> {
+        // Relay control first (Postfix's reject_unauth_destination before
+        // reject_unlisted_recipient): an alias entry for another domain's
+        // address does not make that domain ours.
+        let route = self.domains.route(rcpt);
+        if route == Route::Remote
+            && !self.virtual_aliases.is_alias_domain(addr::split(rcpt).1)
+            && !(authenticated || self.trusted(client))
+        {
+            return Err(Reply::new(
+                554,
+                Some("5.7.1"),
+                format!("<{rcpt}>: Relay access denied"),
+            ));
+        }
+        match self.virtual_aliases.expand(rcpt) {
+            Ok(e) if e.rewritten => {
+                return Ok(match e.recipients.as_slice() {
+                    [one] if one == rcpt => Accepted::Itself,
+                    _ => Accepted::Aliased(e.recipients),
+                });
+            }
+            Ok(_) => {}
+            Err(VirtualError::Unknown(_)) => {
+                return Err(Reply::new(
+                    550,
+                    Some("5.1.1"),
+                    format!(
+                        "<{rcpt}>: Recipient address rejected: User unknown in virtual alias table"
+                    ),
+                ));
+            }
+            Err(e) => {
+                // RFC 5321 4.2.5: cannot tell now; the client tries later.
+                warning!("{e}");
+                return Err(Reply::new(
+                    451,
+                    Some("4.3.0"),
+                    format!("<{rcpt}>: Temporary lookup failure"),
+                ));
+            }
+        }
         if self.is_postmaster(rcpt) {
-            return Ok(());
+            return Ok(Accepted::Itself);
         }
         let key = addr::lookup_key(rcpt, &self.domains.delimiter);
-        match self.domains.route(rcpt) {
+        match route {
             Route::Virtual => match self.users.exists(&key) {
-                Ok(true) => Ok(()),
+                Ok(true) => Ok(Accepted::Itself),
                 Ok(false) => Err(Reply::new(
                     550,
                     Some("5.1.1"),
@@ -191,8 +244,8 @@ impl Policy for AccessPolicy {
             Route::System => {
                 let (local, _) = addr::split(&key);
                 if privilege::lookup_user(local).is_none() {
-                    match self.aliases.contains(local) {
-                        Ok(true) => return Ok(()),
+                    match self.local_aliases.contains(local) {
+                        Ok(true) => return Ok(Accepted::Itself),
                         Ok(false) => {}
                         Err(e) => {
                             warning!("alias_maps: {e}");
@@ -209,19 +262,10 @@ impl Policy for AccessPolicy {
                         format!("<{rcpt}>: Recipient address rejected: User unknown in local recipient table"),
                     ));
                 }
-                Ok(())
+                Ok(Accepted::Itself)
             }
-            Route::Remote => {
-                if authenticated || self.trusted(client) {
-                    Ok(())
-                } else {
-                    Err(Reply::new(
-                        554,
-                        Some("5.7.1"),
-                        format!("<{rcpt}>: Relay access denied"),
-                    ))
-                }
-            }
+            // Relaying was allowed above.
+            Route::Remote => Ok(Accepted::Itself),
         }
     }
 

@@ -14,7 +14,9 @@
 //! 4.5.3.1 limits), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
 //! (CHUNKING), RFC 6531 (SMTPUTF8), RFC 3461 (DSN: RET and ENVID of MAIL,
 //! NOTIFY and ORCPT of each RCPT go into the envelope for qmgr; their
-//! syntax errors are proto's 501 replies), RFC 2034 / 3463, RFC 3207 (STARTTLS:
+//! syntax errors are proto's 501 replies; a recipient the policy expands
+//! through virtual_alias_maps is queued as its final recipients, each
+//! with the client's address as ORCPT unless the client gave one), RFC 2034 / 3463, RFC 3207 (STARTTLS:
 //! the TLS itself is the caller's, `Step::StartTls` then `tls_secured`),
 //! RFC 3848 (ESMTPS, ESMTPA, ESMTPSA in Received:), RFC 4954 (AUTH: the
 //! exchange is proto::sasl's, the verification the caller's,
@@ -50,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::auth::{AuthError, AuthReply, Credentials, FailReason};
-use common::dsn::{MessageDsn, Notify, RecipientDsn, Ret};
+use common::dsn::{self, MessageDsn, Notify, RecipientDsn, Ret};
 use common::spool::Envelope;
 use common::tls::TlsInfo;
 use common::{info, warning};
@@ -177,17 +179,28 @@ fn usize_param(
 
 /// Access decisions, asked by the session (policy.rs has the real one).
 pub trait Policy {
-    /// May this client send to this recipient? Err is the reply to give.
-    /// `authenticated`: the client logged in with AUTH (it may relay, as
-    /// Postfix's permit_sasl_authenticated in smtpd_relay_restrictions).
+    /// May this client send to this recipient, and what does it stand for?
+    /// Err is the reply to give. `authenticated`: the client logged in with
+    /// AUTH (it may relay, as Postfix's permit_sasl_authenticated in
+    /// smtpd_relay_restrictions).
     fn check_recipient(
         &mut self,
         client: Option<IpAddr>,
         rcpt: &str,
         authenticated: bool,
-    ) -> Result<(), Reply>;
+    ) -> Result<Accepted, Reply>;
     /// Is the client in mynetworks? (Asked once per connection.)
     fn trusted(&self, client: Option<IpAddr>) -> bool;
+}
+
+/// What an accepted recipient stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Itself.
+    Itself,
+    /// These final recipients (virtual_alias_maps), each queued with the
+    /// original address as its ORCPT unless the client gave one.
+    Aliased(Vec<String>),
 }
 
 /// Where message bytes go (the queue file, or memory in tests).
@@ -854,16 +867,55 @@ impl Session {
                         "Must declare SMTPUTF8 to send unicode address",
                     ));
                 }
-                if let Err(r) = policy.check_recipient(self.client.addr, &to, self.user.is_some()) {
-                    info!(
-                        "NOQUEUE: reject: RCPT from {}: {}; from=<{}> to=<{to}> proto={} helo=<{}>",
-                        self.client.label(),
-                        r,
-                        self.tx.from.as_deref().unwrap_or(""),
-                        if self.esmtp { "ESMTP" } else { "SMTP" },
-                        self.helo.as_deref().unwrap_or("")
-                    );
-                    return Err(r);
+                let accepted = match policy.check_recipient(
+                    self.client.addr,
+                    &to,
+                    self.user.is_some(),
+                ) {
+                    Ok(a) => a,
+                    Err(r) => {
+                        info!(
+                            "NOQUEUE: reject: RCPT from {}: {}; from=<{}> to=<{to}> proto={} helo=<{}>",
+                            self.client.label(),
+                            r,
+                            self.tx.from.as_deref().unwrap_or(""),
+                            if self.esmtp { "ESMTP" } else { "SMTP" },
+                            self.helo.as_deref().unwrap_or("")
+                        );
+                        return Err(r);
+                    }
+                };
+                self.tx.rcpt_count += 1;
+                // The parser checked NOTIFY's syntax.
+                let notify = params.notify.as_deref().and_then(Notify::parse);
+                if let Accepted::Aliased(finals) = accepted {
+                    // Each final recipient records the address the client
+                    // sent (RFC 3461 4.2), so notices name it; an explicit
+                    // ORCPT wins. A final recipient already in the
+                    // envelope with the same NOTIFY is not added again:
+                    // two aliases of one mailbox deliver once (the local
+                    // part compared without case too, as every look-up
+                    // of a mailbox folds it).
+                    let orcpt = params
+                        .orcpt
+                        .or_else(|| to.is_ascii().then(|| dsn::default_orcpt(&to)));
+                    for r in finals {
+                        let seen = self
+                            .tx
+                            .rcpts
+                            .iter()
+                            .zip(&self.tx.rcpt_dsn)
+                            .any(|(x, d)| x.eq_ignore_ascii_case(&r) && d.notify == notify);
+                        if !seen {
+                            self.tx.rcpts.push(r);
+                            self.tx.rcpt_dsn.push(RecipientDsn {
+                                notify,
+                                orcpt: orcpt.clone(),
+                            });
+                        }
+                    }
+                    self.reply(Reply::new(250, Some("2.1.5"), "Ok"));
+                    return Ok(false);
                 }
                 // RFC 5321 4.5.1: a bare <postmaster> is ours; record it with
                 // our domain, as Postfix appends $myorigin (= $myhostname).
@@ -872,21 +924,18 @@ impl Session {
                 } else {
                     to
                 };
-                self.tx.rcpt_count += 1;
-                // The parser checked NOTIFY's syntax.
                 let dsn = RecipientDsn {
-                    notify: params.notify.as_deref().and_then(Notify::parse),
+                    notify,
                     orcpt: params.orcpt,
                 };
                 // Each distinct recipient once, as Postfix's cleanup does
                 // (the same address with other DSN parameters is another
-                // recipient there too); every RCPT still gets its 250.
-                let seen = self
-                    .tx
-                    .rcpts
-                    .iter()
-                    .zip(&self.tx.rcpt_dsn)
-                    .any(|(r, d)| same_address(r, &to) && *d == dsn);
+                // recipient there too; without an ORCPT, one an alias gave
+                // it is no other); every RCPT still gets its 250.
+                let seen = self.tx.rcpts.iter().zip(&self.tx.rcpt_dsn).any(|(r, d)| {
+                    same_address(r, &to)
+                        && (*d == dsn || (dsn.orcpt.is_none() && d.notify == dsn.notify))
+                });
                 if !seen {
                     self.tx.rcpts.push(to);
                     self.tx.rcpt_dsn.push(dsn);

@@ -6,11 +6,14 @@
 //! a virtual user, `alias LINE` a line of the aliases file (alias_maps, in
 //! the test's directory unless main.cf names others), `auth down`/`auth up`
 //! makes the user table fail or answer;
+//! `virtual KEY VALUE` a line of the virtual_alias_maps table (a file in
+//! the test's directory, named by virtual_alias_maps once a line exists),
+//! `virtual gone` removes that file;
 //! the policy is rebuilt from them before the next event. `rcpt CLIENT
 //! ADDRESS` asks `check_recipient` (`rcpt-auth` as an authenticated
 //! client: one that used AUTH), `trusted CLIENT` asks `trusted`; the next
-//! line, `> REPLY`, is the expected answer (`OK`, `yes`/`no`, or the whole
-//! reply line). The virtual users are an in-memory table behind the
+//! line, `> REPLY`, is the expected answer (`OK`, `OK` and the final
+//! recipients of an alias, `yes`/`no`, or the whole reply line). The virtual users are an in-memory table behind the
 //! `UserLookup` trait (in production posthorn-auth answers it; its own tests
 //! cover that side).
 
@@ -21,8 +24,9 @@ use std::path::PathBuf;
 use common::addr::Domains;
 use common::config::Config;
 use common::net::Networks;
+use common::virtual_alias::VirtualAlias;
 use posthorn_smtpd::policy::{AccessPolicy, LookupError, UserLookup};
-use posthorn_smtpd::session::Policy;
+use posthorn_smtpd::session::{Accepted, Policy};
 
 const SCRIPT: &str = r#"
 main.cf myhostname = mail.example.test
@@ -147,6 +151,52 @@ rcpt 192.0.2.1 team@localhost
 > 451 4.3.0 <team@localhost>: Temporary lookup failure
 rcpt 192.0.2.1 root@localhost
 > OK
+# The aliases file usable again for what follows.
+main.cf alias_maps =
+
+# virtual_alias_maps: an entry is accepted as what it expands to, even
+# where no such mailbox user exists; virtual_alias_domains are ours (no
+# relaying needed), and an address there needs an entry; an entry for
+# another domain's address does not open relaying.
+virtual info@example.test  bob@other.test, info@example.test
+virtual @alias.test  demo@example.test
+virtual vip@alias.test  vip@elsewhere.org
+virtual a@strict.test  demo@example.test
+virtual someone@elsewhere.org  demo@example.test
+main.cf virtual_alias_domains = alias.test strict.test
+rcpt 192.0.2.1 info@example.test
+> OK bob@other.test info@example.test
+rcpt 192.0.2.1 Whoever+x@Alias.Test
+> OK demo+x@example.test
+rcpt 192.0.2.1 vip@alias.test
+> OK vip@elsewhere.org
+rcpt 192.0.2.1 a@strict.test
+> OK demo@example.test
+rcpt 192.0.2.1 nobody@strict.test
+> 550 5.1.1 <nobody@strict.test>: Recipient address rejected: User unknown in virtual alias table
+rcpt 192.0.2.1 postmaster@strict.test
+> 550 5.1.1 <postmaster@strict.test>: Recipient address rejected: User unknown in virtual alias table
+rcpt 192.0.2.1 someone@elsewhere.org
+> 554 5.7.1 <someone@elsewhere.org>: Relay access denied
+rcpt 10.1.2.3 someone@elsewhere.org
+> OK demo@example.test
+rcpt 192.0.2.1 demo@example.test
+> OK
+# Postfix's default: a domain is a virtual alias domain when the table
+# has a line for it.
+main.cf virtual_alias_domains = $virtual_alias_maps
+virtual byline.test  anything
+rcpt 192.0.2.1 nobody@byline.test
+> 550 5.1.1 <nobody@byline.test>: Recipient address rejected: User unknown in virtual alias table
+rcpt 192.0.2.1 nobody@strict.test
+> 554 5.7.1 <nobody@strict.test>: Relay access denied
+# A table that cannot be read: 451 for everyone (no entry cannot be told
+# from an entry unread), relay control still first.
+virtual gone
+rcpt 192.0.2.1 demo@example.test
+> 451 4.3.0 <demo@example.test>: Temporary lookup failure
+rcpt 192.0.2.1 someone@elsewhere.org
+> 554 5.7.1 <someone@elsewhere.org>: Relay access denied
 "#;
 
 /// A temporary configuration directory, removed when dropped.
@@ -173,8 +223,29 @@ impl UserLookup for MemoryUsers {
     }
 }
 
-fn build(dir: &TempDir, main_cf: &str, users: &HashSet<String>, down: bool) -> AccessPolicy {
-    let cfg = Config::parse(&dir.0, "main.cf", main_cf).expect("test main.cf parses");
+fn build(
+    dir: &TempDir,
+    main_cf: &str,
+    users: &HashSet<String>,
+    down: bool,
+    aliases: Option<&str>,
+    gone: bool,
+) -> AccessPolicy {
+    let mut cfg = Config::parse(&dir.0, "main.cf", main_cf).expect("test main.cf parses");
+    let table = dir.0.join("virtual");
+    if let Some(text) = aliases {
+        // `virtual gone`: the setting stays, the file does not.
+        if gone {
+            let _ = std::fs::remove_file(&table);
+        } else {
+            std::fs::write(&table, text).expect("virtual table written");
+        }
+        cfg.set(
+            "virtual_alias_maps",
+            &format!("texthash:{}", table.display()),
+            "test",
+        );
+    }
     AccessPolicy {
         domains: Domains::from_config(&cfg),
         mynetworks: Networks::parse(&cfg.get("mynetworks")).expect("test mynetworks parses"),
@@ -182,11 +253,12 @@ fn build(dir: &TempDir, main_cf: &str, users: &HashSet<String>, down: bool) -> A
             users: users.clone(),
             down,
         }),
-        aliases: common::aliases::Aliases::new(&if main_cf.contains("alias_maps") {
+        local_aliases: common::aliases::Aliases::new(&if main_cf.contains("alias_maps") {
             cfg.list("alias_maps")
         } else {
             vec![format!("hash:{}/aliases", dir.0.display())]
         }),
+        virtual_aliases: VirtualAlias::from_config(&cfg).expect("test virtual alias settings"),
     }
 }
 
@@ -203,6 +275,8 @@ fn policy_script() {
     let mut main_cf = String::new();
     let mut users = HashSet::new();
     let mut down = false;
+    let mut aliases = String::new();
+    let mut gone = false;
     let mut policy: Option<AccessPolicy> = None;
     let mut events = 0;
     let lines: Vec<&str> = SCRIPT.lines().collect();
@@ -233,6 +307,16 @@ fn policy_script() {
             policy = None;
             continue;
         }
+        if let Some(entry) = line.strip_prefix("virtual ") {
+            if entry == "gone" {
+                gone = true;
+            } else {
+                aliases.push_str(entry);
+                aliases.push('\n');
+            }
+            policy = None;
+            continue;
+        }
         if let Some(state) = line.strip_prefix("auth ") {
             down = state == "down";
             policy = None;
@@ -243,11 +327,15 @@ fn policy_script() {
             .and_then(|l| l.strip_prefix("> "))
             .unwrap_or_else(|| panic!("line {at}: no '> reply' line after {line:?}"));
         i += 1;
-        let p = policy.get_or_insert_with(|| build(&dir, &main_cf, &users, down));
+        let p = policy.get_or_insert_with(|| {
+            let table = (!aliases.is_empty()).then_some(aliases.as_str());
+            build(&dir, &main_cf, &users, down, table, gone)
+        });
         let got = match line.split(' ').collect::<Vec<_>>().as_slice() {
             [verb @ ("rcpt" | "rcpt-auth"), c, rcpt] => {
                 match p.check_recipient(Some(client(c, at)), rcpt, *verb == "rcpt-auth") {
-                    Ok(()) => "OK".to_string(),
+                    Ok(Accepted::Itself) => "OK".to_string(),
+                    Ok(Accepted::Aliased(list)) => format!("OK {}", list.join(" ")),
                     Err(r) => r.to_string(),
                 }
             }

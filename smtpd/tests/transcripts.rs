@@ -12,7 +12,9 @@
 //! parameter of the table), `@client ADDR` (the client's address, default
 //! 192.0.2.1), `@client-name NAME` (its confirmed name, as smtpd's look-up
 //! before the greeting sets it; default none: `unknown`), `@user ADDRESS`
-//! (one more users-file entry).
+//! (one more users-file entry), `@alias KEY VALUE` (a line of a
+//! virtual_alias_maps table in the temporary directory; with any, the
+//! table is virtual_alias_maps, before the `@set` lines).
 //!
 //! Conversation lines: `C:` lines are sent with CRLF appended, `R:` lines are
 //! raw bytes (escapes \r \n \0 \t \\) sent as they are; consecutive client
@@ -56,6 +58,7 @@ use common::net::Networks;
 use common::spool::Envelope;
 use common::tls::TlsInfo;
 use common::users::UserTable;
+use common::virtual_alias::VirtualAlias;
 use posthorn_smtpd::policy::{AccessPolicy, LookupError, UserLookup};
 use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
 
@@ -139,10 +142,19 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(settings: &[(String, String)], users: &str) -> Result<Setup, SetupError> {
+    fn new(settings: &[(String, String)], users: &str, aliases: &str) -> Result<Setup, SetupError> {
         let dir = TempDir::new().map_err(SetupError::Io)?;
         std::fs::write(dir.0.join("users"), users).map_err(SetupError::Io)?;
         let mut cfg = Config::parse(&dir.0, "main.cf", BASE_MAIN_CF).map_err(SetupError::Config)?;
+        if !aliases.is_empty() {
+            let table = dir.0.join("virtual");
+            std::fs::write(&table, aliases).map_err(SetupError::Io)?;
+            cfg.set(
+                "virtual_alias_maps",
+                &format!("texthash:{}", table.display()),
+                "transcript",
+            );
+        }
         for (name, value) in settings {
             cfg.set(name, value, "transcript");
         }
@@ -152,7 +164,8 @@ impl Setup {
             domains: Domains::from_config(&cfg),
             mynetworks,
             users: Box::new(FileUsers(UserTable::new(cfg.users_file()))),
-            aliases: common::aliases::Aliases::new(&cfg.list("alias_maps")),
+            local_aliases: common::aliases::Aliases::new(&cfg.list("alias_maps")),
+            virtual_aliases: VirtualAlias::from_config(&cfg).map_err(SetupError::Config)?,
         };
         Ok(Setup {
             _dir: dir,
@@ -456,6 +469,8 @@ struct Settings {
     client_name: Option<String>,
     /// The users file text.
     users: String,
+    /// The virtual_alias_maps table text (`@alias`).
+    aliases: String,
     /// The first line that is not a setting.
     first: usize,
 }
@@ -467,6 +482,7 @@ fn settings(lines: &[&str]) -> Result<Settings, SetupError> {
     let mut client: IpAddr = "192.0.2.1".parse().expect("a literal address");
     let mut client_name = None;
     let mut users = BASE_USERS.to_string();
+    let mut aliases = String::new();
     let mut i = 0;
     while let Some(&l) = lines.get(i) {
         if l.is_empty() || l.starts_with('#') {
@@ -498,6 +514,11 @@ fn settings(lines: &[&str]) -> Result<Settings, SetupError> {
                 users.push_str(&format!("{value}:{{PLAIN}}x::::::\n"));
             }
             "@user" => return Err(bad()),
+            "@alias" if value.contains(' ') => {
+                aliases.push_str(value);
+                aliases.push('\n');
+            }
+            "@alias" => return Err(bad()),
             _ => return Err(SetupError::UnknownSetting(l.to_string())),
         }
         i += 1;
@@ -507,6 +528,7 @@ fn settings(lines: &[&str]) -> Result<Settings, SetupError> {
         client,
         client_name,
         users,
+        aliases,
         first: i,
     })
 }
@@ -523,9 +545,10 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
         client: client_addr,
         client_name,
         users,
+        aliases,
         first,
     } = settings(&lines)?;
-    let setup = Setup::new(&params, &users)?;
+    let setup = Setup::new(&params, &users, &aliases)?;
     let users = UserTable::new(setup._dir.0.join("users"));
     let Setup { _dir, cfg, policy } = setup;
     let client = Client {
@@ -786,7 +809,7 @@ fn runner_fails_on_mismatch() {
 #[test]
 fn pause_holds_input_until_resume() {
     let params = [("smtpd_soft_error_limit".to_string(), "0".to_string())];
-    let Setup { _dir, cfg, policy } = Setup::new(&params, BASE_USERS).expect("setup");
+    let Setup { _dir, cfg, policy } = Setup::new(&params, BASE_USERS, "").expect("setup");
     let mut policy = policy;
     let mut sink = MemSink::default();
     let client = Client {
