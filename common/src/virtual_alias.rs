@@ -341,6 +341,39 @@ impl VirtualAlias {
             .collect();
         Some(out)
     }
+
+    /// Envelope recipients after virtual aliasing, for mail that did not
+    /// come through smtpd's RCPT (pickup's local submissions, copies that
+    /// local delivery forwards): Postfix's cleanup does this for all mail.
+    /// Each final address once (without regard to case) with `notify`, and
+    /// the address it came from as its ORCPT when that differs (so a bounce
+    /// names what the sender wrote). An address unknown in a virtual alias
+    /// domain stays as it is: qmgr returns it ("User unknown in virtual
+    /// alias table"). A temporary error (a table unreadable, a limit) is
+    /// returned for the caller to try again later.
+    pub fn rewrite_envelope(
+        &mut self,
+        rcpts: &[String],
+        notify: Option<crate::dsn::Notify>,
+    ) -> Result<Vec<(String, crate::dsn::RecipientDsn)>, VirtualError> {
+        let mut out: Vec<(String, crate::dsn::RecipientDsn)> = Vec::new();
+        for r in rcpts {
+            let finals = match self.expand(r) {
+                Ok(e) => e.recipients,
+                Err(VirtualError::Unknown(_)) => vec![r.clone()],
+                Err(e) => return Err(e),
+            };
+            for f in finals {
+                if out.iter().any(|(a, _)| a.eq_ignore_ascii_case(&f)) {
+                    continue;
+                }
+                let orcpt = (!f.eq_ignore_ascii_case(r) && r.is_ascii())
+                    .then(|| crate::dsn::default_orcpt(r));
+                out.push((f, crate::dsn::RecipientDsn { notify, orcpt }));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The same recipient: local part without case too (lookups fold it).
@@ -382,6 +415,44 @@ mod tests {
 
     fn rcpts(v: &mut VirtualAlias, a: &str) -> Vec<String> {
         v.expand(a).unwrap().recipients
+    }
+
+    #[test]
+    fn rewrite_envelope_for_local_submissions() {
+        let (_d, mut v) = setup(
+            "envelope",
+            "team@alias.test  a@example.test, B@example.test\nb@example.test  b@example.test\n",
+            "alias.test strict.test",
+        );
+        let notify = Some(crate::dsn::Notify::FAILURE);
+        let got = v
+            .rewrite_envelope(
+                &[
+                    "team@alias.test".to_string(),
+                    "b@example.test".to_string(),
+                    "who@strict.test".to_string(),
+                    "x@elsewhere.test".to_string(),
+                ],
+                notify,
+            )
+            .unwrap();
+        let addrs: Vec<&str> = got.iter().map(|(a, _)| a.as_str()).collect();
+        // b@ once (the alias's B@ is looked up again, and b@ maps to
+        // itself); the unknown one kept for qmgr to return; other
+        // addresses untouched, without an ORCPT.
+        assert_eq!(
+            addrs,
+            [
+                "a@example.test",
+                "b@example.test",
+                "who@strict.test",
+                "x@elsewhere.test"
+            ]
+        );
+        assert_eq!(got[0].1.orcpt.as_deref(), Some("rfc822;team@alias.test"));
+        assert_eq!(got[0].1.notify, notify);
+        assert_eq!(got[2].1.orcpt, None);
+        assert_eq!(got[3].1.orcpt, None);
     }
 
     #[test]

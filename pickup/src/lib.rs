@@ -38,8 +38,14 @@
 //! Diagnostics: `ID: uid=UID from=<SENDER>` per message (then qmgr's
 //! lines); `warning: maildrop/NAME: REASON; moved to corrupt/NAME`.
 //!
+//! Recipients are rewritten with virtual_alias_maps as smtpd does at RCPT
+//! (`VirtualAlias::rewrite_envelope`); an unknown address of a virtual alias
+//! domain is left for qmgr to return.
+//!
 //! Parameters: queue_directory, myhostname, myorigin, mail_name,
-//! message_size_limit.
+//! message_size_limit, virtual_alias_maps, virtual_alias_domains,
+//! virtual_alias_recursion_limit, virtual_alias_expansion_limit,
+//! propagate_unmatched_extensions, recipient_delimiter, mydestination.
 
 pub mod headers;
 
@@ -101,6 +107,8 @@ pub struct Settings {
     pub myorigin: String,
     pub mail_name: String,
     pub limits: Limits,
+    /// virtual_alias_maps and virtual_alias_domains (as smtpd's RCPT).
+    pub virtual_alias: common::virtual_alias::Settings,
 }
 
 impl Settings {
@@ -113,6 +121,7 @@ impl Settings {
                 message_size: cfg.int("message_size_limit")?,
                 recipients: postdrop::maildrop::MAX_RECIPIENTS,
             },
+            virtual_alias: common::virtual_alias::Settings::from_config(cfg)?,
         })
     }
 }
@@ -166,12 +175,16 @@ pub struct Pickup {
     qmgr: Option<UnixStream>,
     /// Queue files reserved ahead (`Spool::reserve_batch`).
     reserved: Vec<Reserved>,
+    virtual_alias: common::virtual_alias::VirtualAlias,
 }
 
 impl Pickup {
     pub fn new(spool: Spool, settings: Settings) -> io::Result<Pickup> {
         let open = |q| spool.open_dir(q);
+        let virtual_alias =
+            common::virtual_alias::VirtualAlias::new(settings.virtual_alias.clone());
         Ok(Pickup {
+            virtual_alias,
             maildrop: open(Queue::Maildrop)?,
             corrupt: open(Queue::Corrupt)?,
             spool,
@@ -460,15 +473,18 @@ impl Pickup {
         {
             return Err(PickupError::Corrupt(format!("bad recipient {bad:?}")));
         }
+        // virtual_alias_maps, as smtpd applies it at RCPT (Postfix's
+        // cleanup for both); a table that cannot be read now leaves the file
+        // for a later scan.
+        let (recipients, recipient_dsn): (Vec<String>, Vec<RecipientDsn>) = self
+            .virtual_alias
+            .rewrite_envelope(&recipients, notify)
+            .map_err(|e| PickupError::Io(io::Error::other(e.to_string())))?
+            .into_iter()
+            .unzip();
         let env = Envelope {
             sender: sender.clone(),
-            recipient_dsn: recipients
-                .iter()
-                .map(|_| RecipientDsn {
-                    notify,
-                    orcpt: None,
-                })
-                .collect(),
+            recipient_dsn,
             recipients,
             attrs: vec![("uid".into(), uid.to_string())],
             ..Default::default()

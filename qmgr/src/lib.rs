@@ -113,6 +113,10 @@ pub fn main() {
     let mut qm = queue::QueueManager::new(spool.clone(), settings, Domains::from_config(cfg));
     qm.smtp = slots[1] > 0;
     qm.transport = transport::TransportMaps::new(&cfg.get("transport_maps"));
+    qm.virtual_alias = match common::virtual_alias::VirtualAlias::from_config(cfg) {
+        Ok(v) => Some(v),
+        Err(e) => common::config_fatal!("{e}"),
+    };
     let dest_limit = match cfg.int("smtp_destination_concurrency_limit") {
         Ok(n) if n > 0 => n as usize,
         Ok(_) => usize::MAX,

@@ -202,6 +202,11 @@ pub struct QueueManager {
     /// Operations asked (posthorn queue) for messages in flight: applied
     /// when their deliveries are back (`retire`).
     after: HashMap<String, Op>,
+    /// virtual_alias_maps and virtual_alias_domains: applied to the copies
+    /// local delivery forwards; a recipient left in a virtual alias domain
+    /// is returned (Postfix's trivial-rewrite sends it to the error
+    /// transport). None: no virtual aliases (unit tests).
+    pub virtual_alias: Option<common::virtual_alias::VirtualAlias>,
 }
 
 impl QueueManager {
@@ -216,6 +221,7 @@ impl QueueManager {
             smtp: false,
             transport: TransportMaps::default(),
             after: HashMap::new(),
+            virtual_alias: None,
         }
     }
 
@@ -435,6 +441,26 @@ impl QueueManager {
                 index: i as u32,
                 address: addr.clone(),
             };
+            // A virtual alias domain's address that was not rewritten (mail
+            // from pickup or a forward naming no entry): nobody there.
+            if let Some(v) = self.virtual_alias.as_mut() {
+                if v.is_alias_domain(common::addr::split(addr).1) {
+                    let (dsn, text) = (
+                        "5.1.1",
+                        format!("<{addr}>: User unknown in virtual alias table"),
+                    );
+                    info!("{id}: to=<{addr}>, relay=none, delay=0, dsn={dsn}, status=bounced ({text})");
+                    a.bounced.push(Entry {
+                        address: addr.clone(),
+                        dsn: a.qf.recipients[i].dsn.clone(),
+                        action: Action::Failed,
+                        status: dsn.into(),
+                        text,
+                    });
+                    a.bounced_idx.push(i);
+                    continue;
+                }
+            }
             let nexthop = match self.transport.lookup(addr) {
                 Some(transport::Route::Local) => None,
                 Some(transport::Route::Smtp(hop)) => {
@@ -544,7 +570,14 @@ impl QueueManager {
             if r.status == Status::Sent && !r.forward.is_empty() {
                 // Local delivery's forwards (aliases, .forward): a new
                 // message, durable before this recipient is recorded done.
-                match forward(&self.spool, queue_id, &a.qf, &rcpt.address, &r.forward) {
+                match forward(
+                    &self.spool,
+                    self.virtual_alias.as_mut(),
+                    queue_id,
+                    &a.qf,
+                    &rcpt.address,
+                    &r.forward,
+                ) {
                     Ok(fid) => {
                         let delay = unix((self.clock)()).saturating_sub(a.qf.arrival);
                         for to in &r.forward {
@@ -947,6 +980,7 @@ impl QueueManager {
 /// to `rcpt`), committed (fsync, rename, fsync) before this returns.
 fn forward(
     spool: &Spool,
+    virtual_alias: Option<&mut common::virtual_alias::VirtualAlias>,
     queue_id: &str,
     qf: &QueueFile,
     rcpt: &str,
@@ -958,9 +992,20 @@ fn forward(
             "forward address with a line break or angle bracket",
         ));
     }
+    // virtual_alias_maps, as for mail that comes in (Postfix's cleanup
+    // rewrites forwarded mail too); a table that cannot be read now defers.
+    let (recipients, recipient_dsn) = match virtual_alias {
+        Some(v) => v
+            .rewrite_envelope(to, None)
+            .map_err(|e| io::Error::other(e.to_string()))?
+            .into_iter()
+            .unzip(),
+        None => (to.to_vec(), Vec::new()),
+    };
     let env = Envelope {
         sender: qf.sender.clone(),
-        recipients: to.to_vec(),
+        recipients,
+        recipient_dsn,
         attrs: vec![
             ("protocol".into(), "forward".into()),
             ("origin_queue_id".into(), queue_id.to_string()),

@@ -217,3 +217,62 @@ fn a_bounce_names_the_original_recipient() {
     );
     assert!(n[0].contains("gone@strict.test"), "{}", n[0]);
 }
+
+/// Mail from sendmail (pickup) is rewritten as smtpd's is: an alias
+/// reaches its mailbox with the original as ORCPT, and an address of a
+/// virtual alias domain with no entry is returned to the sender by qmgr
+/// ("User unknown in virtual alias table": smtpd refuses it at RCPT, but
+/// sendmail has no RCPT to refuse).
+#[test]
+fn sendmail_mail_is_rewritten_too() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let t = Table::new("sendmail", TABLE);
+    let s = Suite::start("virtual-sendmail", USERS, &[&t.setting()]);
+    let mut c = Command::new(crate::harness::BIN)
+        .arg("sendmail")
+        .arg("-C")
+        .arg(&s.dir)
+        .args([
+            "-f",
+            "demo@example.test",
+            "info@alias.test",
+            "nobody@strict.test",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sendmail runs");
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: from cron\n\nrewritten\n")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    s.wait_until("bob's copy and the bounce", || {
+        !with(&s, "bob@example.test", "Subject: from cron").is_empty()
+            && !with(
+                &s,
+                "demo@example.test",
+                "User unknown in virtual alias table",
+            )
+            .is_empty()
+    });
+    let b = with(
+        &s,
+        "demo@example.test",
+        "User unknown in virtual alias table",
+    );
+    assert_eq!(b.len(), 1, "{b:#?}");
+    assert!(
+        b[0].contains(
+            "Final-Recipient: rfc822; nobody@strict.test\nAction: failed\nStatus: 5.1.1\n"
+        ),
+        "{}",
+        b[0]
+    );
+    let log = s.log();
+    assert!(
+        log.contains("to=<bob@example.test>, orig_to=<info@alias.test>, relay=virtual"),
+        "{log}"
+    );
+}
