@@ -238,43 +238,46 @@ fn push_number(out: &mut String, mut v: u64, width: usize) {
     }
 }
 
-/// RFC 5322 3.3 date-time in UTC, for Received: and Date: headers.
-pub fn rfc5322_date(unix: u64) -> String {
+/// A time in UTC as the names and numbers the date formats below print.
+struct Utc {
+    weekday: &'static str,
+    month: &'static str,
+    day: u32,
+    year: i64,
+    hms: String,
+}
+
+fn utc(unix: u64) -> Utc {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let days = (unix / 86400) as i64;
-    let (y, m, d) = civil_from_days(days);
+    let (year, m, day) = civil_from_days(days);
     let rem = unix % 86400;
+    Utc {
+        weekday: DAYS[(days % 7) as usize],
+        month: MONTHS[(m - 1) as usize],
+        day,
+        year,
+        hms: format!("{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60),
+    }
+}
+
+/// RFC 5322 3.3 date-time in UTC, for Received: and Date: headers.
+pub fn rfc5322_date(unix: u64) -> String {
+    let t = utc(unix);
     format!(
-        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        "{}, {} {} {} {} +0000",
+        t.weekday, t.day, t.month, t.year, t.hms
     )
 }
 
 /// asctime(3)'s layout in UTC, without its newline: `Sun Nov  1 21:51:49
 /// 2026` (mailq's arrival times, postcat's).
 pub fn asctime_utc(unix: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (unix / 86400) as i64;
-    let (y, m, d) = civil_from_days(days);
-    let rem = unix % 86400;
-    format!(
-        "{} {} {d:2} {:02}:{:02}:{:02} {y}",
-        DAYS[(days % 7) as usize],
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let t = utc(unix);
+    format!("{} {} {:2} {} {}", t.weekday, t.month, t.day, t.hms, t.year)
 }
 
 /// `YYYYMMDDhhmmss` in UTC (Postfix's Message-ID prefix).

@@ -331,9 +331,21 @@ fn main() {
         b@x.test  team@x.test, c@x.test\nloop1@x.test loop2@x.test\n\
         loop2@x.test loop1@x.test\n";
     for (name, knobs, rcpts) in [
-        ("aliases", 1u8, "info@alias.test who@alias.test u+e@old.test joe+x@x.test"),
-        ("loops", 4, "team@x.test loop1@x.test root@localhost nobody@alias.test"),
-        ("delimiters", 3, "joe-a+b@X.TEST root+x@mail.example.test @alias.test x"),
+        (
+            "aliases",
+            1u8,
+            "info@alias.test who@alias.test u+e@old.test joe+x@x.test",
+        ),
+        (
+            "loops",
+            4,
+            "team@x.test loop1@x.test root@localhost nobody@alias.test",
+        ),
+        (
+            "delimiters",
+            3,
+            "joe-a+b@X.TEST root+x@mail.example.test @alias.test x",
+        ),
     ] {
         let mut seed = vec![knobs];
         seed.extend_from_slice(format!("{rcpts}\n{virtual_table}").as_bytes());

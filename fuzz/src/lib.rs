@@ -33,7 +33,9 @@ use common::addr::{self, Domains, Route};
 use common::config::Config;
 use common::spool::{Envelope, QueueFile};
 use posthorn_smtpd::restrictions::Restriction;
-use posthorn_smtpd::session::{Accepted, Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step};
+use posthorn_smtpd::session::{
+    Accepted, Client, Policy, Session, Sink, SmtpConfig, StartTlsOffer, Step,
+};
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
 mod downgrade;

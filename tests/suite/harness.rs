@@ -207,6 +207,20 @@ impl Suite {
         );
     }
 
+    /// `posthorn flush` (every deferred message now); panics when it fails.
+    pub fn flush(&self) {
+        let out = Command::new(BIN)
+            .args(["flush", "-c"])
+            .arg(&self.dir)
+            .output()
+            .expect("posthorn flush runs");
+        assert!(
+            out.status.success(),
+            "posthorn flush: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Wait (up to 40 s) until `cond` holds; `what` names it in the panic.
     pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
         let t = Instant::now();

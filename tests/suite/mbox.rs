@@ -135,19 +135,6 @@ fn send(s: &Suite, from: &str, rcpt: &str, message: &[u8]) -> String {
     id
 }
 
-fn flush(s: &Suite) {
-    let out = Command::new(BIN)
-        .args(["flush", "-c"])
-        .arg(&s.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "posthorn flush: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn mbox_in_the_mail_spool_is_read_by_mutt_and_locks_are_honoured() {
     if !tool("mutt") || !tool("script") {
@@ -241,7 +228,7 @@ fn mbox_in_the_mail_spool_is_read_by_mutt_and_locks_are_honoured() {
     assert_eq!(std::fs::read(&mbox).unwrap(), raw, "nothing written");
     assert!(lock.exists(), "someone else's fresh lock stays");
     std::fs::remove_file(&lock).unwrap();
-    flush(&s);
+    s.flush();
     s.wait_until("the third message", || {
         line(&id3).contains("status=sent (delivered to mailbox)")
     });
@@ -293,7 +280,7 @@ fn mbox_in_the_mail_spool_is_read_by_mutt_and_locks_are_honoured() {
     stdin.flush().unwrap();
     drop(stdin);
     assert!(holder.wait().unwrap().success());
-    flush(&s);
+    s.flush();
     s.wait_until("the fourth message", || {
         line(&id4).contains("status=sent (delivered to mailbox)")
     });

@@ -576,16 +576,7 @@ fn flush_tries_deferred_mail_at_once() {
         TcpListener::bind(("127.0.0.1", port)).unwrap(),
         Arc::clone(&state),
     );
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args(["flush", "-c"])
-        .arg(&s.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.flush();
     s.wait_log("flush: every deferred message is tried now");
     wait_for(&state, &s, "x@far.example");
     s.wait_log(&format!("{id}: removed"));
