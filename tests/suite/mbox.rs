@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use common::privilege;
 
-use crate::harness::{crlf_to_lf, strip_trace, tool, Smtp, Suite, BIN};
+use crate::harness::{crlf_to_lf, strip_trace, tool, Smtp, Suite};
 
 const FIRST: &[u8] = b"From: Alice <alice@example.org>\r\n\
 Subject: first\r\n\
