@@ -269,7 +269,9 @@ fn split_name(entry: &str) -> Option<(String, &str)> {
 /// values, ~/.forward and :include: files (`#` lines are comments there).
 pub fn split_values(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for line in text.lines() {
+    // A lone CR ends a line as LF does: no destination holds a line end
+    // (found by fuzz/, aliases).
+    for line in text.split(['\n', '\r']) {
         if line.trim_start().starts_with('#') {
             continue;
         }
