@@ -30,6 +30,7 @@
 #   BENCH_SKIP_BUILD=0        1: use the binaries already built
 #   BENCH_BIN=...             load generator (default target/release/posthorn-bench)
 #   POSTHORN_BIN=...          posthorn binary (default target/release/posthorn)
+#   POSTDROP_BIN=...          postdrop binary, sendmail mode (default target/release/postdrop)
 #   BENCH_POSTHORN_OPTS=""    extra flags for `posthorn dev`, e.g. "-o name=value"
 #   BENCH_KEEP=0              1: keep the temp directory (logs, Maildirs)
 #   BENCH_MEM=rss             rss: sum of VmRSS; pss: sum of Pss (shared pages
@@ -69,6 +70,7 @@ FS_SIZE=${BENCH_FS_SIZE:-2G}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BENCH_BIN=${BENCH_BIN:-$TARGET/release/posthorn-bench}
 POSTHORN_BIN=${POSTHORN_BIN:-$TARGET/release/posthorn}
+POSTDROP_BIN=${POSTDROP_BIN:-$TARGET/release/postdrop}
 MODE=${BENCH_MODE:-local}
 RESULTS=$ROOT/bench/results-latest.txt
 [ "$MODE" = relay ] && RESULTS=$ROOT/bench/results-relay-latest.txt
@@ -488,10 +490,18 @@ stop_posthorn() {
 bench_posthorn() {
     start_posthorn
     local level
-    # posthorn's sendmail: the same program under the name sendmail, with
+    # posthorn's sendmail as the package installs it: the program, sendmail
+    # a link to it, and the small setgid postdrop beside it (sendmail runs
+    # that one when it is setgid; otherwise it runs itself as postdrop), with
     # the dev instance's configuration directory.
     mkdir -p "$TMP/bin"
-    ln -sf "$POSTHORN_BIN" "$TMP/bin/sendmail"
+    cp "$POSTHORN_BIN" "$TMP/bin/posthorn"
+    ln -sf posthorn "$TMP/bin/sendmail"
+    if [ -x "$POSTDROP_BIN" ] && [ "$(id -u)" = 0 ]; then
+        install -m 2755 -g "$(id -gn)" "$POSTDROP_BIN" "$TMP/bin/postdrop"
+    else
+        log "no setgid postdrop ($POSTDROP_BIN, root): sendmail runs itself as postdrop"
+    fi
     SM=("$TMP/bin/sendmail" -C "$FS/ph" -t -i)
     for level in $LEVELS; do
         run_level posthorn "$level" "$PH_PORT" \
@@ -515,7 +525,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     if [ "$ONLY" = postfix ]; then
         cargo build --release -p posthorn-bench >&2 || die "cargo build -p posthorn-bench failed"
     else
-        cargo build --release -p posthorn-bench -p posthorn-cli >&2 ||
+        cargo build --release -p posthorn-bench -p posthorn-cli -p postdrop >&2 ||
             die "cargo build failed (does the posthorn-cli package exist yet? BENCH_ONLY=postfix skips it)"
     fi
 fi
