@@ -195,28 +195,24 @@ impl Suite {
 
     /// `posthorn reload` (SIGHUP to master); panics when it fails.
     pub fn reload(&self) {
-        let out = Command::new(BIN)
-            .args(["reload", "-c"])
-            .arg(&self.dir)
-            .output()
-            .expect("posthorn reload runs");
-        assert!(
-            out.status.success(),
-            "posthorn reload: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.admin("reload");
     }
 
     /// `posthorn flush` (every deferred message now); panics when it fails.
     pub fn flush(&self) {
+        self.admin("flush");
+    }
+
+    /// `posthorn COMMAND -c DIR`; panics when it fails.
+    fn admin(&self, command: &str) {
         let out = Command::new(BIN)
-            .args(["flush", "-c"])
+            .args([command, "-c"])
             .arg(&self.dir)
             .output()
-            .expect("posthorn flush runs");
+            .unwrap_or_else(|e| panic!("posthorn {command}: {e}"));
         assert!(
             out.status.success(),
-            "posthorn flush: {}",
+            "posthorn {command}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
