@@ -20,7 +20,12 @@ fn sendmail(dir: &Path, args: &[&str], input: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("sendmail runs");
-    c.stdin.take().unwrap().write_all(input).unwrap();
+    // Without -i sendmail stops reading at a lone dot and may exit before
+    // the rest is written: a broken pipe then is what a shell pipeline sees too.
+    match c.stdin.take().unwrap().write_all(input) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.unwrap(),
+    }
     c.wait_with_output().unwrap()
 }
 
