@@ -1,5 +1,5 @@
-//! A DNS server for the tests, on loopback UDP: answers MX, A, AAAA and PTR
-//! questions from a table (RFC 1035 4.1 messages, one question each),
+//! A DNS server for the tests, on loopback UDP: answers MX, A, AAAA, PTR,
+//! TXT and TLSA questions (and any type given raw) from a table (RFC 1035 4.1 messages, one question each),
 //! NXDOMAIN for names it does not know, an empty answer for a known name
 //! without records of the type asked, and nothing at all for a name with
 //! `Rr::Silent` (a dead server, as far as that name goes). posthorn is
@@ -17,6 +17,13 @@ pub enum Rr {
     /// A PTR record (the table's name is the IN-ADDR.ARPA or IP6.ARPA one:
     /// `reverse`). Its labels may hold any octets but dots.
     Ptr(String),
+    /// A TXT record: one string, cut into character-strings of at most
+    /// 255 octets (RFC 1035 3.3.14), as DKIM keys are published.
+    Txt(String),
+    /// A TLSA record (RFC 6698 2.1): usage, selector, matching type, data.
+    Tlsa(u8, u8, u8, Vec<u8>),
+    /// Any other record: its type and RDATA as they go on the wire.
+    Raw(u16, Vec<u8>),
     /// Questions about this name get no answer.
     Silent,
 }
@@ -96,6 +103,23 @@ fn answer(q: &[u8], zone: &Zone) -> Option<Vec<u8>> {
             }
             (Rr::Addr(IpAddr::V4(a)), 1) => (1, a.octets().to_vec()),
             (Rr::Addr(IpAddr::V6(a)), 28) => (28, a.octets().to_vec()),
+            (Rr::Txt(text), 16) => {
+                let mut d = Vec::new();
+                for chunk in text.as_bytes().chunks(255) {
+                    d.push(chunk.len() as u8);
+                    d.extend_from_slice(chunk);
+                }
+                if text.is_empty() {
+                    d.push(0);
+                }
+                (16, d)
+            }
+            (Rr::Tlsa(usage, selector, matching, data), 52) => {
+                let mut d = vec![*usage, *selector, *matching];
+                d.extend_from_slice(data);
+                (52, d)
+            }
+            (Rr::Raw(ty, rdata), q) if *ty == q => (*ty, rdata.clone()),
             _ => continue,
         };
         let mut a = vec![0xc0, 12]; // the question's name

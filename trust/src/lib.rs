@@ -1,0 +1,10 @@
+//! Trust on the wire (issue 11): what posthorn checks on inbound mail (SPF,
+//! DKIM, DMARC and ARC through the mail-auth crate, recorded in one
+//! Authentication-Results header), what it adds to outbound mail (DKIM
+//! signatures, ARC seals when it forwards), and what the outbound client
+//! asks of a destination's TLS (MTA-STS, DANE), with the reports both sides
+//! produce (DMARC aggregate, TLS-RPT).
+//!
+//! Each part is a module of its own; the daemons (smtpd, pickup, qmgr,
+//! posthorn-smtp) and the admin command call into them.
+pub mod dns;
