@@ -7,4 +7,5 @@
 //!
 //! Each part is a module of its own; the daemons (smtpd, pickup, qmgr,
 //! posthorn-smtp) and the admin command call into them.
+pub mod dmarc_store;
 pub mod dns;
