@@ -49,6 +49,15 @@
 #                             (--sessions of them at a time), delivered into
 #                             the Maildir; also the sendmail processes' own
 #                             CPU; results in bench/results-sendmail-latest.txt
+#                             verify: posthorn alone, twice per level: with
+#                             the inbound SPF/DKIM/DMARC/ARC checks off
+#                             (smtpd_authentication_checks empty) and on;
+#                             every message is one message of
+#                             bench@sender.test DKIM-signed once ahead
+#                             (dkimpy's dkimsign, RSA-2048), whose SPF, DKIM
+#                             and DMARC records bench/dns-txt.py serves on
+#                             127.0.0.1:2753; delivered into the Maildir;
+#                             results in bench/results-verify-latest.txt
 #
 # Traffic goes to 127.0.0.1 only. Everything started here is stopped on exit,
 # error or interrupt (trap EXIT).
@@ -75,6 +84,13 @@ MODE=${BENCH_MODE:-local}
 RESULTS=$ROOT/bench/results-latest.txt
 [ "$MODE" = relay ] && RESULTS=$ROOT/bench/results-relay-latest.txt
 [ "$MODE" = sendmail ] && RESULTS=$ROOT/bench/results-sendmail-latest.txt
+[ "$MODE" = verify ] && RESULTS=$ROOT/bench/results-verify-latest.txt
+# verify mode: the parameter that turns the checks off, the bench's DNS
+# server, the signed message.
+CHECKS_PARAM=smtpd_authentication_checks
+DNS_PORT=2753
+DNS_PID=""
+MESSAGE_FILE=""
 # sendmail mode: the command each system's messages go to (set per system).
 SM=()
 
@@ -88,6 +104,7 @@ RELAYHOST="[127.0.0.1]:$SINK_PORT"
 [ "$MODE" = relay ] && RCPT=sink@relay.test
 SINK_PID=""
 SENDER=bench@example.test
+[ "$MODE" = verify ] && SENDER=bench@sender.test
 SAMPLE_INTERVAL=0.2
 
 PF=/usr/sbin/postfix
@@ -105,7 +122,8 @@ GEN_PID=""
 case $ONLY in both | postfix | posthorn) ;; *) die "BENCH_ONLY must be both, postfix or posthorn" ;; esac
 case $MEM in rss | pss) ;; *) die "BENCH_MEM must be rss or pss" ;; esac
 case $FS_MODE in loop | tmp) ;; *) die "BENCH_FS must be loop or tmp" ;; esac
-case $MODE in local | relay | sendmail) ;; *) die "BENCH_MODE must be local, relay or sendmail" ;; esac
+case $MODE in local | relay | sendmail | verify) ;; *) die "BENCH_MODE must be local, relay, sendmail or verify" ;; esac
+[ "$MODE" = verify ] && ONLY=posthorn
 MEM_LABEL=$(tr a-z A-Z <<<"$MEM")
 if [ "$(id -u)" -ne 0 ]; then
     # posthorn dev runs as any user; a private Postfix instance needs root.
@@ -125,6 +143,7 @@ cleanup() {
     fi
     stop_sampler
     stop_sink
+    stop_dns
     [ "$PF_STARTED" = 1 ] && stop_postfix
     [ -n "$PH_PID" ] && stop_posthorn
     [ "$FS_MOUNTED" = 1 ] && unmount_fs
@@ -211,6 +230,64 @@ delivered() {
     fi
 }
 
+# --- the DNS server and signed message of verify mode ------------------------
+
+# ensure_dkimpy: Debian's python3-dkim (dkimsign), installed when missing.
+ensure_dkimpy() {
+    command -v dkimsign >/dev/null 2>&1 && return
+    [ "$(id -u)" = 0 ] || die "verify mode needs dkimsign (Debian's python3-dkim): install it or run as root"
+    log "installing Debian's python3-dkim (dkimsign)"
+    if ! apt-cache policy python3-dkim 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        apt-get update >&2
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y python3-dkim >&2
+}
+
+# setup_verify: an RSA-2048 key, the zone of sender.test (SPF for 127.0.0.1,
+# the DKIM key, DMARC p=reject), the DNS server, and the signed message.
+setup_verify() {
+    local d=$TMP/verify pub line i
+    ensure_dkimpy
+    mkdir -p "$d"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/key.pem" 2>/dev/null
+    pub=$(openssl pkey -in "$d/key.pem" -pubout -outform DER 2>/dev/null | base64 -w0)
+    {
+        echo "sender.test v=spf1 ip4:127.0.0.1 -all"
+        echo "bench._domainkey.sender.test v=DKIM1; k=rsa; p=$pub"
+        echo "_dmarc.sender.test v=DMARC1; p=reject; adkim=s; aspf=r"
+    } >"$d/zone"
+    port_listening "$DNS_PORT" && die "port $DNS_PORT is already in use"
+    python3 "$ROOT/bench/dns-txt.py" "$DNS_PORT" "$d/zone" >"$d/dns.out" 2>"$d/dns.err" &
+    DNS_PID=$!
+    for ((i = 0; i < 50; i++)); do
+        grep -q ready "$d/dns.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -q ready "$d/dns.out" || die "bench/dns-txt.py did not start: $(cat "$d/dns.err")"
+    # One message of about BENCH_SIZE bytes, signed once.
+    line=$(printf '%075d' 0 | tr 0 x)
+    {
+        printf 'From: Bench <%s>\r\nTo: <%s>\r\nSubject: posthorn verify bench\r\n' "$SENDER" "$RCPT"
+        printf 'Date: %s\r\nMessage-ID: <%s@sender.test>\r\nMIME-Version: 1.0\r\n' \
+            "$(date -R)" "$(date +%s).$$"
+        printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\n'
+        for ((i = 0; i < SIZE / 77; i++)); do printf '%s\r\n' "$line"; done
+    } >"$d/unsigned.eml"
+    dkimsign bench sender.test "$d/key.pem" <"$d/unsigned.eml" >"$d/signed.eml" ||
+        die "dkimsign failed"
+    grep -q '^DKIM-Signature:' "$d/signed.eml" || die "dkimsign wrote no signature"
+    MESSAGE_FILE=$d/signed.eml
+    log "verify: DNS server pid $DNS_PID on 127.0.0.1:$DNS_PORT;" \
+        "message of $(wc -c <"$MESSAGE_FILE") bytes signed by bench._domainkey.sender.test"
+}
+
+stop_dns() {
+    [ -n "$DNS_PID" ] || return 0
+    kill -TERM "$DNS_PID" 2>/dev/null || true
+    wait "$DNS_PID" 2>/dev/null || true
+    DNS_PID=""
+}
+
 # --- one measurement ----------------------------------------------------------
 
 # run_level SYSTEM LEVEL PORT MAILDIR_NEW ROOT_PID PGID
@@ -240,6 +317,7 @@ run_level() {
         how=(--exec "${SM[0]}")
         for a in "${SM[@]:1}"; do how+=(--exec-arg "$a"); done
     fi
+    [ -n "$MESSAGE_FILE" ] && how+=(--message "$MESSAGE_FILE")
     "$BENCH_BIN" "${how[@]}" --sessions "$level" --count "$COUNT" --size "$SIZE" \
         --from "$SENDER" --to "$RCPT" >"$TMP/gen-$sys-$level.out" 2>"$TMP/gen-$sys-$level.err" &
     GEN_PID=$!
@@ -453,6 +531,8 @@ start_posthorn() {
     local relay=()
     # relay: as the Postfix instance, loopback clients may relay.
     [ "$MODE" = relay ] && relay=(-o "relayhost=$RELAYHOST" -o "mynetworks=127.0.0.0/8")
+    # verify: the bench's DNS server; the checks on or off (PH_CHECKS).
+    [ "$MODE" = verify ] && relay=(-o "dns_servers=127.0.0.1:$DNS_PORT" "${PH_CHECKS[@]}")
     # shellcheck disable=SC2086 # word splitting of BENCH_POSTHORN_OPTS wanted
     setsid "$POSTHORN_BIN" dev --state "$FS/ph" --port-offset "$PH_OFFSET" \
         -o smtpd_client_connection_count_limit=1000 -o default_process_limit=200 \
@@ -519,6 +599,60 @@ bench_posthorn() {
     stop_posthorn
 }
 
+# verify mode: posthorn with the checks off, then on, each over every level;
+# results under the names "off" and "on".
+bench_verify() {
+    local setting level
+    for setting in off on; do
+        if [ "$setting" = off ]; then PH_CHECKS=(-o "$CHECKS_PARAM="); else PH_CHECKS=(); fi
+        start_posthorn
+        for level in $LEVELS; do
+            run_level "$setting" "$level" "$PH_PORT" \
+                "$FS/ph/mail/example.test/demo/Maildir/new" "$PH_PID" "$PH_PID"
+            ACC[$setting,$level]=$LEVEL_ACC
+            DLV[$setting,$level]=$LEVEL_DLV
+            RSS[$setting,$level]=$LEVEL_RSS
+            CPU[$setting,$level]=$LEVEL_CPU
+            USR[$setting,$level]=$LEVEL_USR
+            SYS[$setting,$level]=$LEVEL_SYS
+            NPROC[$setting,$level]=$LEVEL_NPROC
+        done
+        stop_posthorn
+        # A fresh spool and Maildir for the other setting.
+        rm -rf "$FS/ph"
+    done
+}
+PH_CHECKS=()
+
+# loss OFF ON: how much lower ON is than OFF, in percent.
+loss() {
+    awk -v off="$1" -v on="$2" 'BEGIN {
+        if (off == "" || on == "" || off == "timeout" || on == "timeout" || off + 0 == 0) print "-"
+        else printf "%.1f%%", (off - on) * 100 / off }'
+}
+
+# verify_report: the verify mode's table.
+verify_report() {
+    local level
+    echo "posthorn inbound verification cost: $COUNT messages of $(wc -c <"$MESSAGE_FILE") bytes per level, $PER_CONN per connection"
+    echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
+        "$(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+    echo "queues and mailboxes: $FS_DESC"
+    echo "one message from bench@sender.test with one RSA-2048 DKIM signature: SPF (ip4) pass, DKIM pass, DMARC (p=reject) pass, records from the bench's DNS server"
+    echo "off: $CHECKS_PARAM empty; on: the default checks. accept/s: 250 replies after the final dot per second; msg/s: delivered into the Maildir, end to end; CPU: user+sys ms per message of the whole server process tree"
+    printf '%-8s %10s %10s %7s %10s %10s %7s %10s %10s %9s %9s\n' level \
+        off on accept off on deliver off on off on
+    printf '%-8s %10s %10s %7s %10s %10s %7s %10s %10s %9s %9s\n' sessions \
+        "accept/s" "accept/s" loss "msg/s" "msg/s" loss "CPU ms" "CPU ms" "$MEM_LABEL MB" "$MEM_LABEL MB"
+    for level in $LEVELS; do
+        printf '%-8s %10s %10s %7s %10s %10s %7s %10s %10s %9s %9s\n' "$level" \
+            "${ACC[off,$level]:--}" "${ACC[on,$level]:--}" "$(loss "${ACC[off,$level]:-}" "${ACC[on,$level]:-}")" \
+            "${DLV[off,$level]:--}" "${DLV[on,$level]:--}" "$(loss "${DLV[off,$level]:-}" "${DLV[on,$level]:-}")" \
+            "${CPU[off,$level]:--}" "${CPU[on,$level]:--}" \
+            "${RSS[off,$level]:--}" "${RSS[on,$level]:--}"
+    done
+}
+
 # --- main ---------------------------------------------------------------------
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
@@ -539,6 +673,12 @@ chmod 0755 "$TMP" # the postfix and nobody users must reach the queue and Maildi
 setup_fs
 
 PF_VERSION="(not run)"
+if [ "$MODE" = verify ]; then
+    setup_verify
+    bench_verify
+    verify_report | tee "$RESULTS"
+    exit 0
+fi
 [ "$MODE" = relay ] && start_sink
 [ "$ONLY" != posthorn ] && bench_postfix
 [ "$ONLY" != postfix ] && bench_posthorn

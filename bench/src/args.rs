@@ -34,6 +34,9 @@ final dot. Prints: accepted=N failed=N seconds=S rate=R
                      --sessions programs at a time; exit 0 = accepted
                      (e.g. --exec /usr/sbin/sendmail --exec-arg -t)
   --exec-arg ARG     an argument for PROGRAM (repeat for several)
+  --message FILE     send FILE (LF or CRLF line ends) as every message instead
+                     of a generated one (--size is then ignored), e.g. one
+                     message DKIM-signed ahead of the run
 ";
 
 /// Parsed configuration of one run.
@@ -54,6 +57,9 @@ pub struct Config {
     /// Exec mode: a program run per message (None: SMTP).
     pub exec: Option<String>,
     pub exec_args: Vec<String>,
+    /// `--message`: the message sent every time, CRLF line ends, not yet
+    /// dot-stuffed (None: generated per message).
+    pub message: Option<Vec<u8>>,
 }
 
 impl Default for Config {
@@ -73,6 +79,7 @@ impl Default for Config {
             quiet_errors: false,
             exec: None,
             exec_args: Vec::new(),
+            message: None,
         }
     }
 }
@@ -122,6 +129,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--max-failures" => max_failures = Some(number(&flag, &value()?)?),
             "--exec" => cfg.exec = Some(value()?),
             "--exec-arg" => cfg.exec_args.push(value()?),
+            "--message" => {
+                let path = value()?;
+                let raw = std::fs::read(&path).map_err(|e| format!("--message {path}: {e}"))?;
+                cfg.message = Some(crlf(&raw));
+            }
             _ => return Err(format!("unknown flag {arg:?} (try --help)")),
         }
     }
@@ -136,6 +148,23 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     }
     cfg.max_failures = max_failures.unwrap_or(cfg.count.max(1));
     Ok(Parsed::Run(Box::new(cfg)))
+}
+
+/// `raw` with every line ending in CRLF (a lone LF becomes CRLF).
+fn crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    let mut prev = 0u8;
+    for &b in raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -181,6 +210,12 @@ mod tests {
         assert_eq!(c.exec.as_deref(), Some("/usr/sbin/sendmail"));
         assert_eq!(c.exec_args, ["-t", "-i"]);
         assert!(run(&["--exec"]).is_err());
+    }
+
+    #[test]
+    fn message_file_gets_crlf_line_ends() {
+        assert_eq!(crlf(b"A: b\n\nbody\r\nlast"), b"A: b\r\n\r\nbody\r\nlast\r\n");
+        assert!(run(&["--message", "/nonexistent/posthorn-bench"]).is_err());
     }
 
     #[test]

@@ -271,19 +271,23 @@ impl Conn {
         if data.code != 354 {
             return self.abort("DATA", &data);
         }
-        let date = message::rfc5322_date(SystemTime::now());
-        let msg = message::build(
-            &Envelope {
-                from: &cfg.from,
-                to: &cfg.to,
-                run_id: &shared.run_id,
-                seq,
-                date: &date,
-            },
-            cfg.size,
-        );
         wire.clear();
-        message::dot_stuff(&msg, wire);
+        if let Some(fixed) = &cfg.message {
+            message::dot_stuff(fixed, wire);
+        } else {
+            let date = message::rfc5322_date(SystemTime::now());
+            let msg = message::build(
+                &Envelope {
+                    from: &cfg.from,
+                    to: &cfg.to,
+                    run_id: &shared.run_id,
+                    seq,
+                    date: &date,
+                },
+                cfg.size,
+            );
+            message::dot_stuff(&msg, wire);
+        }
         self.w.write_all(wire).map_err(io("message"))?;
         self.w.flush().map_err(io("message"))?;
         let done = self.r.read_reply().map_err(io("end of data"))?;
