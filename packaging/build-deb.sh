@@ -9,8 +9,12 @@
 # and objdump (binutils) are used when present. Run it from anywhere; it
 # prints the path of the .deb on its last line.
 #
-# Environment: SKIP_CARGO_BUILD=1 packages whatever target/release holds;
-# CARGO_TARGET_DIR, when set, is where cargo puts the build (and the .deb).
+# Environment: SKIP_CARGO_BUILD=1 packages whatever the profile's directory
+# holds; CARGO_TARGET_DIR, when set, is where cargo puts the build (and the
+# .deb); POSTHORN_PROFILE=dev packages the debug build (stripped) instead of
+# the release one: the same code and files, for tests/run.sh's installation
+# test on CI, where the debug build already exists (the shipped package is
+# always built with the default, release).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +43,12 @@ VERSION=$(awk '
     }' Cargo.toml)
 [ -n "$VERSION" ] || die "no version in [workspace.package] of Cargo.toml"
 ARCH=$(dpkg --print-architecture)
+PROFILE=${POSTHORN_PROFILE:-release}
+case $PROFILE in
+release) PROFILE_DIR=release ;;
+dev) PROFILE_DIR=debug ;;
+*) die "POSTHORN_PROFILE must be release or dev" ;;
+esac
 
 if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
     # One program: /usr/sbin/posthorn is multi-call (it runs as the worker
@@ -46,9 +56,9 @@ if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
     # symbolic link to it. The same binary the benches measure, one
     # link-time optimisation instead of twelve.
     # postdrop is its own small program: it is installed setgid postdrop.
-    cargo build --release --locked -p posthorn-cli -p postdrop
+    cargo build --profile "$PROFILE" --locked -p posthorn-cli -p postdrop
 fi
-REL=$TARGET/release
+REL=$TARGET/$PROFILE_DIR
 [ -x "$REL/posthorn" ] || die "$REL/posthorn is missing"
 [ -x "$REL/postdrop" ] || die "$REL/postdrop is missing"
 
