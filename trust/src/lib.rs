@@ -9,3 +9,4 @@
 //! posthorn-smtp) and the admin command call into them.
 pub mod dmarc_store;
 pub mod dns;
+pub mod sign;
