@@ -172,6 +172,14 @@ params! {
         "The CA certificates (PEM) posthorn-smtp trusts at smtp_tls_security_level verify and secure. Read when posthorn-smtp starts.";
     "disable_mime_output_conversion" = "no";
         "no: posthorn-smtp converts a message with 8-bit content for a server that does not offer 8BITMIME to 7-bit MIME (each 8-bit part quoted-printable if text, base64 otherwise; RFC 6152 3), as Postfix does. A message whose headers have 8-bit text, or that is over 256 KiB, cannot be converted and bounces (5.6.3). yes: such a message bounces.";
+    "dkim_key_directory" = "$config_directory/dkim";
+        "DKIM keys (RFC 6376, RFC 8463): DOMAIN/SELECTOR.key, a PEM private key (PKCS#8, RSA or Ed25519; or PKCS#1 RSA), owned by mail_owner, mode 0600, the directories 0700 (posthorn check warns otherwise). posthorn-smtp signs mail that is ours (submitted with AUTH, posted locally, our own bounces, or from a client in mynetworks) whose From: domain has a directory here, once with every key of it (RSA and Ed25519 both when both exist), relaxed/relaxed with t=, at delivery over the bytes it sends. A key that cannot be read defers the message (4.7.0). posthorn dkim keygen makes keys; posthorn dkim show prints their DNS records.";
+    "dkim_signature_headers" = "";
+        "The header fields a DKIM signature covers when the message has them, separated by commas or white space; From is always signed once more than it occurs (oversigned). Empty: RFC 6376 5.4.1's list (From, Reply-To, Subject, Date, To, Cc, Resent-Date, Resent-From, Resent-To, Resent-Cc, In-Reply-To, References, List-Id, List-Help, List-Unsubscribe, List-Subscribe, List-Post, List-Owner, List-Archive) and Message-ID, MIME-Version, Content-Type, Content-Transfer-Encoding.";
+    "arc_seal_domain" = "";
+        "When not empty, posthorn-smtp adds an ARC set (RFC 8617: ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results) with this d= to every forwarded copy (aliases, .forward) it relays, signed with the key $dkim_key_directory/DOMAIN/$arc_seal_selector.key. The ARC-Authentication-Results copies the topmost Authentication-Results of our authserv-id (none when it has none); cv= is none without an earlier chain, else pass or fail after verifying it; when the chain cannot be verified for want of DNS, or has already failed, the copy goes unsealed. A key that cannot be read defers the copy (4.7.0). Empty: no sealing.";
+    "arc_seal_selector" = "arc";
+        "The selector (s=) of ARC seals and the name of their key file in $dkim_key_directory/$arc_seal_domain/.";
     "smtpd_sasl_auth_enable" = "no";
         "yes: smtpd offers AUTH PLAIN and LOGIN (RFC 4954, with SASL-IR) and has posthorn-auth verify the password, as for POP3 and IMAP; a failure is 535 5.7.8 after auth_failure_delay and the log line fail2ban's postfix-sasl filter matches. An authenticated client may relay. The submission services of master.cf set it with -o.";
     "smtpd_tls_auth_only" = "yes";

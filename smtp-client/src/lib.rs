@@ -54,6 +54,7 @@
 pub mod downgrade;
 pub mod route;
 pub mod session;
+pub mod sign;
 pub mod tls;
 
 use std::io::{self, Read, Write};
@@ -107,6 +108,8 @@ pub struct Agent {
     pub reuse_time: Duration,
     /// smtp_connection_reuse_count_limit (0: no limit).
     pub reuse_count: u32,
+    /// DKIM signing and ARC sealing (sign.rs).
+    pub signing: sign::Signing,
 }
 
 /// The SMTP connection kept between requests (one per agent process: qmgr
@@ -195,6 +198,7 @@ impl Agent {
             reuse_time: cfg.time("smtp_connection_reuse_time_limit")?,
             reuse_count: u32::try_from(cfg.int("smtp_connection_reuse_count_limit")?)
                 .unwrap_or(u32::MAX),
+            signing: sign::Signing::from_config(cfg)?,
         })
     }
 
@@ -500,6 +504,7 @@ impl Agent {
         s: &mut Session,
     ) -> Result<Vec<Verdict>, Failure> {
         let mut body = qf.message().map_err(Failure::QueueFile)?;
+        let stamp = |converted: Option<&[u8]>| self.signing.stamp(qf, converted);
         let mut m = Message {
             sender: &qf.sender,
             recipients: rcpts,
@@ -508,6 +513,7 @@ impl Agent {
             size: qf.msg_len,
             eight_bit,
             body: &mut body,
+            stamp: self.signing.wanted(qf).then_some(&stamp),
         };
         s.send(&mut m)
     }

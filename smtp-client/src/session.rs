@@ -158,7 +158,15 @@ pub struct Message<'a> {
     /// It has bytes above 127 (needs BODY=8BITMIME).
     pub eight_bit: bool,
     pub body: &'a mut dyn Read,
+    /// Header fields to put before the message (DKIM-Signature, an ARC
+    /// set), made from the bytes that will be sent: the 7-bit form when it
+    /// was converted (given), else the message as queued. Err: the verdict
+    /// of every recipient (the message is not sent).
+    pub stamp: Option<&'a Stamp<'a>>,
 }
+
+/// See `Message::stamp`.
+pub type Stamp<'a> = dyn Fn(Option<&[u8]>) -> Result<Vec<u8>, Verdict> + 'a;
 
 enum Wire {
     Plain(TcpStream),
@@ -499,7 +507,16 @@ fn transaction(
     } else {
         None
     };
-    let size = converted.as_ref().map_or(m.size, |b| b.len() as u64);
+    // DKIM and ARC cover exactly the bytes sent: made after any conversion,
+    // before MAIL FROM (whose SIZE counts them).
+    let prefix = match m.stamp {
+        Some(stamp) => match stamp(converted.as_deref()) {
+            Ok(p) => p,
+            Err(v) => return Ok(all(v)),
+        },
+        None => Vec::new(),
+    };
+    let size = converted.as_ref().map_or(m.size, |b| b.len() as u64) + prefix.len() as u64;
     if caps.refuses_size(size) {
         return Ok(all(Verdict::Bounced {
             dsn: "5.3.4".into(),
@@ -605,7 +622,7 @@ fn transaction(
     }
     if bdat {
         let body: &mut dyn Read = &mut *m.body;
-        let r = send_bdat(c, converted, body, size)?;
+        let r = send_bdat(c, &prefix, converted, body, size)?;
         if !r.is_positive() {
             // RFC 3030 2: the transaction failed; RSET before another.
             c.dirty = true;
@@ -646,6 +663,10 @@ fn transaction(
     let mut stuffer = DotStuffer::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut wire = Vec::with_capacity(chunk.len() + 1024);
+    if !prefix.is_empty() {
+        stuffer.stuff(&prefix, &mut wire);
+        c.send(&wire, "sending message body")?;
+    }
     loop {
         let got = read_chunk(body, &mut chunk)?;
         if got == 0 {
@@ -684,12 +705,14 @@ fn read_chunk(body: &mut dyn Read, buf: &mut [u8]) -> Result<usize, Failure> {
 /// of `converted` (the 7-bit form) or of `body`; the reply.
 fn send_bdat(
     c: &mut Conversation,
+    prefix: &[u8],
     converted: Option<Vec<u8>>,
     body: &mut dyn Read,
     size: u64,
 ) -> Result<ServerReply, Failure> {
     let mut head = Vec::new();
     write_bdat(&mut head, size, true);
+    head.extend_from_slice(prefix);
     c.send(&head, "sending BDAT")?;
     let mut kept;
     let body: &mut dyn Read = match converted {
@@ -700,7 +723,7 @@ fn send_bdat(
         None => body,
     };
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut sent = 0u64;
+    let mut sent = prefix.len() as u64;
     loop {
         let got = read_chunk(body, &mut chunk)?;
         if got == 0 {
