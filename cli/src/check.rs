@@ -1,5 +1,5 @@
 //! `posthorn check`'s ownership and mode checks: the spool, the mailbox
-//! base, the TLS keys and the users file.
+//! base, the TLS keys, the users file and the DKIM keys.
 //!
 //! Owns what owner, group and mode each file should have (the spool as
 //! master's prepare_spool and common::spool::SPOOL_DIRS make it) and the
@@ -114,7 +114,35 @@ pub fn problems(cfg: &Config, e: &Expect) -> Vec<Problem> {
         key_file(Path::new(&k), e, &mut out);
     }
     users_file(&cfg.users_file(), e, &mut out);
+    dkim_keys(Path::new(&cfg.get("dkim_key_directory")), e, &mut out);
     out
+}
+
+/// DKIM keys (dkim_key_directory/DOMAIN/SELECTOR.key): mail_owner's (the
+/// signer, posthorn-smtp, reads them as mail_owner), mode 0600 or 0400:
+/// anyone else who can read one can sign as the domain.
+fn dkim_keys(dir: &Path, e: &Expect, out: &mut Vec<Problem>) {
+    let Ok(domains) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files = Vec::new();
+    for d in domains.flatten() {
+        if let Ok(keys) = std::fs::read_dir(d.path()) {
+            files.extend(
+                keys.flatten()
+                    .map(|k| k.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "key")),
+            );
+        }
+    }
+    files.sort();
+    for p in files {
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        check_owner(&p, &m, &e.owner, out);
+        check_mode(&p, &m, &[0o600, 0o400], out);
+    }
 }
 
 /// The spool's directories: owner, group and mode as master makes them.

@@ -1,7 +1,7 @@
 //! posthorn: the administration command, and the multi-call entry point.
 //!
 //! Run as `posthorn` it is the admin command (see posthorn(1)): `dev`,
-//! `start`, `stop`, `reload`, `status`, `check`, `config`, `user add`.
+//! `start`, `stop`, `reload`, `status`, `check`, `config`, `dkim`, `user add`.
 //! Run under a worker's name (`posthorn-smtpd`, ...) it is that worker:
 //! master runs daemon_directory/posthorn-NAME, which the package makes a
 //! symbolic link to /usr/sbin/posthorn, or (in development mode, or when
@@ -15,6 +15,7 @@
 mod admin;
 mod check;
 mod dev;
+mod dkim;
 mod newaliases;
 mod queue;
 mod sendmail;
@@ -63,6 +64,11 @@ enum Cmd {
         /// Write the Thunderbird autoconfig file (config-v1.1.xml) here.
         #[arg(long = "autoconfig", value_name = "FILE")]
         autoconfig: Option<PathBuf>,
+    },
+    /// Make DKIM keys and print their DNS records.
+    Dkim {
+        #[command(subcommand)]
+        command: dkim::DkimCmd,
     },
     /// List, show, delete, hold, release and requeue queued messages.
     Queue {
@@ -124,6 +130,7 @@ fn main() {
             config,
             autoconfig,
         } => admin::dns(&config_dir(config), domain, autoconfig.as_deref()),
+        Cmd::Dkim { command } => dkim::run(command),
         Cmd::Queue { command } => queue::run(command),
         Cmd::User { command } => user::run(command),
     };
