@@ -27,7 +27,7 @@ pub(crate) struct Received {
     pub(crate) data: Vec<u8>,
     tls: bool,
     /// It came with BDAT (RFC 3030), not DATA.
-    bdat: bool,
+    pub(crate) bdat: bool,
 }
 
 #[derive(Default)]
@@ -57,9 +57,9 @@ pub(crate) struct SinkState {
     slow_now: usize,
     slow_most: usize,
     /// Do not offer 8BITMIME (RFC 6152): a 7-bit server.
-    no_8bitmime: bool,
+    pub(crate) no_8bitmime: bool,
     /// Offer CHUNKING (RFC 3030) and take BDAT.
-    chunking: bool,
+    pub(crate) chunking: bool,
 }
 
 pub(crate) type Shared = Arc<Mutex<SinkState>>;

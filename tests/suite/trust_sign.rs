@@ -337,3 +337,134 @@ fn forwarded_outside_mail_is_not_signed_but_arc_sealed() {
     let v = dkimpy("arc", &s, bad.as_bytes(), &records);
     assert!(v[0].starts_with("arc fail"), "{v:?}");
 }
+
+#[test]
+fn signatures_cover_converted_and_chunked_mail_and_a_bad_key_defers() {
+    let zone = Zone::default();
+    let dns = serve(Arc::clone(&zone));
+    let state: Shared = Arc::default();
+    state.lock().unwrap().no_8bitmime = true;
+    let port = sink(Arc::clone(&state));
+    let s = Suite::start(
+        "dkim-7bit",
+        &[],
+        &[
+            &format!("relayhost=[127.0.0.1]:{port}"),
+            &format!("dns_servers={dns}"),
+            "mynetworks=127.0.0.0/8",
+            "minimal_backoff_time=1s",
+            "maximal_backoff_time=2s",
+            "queue_run_delay=1s",
+            // A new connection (and EHLO) for the chunked message.
+            "smtp_connection_cache_time_limit=0s",
+        ],
+    );
+    let ed = keygen(
+        &s,
+        "example.test",
+        &["--selector", "ed1", "--algorithm", "ed25519"],
+    );
+    publish(&zone, &ed);
+    let records = vec![ed];
+    // A key that cannot be used: mail of its domain waits, never unsigned.
+    let broken = s.dir.join("dkim/broken.example");
+    std::fs::create_dir_all(&broken).unwrap();
+    let bad_key = broken.join("k.key");
+    std::fs::write(
+        &bad_key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &bad_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    // posthorn check names a key others may read.
+    let check = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        said.contains(&format!(
+            "{}: mode 0644, expected 0600: run chmod 0600",
+            bad_key.display()
+        )) || said.contains(&format!("{}: mode 0644, expected 0600", bad_key.display())),
+        "{said}"
+    );
+    assert!(!check.status.success());
+
+    // From a client in mynetworks, 8-bit, to a server without 8BITMIME:
+    // converted to quoted-printable, then signed.
+    let mut c = Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    let broken_id = c.mail(
+        "x@broken.example",
+        &["held@far.example"],
+        b"From: <x@broken.example>\r\nSubject: held\r\n\r\nsubmitted, never sent unsigned\r\n",
+    );
+    c.mail(
+        "demo@example.test",
+        &["bob@far.example"],
+        "From: <demo@example.test>\r\nTo: <bob@far.example>\r\nSubject: 8-bit\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nsubmitted: Gr\u{fc}\u{df}e aus K\u{f6}ln\r\n"
+            .as_bytes(),
+    );
+    let got = wait_for(&state, &s, "bob@far.example");
+    let m = got
+        .iter()
+        .find(|m| m.rcpts == ["bob@far.example"])
+        .unwrap()
+        .clone();
+    assert!(m.data.is_ascii(), "{}", String::from_utf8_lossy(&m.data));
+    let text = String::from_utf8_lossy(&m.data).into_owned();
+    assert!(text.contains("quoted-printable"), "{text}");
+    assert!(text.starts_with("DKIM-Signature: "), "{text}");
+    assert_eq!(dkimpy("dkim", &s, &m.data, &records), ["dkim 0 pass"]);
+    assert_eq!(mail_auth_dkim(&dns, &m.data), ["pass"]);
+
+    // To a server with CHUNKING: one BDAT with the signature counted.
+    {
+        let mut st = state.lock().unwrap();
+        st.no_8bitmime = false;
+        st.chunking = true;
+    }
+    c.mail(
+        "demo@example.test",
+        &["carol@far.example"],
+        b"From: <demo@example.test>\r\nTo: <carol@far.example>\r\nSubject: chunked\r\n\r\nsubmitted as BDAT\r\n.a line with a dot\r\n",
+    );
+    c.cmd("QUIT", 221);
+    let got = wait_for(&state, &s, "carol@far.example");
+    let m = got
+        .iter()
+        .find(|m| m.rcpts == ["carol@far.example"])
+        .unwrap()
+        .clone();
+    assert!(m.bdat, "sent with BDAT");
+    assert_eq!(dkimpy("dkim", &s, &m.data, &records), ["dkim 0 pass"]);
+    assert_eq!(mail_auth_dkim(&dns, &m.data), ["pass"]);
+
+    // The message with the broken key was deferred with the reason, and
+    // did not reach the sink (which has taken the two sent after it).
+    s.wait_log(&format!(
+        "{broken_id}: to=<held@far.example>, relay=127.0.0.1[127.0.0.1]:{port}"
+    ));
+    let log = s.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains(&format!("{broken_id}: to=<held@far.example>"))
+                && l.contains("dsn=4.7.0, status=deferred (DKIM signing failed: ")
+                && l.contains("broken.example/k.key")
+        ),
+        "{log}"
+    );
+    let st = state.lock().unwrap();
+    assert!(
+        !st.messages
+            .iter()
+            .any(|m| m.rcpts.iter().any(|r| r == "held@far.example")),
+        "the message with an unusable key was sent"
+    );
+}
