@@ -209,3 +209,99 @@ impl Signing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::spool::{Envelope, Queue, Spool};
+
+    /// A queue file with these attributes, and the agent's settings.
+    fn queued(name: &str, attrs: &[(&str, &str)], extra: &str) -> (PathBuf, QueueFile, Signing) {
+        let dir =
+            std::env::temp_dir().join(format!("posthorn-smtp-sign-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::new(&dir);
+        spool.create_dirs().unwrap();
+        let env = Envelope {
+            sender: "a@example.org".into(),
+            recipients: vec!["b@example.net".into()],
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Envelope::default()
+        };
+        let mut w = spool.create(&env).unwrap();
+        w.write(b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n")
+            .unwrap();
+        let id = w.commit().unwrap();
+        let qf = QueueFile::read(&spool.dir(Queue::Incoming).join(id.to_string())).unwrap();
+        let text = format!(
+            "mynetworks = 192.0.2.0/24\ndkim_key_directory = {}/dkim\n{extra}",
+            dir.display()
+        );
+        let cfg = Config::parse(&dir, "main.cf", &text).unwrap();
+        (dir, qf, Signing::from_config(&cfg).unwrap())
+    }
+
+    #[test]
+    fn ours_is_authenticated_local_our_bounces_or_mynetworks() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (
+                &[("sasl_username", "alice"), ("client_addr", "203.0.113.9")],
+                true,
+            ),
+            (&[("uid", "1000")], true),
+            (&[("protocol", "bounce")], true),
+            (&[("client_addr", "192.0.2.7"), ("protocol", "ESMTP")], true),
+            (
+                &[("client_addr", "203.0.113.9"), ("protocol", "ESMTP")],
+                false,
+            ),
+            (
+                &[("client_addr", "203.0.113.9"), ("sasl_username", "")],
+                false,
+            ),
+            (&[("protocol", "forward"), ("origin_queue_id", "X")], false),
+            (
+                &[("client_addr", "192.0.2.7"), ("protocol", "forward")],
+                false,
+            ),
+            (&[], false),
+        ];
+        for (i, (attrs, want)) in cases.iter().enumerate() {
+            let (dir, qf, s) = queued(&format!("ours{i}"), attrs, "");
+            assert_eq!(s.ours(&qf), *want, "{attrs:?}");
+            assert_eq!(s.wanted(&qf), *want, "{attrs:?}");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn forwarded_copies_are_wanted_only_for_sealing() {
+        let fwd = &[("protocol", "forward")];
+        let (dir, qf, s) = queued("fwd", fwd, "arc_seal_domain = example.org\n");
+        assert!(s.wanted(&qf) && !s.ours(&qf));
+        // The seal's key is missing: the copy waits (4.7.0), never unsealed
+        // silently.
+        match s.stamp(&qf, None) {
+            Err(Verdict::Deferred { dsn, text }) => {
+                assert_eq!(dsn, "4.7.0");
+                assert!(text.contains("arc.key"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+        let (dir, _, _) = queued("badarc", fwd, "");
+        let cfg = Config::parse(&dir, "main.cf", "arc_seal_domain = ../x\n").unwrap();
+        assert!(Signing::from_config(&cfg).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_domain_without_keys_is_sent_as_it_is() {
+        let (dir, qf, s) = queued("nokey", &[("sasl_username", "a")], "");
+        assert_eq!(s.stamp(&qf, None).unwrap(), Vec::<u8>::new());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
