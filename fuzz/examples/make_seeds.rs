@@ -580,6 +580,19 @@ fn main() {
     ] {
         put("password_hash", name, format!("{field}\n{password}").as_bytes());
     }
+
+    // dkim_sign: messages from example.org (signed), from elsewhere, with
+    // several authors, with an earlier Authentication-Results and ARC set.
+    for (name, msg) in [
+        ("signed", &b"From: Alice <alice@example.org>\r\nTo: b@example.net\r\nSubject: hi\r\nDate: Mon, 30 Nov 2026 00:00:00 +0000\r\n\r\nHello.\r\n"[..]),
+        ("other-domain", b"From: x@example.net\r\nSubject: s\r\n\r\nbody\r\n"),
+        ("two-authors", b"From: a@example.org, b@example.org\r\n\r\nx\r\n"),
+        ("no-body", b"From: a@example.org\r\nSubject: folded\r\n\tcontinued\r\n"),
+        ("results", b"Authentication-Results: mx.example.org;\r\n\tdkim=pass header.d=example.net\r\nFrom: a@example.org\r\n\r\nforwarded\r\n"),
+        ("arc-chain", b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=example.net; s=x; t=1; b=AAAA\r\nARC-Message-Signature: i=1; a=rsa-sha256; c=relaxed/relaxed; d=example.net; s=x; h=From; bh=AAAA; b=AAAA\r\nARC-Authentication-Results: i=1; mx.example.net; none\r\nFrom: a@example.org\r\n\r\nx\r\n"),
+    ] {
+        put("dkim_sign", name, msg);
+    }
 }
 
 /// What the client sends in a transcript: C: lines with CRLF, R: lines raw.

@@ -10,7 +10,8 @@
 //! Does not own the parsers (proto, common, smtpd, pop3d) or how a crash
 //! becomes a regression test (a `#[test]` in the crate that owns the
 //! parser). The POP3 and SASL harnesses are in `pop3`, the client-name one
-//! in `peer_name`, the 7-bit downgrade's in `downgrade`.
+//! in `peer_name`, the 7-bit downgrade's in `downgrade`,
+//! DKIM signing and ARC sealing's in `dkim_sign`.
 //!
 //! Standards: RFC 5321 2.3.8, 4.1.1.4, 4.2, 4.5.2 (the DATA oracle and the
 //! reply line shape); RFC 3030 2 (BDAT); RFC 3207 5 (nothing after STARTTLS
@@ -38,11 +39,13 @@ use posthorn_smtpd::session::{
 };
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
+mod dkim_sign;
 mod downgrade;
 mod imap;
 mod imap_session;
 mod peer_name;
 mod pop3;
+pub use dkim_sign::dkim_sign;
 pub use downgrade::downgrade;
 pub use imap::imap_command;
 pub use imap_session::{imap_login, imap_session};
@@ -85,6 +88,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("imap_session", imap_session),
     ("peer_name", peer_name),
     ("downgrade", downgrade),
+    ("dkim_sign", dkim_sign),
     ("virtual_alias", virtual_alias),
 ];
 

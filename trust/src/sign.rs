@@ -533,6 +533,13 @@ pub fn arc_seal(
         &s.key_dir.join(&domain).join(format!("{selector}.key")),
         &selector,
     )?;
+    if key.algorithm != Algorithm::Rsa {
+        // RFC 8617 4.1.3: ARC signs with rsa-sha256 only.
+        return Err(SignError::BadKey(
+            key.path,
+            "ARC seals are rsa-sha256 only (RFC 8617): make an RSA key".into(),
+        ));
+    }
     let Some(msg) = AuthenticatedMessage::parse(message) else {
         return Ok(Sealed::Skipped("the message has no header section".into()));
     };
@@ -590,8 +597,9 @@ pub fn arc_seal(
 }
 
 /// The value of the topmost Authentication-Results field whose authserv-id
-/// is `id`, white space runs made one space, or `ID; none`.
-fn copied_results(message: &[u8], id: &str) -> String {
+/// is `id`, white space runs made one space, or `ID; none`: what the
+/// ARC-Authentication-Results of a seal says (one line, no controls).
+pub fn copied_results(message: &[u8], id: &str) -> String {
     let head = match end_of_headers(message) {
         Some(e) => &message[..e],
         None => message,
@@ -615,6 +623,9 @@ fn copied_results(message: &[u8], id: &str) -> String {
         }
         let value = String::from_utf8_lossy(&f[colon + 1..]);
         let one: String = value.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+        if one.chars().any(char::is_control) {
+            continue;
+        }
         let authserv = one.split(';').next().unwrap_or("").trim();
         // RFC 8601 2.2: the authserv-id may be followed by a version.
         let authserv = authserv.split(' ').next().unwrap_or("");
