@@ -5,7 +5,8 @@
 //! (python3-dkim) and with mail-auth, and fails both once its body is
 //! changed; mail from a client outside mynetworks, forwarded by an alias
 //! to a remote address, is not DKIM-signed but carries an ARC set that
-//! verifies.
+//! verifies; forwarded again, the chain goes on with cv=pass (cv=fail once
+//! the body has changed).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -288,7 +289,11 @@ fn forwarded_outside_mail_is_not_signed_but_arc_sealed() {
     publish(&zone, &seal);
     let p = s.dir.join("aliases");
     let mut aliases = std::fs::read_to_string(&p).unwrap();
-    aliases.push_str("far: faraway@elsewhere.example\n");
+    aliases.push_str(
+        "far: faraway@elsewhere.example\n\
+         again: again@elsewhere.example\n\
+         broken: broken@elsewhere.example\n",
+    );
     std::fs::write(&p, aliases).unwrap();
 
     // A client outside mynetworks (127.0.0.2) writes to the alias.
@@ -336,6 +341,52 @@ fn forwarded_outside_mail_is_not_signed_but_arc_sealed() {
     let bad = String::from_utf8_lossy(&msg).replacen("submitted from", "Submitted from", 1);
     let v = dkimpy("arc", &s, bad.as_bytes(), &records);
     assert!(v[0].starts_with("arc fail"), "{v:?}");
+
+    // The sealed copy comes back and is forwarded again: the chain is
+    // verified (through dns_servers) and continued with i=2, cv=pass; the
+    // changed one is continued with cv=fail.
+    let mut c = Smtp::greeted(crate::harness::connect_from(
+        "127.0.0.2".parse().unwrap(),
+        s.port,
+    ));
+    c.cmd("EHLO outside.example.org", 250);
+    c.mail("demo@example.test", &["again@localhost"], &msg);
+    c.mail("demo@example.test", &["broken@localhost"], bad.as_bytes());
+    c.cmd("QUIT", 221);
+    wait_for(&state, &s, "again@elsewhere.example");
+    let got = wait_for(&state, &s, "broken@elsewhere.example");
+    let data = |rcpt: &str| {
+        got.iter()
+            .find(|m| m.rcpts.iter().any(|r| r == rcpt))
+            .unwrap()
+            .data
+            .clone()
+    };
+    let again = data("again@elsewhere.example");
+    let seal2: String = field(&again, "ARC-Seal")
+        .unwrap()
+        .split_ascii_whitespace()
+        .collect();
+    assert!(
+        seal2.contains("i=2;") && seal2.contains("cv=pass"),
+        "{seal2}"
+    );
+    let m = AuthenticatedMessage::parse(&again).unwrap();
+    let arc = runtime().block_on(auth.verify_arc(&m));
+    assert_eq!(arc.result(), &DkimResult::Pass);
+    let v = dkimpy("arc", &s, &again, &records);
+    assert!(v[0].starts_with("arc pass"), "{v:?}");
+    let broken = data("broken@elsewhere.example");
+    let seal3: String = field(&broken, "ARC-Seal")
+        .unwrap()
+        .split_ascii_whitespace()
+        .collect();
+    assert!(
+        seal3.contains("i=2;") && seal3.contains("cv=fail"),
+        "{seal3}"
+    );
+    s.wait_log("ARC set added (d=example.test, s=seal, cv=pass)");
+    s.wait_log("ARC set added (d=example.test, s=seal, cv=fail)");
 }
 
 #[test]
