@@ -412,6 +412,10 @@ fn present_headers(headers: &[u8], wanted: &[String]) -> Vec<String> {
         }
     }
     present.sort_by_key(|p| wanted.iter().position(|w| w == p));
+    // RFC 6376 5.4: From is always signed, whatever the list says.
+    if !present.iter().any(|p| p.eq_ignore_ascii_case("from")) && has_field(headers, "From") {
+        present.insert(0, "From".into());
+    }
     if present.iter().any(|p| p.eq_ignore_ascii_case("from")) {
         // mail-auth signs every instance of a listed name and names a
         // listed one it did not find once more: the second From is that.
@@ -641,6 +645,11 @@ fn message_has_header(message: &[u8], name: &str) -> bool {
         Some(e) => &message[..e],
         None => message,
     };
+    has_field(head, name)
+}
+
+/// Does the header section have a field `name`?
+fn has_field(head: &[u8], name: &str) -> bool {
     head.split(|&b| b == b'\n').any(|l| {
         l.iter()
             .position(|&b| b == b':')
@@ -721,6 +730,9 @@ mod tests {
         );
         let text = String::from_utf8(out.fields).unwrap();
         assert_eq!(text.matches("DKIM-Signature:").count(), 2, "{text}");
+        // RFC 5322 2.1.1: folded, no line over 998 octets (78 here).
+        assert!(text.split("\r\n").all(|l| l.len() <= 998), "{text}");
+        assert!(text.ends_with("\r\n"));
         assert!(text.contains("a=rsa-sha256") && text.contains("a=ed25519-sha256"));
         assert!(text.contains("c=relaxed/relaxed") && text.contains("t="));
         let unfolded: String = text.split_ascii_whitespace().collect();
@@ -729,6 +741,15 @@ mod tests {
                 || unfolded.contains("h=Message-ID:Date:Subject:To:From:From;"),
             "{unfolded}"
         );
+        // A list without From: From is signed all the same (RFC 6376 5.4).
+        let only = dkim_sign(&d, &["Subject".into()], &mut &MSG[..])
+            .unwrap()
+            .unwrap();
+        let text: String = String::from_utf8(only.fields)
+            .unwrap()
+            .split_ascii_whitespace()
+            .collect();
+        assert!(text.contains("h=Subject:From:From;"), "{text}");
         // Another domain, or none: not signed.
         let other = b"From: x@example.net\r\n\r\nbody\r\n";
         assert!(dkim_sign(&d, &[], &mut &other[..]).unwrap().is_none());
