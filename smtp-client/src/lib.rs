@@ -24,6 +24,13 @@
 //! sent without BODY=. One that cannot be converted (8-bit headers, more
 //! than MESSAGE_KEPT bytes, ...) bounces with the reason (5.6.3).
 //!
+//! DKIM and ARC (sign.rs, with posthorn_trust::sign): mail that is ours
+//! (AUTH, local submission, our bounces, mynetworks) whose From: domain has
+//! keys in dkim_key_directory gets a DKIM-Signature per key; a forwarded
+//! copy gets an ARC set when arc_seal_domain is set. Both are made in the
+//! session from the bytes it sends (after the 7-bit conversion) and go
+//! before them; a key that cannot be used defers (4.7.0).
+//!
 //! Connections: the one of the last delivery is kept
 //! (smtp_connection_cache_time_limit) for the next request to the same next
 //! hop at the same TLS level, which qmgr sends to this agent; a kept
@@ -36,7 +43,9 @@
 //! smtp_data_done_timeout, smtp_tls_security_level, smtp_tls_policy_maps,
 //! smtp_tls_CAfile, smtp_connection_cache_time_limit,
 //! smtp_connection_reuse_time_limit, smtp_connection_reuse_count_limit,
-//! disable_mime_output_conversion, queue_directory.
+//! disable_mime_output_conversion, dkim_key_directory,
+//! dkim_signature_headers, mynetworks, arc_seal_domain, arc_seal_selector,
+//! queue_directory.
 //!
 //! Diagnostics: one line per recipient in Postfix's shape:
 //! `ID: to=<a@b>, relay=mx.example.org[192.0.2.1]:25, delay=0.3, dsn=2.0.0,

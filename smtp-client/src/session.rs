@@ -20,7 +20,9 @@
 //! with 8-bit content for a server without 8BITMIME is converted to 7-bit
 //! (downgrade.rs) and sent without BODY=, or bounces (5.6.3) when it
 //! cannot be; an address that needs SMTPUTF8 for one without it bounces
-//! (5.6.7).
+//! (5.6.7). Header fields the caller makes from the bytes to send
+//! (`Message::stamp`: DKIM-Signature, an ARC set) go before the message,
+//! counted in SIZE and BDAT; when it cannot make them, nothing is sent.
 //!
 //! Standards: RFC 5321, RFC 1870 (SIZE), RFC 3030 (CHUNKING), RFC 2920 (PIPELINING: MAIL, the
 //! RCPTs and DATA in one write, their replies in order), RFC 3207 (STARTTLS), RFC 3463, RFC 6152
