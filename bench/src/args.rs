@@ -214,7 +214,10 @@ mod tests {
 
     #[test]
     fn message_file_gets_crlf_line_ends() {
-        assert_eq!(crlf(b"A: b\n\nbody\r\nlast"), b"A: b\r\n\r\nbody\r\nlast\r\n");
+        assert_eq!(
+            crlf(b"A: b\n\nbody\r\nlast"),
+            b"A: b\r\n\r\nbody\r\nlast\r\n"
+        );
         assert!(run(&["--message", "/nonexistent/posthorn-bench"]).is_err());
     }
 
