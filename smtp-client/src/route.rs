@@ -3,7 +3,7 @@
 //! Owns the look-ups of a next hop (common::addr::NextHop, relayhost's
 //! syntax, chosen by qmgr: `[host]:port` or `[address]:port` is that host,
 //! no MX look-up; `host` or `host:port` the hosts of its MX records): the
-//! look-ups (`Dns`: hickory's stub
+//! look-ups (`Dns`: hickory 0.26's stub
 //! resolver, /etc/resolv.conf's servers or `dns_servers`, set up by
 //! common::dns): MX records in
 //! preference order, equal ones in random order; no MX record means the
@@ -21,6 +21,7 @@
 use std::net::SocketAddr;
 
 use common::dns::{self, DnsError};
+use hickory_resolver::proto::rr::{RData, RecordType};
 
 pub use common::addr::NextHop;
 
@@ -41,7 +42,7 @@ pub enum Unroutable {
 /// `dns_servers`.
 pub struct Dns {
     rt: tokio::runtime::Runtime,
-    resolver: hickory_resolver::TokioResolver,
+    resolver: dns::TokioResolver,
 }
 
 impl std::fmt::Debug for Dns {
@@ -55,16 +56,8 @@ impl Dns {
     /// (common::dns sets both up, for smtpd's client names too).
     pub fn new(servers: &[String]) -> Result<Dns, DnsError> {
         let rt = dns::runtime()?;
-        let (config, opts) = dns::servers(servers)?;
-        let mut b = hickory_resolver::TokioResolver::builder_with_config(
-            config,
-            hickory_resolver::name_server::TokioConnectionProvider::default(),
-        );
-        *b.options_mut() = opts;
-        Ok(Dns {
-            rt,
-            resolver: b.build(),
-        })
+        let resolver = rt.block_on(async { dns::resolver(servers) })?;
+        Ok(Dns { rt, resolver })
     }
 
     /// The hosts mail for `domain` goes to, most preferred first (equal
@@ -72,13 +65,20 @@ impl Dns {
     /// it has no MX (the implicit MX).
     pub fn mx_hosts(&self, domain: &str) -> Result<Vec<String>, Unroutable> {
         let name = format!("{}.", domain.trim_end_matches('.'));
-        match self.rt.block_on(self.resolver.mx_lookup(name.as_str())) {
+        match self
+            .rt
+            .block_on(self.resolver.lookup(name.as_str(), RecordType::MX))
+        {
             Ok(mx) => {
                 let mut records: Vec<(u16, String)> = mx
+                    .answers()
                     .iter()
-                    .map(|m| {
-                        let host = m.exchange().to_ascii();
-                        (m.preference(), host.trim_end_matches('.').to_string())
+                    .filter_map(|r| match &r.data {
+                        RData::MX(m) => Some((
+                            m.preference,
+                            m.exchange.to_ascii().trim_end_matches('.').to_string(),
+                        )),
+                        _ => None,
                     })
                     .collect();
                 if records.len() == 1 && records[0].1.is_empty() {
