@@ -60,6 +60,7 @@
 //! connection. Remote replies are bounded and shown without control
 //! characters (proto::smtp::client).
 
+pub mod dane;
 pub mod downgrade;
 pub mod route;
 pub mod session;
@@ -85,7 +86,7 @@ use std::sync::Arc;
 use common::table::Tables;
 use rustls::ClientConfig;
 
-use crate::route::{Dns, NextHop, Unroutable};
+use crate::route::{Dns, NextHop, TlsaLookup, Unroutable};
 use crate::session::{Failure, Message, Session, Settings, Verdict};
 use crate::tls::Level;
 
@@ -157,7 +158,15 @@ impl Agent {
     pub fn from_config(cfg: &Config) -> Result<Agent, ConfigError> {
         let level = Level::parse(&cfg.one_of(
             "smtp_tls_security_level",
-            &["none", "may", "encrypt", "verify", "secure"],
+            &[
+                "none",
+                "may",
+                "encrypt",
+                "verify",
+                "secure",
+                "dane",
+                "dane-only",
+            ],
         )?)
         .map_err(|e| cfg.invalid("smtp_tls_security_level", e))?;
         let opportunistic = tls::opportunistic().map_err(|e| {
@@ -182,7 +191,10 @@ impl Agent {
             verified: RefCell::new(verified),
             ca_file,
             spool: Spool::new(cfg.queue_dir()),
-            dns: match Dns::new(&cfg.list("dns_servers")) {
+            dns: match Dns::new(&cfg.list("dns_servers"), {
+                let f = cfg.get("dnssec_trust_anchor_file");
+                (!f.is_empty()).then(|| std::path::PathBuf::from(f))
+            }) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     warning!("DNS: {e}; mail for other domains is deferred");
@@ -238,7 +250,10 @@ impl Agent {
         s.tls_verified = level.verified();
         s.tls = match level {
             Level::None => None,
-            Level::May | Level::Encrypt => Some(Arc::clone(&self.opportunistic)),
+            // DANE's levels: `may` until a host's TLSA records say more.
+            Level::May | Level::Encrypt | Level::Dane | Level::DaneOnly => {
+                Some(Arc::clone(&self.opportunistic))
+            }
             Level::Verify | Level::Secure => {
                 let mut v = self.verified.borrow_mut();
                 let made = v.get_or_insert_with(|| {
@@ -434,6 +449,27 @@ impl Agent {
                 Err(u) => return unroutable(u),
             }
         };
+        // DANE (RFC 7672 2.2.1): the MX host names are reference
+        // identifiers only when the MX records are secure; the next hop's
+        // own name always is. A bogus MX RRset defers.
+        let mut mx_secure = false;
+        if level.dane() && !hop.literal {
+            match dns.dane_mx(&hop.host) {
+                Ok(secure) => mx_secure = secure,
+                Err(e) => {
+                    warning!("{e}");
+                    // TLS-RPT: a DANE failure (dnssec-invalid) for hop.host.
+                    return (
+                        "none".into(),
+                        all(Verdict::Deferred {
+                            dsn: "4.7.5".into(),
+                            text: e,
+                        }),
+                    );
+                }
+            }
+        }
+        let mut tlsa_found: Vec<(String, TlsaLookup)> = Vec::new();
         let mut addresses: Vec<(String, SocketAddr)> = Vec::new();
         let mut temp = None;
         for h in &hosts {
@@ -450,10 +486,35 @@ impl Agent {
                 ))
             }));
         }
-        let mut last = String::new();
+        let mut last = ("4.4.1", String::new());
         for (host, addr) in addresses {
             let relay = format!("{host}[{}]:{}", addr.ip(), addr.port());
             let mut settings = base.clone();
+            let mut dane_match = None;
+            if level.dane() {
+                let found = match tlsa_found.iter().find(|(h, _)| *h == host) {
+                    Some((_, t)) => t.clone(),
+                    None => {
+                        let t = if host.parse::<std::net::IpAddr>().is_ok() {
+                            TlsaLookup::None
+                        } else {
+                            dns.tlsa(&host, port)
+                        };
+                        tlsa_found.push((host.clone(), t.clone()));
+                        t
+                    }
+                };
+                match self.dane_settings(level, &hop, &host, mx_secure, found, &mut settings) {
+                    Ok(m) => dane_match = m,
+                    Err(why) => {
+                        warning!("{relay}: {why}");
+                        // TLS-RPT: a DANE failure for hop.host (tlsa-invalid or
+                        // dnssec-invalid), when engineer C's API is on main.
+                        last = ("4.7.5", why);
+                        continue;
+                    }
+                }
+            }
             // Opportunistic TLS: a failed handshake is tried once without.
             for _ in 0..2 {
                 let attempt = session::open(&settings, addr, &host).and_then(|mut s| {
@@ -464,6 +525,15 @@ impl Agent {
                             "Untrusted"
                         };
                         info!("{trust} TLS connection established to {relay}: {t}");
+                        let matched = dane_match.as_ref().and_then(|m: &dane::Matched| {
+                            m.lock()
+                                .ok()
+                                .and_then(|v| v.as_ref().map(dane::Verified::text))
+                        });
+                        if let Some(m) = matched {
+                            // TLS-RPT: a DANE success for hop.host.
+                            info!("{relay}: dane: {m}");
+                        }
                     }
                     let v = self.attempt(qf, rcpts, rcpt_dsn, eight_bit, &mut s)?;
                     Ok((s, v))
@@ -488,7 +558,18 @@ impl Agent {
                         settings.tls = None;
                     }
                     Err(f) => {
-                        last = f.to_string();
+                        // A DANE host's TLS failing is a security failure
+                        // (RFC 7672 2.2: never plain text instead).
+                        let dsn = match f {
+                            Failure::Tls(..) | Failure::TlsNotOffered(_) if level.dane() => {
+                                // TLS-RPT: a DANE failure (certificate or
+                                // STARTTLS) for hop.host.
+                                warning!("{relay}: {f}");
+                                "4.7.5"
+                            }
+                            _ => "4.4.1",
+                        };
+                        last = (dsn, f.to_string());
                         break;
                     }
                 }
@@ -497,10 +578,52 @@ impl Agent {
         (
             format!("{}:{port}", hosts.join(",")),
             all(Verdict::Deferred {
-                dsn: "4.4.1".into(),
-                text: last,
+                dsn: last.0.into(),
+                text: last.1,
             }),
         )
+    }
+
+    /// The settings for one host at a DANE level, from its TLSA records
+    /// (RFC 7672 2.2, Postfix's `dane` and `dane-only`): secure usable
+    /// records: TLS required, the chain checked by dane.rs against them
+    /// (the reference names: the next hop's, and the MX host's when the MX
+    /// records are secure); secure records none of which is usable: TLS
+    /// required, unauthenticated (RFC 7672 3.1.3); none (or insecure):
+    /// `may`, or for `dane-only` this host is not used; a failed look-up:
+    /// this host is not used. Ok: where the verifier puts what matched.
+    fn dane_settings(
+        &self,
+        level: Level,
+        hop: &NextHop,
+        host: &str,
+        mx_secure: bool,
+        found: TlsaLookup,
+        settings: &mut Settings,
+    ) -> Result<Option<dane::Matched>, String> {
+        match found {
+            TlsaLookup::Secure(records) if records.iter().any(dane::Tlsa::usable) => {
+                let mut names = vec![hop.host.clone()];
+                if mx_secure && !host.eq_ignore_ascii_case(&hop.host) {
+                    names.push(host.to_string());
+                }
+                let (config, matched) = dane::config(records, names)
+                    .map_err(|e| format!("DANE TLS cannot be set up: {e}"))?;
+                settings.tls = Some(config);
+                settings.tls_required = true;
+                settings.tls_verified = true;
+                Ok(Some(matched))
+            }
+            TlsaLookup::Secure(_) => {
+                settings.tls_required = true;
+                Ok(None)
+            }
+            TlsaLookup::None if level == Level::DaneOnly => Err(format!(
+                "no usable TLSA records for {host} (smtp_tls_security_level dane-only)"
+            )),
+            TlsaLookup::None => Ok(None),
+            TlsaLookup::Failed(e) => Err(e),
+        }
     }
 
     /// The message over an open session.

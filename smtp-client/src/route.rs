@@ -3,25 +3,35 @@
 //! Owns the look-ups of a next hop (common::addr::NextHop, relayhost's
 //! syntax, chosen by qmgr: `[host]:port` or `[address]:port` is that host,
 //! no MX look-up; `host` or `host:port` the hosts of its MX records): the
-//! look-ups (`Dns`: hickory 0.26's stub
+//! look-ups (`Dns`: hickory's stub
 //! resolver, /etc/resolv.conf's servers or `dns_servers`, set up by
 //! common::dns): MX records in
 //! preference order, equal ones in random order; no MX record means the
 //! domain itself (the implicit MX); a lone MX of "." is RFC 7505's null MX
 //! (the domain takes no mail: bounce 5.1.10); a domain that does not exist
-//! bounces (5.1.2); a failing name service defers (4.4.3). Does not own the
-//! SMTP conversation (session.rs).
+//! bounces (5.1.2); a failing name service defers (4.4.3). For DANE
+//! (dane.rs), the look-ups validated with DNSSEC in this process
+//! (`dane_mx`, `tlsa`: a second resolver, with the trust anchors of
+//! dnssec_trust_anchor_file or the root's built in): whether the MX records
+//! are secure, and the TLSA records of a host. Does not own the SMTP
+//! conversation (session.rs).
 //!
 //! Standards: RFC 5321 5.1 (MX order, implicit MX), RFC 7505 (null MX),
-//! RFC 1035.
+//! RFC 1035, RFC 4035 (DNSSEC validation, hickory's), RFC 7672 2.2 (TLSA
+//! and MX look-ups for DANE).
 //!
 //! Diagnostics: look-up failures are the texts of the deferrals and
 //! bounces (`Name service error for name=D type=MX: ...`).
 
+use std::cell::OnceCell;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use common::dns::{self, DnsError};
+use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::rr::{RData, RecordType};
+
+use crate::dane::Tlsa;
 
 pub use common::addr::NextHop;
 
@@ -43,6 +53,24 @@ pub enum Unroutable {
 pub struct Dns {
     rt: tokio::runtime::Runtime,
     resolver: dns::TokioResolver,
+    servers: Vec<String>,
+    /// dnssec_trust_anchor_file (None: the root's keys built into hickory).
+    anchor_file: Option<PathBuf>,
+    /// The validating resolver, made when DANE first needs it.
+    secure: OnceCell<Result<dns::TokioResolver, String>>,
+}
+
+/// What DNSSEC says about a TLSA RRset (RFC 7672 2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsaLookup {
+    /// Secure records (usable or not).
+    Secure(Vec<Tlsa>),
+    /// No records (secure or insecure denial), or insecure ones: DANE
+    /// does not apply.
+    None,
+    /// Bogus or failed: the host cannot be used under DANE (RFC 7672
+    /// 2.2: not even without it, where TLSA records may exist).
+    Failed(String),
 }
 
 impl std::fmt::Debug for Dns {
@@ -54,10 +82,92 @@ impl std::fmt::Debug for Dns {
 impl Dns {
     /// `servers`: ADDR:PORT (or ADDR, port 53) each; empty: the system's
     /// (common::dns sets both up, for smtpd's client names too).
-    pub fn new(servers: &[String]) -> Result<Dns, DnsError> {
+    /// `anchor_file`: dnssec_trust_anchor_file, for the DANE look-ups.
+    pub fn new(servers: &[String], anchor_file: Option<PathBuf>) -> Result<Dns, DnsError> {
         let rt = dns::runtime()?;
         let resolver = rt.block_on(async { dns::resolver(servers) })?;
-        Ok(Dns { rt, resolver })
+        Ok(Dns {
+            rt,
+            resolver,
+            servers: servers.to_vec(),
+            anchor_file,
+            secure: OnceCell::new(),
+        })
+    }
+
+    fn secure(&self) -> Result<&dns::TokioResolver, String> {
+        self.secure
+            .get_or_init(|| {
+                self.rt
+                    .block_on(async {
+                        dns::validating_resolver(&self.servers, self.anchor_file.as_deref())
+                    })
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Whether the MX records of `domain` are secure (RFC 7672 2.2.1):
+    /// Ok(false) when insecure or absent (the domain is its own host),
+    /// Err when bogus or the look-up fails.
+    pub fn dane_mx(&self, domain: &str) -> Result<bool, String> {
+        let resolver = self.secure()?;
+        let name = format!("{}.", domain.trim_end_matches('.'));
+        match self
+            .rt
+            .block_on(resolver.lookup(name.as_str(), RecordType::MX))
+        {
+            Ok(l) => {
+                let mx: Vec<Proof> = l
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == RecordType::MX)
+                    .map(|r| r.proof)
+                    .collect();
+                Ok(!mx.is_empty() && mx.iter().all(|p| p.is_secure()))
+            }
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(false),
+            Err(e) => Err(format!("MX lookup error for {domain} (DNSSEC): {e}")),
+        }
+    }
+
+    /// The TLSA records of `host` for `port` (RFC 7672 2.2:
+    /// `_PORT._tcp.HOST`), validated.
+    pub fn tlsa(&self, host: &str, port: u16) -> TlsaLookup {
+        let resolver = match self.secure() {
+            Ok(r) => r,
+            Err(e) => return TlsaLookup::Failed(e),
+        };
+        let name = format!("_{port}._tcp.{}.", host.trim_end_matches('.'));
+        match self
+            .rt
+            .block_on(resolver.lookup(name.as_str(), RecordType::TLSA))
+        {
+            Ok(l) => {
+                let mut records = Vec::new();
+                let mut secure = true;
+                for r in l.answers() {
+                    if let RData::TLSA(t) = &r.data {
+                        secure &= r.proof.is_secure();
+                        records.push(Tlsa {
+                            usage: t.cert_usage.into(),
+                            selector: t.selector.into(),
+                            matching: t.matching.into(),
+                            data: t.cert_data.clone(),
+                        });
+                    }
+                }
+                match (records.is_empty(), secure) {
+                    (true, _) => TlsaLookup::None,
+                    (false, true) => TlsaLookup::Secure(records),
+                    // Insecure records are ignored (RFC 7672 2.2).
+                    (false, false) => TlsaLookup::None,
+                }
+            }
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => TlsaLookup::None,
+            Err(e) => TlsaLookup::Failed(format!("TLSA lookup error for {host}:{port}: {e}")),
+        }
     }
 
     /// The hosts mail for `domain` goes to, most preferred first (equal
