@@ -162,9 +162,9 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
     s.wait_log(&format!(
         "{id}: to=<d@notlsa.test>, relay=mx.notlsa.test:{port}, "
     ));
-    s.wait_log(&format!(
-        "dsn=4.7.5, status=deferred (no usable TLSA records for mx.notlsa.test (smtp_tls_security_level dane-only))"
-    ));
+    s.wait_log(
+        "dsn=4.7.5, status=deferred (no usable TLSA records for mx.notlsa.test (smtp_tls_security_level dane-only))",
+    );
 
     // The barrier: a later message arrives; the deferred ones never did.
     c.mail("a@example.org", &["z@dane.test"], msg);
