@@ -180,3 +180,111 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// DANE-TA (RFC 7672 3.1.2): a TLSA 2 0 1 record of a private CA that the
+/// server sends in its chain, a server certificate from it naming the
+/// (secure) MX host: delivered, `Verified`, the log naming the record and
+/// the name checked. A second domain whose MX records are insecure and
+/// name the same host: the host's name is no reference identifier there
+/// (RFC 7672 2.2.1), the certificate names no other: deferred.
+#[test]
+fn dane_ta_checks_the_chain_and_the_mx_name() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["mx.ta.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca.der().clone()];
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+    .unwrap();
+    let state: Shared = Arc::default();
+    state.lock().unwrap().tls = Some(Arc::new(tls));
+    let port = sink(Arc::clone(&state));
+
+    let zone: Zone = Arc::default();
+    {
+        let mut z = zone.lock().unwrap();
+        z.insert(
+            "ta.test".into(),
+            vec![Rr::Mx(10, "mx.ta.test".into()), Rr::Signed],
+        );
+        z.insert(
+            "mx.ta.test".into(),
+            vec![Rr::Addr("127.0.0.1".parse().unwrap())],
+        );
+        z.insert(
+            format!("_{port}._tcp.mx.ta.test"),
+            vec![Rr::Tlsa(2, 0, 1, sha256(ca.der())), Rr::Signed],
+        );
+        // other.test: unsigned, delegated without DS; its MX is mx.ta.test.
+        z.insert(
+            "other.test".into(),
+            vec![
+                Rr::Mx(10, "mx.ta.test".into()),
+                Rr::Raw(2, name("ns.other.test")),
+                Rr::Nsec(vec![2]),
+            ],
+        );
+    }
+    let dns = serve(Arc::clone(&zone));
+    let dir = std::env::temp_dir().join(format!("posthorn-dane-ta-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let anchor = dir.join("root.key");
+    std::fs::write(&anchor, trust_anchor()).unwrap();
+    let s = Suite::start(
+        "trust-dane-ta",
+        &[],
+        &[
+            &format!("dns_servers={dns}"),
+            &format!("smtp_tcp_port={port}"),
+            &format!("dnssec_trust_anchor_file={}", anchor.display()),
+            "smtp_tls_security_level=dane",
+            "mynetworks=127.0.0.0/8",
+        ],
+    );
+    let mut c = crate::harness::Smtp::connect(s.port);
+    c.cmd("EHLO trusted.example.org", 250);
+    let msg = b"Subject: dane-ta\r\n\r\nx\r\n";
+    let id = c.mail("a@example.org", &["a@ta.test"], msg);
+    let got = wait_for(&state, &s, "a@ta.test");
+    assert!(got[0].tls);
+    s.wait_log(&format!(
+        "Verified TLS connection established to mx.ta.test[127.0.0.1]:{port}: TLSv1.3"
+    ));
+    s.wait_log(&format!(
+        "mx.ta.test[127.0.0.1]:{port}: dane: TLSA 2 0 1 matched a trust anchor, name mx.ta.test"
+    ));
+    s.wait_log(&format!(
+        "{id}: to=<a@ta.test>, relay=mx.ta.test[127.0.0.1]:{port}, "
+    ));
+
+    let id = c.mail("a@example.org", &["b@other.test"], msg);
+    s.wait_log(&format!(
+        "{id}: to=<b@other.test>, relay=mx.ta.test:{port}, "
+    ));
+    s.wait_log("dsn=4.7.5, status=deferred (TLS handshake with 127.0.0.1:");
+    s.wait_log("DANE: no TLSA record (2 0 1) matched the certificate chain for other.test");
+    // The barrier: a later message arrives, the deferred one never did.
+    c.mail("a@example.org", &["z@ta.test"], msg);
+    let got = wait_for(&state, &s, "z@ta.test");
+    assert!(
+        got.iter()
+            .all(|m| !m.rcpts.iter().any(|r| r == "b@other.test")),
+        "{}",
+        s.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
