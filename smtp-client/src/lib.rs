@@ -38,7 +38,13 @@
 //! smtp_connection_reuse_time_limit or smtp_connection_reuse_count_limit,
 //! is not used.
 //!
-//! Parameters: smtp_tcp_port,
+//! DANE (RFC 7672; dane.rs, route.rs): at the levels `dane` and
+//! `dane-only`, each host's TLSA records (validated with DNSSEC) decide its
+//! TLS: matched by the certificate chain (`dane_settings`), required but
+//! unauthenticated, `may`, or the host not used; a host that fails DANE is
+//! never tried without TLS, and the recipients are deferred with 4.7.5.
+//!
+//! Parameters: smtp_tcp_port, dnssec_trust_anchor_file,
 //! dns_servers, smtp_helo_name, smtp_connect_timeout, smtp_helo_timeout,
 //! smtp_data_done_timeout, smtp_tls_security_level, smtp_tls_policy_maps,
 //! smtp_tls_CAfile, smtp_connection_cache_time_limit,
@@ -53,7 +59,9 @@
 //! `to=` when the ORCPT names another address); deferred and bounced ones
 //! carry the remote reply (`host said: ...`) or the reason; TLS as
 //! `Untrusted TLS connection established to HOST[ADDR]:PORT: TLSv1.3 with
-//! cipher ...`.
+//! cipher ...` (`Verified` at verify, secure and for DANE), and for DANE
+//! `HOST[ADDR]:PORT: dane: TLSA 3 1 1 matched the server certificate`; a
+//! warning for each host DANE refuses (the reason).
 //!
 //! Security: requests are validated (queue id syntax, recipient index and
 //! address must match the queue file); a bad request closes the

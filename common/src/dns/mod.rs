@@ -5,12 +5,14 @@
 //! else /etc/resolv.conf's, with its options), hickory 0.26's stub resolver
 //! on them (`resolver`: posthorn-smtp's MX and address look-ups, and
 //! posthorn-trust's SPF, DKIM and DMARC ones through mail-auth, which is
-//! built on the same hickory) and the current-thread tokio runtime hickory
-//! runs on. smtpd asks the name servers directly for its clients' names
+//! built on the same hickory), its DNSSEC-validating twin
+//! (`validating_resolver`: DANE's TLSA and MX look-ups) and the
+//! current-thread tokio runtime hickory runs on. smtpd asks the name servers directly for its clients' names
 //! (peer.rs), after /etc/hosts (hosts.rs). Does not own what is looked up
 //! when: the daemons do.
 //!
-//! Standards: RFC 1035 (the servers' messages, hickory's).
+//! Standards: RFC 1035 (the servers' messages, hickory's), RFC 4035 5
+//! (DNSSEC validation, hickory's).
 //!
 //! Diagnostics: `DnsError`, for the daemon to log (a resolver that cannot be
 //! set up is not fatal to either user).
