@@ -13,6 +13,9 @@
 //! - forged.test: signed MX, a TLSA 3 1 1 of the sink's key whose
 //!   signature is broken (bogus): the records are not believed, deferred
 //!   4.7.5, nothing sent;
+//! - pkix.test: signed, only a PKIX-EE TLSA record (unusable, RFC 7672
+//!   3.1.3): TLS required but not authenticated, delivered `Untrusted`;
+//! - bogusmx.test: its MX records' signature is broken: deferred;
 //! - notlsa.test, dane-only in smtp_tls_policy_maps: signed, a signed
 //!   denial of its TLSA records: deferred 4.7.5, nothing sent.
 
@@ -46,7 +49,13 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
     let lo = Rr::Addr("127.0.0.1".parse().unwrap());
     {
         let mut z = zone.lock().unwrap();
-        for d in ["dane.test", "bad.test", "notlsa.test", "forged.test"] {
+        for d in [
+            "dane.test",
+            "bad.test",
+            "notlsa.test",
+            "forged.test",
+            "pkix.test",
+        ] {
             z.insert(d.into(), vec![Rr::Mx(10, format!("mx.{d}")), Rr::Signed]);
             z.insert(format!("mx.{d}"), vec![lo.clone(), Rr::Signed]);
         }
@@ -55,6 +64,14 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
         z.insert(
             format!("_{port}._tcp.mx.notlsa.test"),
             vec![Rr::Nsec(Vec::new())],
+        );
+        z.insert(
+            format!("_{port}._tcp.mx.pkix.test"),
+            vec![Rr::Tlsa(1, 1, 1, vec![0xbb; 32]), Rr::Signed],
+        );
+        z.insert(
+            "bogusmx.test".into(),
+            vec![Rr::Mx(10, "mx.dane.test".into()), Rr::Forged],
         );
         // plain.test: delegated without DS (RFC 4035 5.2), unsigned.
         z.insert(
@@ -157,6 +174,22 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
         "dsn=4.7.5, status=deferred (TLSA lookup error for mx.forged.test:{port}: "
     ));
 
+    // Secure TLSA records, none usable: TLS, unauthenticated.
+    let id = c.mail("a@example.org", &["p@pkix.test"], msg);
+    let got = wait_for(&state, &s, "p@pkix.test");
+    assert!(got.iter().any(|m| m.rcpts == ["p@pkix.test"] && m.tls));
+    s.wait_log(&format!(
+        "Untrusted TLS connection established to mx.pkix.test[127.0.0.1]:{port}: TLSv1.3"
+    ));
+    s.wait_log(&format!(
+        "{id}: to=<p@pkix.test>, relay=mx.pkix.test[127.0.0.1]:{port}, "
+    ));
+
+    // Bogus MX records: deferred before any connection.
+    let id = c.mail("a@example.org", &["m@bogusmx.test"], msg);
+    s.wait_log(&format!("{id}: to=<m@bogusmx.test>, relay=none, "));
+    s.wait_log("dsn=4.7.5, status=deferred (MX lookup error for bogusmx.test (DNSSEC): ");
+
     // dane-only without TLSA records: deferred.
     let id = c.mail("a@example.org", &["d@notlsa.test"], msg);
     s.wait_log(&format!(
@@ -172,7 +205,13 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
     for m in &got {
         for r in &m.rcpts {
             assert!(
-                !["b@bad.test", "d@notlsa.test", "f@forged.test"].contains(&r.as_str()),
+                ![
+                    "b@bad.test",
+                    "d@notlsa.test",
+                    "f@forged.test",
+                    "m@bogusmx.test"
+                ]
+                .contains(&r.as_str()),
                 "{r} arrived: {}",
                 s.log()
             );
