@@ -441,6 +441,10 @@ impl Agent {
                     dsn: "4.4.3".into(),
                     text: t,
                 },
+                Unroutable::Bogus(t) => Verdict::Deferred {
+                    dsn: "4.7.5".into(),
+                    text: t,
+                },
             };
             ("none".to_string(), all(v))
         };
@@ -449,34 +453,32 @@ impl Agent {
                 "the resolver could not be set up (see the log at start)".into(),
             ));
         };
+        // DANE (RFC 7672 2.2.1): the MX hosts from the validated look-up,
+        // their names reference identifiers only when the MX records are
+        // secure; the next hop's own name always is. Bogus MX records defer.
+        let mut mx_secure = false;
         let (hosts, port) = if hop.literal {
             (vec![hop.host.clone()], hop.port)
+        } else if level.dane() {
+            match dns.dane_mx_hosts(&hop.host) {
+                Ok((h, secure)) => {
+                    mx_secure = secure;
+                    (h, hop.port)
+                }
+                Err(u) => {
+                    if let Unroutable::Bogus(e) = &u {
+                        // TLS-RPT: a DANE failure (dnssec-invalid) for hop.host.
+                        warning!("{e}");
+                    }
+                    return unroutable(u);
+                }
+            }
         } else {
             match dns.mx_hosts(&hop.host) {
                 Ok(h) => (h, hop.port),
                 Err(u) => return unroutable(u),
             }
         };
-        // DANE (RFC 7672 2.2.1): the MX host names are reference
-        // identifiers only when the MX records are secure; the next hop's
-        // own name always is. A bogus MX RRset defers.
-        let mut mx_secure = false;
-        if level.dane() && !hop.literal {
-            match dns.dane_mx(&hop.host) {
-                Ok(secure) => mx_secure = secure,
-                Err(e) => {
-                    warning!("{e}");
-                    // TLS-RPT: a DANE failure (dnssec-invalid) for hop.host.
-                    return (
-                        "none".into(),
-                        all(Verdict::Deferred {
-                            dsn: "4.7.5".into(),
-                            text: e,
-                        }),
-                    );
-                }
-            }
-        }
         let mut tlsa_found: Vec<(String, TlsaLookup)> = Vec::new();
         let mut addresses: Vec<(String, SocketAddr)> = Vec::new();
         let mut temp = None;

@@ -11,7 +11,7 @@
 //! (the domain takes no mail: bounce 5.1.10); a domain that does not exist
 //! bounces (5.1.2); a failing name service defers (4.4.3). For DANE
 //! (dane.rs), the look-ups validated with DNSSEC in this process
-//! (`dane_mx`, `tlsa`: a second resolver, with the trust anchors of
+//! (`dane_mx_hosts`, `tlsa`: a second resolver, with the trust anchors of
 //! dnssec_trust_anchor_file or the root's built in): whether the MX records
 //! are secure, and the TLSA records of a host. Does not own the SMTP
 //! conversation (session.rs).
@@ -28,7 +28,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use common::dns::{self, DnsError};
-use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::dane::Tlsa;
@@ -45,6 +44,8 @@ pub enum Unroutable {
     NullMx(String),
     /// The name service failed or timed out: defer, 4.4.3.
     TempFail(String),
+    /// DANE's validated look-up failed or was bogus: defer, 4.7.5.
+    Bogus(String),
 }
 
 /// MX and address look-ups: hickory's stub resolver on a current-thread
@@ -108,28 +109,15 @@ impl Dns {
             .map_err(Clone::clone)
     }
 
-    /// Whether the MX records of `domain` are secure (RFC 7672 2.2.1):
-    /// Ok(false) when insecure or absent (the domain is its own host),
-    /// Err when bogus or the look-up fails.
-    pub fn dane_mx(&self, domain: &str) -> Result<bool, String> {
-        let resolver = self.secure()?;
-        let name = format!("{}.", domain.trim_end_matches('.'));
-        match self
-            .rt
-            .block_on(resolver.lookup(name.as_str(), RecordType::MX))
-        {
-            Ok(l) => {
-                let mx: Vec<Proof> = l
-                    .answers()
-                    .iter()
-                    .filter(|r| r.record_type() == RecordType::MX)
-                    .map(|r| r.proof)
-                    .collect();
-                Ok(!mx.is_empty() && mx.iter().all(|p| p.is_secure()))
-            }
-            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(false),
-            Err(e) => Err(format!("MX lookup error for {domain} (DNSSEC): {e}")),
-        }
+    /// `mx_hosts` through the validating resolver, for DANE, and whether
+    /// the MX records are secure (RFC 7672 2.2.1: only then are the hosts
+    /// reference identifiers; false when insecure, or when there are none
+    /// and the domain is its own host). The hosts tried are these, never
+    /// the unvalidated resolver's: a forged MX answer there must not pass
+    /// as the secure one's. Bogus or failing: `Unroutable::Bogus`.
+    pub fn dane_mx_hosts(&self, domain: &str) -> Result<(Vec<String>, bool), Unroutable> {
+        let resolver = self.secure().map_err(Unroutable::Bogus)?;
+        self.mx_hosts_with(resolver, domain, true)
     }
 
     /// The TLSA records of `host` for `port` (RFC 7672 2.2:
@@ -174,12 +162,29 @@ impl Dns {
     /// preferences in random order, RFC 5321 5.1); the domain itself when
     /// it has no MX (the implicit MX).
     pub fn mx_hosts(&self, domain: &str) -> Result<Vec<String>, Unroutable> {
+        self.mx_hosts_with(&self.resolver, domain, false)
+            .map(|(hosts, _)| hosts)
+    }
+
+    /// `mx_hosts` through `resolver`, and whether every MX record is
+    /// DNSSEC-secure; `validating`: failures are `Bogus`.
+    fn mx_hosts_with(
+        &self,
+        resolver: &dns::TokioResolver,
+        domain: &str,
+        validating: bool,
+    ) -> Result<(Vec<String>, bool), Unroutable> {
         let name = format!("{}.", domain.trim_end_matches('.'));
         match self
             .rt
-            .block_on(self.resolver.lookup(name.as_str(), RecordType::MX))
+            .block_on(resolver.lookup(name.as_str(), RecordType::MX))
         {
             Ok(mx) => {
+                let secure = mx
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == RecordType::MX)
+                    .all(|r| r.proof.is_secure());
                 let mut records: Vec<(u16, String)> = mx
                     .answers()
                     .iter()
@@ -197,10 +202,14 @@ impl Dns {
                 records.retain(|(_, h)| !h.is_empty());
                 shuffle(&mut records);
                 records.sort_by_key(|(p, _)| *p);
-                Ok(records.into_iter().map(|(_, h)| h).collect())
+                let secure = secure && !records.is_empty();
+                Ok((records.into_iter().map(|(_, h)| h).collect(), secure))
             }
             Err(e) if e.is_nx_domain() => Err(Unroutable::NoSuchDomain(domain.to_string())),
-            Err(e) if e.is_no_records_found() => Ok(vec![domain.to_string()]),
+            Err(e) if e.is_no_records_found() => Ok((vec![domain.to_string()], false)),
+            Err(e) if validating => Err(Unroutable::Bogus(format!(
+                "MX lookup error for {domain} (DNSSEC): {e}"
+            ))),
             Err(e) => Err(Unroutable::TempFail(format!(
                 "Name service error for name={domain} type=MX: {e}"
             ))),
