@@ -599,7 +599,8 @@ impl Agent {
     /// records: TLS required, the chain checked by dane.rs against them
     /// (the reference names: the next hop's, and the MX host's when the MX
     /// records are secure); secure records none of which is usable: TLS
-    /// required, unauthenticated (RFC 7672 3.1.3); none (or insecure):
+    /// required, unauthenticated (RFC 7672 3.1.3; for `dane-only` the host
+    /// is not used); none (or insecure):
     /// `may`, or for `dane-only` this host is not used; a failed look-up:
     /// this host is not used. Ok: where the verifier puts what matched.
     fn dane_settings(
@@ -624,13 +625,13 @@ impl Agent {
                 settings.tls_verified = true;
                 Ok(Some(matched))
             }
+            TlsaLookup::Secure(_) | TlsaLookup::None if level == Level::DaneOnly => Err(format!(
+                "no usable TLSA records for {host} (smtp_tls_security_level dane-only)"
+            )),
             TlsaLookup::Secure(_) => {
                 settings.tls_required = true;
                 Ok(None)
             }
-            TlsaLookup::None if level == Level::DaneOnly => Err(format!(
-                "no usable TLSA records for {host} (smtp_tls_security_level dane-only)"
-            )),
             TlsaLookup::None => Ok(None),
             TlsaLookup::Failed(e) => Err(e),
         }

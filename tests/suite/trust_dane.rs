@@ -15,6 +15,7 @@
 //!   4.7.5, nothing sent;
 //! - pkix.test: signed, only a PKIX-EE TLSA record (unusable, RFC 7672
 //!   3.1.3): TLS required but not authenticated, delivered `Untrusted`;
+//!   pkixonly.test, the same at dane-only: deferred;
 //! - bogusmx.test: its MX records' signature is broken: deferred;
 //! - notlsa.test, dane-only in smtp_tls_policy_maps: signed, a signed
 //!   denial of its TLSA records: deferred 4.7.5, nothing sent.
@@ -55,6 +56,7 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
             "notlsa.test",
             "forged.test",
             "pkix.test",
+            "pkixonly.test",
         ] {
             z.insert(d.into(), vec![Rr::Mx(10, format!("mx.{d}")), Rr::Signed]);
             z.insert(format!("mx.{d}"), vec![lo.clone(), Rr::Signed]);
@@ -65,10 +67,12 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
             format!("_{port}._tcp.mx.notlsa.test"),
             vec![Rr::Nsec(Vec::new())],
         );
-        z.insert(
-            format!("_{port}._tcp.mx.pkix.test"),
-            vec![Rr::Tlsa(1, 1, 1, vec![0xbb; 32]), Rr::Signed],
-        );
+        for d in ["pkix.test", "pkixonly.test"] {
+            z.insert(
+                format!("_{port}._tcp.mx.{d}"),
+                vec![Rr::Tlsa(1, 1, 1, vec![0xbb; 32]), Rr::Signed],
+            );
+        }
         z.insert(
             "bogusmx.test".into(),
             vec![Rr::Mx(10, "mx.dane.test".into()), Rr::Forged],
@@ -94,7 +98,7 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
     let anchor = dir.join("root.key");
     std::fs::write(&anchor, trust_anchor()).unwrap();
     let policy = dir.join("tls_policy");
-    std::fs::write(&policy, "notlsa.test dane-only\n").unwrap();
+    std::fs::write(&policy, "notlsa.test dane-only\npkixonly.test dane-only\n").unwrap();
     let s = Suite::start(
         "trust-dane",
         &[],
@@ -185,6 +189,13 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
         "{id}: to=<p@pkix.test>, relay=mx.pkix.test[127.0.0.1]:{port}, "
     ));
 
+    // The same at dane-only: deferred.
+    let id = c.mail("a@example.org", &["q@pkixonly.test"], msg);
+    s.wait_log(&format!(
+        "{id}: to=<q@pkixonly.test>, relay=mx.pkixonly.test:{port}, "
+    ));
+    s.wait_log("status=deferred (no usable TLSA records for mx.pkixonly.test (smtp_tls_security_level dane-only))");
+
     // Bogus MX records: deferred before any connection.
     let id = c.mail("a@example.org", &["m@bogusmx.test"], msg);
     s.wait_log(&format!("{id}: to=<m@bogusmx.test>, relay=none, "));
@@ -209,7 +220,8 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
                     "b@bad.test",
                     "d@notlsa.test",
                     "f@forged.test",
-                    "m@bogusmx.test"
+                    "m@bogusmx.test",
+                    "q@pkixonly.test",
                 ]
                 .contains(&r.as_str()),
                 "{r} arrived: {}",
