@@ -165,9 +165,11 @@ params! {
     "smtp_data_done_timeout" = "600s";
         "How long posthorn-smtp waits for the reply after the whole message was sent.";
     "smtp_tls_security_level" = "may";
-        "TLS from posthorn-smtp to the next hop. may: STARTTLS when the server offers it, its certificate not checked (opportunistic, RFC 7435); a failed handshake is tried again without TLS. encrypt: TLS required (else deferred), the certificate not checked. verify, secure: TLS required and the certificate must chain to smtp_tls_CAfile and name the host (the MX host, or relayhost's). none: never.";
+        "TLS from posthorn-smtp to the next hop. may: STARTTLS when the server offers it, its certificate not checked (opportunistic, RFC 7435); a failed handshake is tried again without TLS. encrypt: TLS required (else deferred), the certificate not checked. verify, secure: TLS required and the certificate must chain to smtp_tls_CAfile and name the host (the MX host, or relayhost's). dane: DANE (RFC 7672) where the host has DNSSEC-secure, usable TLSA records (_PORT._tcp.HOST, validated by posthorn-smtp itself): TLS required and the certificate must match them (DANE-EE 3, or DANE-TA 2 with the next hop's or the secure MX host's name); else as may. dane-only: DANE required, a host without usable TLSA records is not used. A host that fails DANE is never sent to in the clear (deferred, 4.7.5). none: never.";
     "smtp_tls_policy_maps" = "";
-        "The TLS level per next hop (Postfix's tls_policy(5)), text tables as transport_maps: keys are the next hop as written ([host]:port of relayhost or transport_maps) or, for MX delivery, the domain and .parent-domain; values none, may, encrypt, verify, secure (no attributes; dane is not supported yet). No entry: smtp_tls_security_level.";
+        "The TLS level per next hop (Postfix's tls_policy(5)), text tables as transport_maps: keys are the next hop as written ([host]:port of relayhost or transport_maps) or, for MX delivery, the domain and .parent-domain; values none, may, encrypt, verify, secure, dane, dane-only (no attributes; fingerprint is not supported). No entry: smtp_tls_security_level.";
+    "dnssec_trust_anchor_file" = "";
+        "The DNSSEC trust anchors posthorn-smtp validates DANE's TLSA and MX look-ups from: DNSKEY records in zone-file form (for a private root, or tests). Empty: the root zone's keys built into hickory (KSK 20326 and 38696).";
     "smtp_tls_CAfile" = "/etc/ssl/certs/ca-certificates.crt";
         "The CA certificates (PEM) posthorn-smtp trusts at smtp_tls_security_level verify and secure. Read when posthorn-smtp starts.";
     "disable_mime_output_conversion" = "no";

@@ -38,7 +38,13 @@
 //! smtp_connection_reuse_time_limit or smtp_connection_reuse_count_limit,
 //! is not used.
 //!
-//! Parameters: smtp_tcp_port,
+//! DANE (RFC 7672; dane.rs, route.rs): at the levels `dane` and
+//! `dane-only`, each host's TLSA records (validated with DNSSEC) decide its
+//! TLS: matched by the certificate chain (`dane_settings`), required but
+//! unauthenticated, `may`, or the host not used; a host that fails DANE is
+//! never tried without TLS, and the recipients are deferred with 4.7.5.
+//!
+//! Parameters: smtp_tcp_port, dnssec_trust_anchor_file,
 //! dns_servers, smtp_helo_name, smtp_connect_timeout, smtp_helo_timeout,
 //! smtp_data_done_timeout, smtp_tls_security_level, smtp_tls_policy_maps,
 //! smtp_tls_CAfile, smtp_connection_cache_time_limit,
@@ -53,13 +59,16 @@
 //! `to=` when the ORCPT names another address); deferred and bounced ones
 //! carry the remote reply (`host said: ...`) or the reason; TLS as
 //! `Untrusted TLS connection established to HOST[ADDR]:PORT: TLSv1.3 with
-//! cipher ...`.
+//! cipher ...` (`Verified` at verify, secure and for DANE), and for DANE
+//! `HOST[ADDR]:PORT: dane: TLSA 3 1 1 matched the server certificate`; a
+//! warning for each host DANE refuses (the reason).
 //!
 //! Security: requests are validated (queue id syntax, recipient index and
 //! address must match the queue file); a bad request closes the
 //! connection. Remote replies are bounded and shown without control
 //! characters (proto::smtp::client).
 
+pub mod dane;
 pub mod downgrade;
 pub mod route;
 pub mod session;
@@ -85,7 +94,7 @@ use std::sync::Arc;
 use common::table::Tables;
 use rustls::ClientConfig;
 
-use crate::route::{Dns, NextHop, Unroutable};
+use crate::route::{Dns, NextHop, TlsaLookup, Unroutable};
 use crate::session::{Failure, Message, Session, Settings, Verdict};
 use crate::tls::Level;
 
@@ -157,7 +166,15 @@ impl Agent {
     pub fn from_config(cfg: &Config) -> Result<Agent, ConfigError> {
         let level = Level::parse(&cfg.one_of(
             "smtp_tls_security_level",
-            &["none", "may", "encrypt", "verify", "secure"],
+            &[
+                "none",
+                "may",
+                "encrypt",
+                "verify",
+                "secure",
+                "dane",
+                "dane-only",
+            ],
         )?)
         .map_err(|e| cfg.invalid("smtp_tls_security_level", e))?;
         let opportunistic = tls::opportunistic().map_err(|e| {
@@ -182,7 +199,10 @@ impl Agent {
             verified: RefCell::new(verified),
             ca_file,
             spool: Spool::new(cfg.queue_dir()),
-            dns: match Dns::new(&cfg.list("dns_servers")) {
+            dns: match Dns::new(&cfg.list("dns_servers"), {
+                let f = cfg.get("dnssec_trust_anchor_file");
+                (!f.is_empty()).then(|| std::path::PathBuf::from(f))
+            }) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     warning!("DNS: {e}; mail for other domains is deferred");
@@ -238,7 +258,10 @@ impl Agent {
         s.tls_verified = level.verified();
         s.tls = match level {
             Level::None => None,
-            Level::May | Level::Encrypt => Some(Arc::clone(&self.opportunistic)),
+            // DANE's levels: `may` until a host's TLSA records say more.
+            Level::May | Level::Encrypt | Level::Dane | Level::DaneOnly => {
+                Some(Arc::clone(&self.opportunistic))
+            }
             Level::Verify | Level::Secure => {
                 let mut v = self.verified.borrow_mut();
                 let made = v.get_or_insert_with(|| {
@@ -418,6 +441,10 @@ impl Agent {
                     dsn: "4.4.3".into(),
                     text: t,
                 },
+                Unroutable::Bogus(t) => Verdict::Deferred {
+                    dsn: "4.7.5".into(),
+                    text: t,
+                },
             };
             ("none".to_string(), all(v))
         };
@@ -426,14 +453,33 @@ impl Agent {
                 "the resolver could not be set up (see the log at start)".into(),
             ));
         };
+        // DANE (RFC 7672 2.2.1): the MX hosts from the validated look-up,
+        // their names reference identifiers only when the MX records are
+        // secure; the next hop's own name always is. Bogus MX records defer.
+        let mut mx_secure = false;
         let (hosts, port) = if hop.literal {
             (vec![hop.host.clone()], hop.port)
+        } else if level.dane() {
+            match dns.dane_mx_hosts(&hop.host) {
+                Ok((h, secure)) => {
+                    mx_secure = secure;
+                    (h, hop.port)
+                }
+                Err(u) => {
+                    if let Unroutable::Bogus(e) = &u {
+                        // TLS-RPT: a DANE failure (dnssec-invalid) for hop.host.
+                        warning!("{e}");
+                    }
+                    return unroutable(u);
+                }
+            }
         } else {
             match dns.mx_hosts(&hop.host) {
                 Ok(h) => (h, hop.port),
                 Err(u) => return unroutable(u),
             }
         };
+        let mut tlsa_found: Vec<(String, TlsaLookup)> = Vec::new();
         let mut addresses: Vec<(String, SocketAddr)> = Vec::new();
         let mut temp = None;
         for h in &hosts {
@@ -450,10 +496,35 @@ impl Agent {
                 ))
             }));
         }
-        let mut last = String::new();
+        let mut last = ("4.4.1", String::new());
         for (host, addr) in addresses {
             let relay = format!("{host}[{}]:{}", addr.ip(), addr.port());
             let mut settings = base.clone();
+            let mut dane_match = None;
+            if level.dane() {
+                let found = match tlsa_found.iter().find(|(h, _)| *h == host) {
+                    Some((_, t)) => t.clone(),
+                    None => {
+                        let t = if host.parse::<std::net::IpAddr>().is_ok() {
+                            TlsaLookup::None
+                        } else {
+                            dns.tlsa(&host, port)
+                        };
+                        tlsa_found.push((host.clone(), t.clone()));
+                        t
+                    }
+                };
+                match self.dane_settings(level, &hop, &host, mx_secure, found, &mut settings) {
+                    Ok(m) => dane_match = m,
+                    Err(why) => {
+                        warning!("{relay}: {why}");
+                        // TLS-RPT: a DANE failure for hop.host (tlsa-invalid or
+                        // dnssec-invalid), when engineer C's API is on main.
+                        last = ("4.7.5", why);
+                        continue;
+                    }
+                }
+            }
             // Opportunistic TLS: a failed handshake is tried once without.
             for _ in 0..2 {
                 let attempt = session::open(&settings, addr, &host).and_then(|mut s| {
@@ -464,6 +535,15 @@ impl Agent {
                             "Untrusted"
                         };
                         info!("{trust} TLS connection established to {relay}: {t}");
+                        let matched = dane_match.as_ref().and_then(|m: &dane::Matched| {
+                            m.lock()
+                                .ok()
+                                .and_then(|v| v.as_ref().map(dane::Verified::text))
+                        });
+                        if let Some(m) = matched {
+                            // TLS-RPT: a DANE success for hop.host.
+                            info!("{relay}: dane: {m}");
+                        }
                     }
                     let v = self.attempt(qf, rcpts, rcpt_dsn, eight_bit, &mut s)?;
                     Ok((s, v))
@@ -488,7 +568,18 @@ impl Agent {
                         settings.tls = None;
                     }
                     Err(f) => {
-                        last = f.to_string();
+                        // A DANE host's TLS failing is a security failure
+                        // (RFC 7672 2.2: never plain text instead).
+                        let dsn = match f {
+                            Failure::Tls(..) | Failure::TlsNotOffered(_) if level.dane() => {
+                                // TLS-RPT: a DANE failure (certificate or
+                                // STARTTLS) for hop.host.
+                                warning!("{relay}: {f}");
+                                "4.7.5"
+                            }
+                            _ => "4.4.1",
+                        };
+                        last = (dsn, f.to_string());
                         break;
                     }
                 }
@@ -497,10 +588,53 @@ impl Agent {
         (
             format!("{}:{port}", hosts.join(",")),
             all(Verdict::Deferred {
-                dsn: "4.4.1".into(),
-                text: last,
+                dsn: last.0.into(),
+                text: last.1,
             }),
         )
+    }
+
+    /// The settings for one host at a DANE level, from its TLSA records
+    /// (RFC 7672 2.2, Postfix's `dane` and `dane-only`): secure usable
+    /// records: TLS required, the chain checked by dane.rs against them
+    /// (the reference names: the next hop's, and the MX host's when the MX
+    /// records are secure); secure records none of which is usable: TLS
+    /// required, unauthenticated (RFC 7672 3.1.3; for `dane-only` the host
+    /// is not used); none (or insecure):
+    /// `may`, or for `dane-only` this host is not used; a failed look-up:
+    /// this host is not used. Ok: where the verifier puts what matched.
+    fn dane_settings(
+        &self,
+        level: Level,
+        hop: &NextHop,
+        host: &str,
+        mx_secure: bool,
+        found: TlsaLookup,
+        settings: &mut Settings,
+    ) -> Result<Option<dane::Matched>, String> {
+        match found {
+            TlsaLookup::Secure(records) if records.iter().any(dane::Tlsa::usable) => {
+                let mut names = vec![hop.host.clone()];
+                if mx_secure && !host.eq_ignore_ascii_case(&hop.host) {
+                    names.push(host.to_string());
+                }
+                let (config, matched) = dane::config(records, names)
+                    .map_err(|e| format!("DANE TLS cannot be set up: {e}"))?;
+                settings.tls = Some(config);
+                settings.tls_required = true;
+                settings.tls_verified = true;
+                Ok(Some(matched))
+            }
+            TlsaLookup::Secure(_) | TlsaLookup::None if level == Level::DaneOnly => Err(format!(
+                "no usable TLSA records for {host} (smtp_tls_security_level dane-only)"
+            )),
+            TlsaLookup::Secure(_) => {
+                settings.tls_required = true;
+                Ok(None)
+            }
+            TlsaLookup::None => Ok(None),
+            TlsaLookup::Failed(e) => Err(e),
+        }
     }
 
     /// The message over an open session.

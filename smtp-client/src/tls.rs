@@ -7,10 +7,13 @@
 //! plain text), `encrypt` (TLS required, the certificate not checked),
 //! `verify` and `secure` (TLS required, the certificate must chain to a CA
 //! of smtp_tls_CAfile and name the host connected to: the MX host's name,
-//! or relayhost's). `none` never uses TLS. smtp_tls_policy_maps sets the
-//! level per next hop (`Level::parse` reads its values). Does not own when
-//! STARTTLS is sent or required (session.rs), DANE or MTA-STS (not yet:
-//! their levels, `dane` and `dane-only`, are refused in the policy table).
+//! or relayhost's). `none` never uses TLS. `dane` and `dane-only` (RFC
+//! 7672, Postfix's names): DANE where the host has secure, usable TLSA
+//! records (dane.rs's configuration, made per host by lib.rs), else `may`,
+//! or for `dane-only` no delivery. smtp_tls_policy_maps sets the level per
+//! next hop (`Level::parse` reads its values). Does not own when STARTTLS
+//! is sent or required (session.rs), the TLSA look-ups (route.rs) or
+//! MTA-STS.
 //!
 //! Standards: RFC 3207, RFC 7435, RFC 6125 (names, by rustls-webpki), RFC
 //! 8446 / RFC 5246 (rustls).
@@ -25,6 +28,10 @@ pub enum Level {
     Encrypt,
     Verify,
     Secure,
+    /// DANE when the host has usable TLSA records, else `may`.
+    Dane,
+    /// DANE required.
+    DaneOnly,
 }
 
 impl Level {
@@ -40,13 +47,13 @@ impl Level {
             "encrypt" => Level::Encrypt,
             "verify" => Level::Verify,
             "secure" => Level::Secure,
-            w @ ("dane" | "dane-only" | "fingerprint") => {
-                return Err(format!("TLS level {w} is not supported yet"))
-            }
+            "dane" => Level::Dane,
+            "dane-only" => Level::DaneOnly,
+            w @ "fingerprint" => return Err(format!("TLS level {w} is not supported yet")),
             w => {
                 return Err(format!(
-                    "unknown TLS level {w:?} (none, may, encrypt, verify or secure)"
-                ))
+                "unknown TLS level {w:?} (none, may, encrypt, verify, secure, dane or dane-only)"
+            ))
             }
         };
         match words.next() {
@@ -62,12 +69,23 @@ impl Level {
             Level::Encrypt => "encrypt",
             Level::Verify => "verify",
             Level::Secure => "secure",
+            Level::Dane => "dane",
+            Level::DaneOnly => "dane-only",
         }
     }
 
-    /// No mail without TLS.
+    /// No mail without TLS (DANE's levels: decided per host, by its TLSA
+    /// records).
     pub fn required(self) -> bool {
-        matches!(self, Level::Encrypt | Level::Verify | Level::Secure)
+        matches!(
+            self,
+            Level::Encrypt | Level::Verify | Level::Secure | Level::DaneOnly
+        )
+    }
+
+    /// DANE applies (`dane`, `dane-only`).
+    pub fn dane(self) -> bool {
+        matches!(self, Level::Dane | Level::DaneOnly)
     }
 
     /// The certificate is checked.
@@ -170,7 +188,11 @@ mod tests {
         assert_eq!(Level::parse("encrypt"), Ok(Level::Encrypt));
         assert_eq!(Level::parse(" secure "), Ok(Level::Secure));
         assert!(Level::parse("verify match=mx.example").is_err());
-        assert!(Level::parse("dane")
+        assert_eq!(Level::parse("dane"), Ok(Level::Dane));
+        assert_eq!(Level::parse("dane-only"), Ok(Level::DaneOnly));
+        assert!(Level::parse("dane-only").unwrap().required());
+        assert!(!Level::parse("dane").unwrap().required());
+        assert!(Level::parse("fingerprint")
             .unwrap_err()
             .contains("not supported yet"));
         assert!(Level::parse("Encrypt").is_err());

@@ -121,7 +121,13 @@ async fn serve(
     within: Duration,
 ) {
     let names = Arc::new(match servers {
-        Some((config, opts)) => NameService::new(&config, opts, hosts),
+        Some((config, opts)) => match NameService::new(&config, opts, hosts.clone()) {
+            Ok(names) => names,
+            Err(e) => {
+                warning!("client name look-ups: {e}; /etc/hosts only");
+                NameService::hosts_only(hosts)
+            }
+        },
         None => NameService::hosts_only(hosts),
     });
     while let Some(req) = rx.recv().await {

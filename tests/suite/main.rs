@@ -23,6 +23,7 @@ mod skeleton;
 mod submission;
 mod tag_folders;
 mod tls;
+mod trust_dane;
 mod trust_sign;
 mod r#virtual;
 

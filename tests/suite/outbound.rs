@@ -25,14 +25,14 @@ pub(crate) struct Received {
     mail: String,
     pub(crate) rcpts: Vec<String>,
     pub(crate) data: Vec<u8>,
-    tls: bool,
+    pub(crate) tls: bool,
     /// It came with BDAT (RFC 3030), not DATA.
     pub(crate) bdat: bool,
 }
 
 #[derive(Default)]
 pub(crate) struct SinkState {
-    tls: Option<Arc<ServerConfig>>,
+    pub(crate) tls: Option<Arc<ServerConfig>>,
     pub(crate) messages: Vec<Received>,
     /// `later...` recipients already answered 450.
     deferred_once: Vec<String>,
@@ -768,7 +768,7 @@ fn tls_levels_encrypt_and_verify() {
     }
 }
 
-fn rustls_config(s: &Suite) -> Arc<ServerConfig> {
+pub(crate) fn rustls_config(s: &Suite) -> Arc<ServerConfig> {
     common::tls::server_config(&s.dir.join("tls/cert.pem"), &s.dir.join("tls/key.pem"))
         .expect("the dev certificate")
 }
@@ -964,7 +964,7 @@ fn smtp_tls_policy_maps_set_the_level_per_next_hop() {
         format!(
             "[127.0.0.1]:{p_none} none\n\
              [127.0.0.1]:{p_enc} encrypt\n\
-             [127.0.0.1]:{p_may} dane\n"
+             [127.0.0.1]:{p_may} fingerprint\n"
         ),
     )
     .unwrap();
@@ -1012,7 +1012,7 @@ fn smtp_tls_policy_maps_set_the_level_per_next_hop() {
         "status=deferred (TLS is required, but was not offered by host 127.0.0.1:{p_enc})"
     ));
     s.wait_log(&format!(
-        "{}, line 3: TLS level dane is not supported yet",
+        "{}, line 3: TLS level fingerprint is not supported yet",
         policy.display()
     ));
     assert!(enc.lock().unwrap().messages.is_empty());

@@ -31,12 +31,15 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::{NameServerPool, TokioConnectionProvider};
-use hickory_resolver::proto::op::Query;
+use std::sync::Arc;
+
+use hickory_resolver::config::{ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::xfer::FirstAnswer;
+use hickory_resolver::net::{DnsHandle, NetError, RetryDnsHandle};
+use hickory_resolver::proto::op::{DnsRequestOptions, Query};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use hickory_resolver::proto::xfer::{DnsHandle, DnsRequestOptions, FirstAnswer, RetryDnsHandle};
-use hickory_resolver::proto::ProtoError;
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
 use super::Hosts;
 
@@ -161,29 +164,37 @@ pub async fn verify<L: Lookups>(l: &L, ip: IpAddr, within: Duration) -> PeerName
 /// The real look-ups: /etc/hosts, then the name servers.
 pub struct NameService {
     hosts: Hosts,
-    dns: RetryDnsHandle<NameServerPool<TokioConnectionProvider>>,
+    /// None: /etc/hosts only.
+    dns: Option<RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>>,
 }
 
 impl NameService {
     /// Ask `config`'s servers (common::dns::servers) after `hosts`.
-    pub fn new(config: &ResolverConfig, opts: ResolverOpts, hosts: Hosts) -> NameService {
+    pub fn new(
+        config: &ResolverConfig,
+        opts: ResolverOpts,
+        hosts: Hosts,
+    ) -> Result<NameService, super::DnsError> {
         let attempts = opts.attempts;
-        let group = NameServerConfigGroup::from(config.name_servers().to_vec());
-        let pool = NameServerPool::from_config(group, opts, TokioConnectionProvider::default());
-        NameService {
+        // hickory's pool wants a TLS set-up even for plain DNS (the
+        // resolver's builder fails the same way without one).
+        let tls = TlsConfig::new().map_err(super::DnsError::Resolver)?;
+        let cx = Arc::new(PoolContext::new(opts, tls));
+        let pool = NameServerPool::from_config(
+            config.name_servers().to_vec(),
+            cx,
+            TokioRuntimeProvider::default(),
+        );
+        Ok(NameService {
             hosts,
-            dns: RetryDnsHandle::new(pool, attempts),
-        }
+            dns: Some(RetryDnsHandle::new(pool, attempts)),
+        })
     }
 
     /// /etc/hosts only (no server could be set up): every other address
     /// is unknown.
     pub fn hosts_only(hosts: Hosts) -> NameService {
-        NameService::new(
-            &ResolverConfig::from_parts(None, Vec::new(), NameServerConfigGroup::new()),
-            ResolverOpts::default(),
-            hosts,
-        )
+        NameService { hosts, dns: None }
     }
 
     /// `verify` with these look-ups.
@@ -193,12 +204,14 @@ impl NameService {
 
     /// The records of `name` and `rtype` in a server's answer.
     async fn query(&self, name: Name, rtype: RecordType) -> Result<Vec<RData>, Failure> {
-        let response = self
-            .dns
+        let Some(dns) = &self.dns else {
+            return Err(Failure::Temporary);
+        };
+        let response = dns
             .lookup(Query::query(name, rtype), DnsRequestOptions::default())
             .first_answer()
             .await
-            .map_err(|e: ProtoError| {
+            .map_err(|e: NetError| {
                 if e.is_nx_domain() {
                     Failure::NoSuchName
                 } else if e.is_no_records_found() {
@@ -210,11 +223,7 @@ impl NameService {
         // The answer section holds what the server found for the question
         // (and any CNAME records leading to it, RFC 2317's classless
         // delegation of PTR records among them).
-        Ok(response
-            .answers()
-            .iter()
-            .map(|r| r.data().clone())
-            .collect())
+        Ok(response.answers.iter().map(|r| r.data.clone()).collect())
     }
 }
 
@@ -515,7 +524,7 @@ mod tests {
             .build()
             .expect("runtime");
         // No server to ask: only the file answers.
-        let ns = rt.block_on(async { NameService::hosts_only(hosts) });
+        let ns = NameService::hosts_only(hosts);
         let name = |a: &str| {
             rt.block_on(ns.peer_name(ip(a), Duration::from_secs(5)))
                 .name
