@@ -7,6 +7,9 @@
 //!
 //! Each part is a module of its own; the daemons (smtpd, pickup, qmgr,
 //! posthorn-smtp) and the admin command call into them.
+pub mod authres;
+pub mod cache;
 pub mod dmarc_store;
 pub mod dns;
 pub mod sign;
+pub mod verify;
