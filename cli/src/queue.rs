@@ -265,7 +265,7 @@ pub fn mailq_text(msgs: &[(Queue, QueueFile)]) -> String {
             s,
             "{:<11} {:>7} {:20.20} {}",
             format!("{}{mark}", id_of(qf)),
-            qf.msg_len,
+            qf.message_size(),
             arrival,
             printable(sender)
         );
@@ -281,7 +281,7 @@ pub fn mailq_text(msgs: &[(Queue, QueueFile)]) -> String {
             last = r.reason.as_deref();
             let _ = writeln!(s, "{:41}{}", "", printable(&r.address));
         }
-        total += qf.msg_len;
+        total += qf.message_size();
     }
     let n = msgs.len();
     let _ = writeln!(
@@ -307,7 +307,7 @@ pub fn json_line(q: Queue, qf: &QueueFile) -> String {
         json_str(q.name()),
         json_str(&id_of(qf)),
         qf.arrival,
-        qf.msg_len,
+        qf.message_size(),
         json_str(&qf.sender)
     );
     for (n, r) in qf.recipients.iter().filter(|r| !r.done).enumerate() {
@@ -369,7 +369,7 @@ fn show(config_dir: &Path, id: &str, body: bool) -> Result<(), QueueError> {
     let _ = writeln!(text, "*** MESSAGE CONTENTS {at} ***");
     let mut message = Vec::new();
     qf.message()
-        .and_then(|r| r.take(qf.msg_len).read_to_end(&mut message))
+        .and_then(|r| r.take(qf.message_size()).read_to_end(&mut message))
         .map_err(io_at(&qf.path))?;
     let mut out = io::stdout().lock();
     let mut shown = header_section(&message);
@@ -389,7 +389,7 @@ fn show(config_dir: &Path, id: &str, body: bool) -> Result<(), QueueError> {
 pub fn envelope_text(q: Queue, qf: &QueueFile) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "*** ENVELOPE RECORDS {}/{} ***", q.name(), id_of(qf));
-    let _ = writeln!(s, "message_size: {}", qf.msg_len);
+    let _ = writeln!(s, "message_size: {}", qf.message_size());
     let _ = writeln!(
         s,
         "message_arrival_time: {}",

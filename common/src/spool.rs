@@ -27,14 +27,25 @@
 //!        in place (fdatasync'ed) when qmgr sends it, so it goes once
 //!   'M'  message length, u64      then exactly that many message bytes
 //! trailer (optional)              after the message, up to EOF
+//!   'H'  header fields to prepend to the message where it leaves the
+//!        queue (smtpd's Authentication-Results), UTF-8, each line ending
+//!        in CRLF; first in the trailer, at most one, written by commit
 //!   'F'  last deferral reason of a recipient: u32 recipient index (in
 //!        record order), then the reason text (UTF-8)
 //! ```
 //!
+//! The 'H' fields are part of the message for every reader: `message()`
+//! and `message_bytes()` give them first, `message_size()` counts them
+//! (`msg_len` is the bytes on disk after 'M'). So local delivery, the SMTP
+//! client, forwarded copies and `posthorn queue show` all see them, and
+//! the message file itself is never rewritten after its commit.
+//!
 //! The trailer: what qmgr last heard about each recipient still pending
 //! (for mailq). qmgr rewrites it whole when it defers a message
-//! (`record_reasons`: truncate to the message's end, write, fdatasync),
-//! so it stays small and a crash leaves it whole, cut short, or gone. A
+//! (`record_reasons`: the 'H' record as it was, the reasons, then the
+//! file cut to that length, fdatasync), so it stays small and a crash
+//! leaves the 'H' record whole (rewritten with the same bytes) and the
+//! reasons whole, cut short, or gone. A
 //! reader takes the records it can and ignores a tail it cannot (a torn
 //! write, or more than `MAX_TRAILER`): reasons are advice, and never make
 //! a message corrupt. Files without one read as before.
@@ -101,6 +112,8 @@ const MAX_TRAILER: u64 = 256 * 1024;
 pub const MAX_REASON: usize = 1000;
 /// Message bytes `QueueFile::open_owned` keeps in memory.
 pub const MESSAGE_KEPT: usize = 256 * 1024;
+/// Largest 'H' trailer record (header fields to prepend).
+pub const MAX_PREPEND: usize = 64 * 1024;
 
 /// The queues a message can be in, and the other spool directories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,6 +348,7 @@ impl Spool {
             written: 0,
             len_offset: 0,
             msg_len: 0,
+            prepend: Vec::new(),
             committed: false,
         };
         w.write_envelope(arrival, env)?;
@@ -439,6 +453,8 @@ pub struct QueueWriter {
     written: u64,
     len_offset: u64,
     msg_len: u64,
+    /// Header fields for the 'H' trailer record.
+    prepend: Vec<u8>,
     committed: bool,
 }
 
@@ -507,6 +523,20 @@ impl QueueWriter {
         self.record(b'M', &0u64.to_le_bytes())
     }
 
+    /// Header fields (each line ending in CRLF) to prepend to the message
+    /// where it leaves the queue: an 'H' trailer record written by
+    /// `commit`. Longer than MAX_PREPEND, or not UTF-8: refused.
+    pub fn set_prepend(&mut self, fields: &str) -> io::Result<()> {
+        if fields.len() > MAX_PREPEND {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "header fields to prepend too long",
+            ));
+        }
+        self.prepend = fields.as_bytes().to_vec();
+        Ok(())
+    }
+
     /// Append message bytes.
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.msg_len += data.len() as u64;
@@ -538,6 +568,9 @@ impl QueueWriter {
                 file.write_all(&buf)?;
                 file.write_all_at(&len, self.len_offset)?;
             }
+        }
+        if !self.prepend.is_empty() {
+            file.write_all(&prepend_record(&self.prepend))?;
         }
         // The file must still be the one qmgr will find under its name (a
         // spool moved or broken under us is a failure). Checked before the
@@ -612,6 +645,10 @@ pub struct QueueFile {
     pub msg_len: u64,
     /// The first bytes of the message, when kept (`open_owned`).
     kept: Option<Arc<[u8]>>,
+    /// The 'H' trailer record: header fields that go before the message.
+    prepend: Option<Arc<[u8]>>,
+    /// The whole message with `prepend` before it, when kept.
+    whole: Option<Arc<[u8]>>,
 }
 
 impl QueueFile {
@@ -721,6 +758,8 @@ impl QueueFile {
             msg_offset: 0,
             msg_len: 0,
             kept: None,
+            prepend: None,
+            whole: None,
         };
         let mut pos: u64 = 4;
         let (mut seen_t, mut seen_s, mut seen_e, mut seen_w) = (false, false, false, false);
@@ -877,6 +916,12 @@ impl QueueFile {
             qf.kept = Some(Arc::from(kept));
         }
         qf.read_trailer(size);
+        if let Some(k) = qf.kept.as_ref().filter(|k| k.len() as u64 == qf.msg_len) {
+            qf.whole = Some(match &qf.prepend {
+                Some(p) => Arc::from([&p[..], &k[..]].concat()),
+                None => Arc::clone(k),
+            });
+        }
         Ok(qf)
     }
 
@@ -898,6 +943,17 @@ impl QueueFile {
             return;
         }
         let mut rest = &buf[..];
+        if rest.len() >= 5 && rest[0] == b'H' {
+            let n = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            match rest.get(5..5 + n).filter(|_| n <= MAX_PREPEND) {
+                Some(h) if prepend_valid(h) => {
+                    self.prepend = Some(Arc::from(h));
+                    rest = &rest[5 + n..];
+                }
+                // Torn or not ours: no fields, no reasons.
+                _ => return,
+            }
+        }
         while rest.len() >= 9 && rest[0] == b'F' {
             let n = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
             let Some(data) = rest.get(5..5 + n).filter(|d| d.len() >= 4) else {
@@ -926,7 +982,10 @@ impl QueueFile {
                 r.reason = Some(cut(text, MAX_REASON).to_string());
             }
         }
-        let mut trailer = Vec::new();
+        let mut trailer = match &self.prepend {
+            Some(p) => prepend_record(p),
+            None => Vec::new(),
+        };
         for (i, r) in self.recipients.iter().enumerate() {
             let Some(text) = r.reason.as_deref().filter(|_| !r.done) else {
                 continue;
@@ -939,10 +998,23 @@ impl QueueFile {
             trailer.extend_from_slice(&(i as u32).to_le_bytes());
             trailer.extend_from_slice(text.as_bytes());
         }
+        // The 'H' record is rewritten with the bytes it has: a crash
+        // leaves it whole whatever becomes of the reasons.
         let end = self.msg_end();
-        self.file.set_len(end)?;
         self.file.write_all_at(&trailer, end)?;
+        self.file.set_len(end + trailer.len() as u64)?;
         self.file.sync_data()
+    }
+
+    /// The header fields prepended to the message (the 'H' record), if any.
+    pub fn prepended(&self) -> Option<&[u8]> {
+        self.prepend.as_deref()
+    }
+
+    /// The message's size as delivered: the prepended fields and the
+    /// message.
+    pub fn message_size(&self) -> u64 {
+        self.prepend.as_ref().map_or(0, |p| p.len() as u64) + self.msg_len
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
@@ -957,6 +1029,8 @@ impl QueueFile {
     pub fn message(&self) -> io::Result<MessageReader> {
         Ok(MessageReader {
             file: Arc::clone(&self.file),
+            prefix: self.prepend.clone(),
+            prefix_pos: 0,
             kept: self.kept.clone(),
             start: self.msg_offset,
             pos: self.msg_offset,
@@ -967,9 +1041,7 @@ impl QueueFile {
     /// The whole message, when it is in memory (read with the envelope by
     /// `open_owned`); None for a larger message or another reader.
     pub fn message_bytes(&self) -> Option<&[u8]> {
-        self.kept
-            .as_deref()
-            .filter(|k| k.len() as u64 == self.msg_len)
+        self.whole.as_deref()
     }
 
     /// Record that recipients are done (delivered, or bounced and the bounce
@@ -1041,6 +1113,9 @@ fn cut(s: &str, max: usize) -> &str {
 #[derive(Debug)]
 pub struct MessageReader {
     file: Arc<File>,
+    /// The prepended fields, read first.
+    prefix: Option<Arc<[u8]>>,
+    prefix_pos: usize,
     kept: Option<Arc<[u8]>>,
     start: u64,
     pos: u64,
@@ -1049,6 +1124,14 @@ pub struct MessageReader {
 
 impl Read for MessageReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(p) = &self.prefix {
+            if let Some(have) = p.get(self.prefix_pos..).filter(|h| !h.is_empty()) {
+                let n = buf.len().min(have.len());
+                buf[..n].copy_from_slice(&have[..n]);
+                self.prefix_pos += n;
+                return Ok(n);
+            }
+        }
         let left = self.end.saturating_sub(self.pos);
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         if n == 0 {
@@ -1067,6 +1150,28 @@ impl Read for MessageReader {
         self.pos += got as u64;
         Ok(got)
     }
+}
+
+/// The 'H' trailer record of `fields`.
+fn prepend_record(fields: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(5 + fields.len());
+    r.push(b'H');
+    r.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+    r.extend_from_slice(fields);
+    r
+}
+
+/// An 'H' record's fields as written: UTF-8, non-empty, every line ending
+/// in CRLF (no bare CR or LF), so nothing torn or foreign is delivered.
+fn prepend_valid(h: &[u8]) -> bool {
+    if h.is_empty() || !h.ends_with(b"\r\n") || std::str::from_utf8(h).is_err() {
+        return false;
+    }
+    h.iter().enumerate().all(|(i, &c)| match c {
+        b'\r' => h.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && h[i - 1] == b'\r',
+        _ => true,
+    })
 }
 
 /// Sequential reads of a queue file from its start, for the envelope
@@ -1384,6 +1489,65 @@ mod tests {
             fs::write(&path, &f).unwrap();
             let qf = QueueFile::read(&path).unwrap();
             assert!(qf.recipients.iter().all(|r| r.reason.is_none()), "{tail:?}");
+        }
+        fs::remove_dir_all(s.root()).unwrap();
+    }
+
+    /// The 'H' trailer record: its fields come first for every reader,
+    /// count in the size, survive the reasons being rewritten, and a torn
+    /// or foreign one is left out, never corrupt.
+    #[test]
+    fn prepended_fields_in_the_trailer() {
+        let s = temp_spool("prepend");
+        let mut w = s.create(&env()).unwrap();
+        w.write(b"Subject: r\r\n\r\nbody\r\n").unwrap();
+        let ar = "Authentication-Results: mx;\r\n\tspf=pass smtp.mailfrom=a@b\r\n";
+        w.set_prepend(ar).unwrap();
+        let id = w.commit().unwrap();
+        let path = s.path(Queue::Incoming, &id);
+        let want = format!("{ar}Subject: r\r\n\r\nbody\r\n");
+        let check = |reasons: bool| {
+            let qf = QueueFile::read(&path).unwrap();
+            let mut m = Vec::new();
+            qf.message().unwrap().read_to_end(&mut m).unwrap();
+            assert_eq!(String::from_utf8(m).unwrap(), want);
+            assert_eq!(qf.message_size(), want.len() as u64);
+            assert_eq!(qf.msg_len, 20);
+            assert_eq!(qf.recipients[0].reason.is_some(), reasons);
+            let dir = s.open_dir(Queue::Incoming).unwrap();
+            let owner = dir.metadata().unwrap().uid();
+            let owned =
+                QueueFile::open_owned(&dir, owner, &s.dir(Queue::Incoming), &id).unwrap();
+            assert_eq!(owned.message_bytes(), Some(want.as_bytes()));
+            let mut m = Vec::new();
+            owned.message().unwrap().read_to_end(&mut m).unwrap();
+            assert_eq!(m, want.as_bytes());
+        };
+        check(false);
+        let with_h = fs::read(&path).unwrap();
+        let mut qf = QueueFile::read(&path).unwrap();
+        qf.record_reasons(&[(0, "connect to x: refused")]).unwrap();
+        check(true);
+        // Reasons torn: the fields stay.
+        let full = fs::read(&path).unwrap();
+        for cut in with_h.len()..full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            let qf = QueueFile::read(&path).unwrap();
+            assert_eq!(qf.prepended(), Some(ar.as_bytes()), "cut {cut}");
+        }
+        // The record torn, or not header text: no fields.
+        let plain = with_h.len() - 5 - ar.len();
+        for cut in plain..with_h.len() {
+            fs::write(&path, &with_h[..cut]).unwrap();
+            let qf = QueueFile::read(&path).unwrap();
+            assert_eq!(qf.prepended(), None, "cut {cut}");
+            assert_eq!(qf.message_size(), 20);
+        }
+        for bad in ["X: y\n", "X: y", "X: \r y\r\n"] {
+            let mut f = with_h[..plain].to_vec();
+            f.extend_from_slice(&prepend_record(bad.as_bytes()));
+            fs::write(&path, &f).unwrap();
+            assert_eq!(QueueFile::read(&path).unwrap().prepended(), None, "{bad:?}");
         }
         fs::remove_dir_all(s.root()).unwrap();
     }

@@ -418,7 +418,7 @@ impl QueueManager {
             info!(
                 "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
                 qf.sender,
-                qf.msg_len,
+                qf.message_size(),
                 qf.recipients.len()
             );
         }
@@ -942,7 +942,7 @@ impl QueueManager {
         };
         let queued =
             a.qf.message()
-                .and_then(|original| bounce::build(&report, original, a.qf.msg_len))
+                .and_then(|original| bounce::build(&report, original, a.qf.message_size()))
                 .and_then(|body| {
                     let mut w = self.spool.create(&env)?;
                     w.write(&body)?;

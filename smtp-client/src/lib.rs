@@ -653,7 +653,7 @@ impl Agent {
             recipients: rcpts,
             dsn: &qf.dsn,
             rcpt_dsn,
-            size: qf.msg_len,
+            size: qf.message_size(),
             eight_bit,
             body: &mut body,
             stamp: self.signing.wanted(qf).then_some(&stamp),
