@@ -148,6 +148,9 @@ pub const SPOOL_DIRS: &[(&str, u32)] = &[
     ("deferred", 0o700),
     ("hold", 0o700),
     ("corrupt", 0o700),
+    // DMARC observations (smtpd's authentication checks), for `posthorn
+    // dmarc report` (trust::dmarc_store).
+    ("dmarc", 0o700),
     ("private", 0o700),
     ("public", 0o710),
     // The post-login dispatchers' sockets (login/pop3, login/imap): mail_owner's,
@@ -535,6 +538,16 @@ impl QueueWriter {
         }
         self.prepend = fields.as_bytes().to_vec();
         Ok(())
+    }
+
+    /// The message written so far, for a reader before the commit (smtpd's
+    /// authentication checks): the bytes flushed, a duplicate of the
+    /// file's descriptor, the message's offset in it and its length.
+    pub fn message_so_far(&mut self) -> io::Result<(File, u64, u64)> {
+        let out = self.out()?;
+        out.flush()?;
+        let file = out.get_ref().try_clone()?;
+        Ok((file, self.len_offset + 8, self.msg_len))
     }
 
     /// Append message bytes.

@@ -45,6 +45,7 @@
 //! ...`; a certificate that cannot be loaded is a configuration error naming
 //! the file.
 
+mod authenticate;
 pub mod headers;
 mod peername;
 pub mod policy;
@@ -110,6 +111,7 @@ pub fn main() {
         },
     };
     let peernames = peernames(cfg);
+    let authenticator = authenticator(cfg, &spool);
     let mut counter = AnvilCounter::new(spool.private("anvil"), &worker.service);
     let daemon::Worker {
         listener,
@@ -127,7 +129,14 @@ pub fn main() {
     if let Some(tls) = tls {
         server = server.with_tls(tls);
     }
-    let mut smtpd = server::Smtpd::new(smtp, policy, spool, server.pool().spawner(), peernames);
+    let mut smtpd = server::Smtpd::new(
+        smtp,
+        policy,
+        spool,
+        server.pool().spawner(),
+        peernames,
+        authenticator,
+    );
     if let Err(e) = server.run(listener, &mut smtpd, &limits, &mut counter, &stop, &drain) {
         common::fatal!("{e}");
     }
@@ -157,6 +166,45 @@ fn peernames(cfg: &Config) -> Option<peername::PeerNames> {
         Ok(p) => Some(p),
         Err(e) => {
             common::warning!("client name look-ups: {e}; every client is unknown");
+            None
+        }
+    }
+}
+
+/// The authentication checks' thread, when smtpd_authentication_checks
+/// names any. A resolver that cannot be set up is not fatal: mail is
+/// queued without results, with a warning.
+fn authenticator(cfg: &Config, spool: &Spool) -> Option<authenticate::Authenticator> {
+    use posthorn_trust::verify::{Checks, Verifier};
+    let checks = match Checks::parse(&cfg.list("smtpd_authentication_checks")) {
+        Ok(c) => c,
+        Err(e) => common::config_fatal!("{e}"),
+    };
+    if !checks.any() {
+        return None;
+    }
+    let enforce = match cfg.bool("dmarc_enforce") {
+        Ok(b) => b,
+        Err(e) => common::config_fatal!("{e}"),
+    };
+    let auth = match posthorn_trust::dns::authenticator(&cfg.list("dns_servers")) {
+        Ok(a) => a,
+        Err(e) => {
+            common::warning!("authentication checks: {e}; mail is queued without them");
+            return None;
+        }
+    };
+    let settings = authenticate::Settings {
+        verifier: Verifier::new(auth, checks),
+        authserv_id: cfg.get("authserv_id").trim().to_string(),
+        myhostname: cfg.get("myhostname"),
+        enforce,
+        dmarc_dir: spool.root().join("dmarc"),
+    };
+    match authenticate::Authenticator::start(settings) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            common::warning!("authentication checks: {e}; mail is queued without them");
             None
         }
     }

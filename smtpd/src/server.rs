@@ -34,9 +34,10 @@ use common::{info, warning};
 use mio::Token;
 use proto::smtp::Reply;
 
+use crate::authenticate::{self, Authenticator};
 use crate::peername::PeerNames;
 use crate::policy::AccessPolicy;
-use crate::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
+use crate::session::{Authenticated, Client, Policy, Session, Sink, SmtpConfig, Step};
 
 /// Queue files made ahead of time by pool threads.
 type Reservations = Arc<Mutex<Vec<Reserved>>>;
@@ -57,6 +58,8 @@ pub enum Done {
     Verified(Result<AuthReply, AuthError>),
     /// The client's name, looked up before the greeting.
     Named(PeerName),
+    /// Step::Authenticate's: the checks' outcome (None: none in time).
+    Authenticated(Option<Authenticated>),
 }
 
 /// Connections to posthorn-auth for AUTH, kept between verifications (one
@@ -96,6 +99,13 @@ impl Sink for SpoolSink {
 
     fn abort(&mut self) {
         self.writer = None; // dropping the writer removes the file
+    }
+
+    fn prepend(&mut self, fields: &str) -> io::Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.set_prepend(fields),
+            None => Err(io::Error::other("no message in progress")),
+        }
     }
 }
 
@@ -177,6 +187,8 @@ pub struct Smtpd {
     conns: usize,
     /// Client name look-ups (None: smtpd_peername_lookup = no).
     peernames: Option<PeerNames>,
+    /// Authentication checks (None: smtpd_authentication_checks empty).
+    authenticator: Option<Authenticator>,
 }
 
 impl Smtpd {
@@ -186,6 +198,7 @@ impl Smtpd {
         spool: Spool,
         spawner: Spawner<Token, Done>,
         peernames: Option<PeerNames>,
+        authenticator: Option<Authenticator>,
     ) -> Self {
         let reserved: Reservations = Arc::new(Mutex::new(Vec::new()));
         top_up(&spool, &reserved);
@@ -205,6 +218,7 @@ impl Smtpd {
             topping_up: Arc::new(AtomicBool::new(false)),
             conns: 0,
             peernames,
+            authenticator,
         }
     }
 
@@ -237,6 +251,35 @@ impl Smtpd {
                     }
                     Done::Verified(answer)
                 }))
+            }
+            Step::Authenticate => {
+                let start = self.authenticator.as_ref().and_then(|a| {
+                    let facts = c.session.authentication_facts()?;
+                    let (file, offset, len) = c.sink.writer.as_mut()?.message_so_far().ok()?;
+                    Some(a.begin(authenticate::Request {
+                        id: facts.queue_id,
+                        client: facts.client,
+                        helo: facts.helo,
+                        mail_from: facts.mail_from,
+                        file,
+                        offset,
+                        len,
+                        time: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs(),
+                    }))
+                });
+                match start {
+                    Some(start) => Next::Await {
+                        start,
+                        fallback: Done::Authenticated(None),
+                    },
+                    None => {
+                        let step = c.session.authenticated(None, &mut self.policy, &mut c.sink);
+                        self.next(c, step, out)
+                    }
+                }
             }
             Step::Commit => match c.sink.writer.take() {
                 // The only connection of this process: nothing else waits
@@ -310,6 +353,10 @@ impl Service for Smtpd {
             Done::Committed(r) => self.committed_one(c, r, out),
             Done::Verified(answer) => {
                 let step = c.session.auth_done(answer, &mut self.policy, &mut c.sink);
+                self.next(c, step, out)
+            }
+            Done::Authenticated(a) => {
+                let step = c.session.authenticated(a, &mut self.policy, &mut c.sink);
                 self.next(c, step, out)
             }
             Done::Named(peer) => {

@@ -62,6 +62,7 @@ use proto::smtp::{
 };
 
 use crate::headers::MissingHeaders;
+use posthorn_trust::authres::ForgedFilter;
 use crate::restrictions::{self, Restriction, Stage};
 use common::table::Tables;
 use std::sync::Mutex;
@@ -101,6 +102,12 @@ pub struct SmtpConfig {
     pub delimiter: String,
     /// smtpd_sender_login_maps: sender address -> the logins that own it.
     pub sender_login_maps: Option<Arc<Mutex<Tables<Vec<String>>>>>,
+    /// smtpd_authentication_checks is not empty: messages of clients that
+    /// did not AUTH are verified at the end of DATA (`Step::Authenticate`).
+    pub authenticate: bool,
+    /// authserv_id: Authentication-Results fields claiming it are removed
+    /// from every message received (RFC 8601 5).
+    pub authserv_id: String,
 }
 
 /// What STARTTLS does (smtpd_tls_security_level, smtpd_tls_cert_file).
@@ -160,6 +167,8 @@ impl SmtpConfig {
                 (!v.trim().is_empty())
                     .then(|| Arc::new(Mutex::new(Tables::new(&v, restrictions::owners))))
             },
+            authenticate: !cfg.list("smtpd_authentication_checks").is_empty(),
+            authserv_id: cfg.get("authserv_id").trim().to_string(),
         })
     }
 }
@@ -210,6 +219,25 @@ pub trait Sink {
     fn write(&mut self, data: &[u8]) -> io::Result<()>;
     /// Throw the message away.
     fn abort(&mut self);
+    /// Header fields to prepend to the message where it leaves the queue
+    /// (the Authentication-Results of `Session::authenticated`).
+    fn prepend(&mut self, _fields: &str) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The outcome of the authentication checks of one message
+/// (`Step::Authenticate`).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The Authentication-Results field, with its CRLF.
+    pub header: String,
+    /// The log line's text: `spf=pass dkim=pass (example.org) ...`.
+    pub summary: String,
+    /// DMARC enforcement refuses the message: the policy domain.
+    pub reject: Option<String>,
+    /// The message failed DMARC under p=quarantine (delivered).
+    pub quarantine: bool,
 }
 
 /// What the caller must do after feeding input.
@@ -235,6 +263,20 @@ pub enum Step {
     /// posthorn-auth verify them, and call `auth_done`. Read no more input
     /// until then.
     Verify,
+    /// The message is complete and its authentication checks are due
+    /// (smtpd_authentication_checks): run them on the message as queued so
+    /// far (`authentication_facts`), then call `authenticated`. Read no
+    /// more input until then.
+    Authenticate,
+}
+
+/// What the authentication checks of a message need from the session.
+#[derive(Debug, Clone)]
+pub struct AuthFacts {
+    pub queue_id: String,
+    pub client: IpAddr,
+    pub helo: String,
+    pub mail_from: String,
 }
 
 /// The connecting client.
@@ -300,6 +342,9 @@ struct Transaction {
     /// A submitted message (from an authenticated client) gets the Date:
     /// and Message-ID: it lacks (RFC 6409 8.2, 8.3).
     headers: Option<MissingHeaders>,
+    /// Authentication-Results fields claiming our authserv-id are removed
+    /// (RFC 8601 5).
+    forged: Option<ForgedFilter>,
 }
 
 /// Per-command counters for the disconnect line.
@@ -359,6 +404,8 @@ pub struct Session {
     /// SMTPD_BDAT_STAT_ERROR), so pipelined chunks get a reply each.
     bdat_failed: bool,
     waiting_commit: bool,
+    /// `Step::Authenticate` given, `authenticated` not called yet.
+    authenticating: bool,
     /// A delay was asked for (`Step::Pause`) and `resume` not called yet.
     pause: Option<Duration>,
     /// STARTTLS accepted, `tls_secured` not called yet.
@@ -392,6 +439,7 @@ impl Session {
             junk: 0,
             bdat_failed: false,
             waiting_commit: false,
+            authenticating: false,
             pause: None,
             tls_wait: false,
             tls: None,
@@ -430,7 +478,11 @@ impl Session {
     /// Is the session waiting for a commit or a pause to end (don't feed
     /// input)?
     pub fn busy(&self) -> bool {
-        self.waiting_commit || self.pause.is_some() || self.tls_wait || self.verifying.is_some()
+        self.waiting_commit
+            || self.authenticating
+            || self.pause.is_some()
+            || self.tls_wait
+            || self.verifying.is_some()
     }
 
     /// The authenticated user, if AUTH succeeded.
@@ -493,7 +545,7 @@ impl Session {
 
     /// The client said nothing for too long.
     pub fn timed_out(&mut self, sink: &mut dyn Sink) -> Step {
-        if self.tx.queue_id.is_some() && !self.waiting_commit {
+        if self.tx.queue_id.is_some() && !self.waiting_commit && !self.authenticating {
             sink.abort();
         }
         info!(
@@ -581,6 +633,64 @@ impl Session {
         self.process(policy, sink)
     }
 
+    /// What the checks of `Step::Authenticate` need.
+    pub fn authentication_facts(&self) -> Option<AuthFacts> {
+        Some(AuthFacts {
+            queue_id: self.tx.queue_id.clone()?,
+            client: self.client.addr?,
+            helo: self.helo.clone().unwrap_or_default(),
+            mail_from: self.tx.from.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The authentication checks of the message are done (None: no
+    /// results, e.g. past their deadline): log them, then refuse the message
+    /// (DMARC enforcement) or keep the header for its queue file and ask for
+    /// the commit.
+    pub fn authenticated(
+        &mut self,
+        a: Option<Authenticated>,
+        policy: &mut dyn Policy,
+        sink: &mut dyn Sink,
+    ) -> Step {
+        self.authenticating = false;
+        let id = self.tx.queue_id.clone().unwrap_or_else(|| "NOQUEUE".into());
+        match a {
+            None => warning!("{id}: authentication checks: no results; queued without them"),
+            Some(a) => {
+                info!("{id}: {}", a.summary);
+                if let Some(domain) = a.reject {
+                    // RFC 7489 10.3: the rejection names DMARC.
+                    sink.abort();
+                    let r = Reply::new(
+                        550,
+                        Some("5.7.1"),
+                        format!("rejected by DMARC policy for {}", header_safe(&domain)),
+                    );
+                    info!(
+                        "{id}: reject: END-OF-MESSAGE from {}: {r}; from=<{}> proto=ESMTP helo=<{}>",
+                        self.client.label(),
+                        header_safe(self.tx.from.as_deref().unwrap_or("")),
+                        header_safe(self.helo.as_deref().unwrap_or("")),
+                    );
+                    let verb = self.last_verb_lower();
+                    self.tx = Transaction::default();
+                    self.counters.count(verb, false);
+                    self.error_reply(r);
+                    return self.process(policy, sink);
+                }
+                if a.quarantine {
+                    info!("{id}: DMARC policy quarantine: delivered, the failure recorded in Authentication-Results");
+                }
+                if let Err(e) = sink.prepend(&a.header) {
+                    warning!("{id}: Authentication-Results not kept: {e}");
+                }
+            }
+        }
+        self.waiting_commit = true;
+        self.process(policy, sink)
+    }
+
     fn last_verb_lower(&self) -> &'static str {
         if self.last_verb == "BDAT" {
             "bdat"
@@ -598,6 +708,9 @@ impl Session {
             }
             if self.waiting_commit {
                 return Step::Commit;
+            }
+            if self.authenticating {
+                return Step::Authenticate;
             }
             if let Some(d) = self.pause {
                 return Step::Pause(d);
@@ -1396,6 +1509,9 @@ impl Session {
                 ),
             ));
         }
+        if !self.cfg.authserv_id.is_empty() {
+            self.tx.forged = Some(ForgedFilter::new(&self.cfg.authserv_id));
+        }
         self.tx.queue_id = Some(id);
         if let Err(e) = sink.write(h.as_bytes()) {
             self.tx.write_failed = true;
@@ -1473,11 +1589,25 @@ impl Session {
         // header never ended, are written before the checks below (a write
         // that fails is refused with 452 like any other).
         if last {
-            if let Some(mut h) = self.tx.headers.take() {
-                let mut tail = Vec::new();
-                h.finish(&mut tail);
-                self.write_message(sink, &tail);
+            let mut tail = Vec::new();
+            if let Some(mut f) = self.tx.forged.take() {
+                f.finish(&mut tail);
+                if f.removed() > 0 {
+                    info!(
+                        "{}: removed {} Authentication-Results header(s) claiming authserv-id {}",
+                        self.tx.queue_id.as_deref().unwrap_or(""),
+                        f.removed(),
+                        self.cfg.authserv_id
+                    );
+                }
             }
+            if let Some(mut h) = self.tx.headers.take() {
+                let mut out = Vec::new();
+                h.feed(&tail, &mut out);
+                h.finish(&mut out);
+                tail = out;
+            }
+            self.write_message(sink, &tail);
         }
         let verb = self.last_verb_lower();
         let refuse = if self.tx.too_big {
@@ -1524,6 +1654,11 @@ impl Session {
             ));
             return Step::Continue;
         }
+        // SASL-authenticated submissions are not checked (they are ours).
+        if self.cfg.authenticate && self.user.is_none() && self.client.addr.is_some() {
+            self.authenticating = true;
+            return Step::Authenticate;
+        }
         self.waiting_commit = true;
         Step::Commit
     }
@@ -1534,15 +1669,24 @@ impl Session {
         if self.tx.too_big || self.tx.write_failed {
             return;
         }
-        let scanned;
+        let (filtered, scanned);
+        let bytes = match self.tx.forged.as_mut() {
+            Some(f) => {
+                let mut out = Vec::with_capacity(data.len());
+                f.feed(data, &mut out);
+                filtered = out;
+                &filtered[..]
+            }
+            None => data,
+        };
         let bytes = match self.tx.headers.as_mut() {
             Some(h) => {
-                let mut out = Vec::with_capacity(data.len() + 128);
-                h.feed(data, &mut out);
+                let mut out = Vec::with_capacity(bytes.len() + 128);
+                h.feed(bytes, &mut out);
                 scanned = out;
                 &scanned[..]
             }
-            None => data,
+            None => bytes,
         };
         if bytes.is_empty() {
             return;

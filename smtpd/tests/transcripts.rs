@@ -39,6 +39,10 @@
 //! AUTH (`Step::Verify`) is answered at once from the users file, as
 //! posthorn-auth would: every user's password is `x`; a wrong one is a
 //! failure with a 2 s delay (auth_failure_delay), which shows as `P: 2s`.
+//! The authentication checks at the end of DATA (`Step::Authenticate`,
+//! smtpd_authentication_checks) are answered at once with no results
+//! (`Authentication-Results: transcript; none`, kept as the message's
+//! prepended fields, which `A:` checks; escapes as in R:).
 //!
 //! Every transcript runs twice: once with each client piece in one call,
 //! once byte by byte, and both runs must give the same server lines and
@@ -60,7 +64,7 @@ use common::tls::TlsInfo;
 use common::users::UserTable;
 use common::virtual_alias::VirtualAlias;
 use posthorn_smtpd::policy::{AccessPolicy, LookupError, UserLookup};
-use posthorn_smtpd::session::{Client, Policy, Session, Sink, SmtpConfig, Step};
+use posthorn_smtpd::session::{Authenticated, Client, Policy, Session, Sink, SmtpConfig, Step};
 
 /// The main.cf every transcript starts from.
 const BASE_MAIN_CF: &str = "\
@@ -196,6 +200,8 @@ struct Queued {
     dsn: String,
     /// Each recipient with its NOTIFY and ORCPT, as `N:` shows them.
     rcpt_dsn: Vec<String>,
+    /// The fields to prepend (`Sink::prepend`), as `A:` shows them.
+    prepend: String,
 }
 
 #[derive(Default)]
@@ -233,6 +239,7 @@ impl Sink for MemSink {
             .collect();
         self.current = Some(Queued {
             rcpts: env.recipients.clone(),
+            prepend: String::new(),
             bytes: Vec::new(),
             dsn: dsn.join(" "),
             rcpt_dsn,
@@ -249,6 +256,16 @@ impl Sink for MemSink {
     }
     fn abort(&mut self) {
         self.current = None;
+    }
+
+    fn prepend(&mut self, fields: &str) -> io::Result<()> {
+        match self.current.as_mut() {
+            Some(q) => {
+                q.prepend = fields.to_string();
+                Ok(())
+            }
+            None => Err(io::Error::other("no message")),
+        }
     }
 }
 
@@ -390,6 +407,18 @@ impl Run {
                     step = self
                         .session
                         .auth_done(Ok(answer), &mut self.policy, &mut self.sink);
+                }
+                Step::Authenticate => {
+                    assert!(self.session.busy(), "busy while authenticating");
+                    let a = Authenticated {
+                        header: "Authentication-Results: transcript; none\r\n".into(),
+                        summary: "none".into(),
+                        reject: None,
+                        quarantine: false,
+                    };
+                    step = self
+                        .session
+                        .authenticated(Some(a), &mut self.policy, &mut self.sink);
                 }
                 Step::Continue => return,
             }
@@ -669,6 +698,15 @@ fn run_text(name: &str, text: &str, bytewise: bool) -> Result<Vec<String>, Setup
                 "{}: Received: header\n want {want:?}\n  got {got:?}",
                 where_(n)
             );
+        } else if let Some(a) = line
+            .strip_prefix("A: ")
+            .or_else(|| (*line == "A:").then_some(""))
+        {
+            flush(&mut run, &mut pending);
+            check(&mut run, &mut expected, &mut transcript);
+            let got = &run.last_queued(&where_(n)).prepend;
+            let want = String::from_utf8_lossy(&unescape(a)).into_owned();
+            assert_eq!(got, &want, "{}: prepended fields", where_(n));
         } else if let Some(e) = line.strip_prefix("E: ") {
             flush(&mut run, &mut pending);
             check(&mut run, &mut expected, &mut transcript);
