@@ -541,12 +541,24 @@ impl QueueWriter {
     }
 
     /// The message written so far, for a reader before the commit (smtpd's
-    /// authentication checks): the bytes flushed, a duplicate of the
-    /// file's descriptor, the message's offset in it and its length.
+    /// authentication checks): the bytes flushed, the file opened again
+    /// read-only (never through a link, and only if it is still the file
+    /// written), the message's offset in it and its length.
     pub fn message_so_far(&mut self) -> io::Result<(File, u64, u64)> {
-        let out = self.out()?;
-        out.flush()?;
-        let file = out.get_ref().try_clone()?;
+        self.out()?.flush()?;
+        let file = privilege::open_at(
+            None,
+            &self.path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            0,
+        )?;
+        let m = file.metadata()?;
+        if (m.dev(), m.ino()) != self.inode {
+            return Err(io::Error::other(format!(
+                "{}: no longer the queue file written",
+                self.path.display()
+            )));
+        }
         Ok((file, self.len_offset + 8, self.msg_len))
     }
 
@@ -1529,8 +1541,7 @@ mod tests {
             assert_eq!(qf.recipients[0].reason.is_some(), reasons);
             let dir = s.open_dir(Queue::Incoming).unwrap();
             let owner = dir.metadata().unwrap().uid();
-            let owned =
-                QueueFile::open_owned(&dir, owner, &s.dir(Queue::Incoming), &id).unwrap();
+            let owned = QueueFile::open_owned(&dir, owner, &s.dir(Queue::Incoming), &id).unwrap();
             assert_eq!(owned.message_bytes(), Some(want.as_bytes()));
             let mut m = Vec::new();
             owned.message().unwrap().read_to_end(&mut m).unwrap();

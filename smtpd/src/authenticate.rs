@@ -137,14 +137,14 @@ async fn verify(s: &Settings, req: Request) -> Authenticated {
     let message = if req.len <= MAX_HELD {
         let mut buf = vec![0u8; req.len as usize];
         match req.file.read_exact_at(&mut buf, req.offset) {
-            Ok(()) => Some(buf),
+            Ok(()) => Ok(buf),
             Err(e) => {
                 warning!("{}: authentication checks: queue file: {e}", req.id);
-                None
+                Err("queue file unreadable")
             }
         }
     } else {
-        None
+        Err("message too large to verify")
     };
     let tx = Transaction {
         client: req.client,
@@ -153,12 +153,18 @@ async fn verify(s: &Settings, req: Request) -> Authenticated {
         myhostname: &s.myhostname,
         time: req.time,
     };
-    let mut v = s.verifier.verify(&tx, message.as_deref()).await;
+    let mut v = s
+        .verifier
+        .verify(&tx, message.as_deref().map_err(|e| *e))
+        .await;
     let reject = s.enforce && v.action == DmarcAction::Reject;
     v.applied(reject);
     if let Some(o) = &v.observation {
         if let Err(e) = dmarc_store::append(&s.dmarc_dir, o) {
-            warning!("{}: authentication checks: DMARC observation not kept: {e}", req.id);
+            warning!(
+                "{}: authentication checks: DMARC observation not kept: {e}",
+                req.id
+            );
         }
     }
     let domain = v

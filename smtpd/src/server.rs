@@ -256,19 +256,21 @@ impl Smtpd {
                 let start = self.authenticator.as_ref().and_then(|a| {
                     let facts = c.session.authentication_facts()?;
                     let (file, offset, len) = c.sink.writer.as_mut()?.message_so_far().ok()?;
-                    Some(a.begin(authenticate::Request {
-                        id: facts.queue_id,
-                        client: facts.client,
-                        helo: facts.helo,
-                        mail_from: facts.mail_from,
-                        file,
-                        offset,
-                        len,
-                        time: std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_secs(),
-                    }))
+                    Some(
+                        a.begin(authenticate::Request {
+                            id: facts.queue_id,
+                            client: facts.client,
+                            helo: facts.helo,
+                            mail_from: facts.mail_from,
+                            file,
+                            offset,
+                            len,
+                            time: std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap_or_default()
+                                .as_secs(),
+                        }),
+                    )
                 });
                 match start {
                     Some(start) => Next::Await {

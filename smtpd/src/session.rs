@@ -62,9 +62,9 @@ use proto::smtp::{
 };
 
 use crate::headers::MissingHeaders;
-use posthorn_trust::authres::ForgedFilter;
 use crate::restrictions::{self, Restriction, Stage};
 use common::table::Tables;
+use posthorn_trust::authres::ForgedFilter;
 use std::sync::Mutex;
 
 /// Settings a session needs, read once per process.

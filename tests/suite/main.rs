@@ -24,6 +24,7 @@ mod submission;
 mod tag_folders;
 mod tls;
 mod trust_dane;
+mod trust_inbound;
 mod trust_sign;
 mod r#virtual;
 

@@ -326,7 +326,11 @@ impl ForgedFilter {
                         // Too long for a name, or not a field line: passes.
                         out.append(&mut self.pending);
                         out.push(b);
-                        self.state = if b == b'\n' { State::Start } else { State::Pass };
+                        self.state = if b == b'\n' {
+                            State::Start
+                        } else {
+                            State::Pass
+                        };
                     }
                 }
                 State::Pass | State::Held | State::Drop => {

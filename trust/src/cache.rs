@@ -17,6 +17,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -86,12 +87,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ResolverCache<K, V> for Lru<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.inner
-            .lock()
-            .ok()?
-            .map
-            .remove(name)
-            .map(|(v, _, _)| v)
+        self.inner.lock().ok()?.map.remove(name).map(|(v, _, _)| v)
     }
 
     fn insert(&self, key: K, value: V, valid_until: Instant) {
@@ -119,6 +115,62 @@ impl<K: Hash + Eq + Clone, V: Clone> ResolverCache<K, V> for Lru<K, V> {
         inner.tick += 1;
         let tick = inner.tick;
         inner.map.insert(key, (value, valid_until, tick));
+    }
+}
+
+/// A map seen through one SPF evaluation, counting its look-ups that found
+/// nothing: mail-auth 0.13 does not enforce RFC 7208 4.6.4's limit of 2
+/// void look-ups, so verify.rs does. mail-auth asks the map before each
+/// look-up and fills it after each that found records, so a miss never
+/// filled is a look-up that found nothing (NXDOMAIN or no records of the
+/// type; a time-out too, which is a temperror anyway).
+pub struct Counting<'a, C> {
+    inner: &'a C,
+    misses: AtomicUsize,
+    filled: AtomicUsize,
+}
+
+impl<'a, C> Counting<'a, C> {
+    pub fn new(inner: &'a C) -> Counting<'a, C> {
+        Counting {
+            inner,
+            misses: AtomicUsize::new(0),
+            filled: AtomicUsize::new(0),
+        }
+    }
+
+    /// Look-ups that found nothing so far.
+    pub fn voids(&self) -> usize {
+        self.misses
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.filled.load(Ordering::Relaxed))
+    }
+}
+
+impl<K, V, C: ResolverCache<K, V>> ResolverCache<K, V> for Counting<'_, C> {
+    fn get<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let v = self.inner.get(name);
+        if v.is_none() {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        v
+    }
+
+    fn remove<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.inner.remove(name)
+    }
+
+    fn insert(&self, key: K, value: V, valid_until: Instant) {
+        self.filled.fetch_add(1, Ordering::Relaxed);
+        self.inner.insert(key, value, valid_until);
     }
 }
 

@@ -36,11 +36,13 @@ use mail_auth::{
 };
 
 use crate::authres::{self, Results};
-use crate::cache::{Caches, CAPACITY};
+use crate::cache::{Caches, Counting, CAPACITY};
 use crate::dmarc_store::Observation;
 
 /// DKIM signatures verified per message at most.
 pub const MAX_SIGNATURES: usize = 10;
+/// RFC 7208 4.6.4: void look-ups allowed in one SPF evaluation.
+pub const MAX_VOID_LOOKUPS: usize = 2;
 /// Longest time one check (SPF, DKIM, ARC, DMARC) may take.
 pub const STAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -167,9 +169,10 @@ impl Verifier {
         self.checks
     }
 
-    /// Check one message. `message` is None when it was too large to hold:
-    /// then only SPF is checked, and DKIM, ARC and DMARC say why not.
-    pub async fn verify(&self, tx: &Transaction<'_>, message: Option<&[u8]>) -> Verdict {
+    /// Check one message. `message` is Err(why) when it could not be held
+    /// (too large, unreadable): then only SPF is checked, and DKIM says
+    /// why not.
+    pub async fn verify(&self, tx: &Transaction<'_>, message: Result<&[u8], &str>) -> Verdict {
         let c = self.checks;
         let mut results = Results::default();
         // RFC 7208 2.4: the HELO identity stands in for the null sender.
@@ -198,15 +201,32 @@ impl Verifier {
         };
         // DMARC needs the SPF result even when SPF itself is not reported.
         let spf = if c.spf || c.dmarc {
-            let out = tokio::time::timeout(
-                STAGE_TIMEOUT,
-                self.auth.verify_spf(self.caches.parameters(spf_params)),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                mail_auth::SpfOutput::new(mail_from_domain.clone())
-                    .with_result(SpfResult::TempError)
-            });
+            let k = &self.caches;
+            let (txt, mx, v4, v6, ptr) = (
+                Counting::new(&k.txt),
+                Counting::new(&k.mx),
+                Counting::new(&k.ipv4),
+                Counting::new(&k.ipv6),
+                Counting::new(&k.ptr),
+            );
+            let params = mail_auth::Parameters::new(spf_params)
+                .with_txt_cache(&txt)
+                .with_mx_cache(&mx)
+                .with_ipv4_cache(&v4)
+                .with_ipv6_cache(&v6)
+                .with_ptr_cache(&ptr);
+            let mut out = tokio::time::timeout(STAGE_TIMEOUT, self.auth.verify_spf(params))
+                .await
+                .unwrap_or_else(|_| {
+                    mail_auth::SpfOutput::new(mail_from_domain.clone())
+                        .with_result(SpfResult::TempError)
+                });
+            // RFC 7208 4.6.4: more than 2 void look-ups is a permerror.
+            let voids = txt.voids() + mx.voids() + v4.voids() + v6.voids() + ptr.voids();
+            if voids > MAX_VOID_LOOKUPS && out.result() != SpfResult::TempError {
+                out = mail_auth::SpfOutput::new(out.domain().to_string())
+                    .with_result(SpfResult::PermError);
+            }
             if c.spf {
                 results.spf = Some(authres::Spf {
                     result: spf_result(out.result()),
@@ -219,11 +239,11 @@ impl Verifier {
             None
         };
 
-        let parsed = message.and_then(AuthenticatedMessage::parse);
+        let parsed = message.ok().and_then(AuthenticatedMessage::parse);
         let Some(mut msg) = parsed else {
             let why = match message {
-                None => "message too large to verify",
-                Some(_) => "message not parsable",
+                Err(why) => why,
+                Ok(_) => "message not parsable",
             };
             if c.dkim || c.arc || c.dmarc {
                 results.dkim_unchecked = Some(why.into());
@@ -251,10 +271,10 @@ impl Verifier {
                 msg.dkim_headers
                     .iter()
                     .map(|h| {
-                        DkimOutput::dns_error(mail_auth::Error::Dns(
-                            mail_auth::DnsError::Resolver("timed out".into()),
-                        ))
-                            .with_signature(&h.header)
+                        DkimOutput::dns_error(mail_auth::Error::Dns(mail_auth::DnsError::Resolver(
+                            "timed out".into(),
+                        )))
+                        .with_signature(&h.header)
                     })
                     .collect()
             });
@@ -340,6 +360,8 @@ impl Verifier {
                     let record = out.dmarc_record();
                     let passed = *out.spf_result() == DmarcResult::Pass
                         || *out.dkim_result() == DmarcResult::Pass;
+                    // RFC 7489 6.6.2: with a record, a message that no
+                    // aligned identifier passes fails.
                     let result = if passed {
                         "pass"
                     } else {
@@ -350,10 +372,12 @@ impl Verifier {
                             (DmarcResult::PermError(_), _) | (_, DmarcResult::PermError(_)) => {
                                 "permerror"
                             }
-                            (DmarcResult::Fail(_), _) | (_, DmarcResult::Fail(_)) => "fail",
+                            _ if record.is_some() => "fail",
                             _ => "none",
                         }
                     };
+                    // The policy applied (p, sp or np; t=y lowers reject to
+                    // quarantine).
                     let policy = match (record, out.policy()) {
                         (None, _) => "",
                         (Some(_), Policy::Reject) => "reject",
