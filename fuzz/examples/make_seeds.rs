@@ -447,6 +447,27 @@ fn main() {
         b"\\alice\n\"|/usr/bin/vacation alice\"\nalice@elsewhere.example, /home/alice/Mail/\n",
     );
 
+    // authenticate: the split byte, then a message as smtpd's checks see it
+    // (a dkimpy Ed25519 signature, Authentication-Results ours and foreign,
+    // an ARC set).
+    put("authenticate", "signed", b"\0DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/simple;\r\n d=signed.example; i=@signed.example; q=dns/txt; s=ed; t=1796001035;\r\n h=from : to : subject : from;\r\n bh=Ck5SoRNWUpSR4X0COv7R5ub2pUTtl6xz4dTFz++ji4M=;\r\n b=9tw/nJ2iSF2ZRl+uFVzu2O36g/Y2cnt17PjDzryx6Rvph3bIBRT0h/SZo2X4DVLpEU8FR\r\n CCPL1MAvV70cbprBg==\r\nFrom: a@signed.example\r\nTo: b@x\r\nSubject: t\r\n\r\nbody\r\n");
+    put(
+        "authenticate",
+        "forged",
+        b"\x03Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=a@b\r\n\
+          Authentication-Results: (c) other.example;\r\n dkim=pass\r\n\
+          authentication-results:\r\n MX.EXAMPLE.NET (x); dmarc=pass\r\n\
+          Subject: s\r\n\r\nAuthentication-Results: mx.example.net; none\r\n",
+    );
+    put(
+        "authenticate",
+        "arc",
+        b"\x05ARC-Seal: i=1; a=rsa-sha256; t=1; cv=none; d=example.org; s=s; b=AAAA\r\n\
+          ARC-Message-Signature: i=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org;\r\n s=s; h=from; bh=AAAA; b=AAAA\r\n\
+          ARC-Authentication-Results: i=1; mx.example.org; spf=pass\r\n\
+          From: a@example.org\r\n\r\nbody\r\n",
+    );
+
     // peer_name: flags (bit 0: IPv6 client), the mask of names whose
     // addresses include the client, the mask of failing look-ups, PTR names.
     put("peer_name", "confirmed", b"\0\x01\0mail.example.org");

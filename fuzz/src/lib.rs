@@ -39,12 +39,14 @@ use posthorn_smtpd::session::{
 };
 use proto::smtp::{self, BdatReceiver, DataReceiver, LineBuffer, Reply};
 
+mod authenticate;
 mod dkim_sign;
 mod downgrade;
 mod imap;
 mod imap_session;
 mod peer_name;
 mod pop3;
+pub use authenticate::authenticate;
 pub use dkim_sign::dkim_sign;
 pub use downgrade::downgrade;
 pub use imap::imap_command;
@@ -90,6 +92,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("downgrade", downgrade),
     ("dkim_sign", dkim_sign),
     ("virtual_alias", virtual_alias),
+    ("authenticate", authenticate),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it
@@ -519,6 +522,17 @@ fn session_run(cfg: &Arc<SmtpConfig>, addr: IpAddr, segments: Vec<Vec<&[u8]>>) -
                 step = match step {
                     Step::Continue => break,
                     Step::Close => break 'feed,
+                    Step::Authenticate => {
+                        assert!(s.busy(), "not busy while authenticating");
+                        // Every other message fails DMARC under enforcement.
+                        let a = posthorn_smtpd::session::Authenticated {
+                            header: "Authentication-Results: mail.example.test; none\r\n".into(),
+                            summary: "none".into(),
+                            reject: (sink.n % 2 == 0).then(|| "example.org".into()),
+                            quarantine: false,
+                        };
+                        s.authenticated(Some(a), &mut policy, &mut sink)
+                    }
                     Step::Commit => {
                         let msg = sink.current.take().expect("commit with a message");
                         sink.queued.push(msg);
@@ -616,6 +630,8 @@ pub fn smtpd_session(data: &[u8]) {
         sender_restrictions: vec![Restriction::RejectSenderLoginMismatch],
         sender_login_maps: None,
         delimiter: "+".into(),
+        authenticate: true,
+        authserv_id: "mail.example.test".into(),
     });
     let addr: IpAddr = if knobs & 32 == 0 {
         IpAddr::from([192, 0, 2, 1])

@@ -9,8 +9,12 @@
 //! ENHANCEDSTATUSCODES, SMTPUTF8, CHUNKING, STARTTLS and AUTH. One process serves
 //! many connections (mio). Before the greeting the client's name is looked
 //! up and kept only when forward-confirmed (Postfix's `name[addr]`, else
-//! `unknown[addr]`), on a thread of its own. Accepted mail is queued in
-//! incoming/ and qmgr is woken. The certificate and key are read before
+//! `unknown[addr]`), on a thread of its own. Mail from clients that did not
+//! AUTH gets SPF, DKIM, DMARC and ARC checks at the end of DATA, on another
+//! thread (authenticate.rs; trust::verify), their Authentication-Results
+//! kept in the queue file; Authentication-Results fields claiming our
+//! authserv_id are removed as the message streams in. Accepted mail is
+//! queued in incoming/ and qmgr is woken. The certificate and key are read before
 //! privileges are dropped (daemon::start_with); a reload (SIGHUP) lets
 //! sessions finish while new processes serve new connections with the new
 //! certificate.
@@ -18,8 +22,9 @@
 //! Layout: session.rs (protocol state machine, no I/O), policy.rs (who may
 //! send to whom), restrictions.rs (smtpd_client_restrictions and
 //! smtpd_sender_restrictions), headers.rs (Date: and Message-ID: for
-//! submitted mail), peername.rs (client name look-ups), server.rs (the
-//! event loop, durable commits and AUTH's verifications).
+//! submitted mail), peername.rs (client name look-ups), authenticate.rs
+//! (the authentication checks' thread), server.rs (the event loop, durable
+//! commits and AUTH's verifications).
 //!
 //! Parameters: myhostname, smtpd_banner, mail_name, message_size_limit,
 //! smtpd_recipient_limit, smtpd_recipient_overshoot_limit, smtpd_timeout,
@@ -35,7 +40,8 @@
 //! smtpd_tls_security_level, smtpd_tls_wrappermode, smtpd_sasl_auth_enable,
 //! smtpd_tls_auth_only, smtpd_client_restrictions,
 //! smtpd_sender_restrictions, auth_allow_cleartext, smtpd_peername_lookup,
-//! smtpd_peername_lookup_timeout, dns_servers.
+//! smtpd_peername_lookup_timeout, dns_servers, smtpd_authentication_checks,
+//! authserv_id, dmarc_enforce.
 //!
 //! Diagnostics: Postfix's lines: `connect from NAME[ADDR]` (`hostname NAME
 //! does not resolve to address ADDR` before it when a name is not

@@ -24,7 +24,12 @@
 //! 538), RFC 6409 (submission: mail only after AUTH, relaying for
 //! authenticated users; smtpd_client_restrictions and
 //! smtpd_sender_restrictions, restrictions.rs; 8.2 and 8.3: a missing Date:
-//! and Message-ID: added to an authenticated client's message, headers.rs).
+//! and Message-ID: added to an authenticated client's message, headers.rs),
+//! RFC 8601 (the authentication checks of a message from a client that did
+//! not AUTH are the caller's, `Step::Authenticate` then `authenticated`,
+//! whose header goes to the sink as fields to prepend; 5: fields claiming
+//! our authserv-id are removed while the message streams, trust::authres;
+//! RFC 7489 10.3: a DMARC refusal is 550 5.7.1 at the end of the message).
 //!
 //! Security: input is bounded (command lines by LineBuffer, messages by
 //! message_size_limit while streaming, recipients by smtpd_recipient_limit

@@ -6,8 +6,12 @@
 //! (MAIL FROM; the HELO name for the null sender, RFC 7208 2.4), the bound
 //! on DKIM signatures verified (MAX_SIGNATURES, in the order they appear;
 //! the rest are reported as not verified), RSA-SHA1 signatures reported as
-//! `dkim=policy` and not counted for DMARC (RFC 8301 3.1), and a time
-//! limit per check (STAGE_TIMEOUT: past it the check is temperror). Does
+//! `dkim=policy` and not counted for DMARC (RFC 8301 3.1), RFC 7208
+//! 4.6.4's void look-up limit (mail-auth 0.13 enforces the 10 look-ups but
+//! not this: cache::Counting counts them), DMARC's result (fail when a
+//! record exists and no aligned identifier passes; the policy shown is the
+//! one applied: p, sp or np, reject lowered to quarantine under t=y), and a
+//! time limit per check (STAGE_TIMEOUT: past it the check is temperror). Does
 //! not own the DNS (trust::dns's resolver, trust::cache's caches), the
 //! header text (authres.rs), or what smtpd does with the outcome.
 //!
