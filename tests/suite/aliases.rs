@@ -73,12 +73,15 @@ fn wait_file(s: &Suite, p: &Path) -> Vec<u8> {
 }
 
 /// The message as a command or file gets it: the trace headers, then what
-/// was sent with LF line ends (smtpd's Received: header in between);
-/// `body` is how its body reads there.
+/// was sent with LF line ends (smtpd's Authentication-Results: and
+/// Received: headers in between); `body` is how its body reads there.
 fn assert_traced(got: &[u8], rcpt: &str, body: &str) {
     let text = String::from_utf8_lossy(got);
-    let want = format!("Return-Path: <demo@example.test>\nDelivered-To: {rcpt}\nReceived: ");
+    let want = format!(
+        "Return-Path: <demo@example.test>\nDelivered-To: {rcpt}\nAuthentication-Results: mail.example.test;\n"
+    );
     assert!(text.starts_with(&want), "{text}");
+    assert!(text.contains("\tarc=none\nReceived: "), "{text}");
     let headers = "From: Demo <demo@example.test>\nSubject: aliases\nMessage-ID: <aliases-1@example.test>\n\n";
     assert!(text.contains(&format!("\n{headers}{body}")), "{text}");
 }

@@ -64,7 +64,10 @@ fn delivers_byte_exact_into_maildir() {
     // The client's name as /etc/hosts confirms it (localhost, mostly).
     assert!(
         text.starts_with(&format!(
-            "Return-Path: <alice@example.org>\nDelivered-To: demo@example.test\nReceived: from client.example.org ({} [127.0.0.1])\n",
+            "Return-Path: <alice@example.org>\nDelivered-To: demo@example.test\n\
+             Authentication-Results: mail.example.test;\n\tspf=none smtp.mailfrom=alice@example.org;\n\
+             \tdkim=none;\n\tdmarc=none header.from=example.org;\n\tarc=none\n\
+             Received: from client.example.org ({} [127.0.0.1])\n",
             harness::local_name()
         )),
         "{text}"

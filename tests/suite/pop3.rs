@@ -457,14 +457,18 @@ fn fetchmail_over_pop3s_keeps_then_deletes() {
         "fetchmail keep fetched every message"
     );
     for m in &kept {
-        // fetchmail puts its own Received: line below Return-Path: and
-        // Delivered-To:; everything from posthorn's Received: on is the
-        // delivered file, byte for byte (LF line ends, as fetchmail hands
-        // mail to an MDA).
+        // fetchmail puts its own Received: line above posthorn's (below
+        // Return-Path:, Delivered-To: and Authentication-Results:);
+        // everything from posthorn's Received: on is the delivered file,
+        // byte for byte (LF line ends, as fetchmail hands mail to an MDA).
         assert!(
             files.iter().any(|f| {
-                let tail = f.splitn(3, |&b| b == b'\n').nth(2).unwrap_or_default();
-                m.ends_with(tail) && m.starts_with(&f[..f.len() - tail.len()])
+                let at = f
+                    .windows(11)
+                    .position(|w| w == b"\nReceived: ")
+                    .map_or(0, |p| p + 1);
+                let tail = &f[at..];
+                m.ends_with(tail) && m.starts_with(&f[..at])
             }),
             "a fetched message is not one of the delivered ones:\n{}",
             String::from_utf8_lossy(&m[..m.len().min(600)])
