@@ -1049,6 +1049,15 @@ fn chunking_sends_the_message_as_bdat_without_dot_stuffing() {
         "byte for byte, dots not stuffed: {}",
         String::from_utf8_lossy(&got[0].data)
     );
+    // smtpd's Authentication-Results (kept in the queue file's trailer)
+    // goes out first.
+    assert!(
+        got[0]
+            .data
+            .starts_with(b"Authentication-Results: mail.example.test;\r\n\tspf=none smtp.mailfrom=a@example.org;\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got[0].data)
+    );
     s.wait_log("status=sent (250 2.0.0 Ok: queued as SINK1)");
 }
 

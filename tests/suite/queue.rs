@@ -187,7 +187,11 @@ fn queue_operations_with_the_suite_running() {
         .iter()
         .map(|id| {
             let line = q.lines().find(|l| l.starts_with(id.as_str())).unwrap();
-            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
         })
         .sum();
     assert!(
@@ -214,6 +218,15 @@ fn queue_operations_with_the_suite_running() {
         "{show}"
     );
     assert!(show.contains("\nsender: a@example.org\n"), "{show}");
+    // smtpd's Authentication-Results, kept in the queue file's trailer,
+    // is the message's first header wherever it leaves the queue.
+    assert!(
+        show.contains(&format!(
+            "*** MESSAGE CONTENTS deferred/{} ***\nAuthentication-Results: mail.example.test;\n",
+            ids[0]
+        )),
+        "{show}"
+    );
     assert!(
         show.contains("\nrecipient: x1@far.example\ndelay_reason: connect to"),
         "{show}"
