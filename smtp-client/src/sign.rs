@@ -21,7 +21,7 @@
 //! the reason logged): never sent unsigned when a key exists.
 //!
 //! Parameters: dkim_key_directory, dkim_signature_headers, mynetworks,
-//! arc_seal_domain, arc_seal_selector, authserv_id (else myhostname),
+//! arc_seal_domain, arc_seal_selector, authserv_id,
 //! dns_servers (to verify an existing ARC chain).
 //!
 //! Diagnostics: `ID: DKIM-Signature field added (d=DOMAIN, s=S1 S2)`,
@@ -70,13 +70,7 @@ impl Signing {
             let selector = cfg.get("arc_seal_selector");
             trust_sign::checked_name(&selector, "selector")
                 .map_err(|e| cfg.invalid("arc_seal_selector", e.to_string()))?;
-            // Engineer A's authserv_id when the tree has it, else
-            // myhostname (its default).
-            let authserv_id = if common::params::find("authserv_id").is_some() {
-                cfg.get("authserv_id")
-            } else {
-                cfg.get("myhostname")
-            };
+            let authserv_id = cfg.get("authserv_id");
             Some(ArcSettings {
                 key_dir: key_dir.clone(),
                 domain: arc_domain,
