@@ -82,7 +82,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Days since 1970-01-01 as (year, month, day), proleptic Gregorian
 /// (Howard Hinnant's civil_from_days).
-fn civil(days: u64) -> (i64, u32, u32) {
+pub(crate) fn civil(days: u64) -> (i64, u32, u32) {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

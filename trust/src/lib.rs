@@ -11,5 +11,8 @@ pub mod authres;
 pub mod cache;
 pub mod dmarc_store;
 pub mod dns;
+pub mod https;
+pub mod mta_sts;
 pub mod sign;
+pub mod tlsrpt;
 pub mod verify;
