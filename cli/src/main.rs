@@ -1,7 +1,8 @@
 //! posthorn: the administration command, and the multi-call entry point.
 //!
 //! Run as `posthorn` it is the admin command (see posthorn(1)): `dev`,
-//! `start`, `stop`, `reload`, `status`, `check`, `config`, `dkim`, `user add`.
+//! `start`, `stop`, `reload`, `status`, `check`, `config`, `dkim`, `user add`,
+//! `tlsrpt`.
 //! Run under a worker's name (`posthorn-smtpd`, ...) it is that worker:
 //! master runs daemon_directory/posthorn-NAME, which the package makes a
 //! symbolic link to /usr/sbin/posthorn, or (in development mode, or when
@@ -19,6 +20,7 @@ mod dkim;
 mod newaliases;
 mod queue;
 mod sendmail;
+mod tlsrpt;
 mod user;
 
 use std::path::PathBuf;
@@ -69,6 +71,16 @@ enum Cmd {
     Dkim {
         #[command(subcommand)]
         command: dkim::DkimCmd,
+    },
+    /// Print the TLS-RPT report (RFC 8460, JSON) of a policy domain for one day.
+    Tlsrpt {
+        /// The policy domain (a recipient domain with an MTA-STS policy).
+        domain: String,
+        /// The UTC day, YYYY-MM-DD (default: yesterday).
+        #[arg(long = "date")]
+        date: Option<String>,
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
     },
     /// List, show, delete, hold, release and requeue queued messages.
     Queue {
@@ -131,6 +143,11 @@ fn main() {
             autoconfig,
         } => admin::dns(&config_dir(config), domain, autoconfig.as_deref()),
         Cmd::Dkim { command } => dkim::run(command),
+        Cmd::Tlsrpt {
+            domain,
+            date,
+            config,
+        } => tlsrpt::run(&config_dir(config), &domain, date.as_deref()),
         Cmd::Queue { command } => queue::run(command),
         Cmd::User { command } => user::run(command),
     };

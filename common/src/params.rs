@@ -178,6 +178,14 @@ params! {
         "The DNSSEC trust anchors posthorn-smtp validates DANE's TLSA and MX look-ups from: DNSKEY records in zone-file form (for a private root, or tests). Empty: the root zone's keys built into hickory (KSK 20326 and 38696).";
     "smtp_tls_CAfile" = "/etc/ssl/certs/ca-certificates.crt";
         "The CA certificates (PEM) posthorn-smtp trusts at smtp_tls_security_level verify and secure. Read when posthorn-smtp starts.";
+    "smtp_mta_sts" = "yes";
+        "MTA-STS (RFC 8461) in posthorn-smtp: for MX delivery to a recipient domain that publishes a policy (_mta-sts TXT record, https://mta-sts.DOMAIN/.well-known/mta-sts.txt, checked against smtp_tls_CAfile), cached in $queue_directory/mta-sts. enforce: only the MX hosts the policy names, TLS with a certificate that chains to smtp_tls_CAfile and names the MX host, else deferred (4.7.5), never plain text. testing: delivered as without it, the failures logged and recorded for TLS-RPT. Not for relayhost or transport_maps next hops; DANE, where the destination has it, takes precedence.";
+    "smtp_mta_sts_port" = "443";
+        "The TCP port of MTA-STS policy fetches. For testing only: RFC 8461 fetches from port 443, and any other value breaks MTA-STS with the rest of the world.";
+    "tlsrpt_organization" = "$mydomain";
+        "The organization-name of the TLS-RPT reports (RFC 8460) posthorn tlsrpt prints.";
+    "tlsrpt_contact" = "postmaster@$mydomain";
+        "The contact-info of the TLS-RPT reports posthorn tlsrpt prints.";
     "disable_mime_output_conversion" = "no";
         "no: posthorn-smtp converts a message with 8-bit content for a server that does not offer 8BITMIME to 7-bit MIME (each 8-bit part quoted-printable if text, base64 otherwise; RFC 6152 3), as Postfix does. A message whose headers have 8-bit text, or that is over 256 KiB, cannot be converted and bounces (5.6.3). yes: such a message bounces.";
     "dkim_key_directory" = "$config_directory/dkim";

@@ -157,6 +157,10 @@ pub const SPOOL_DIRS: &[(&str, u32)] = &[
     // group login_user's, so login processes reach them and nothing else here.
     ("login", 0o750),
     ("pid", 0o755),
+    // MTA-STS policies cached by posthorn-smtp (trust::mta_sts) and the
+    // TLS results it records for TLS-RPT (trust::tlsrpt): mail_owner's.
+    ("mta-sts", 0o700),
+    ("tlsrpt", 0o700),
 ];
 
 /// A queue id: 11 characters of arrival time in microseconds and 3 of

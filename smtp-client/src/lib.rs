@@ -44,10 +44,23 @@
 //! unauthenticated, `may`, or the host not used; a host that fails DANE is
 //! never tried without TLS, and the recipients are deferred with 4.7.5.
 //!
+//! MTA-STS (RFC 8461, smtp_mta_sts): for MX delivery to the recipients'
+//! own domain (not relayhost or transport_maps next hops), the domain's
+//! policy (trust::mta_sts: TXT record, HTTPS fetch, on-disk cache).
+//! enforce: only MX hosts the policy names, TLS with a certificate that
+//! chains to smtp_tls_CAfile and names the MX host, a failure defers
+//! (4.7.5) and never falls back to plain text; testing: delivered as
+//! before, what enforce would refuse logged; each session under a policy,
+//! and each policy that cannot be had, is recorded for TLS-RPT
+//! (trust::tlsrpt, `$queue_directory/tlsrpt/`). `Agent::destination` finds
+//! the policy; a host DANE takes (usable TLSA records at a DANE level) is
+//! DANE's alone (RFC 8461 2).
+//!
 //! Parameters: smtp_tcp_port, dnssec_trust_anchor_file,
 //! dns_servers, smtp_helo_name, smtp_connect_timeout, smtp_helo_timeout,
 //! smtp_data_done_timeout, smtp_tls_security_level, smtp_tls_policy_maps,
-//! smtp_tls_CAfile, smtp_connection_cache_time_limit,
+//! smtp_tls_CAfile, smtp_mta_sts, smtp_mta_sts_port,
+//! smtp_connection_cache_time_limit,
 //! smtp_connection_reuse_time_limit, smtp_connection_reuse_count_limit,
 //! disable_mime_output_conversion, dkim_key_directory,
 //! dkim_signature_headers, mynetworks, arc_seal_domain, arc_seal_selector,
@@ -96,7 +109,11 @@ use rustls::ClientConfig;
 
 use crate::route::{Dns, NextHop, TlsaLookup, Unroutable};
 use crate::session::{Failure, Message, Session, Settings, Verdict};
-use crate::tls::Level;
+use crate::tls::{Destination, Level};
+use posthorn_trust::mta_sts::{Found, Mode, Policy, Sts};
+use posthorn_trust::tlsrpt::{self, PolicyType, ResultType};
+use rustls::client::WebPkiServerVerifier;
+use std::path::PathBuf;
 
 /// The agent's settings, read once.
 pub struct Agent {
@@ -126,6 +143,14 @@ pub struct Agent {
     pub reuse_time: Duration,
     /// smtp_connection_reuse_count_limit (0: no limit).
     pub reuse_count: u32,
+    /// MTA-STS policy discovery (smtp_mta_sts = yes), None when off or
+    /// when its resolver cannot be set up.
+    sts: Option<Sts>,
+    /// The certificate check of MTA-STS testing (smtp_tls_CAfile, read at
+    /// start), or why there is none.
+    sts_verifier: Result<Arc<WebPkiServerVerifier>, String>,
+    /// `$queue_directory/tlsrpt`: TLS-RPT results (trust::tlsrpt).
+    tlsrpt_dir: PathBuf,
     /// DKIM signing and ARC sealing (sign.rs).
     pub signing: sign::Signing,
 }
@@ -192,7 +217,37 @@ impl Agent {
         } else {
             None
         };
+        let sts = if cfg.bool("smtp_mta_sts")? {
+            let port = u16::try_from(cfg.int("smtp_mta_sts_port")?)
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| cfg.invalid("smtp_mta_sts_port", "not a port (1-65535)".into()))?;
+            let fetch_tls = tls::verified(std::path::Path::new(&ca_file))
+                .map_err(|e| format!("smtp_tls_CAfile: {e}"));
+            match Sts::new(
+                &cfg.list("dns_servers"),
+                fetch_tls,
+                port,
+                cfg.queue_dir().join("mta-sts"),
+            ) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warning!("MTA-STS: {e}; no MTA-STS policy is applied");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let sts_verifier = match &sts {
+            Some(_) => tls::verifier(std::path::Path::new(&ca_file))
+                .map_err(|e| format!("smtp_tls_CAfile: {e}")),
+            None => Err("MTA-STS is off".into()),
+        };
         Ok(Agent {
+            sts,
+            sts_verifier,
+            tlsrpt_dir: cfg.queue_dir().join("tlsrpt"),
             level,
             tls_policy: RefCell::new(Tables::new(&cfg.get("smtp_tls_policy_maps"), Level::parse)),
             opportunistic,
@@ -386,7 +441,18 @@ impl Agent {
                 }),
             );
         };
-        let level = self.level_for(nexthop, &hop);
+        let mut level = self.level_for(nexthop, &hop);
+        let dest = self.destination(&hop, rcpts);
+        let sts = match &dest {
+            Destination::Sts { domain, policy } => Some((domain.as_str(), policy)),
+            Destination::Level => None,
+        };
+        let enforce = sts.is_some_and(|(_, p)| p.mode == Mode::Enforce);
+        if enforce && !level.verified() && !level.dane() {
+            // RFC 8461 5: a valid certificate naming the MX host, as at
+            // level secure. (At a DANE level, per host: below.)
+            level = Level::Secure;
+        }
         let base = match self.settings_for(level) {
             Ok(s) => s,
             Err(e) => {
@@ -399,7 +465,14 @@ impl Agent {
                 )
             }
         };
-        let key = format!("{} {}:{}:{}", level.name(), hop.literal, hop.host, hop.port);
+        let key = format!(
+            "{} {} {}:{}:{}",
+            level.name(),
+            sts.map_or("-", |(_, p)| p.mode.name()),
+            hop.literal,
+            hop.host,
+            hop.port
+        );
 
         // The connection kept from the last message, if it goes there and
         // may still be used.
@@ -457,7 +530,7 @@ impl Agent {
         // their names reference identifiers only when the MX records are
         // secure; the next hop's own name always is. Bogus MX records defer.
         let mut mx_secure = false;
-        let (hosts, port) = if hop.literal {
+        let (mut hosts, port) = if hop.literal {
             (vec![hop.host.clone()], hop.port)
         } else if level.dane() {
             match dns.dane_mx_hosts(&hop.host) {
@@ -479,6 +552,36 @@ impl Agent {
                 Err(u) => return unroutable(u),
             }
         };
+        if let (true, false, Some((domain, policy))) = (enforce, level.dane(), sts) {
+            // RFC 8461 4.1: only the MX hosts the policy names. (At a DANE
+            // level a host with usable TLSA records is DANE's whatever the
+            // policy says: decided per host below.)
+            let (ok, not): (Vec<String>, Vec<String>) =
+                hosts.into_iter().partition(|h| policy.matches(h));
+            if ok.is_empty() {
+                let why = format!(
+                    "MTA-STS policy of {domain} (enforce): no MX host matches the policy (MX: {}; policy mx: {})",
+                    not.join(", "),
+                    policy.mx.join(", ")
+                );
+                self.tlsrpt(
+                    PolicyType::Sts,
+                    domain,
+                    Some(policy),
+                    not.first().map(String::as_str),
+                    None,
+                    Some((ResultType::ValidationFailure, why.clone())),
+                );
+                return (
+                    "none".into(),
+                    all(Verdict::Deferred {
+                        dsn: "4.7.5".into(),
+                        text: why,
+                    }),
+                );
+            }
+            hosts = ok;
+        }
         let mut tlsa_found: Vec<(String, TlsaLookup)> = Vec::new();
         let mut addresses: Vec<(String, SocketAddr)> = Vec::new();
         let mut temp = None;
@@ -525,6 +628,42 @@ impl Agent {
                     }
                 }
             }
+            // MTA-STS for this host, unless DANE has taken it (RFC 8461 2).
+            let sts_here = if dane_match.is_some() { None } else { sts };
+            if let (true, Some((domain, policy))) = (enforce, sts_here) {
+                if !policy.matches(&host) {
+                    let why = format!(
+                        "MTA-STS policy of {domain} (enforce): MX host {host} does not match the policy (mx: {})",
+                        policy.mx.join(", ")
+                    );
+                    warning!("{relay}: {why}");
+                    self.tlsrpt(
+                        PolicyType::Sts,
+                        domain,
+                        Some(policy),
+                        Some(&host),
+                        Some(addr.ip()),
+                        Some((ResultType::ValidationFailure, why.clone())),
+                    );
+                    last = ("4.7.5", why);
+                    continue;
+                }
+                if !settings.tls_verified {
+                    // A DANE level, no DANE for this host: the policy's
+                    // verified TLS.
+                    match self.settings_for(Level::Secure) {
+                        Ok(v) => {
+                            settings.tls = v.tls;
+                            settings.tls_required = true;
+                            settings.tls_verified = true;
+                        }
+                        Err(e) => {
+                            last = ("4.7.5", e);
+                            continue;
+                        }
+                    }
+                }
+            }
             // Opportunistic TLS: a failed handshake is tried once without.
             for _ in 0..2 {
                 let attempt = session::open(&settings, addr, &host).and_then(|mut s| {
@@ -550,6 +689,9 @@ impl Agent {
                 });
                 match attempt {
                     Ok((s, v)) => {
+                        if let Some((domain, policy)) = sts_here {
+                            self.sts_session(domain, policy, &host, addr, &s);
+                        }
                         let now = Instant::now();
                         self.keep(
                             cache,
@@ -580,6 +722,25 @@ impl Agent {
                             _ => "4.4.1",
                         };
                         last = (dsn, f.to_string());
+                        if let (Some((domain, policy)), Some(r)) = (sts_here, sts_failure(&f)) {
+                            self.tlsrpt(
+                                PolicyType::Sts,
+                                domain,
+                                Some(policy),
+                                Some(&host),
+                                Some(addr.ip()),
+                                Some((r, f.to_string())),
+                            );
+                            if enforce {
+                                // A TLS failure under an enforce policy:
+                                // 4.7.5 (as Postfix says of a certificate
+                                // not verified), the policy named.
+                                last = (
+                                    "4.7.5",
+                                    format!("MTA-STS policy of {domain} (enforce): {f}"),
+                                );
+                            }
+                        }
                         break;
                     }
                 }
@@ -637,6 +798,132 @@ impl Agent {
         }
     }
 
+    /// What the destination asks of TLS beyond the level: its MTA-STS
+    /// policy. DANE, at the levels dane and dane-only, is decided per host
+    /// (`dane_settings`) and takes a host with usable TLSA records from
+    /// the policy (RFC 8461 2).
+    ///
+    /// MTA-STS only for MX delivery to the recipients' own domain (as
+    /// Postfix's smtp_tls_policy_maps with an STS resolver): not for a
+    /// `[host]` next hop (relayhost, transport_maps), nor for a next hop
+    /// that is not the recipients' domain. A policy of mode none is none;
+    /// a policy published but not to be had is reported and mail goes as
+    /// without it (RFC 8461 5.1, no cached policy).
+    fn destination(&self, hop: &NextHop, rcpts: &[String]) -> Destination {
+        let Some(sts) = &self.sts else {
+            return Destination::Level;
+        };
+        let domain = hop.host.trim_end_matches('.').to_ascii_lowercase();
+        let to_domain = rcpts.iter().all(|r| {
+            r.rsplit_once('@')
+                .is_some_and(|(_, d)| d.trim_end_matches('.').eq_ignore_ascii_case(&domain))
+        });
+        if hop.literal || rcpts.is_empty() || !to_domain {
+            return Destination::Level;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        match sts.policy(&domain, now) {
+            Found::Policy(p) if p.mode != Mode::None => Destination::Sts { domain, policy: p },
+            Found::Policy(_) | Found::NoPolicy => Destination::Level,
+            Found::FetchFailed { result, why } => {
+                self.tlsrpt(
+                    PolicyType::Sts,
+                    &domain,
+                    None,
+                    None,
+                    None,
+                    Some((result, why)),
+                );
+                Destination::Level
+            }
+        }
+    }
+
+    /// A session opened under an MTA-STS policy: report it (RFC 8460).
+    /// Enforce: it verified in the handshake. Testing: check now what
+    /// enforce would have checked, log and report what would have failed;
+    /// the mail goes on.
+    fn sts_session(
+        &self,
+        domain: &str,
+        policy: &Policy,
+        host: &str,
+        addr: SocketAddr,
+        s: &Session,
+    ) {
+        let failure = if policy.mode == Mode::Enforce {
+            None
+        } else if !policy.matches(host) {
+            Some((
+                ResultType::ValidationFailure,
+                format!(
+                    "MX host {host} does not match the policy (mx: {})",
+                    policy.mx.join(", ")
+                ),
+            ))
+        } else if s.tls.is_none() {
+            Some((
+                ResultType::StartTlsNotSupported,
+                format!("no TLS with {host}[{}]", addr.ip()),
+            ))
+        } else {
+            match &self.sts_verifier {
+                Ok(verifier) => tls::check(verifier, &s.peer_certificates(), host)
+                    .err()
+                    .map(|e| (tls::result_type(&e), format!("certificate of {host}: {e}"))),
+                Err(e) => Some((ResultType::ValidationFailure, e.clone())),
+            }
+        };
+        if let Some((_, why)) = &failure {
+            warning!("MTA-STS policy of {domain} (testing) not met: {why}; delivering anyway");
+        }
+        self.tlsrpt(
+            PolicyType::Sts,
+            domain,
+            Some(policy),
+            Some(host),
+            Some(addr.ip()),
+            failure,
+        );
+    }
+
+    /// Report one session (or a failure before one) of the policy domain
+    /// `domain` to TLS-RPT: `kind` sts (MTA-STS) or tlsa (DANE).
+    fn tlsrpt(
+        &self,
+        kind: PolicyType,
+        domain: &str,
+        policy: Option<&Policy>,
+        mx: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+        failure: Option<(ResultType, String)>,
+    ) {
+        let (failure, detail) = match failure {
+            Some((r, d)) => (Some(r), Some(d)),
+            None => (None, None),
+        };
+        let s = tlsrpt::Session {
+            time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+            policy_type: kind,
+            policy_domain: domain.to_string(),
+            policy_string: policy.map(|p| p.lines.clone()).unwrap_or_default(),
+            mx_host: policy.map(|p| p.mx.clone()).unwrap_or_default(),
+            mx: mx.map(str::to_string),
+            ip,
+            failure,
+            detail,
+        };
+        if let Err(e) = tlsrpt::record(&self.tlsrpt_dir, &s) {
+            warning!("TLS-RPT: {e}");
+        }
+    }
+
     /// The message over an open session.
     fn attempt(
         &self,
@@ -673,6 +960,18 @@ impl Agent {
         } else {
             k.session.quit();
         }
+    }
+}
+
+/// The TLS-RPT result type of a session that failed, if it failed in TLS
+/// (a refused connection or a lost one is no TLS result).
+fn sts_failure(f: &Failure) -> Option<ResultType> {
+    match f {
+        Failure::TlsNotOffered(_) => Some(ResultType::StartTlsNotSupported),
+        Failure::Tls(_, e) => {
+            Some(tls::tls_error(e).map_or(ResultType::ValidationFailure, tls::result_type))
+        }
+        _ => None,
     }
 }
 

@@ -389,6 +389,20 @@ pub fn open(settings: &Settings, addr: SocketAddr, host: &str) -> Result<Session
 }
 
 impl Session {
+    /// The certificates the server presented under TLS (end entity
+    /// first); empty without TLS. MTA-STS testing checks them after the
+    /// fact (lib.rs).
+    pub fn peer_certificates(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        match &self.c.wire {
+            Wire::Tls(t) => t
+                .conn
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            Wire::Plain(_) => Vec::new(),
+        }
+    }
+
     /// One message: a verdict per recipient. After an error the session is
     /// not to be used again.
     pub fn send(&mut self, m: &mut Message<'_>) -> Result<Vec<Verdict>, Failure> {

@@ -26,6 +26,7 @@ mod tls;
 mod trust_dane;
 mod trust_inbound;
 mod trust_sign;
+mod trust_sts;
 mod r#virtual;
 
 use std::io::Read;

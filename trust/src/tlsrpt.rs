@@ -16,9 +16,8 @@ use std::io::{BufRead, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use mail_auth::report::tlsrpt::{
-    DateRange, FailureDetails, Policy, PolicyDetails, PolicyType, ResultType, Summary, TlsReport,
-};
+use mail_auth::report::tlsrpt::{DateRange, FailureDetails, Policy, PolicyDetails, Summary};
+pub use mail_auth::report::tlsrpt::{PolicyType, ResultType, TlsReport};
 use serde::{Deserialize, Serialize};
 
 pub use crate::dmarc_store::day_file;
