@@ -44,6 +44,7 @@ mod dkim_sign;
 mod downgrade;
 mod imap;
 mod imap_session;
+mod mta_sts;
 mod peer_name;
 mod pop3;
 pub use authenticate::authenticate;
@@ -51,6 +52,7 @@ pub use dkim_sign::dkim_sign;
 pub use downgrade::downgrade;
 pub use imap::imap_command;
 pub use imap_session::{imap_login, imap_session};
+pub use mta_sts::mta_sts_policy;
 pub use peer_name::peer_name;
 pub use pop3::{pop3_command, pop3_login, pop3_session, sasl};
 
@@ -93,6 +95,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("dkim_sign", dkim_sign),
     ("virtual_alias", virtual_alias),
     ("authenticate", authenticate),
+    ("mta_sts_policy", mta_sts_policy),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it

@@ -5,7 +5,9 @@
 //! recipients for one destination), and gets one `DeliverReply` per request
 //! with a result per recipient. One connection at a time per process;
 //! master runs maxproc processes (the smtp service's), qmgr opens as many.
-//! Runs as mail_owner (it reads queue files, writes nothing).
+//! Runs as mail_owner (it reads queue files; it writes only the MTA-STS
+//! cache and the TLS-RPT records, in spool directories master gives to
+//! mail_owner).
 //!
 //! Each request: the queue file opened once (no symbolic link), the
 //! recipients checked against it, the next hop qmgr names (route.rs:
@@ -16,6 +18,16 @@
 //! moves to the next, and when none is left every recipient is deferred
 //! with the last reason. A TLS handshake that fails is tried again without
 //! TLS (smtp_tls_security_level = may is opportunistic).
+//!
+//! MTA-STS (RFC 8461, smtp_mta_sts): for MX delivery to the recipients'
+//! own domain (not relayhost or transport_maps next hops), the domain's
+//! policy (trust::mta_sts: TXT record, HTTPS fetch, on-disk cache).
+//! enforce: only MX hosts the policy names, TLS at level secure at least,
+//! a failure defers (4.7.5) and never falls back to plain text; testing:
+//! delivered as before, what enforce would refuse logged; each session
+//! under a policy, and each policy that cannot be had, is recorded for
+//! TLS-RPT (trust::tlsrpt, `$queue_directory/tlsrpt/`). The decision is
+//! `Agent::destination` (tls::Destination), where DANE goes first.
 //!
 //! 8-bit content goes with BODY=8BITMIME to a server that offers it; for
 //! one that does not, the message is converted to 7-bit MIME first
