@@ -19,16 +19,6 @@
 //! with the last reason. A TLS handshake that fails is tried again without
 //! TLS (smtp_tls_security_level = may is opportunistic).
 //!
-//! MTA-STS (RFC 8461, smtp_mta_sts): for MX delivery to the recipients'
-//! own domain (not relayhost or transport_maps next hops), the domain's
-//! policy (trust::mta_sts: TXT record, HTTPS fetch, on-disk cache).
-//! enforce: only MX hosts the policy names, TLS at level secure at least,
-//! a failure defers (4.7.5) and never falls back to plain text; testing:
-//! delivered as before, what enforce would refuse logged; each session
-//! under a policy, and each policy that cannot be had, is recorded for
-//! TLS-RPT (trust::tlsrpt, `$queue_directory/tlsrpt/`). The decision is
-//! `Agent::destination` (tls::Destination), where DANE goes first.
-//!
 //! 8-bit content goes with BODY=8BITMIME to a server that offers it; for
 //! one that does not, the message is converted to 7-bit MIME first
 //! (downgrade.rs: 8-bit parts quoted-printable if text, base64 otherwise,
@@ -55,6 +45,8 @@
 //! TLS: matched by the certificate chain (`dane_settings`), required but
 //! unauthenticated, `may`, or the host not used; a host that fails DANE is
 //! never tried without TLS, and the recipients are deferred with 4.7.5.
+//! Each DANE session, and each DANE failure before one, is recorded for
+//! TLS-RPT (policy type tlsa, the next hop's domain).
 //!
 //! MTA-STS (RFC 8461, smtp_mta_sts): for MX delivery to the recipients'
 //! own domain (not relayhost or transport_maps next hops), the domain's
@@ -552,8 +544,14 @@ impl Agent {
                 }
                 Err(u) => {
                     if let Unroutable::Bogus(e) = &u {
-                        // TLS-RPT: a DANE failure (dnssec-invalid) for hop.host.
                         warning!("{e}");
+                        self.dane_report(
+                            &hop.host,
+                            &[],
+                            None,
+                            None,
+                            Some((ResultType::DnssecInvalid, e.clone())),
+                        );
                     }
                     return unroutable(u);
                 }
@@ -616,6 +614,7 @@ impl Agent {
             let relay = format!("{host}[{}]:{}", addr.ip(), addr.port());
             let mut settings = base.clone();
             let mut dane_match = None;
+            let mut dane_records: Vec<String> = Vec::new();
             if level.dane() {
                 let found = match tlsa_found.iter().find(|(h, _)| *h == host) {
                     Some((_, t)) => t.clone(),
@@ -629,12 +628,35 @@ impl Agent {
                         t
                     }
                 };
+                dane_records = match &found {
+                    TlsaLookup::Secure(r) => r
+                        .iter()
+                        .map(|t| {
+                            let hex: String = t.data.iter().map(|b| format!("{b:02x}")).collect();
+                            format!("_{port}._tcp.{host} IN TLSA {t} {hex}")
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let failed_lookup = matches!(found, TlsaLookup::Failed(_));
                 match self.dane_settings(level, &hop, &host, mx_secure, found, &mut settings) {
                     Ok(m) => dane_match = m,
                     Err(why) => {
                         warning!("{relay}: {why}");
-                        // TLS-RPT: a DANE failure for hop.host (tlsa-invalid or
-                        // dnssec-invalid), when engineer C's API is on main.
+                        // TLS-RPT (RFC 8460 4.3.2.2): a bogus or failed
+                        // TLSA look-up, or dane-only without DANE.
+                        let r = if failed_lookup {
+                            ResultType::DnssecInvalid
+                        } else {
+                            ResultType::DaneRequired
+                        };
+                        self.dane_report(
+                            &hop.host,
+                            &dane_records,
+                            Some(&host),
+                            Some(addr.ip()),
+                            Some((r, why.clone())),
+                        );
                         last = ("4.7.5", why);
                         continue;
                     }
@@ -692,7 +714,6 @@ impl Agent {
                                 .and_then(|v| v.as_ref().map(dane::Verified::text))
                         });
                         if let Some(m) = matched {
-                            // TLS-RPT: a DANE success for hop.host.
                             info!("{relay}: dane: {m}");
                         }
                     }
@@ -703,6 +724,16 @@ impl Agent {
                     Ok((s, v)) => {
                         if let Some((domain, policy)) = sts_here {
                             self.sts_session(domain, policy, &host, addr, &s);
+                        }
+                        if dane_match.is_some() {
+                            // TLS-RPT: a DANE session for the next hop.
+                            self.dane_report(
+                                &hop.host,
+                                &dane_records,
+                                Some(&host),
+                                Some(addr.ip()),
+                                None,
+                            );
                         }
                         let now = Instant::now();
                         self.keep(
@@ -726,14 +757,21 @@ impl Agent {
                         // (RFC 7672 2.2: never plain text instead).
                         let dsn = match f {
                             Failure::Tls(..) | Failure::TlsNotOffered(_) if level.dane() => {
-                                // TLS-RPT: a DANE failure (certificate or
-                                // STARTTLS) for hop.host.
                                 warning!("{relay}: {f}");
                                 "4.7.5"
                             }
                             _ => "4.4.1",
                         };
                         last = (dsn, f.to_string());
+                        if let (true, Some(r)) = (dane_match.is_some(), sts_failure(&f)) {
+                            self.dane_report(
+                                &hop.host,
+                                &dane_records,
+                                Some(&host),
+                                Some(addr.ip()),
+                                Some((r, f.to_string())),
+                            );
+                        }
                         if let (Some((domain, policy)), Some(r)) = (sts_here, sts_failure(&f)) {
                             self.tlsrpt(
                                 PolicyType::Sts,
@@ -931,7 +969,42 @@ impl Agent {
             failure,
             detail,
         };
-        if let Err(e) = tlsrpt::record(&self.tlsrpt_dir, &s) {
+        self.record(&s);
+    }
+
+    /// Report one DANE session (or a failure before one) of the next hop
+    /// `domain` to TLS-RPT (policy type tlsa; `records`: the host's TLSA
+    /// records in zone file form).
+    fn dane_report(
+        &self,
+        domain: &str,
+        records: &[String],
+        mx: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+        failure: Option<(ResultType, String)>,
+    ) {
+        let (failure, detail) = match failure {
+            Some((r, d)) => (Some(r), Some(d)),
+            None => (None, None),
+        };
+        self.record(&tlsrpt::Session {
+            time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+            policy_type: PolicyType::Tlsa,
+            policy_domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            policy_string: records.to_vec(),
+            mx_host: Vec::new(),
+            mx: mx.map(str::to_string),
+            ip,
+            failure,
+            detail,
+        });
+    }
+
+    fn record(&self, s: &tlsrpt::Session) {
+        if let Err(e) = tlsrpt::record(&self.tlsrpt_dir, s) {
             warning!("TLS-RPT: {e}");
         }
     }

@@ -229,6 +229,27 @@ fn dane_ee_match_mismatch_insecure_fallback_and_dane_only() {
             );
         }
     }
+    // TLS-RPT (RFC 8460): DANE's sessions (a kept connection is one) and
+    // failures, policy type tlsa, per next hop; insecure plain.test has no
+    // policy and no entry.
+    let report = |d| crate::trust_sts::tlsrpt(&s, d, "tlsa");
+    let (ok, failed, types) = report("dane.test");
+    assert!(
+        ok >= 1 && failed == 0 && types.is_empty(),
+        "{ok} {failed} {types:?}"
+    );
+    for (d, result) in [
+        ("bad.test", "validation-failure"),
+        ("forged.test", "dnssec-invalid"),
+        ("bogusmx.test", "dnssec-invalid"),
+        ("pkixonly.test", "dane-required"),
+        ("notlsa.test", "dane-required"),
+    ] {
+        let (ok, failed, types) = report(d);
+        assert!(ok == 0 && failed >= 1, "{d}: {ok} {failed}");
+        assert_eq!(types, [result], "{d}");
+    }
+    assert_eq!(report("plain.test"), (0, 0, Vec::new()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
