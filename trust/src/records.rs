@@ -732,7 +732,7 @@ mod tests {
             Verdict::Wrong { .. }
         ));
         let tlsa = find(Kind::Tlsa);
-        assert_eq!(judge(&tlsa, &[tlsa.data.clone()]), Verdict::Ok);
+        assert_eq!(judge(&tlsa, std::slice::from_ref(&tlsa.data)), Verdict::Ok);
         assert!(matches!(
             judge(&tlsa, &[Rdata::Tlsa(3, 1, 1, vec![0; 32])]),
             Verdict::Wrong { .. }
