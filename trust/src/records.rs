@@ -64,19 +64,18 @@ impl Rdata {
 }
 
 /// Zone-file presentation (RFC 1035 5.1); a long TXT is cut into quoted
-/// character-strings of 255 octets.
+/// character-strings of 255 octets. Octets other than printable ASCII (what
+/// a hostile zone may serve) are written `\DDD`, so a line printed for the
+/// administrator holds no control characters.
 impl fmt::Display for Rdata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rdata::Mx(pref, host) => write!(f, "{pref} {host}."),
+            Rdata::Mx(pref, host) => write!(f, "{pref} {}.", escape(host.as_bytes(), false)),
             Rdata::Txt(text) => {
                 let chunks: Vec<String> = text
                     .as_bytes()
                     .chunks(255)
-                    .map(|c| {
-                        let s = String::from_utf8_lossy(c);
-                        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-                    })
+                    .map(|c| format!("\"{}\"", escape(c, true)))
                     .collect();
                 if chunks.is_empty() {
                     write!(f, "\"\"")
@@ -85,9 +84,33 @@ impl fmt::Display for Rdata {
                 }
             }
             Rdata::Tlsa(u, s, m, data) => write!(f, "{u} {s} {m} {}", hex(data)),
-            Rdata::Srv(p, w, port, target) => write!(f, "{p} {w} {port} {target}."),
+            Rdata::Srv(p, w, port, target) => {
+                write!(f, "{p} {w} {port} {}.", escape(target.as_bytes(), false))
+            }
         }
     }
+}
+
+/// RFC 1035 5.1 escapes: `\DDD` for octets outside printable ASCII, and a
+/// backslash before `"` and `\` (in a quoted string) or before `"`, `\`,
+/// `;`, `(`, `)` and white space (in a name).
+fn escape(bytes: &[u8], quoted: bool) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            b';' | b'(' | b')' | b' ' if !quoted => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\{b:03}")),
+        }
+    }
+    out
 }
 
 /// What a record is for: the label of its `--check` line and how found
@@ -408,7 +431,11 @@ impl fmt::Display for Verdict {
             Verdict::Wrong { found, expected } => {
                 write!(f, "wrong: found {found}, expected {expected}")
             }
-            Verdict::Failed(e) => write!(f, "look-up failed: {e}"),
+            Verdict::Failed(e) => write!(
+                f,
+                "look-up failed: {}",
+                e.replace(|c: char| c.is_control(), "?")
+            ),
         }
     }
 }
@@ -662,6 +689,18 @@ mod tests {
         ));
         s.dmarc_rua = "dmarc@sub.example.org".into();
         assert!(!s.records().iter().any(|r| r.kind == Kind::DmarcReport));
+    }
+
+    #[test]
+    fn found_text_is_escaped() {
+        assert_eq!(
+            Rdata::Txt("a\"b\\c\n\u{e9}".into()).to_string(),
+            "\"a\\\"b\\\\c\\010\\195\\169\""
+        );
+        assert_eq!(
+            Rdata::Mx(1, "a b;\x07".into()).to_string(),
+            "1 a\\ b\\;\\007."
+        );
     }
 
     #[test]
