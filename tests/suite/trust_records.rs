@@ -381,3 +381,118 @@ fn dmarc_aggregate_reports_from_observations() {
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 2);
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// The subject and the gzip attachment (decompressed into `xml`) of a
+/// delivered report, as Python's email package reads them.
+const ATTACHMENT: &str = r#"
+import sys, gzip, email
+from email import policy
+m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=policy.default)
+print(m["Subject"])
+print(m["Auto-Submitted"])
+parts = [p for p in m.walk() if p.get_content_type() == "application/gzip"]
+assert len(parts) == 1, [p.get_content_type() for p in m.walk()]
+print(parts[0].get_filename())
+open(sys.argv[2], "wb").write(gzip.decompress(parts[0].get_payload(decode=True)))
+"#;
+
+#[test]
+fn dmarc_reports_mailed_to_the_allowed_rua() {
+    if !tool("python3") {
+        return;
+    }
+    let zone: crate::dns::Zone = Arc::new(Mutex::new(HashMap::new()));
+    {
+        let mut z = zone.lock().unwrap();
+        z.insert(
+            "_dmarc.a.example".into(),
+            vec![Rr::Txt(
+                "v=DMARC1; p=none; rua=mailto:demo@example.test,mailto:spy@elsewhere.example"
+                    .into(),
+            )],
+        );
+        // RFC 7489 7.1: example.test takes a.example's reports,
+        // elsewhere.example does not.
+        z.insert(
+            "a.example._report._dmarc.example.test".into(),
+            vec![Rr::Txt("v=DMARC1".into())],
+        );
+        z.insert(
+            "_dmarc.b.example".into(),
+            vec![Rr::Txt("v=DMARC1; p=reject".into())],
+        );
+    }
+    let server = serve(zone);
+    let mut s = Suite::start("dmarc-mail", &[], &[&format!("dns_servers={server}")]);
+    let store = s.dir.join("spool/dmarc");
+    std::fs::create_dir_all(&store).unwrap();
+    let day = 1_795_910_400;
+    for o in [
+        observation(day + 1, "a.example", "192.0.2.1", DmarcResult::Pass),
+        observation(day + 2, "b.example", "192.0.2.5", DmarcResult::Fail),
+        observation(day + 3, "a.example", "192.0.2.1", DmarcResult::Pass),
+    ] {
+        dmarc_store::append(&store, &o).unwrap();
+    }
+    let out_dir = s.dir.join("reports");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let dir = s.dir.display().to_string();
+    let out = posthorn(&[
+        "dmarc",
+        "report",
+        "-c",
+        &dir,
+        "--date",
+        "2026-11-29",
+        "--output",
+        out_dir.to_str().unwrap(),
+        "--mail",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "a.example: report sent to demo@example.test"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "a.example: not sending to spy@elsewhere.example: its domain publishes no \
+             a.example._report._dmarc record"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("b.example: no report address (rua) to send to"),
+        "{stderr}"
+    );
+    let mail = s.wait_mail("demo@example.test", 1);
+    let xml = s.dir.join("report.xml");
+    let read = Command::new("python3")
+        .args(["-c", ATTACHMENT])
+        .arg(&mail[0])
+        .arg(&xml)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", text(&read.stderr));
+    let head = text(&read.stdout);
+    let lines: Vec<&str> = head.lines().collect();
+    assert!(
+        lines[0].starts_with("Report Domain: a.example Submitter: example.test Report-ID: <"),
+        "{head}"
+    );
+    assert_eq!(lines[1], "auto-generated");
+    assert_eq!(
+        lines[2],
+        "example.test!a.example!1795910400!1795996799.xml.gz"
+    );
+    let report = Report::parse_xml(&std::fs::read(&xml).unwrap()).unwrap();
+    assert_eq!(report.domain(), "a.example");
+    assert_eq!(report.records().len(), 1);
+    assert_eq!(report.records()[0].count(), 2);
+    // Nothing else arrived: the barrier message is the next one.
+    let after = s.barrier(&["demo@example.test"]);
+    assert_eq!(after.len(), 1, "{after:?}");
+    s.stop();
+}

@@ -5,8 +5,11 @@
 //! file name `receiver!policy-domain!begin!end.xml.gz`.
 //!
 //! Owns: grouping, the report metadata, the file name and the file.
-//! Does not own: the observations (dmarc_store, smtpd), sending the report
-//! (not done yet: the administrator mails the file to the domain's rua).
+//! Does not own: the observations (dmarc_store, smtpd), the message and
+//! its submission (mail-auth's `Report::to_rfc5322`, then sendmail: the
+//! admin command). [`destinations`] finds where a domain wants its reports
+//! (its DMARC record's rua) and drops the addresses whose domain has not
+//! agreed to take them (RFC 7489 7.1).
 //!
 //! Diagnostics: errors name the file.
 
@@ -18,7 +21,14 @@ use mail_auth::flate2::write::GzEncoder;
 use mail_auth::flate2::Compression;
 use mail_auth::report::{PolicyPublished, Record, Report};
 
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::dmarc::Dmarc;
+use mail_auth::hickory_resolver::proto::rr::RecordType;
+use mail_auth::hickory_resolver::TokioResolver;
+
 use crate::dmarc_store::{self, Observation};
+use crate::records::{same_organization, Rdata};
+use crate::records_check::lookup;
 
 /// Why a report cannot be made.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +170,53 @@ pub fn write(dir: &Path, r: &DomainReport) -> Result<PathBuf, ReportError> {
     common::durable::replace_file(&path, &gzip_xml(&r.report), 0o644, None)
         .map_err(|e| ReportError::Io(path.clone(), e))?;
     Ok(path)
+}
+
+/// Where `domain` wants its aggregate reports: the mailto: addresses of
+/// the rua tag of its DMARC record (RFC 7489 6.3), less those in another
+/// organization's domain that has not published
+/// `DOMAIN._report._dmarc.THEIRS` (7.1), which are returned apart.
+pub async fn destinations(
+    resolver: &TokioResolver,
+    domain: &str,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let txt = lookup(resolver, &format!("_dmarc.{domain}"), RecordType::TXT).await?;
+    let records: Vec<Dmarc> = txt
+        .iter()
+        .filter_map(|r| match r {
+            Rdata::Txt(t) => Dmarc::parse(t.as_bytes()).ok(),
+            _ => None,
+        })
+        .collect();
+    // RFC 7489 6.6.3: not exactly one record means no policy.
+    let [record] = records.as_slice() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let (mut to, mut refused) = (Vec::new(), Vec::new());
+    for uri in &record.rua {
+        let addr = uri.uri.trim().to_string();
+        let Some((_, theirs)) = addr.rsplit_once('@') else {
+            continue;
+        };
+        if addr.is_empty() || to.contains(&addr) || refused.contains(&addr) {
+            continue;
+        }
+        let agreed = same_organization(domain, theirs)
+            || lookup(
+                resolver,
+                &format!("{domain}._report._dmarc.{theirs}"),
+                RecordType::TXT,
+            )
+            .await?
+            .iter()
+            .any(|r| matches!(r, Rdata::Txt(t) if t.trim_start().to_ascii_lowercase().starts_with("v=dmarc1")));
+        if agreed {
+            to.push(addr);
+        } else {
+            refused.push(addr);
+        }
+    }
+    Ok((to, refused))
 }
 
 #[cfg(test)]

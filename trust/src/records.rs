@@ -382,7 +382,7 @@ impl Site {
 /// the public suffix list, two domains are taken to be one organization when
 /// one is the other or below it; otherwise the record is printed (harmless
 /// when not needed).
-fn same_organization(a: &str, b: &str) -> bool {
+pub fn same_organization(a: &str, b: &str) -> bool {
     let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
     a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
 }
