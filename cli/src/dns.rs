@@ -117,8 +117,13 @@ pub fn run(a: &DnsArgs) -> i32 {
 
 /// The records' inputs from main.cf.
 fn site(cfg: &Config, domain: &str) -> Result<Site, String> {
-    let mode = records::mta_sts_mode(&cfg.get("mta_sts_mode")).map_err(|e| e.to_string())?;
+    let mode = cfg
+        .one_of("mta_sts_mode", &["enforce", "testing", "none"])
+        .map_err(|e| e.to_string())?;
     let max_age = cfg.int("mta_sts_max_age").map_err(|e| e.to_string())?;
+    if max_age > 31_557_600 {
+        return Err("mta_sts_max_age: more than 31557600 seconds (RFC 8461 3.2)".into());
+    }
     let host = cfg.get("myhostname").trim_end_matches('.').to_string();
     let cert = cfg.get("smtpd_tls_cert_file");
     let spki = if cert.trim().is_empty() {

@@ -34,8 +34,6 @@ use sha2::{Digest, Sha256};
 pub enum RecordsError {
     #[error("smtpd_tls_cert_file {0}: {1}")]
     CertFile(String, String),
-    #[error("mta_sts_mode: {0:?} is not enforce, testing or none")]
-    MtaStsMode(String),
 }
 
 /// The RDATA of one record.
@@ -398,14 +396,6 @@ pub fn cert_spki(path: &Path) -> Result<Vec<u8>, RecordsError> {
         .map_err(|e| err(e.to_string()))?;
     let cert = webpki::EndEntityCert::try_from(&der).map_err(|e| err(e.to_string()))?;
     Ok(cert.subject_public_key_info().as_ref().to_vec())
-}
-
-/// Check mta_sts_mode's value.
-pub fn mta_sts_mode(value: &str) -> Result<String, RecordsError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        m @ ("enforce" | "testing" | "none") => Ok(m.to_string()),
-        _ => Err(RecordsError::MtaStsMode(value.into())),
-    }
 }
 
 /// What `--check` says of one record.
