@@ -134,11 +134,18 @@ fn site(cfg: &Config, domain: &str) -> Result<Site, String> {
     // DKIM: one record per key in dkim_key_directory
     // ($config_directory/dkim/DOMAIN/SELECTOR.key). CALL SITE for engineer
     // B's trust::sign::dns_records(dir, domain), to be wired when it is on
-    // main: its records become Record { kind: Kind::Dkim, name:
-    // "SELECTOR._domainkey.DOMAIN", data: Rdata::Txt("v=DKIM1; k=...;
-    // p=...") }, and --check compares their p= with DNS. Until then no
-    // key is read and no DKIM record is printed.
-    let dkim = Vec::new();
+    // main (--check then compares each record's p= with DNS):
+    //
+    //     let dkim = records::dkim_records(
+    //         posthorn_trust::sign::dns_records(
+    //             Path::new(&cfg.get("dkim_key_directory")),
+    //             domain,
+    //         )
+    //         .map_err(|e| e.to_string())?,
+    //     );
+    //
+    // Until then no key is read and no DKIM record is printed.
+    let dkim: Vec<records::Record> = Vec::new();
     Ok(Site {
         domain: domain.to_string(),
         mta_sts: records::MtaStsPolicy {

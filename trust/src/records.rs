@@ -375,6 +375,19 @@ impl Site {
     }
 }
 
+/// DKIM key records from (`SELECTOR._domainkey.DOMAIN.`, TXT value)
+/// pairs, as trust::sign lists a domain's keys.
+pub fn dkim_records(pairs: Vec<(String, String)>) -> Vec<Record> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| Record {
+            kind: Kind::Dkim,
+            name: name.trim_end_matches('.').to_string(),
+            data: Rdata::Txt(value),
+        })
+        .collect()
+}
+
 /// RFC 7489 7.1 asks for the authorization record when the report
 /// address's Organizational Domain differs from the policy domain's. Without
 /// the public suffix list, two domains are taken to be one organization when
@@ -679,6 +692,27 @@ mod tests {
         ));
         s.dmarc_rua = "dmarc@sub.example.org".into();
         assert!(!s.records().iter().any(|r| r.kind == Kind::DmarcReport));
+    }
+
+    #[test]
+    fn dkim_records_from_key_pairs() {
+        let key = "A".repeat(392);
+        let r = dkim_records(vec![(
+            "s2048._domainkey.example.org.".into(),
+            format!("v=DKIM1; k=rsa; p={key}"),
+        )]);
+        assert_eq!(r[0].name, "s2048._domainkey.example.org");
+        // A 2048-bit key is longer than one character-string.
+        let line = r[0].zone_line();
+        assert!(
+            line.starts_with("s2048._domainkey.example.org.\tIN TXT \"v=DKIM1; k=rsa; p=AAA"),
+            "{line}"
+        );
+        assert_eq!(line.matches("\" \"").count(), 1, "{line}");
+        assert_eq!(
+            judge(&r[0], &[Rdata::Txt(format!("v=DKIM1; k=rsa; p={key}"))]),
+            Verdict::Ok
+        );
     }
 
     #[test]
