@@ -134,6 +134,7 @@ fn dns_records_printed_and_checked() {
         add("example.test", Rr::Txt("v=spf1 mx -all".into()));
         add("example.test", Rr::Txt("unrelated=1".into()));
         add("mail.example.test", Rr::Addr("127.0.0.1".parse().unwrap()));
+        add("mail.example.test", Rr::Addr("::1".parse().unwrap()));
         add(
             "_dmarc.example.test",
             Rr::Txt("v=DMARC1; p=quarantine; rua=mailto:postmaster@example.test".into()),
@@ -183,7 +184,7 @@ fn dns_records_printed_and_checked() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     // TLS-RPT gone, TLSA of another key, an SPF record that parses but
-    // does not let this host (127.0.0.1) send.
+    // does not let this host (127.0.0.1 and ::1) send.
     {
         let mut z = zone.lock().unwrap();
         z.remove("_smtp._tls.example.test");
@@ -205,8 +206,8 @@ fn dns_records_printed_and_checked() {
     assert_eq!(lines.len(), 11, "{stdout}");
     assert_eq!(
         lines[1],
-        "SPF example.test.: wrong: found \"v=spf1 ip4:192.0.2.1 -all\" (127.0.0.1 gets fail), \
-         expected \"v=spf1 mx -all\""
+        "SPF example.test.: wrong: found \"v=spf1 ip4:192.0.2.1 -all\" (127.0.0.1 gets fail, \
+         ::1 gets fail), expected \"v=spf1 mx -all\""
     );
     assert_eq!(lines[4], "TLS-RPT _smtp._tls.example.test.: missing");
     assert_eq!(

@@ -83,11 +83,20 @@ pub async fn lookup(
 /// `host`: every one must pass.
 async fn spf_lets_host_send(resolver: &TokioResolver, host: &str, spf: &Record) -> Verdict {
     let fqdn = format!("{}.", host.trim_end_matches('.'));
-    let addrs: Vec<IpAddr> = match resolver.lookup_ip(fqdn.as_str()).await {
-        Ok(l) => l.iter().collect(),
-        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Vec::new(),
-        Err(e) => return Verdict::Failed(format!("{host}: {e}")),
-    };
+    // A and AAAA both (a resolver's lookup_ip stops at the first family
+    // that has addresses).
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        match resolver.lookup(fqdn.as_str(), rtype).await {
+            Ok(l) => addrs.extend(l.answers().iter().filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => {}
+            Err(e) => return Verdict::Failed(format!("{host}: {e}")),
+        }
+    }
     let expected = spf.data.to_string();
     let found = match lookup(resolver, &spf.name, RecordType::TXT).await {
         Ok(found) => found
