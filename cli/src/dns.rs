@@ -132,20 +132,12 @@ fn site(cfg: &Config, domain: &str) -> Result<Site, String> {
         Some(records::cert_spki(Path::new(cert.trim())).map_err(|e| e.to_string())?)
     };
     // DKIM: one record per key in dkim_key_directory
-    // ($config_directory/dkim/DOMAIN/SELECTOR.key). CALL SITE for engineer
-    // B's trust::sign::dns_records(dir, domain), to be wired when it is on
-    // main (--check then compares each record's p= with DNS):
-    //
-    //     let dkim = records::dkim_records(
-    //         posthorn_trust::sign::dns_records(
-    //             Path::new(&cfg.get("dkim_key_directory")),
-    //             domain,
-    //         )
-    //         .map_err(|e| e.to_string())?,
-    //     );
-    //
-    // Until then no key is read and no DKIM record is printed.
-    let dkim: Vec<records::Record> = Vec::new();
+    // ($config_directory/dkim/DOMAIN/SELECTOR.key, trust::sign's);
+    // --check compares each record's p= with DNS.
+    let dkim = records::dkim_records(
+        posthorn_trust::sign::dns_records(Path::new(&cfg.get("dkim_key_directory")), domain)
+            .map_err(|e| e.to_string())?,
+    );
     Ok(Site {
         domain: domain.to_string(),
         mta_sts: records::MtaStsPolicy {

@@ -83,6 +83,29 @@ fn dns_records_printed_and_checked() {
     let tlsa = tlsa.split_whitespace().next().unwrap().to_string();
     assert_eq!(tlsa.len(), 64, "{tlsa}");
 
+    // A DKIM key, made by posthorn dkim keygen (trust::sign); its record
+    // as that command prints it.
+    let out = posthorn(&[
+        "dkim",
+        "keygen",
+        "-c",
+        &dir,
+        "-s",
+        "s1",
+        "-a",
+        "ed25519",
+        "example.test",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keygen = text(&out.stdout);
+    let dkim = keygen
+        .lines()
+        .find_map(|l| l.strip_prefix("s1._domainkey.example.test. IN TXT \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{keygen}"))
+        .to_string();
+    assert!(dkim.starts_with("v=DKIM1; k=ed25519; p="), "{dkim}");
+
     let policy_file = s.dir.join("mta-sts.txt");
     let out = posthorn(&[
         "dns",
@@ -106,6 +129,7 @@ fn dns_records_printed_and_checked() {
     let records = [
         "example.test.\tIN MX 10 mail.example.test.".to_string(),
         "example.test.\tIN TXT \"v=spf1 mx -all\"".into(),
+        format!("s1._domainkey.example.test.\tIN TXT \"{dkim}\""),
         "_dmarc.example.test.\tIN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.test\"".into(),
         format!("_mta-sts.example.test.\tIN TXT \"v=STSv1; id={id}\""),
         "_smtp._tls.example.test.\tIN TXT \"v=TLSRPTv1; rua=mailto:postmaster@example.test\"".into(),
@@ -121,7 +145,7 @@ fn dns_records_printed_and_checked() {
     assert_eq!(got, records, "{printed}");
     for comment in [
         "; MX: mail for example.test goes to mail.example.test.",
-        "; DKIM: no key for example.test (posthorn dkim keygen example.test makes one).",
+        "; DKIM: one key record per selector.",
     ] {
         assert!(printed.lines().any(|l| l == comment), "{printed}");
     }
@@ -133,6 +157,7 @@ fn dns_records_printed_and_checked() {
         add("example.test", Rr::Mx(10, "mail.example.test".into()));
         add("example.test", Rr::Txt("v=spf1 mx -all".into()));
         add("example.test", Rr::Txt("unrelated=1".into()));
+        add("s1._domainkey.example.test", Rr::Txt(dkim.clone()));
         add("mail.example.test", Rr::Addr("127.0.0.1".parse().unwrap()));
         add("mail.example.test", Rr::Addr("::1".parse().unwrap()));
         add(
@@ -169,6 +194,7 @@ fn dns_records_printed_and_checked() {
         text(&out.stdout),
         "MX example.test.: ok\n\
          SPF example.test.: ok\n\
+         DKIM s1._domainkey.example.test.: ok\n\
          DMARC _dmarc.example.test.: ok\n\
          MTA-STS _mta-sts.example.test.: ok\n\
          TLS-RPT _smtp._tls.example.test.: ok\n\
@@ -184,10 +210,14 @@ fn dns_records_printed_and_checked() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     // TLS-RPT gone, TLSA of another key, an SPF record that parses but
-    // does not let this host (127.0.0.1 and ::1) send.
+    // does not let this host (127.0.0.1 and ::1) send, another DKIM key.
     {
         let mut z = zone.lock().unwrap();
         z.remove("_smtp._tls.example.test");
+        z.insert(
+            "s1._domainkey.example.test".into(),
+            vec![Rr::Txt("v=DKIM1; k=ed25519; p=AAAA".into())],
+        );
         z.insert(
             "_25._tcp.mail.example.test".into(),
             vec![Rr::Tlsa(3, 1, 1, vec![0xab; 32])],
@@ -203,28 +233,35 @@ fn dns_records_printed_and_checked() {
     let out = posthorn(&["dns", "-c", &dir, "--check"]);
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 11, "{stdout}");
+    assert_eq!(lines.len(), 12, "{stdout}");
     assert_eq!(
         lines[1],
         "SPF example.test.: wrong: found \"v=spf1 ip4:192.0.2.1 -all\" (127.0.0.1 gets fail, \
          ::1 gets fail), expected \"v=spf1 mx -all\""
     );
-    assert_eq!(lines[4], "TLS-RPT _smtp._tls.example.test.: missing");
     assert_eq!(
-        lines[5],
+        lines[2],
+        format!(
+            "DKIM s1._domainkey.example.test.: wrong: found \"v=DKIM1; k=ed25519; p=AAAA\", \
+             expected \"{dkim}\""
+        )
+    );
+    assert_eq!(lines[5], "TLS-RPT _smtp._tls.example.test.: missing");
+    assert_eq!(
+        lines[6],
         format!(
             "TLSA _25._tcp.mail.example.test.: wrong: found 3 1 1 {}, expected 3 1 1 {tlsa}",
             "ab".repeat(32)
         )
     );
     for (i, l) in lines.iter().enumerate() {
-        if ![1, 4, 5].contains(&i) {
+        if ![1, 2, 5, 6].contains(&i) {
             assert!(l.ends_with(": ok"), "{stdout}");
         }
     }
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("3 of 11 records of example.test are not as they should be"),
+        text(&out.stderr).contains("4 of 12 records of example.test are not as they should be"),
         "{}",
         text(&out.stderr)
     );
