@@ -1,8 +1,8 @@
 //! posthorn: the administration command, and the multi-call entry point.
 //!
 //! Run as `posthorn` it is the admin command (see posthorn(1)): `dev`,
-//! `start`, `stop`, `reload`, `status`, `check`, `config`, `dkim`, `user add`,
-//! `tlsrpt`.
+//! `start`, `stop`, `reload`, `status`, `check`, `config`, `dkim`, `dns`,
+//! `dmarc report`, `tlsrpt`, `user add`.
 //! Run under a worker's name (`posthorn-smtpd`, ...) it is that worker:
 //! master runs daemon_directory/posthorn-NAME, which the package makes a
 //! symbolic link to /usr/sbin/posthorn, or (in development mode, or when
@@ -17,6 +17,8 @@ mod admin;
 mod check;
 mod dev;
 mod dkim;
+mod dmarc;
+mod dns;
 mod newaliases;
 mod queue;
 mod sendmail;
@@ -56,16 +58,13 @@ enum Cmd {
     Check(admin::DirArg),
     /// Print parameters, as postconf does.
     Config(admin::ConfigArgs),
-    /// Print the DNS records to publish for a mail domain (MX, SPF, DMARC,
-    /// RFC 6186 SRV), and write a Thunderbird autoconfig file.
-    Dns {
-        /// The mail domain (default: the first of virtual_mailbox_domains, else $mydomain).
-        domain: Option<String>,
-        #[arg(short = 'c', long = "config")]
-        config: Option<PathBuf>,
-        /// Write the Thunderbird autoconfig file (config-v1.1.xml) here.
-        #[arg(long = "autoconfig", value_name = "FILE")]
-        autoconfig: Option<PathBuf>,
+    /// Print the DNS records to publish for a mail domain (MX, SPF, DKIM,
+    /// DMARC, MTA-STS, TLS-RPT, TLSA, SRV), or check them with --check.
+    Dns(dns::DnsArgs),
+    /// DMARC aggregate reports (RFC 7489) from the results smtpd recorded.
+    Dmarc {
+        #[command(subcommand)]
+        command: dmarc::DmarcCmd,
     },
     /// Make DKIM keys and print their DNS records.
     Dkim {
@@ -137,11 +136,8 @@ fn main() {
         Cmd::Status(a) => admin::status(&a.dir()),
         Cmd::Check(a) => admin::check(&a.dir()),
         Cmd::Config(a) => admin::config(&a),
-        Cmd::Dns {
-            domain,
-            config,
-            autoconfig,
-        } => admin::dns(&config_dir(config), domain, autoconfig.as_deref()),
+        Cmd::Dns(a) => dns::run(&a),
+        Cmd::Dmarc { command } => dmarc::run(command),
         Cmd::Dkim { command } => dkim::run(command),
         Cmd::Tlsrpt {
             domain,

@@ -434,6 +434,16 @@ impl Config {
         if let Err(e) = crate::net::Networks::parse(&self.get("mynetworks")) {
             errors.push(self.bad("mynetworks", e));
         }
+        if let Err(e) = self.one_of("mta_sts_mode", &["enforce", "testing", "none"]) {
+            errors.push(e);
+        }
+        // RFC 8461 3.2: max_age is at most 31557600 seconds.
+        if self.int("mta_sts_max_age").is_ok_and(|a| a > 31_557_600) {
+            errors.push(self.bad(
+                "mta_sts_max_age",
+                "more than 31557600 seconds (RFC 8461 3.2)".into(),
+            ));
+        }
         errors
     }
 
@@ -578,6 +588,25 @@ mod tests {
             .validate()
             .iter()
             .any(|e| e.message.contains("loop")));
+    }
+
+    #[test]
+    fn mta_sts_policy_values_are_checked() {
+        let msgs = |t: &str| -> Vec<String> {
+            cfg(t)
+                .validate()
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect()
+        };
+        assert!(msgs("mta_sts_mode = Enforce\nmta_sts_max_age = 31557600\n").is_empty());
+        assert_eq!(
+            msgs("mta_sts_mode = strict\nmta_sts_max_age = 31557601\n"),
+            [
+                "main.cf line 1: mta_sts_mode: \"strict\" is not one of enforce, testing, none",
+                "main.cf line 2: mta_sts_max_age: more than 31557600 seconds (RFC 8461 3.2)"
+            ]
+        );
     }
 
     /// fuzz/ main_cf: thirteen lines that each use the next name four times

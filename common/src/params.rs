@@ -290,6 +290,16 @@ params! {
         "The most simultaneous IMAP sessions one user may have from one client address (Dovecot's mail_max_userip_connections); one more is refused at login with NO [LIMIT]. 0 means no limit.";
     "imapd_max_line_length" = "65536";
         "The longest IMAP command in bytes, literals of commands other than APPEND included (Dovecot's imap_max_line_length). A longer one is answered BAD and discarded.";
+    "dmarc_report_address" = "postmaster@$mydomain";
+        "Where other receivers send DMARC aggregate reports about mail from the domains this host serves: the rua=mailto: of the _dmarc record that `posthorn dns` prints (empty: none), and the contact address in the reports `posthorn dmarc report` makes. When its domain is not the mail domain or one above or below it, `posthorn dns` also prints the authorization record RFC 7489 7.1 asks of the report domain.";
+    "dmarc_report_organization" = "$mydomain";
+        "The org_name of the DMARC aggregate reports that `posthorn dmarc report` makes (RFC 7489 7.2.1.1).";
+    "tlsrpt_report_address" = "postmaster@$mydomain";
+        "Where senders send TLS reports (RFC 8460) about their connections to this host: the rua=mailto: of the _smtp._tls record that `posthorn dns` prints (empty: no such record).";
+    "mta_sts_mode" = "testing";
+        "The mode of the MTA-STS policy (RFC 8461) that `posthorn dns` prints and writes: testing (senders report failures but deliver), enforce (they deliver only over TLS with a valid certificate for an mx of the policy) or none (withdraw the policy).";
+    "mta_sts_max_age" = "604800";
+        "The max_age of the MTA-STS policy in seconds: how long senders keep it (RFC 8461 3.2; at most 31557600).";
 }
 
 /// Look up a parameter by name.

@@ -482,6 +482,38 @@ fn main() {
         b"\0\xff\0evil\r\nx\x00.example\ncaf\xc3\xa9.example\n-a.example\n1.2.3.4\nunder_score.example\nok.example",
     );
 
+    // dns_records: the expected record (0 MX, 1 SPF, 2 DKIM, 3 DMARC, 4
+    // the report authorization, 5 MTA-STS, 6 TLS-RPT, 7 TLSA, 8.. SRV),
+    // then found records a line each (0 TXT, 1 MX, 2 TLSA, 3 SRV).
+    put(
+        "dns_records",
+        "mx",
+        b"\0\x01mail.example.org\n\x01backup.example.net",
+    );
+    put(
+        "dns_records",
+        "spf",
+        b"\x01\0v=spf1 mx -all\n\0google-site-verification=abc",
+    );
+    put(
+        "dns_records",
+        "dmarc-two",
+        b"\x03\0v=DMARC1; p=none; rua=mailto:dmarc@reports.example.net\n\0v=DMARC1; p=reject",
+    );
+    put("dns_records", "mta-sts", b"\x05\0v=STSv1; id=20261130");
+    put(
+        "dns_records",
+        "tlsrpt",
+        b"\x06\0v=TLSRPTv1; rua=mailto:tls@example.org,https://r.example/",
+    );
+    put("dns_records", "tlsa", b"\x07\x02\xab\xcd");
+    put("dns_records", "srv", b"\x08\x03\x03\xe1mail.example.org");
+    put(
+        "dns_records",
+        "dkim-hostile",
+        b"\x02\0v=DKIM1; p=\x1b[31m\r\n\0\xff\xfe",
+    );
+
     // Hand-off frames as a sending process writes them: frames with an
     // ipc message, an empty one, and one claiming too much.
     let mut frames = Vec::new();

@@ -11,7 +11,8 @@
 //! becomes a regression test (a `#[test]` in the crate that owns the
 //! parser). The POP3 and SASL harnesses are in `pop3`, the client-name one
 //! in `peer_name`, the 7-bit downgrade's in `downgrade`,
-//! DKIM signing and ARC sealing's in `dkim_sign`.
+//! DKIM signing and ARC sealing's in `dkim_sign`, the DNS records'
+//! verdicts in `records`.
 //!
 //! Standards: RFC 5321 2.3.8, 4.1.1.4, 4.2, 4.5.2 (the DATA oracle and the
 //! reply line shape); RFC 3030 2 (BDAT); RFC 3207 5 (nothing after STARTTLS
@@ -47,6 +48,7 @@ mod imap_session;
 mod mta_sts;
 mod peer_name;
 mod pop3;
+mod records;
 pub use authenticate::authenticate;
 pub use dkim_sign::dkim_sign;
 pub use downgrade::downgrade;
@@ -55,6 +57,7 @@ pub use imap_session::{imap_login, imap_session};
 pub use mta_sts::mta_sts_policy;
 pub use peer_name::peer_name;
 pub use pop3::{pop3_command, pop3_login, pop3_session, sasl};
+pub use records::dns_records;
 
 /// A harness: takes the fuzzer's bytes, panics on a finding.
 pub type Harness = fn(&[u8]);
@@ -96,6 +99,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("virtual_alias", virtual_alias),
     ("authenticate", authenticate),
     ("mta_sts_policy", mta_sts_policy),
+    ("dns_records", dns_records),
 ];
 
 /// In smtpd_session input: a TLS handshake ends here. What comes before it

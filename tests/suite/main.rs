@@ -25,6 +25,7 @@ mod tag_folders;
 mod tls;
 mod trust_dane;
 mod trust_inbound;
+mod trust_records;
 mod trust_sign;
 mod trust_sts;
 mod r#virtual;

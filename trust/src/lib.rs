@@ -9,10 +9,17 @@
 //! posthorn-smtp) and the admin command call into them.
 pub mod authres;
 pub mod cache;
+pub mod dmarc_report;
 pub mod dmarc_store;
 pub mod dns;
 pub mod https;
 pub mod mta_sts;
+pub mod records;
+pub mod records_check;
 pub mod sign;
 pub mod tlsrpt;
 pub mod verify;
+
+/// The crate behind the trust logic, for callers that need its types (the
+/// admin command's tests read reports back with it).
+pub use mail_auth;
