@@ -9,6 +9,7 @@
 //! posthorn-smtp) and the admin command call into them.
 pub mod authres;
 pub mod cache;
+pub mod daylog;
 pub mod dmarc_report;
 pub mod dmarc_store;
 pub mod dns;

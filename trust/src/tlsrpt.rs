@@ -12,15 +12,15 @@
 //! Standards: RFC 8460 4 (report schema), 4.3 (result types).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mail_auth::report::tlsrpt::{DateRange, FailureDetails, Policy, PolicyDetails, Summary};
 pub use mail_auth::report::tlsrpt::{PolicyType, ResultType, TlsReport};
 use serde::{Deserialize, Serialize};
 
-pub use crate::dmarc_store::day_file;
+pub use crate::daylog::day_file;
 
 /// One TLS session (or one attempt that failed before one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,59 +46,22 @@ pub struct Session {
     pub detail: Option<String>,
 }
 
-/// Why a session could not be kept or read.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0}: {1}")]
-    Io(PathBuf, #[source] std::io::Error),
-}
+pub use crate::daylog::StoreError;
 
 /// Append `s` to its day's file in `dir` (created mode 0600). This is the
 /// API the outbound client calls for every session with a policy, MTA-STS
 /// and DANE alike.
 pub fn record(dir: &Path, s: &Session) -> Result<(), StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = day_file(dir, s.time);
-    let mut line = serde_json::to_vec(s).unwrap_or_default();
-    line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| StoreError::Io(path.clone(), e))?;
-    f.write_all(&line).map_err(|e| StoreError::Io(path, e))
+    crate::daylog::append(dir, s.time, s)
 }
 
 /// Every session of the day file `path` (unreadable lines skipped; a
 /// missing file is an empty day).
 pub fn read(path: &Path) -> Result<Vec<Session>, StoreError> {
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::Io(path.into(), e)),
-    };
-    let mut out = Vec::new();
-    for line in std::io::BufReader::new(f).split(b'\n') {
-        let line = line.map_err(|e| StoreError::Io(path.into(), e))?;
-        // A torn line runs into the next one: the next starts at its
-        // last `{"time":`.
-        let mut from = 0;
-        while let Some(i) = find(&line[from..], b"{\"time\":") {
-            let start = from + i;
-            if let Ok(s) = serde_json::from_slice::<Session>(&line[start..]) {
-                out.push(s);
-                break;
-            }
-            from = start + 1;
-        }
+    match crate::daylog::read(path) {
+        Err(StoreError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        r => r,
     }
-    Ok(out)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Who reports.
@@ -164,7 +127,7 @@ pub fn report(sessions: &[Session], domain: &str, day_start: u64, who: &Reporter
         });
         f.failed_session_count += 1;
     }
-    let (y, m, d) = crate::dmarc_store::civil(day_start / 86_400);
+    let (y, m, d) = common::log::civil_from_days((day_start / 86_400) as i64);
     TlsReport {
         organization_name: Some(who.organization.clone()),
         date_range: DateRange::from_timestamps(day_start as i64, day_start as i64 + 86_399),
@@ -193,7 +156,7 @@ pub fn parse_day(s: &str) -> Option<u64> {
     }
     let days = days_from_civil(y, m, d);
     // Reject 2026-02-31 and the like: it must come back as itself.
-    (crate::dmarc_store::civil(days) == (y, m, d)).then_some(days * 86_400)
+    (common::log::civil_from_days(days as i64) == (y, m, d)).then_some(days * 86_400)
 }
 
 /// (year, month, day) as days since 1970-01-01 (Howard Hinnant's
@@ -211,6 +174,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn session(time: u64, failure: Option<ResultType>) -> Session {
         Session {
