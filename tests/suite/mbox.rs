@@ -161,11 +161,11 @@ fn mbox_in_the_mail_spool_is_read_by_mutt_and_locks_are_honoured() {
     let rcpt = format!("{me}@localhost");
     let mbox = spool.join(&me);
     let sent_to = |id: &str| format!("{id}: to=<{rcpt}>, relay=local");
+    // One after the other, so the mbox holds them in this order.
     let id1 = send(&s, "alice@example.org", &rcpt, FIRST);
+    s.wait_log(&format!("{}, delay=", sent_to(&id1)));
     let id2 = send(&s, "bob@example.org", &rcpt, SECOND);
-    for id in [&id1, &id2] {
-        s.wait_log(&format!("{}, delay=", sent_to(id)));
-    }
+    s.wait_log(&format!("{}, delay=", sent_to(&id2)));
     assert!(
         s.log()
             .contains("dsn=2.0.0, status=sent (delivered to mailbox)"),
