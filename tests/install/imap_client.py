@@ -16,7 +16,8 @@ Usage: imap_client.py ACTION MODE PORT CAFILE NAME USER PASSWORD [ARGS]
            (RFC822.SIZE FLAGS BODY.PEEK[]): BODY[] must be FILE's bytes
            with CRLF line ends exactly, and SENT's exactly once the trace
            headers local delivery and smtpd put on top (Return-Path,
-           Delivered-To, Received) are taken off; RFC822.SIZE its length;
+           Delivered-To, Authentication-Results, Received) are taken off;
+           RFC822.SIZE its length;
            \\Seen not set. Print "UID <uid> <uidvalidity>" (which must equal
            UID when given), LOGOUT; the message stays.
            delete FILE SENT UID: the same, then UID STORE +FLAGS.SILENT
@@ -74,7 +75,7 @@ def crlf(data):
     return bytes(out)
 
 
-TRACE = (b"return-path:", b"delivered-to:", b"received:")
+TRACE = (b"return-path:", b"delivered-to:", b"authentication-results:", b"received:")
 
 
 def without_trace(msg):

@@ -824,7 +824,7 @@ imap_read_starttls() {
 }
 if [ -n "$imap_file" ]; then
     # In this shell: it sets IMAPUID.
-    check_here "IMAP STARTTLS on port 143: imaplib verifies the snakeoil certificate ($TLSNAME), LOGIN as $VUSER, SELECT INBOX, UID SEARCH finds the message, FETCH BODY.PEEK[] is the Maildir file byte for byte (CRLF) and, less Return-Path/Delivered-To/Received, the message sent" imap_read_starttls
+    check_here "IMAP STARTTLS on port 143: imaplib verifies the snakeoil certificate ($TLSNAME), LOGIN as $VUSER, SELECT INBOX, UID SEARCH finds the message, FETCH BODY.PEEK[] is the Maildir file byte for byte (CRLF) and, less Return-Path/Delivered-To/Authentication-Results/Received, the message sent" imap_read_starttls
 else
     fail "IMAP: no delivered message to read"
 fi
