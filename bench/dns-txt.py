@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""A loopback DNS server for bench/verify.sh: answers TXT questions from a
-zone file of `NAME TEXT...` lines (the text may be longer than 255 octets:
-it is cut into character-strings, RFC 1035 3.3.14), NXDOMAIN for other
-names, an empty answer for other types of a known name. One question per
-message (RFC 1035 4.1), UDP only. Usage: dns-txt.py PORT ZONEFILE
+"""A loopback DNS server for bench/run.sh's verify mode: answers TXT
+questions from a zone file of `NAME TEXT...` lines (the text may be longer
+than 255 octets: it is cut into character-strings, RFC 1035 3.3.14),
+NXDOMAIN for other names, an empty answer for other types of a known name
+(both negative answers with an SOA record of the name's top-level label, as
+real servers send, RFC 2308). One question per message (RFC 1035 4.1), UDP
+only. Usage: dns-txt.py PORT ZONEFILE
 (prints "ready" once bound)."""
 
+import os
 import socket
 import struct
 import sys
+
+# DNS_TXT_LOG=1: each question (name and type) on standard error.
+LOG = os.environ.get("DNS_TXT_LOG") == "1"
 
 
 def load(path):
@@ -40,6 +46,8 @@ def answer(q, zone):
         return None
     qtype = struct.unpack(">H", q[i:i + 2])[0]
     question = q[12:i + 4]
+    if LOG:
+        print(".".join(labels), qtype, file=sys.stderr, flush=True)
     records = zone.get(".".join(labels))
     answers = b""
     count = 0
@@ -51,7 +59,22 @@ def answer(q, zone):
             count += 1
     rcode = 3 if records is None else 0
     flags = 0x8400 | ((q[2] & 1) << 8) | 0x80 | rcode
-    return q[0:2] + struct.pack(">HHHHH", flags, 1, count, 0, 0) + question + answers
+    authority, nauth = b"", 0
+    if count == 0 and labels:
+        # A negative answer carries the zone's SOA (RFC 2308 3), so
+        # resolvers cache it for the SOA's minimum (300 s), as they would
+        # a real server's.
+        apex = labels[-1]
+        rdata = (name(["ns", apex]) + name(["hostmaster", apex])
+                 + struct.pack(">IIIII", 1, 3600, 600, 86400, 300))
+        authority = name([apex]) + struct.pack(">HHIH", 6, 1, 300, len(rdata)) + rdata
+        nauth = 1
+    return (q[0:2] + struct.pack(">HHHHH", flags, 1, count, nauth, 0) + question
+            + answers + authority)
+
+
+def name(labels):
+    return b"".join(bytes([len(l)]) + l.encode("ascii") for l in labels) + b"\0"
 
 
 def main():
