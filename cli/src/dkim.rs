@@ -3,15 +3,16 @@
 //! (the keys themselves: posthorn_trust::sign).
 //!
 //! keygen writes `DIR/DOMAIN/SELECTOR.key` (PKCS#8 PEM, created
-//! exclusively, mode 0600, never overwriting a key; chowned to mail_owner
-//! when root runs it, as posthorn-smtp reads it as mail_owner) and prints
+//! exclusively, mode 0600, never overwriting a key; given to mail_owner
+//! through its descriptor when root runs it, in root's 0755 directories, as
+//! posthorn-smtp reads it as mail_owner) and prints
 //! its record. The default selector is the year and month (`YYYYMM`, as
 //! Google and many sites use), so a later key gets a new name and both
 //! can be published while mail signed with the old one is in transit.
 //!
 //! Diagnostics: `posthorn: dkim: ...` on standard error, exit status 1.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
 use posthorn_trust::sign::{self, Algorithm};
@@ -64,11 +65,22 @@ pub fn run(cmd: DkimCmd) -> i32 {
                 Alg::Rsa => Algorithm::Rsa,
                 Alg::Ed25519 => Algorithm::Ed25519,
             };
-            match sign::keygen(&dir, &domain, &selector, alg, bits) {
-                Ok(k) => {
-                    if common::privilege::is_root() {
-                        give_to_mail_owner(&cfg, &dir, &k.path);
+            let owner = if common::privilege::is_root() {
+                match common::privilege::lookup_user(&cfg.get("mail_owner")) {
+                    Some(o) => Some((o.uid, o.gid)),
+                    None => {
+                        eprintln!(
+                            "posthorn: dkim: mail_owner {:?} is no user",
+                            cfg.get("mail_owner")
+                        );
+                        return 1;
                     }
+                }
+            } else {
+                None
+            };
+            match sign::keygen(&dir, &domain, &selector, alg, bits, owner) {
+                Ok(k) => {
                     let d = domain.trim_end_matches('.').to_ascii_lowercase();
                     eprintln!("posthorn: dkim: wrote {}", k.path.display());
                     print_record(k.record(&d));
@@ -143,31 +155,6 @@ fn default_selector() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}{m:02}")
-}
-
-/// Root made the key: the key directory, the domain's and the key become
-/// mail_owner's, whose posthorn-smtp reads them.
-fn give_to_mail_owner(cfg: &common::config::Config, dir: &Path, key: &Path) {
-    let Some(owner) = common::privilege::lookup_user(&cfg.get("mail_owner")) else {
-        eprintln!(
-            "posthorn: dkim: warning: mail_owner {:?} is no user: {} stays root's",
-            cfg.get("mail_owner"),
-            key.display()
-        );
-        return;
-    };
-    let uid = Some(nix::unistd::Uid::from_raw(owner.uid));
-    let gid = Some(nix::unistd::Gid::from_raw(owner.gid));
-    let mut paths = vec![dir.to_path_buf()];
-    if let Some(p) = key.parent() {
-        paths.push(p.to_path_buf());
-    }
-    paths.push(key.to_path_buf());
-    for p in paths {
-        if let Err(e) = nix::unistd::chown(&p, uid, gid) {
-            eprintln!("posthorn: dkim: warning: chown {}: {e}", p.display());
-        }
-    }
 }
 
 #[cfg(test)]

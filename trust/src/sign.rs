@@ -93,6 +93,8 @@ pub enum SignError {
     BadName(String, &'static str),
     #[error("{0} exists: not overwritten")]
     Exists(PathBuf),
+    #[error("{0}: {1}: refusing to write a key through it as root")]
+    Unsafe(PathBuf, &'static str),
     #[error("cannot make the key: {0}")]
     Generate(String),
     #[error("cannot read the message: {0}")]
@@ -247,12 +249,19 @@ pub fn dns_records(dir: &Path, domain: &str) -> Result<Vec<(String, String)>, Si
 /// 0600, created exclusively (an existing key is never overwritten); the
 /// domain's directory is made 0700 when missing. RSA keys of 2048, 3072 or
 /// 4096 bits. Returns the key (its DNS record: `Key::record`).
+///
+/// `owner` (root making a key for mail_owner): the directories are made
+/// 0755 and must be root's, real directories, writable by nobody else (a
+/// root process never writes through a directory another account
+/// controls); the key file itself is given to `owner` through its open
+/// descriptor, before a byte of the key is in it.
 pub fn keygen(
     dir: &Path,
     domain: &str,
     selector: &str,
     algorithm: Algorithm,
     bits: u32,
+    owner: Option<(u32, u32)>,
 ) -> Result<Key, SignError> {
     let domain = checked_name(domain.trim_end_matches('.'), "domain")?;
     let selector = checked_name(selector, "selector")?;
@@ -292,11 +301,23 @@ pub fn keygen(
     pem.push_str("-----END PRIVATE KEY-----\n");
 
     let ddir = dir.join(&domain);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&ddir)
-        .map_err(|e| SignError::Io(ddir.clone(), e))?;
+    if owner.is_some() {
+        // Each directory checked before anything is made in it.
+        for d in [dir, ddir.as_path()] {
+            match fs::DirBuilder::new().mode(0o755).create(d) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(SignError::Io(d.into(), e))
+                }
+                _ => root_only_directory(d)?,
+            }
+        }
+    } else {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&ddir)
+            .map_err(|e| SignError::Io(ddir.clone(), e))?;
+    }
     let path = ddir.join(format!("{selector}.key"));
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -308,10 +329,31 @@ pub fn keygen(
             io::ErrorKind::AlreadyExists => SignError::Exists(path.clone()),
             _ => SignError::Io(path.clone(), e),
         })?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+            .map_err(|e| SignError::Io(path.clone(), e))?;
+    }
     f.write_all(pem.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| SignError::Io(path.clone(), e))?;
     load(&path, &selector)
+}
+
+/// `d` is a directory (not a symbolic link) of root's that no one else
+/// may write to.
+fn root_only_directory(d: &Path) -> Result<(), SignError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(d).map_err(|e| SignError::Io(d.into(), e))?;
+    if !m.file_type().is_dir() {
+        return Err(SignError::Unsafe(d.into(), "not a directory"));
+    }
+    if m.uid() != 0 {
+        return Err(SignError::Unsafe(d.into(), "not owned by root"));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(SignError::Unsafe(d.into(), "writable by group or others"));
+    }
+    Ok(())
 }
 
 /// What is wrong with the ownership or mode of a key file, for `posthorn
@@ -673,7 +715,7 @@ mod tests {
     #[test]
     fn keygen_writes_an_exclusive_private_key_and_its_record() {
         let d = tempdir("keygen");
-        let k = keygen(&d, "Example.ORG", "s1", Algorithm::Ed25519, 2048).unwrap();
+        let k = keygen(&d, "Example.ORG", "s1", Algorithm::Ed25519, 2048, None).unwrap();
         let path = d.join("example.org/s1.key");
         assert_eq!(k.path, path);
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
@@ -686,10 +728,10 @@ mod tests {
         assert_eq!(name, "s1._domainkey.example.org.");
         assert!(value.starts_with("v=DKIM1; k=ed25519; p="), "{value}");
         assert!(matches!(
-            keygen(&d, "example.org", "s1", Algorithm::Ed25519, 2048),
+            keygen(&d, "example.org", "s1", Algorithm::Ed25519, 2048, None),
             Err(SignError::Exists(_))
         ));
-        let rsa = keygen(&d, "example.org", "r1", Algorithm::Rsa, 2048).unwrap();
+        let rsa = keygen(&d, "example.org", "r1", Algorithm::Rsa, 2048, None).unwrap();
         assert!(rsa
             .record("example.org")
             .1
@@ -697,7 +739,7 @@ mod tests {
         let recs = dns_records(&d, "example.org").unwrap();
         assert_eq!(recs.len(), 2);
         assert!(matches!(
-            keygen(&d, "example.org", "r2", Algorithm::Rsa, 1024),
+            keygen(&d, "example.org", "r2", Algorithm::Rsa, 1024, None),
             Err(SignError::Generate(_))
         ));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
@@ -721,8 +763,8 @@ mod tests {
     #[test]
     fn every_key_of_the_from_domain_signs_with_from_oversigned() {
         let d = tempdir("sign");
-        keygen(&d, "example.org", "a", Algorithm::Rsa, 2048).unwrap();
-        keygen(&d, "example.org", "b", Algorithm::Ed25519, 2048).unwrap();
+        keygen(&d, "example.org", "a", Algorithm::Rsa, 2048, None).unwrap();
+        keygen(&d, "example.org", "b", Algorithm::Ed25519, 2048, None).unwrap();
         let out = dkim_sign(&d, &[], &mut &MSG[..]).unwrap().unwrap();
         assert_eq!(
             (out.domain.as_str(), out.selectors.len()),
@@ -773,5 +815,47 @@ mod tests {
             "mx.example.org; dkim=pass header.d=example.net"
         );
         assert_eq!(copied_results(m, "mx.other"), "mx.other; none");
+    }
+
+    #[test]
+    fn root_writes_keys_only_through_its_own_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("sign-rootdir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("real")).unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        let is = |r: Result<(), SignError>, why: &str| {
+            assert!(
+                matches!(r, Err(SignError::Unsafe(_, w)) if w == why),
+                "{why}"
+            );
+        };
+        is(root_only_directory(&d.join("link")), "not a directory");
+        // A key asked for through the link is refused before anything is written.
+        let r = keygen(
+            &d.join("link"),
+            "example.org",
+            "s",
+            Algorithm::Ed25519,
+            2048,
+            Some((0, 0)),
+        );
+        assert!(matches!(r, Err(SignError::Unsafe(..))), "{:?}", r.err());
+        assert!(
+            !d.join("real/example.org").exists(),
+            "nothing made through the link"
+        );
+        if common::privilege::is_root() {
+            fs::set_permissions(d.join("real"), fs::Permissions::from_mode(0o777)).unwrap();
+            is(
+                root_only_directory(&d.join("real")),
+                "writable by group or others",
+            );
+            fs::set_permissions(d.join("real"), fs::Permissions::from_mode(0o755)).unwrap();
+            assert!(root_only_directory(&d.join("real")).is_ok());
+        } else {
+            is(root_only_directory(&d.join("real")), "not owned by root");
+        }
+        fs::remove_dir_all(&d).unwrap();
     }
 }
