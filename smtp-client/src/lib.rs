@@ -951,25 +951,10 @@ impl Agent {
         ip: Option<std::net::IpAddr>,
         failure: Option<(ResultType, String)>,
     ) {
-        let (failure, detail) = match failure {
-            Some((r, d)) => (Some(r), Some(d)),
-            None => (None, None),
-        };
-        let s = tlsrpt::Session {
-            time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
-            policy_type: kind,
-            policy_domain: domain.to_string(),
-            policy_string: policy.map(|p| p.lines.clone()).unwrap_or_default(),
-            mx_host: policy.map(|p| p.mx.clone()).unwrap_or_default(),
-            mx: mx.map(str::to_string),
-            ip,
-            failure,
-            detail,
-        };
-        self.record(&s);
+        let lines = policy.map(|p| p.lines.clone()).unwrap_or_default();
+        let patterns = policy.map(|p| p.mx.clone()).unwrap_or_default();
+        let domain = domain.to_string();
+        self.report(kind, domain, lines, patterns, mx, ip, failure);
     }
 
     /// Report one DANE session (or a failure before one) of the next hop
@@ -983,19 +968,41 @@ impl Agent {
         ip: Option<std::net::IpAddr>,
         failure: Option<(ResultType, String)>,
     ) {
-        let (failure, detail) = match failure {
-            Some((r, d)) => (Some(r), Some(d)),
-            None => (None, None),
-        };
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let records = records.to_vec();
+        self.report(
+            PolicyType::Tlsa,
+            domain,
+            records,
+            Vec::new(),
+            mx,
+            ip,
+            failure,
+        );
+    }
+
+    /// One TLS-RPT session record, now.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        policy_type: PolicyType,
+        policy_domain: String,
+        policy_string: Vec<String>,
+        mx_host: Vec<String>,
+        mx: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+        failure: Option<(ResultType, String)>,
+    ) {
+        let (failure, detail) = failure.unzip();
         self.record(&tlsrpt::Session {
             time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs(),
-            policy_type: PolicyType::Tlsa,
-            policy_domain: domain.trim_end_matches('.').to_ascii_lowercase(),
-            policy_string: records.to_vec(),
-            mx_host: Vec::new(),
+            policy_type,
+            policy_domain,
+            policy_string,
+            mx_host,
             mx: mx.map(str::to_string),
             ip,
             failure,

@@ -45,7 +45,24 @@ pub fn append<T: Serialize>(dir: &Path, time: u64, record: &T) -> Result<(), Sto
 
 /// Every record of the day file `path` (unreadable lines skipped).
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, StoreError> {
-    let f = std::fs::File::open(path).map_err(|e| StoreError::Io(path.into(), e))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // The directory is mail_owner's and the reader may be root: never
+    // through a symbolic link it put there.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| StoreError::Io(path.into(), e))?;
+    if !f
+        .metadata()
+        .map_err(|e| StoreError::Io(path.into(), e))?
+        .is_file()
+    {
+        return Err(StoreError::Io(
+            path.into(),
+            std::io::Error::other("not a regular file"),
+        ));
+    }
     let mut out = Vec::new();
     for line in std::io::BufReader::new(f).split(b'\n') {
         let line = line.map_err(|e| StoreError::Io(path.into(), e))?;

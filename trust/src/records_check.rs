@@ -125,7 +125,7 @@ async fn spf_lets_host_send(resolver: &TokioResolver, host: &str, spf: &Record) 
             SpfResult::TempError => {
                 return Verdict::Failed(format!("SPF of {} for {ip}: temperror", spf.name))
             }
-            r => failing.push(format!("{ip} gets {}", spf_word(r))),
+            r => failing.push(format!("{ip} gets {}", crate::verify::spf_result(r))),
         }
     }
     if failing.is_empty() {
@@ -135,18 +135,5 @@ async fn spf_lets_host_send(resolver: &TokioResolver, host: &str, spf: &Record) 
             found: format!("{found} ({})", failing.join(", ")),
             expected,
         }
-    }
-}
-
-/// RFC 7208 2.6's names of the results.
-fn spf_word(r: SpfResult) -> &'static str {
-    match r {
-        SpfResult::Pass => "pass",
-        SpfResult::Fail => "fail",
-        SpfResult::SoftFail => "softfail",
-        SpfResult::Neutral => "neutral",
-        SpfResult::TempError => "temperror",
-        SpfResult::PermError => "permerror",
-        SpfResult::None => "none",
     }
 }

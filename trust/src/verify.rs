@@ -435,7 +435,8 @@ impl Verifier {
     }
 }
 
-fn spf_result(r: SpfResult) -> &'static str {
+/// RFC 7208 2.6's name of an SPF result.
+pub fn spf_result(r: SpfResult) -> &'static str {
     match r {
         SpfResult::Pass => "pass",
         SpfResult::Fail => "fail",
