@@ -31,7 +31,8 @@ fn keys() -> &'static PathBuf {
     DIR.get_or_init(|| {
         let d = std::env::temp_dir().join(format!("posthorn-fuzz-dkim-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        sign::keygen(&d, "example.org", "ed", Algorithm::Ed25519, 2048, None).expect("an Ed25519 key");
+        sign::keygen(&d, "example.org", "ed", Algorithm::Ed25519, 2048, None)
+            .expect("an Ed25519 key");
         let arc = d.join("arc");
         sign::keygen(&arc, "example.org", "seal", Algorithm::Rsa, 2048, None).expect("an RSA key");
         d
